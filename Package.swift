@@ -1,0 +1,79 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Swift 6 language mode (the tools version) gives complete concurrency checking.
+let strict: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
+
+let package = Package(
+    name: "nsgroup",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "nsgroupd", targets: ["nsgroupd"]),
+        .executable(name: "nsgroup", targets: ["nsgroup"]),
+        .executable(name: "nsgroup-holder", targets: ["nsgroup-holder"]),
+        .executable(name: "nsgroup-bench", targets: ["nsgroup-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // libsystemd headers, found through pkg-config (apt: libsystemd-dev).
+        .systemLibrary(
+            name: "CSystemd",
+            pkgConfig: "libsystemd",
+            providers: [.apt(["libsystemd-dev"])]
+        ),
+        // Everything between fork and exec, and the socket ancillary-data code.
+        .target(name: "CSpawn"),
+        // The holder: a tiny static C program, PID 1 of a group's pid namespace.
+        // It is linked statically with no Swift runtime so that it stays well under
+        // 1 MiB of RSS (see Sources/nsgroup-holder/runtime_stubs.c).
+        .executableTarget(
+            name: "nsgroup-holder",
+            dependencies: ["CSpawn"],
+            linkerSettings: [.unsafeFlags(["-static-executable", "-Xlinker", "--gc-sections"])]
+        ),
+        .target(name: "RPC", swiftSettings: strict),
+        .target(name: "Namespaces", dependencies: ["CSpawn"], swiftSettings: strict),
+        .target(
+            name: "Systemd",
+            dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "Supervisor",
+            dependencies: ["RPC", "Namespaces", "Systemd", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        .target(name: "Client", dependencies: ["RPC", "Namespaces"], swiftSettings: strict),
+        .executableTarget(
+            name: "nsgroupd",
+            dependencies: [
+                "Supervisor", "Systemd",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "nsgroup",
+            dependencies: ["Client", "RPC", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "nsgroup-bench",
+            dependencies: ["Client", "RPC", "Namespaces", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "RPCTests", dependencies: ["RPC"], swiftSettings: strict),
+        .testTarget(name: "NamespacesTests", dependencies: ["Namespaces"], swiftSettings: strict),
+        .testTarget(name: "SystemdTests", dependencies: ["Systemd"], swiftSettings: strict),
+        .testTarget(name: "SupervisorTests", dependencies: ["Supervisor"], swiftSettings: strict),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["Client", "RPC", "Namespaces", "nsgroupd", "nsgroup", "nsgroup-holder"],
+            swiftSettings: strict
+        ),
+    ]
+)

@@ -1,0 +1,10 @@
+#ifndef NSGROUP_CSPAWN_H
+#define NSGROUP_CSPAWN_H
+
+#include "ns_report.h"
+#include "ns_spawn.h"
+#include "ns_sys.h"
+#include "ns_fdpass.h"
+#include "ns_pty.h"
+
+#endif

@@ -1,0 +1,55 @@
+/* What a child process tells its parent over the CLOEXEC status pipe.
+ *
+ * Every process that nsgroup starts (the holder, the two processes of an
+ * enter) runs only async-signal-safe C between fork and exec. When a step
+ * fails it writes one ns_report naming the step and errno, then exits; the
+ * Swift side turns that into "setns(net): Operation not permitted". Records
+ * are smaller than PIPE_BUF, so each write is atomic.
+ */
+#ifndef NSGROUP_NS_REPORT_H
+#define NSGROUP_NS_REPORT_H
+
+#include <stdint.h>
+
+typedef enum ns_stage {
+    NS_STAGE_OK = 0,            /* success; for the holder: set up and running */
+    NS_STAGE_FORKED,            /* enter: the session process exists, pid is set */
+    /* enter, first child (in the supervisor's namespaces) */
+    NS_STAGE_SIGNALS,
+    NS_STAGE_SETNS,             /* index: position in the namespace list */
+    NS_STAGE_CLONE,
+    /* enter, second child (inside the group) */
+    NS_STAGE_CHDIR,
+    NS_STAGE_SETSID,
+    NS_STAGE_TIOCSCTTY,
+    NS_STAGE_STDIO,
+    NS_STAGE_SETGROUPS,
+    NS_STAGE_SETGID,
+    NS_STAGE_SETUID,
+    NS_STAGE_NO_NEW_PRIVS,
+    NS_STAGE_CLOSE_FDS,
+    NS_STAGE_EXECVE,
+    /* holder */
+    NS_STAGE_HOLDER_EXEC,       /* the supervisor's child could not exec the holder */
+    NS_STAGE_HOLDER_ARGS,       /* the holder did not understand its arguments */
+    NS_STAGE_MOUNT_PROPAGATION,
+    NS_STAGE_SETHOSTNAME,
+    NS_STAGE_MOUNT_PROC,
+    NS_STAGE_MOUNT_DEVPTS,
+    NS_STAGE_MOUNT_TMPFS,       /* index: position in the tmpfs list */
+    NS_STAGE_LOOPBACK,
+    NS_STAGE_SETSID_HOLDER,
+    NS_STAGE_WAIT_PARENT,       /* the holder did not get the go-ahead from the supervisor */
+    NS_STAGE_SETID_HOLDER,      /* user namespace: becoming root inside */
+    NS_STAGE_TIME_OFFSETS,
+    NS_STAGE_UNSHARE_TIME,
+} ns_stage;
+
+struct ns_report {
+    int32_t stage;   /* ns_stage */
+    int32_t error;   /* errno, 0 for success records */
+    int32_t index;   /* which item of a list the stage worked on, or -1 */
+    int32_t pid;     /* NS_STAGE_FORKED: the session's pid as the supervisor sees it */
+};
+
+#endif

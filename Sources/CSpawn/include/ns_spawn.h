@@ -1,0 +1,59 @@
+/* Starting processes for nsgroup: the holder of a group, and a process that
+ * enters a group. All work between fork and exec happens here, in C, using
+ * async-signal-safe calls only (no malloc, no locks, no Swift).
+ */
+#ifndef NSGROUP_NS_SPAWN_H
+#define NSGROUP_NS_SPAWN_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include "ns_report.h"
+
+/* What the supervisor needs to start a holder. */
+struct ns_holder_spec {
+    unsigned long long clone_flags; /* CLONE_NEW* bits for the new namespaces */
+    int exe_fd;                     /* the holder executable, opened by the supervisor */
+    char *const *argv;              /* the holder's argv, NULL-terminated */
+    int status_fd;                  /* write end of the status pipe; becomes fd 3 */
+    int sync_fd;                    /* read end of the go-ahead pipe; becomes fd 4, or -1 */
+};
+
+/* Clones a child straight into new namespaces (clone3 with CLONE_PIDFD) and
+ * makes it exec the holder with fds 0-2 on /dev/null, the status pipe on 3
+ * and the go-ahead pipe on 4. Returns 0 and sets *pid and *pidfd, or -1 with
+ * errno set (the clone itself failed). A failing step in the child arrives
+ * later as an ns_report on the status pipe. */
+int ns_spawn_holder(const struct ns_holder_spec *spec, pid_t *pid, int *pidfd);
+
+/* What the supervisor needs to start a process inside a group. */
+struct ns_enter_spec {
+    const int *ns_fds;        /* namespace fds, already open, in the order to enter */
+    const int *ns_types;      /* the CLONE_NEW* type of each, checked by setns */
+    size_t ns_count;
+    const char *cwd;          /* directory inside the group */
+    int cwd_fallback;         /* if cwd cannot be entered as the caller, use "/" */
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups;      /* supplementary groups, exactly the caller's */
+    size_t ngroups;
+    int stdio[3];             /* become fds 0, 1 and 2 */
+    int controlling_tty;      /* make stdio[0] the controlling terminal */
+    const char *file;         /* argv[0] to run: a path, or a name searched in search_path */
+    const char *search_path;  /* PATH used when file has no '/' */
+    char *const *argv;
+    char *const *envp;
+};
+
+/* Starts the process in two steps, in nsenter's order: a first child enters
+ * every namespace with setns, then clones the session process (CLONE_PARENT,
+ * so the supervisor is its parent) because a new pid namespace applies only
+ * to children. The session process changes directory, starts a new session,
+ * installs its stdio, drops to the caller's groups, gid and uid, sets
+ * no_new_privs, marks every other fd close-on-exec and execs.
+ *
+ * Returns 0 with *pid set once the process has exec'd. Returns -1 with
+ * *report naming the failed step and its errno otherwise; then nothing is
+ * left running. */
+int ns_spawn_enter(const struct ns_enter_spec *spec, pid_t *pid, struct ns_report *report);
+
+#endif

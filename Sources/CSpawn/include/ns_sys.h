@@ -1,0 +1,41 @@
+/* Thin wrappers for system calls that glibc 2.36 does not wrap, or that Swift
+ * cannot see (they need _GNU_SOURCE). Each returns what the call returns and
+ * sets errno like libc does. */
+#ifndef NSGROUP_NS_SYS_H
+#define NSGROUP_NS_SYS_H
+
+#include <signal.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+
+/* O_PATH, which Swift's Glibc module does not export. */
+static const int NS_O_PATH = 010000000;
+
+/* pidfd_open(2): a file descriptor that refers to process pid. */
+int ns_pidfd_open(pid_t pid, unsigned int flags);
+/* pidfd_send_signal(2): signals the process behind pidfd; signal 0 tests that it lives. */
+int ns_pidfd_send_signal(int pidfd, int sig);
+/* waitid(P_PIDFD, pidfd, ...): reaps the child behind pidfd. With WNOHANG
+ * returns 0 and info->si_pid == 0 while it is still running. */
+int ns_pidfd_wait(int pidfd, siginfo_t *info, int options);
+/* close_range(2), falling back to walking /proc/self/fd when the kernel lacks it. */
+int ns_close_range(unsigned int first, unsigned int last, unsigned int flags);
+/* openat2(2) with the RESOLVE_* flags in resolve. */
+int ns_openat2(int dirfd, const char *path, int flags, unsigned int mode, uint64_t resolve);
+/* Reads the exit code and signal out of a siginfo from waitid. */
+void ns_siginfo_status(const siginfo_t *info, int *code, int *signal);
+/* The siginfo's pid (si_pid), for Swift which cannot see through the union. */
+pid_t ns_siginfo_pid(const siginfo_t *info);
+/* accept4(2) with SOCK_CLOEXEC | SOCK_NONBLOCK. */
+int ns_accept_nonblocking(int listener);
+/* The symbolic name of an errno value ("ENOENT"), or NULL (strerrorname_np). */
+const char *ns_errno_name(int error);
+/* pipe2(2) with O_CLOEXEC. */
+int ns_pipe_cloexec(int fds[2]);
+
+#endif

@@ -1,0 +1,9 @@
+#ifndef NSGROUP_CSYSTEMD_SHIM_H
+#define NSGROUP_CSYSTEMD_SHIM_H
+
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+#include <systemd/sd-journal.h>
+#include <sys/uio.h>
+
+#endif
