@@ -1,0 +1,94 @@
+import Logging
+import Testing
+@testable import Systemd
+
+@Suite("Journal fields")
+struct JournalFieldTests {
+    @Test(arguments: [
+        ("NSGROUP_NAME", "NSGROUP_NAME"),
+        ("MESSAGE_ID", "MESSAGE_ID"),
+        ("nsgroup.name", "NSGROUP_NAME"),
+        ("request-id", "REQUEST_ID"),
+        ("1st", "X_1ST"),
+        ("_SYSTEMD_UNIT", "X__SYSTEMD_UNIT"),
+        ("", "X_"),
+        ("héllo wörld", "H_LLO_W_RLD"),
+    ])
+    func keysBecomeValidFieldNames(key: String, expected: String) {
+        #expect(JournalField.sanitizedName(key) == expected)
+        #expect(JournalField.isValidName(expected) || expected == "X_")
+    }
+
+    @Test func longKeysAreTruncatedTo64Bytes() {
+        let long = String(repeating: "a", count: 100)
+        let name = JournalField.sanitizedName(long)
+        #expect(name == String(repeating: "A", count: 64))
+        #expect(JournalField.isValidName(name))
+        #expect(!JournalField.isValidName(String(repeating: "A", count: 65)))
+    }
+
+    @Test func valuesRender() {
+        #expect(JournalField.render("plain\nvalue") == "plain\nvalue")
+        #expect(JournalField.render(.stringConvertible(42)) == "42")
+        #expect(JournalField.render(["a", "b\"c"]) == #"["a","b\"c"]"#)
+        #expect(JournalField.render(["z": "1", "a": ["x", .stringConvertible(2)]]) == #"{"a":["x","2"],"z":"1"}"#)
+        #expect(JournalField.render(.dictionary([:])) == "{}")
+    }
+
+    @Test func levelsMapToSyslogPriorities() {
+        let expected: [Logger.Level: Int] = [
+            .trace: 7, .debug: 7, .info: 6, .notice: 5, .warning: 4, .error: 3, .critical: 2,
+        ]
+        for (level, priority) in expected {
+            #expect(JournalField.priority(of: level) == priority)
+        }
+    }
+
+    @Test func handlerMergesMetadataAndRenamesClashingKeys() {
+        let sink = JournalSink(identifier: "test", forceStderr: true)
+        var handler = JournalLogHandler(label: "test.label", identifier: "test-ident", sink: sink)
+        handler.metadata = ["NSGROUP_A": "handler", "NSGROUP_B": "handler"]
+        handler[metadataKey: "NSGROUP_C"] = "handler"
+        #expect(handler[metadataKey: "NSGROUP_C"] == "handler")
+        let event = LogEvent(
+            level: .error,
+            message: "boom",
+            metadata: ["NSGROUP_B": "call", "MESSAGE": "sneaky", "lower key": "v"],
+            source: nil,
+            file: "File.swift",
+            function: "f()",
+            line: 12
+        )
+        let fields = handler.fields(for: event)
+        func value(_ name: String) -> [String] { fields.filter { $0.name == name }.map(\.value) }
+        #expect(value("MESSAGE") == ["boom"])
+        #expect(value("X_MESSAGE") == ["sneaky"])
+        #expect(value("PRIORITY") == ["3"])
+        #expect(value("SYSLOG_IDENTIFIER") == ["test-ident"])
+        #expect(value("CODE_FILE") == ["File.swift"])
+        #expect(value("CODE_LINE") == ["12"])
+        #expect(value("CODE_FUNC") == ["f()"])
+        #expect(value("SWIFT_LOG_LABEL") == ["test.label"])
+        #expect(value("NSGROUP_A") == ["handler"])
+        #expect(value("NSGROUP_B") == ["call"])
+        #expect(value("NSGROUP_C") == ["handler"])
+        #expect(value("LOWER_KEY") == ["v"])
+        #expect(fields.allSatisfy { JournalField.isValidName($0.name) })
+    }
+
+    @Test func metadataProviderSitsBetweenHandlerAndCall() {
+        let sink = JournalSink(identifier: "test", forceStderr: true)
+        var handler = JournalLogHandler(
+            label: "l", sink: sink,
+            metadataProvider: Logger.MetadataProvider { ["NSGROUP_P": "provider", "NSGROUP_Q": "provider"] }
+        )
+        handler.metadata = ["NSGROUP_P": "handler"]
+        let event = LogEvent(
+            level: .info, message: "m", metadata: ["NSGROUP_Q": "call"],
+            source: nil, file: "f", function: "g", line: 1
+        )
+        let fields = handler.fields(for: event)
+        #expect(fields.first { $0.name == "NSGROUP_P" }?.value == "provider")
+        #expect(fields.first { $0.name == "NSGROUP_Q" }?.value == "call")
+    }
+}
