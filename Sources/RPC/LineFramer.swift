@@ -1,0 +1,101 @@
+/// Splits a byte stream into newline-terminated lines and keeps each batch of
+/// received file descriptors with the line it arrived in.
+///
+/// Descriptors passed with SCM_RIGHTS arrive attached to the first byte of
+/// the sendmsg that carried them; the framer hands them out with the line
+/// that contains that byte. A client therefore sends a request's descriptors
+/// in the same sendmsg as the request's first byte.
+///
+/// The framer only holds descriptor numbers; whoever feeds it owns them and
+/// must close what `takeAllDescriptors()` returns when it gives up.
+public struct LineFramer {
+    /// One complete line (without its "\n") and the descriptors sent with it.
+    public struct Line {
+        public var bytes: [UInt8]
+        public var descriptors: [Int32]
+        /// Control data was cut short (MSG_CTRUNC) somewhere in this line.
+        public var descriptorsTruncated: Bool
+    }
+
+    public enum Frame {
+        case line(Line)
+        /// The line in progress is longer than the limit: the stream cannot be trusted further.
+        case tooLong
+    }
+
+    public let maxLineLength: Int
+    private var buffer: [UInt8] = []
+    private var start = 0          // first unconsumed byte
+    private var scanned = 0        // bytes from start already known to hold no newline
+    private var attachments: [(offset: Int, descriptors: [Int32], truncated: Bool)] = []  // offsets into buffer
+    private var overflowed = false
+
+    public init(maxLineLength: Int) {
+        self.maxLineLength = maxLineLength
+    }
+
+    /// Bytes waiting for their newline.
+    public var pendingByteCount: Int { buffer.count - start }
+
+    /// Adds received bytes and the descriptors that came with them.
+    public mutating func append(_ bytes: UnsafeRawBufferPointer, descriptors: [Int32] = [], truncated: Bool = false) {
+        if !descriptors.isEmpty || truncated {
+            attachments.append((buffer.count, descriptors, truncated))
+        }
+        buffer.append(contentsOf: bytes)
+    }
+
+    public mutating func append(_ bytes: [UInt8], descriptors: [Int32] = [], truncated: Bool = false) {
+        bytes.withUnsafeBytes { append($0, descriptors: descriptors, truncated: truncated) }
+    }
+
+    /// The next complete line, `.tooLong` once the limit is passed, or nil
+    /// when more bytes are needed.
+    public mutating func next() -> Frame? {
+        if overflowed { return .tooLong }
+        let searchFrom = start + scanned
+        let newline = buffer[searchFrom...].firstIndex(of: 0x0A)
+        guard let end = newline else {
+            scanned = buffer.count - start
+            if scanned > maxLineLength {
+                overflowed = true
+                return .tooLong
+            }
+            return nil
+        }
+        if end - start > maxLineLength {
+            overflowed = true
+            return .tooLong
+        }
+        var descriptors: [Int32] = []
+        var truncated = false
+        while let first = attachments.first, first.offset <= end {
+            descriptors += first.descriptors
+            truncated = truncated || first.truncated
+            attachments.removeFirst()
+        }
+        let line = Line(bytes: Array(buffer[start..<end]), descriptors: descriptors, descriptorsTruncated: truncated)
+        start = end + 1
+        scanned = 0
+        compactIfWorthwhile()
+        return .line(line)
+    }
+
+    private mutating func compactIfWorthwhile() {
+        if start == buffer.count {
+            buffer.removeAll(keepingCapacity: buffer.capacity <= 1 << 16)
+            start = 0
+            return
+        }
+        guard start > 4096, start * 2 > buffer.count else { return }
+        buffer.removeFirst(start)
+        attachments = attachments.map { ($0.offset - start, $0.descriptors, $0.truncated) }
+        start = 0
+    }
+
+    /// Every descriptor still held, for the owner to close; the framer forgets them.
+    public mutating func takeAllDescriptors() -> [Int32] {
+        defer { attachments.removeAll() }
+        return attachments.flatMap(\.descriptors)
+    }
+}

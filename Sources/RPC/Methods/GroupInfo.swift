@@ -1,0 +1,73 @@
+/// A group as `create`, `list` and `inspect` describe it.
+public struct GroupInfo: Sendable, Equatable {
+    public var name: String
+    public var owner: UInt32
+    public var ownerName: String
+    /// Kind → id as the kernel writes it (`"mnt": "mnt:[4026532211]"`), in kind order.
+    public var namespaces: [(kind: String, id: String)]
+    public var holder: Int32
+    /// RFC 3339, UTC.
+    public var created: String
+    public var hostname: String?
+    public var tmpfs: [String]
+
+    public init(name: String, owner: UInt32, ownerName: String, namespaces: [(kind: String, id: String)],
+                holder: Int32, created: String, hostname: String?, tmpfs: [String]) {
+        self.name = name
+        self.owner = owner
+        self.ownerName = ownerName
+        self.namespaces = namespaces
+        self.holder = holder
+        self.created = created
+        self.hostname = hostname
+        self.tmpfs = tmpfs
+    }
+
+    public static func == (a: GroupInfo, b: GroupInfo) -> Bool {
+        a.json == b.json
+    }
+
+    public var json: JSONValue {
+        var o: JSONObject = [
+            "name": .string(name),
+            "owner": .number(JSONNumber(owner)),
+            "ownerName": .string(ownerName),
+            "namespaces": .object(JSONObject(namespaces.map { ($0.kind, JSONValue.string($0.id)) })),
+            "holder": .number(JSONNumber(holder)),
+            "created": .string(created),
+        ]
+        if let hostname { o["hostname"] = .string(hostname) }
+        o["tmpfs"] = .array(tmpfs.map { .string($0) })
+        return .object(o)
+    }
+
+    public init(json: JSONValue) throws(RPCError) {
+        var r = try ParamsReader(json, method: "group")
+        name = try r.requiredString("name")
+        owner = UInt32(try r.integer("owner", in: 0...Int64(UInt32.max)) ?? 0)
+        ownerName = try r.string("ownerName") ?? String(owner)
+        namespaces = try r.stringMap("namespaces")?.map { (kind: $0.0, id: $0.1) } ?? []
+        holder = Int32(try r.integer("holder", in: 0...Int64(Int32.max)) ?? 0)
+        created = try r.string("created") ?? ""
+        hostname = try r.string("hostname")
+        tmpfs = try r.stringArray("tmpfs") ?? []
+    }
+}
+
+/// `list` → `{groups: [...]}`.
+public struct ListResult: Sendable, Equatable {
+    public var groups: [GroupInfo]
+
+    public init(groups: [GroupInfo]) {
+        self.groups = groups
+    }
+
+    public var json: JSONValue { .object(["groups": .array(groups.map(\.json))]) }
+
+    public init(json: JSONValue) throws(RPCError) {
+        guard let array = json["groups"]?.arrayValue else { throw .invalidParams("list result: \"groups\" must be an array") }
+        var groups: [GroupInfo] = []
+        for element in array { groups.append(try GroupInfo(json: element)) }
+        self.groups = groups
+    }
+}

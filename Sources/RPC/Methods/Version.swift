@@ -1,0 +1,27 @@
+/// `version` → `{server, protocol, methods}`.
+public struct VersionResult: Sendable, Equatable {
+    public var server: String
+    public var protocolVersion: Int
+    public var methods: [String]
+
+    public init(server: String, protocolVersion: Int, methods: [String]) {
+        self.server = server
+        self.protocolVersion = protocolVersion
+        self.methods = methods
+    }
+
+    public var json: JSONValue {
+        .object([
+            "server": .string(server),
+            "protocol": .number(JSONNumber(protocolVersion)),
+            "methods": .array(methods.map { .string($0) }),
+        ])
+    }
+
+    public init(json: JSONValue) throws(RPCError) {
+        var r = try ParamsReader(json, method: "version result")
+        server = try r.requiredString("server")
+        protocolVersion = Int(try r.integer("protocol", in: 0...Int64(Int32.max)) ?? 0)
+        methods = try r.stringArray("methods") ?? []
+    }
+}
