@@ -1,0 +1,157 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSpawn
+
+/// A tmpfs the holder mounts inside a group's mount namespace.
+public struct TmpfsMount: Sendable, Hashable {
+    /// An absolute path inside the group, reached without symlinks.
+    public var path: String
+    /// Mount options, e.g. "mode=1777" or "mode=1777,size=64m". nosuid and nodev always apply.
+    public var options: String
+
+    public init(path: String, options: String = "mode=1777") {
+        self.path = path
+        self.options = options
+    }
+}
+
+/// Everything the holder of a new group sets up.
+public struct HolderSpec: Sendable {
+    public var name: String
+    public var namespaces: Set<NamespaceKind>
+    public var hostname: String?
+    public var tmpfs: [TmpfsMount]
+    /// The tty group, for the group's own devpts instance.
+    public var ttyGroup: gid_t
+
+    public init(name: String, namespaces: Set<NamespaceKind>, hostname: String? = nil,
+                tmpfs: [TmpfsMount] = [], ttyGroup: gid_t = 5) {
+        self.name = name
+        self.namespaces = namespaces
+        self.hostname = hostname
+        self.tmpfs = tmpfs
+        self.ttyGroup = ttyGroup
+    }
+
+    /// The holder's command line (see Sources/nsgroup-holder/holder.c).
+    var arguments: [String] {
+        var args = ["nsgroup-holder", name]
+        let mnt = namespaces.contains(.mnt)
+        if mnt { args.append("--propagation") }
+        if namespaces.contains(.uts), let hostname { args += ["--hostname", hostname] }
+        if mnt && namespaces.contains(.pid) { args.append("--proc") }
+        if mnt { args += ["--devpts", String(ttyGroup)] }
+        if mnt {
+            for mount in tmpfs { args += ["--tmpfs", mount.path, mount.options] }
+        }
+        if namespaces.contains(.net) { args.append("--loopback") }
+        return args
+    }
+}
+
+/// A running holder, as `HolderSpawner` hands it over: the caller owns its pidfd.
+public struct SpawnedHolder: ~Copyable {
+    public let pidfd: Pidfd
+    /// The process start time (clock ticks since boot), to recognise it after a restart.
+    public let startTime: UInt64
+    /// The group's namespaces, as the kernel names them.
+    public let namespaces: [NamespaceID]
+
+    public var pid: pid_t { pidfd.pid }
+
+    /// Hands the pidfd on to its long-term owner.
+    public consuming func takePidfd() -> Pidfd {
+        pidfd
+    }
+}
+
+/// Starts holders: the program `nsgroup-holder`, cloned straight into a new
+/// group's namespaces.
+public struct HolderSpawner: ~Copyable {
+    private let executable: FileDescriptor
+    /// How long a holder may take to report that it is set up.
+    public var setupTimeoutMilliseconds: Int32 = 10_000
+
+    /// Opens the holder executable once, so that later replacing the file on
+    /// disk (an upgrade) cannot change what runs as a holder.
+    public init(executablePath: String) throws(Errno) {
+        let file = try FileDescriptor.open(executablePath, O_RDONLY)
+        var st = stat()
+        if fstat(file.rawValue, &st) < 0 { throw Errno.current }
+        if st.st_mode & S_IFMT != S_IFREG { throw Errno(rawValue: EACCES) }
+        executable = file
+    }
+
+    /// Clones the holder into new namespaces and waits until it reports that
+    /// it is set up. On any failure nothing is left: the holder is killed and
+    /// reaped before the error is thrown.
+    public func spawn(_ spec: HolderSpec) throws(SpawnError) -> SpawnedHolder {
+        var flags: UInt64 = 0
+        for kind in spec.namespaces where kind != .time { flags |= UInt64(UInt32(bitPattern: kind.cloneFlag)) }
+
+        var pipeFDs: [Int32] = [-1, -1]
+        if ns_pipe_cloexec(&pipeFDs) < 0 { throw SpawnError(step: "pipe2", errno: .current) }
+        let reader = FileDescriptor(adopting: pipeFDs[0])
+        let writer = FileDescriptor(adopting: pipeFDs[1])
+
+        var pid: pid_t = 0
+        var pidfdRaw: Int32 = -1
+        let status = withCStringArray(spec.arguments) { argv in
+            var holderSpec = ns_holder_spec(
+                clone_flags: flags, exe_fd: executable.rawValue, argv: argv,
+                status_fd: writer.rawValue, sync_fd: -1)
+            return ns_spawn_holder(&holderSpec, &pid, &pidfdRaw)
+        }
+        let cloneError = Errno.current
+        _ = consume writer  // only the holder may hold the write end now
+        if status < 0 { throw SpawnError(step: "clone3", errno: cloneError) }
+        let pidfd = Pidfd(pid: pid, adopting: pidfdRaw)
+
+        do throws(SpawnError) {
+            try awaitReady(reader: reader, spec: spec)
+            let startTime: UInt64
+            do { startTime = try ProcFS.startTime(pid: pid) } catch { throw SpawnError(step: "read /proc/\(pid)/stat", errno: error) }
+            var ids: [NamespaceID] = []
+            for kind in spec.namespaces.sorted() {
+                do { ids.append(try NamespaceID.read(pid: pid, kind: kind, entry: kind.holderEntry)) } catch {
+                    throw SpawnError(step: "readlink(/proc/\(pid)/ns/\(kind.holderEntry))", errno: error)
+                }
+            }
+            // The ids were read by pid: make sure it was our holder all along.
+            guard pidfd.isAlive else { throw SpawnError(step: "holder", errno: Errno(rawValue: ESRCH)) }
+            return SpawnedHolder(pidfd: pidfd, startTime: startTime, namespaces: ids)
+        } catch {
+            try? pidfd.signal(SIGKILL)
+            _ = try? pidfd.reap(block: true)
+            throw error
+        }
+    }
+
+    private func awaitReady(reader: borrowing FileDescriptor, spec: HolderSpec) throws(SpawnError) {
+        var fds = pollfd(fd: reader.rawValue, events: Int16(POLLIN), revents: 0)
+        let ready = try? retryOnInterrupt { poll(&fds, 1, setupTimeoutMilliseconds) }
+        if ready == nil || ready == 0 {
+            throw SpawnError(step: "waiting for nsgroup-holder", errno: .timedOut)
+        }
+        var report = ns_report()
+        let size = MemoryLayout<ns_report>.size
+        let n = withUnsafeMutableBytes(of: &report) { raw in
+            try? retryOnInterrupt { read(reader.rawValue, raw.baseAddress, size) }
+        }
+        guard let n, n == size else {
+            throw SpawnError(step: "nsgroup-holder exited during set-up", errno: Errno(rawValue: EPIPE))
+        }
+        if report.stage != Int32(NS_STAGE_OK.rawValue) {
+            throw SpawnError(report: report, tmpfs: spec.tmpfs.map(\.path))
+        }
+    }
+}
+
+/// Runs `body` with a NULL-terminated C array of copies of `strings`.
+func withCStringArray<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
+    pointers.append(nil)
+    defer { for p in pointers { free(p) } }
+    return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+}

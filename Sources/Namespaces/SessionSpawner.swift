@@ -1,0 +1,112 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSpawn
+
+/// Everything needed to start one process inside a group as its caller.
+public struct SessionSpec {
+    /// The caller's identity: the process gets exactly these.
+    public var uid: uid_t
+    public var gid: gid_t
+    public var groups: [gid_t]
+    /// Directory inside the group; with `cwdFallback`, "/" when it cannot be entered.
+    public var cwd: String
+    public var cwdFallback: Bool
+    /// argv[0] is looked up in `searchPath` when it has no '/'.
+    public var argv: [String]
+    public var environment: [String]
+    public var searchPath: String
+    /// Make fd 0 the controlling terminal of the new session (interactive).
+    public var controllingTerminal: Bool
+
+    public init(uid: uid_t, gid: gid_t, groups: [gid_t], cwd: String, cwdFallback: Bool, argv: [String],
+                environment: [String], searchPath: String, controllingTerminal: Bool) {
+        self.uid = uid
+        self.gid = gid
+        self.groups = groups
+        self.cwd = cwd
+        self.cwdFallback = cwdFallback
+        self.argv = argv
+        self.environment = environment
+        self.searchPath = searchPath
+        self.controllingTerminal = controllingTerminal
+    }
+}
+
+/// The namespace files of a group's holder, opened in the order they are entered.
+public struct NamespaceFiles: ~Copyable {
+    public let kinds: [NamespaceKind]
+    let files: ReceivedDescriptors
+
+    /// Opens /proc/PID/ns/* of the holder for each kind, in `NamespaceKind.enterOrder`,
+    /// then checks through its pidfd that the holder was alive throughout, so
+    /// a reused pid cannot hand over someone else's namespaces.
+    public init(holder: borrowing Pidfd, kinds: Set<NamespaceKind>) throws(Errno) {
+        let ordered = NamespaceKind.enterOrder.filter { kinds.contains($0) }
+        let files = ReceivedDescriptors()
+        for kind in ordered {
+            let fd = try FileDescriptor.open("/proc/\(holder.pid)/ns/\(kind.holderEntry)", O_RDONLY)
+            files.append(contentsOf: [fd.release()])
+        }
+        guard holder.isAlive else { throw Errno(rawValue: ESRCH) }
+        self.kinds = ordered
+        self.files = files
+    }
+}
+
+/// Starts processes inside groups (see ns_spawn_enter in CSpawn).
+public enum SessionSpawner {
+    /// Starts the process and returns its pidfd once it has exec'd. The
+    /// supervisor is its parent. `stdio` are borrowed: the caller still owns them.
+    public static func spawn(_ spec: SessionSpec, namespaces: borrowing NamespaceFiles,
+                             stdio: (Int32, Int32, Int32)) throws(SpawnError) -> Pidfd {
+        let nsFDs = namespaces.files.rawValues
+        let nsTypes = namespaces.kinds.map(\.cloneFlag)
+        var pid: pid_t = 0
+        var report = ns_report()
+        let file = spec.argv.first ?? ""
+        let status = withCStringArray(spec.argv) { argv in
+            withCStringArray(spec.environment) { envp in
+                nsFDs.withUnsafeBufferPointer { fds in
+                    nsTypes.withUnsafeBufferPointer { types in
+                        spec.groups.withUnsafeBufferPointer { groups in
+                            spec.cwd.withCString { cwd in
+                                file.withCString { filePointer in
+                                    spec.searchPath.withCString { path in
+                                        var c = ns_enter_spec()
+                                        c.ns_fds = fds.baseAddress
+                                        c.ns_types = types.baseAddress
+                                        c.ns_count = fds.count
+                                        c.cwd = cwd
+                                        c.cwd_fallback = spec.cwdFallback ? 1 : 0
+                                        c.uid = spec.uid
+                                        c.gid = spec.gid
+                                        c.groups = groups.baseAddress
+                                        c.ngroups = groups.count
+                                        c.stdio = stdio
+                                        c.controlling_tty = spec.controllingTerminal ? 1 : 0
+                                        c.file = filePointer
+                                        c.search_path = path
+                                        c.argv = argv
+                                        c.envp = envp
+                                        return ns_spawn_enter(&c, &pid, &report)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if status < 0 {
+            throw SpawnError(report: report, namespaces: namespaces.kinds, cwd: spec.cwd, file: file)
+        }
+        // The session is our unreaped child: its pid cannot be reused before
+        // we reap it, so opening the pidfd by pid is safe.
+        do {
+            return try Pidfd.open(pid: pid)
+        } catch {
+            throw SpawnError(step: "pidfd_open(\(pid))", errno: error)
+        }
+    }
+}
