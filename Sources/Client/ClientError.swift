@@ -1,0 +1,32 @@
+import Namespaces
+import RPC
+
+/// Why a call to the supervisor did not give a result.
+public enum ClientError: Error, CustomStringConvertible {
+    /// The socket could not be reached: no supervisor, or no permission.
+    case unreachable(path: String, Errno)
+    /// The supervisor answered with an error.
+    case server(RPCError)
+    /// The supervisor sent something this client does not understand.
+    case protocolViolation(String)
+    /// Reading or writing the socket failed.
+    case io(Errno)
+    /// The supervisor closed the connection.
+    case disconnected
+
+    public var description: String {
+        switch self {
+        case .unreachable(let path, let errno):
+            let hint = errno.rawValue == 2 || errno.rawValue == 111 ? " (is nsgroupd running?)" : ""
+            return "cannot reach nsgroupd at \(path): \(errno)\(hint)"
+        case .server(let error):
+            return error.message
+        case .protocolViolation(let what):
+            return "unexpected reply from nsgroupd: \(what)"
+        case .io(let errno):
+            return "talking to nsgroupd failed: \(errno)"
+        case .disconnected:
+            return "nsgroupd closed the connection"
+        }
+    }
+}

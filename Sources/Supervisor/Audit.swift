@@ -1,0 +1,41 @@
+import Logging
+import Namespaces
+
+/// Journal fields the supervisor writes (documented in the README's audit section).
+enum AuditField {
+    static let name = "NSGROUP_NAME"
+    static let operation = "NSGROUP_OPERATION"
+    static let result = "NSGROUP_RESULT"
+    static let callerUID = "NSGROUP_CALLER_UID"
+    static let callerGID = "NSGROUP_CALLER_GID"
+    static let callerPID = "NSGROUP_CALLER_PID"
+    static let ownerUID = "NSGROUP_OWNER_UID"
+    static let holderPID = "NSGROUP_HOLDER_PID"
+    static let sessionPID = "NSGROUP_SESSION_PID"
+    static let session = "NSGROUP_SESSION"
+    static let argv = "NSGROUP_ARGV"
+    static let exitCode = "NSGROUP_EXIT_CODE"
+    static let signal = "NSGROUP_SIGNAL"
+    static let namespaces = "NSGROUP_NAMESPACES"
+    static let reason = "NSGROUP_REASON"
+    static let messageID = "MESSAGE_ID"
+}
+
+/// Writes the supervisor's decisions and lifecycle events as structured
+/// journal records through swift-log (the JournalLogHandler maps metadata to
+/// fields). One place, so every record carries its MESSAGE_ID and the caller.
+struct Audit {
+    var logger: Logger
+
+    func record(_ event: AuditEvent, level: Logger.Level = .info, _ message: String,
+                caller: PeerCredentials? = nil, fields: [String: String] = [:]) {
+        var metadata: Logger.Metadata = [AuditField.messageID: .string(event.messageID)]
+        if let caller {
+            metadata[AuditField.callerUID] = .string(String(caller.uid))
+            metadata[AuditField.callerGID] = .string(String(caller.gid))
+            metadata[AuditField.callerPID] = .string(String(caller.pid))
+        }
+        for (key, value) in fields { metadata[key] = .string(value) }
+        logger.log(level: level, "\(message)", metadata: metadata)
+    }
+}

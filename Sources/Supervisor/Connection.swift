@@ -1,0 +1,219 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Namespaces
+import RPC
+import Systemd
+
+/// One client connection: reads request lines (with any descriptors sent
+/// beside them), hands each to the supervisor in order, and writes replies
+/// and notifications without ever blocking the loop.
+///
+/// Requests are answered in the order they arrive. While one waits for a
+/// deferred reply (destroy waits for the holder to be reaped), the connection
+/// stops reading, so a client cannot pile up unbounded work.
+final class Connection {
+    typealias Dispatch = (Connection, Request, ReceivedDescriptors) -> Reply
+
+    let id: UInt64
+    let socket: FileDescriptor
+    let peer: PeerCredentials
+    private var framer: LineFramer
+    private var outbox: [Outgoing] = []
+    private var source: EventSource?
+    private let dispatch: Dispatch
+    private let onClose: (Connection) -> Void
+    /// The id of the request whose reply is deferred, if any.
+    private var waiting: RequestID??
+    private var inputClosed = false
+    private var closeWhenFlushed = false
+    private(set) var isClosed = false
+
+    private struct Outgoing {
+        var bytes: [UInt8]
+        var sent = 0
+        var descriptors: ReceivedDescriptors?
+    }
+
+    init(id: UInt64, socket: consuming FileDescriptor, peer: PeerCredentials, maxLineLength: Int,
+         dispatch: @escaping Dispatch, onClose: @escaping (Connection) -> Void) {
+        self.id = id
+        self.socket = socket
+        self.peer = peer
+        self.framer = LineFramer(maxLineLength: maxLineLength)
+        self.dispatch = dispatch
+        self.onClose = onClose
+    }
+
+    func start(on loop: EventLoop) throws(SystemdError) {
+        source = try loop.addIO(fd: socket.rawValue, events: [.readable, .readHangup]) { [weak self] events in
+            self?.handle(events)
+        }
+    }
+
+    // MARK: Events
+
+    private var isReading: Bool { waiting == nil && !closeWhenFlushed && !inputClosed }
+
+    private func handle(_ events: IOEvents) {
+        if events.contains(.writable) { flush() }
+        if isClosed { return }
+        if isReading && !events.isDisjoint(with: [.readable, .readHangup, .hangup, .error]) {
+            readAvailable()
+            processLines()
+        } else if !events.isDisjoint(with: [.hangup, .error]) {
+            // The peer is gone entirely: nothing we write can arrive.
+            close()
+            return
+        }
+        finishIfDone()
+    }
+
+    /// Shared receive buffer: the loop is single-threaded, so one suffices.
+    nonisolated(unsafe) private static var receiveBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 8)
+
+    private func readAvailable() {
+        // A bounded number of reads per wake-up keeps one busy client from
+        // starving the others; level-triggered epoll brings us back.
+        for _ in 0..<16 {
+            let received: UnixSocket.Received
+            do {
+                received = try UnixSocket.receive(socket.rawValue, into: Self.receiveBuffer)
+            } catch {
+                if error == .wouldBlock { return }
+                close()
+                return
+            }
+            if received.count == 0 {
+                for fd in received.descriptors { _ = Glibc.close(fd) }
+                inputClosed = true
+                return
+            }
+            framer.append(UnsafeRawBufferPointer(rebasing: Self.receiveBuffer[0..<received.count]),
+                          descriptors: received.descriptors, truncated: received.truncated)
+            if framer.pendingByteCount > framer.maxLineLength { return }
+        }
+    }
+
+    private func processLines() {
+        while waiting == nil, !isClosed, !closeWhenFlushed, let frame = framer.next() {
+            switch frame {
+            case .tooLong:
+                send(Response.error(id: .null, RPCError(.lineTooLong,
+                    "request line longer than \(framer.maxLineLength) bytes; closing the connection")))
+                closeWhenFlushed = true
+                for fd in framer.takeAllDescriptors() { _ = Glibc.close(fd) }
+            case .line(let line):
+                handle(line)
+            }
+        }
+        updateInterest()
+    }
+
+    private func handle(_ line: LineFramer.Line) {
+        let descriptors = ReceivedDescriptors(line.descriptors)
+        // Blank lines (a person typing into socat) are skipped, not errors.
+        if line.bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return }
+        let request: Request
+        do {
+            request = try Request.decode(line: line.bytes)
+        } catch {
+            send(Response.error(id: error.id, error.error))
+            return
+        }
+        if line.descriptorsTruncated {
+            descriptors.closeAll()
+            reply(to: request, .error(.invalidParams(
+                "\(request.method): too many file descriptors, or truncated control data (at most \(UnixSocket.maxDescriptors))")))
+            return
+        }
+        let outcome = dispatch(self, request, descriptors)
+        if case .deferred = outcome {
+            waiting = .some(request.id)
+        } else {
+            reply(to: request, outcome)
+        }
+    }
+
+    private func reply(to request: Request, _ outcome: Reply) {
+        guard let id = request.id else { return }  // notifications are never answered
+        switch outcome {
+        case .result(let value, let descriptors):
+            send(Response.result(id: id, value), descriptors: descriptors)
+        case .error(let error):
+            send(Response.error(id: id, error))
+        case .deferred:
+            break
+        }
+    }
+
+    /// Completes the deferred request and resumes reading.
+    func complete(_ outcome: PendingReply) {
+        guard case .some(let id) = waiting else { return }
+        waiting = nil
+        if isClosed { return }
+        if let id {
+            switch outcome {
+            case .result(let value): send(Response.result(id: id, value))
+            case .error(let error): send(Response.error(id: id, error))
+            }
+        }
+        processLines()
+        finishIfDone()
+    }
+
+    // MARK: Output
+
+    /// Queues one line, with descriptors to pass beside its first byte.
+    func send(_ message: JSONValue, descriptors: ReceivedDescriptors? = nil) {
+        guard !isClosed else { return }
+        outbox.append(Outgoing(bytes: message.line, descriptors: descriptors))
+        flush()
+    }
+
+    private func flush() {
+        while !isClosed, !outbox.isEmpty {
+            let sent: Int
+            do {
+                sent = try outbox[0].bytes.withBytes { (raw) throws(Errno) -> Int in
+                    let rest = UnsafeRawBufferPointer(rebasing: raw[outbox[0].sent...])
+                    let fds = outbox[0].sent == 0 ? (outbox[0].descriptors?.rawValues ?? []) : []
+                    return try UnixSocket.send(socket.rawValue, rest, descriptors: fds)
+                }
+            } catch {
+                if error == .wouldBlock { break }
+                close()
+                return
+            }
+            outbox[0].descriptors = nil  // sent with the first byte; our copies close here
+            outbox[0].sent += sent
+            if outbox[0].sent == outbox[0].bytes.count { outbox.removeFirst() }
+        }
+        updateInterest()
+    }
+
+    /// Reading is off while a reply is deferred or after end of input, so
+    /// level-triggered readiness cannot spin the loop; EPOLLHUP still arrives.
+    private func updateInterest() {
+        guard !isClosed, let source else { return }
+        var events: IOEvents = isReading ? [.readable, .readHangup] : []
+        if !outbox.isEmpty { events.insert(.writable) }
+        try? source.setIOEvents(events)
+    }
+
+    private func finishIfDone() {
+        guard !isClosed, outbox.isEmpty, waiting == nil else { return }
+        if closeWhenFlushed || inputClosed { close() }
+    }
+
+    /// Closes the connection now; queued output is dropped.
+    func close() {
+        guard !isClosed else { return }
+        isClosed = true
+        source?.cancel()
+        source = nil
+        outbox.removeAll()
+        for fd in framer.takeAllDescriptors() { _ = Glibc.close(fd) }
+        onClose(self)
+    }
+}

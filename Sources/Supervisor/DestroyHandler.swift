@@ -1,0 +1,68 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Namespaces
+import RPC
+
+extension Supervisor {
+    /// Kills the holder through its pidfd and answers once it has been
+    /// reaped. In a group with a pid namespace the holder is PID 1, so the
+    /// kernel takes every process of the group down with it.
+    func destroy(_ context: RequestContext) throws(RPCError) -> Reply {
+        let params = try NameParams(params: context.request.params, method: "destroy")
+        let group = try managedGroup(params.name, context, action: "destroy")
+        if !group.destroying {
+            group.destroying = true
+            do {
+                try group.holder.signal(SIGKILL)
+            } catch where error.rawValue == ESRCH {
+                // Already gone: its pidfd reports it on the next loop iteration.
+            } catch {
+                group.destroying = false
+                throw RPCError(.internalError, "cannot destroy group \"\(params.name)\": pidfd_send_signal: \(error)")
+            }
+        }
+        let connection = context.connection
+        group.destroyWaiters.append { [weak connection] outcome in connection?.complete(outcome) }
+        return .deferred
+    }
+
+    /// Watches the holder's pidfd, which becomes readable when it exits.
+    func watchHolder(_ group: Group) throws {
+        group.holderWatch = try loop.addIO(fd: group.holder.rawValue, events: .readable) { [weak self, weak group] _ in
+            guard let self, let group else { return }
+            self.holderExited(group)
+        }
+    }
+
+    /// The holder is gone, by destroy or otherwise: reap it, drop the group
+    /// and its record, and answer every destroy that waited.
+    func holderExited(_ group: Group) {
+        let status = try? group.holder.reap()
+        group.holderWatch?.cancel()
+        group.holderWatch = nil
+        if groups[group.name] === group { groups[group.name] = nil }
+        do {
+            try state.remove(name: group.name)
+        } catch {
+            audit.logger.error("Failed to remove the state file of group \(group.name): \(error), ignoring")
+        }
+        let fields = [
+            AuditField.name: group.name,
+            AuditField.ownerUID: String(group.owner),
+            AuditField.holderPID: String(group.record.holderPID),
+        ]
+        if group.destroying {
+            audit.record(.groupDestroyed, "Destroyed group \(group.name)",
+                         fields: fields.merging([AuditField.operation: "destroy", AuditField.result: "ok"]) { $1 })
+        } else {
+            let how = status.map { $0.description } ?? "ended"
+            audit.record(.holderDied, level: .warning,
+                         "Holder \(group.record.holderPID) of group \(group.name) \(how) unexpectedly; group removed",
+                         fields: fields.merging([AuditField.result: "holder_died"]) { $1 })
+        }
+        let waiters = group.destroyWaiters
+        group.destroyWaiters.removeAll()
+        for waiter in waiters { waiter(.result(.object([:]))) }
+    }
+}

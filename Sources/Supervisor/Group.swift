@@ -1,0 +1,58 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Namespaces
+import RPC
+import Systemd
+
+/// One live group: its record, and the holder that keeps its namespaces.
+/// Owned by the Registry; touched only on the event loop's thread.
+final class Group {
+    let record: GroupRecord
+    let holder: Pidfd
+    /// Watches the holder's pidfd: readable once the holder has exited.
+    var holderWatch: EventSource?
+    /// Set once destroy has killed the holder; the group goes when it is reaped.
+    var destroying = false
+    /// Replies waiting for the holder to be reaped (each destroy of this group).
+    var destroyWaiters: [(PendingReply) -> Void] = []
+
+    init(record: GroupRecord, holder: consuming Pidfd) {
+        self.record = record
+        self.holder = holder
+    }
+
+    var name: String { record.name }
+    var owner: uid_t { record.owner }
+
+    var info: GroupInfo {
+        GroupInfo(
+            name: record.name,
+            owner: record.owner,
+            ownerName: record.ownerName,
+            namespaces: record.namespaces.map { (kind: $0.kind.rawValue, id: $0.description) },
+            holder: record.holderPID,
+            created: Timestamp.format(secondsSinceEpoch: record.created),
+            hostname: record.hostname,
+            tmpfs: record.tmpfs.map(\.path)
+        )
+    }
+}
+
+/// What must be known of a group to describe it and to recognise its holder
+/// again after a restart. This is what the state file holds.
+struct GroupRecord: Sendable, Equatable {
+    var name: String
+    var owner: uid_t
+    var ownerName: String
+    var namespaces: [NamespaceID]
+    var holderPID: pid_t
+    /// The holder's start time in clock ticks since boot (/proc/PID/stat field 22).
+    var holderStartTime: UInt64
+    /// Seconds since the epoch.
+    var created: Int64
+    var hostname: String?
+    var tmpfs: [TmpfsMount]
+
+    var kinds: Set<NamespaceKind> { Set(namespaces.map(\.kind)) }
+}

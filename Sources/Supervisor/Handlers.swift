@@ -1,0 +1,21 @@
+import RPC
+
+extension Supervisor {
+    func version(_ context: RequestContext) -> Reply {
+        .result(VersionResult(server: configuration.serverName, protocolVersion: protocolVersion,
+                              methods: MethodName.allCases.map(\.rawValue)).json)
+    }
+
+    func list(_ context: RequestContext) -> Reply {
+        let visible = groups.values
+            .filter { policy.mayManage(context.caller, $0) }
+            .sorted { $0.name < $1.name }
+        return .result(ListResult(groups: visible.map(\.info)).json)
+    }
+
+    func inspect(_ context: RequestContext) throws(RPCError) -> Reply {
+        let params = try NameParams(params: context.request.params, method: "inspect")
+        let group = try managedGroup(params.name, context, action: "inspect")
+        return .result(group.info.json)
+    }
+}

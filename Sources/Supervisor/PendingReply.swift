@@ -1,0 +1,18 @@
+import RPC
+import Namespaces
+
+/// How a request ends: a result (maybe with descriptors to pass beside it),
+/// an error, or later, once something the handler started has finished.
+enum Reply {
+    case result(JSONValue, descriptors: ReceivedDescriptors? = nil)
+    case error(RPCError)
+    /// The handler keeps the PendingReply and completes it later; the
+    /// connection answers nothing else until then.
+    case deferred
+}
+
+/// The finished form of a deferred reply.
+enum PendingReply {
+    case result(JSONValue)
+    case error(RPCError)
+}

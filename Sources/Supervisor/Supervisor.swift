@@ -1,0 +1,203 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import Namespaces
+import RPC
+import Systemd
+
+/// The supervisor: owns the listening socket, the connections, the groups and
+/// their holders. Everything runs on the one thread that runs the event loop;
+/// state has that single owner and no locks.
+public final class Supervisor {
+    let configuration: SupervisorConfiguration
+    let loop: EventLoop
+    let audit: Audit
+    let holders: HolderSpawner
+    let state: StateStore
+    let policy = AccessPolicy()
+    let ttyGroup: gid_t
+
+    var groups: [String: Group] = [:]
+    private var connections: [UInt64: Connection] = [:]
+    private var nextConnectionID: UInt64 = 1
+    private var listener: FileDescriptor?
+    private var listenerSource: EventSource?
+    private var ownsSocketPath = false
+
+    public init(configuration: SupervisorConfiguration, loop: EventLoop, logger: Logger) throws(StartupError) {
+        self.configuration = configuration
+        self.loop = loop
+        self.audit = Audit(logger: logger)
+        do {
+            holders = try HolderSpawner(executablePath: configuration.holderPath)
+        } catch {
+            throw StartupError("cannot open the holder program \(configuration.holderPath): \(error)")
+        }
+        state = try StateStore(directory: configuration.stateDirectory)
+        ttyGroup = UserDatabase.groupID(named: "tty") ?? 5
+    }
+
+    /// Binds the socket (replacing a stale one) and starts accepting.
+    public func start() throws(StartupError) {
+        let socket = try bindSocket(configuration.socketPath)
+        do {
+            listenerSource = try loop.addIO(fd: socket.rawValue, events: .readable) { [weak self] _ in
+                self?.acceptConnections()
+            }
+        } catch {
+            throw StartupError("cannot watch the socket: \(error)")
+        }
+        listener = consume socket
+        audit.record(.supervisorStarted, "Supervisor started on \(configuration.socketPath)",
+                     fields: ["NSGROUP_SOCKET": configuration.socketPath])
+    }
+
+    /// Stops accepting, closes every connection and removes the socket.
+    /// Groups and their holders keep running.
+    public func shutdown() {
+        listenerSource?.cancel()
+        listenerSource = nil
+        listener = nil
+        if ownsSocketPath { unlink(configuration.socketPath) }
+        for connection in Array(connections.values) { connection.close() }
+        audit.record(.supervisorStopped, "Supervisor stopped; \(groups.count) group(s) keep running",
+                     fields: ["NSGROUP_GROUPS": String(groups.count)])
+    }
+
+    /// How many groups are alive.
+    public var groupCount: Int { groups.count }
+
+    // MARK: Socket
+
+    private func bindSocket(_ path: String) throws(StartupError) -> FileDescriptor {
+        let directory = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
+        if !directory.isEmpty {
+            var st = stat()
+            if stat(directory, &st) < 0 {
+                if mkdir(directory, 0o755) < 0 && errno != EEXIST {
+                    throw StartupError("cannot create socket directory \(directory): \(Errno.current)")
+                }
+                chmod(directory, 0o755)
+            }
+        }
+        var st = stat()
+        if lstat(path, &st) == 0 {
+            guard st.st_mode & S_IFMT == S_IFSOCK else {
+                throw StartupError("\(path) exists and is not a socket; remove it or choose another --socket")
+            }
+            if (try? UnixSocket.connect(path: path)) != nil {
+                throw StartupError("another nsgroupd is already listening on \(path)")
+            }
+            unlink(path)  // stale: nobody answers on it
+        }
+        let socket: FileDescriptor
+        do {
+            socket = try UnixSocket.listen(path: path)
+        } catch {
+            throw StartupError("cannot listen on \(path): \(error)")
+        }
+        ownsSocketPath = true
+        // Everyone may connect: who may do what is decided per request from SO_PEERCRED.
+        if chmod(path, 0o666) < 0 {
+            throw StartupError("cannot make \(path) reachable: \(Errno.current)")
+        }
+        return socket
+    }
+
+    private func acceptConnections() {
+        guard let listenerFD = listener?.rawValue else { return }
+        for _ in 0..<64 {
+            let accepted: FileDescriptor?
+            do {
+                accepted = try UnixSocket.accept(listenerFD)
+            } catch {
+                audit.logger.warning("Failed to accept a connection: \(error), ignoring")
+                return
+            }
+            guard let socket = accepted else { return }
+            let peer: PeerCredentials
+            do {
+                peer = try PeerCredentials.of(socket: socket.rawValue)
+            } catch {
+                audit.logger.warning("Failed to read peer credentials: \(error), closing the connection")
+                continue
+            }
+            let id = nextConnectionID
+            nextConnectionID += 1
+            let connection = Connection(
+                id: id, socket: socket, peer: peer, maxLineLength: configuration.maxLineLength,
+                dispatch: { [unowned self] connection, request, descriptors in
+                    self.dispatch(connection, request, descriptors)
+                },
+                onClose: { [weak self] connection in self?.connections[connection.id] = nil })
+            do {
+                try connection.start(on: loop)
+            } catch {
+                audit.logger.warning("Failed to watch a connection: \(error), closing it")
+                continue
+            }
+            connections[id] = connection
+        }
+    }
+
+    // MARK: Requests
+
+    /// Every request passes here: method lookup, descriptor rules, the
+    /// handler, and one journal record of the decision.
+    func dispatch(_ connection: Connection, _ request: Request, _ descriptors: ReceivedDescriptors) -> Reply {
+        let caller = connection.peer
+        let name = request.params?["name"]?.stringValue
+        let reply: Reply
+        do throws(RPCError) {
+            guard let method = MethodName(rawValue: request.method) else {
+                throw RPCError(.methodNotFound, "unknown method \(JSONValue.string(request.method).serialized()); methods are \(MethodName.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            if !descriptors.isEmpty {
+                descriptors.closeAll()
+                throw RPCError.invalidParams("\(method.rawValue) takes no file descriptors")
+            }
+            let context = RequestContext(caller: caller, connection: connection, request: request)
+            switch method {
+            case .version: reply = version(context)
+            case .create: reply = try create(context)
+            case .list: reply = list(context)
+            case .inspect: reply = try inspect(context)
+            case .destroy: reply = try destroy(context)
+            }
+        } catch {
+            audit.record(.requestRefused, level: .notice,
+                         "Refused \(request.method) from uid \(caller.uid): \(error.message)",
+                         caller: caller,
+                         fields: recordFields(request, name: name, result: error.reason.rawValue))
+            return .error(error)
+        }
+        let readOnly = ["version", "list", "inspect"].contains(request.method)
+        audit.record(.requestAccepted, level: readOnly ? .debug : .info,
+                     "Accepted \(request.method) from uid \(caller.uid)",
+                     caller: caller, fields: recordFields(request, name: name, result: "ok"))
+        return reply
+    }
+
+    private func recordFields(_ request: Request, name: String?, result: String) -> [String: String] {
+        var fields = [AuditField.operation: String(request.method.prefix(64)), AuditField.result: result]
+        if let name, GroupName.isValid(name) { fields[AuditField.name] = name }
+        return fields
+    }
+
+    /// The group named by a request, if the caller may manage it.
+    func managedGroup(_ name: String, _ context: RequestContext, action: String) throws(RPCError) -> Group {
+        guard let group = groups[name] else { throw .notFound(group: name) }
+        guard policy.mayManage(context.caller, group) else {
+            throw RPCError(.permissionDenied, "uid \(context.caller.uid) may not \(action) group \"\(name)\": only its owner and root may")
+        }
+        return group
+    }
+}
+
+/// One request in flight: who sent it, on which connection.
+struct RequestContext {
+    let caller: PeerCredentials
+    let connection: Connection
+    let request: Request
+}

@@ -1,0 +1,23 @@
+/// How a supervisor is set up: paths and limits.
+public struct SupervisorConfiguration: Sendable {
+    public static let defaultSocketPath = "/run/nsgroup/nsgroupd.sock"
+    public static let defaultStateDirectory = "/run/nsgroup"
+
+    public var socketPath: String
+    public var stateDirectory: String
+    /// The holder program (nsgroup-holder).
+    public var holderPath: String
+    /// Longest request line accepted, newline excluded.
+    public var maxLineLength: Int
+    /// What `version` reports as the server.
+    public var serverName: String
+
+    public init(socketPath: String = defaultSocketPath, stateDirectory: String = defaultStateDirectory,
+                holderPath: String, maxLineLength: Int = 1 << 20, serverName: String) {
+        self.socketPath = socketPath
+        self.stateDirectory = stateDirectory
+        self.holderPath = holderPath
+        self.maxLineLength = maxLineLength
+        self.serverName = serverName
+    }
+}

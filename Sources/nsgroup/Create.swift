@@ -1,0 +1,36 @@
+import ArgumentParser
+import Client
+import RPC
+
+struct Create: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create a group and start its holder.",
+        discussion: "The group belongs to you. Its namespaces live until you destroy it.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The group's name: 1-63 characters of a-z, 0-9, '_', '.', '-'.")
+    var name: String
+
+    @Option(name: .customLong("ns"), help: ArgumentHelp(
+        "Namespace kinds, comma-separated (default: mnt,uts,ipc,pid,net,cgroup).", valueName: "kinds"))
+    var namespaces: String?
+
+    @Option(help: ArgumentHelp("Hostname inside the group (needs uts; default: the group's name).", valueName: "name"))
+    var hostname: String?
+
+    @Option(help: ArgumentHelp("Mount a tmpfs at this path inside the group (needs mnt). Repeatable.", valueName: "path"))
+    var tmpfs: [String] = []
+
+    @Flag(help: "Print the protocol's result as JSON.")
+    var json = false
+
+    func run() {
+        let kinds = namespaces.map { $0.split(separator: ",").map { String($0) } }
+        let params = CreateParams(name: name, namespaces: kinds, hostname: hostname, tmpfs: tmpfs)
+        let result = withClient(global) { client throws(ClientError) in try client.call("create", params.json).result }
+        if json { return printJSON(result) }
+        let group = (try? GroupInfo(json: result))
+        print("created group \(group?.name ?? name) (holder \(group?.holder ?? 0))")
+    }
+}

@@ -1,0 +1,17 @@
+import ArgumentParser
+import Client
+import RPC
+
+struct Destroy: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Destroy a group: kill every process in it and end its namespaces.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The group's name.")
+    var name: String
+
+    func run() {
+        _ = withClient(global) { client throws(ClientError) in try client.call("destroy", NameParams(name: name).json) }
+    }
+}

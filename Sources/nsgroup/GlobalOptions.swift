@@ -1,0 +1,46 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import Client
+import RPC
+
+/// Options every subcommand takes.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp(
+        "The supervisor's socket (default: $NSGROUP_SOCKET, else /run/nsgroup/nsgroupd.sock).", valueName: "path"))
+    var socket: String?
+
+    var socketPath: String {
+        if let socket { return socket }
+        if let fromEnvironment = getenv("NSGROUP_SOCKET"), fromEnvironment.pointee != 0 {
+            return String(cString: fromEnvironment)
+        }
+        return RPCClient.defaultSocketPath
+    }
+
+    func connect() throws(ClientError) -> RPCClient {
+        try RPCClient(socketPath: socketPath)
+    }
+}
+
+/// Prints `nsgroup: message` to stderr and exits non-zero.
+func fail(_ message: String, code: Int32 = 1) -> Never {
+    var text = "nsgroup: \(message)\n"
+    text.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+    Glibc.exit(code)
+}
+
+/// Runs a client action, turning its errors into `nsgroup: …` on stderr.
+func withClient<T>(_ options: GlobalOptions, _ body: (RPCClient) throws(ClientError) -> T) -> T {
+    do {
+        let client = try options.connect()
+        return try body(client)
+    } catch {
+        fail(error.description)
+    }
+}
+
+func printJSON(_ value: JSONValue) {
+    print(value.serialized())
+}

@@ -1,0 +1,34 @@
+import ArgumentParser
+import Client
+import RPC
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show everything about one group, namespace ids included.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The group's name.")
+    var name: String
+
+    @Flag(help: "Print the protocol's result as JSON.")
+    var json = false
+
+    func run() {
+        let result = withClient(global) { client throws(ClientError) in
+            try client.call("inspect", NameParams(name: name).json).result
+        }
+        if json { return printJSON(result) }
+        let g: GroupInfo
+        do { g = try GroupInfo(json: result) } catch { fail("unexpected reply from nsgroupd: \(error)") }
+        let age = Timestamp.parse(g.created).map { " (" + formatAge(Timestamp.now() - $0) + " ago)" } ?? ""
+        print("Name:        \(g.name)")
+        print("Owner:       \(g.ownerName) (\(g.owner))")
+        print("Holder:      \(g.holder)")
+        print("Created:     \(g.created)\(age)")
+        if let hostname = g.hostname { print("Hostname:    \(hostname)") }
+        if !g.tmpfs.isEmpty { print("Tmpfs:       \(g.tmpfs.joined(separator: ", "))") }
+        print("Namespaces:")
+        for ns in g.namespaces { print("  \(ns.kind.padding(to: 8))\(ns.id)") }
+    }
+}

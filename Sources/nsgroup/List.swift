@@ -1,0 +1,55 @@
+import ArgumentParser
+import Client
+import RPC
+
+struct List: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List the groups you may see (root: all of them).")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Flag(help: "Print the protocol's result as JSON.")
+    var json = false
+
+    func run() {
+        let result = withClient(global) { client throws(ClientError) in try client.call("list").result }
+        if json { return printJSON(result) }
+        let groups: [GroupInfo]
+        do { groups = try ListResult(json: result).groups } catch { fail("unexpected reply from nsgroupd: \(error)") }
+        let now = Timestamp.now()
+        var rows = [["NAME", "OWNER", "NAMESPACES", "PID", "AGE"]]
+        for g in groups {
+            let age = Timestamp.parse(g.created).map { formatAge(now - $0) } ?? "?"
+            rows.append([g.name, g.ownerName, g.namespaces.map(\.kind).joined(separator: ","), String(g.holder), age])
+        }
+        printTable(rows)
+    }
+}
+
+/// Columns padded to their widest cell, two spaces apart.
+func printTable(_ rows: [[String]]) {
+    guard let columns = rows.first?.count else { return }
+    let widths = (0..<columns).map { c in rows.map { $0[c].count }.max() ?? 0 }
+    for row in rows {
+        var line = ""
+        for (c, cell) in row.enumerated() {
+            line += c == columns - 1 ? cell : cell.padding(to: widths[c] + 2)
+        }
+        print(line)
+    }
+}
+
+func formatAge(_ seconds: Int64) -> String {
+    switch max(seconds, 0) {
+    case ..<60: return "\(seconds)s"
+    case ..<3600: return "\(seconds / 60)m"
+    case ..<86400: return "\(seconds / 3600)h"
+    default: return "\(seconds / 86400)d"
+    }
+}
+
+extension String {
+    func padding(to width: Int) -> String {
+        count >= width ? self : self + String(repeating: " ", count: width - count)
+    }
+}
