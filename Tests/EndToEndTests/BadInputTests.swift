@@ -1,0 +1,134 @@
+import Client
+import Foundation
+import Glibc
+import Namespaces
+import RPC
+import Testing
+
+/// Malformed requests get the protocol's errors; none of them disturbs the
+/// connection (unless the protocol says it closes), other clients or groups.
+@Suite struct BadInputTests {
+    /// Sends raw bytes and returns the next reply line as JSON.
+    func exchange(_ client: RPCClient, _ text: String) throws -> JSONValue {
+        try client.sendLine(Array(text.utf8))
+        let line = try client.readLine()
+        return try JSONParser.parse(line.bytes)
+    }
+
+    func errorReason(_ reply: JSONValue) -> String? { reply["error"]?["data"]?["reason"]?.stringValue }
+
+    @Test func malformedLinesGetErrorsAndTheConnectionStaysUsable() throws {
+        let supervisor = try TestSupervisor()
+        #expect(try supervisor.nsgroup(["create", "bystander"]).status == 0)
+        let client = try RPCClient(socketPath: supervisor.socketPath)
+        let cases: [(String, String, Int)] = [
+            ("{not json\n", "parse_error", -32700),
+            ("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"list\",\"id\":2}\n", "parse_error", -32700),
+            (String(repeating: "[", count: 1000) + String(repeating: "]", count: 1000) + "\n", "parse_error", -32700),
+            ("[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"list\"}]\n", "invalid_request", -32600),
+            ("{\"jsonrpc\":\"1.0\",\"id\":1,\"method\":\"list\"}\n", "invalid_request", -32600),
+            ("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"frobnicate\"}\n", "method_not_found", -32601),
+            ("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"inspect\",\"params\":{\"name\":7}}\n", "invalid_params", -32602),
+            ("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"inspect\",\"params\":{\"name\":\"x\",\"extra\":1}}\n", "invalid_params", -32602),
+            ("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"create\",\"params\":{\"name\":\"../etc\"}}\n", "invalid_name", -32602),
+        ]
+        for (line, reason, code) in cases {
+            let reply = try exchange(client, line)
+            #expect(errorReason(reply) == reason, "\(line.prefix(60))")
+            #expect(reply["error"]?["code"]?.int64Value == Int64(code), "\(line.prefix(60))")
+            #expect((reply["error"]?["message"]?.stringValue ?? "").isEmpty == false)
+        }
+        // Invalid UTF-8 and a NUL byte.
+        var bytes = Array("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"li".utf8) + [0xFF, 0xFE] + Array("st\"}\n".utf8)
+        try client.sendLine(bytes)
+        #expect(errorReason(try JSONParser.parse(try client.readLine().bytes)) == "parse_error")
+        bytes = Array("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"list\"}".utf8) + [0] + [0x0A]
+        try client.sendLine(bytes)
+        #expect(errorReason(try JSONParser.parse(try client.readLine().bytes)) == "parse_error")
+        // Still usable, and the group untouched.
+        let list = try client.call("list")
+        #expect(list.result["groups"]?.arrayValue?.count == 1)
+    }
+
+    @Test func requestsSplitIntoBytesAndJoinedInOneWriteAreAnsweredInOrder() throws {
+        let supervisor = try TestSupervisor()
+        let client = try RPCClient(socketPath: supervisor.socketPath)
+        for byte in Array("{\"jsonrpc\":\"2.0\",\"id\":\"split\",\"method\":\"version\"}\n".utf8) {
+            try client.sendLine([byte])
+        }
+        #expect(try JSONParser.parse(try client.readLine().bytes)["id"] == .string("split"))
+        var joined = ""
+        for i in 1...50 { joined += "{\"jsonrpc\":\"2.0\",\"id\":\(i),\"method\":\"list\"}\n" }
+        try client.sendLine(Array(joined.utf8))
+        for i in 1...50 {
+            let reply = try JSONParser.parse(try client.readLine().bytes)
+            #expect(reply["id"]?.int64Value == Int64(i))
+        }
+    }
+
+    @Test func overlongLineIsRefusedAndClosesOnlyThatConnection() throws {
+        let supervisor = try TestSupervisor()
+        let other = try RPCClient(socketPath: supervisor.socketPath)
+        let client = try RPCClient(socketPath: supervisor.socketPath)
+        // 1 MiB of a string with no newline yet, then more: refused before the newline comes.
+        let chunk = [UInt8](repeating: UInt8(ascii: "a"), count: 64 * 1024)
+        try client.sendLine(Array("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"version\",\"params\":{\"x\":\"".utf8))
+        var sent = 0
+        do {
+            while sent < 2 << 20 {
+                try client.sendLine(chunk)
+                sent += chunk.count
+            }
+        } catch {
+            // The server may close before all of it is written.
+        }
+        let reply = try JSONParser.parse(try client.readLine().bytes)
+        #expect(errorReason(reply) == "line_too_long")
+        #expect(reply["error"]?["code"]?.int64Value == -32600)
+        #expect(reply["id"] == .null)
+        #expect(throws: ClientError.self) { _ = try client.readLine() }
+        // The other client is unaffected.
+        #expect(try other.call("version").result["protocol"]?.int64Value == 1)
+    }
+
+    @Test func descriptorsOnAMethodThatTakesNoneAreClosedAndRefused() throws {
+        let supervisor = try TestSupervisor()
+        let client = try RPCClient(socketPath: supervisor.socketPath)
+        _ = try client.call("version")
+        let baseline = try ProcFS.openDescriptorCount(pid: supervisor.pid)
+        var pipeFDs: [Int32] = [0, 0]
+        #expect(pipe(&pipeFDs) == 0)
+        defer { close(pipeFDs[0]); close(pipeFDs[1]) }
+        #expect(throws: ClientError.self) { _ = try client.call("list", nil, descriptors: [pipeFDs[0], pipeFDs[1]]) }
+        do {
+            _ = try client.call("list", nil, descriptors: [pipeFDs[0]])
+        } catch ClientError.server(let error) {
+            #expect(error.reason == .invalidParams)
+            #expect(error.message == "list takes no file descriptors")
+        }
+        #expect(try ProcFS.openDescriptorCount(pid: supervisor.pid) == baseline)
+        // Nine descriptors: more than a message may carry.
+        let many = [Int32](repeating: pipeFDs[0], count: 9)
+        do {
+            _ = try client.call("version", nil, descriptors: many)
+            Issue.record("nine descriptors were accepted")
+        } catch ClientError.server(let error) {
+            #expect(error.reason == .invalidParams)
+        } catch {
+            // sendmsg itself may refuse to build such a message: that is fine too.
+        }
+        #expect(try ProcFS.openDescriptorCount(pid: supervisor.pid) == baseline)
+    }
+
+    @Test func deadClientsLeaveNothingBehind() throws {
+        let supervisor = try TestSupervisor()
+        _ = try RPCClient(socketPath: supervisor.socketPath).call("version")
+        let baseline = try ProcFS.openDescriptorCount(pid: supervisor.pid)
+        for _ in 0..<20 {
+            let client = try RPCClient(socketPath: supervisor.socketPath)
+            try client.sendLine(Array("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"li".utf8))
+        }
+        #expect(eventually { (try? ProcFS.openDescriptorCount(pid: supervisor.pid)) == baseline })
+        #expect(try supervisor.nsgroup(["version"]).status == 0)
+    }
+}

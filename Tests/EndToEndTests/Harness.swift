@@ -1,0 +1,219 @@
+import Foundation
+import Glibc
+import Namespaces
+import Testing
+
+/// Where the built products live: next to the test bundle.
+enum Products {
+    static let directory: String = {
+        let exe = (try? ProcFS.readLink("/proc/self/exe")) ?? CommandLine.arguments[0]
+        return (exe as NSString).deletingLastPathComponent
+    }()
+
+    static func path(_ name: String) -> String { directory + "/" + name }
+    static var nsgroupd: String { path("nsgroupd") }
+    static var nsgroup: String { path("nsgroup") }
+    static var holder: String { path("nsgroup-holder") }
+
+    /// The repository root (for protocol/examples).
+    static let repositoryRoot: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+}
+
+/// An unprivileged account the tests act as; `make check` creates them.
+struct TestUser: Sendable {
+    let name: String
+    let uid: uid_t
+    let gid: gid_t
+
+    static func named(_ name: String) throws -> TestUser {
+        guard let entry = UserDatabase.user(named: name) else {
+            throw HarnessError("test user \(name) does not exist: run `make check`, which creates it")
+        }
+        return TestUser(name: name, uid: entry.uid, gid: entry.gid)
+    }
+
+    static func alice() throws -> TestUser { try named("nsg-alice") }
+    static func bob() throws -> TestUser { try named("nsg-bob") }
+}
+
+struct HarnessError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// The outcome of running a command.
+struct CommandResult: Sendable {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+}
+
+/// Runs a program to completion, optionally as another user (through
+/// setpriv, with that user's own groups), feeding `stdin`.
+@discardableResult
+func run(_ executable: String, _ arguments: [String], as user: TestUser? = nil, stdin: Data? = nil,
+         environment: [String: String]? = nil) throws -> CommandResult {
+    let process = Process()
+    if let user {
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        process.arguments = ["--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", "--", executable] + arguments
+    } else {
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+    }
+    if let environment { process.environment = environment }
+    let out = Pipe()
+    let err = Pipe()
+    let input = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    process.standardInput = input
+    try process.run()
+    // Drain both pipes concurrently so a chatty child cannot block on a full pipe.
+    nonisolated(unsafe) var errData = Data()
+    let errReader = Thread { errData = err.fileHandleForReading.readDataToEndOfFile() }
+    errReader.start()
+    if let stdin { input.fileHandleForWriting.write(stdin) }
+    try? input.fileHandleForWriting.close()
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    while errReader.isExecuting { usleep(1000) }
+    return CommandResult(status: process.terminationStatus,
+                         stdout: String(decoding: outData, as: UTF8.self),
+                         stderr: String(decoding: errData, as: UTF8.self))
+}
+
+/// A real nsgroupd on a private socket and state directory, stopped (and its
+/// groups destroyed) when the test lets go of it.
+final class TestSupervisor: @unchecked Sendable {
+    let directory: String
+    let socketPath: String
+    let stateDirectory: String
+    let logPath: String
+    private(set) var process: Process?
+
+    init(start: Bool = true, extraArguments: [String] = []) throws {
+        var template = Array("/tmp/nsg-e2e-XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else { throw HarnessError("mkdtemp: \(Errno.current)") }
+        directory = String(cString: made)
+        chmod(directory, 0o755)  // other users reach the socket through it
+        socketPath = directory + "/nsgroupd.sock"
+        stateDirectory = directory + "/state"
+        logPath = directory + "/nsgroupd.log"
+        if start { try self.start(extraArguments: extraArguments) }
+    }
+
+    deinit {
+        stop(destroyGroups: true)
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    var arguments: [String] { ["--socket", socketPath, "--state-dir", stateDirectory] }
+
+    func start(extraArguments: [String] = []) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Products.nsgroupd)
+        process.arguments = arguments + extraArguments
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = FileHandle(forWritingAtPath: logPath)
+        log?.seekToEndOfFile()
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        self.process = process
+        // Ready when it accepts a connection.
+        for _ in 0..<500 {
+            if (try? UnixSocket.connect(path: socketPath)) != nil { return }
+            if !process.isRunning { break }
+            usleep(10_000)
+        }
+        throw HarnessError("nsgroupd did not start: \(log_)")
+    }
+
+    /// What nsgroupd wrote to stdout and stderr.
+    var log_: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    var pid: pid_t { process?.processIdentifier ?? 0 }
+
+    /// SIGTERM (or another signal) and wait for it to exit.
+    func stop(signal: Int32 = SIGTERM, destroyGroups: Bool = false) {
+        guard let process, process.isRunning else { return }
+        if destroyGroups, let names = try? groupNames() {
+            for name in names { _ = try? nsgroup(["destroy", name]) }
+        }
+        kill(process.processIdentifier, signal)
+        process.waitUntilExit()
+        self.process = nil
+    }
+
+    /// Runs the real CLI against this supervisor.
+    @discardableResult
+    func nsgroup(_ arguments: [String], as user: TestUser? = nil, stdin: Data? = nil) throws -> CommandResult {
+        try run(Products.nsgroup, ["--socket", socketPath] + arguments, as: user, stdin: stdin)
+    }
+
+    /// Names of all groups, as root sees them.
+    func groupNames() throws -> [String] {
+        let result = try nsgroup(["list", "--json"])
+        let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        let groups = object?["groups"] as? [[String: Any]] ?? []
+        return groups.compactMap { $0["name"] as? String }
+    }
+
+    /// `inspect --json` as a dictionary.
+    func inspect(_ name: String) throws -> [String: Any] {
+        let result = try nsgroup(["inspect", name, "--json"])
+        guard result.status == 0,
+              let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        else { throw HarnessError("inspect \(name) failed: \(result.stderr)") }
+        return object
+    }
+
+    func holderPID(_ name: String) throws -> pid_t {
+        guard let pid = try inspect(name)["holder"] as? Int else { throw HarnessError("no holder pid") }
+        return pid_t(pid)
+    }
+}
+
+/// The inode in /proc/PID/ns/KIND (or any ns-like link).
+func namespaceInode(_ path: String) throws -> UInt64 {
+    let target = try ProcFS.readLink(path)
+    guard let id = NamespaceID(target) else { throw HarnessError("not a namespace link: \(target)") }
+    return id.inode
+}
+
+/// Every process whose /proc/PID/ns/ENTRY has this inode.
+func processes(inNamespace kind: String, inode: UInt64) -> [pid_t] {
+    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+    return entries.compactMap { pid_t($0) }.filter { pid in
+        for entry in [kind, kind + "_for_children"] {
+            if let target = try? ProcFS.readLink("/proc/\(pid)/ns/\(entry)"),
+               NamespaceID(target)?.inode == inode { return true }
+        }
+        return false
+    }
+}
+
+/// Processes running nsgroup-holder for a group of this name.
+func holderProcesses(named name: String) -> [pid_t] {
+    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+    return entries.compactMap { pid_t($0) }.filter { pid in
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+        let args = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        return args.count >= 2 && args[0].hasSuffix("nsgroup-holder") && args[1] == name
+    }
+}
+
+/// Waits (bounded) for a condition that becomes true asynchronously.
+func eventually(timeoutSeconds: Double = 5, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(timeoutSeconds)
+    while Date() < deadline {
+        if try condition() { return true }
+        usleep(10_000)
+    }
+    return try condition()
+}
