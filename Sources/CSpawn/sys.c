@@ -8,6 +8,7 @@
 #include <linux/openat2.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -109,4 +110,20 @@ int ns_pipe_cloexec(int fds[2]) {
 
 int ns_accept_nonblocking(int listener) {
     return accept4(listener, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+}
+
+int ns_signalfd(const int *signals, size_t count) {
+    sigset_t set;
+    sigemptyset(&set);
+    for (size_t i = 0; i < count; i++)
+        sigaddset(&set, signals[i]);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+        return -1;
+    return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+int ns_signalfd_next(int fd) {
+    struct signalfd_siginfo info;
+    ssize_t n = NS_RETRY(read(fd, &info, sizeof info));
+    return n == (ssize_t)sizeof info ? (int)info.ssi_signo : -1;
 }

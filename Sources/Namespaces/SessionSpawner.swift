@@ -12,20 +12,23 @@ public struct SessionSpec {
     /// Directory inside the group; with `cwdFallback`, "/" when it cannot be entered.
     public var cwd: String
     public var cwdFallback: Bool
-    /// argv[0] is looked up in `searchPath` when it has no '/'.
+    /// The program to run: a path, or a name looked up in `searchPath`.
+    public var executable: String
+    /// The arguments, argv[0] included (for a login shell, "-bash").
     public var argv: [String]
     public var environment: [String]
     public var searchPath: String
     /// Make fd 0 the controlling terminal of the new session (interactive).
     public var controllingTerminal: Bool
 
-    public init(uid: uid_t, gid: gid_t, groups: [gid_t], cwd: String, cwdFallback: Bool, argv: [String],
-                environment: [String], searchPath: String, controllingTerminal: Bool) {
+    public init(uid: uid_t, gid: gid_t, groups: [gid_t], cwd: String, cwdFallback: Bool, executable: String,
+                argv: [String], environment: [String], searchPath: String, controllingTerminal: Bool) {
         self.uid = uid
         self.gid = gid
         self.groups = groups
         self.cwd = cwd
         self.cwdFallback = cwdFallback
+        self.executable = executable
         self.argv = argv
         self.environment = environment
         self.searchPath = searchPath
@@ -64,7 +67,7 @@ public enum SessionSpawner {
         let nsTypes = namespaces.kinds.map(\.cloneFlag)
         var pid: pid_t = 0
         var report = ns_report()
-        let file = spec.argv.first ?? ""
+        let file = spec.executable
         let status = withCStringArray(spec.argv) { argv in
             withCStringArray(spec.environment) { envp in
                 nsFDs.withUnsafeBufferPointer { fds in

@@ -21,10 +21,17 @@ extension Supervisor {
                 group.destroying = false
                 throw RPCError(.internalError, "cannot destroy group \"\(params.name)\": pidfd_send_signal: \(error)")
             }
+            // Without a pid namespace the kernel does not take the group's
+            // processes down with the holder: end what we started there.
+            killSessions(of: group)
         }
         let connection = context.connection
         group.destroyWaiters.append { [weak connection] outcome in connection?.complete(outcome) }
         return .deferred
+    }
+
+    func killSessions(of group: Group) {
+        for session in group.sessions.values { try? session.pidfd.signal(SIGKILL) }
     }
 
     /// Watches the holder's pidfd, which becomes readable when it exits.
@@ -42,6 +49,9 @@ extension Supervisor {
         group.holderWatch?.cancel()
         group.holderWatch = nil
         if groups[group.name] === group { groups[group.name] = nil }
+        // Sessions do not outlive their group; they are still reaped and
+        // reported by their own watches.
+        killSessions(of: group)
         do {
             try state.remove(name: group.name)
         } catch {

@@ -16,6 +16,8 @@ final class Group {
     var destroying = false
     /// Replies waiting for the holder to be reaped (each destroy of this group).
     var destroyWaiters: [(PendingReply) -> Void] = []
+    /// Processes started by `enter`, by session number.
+    var sessions: [UInt64: Session] = [:]
 
     init(record: GroupRecord, holder: consuming Pidfd) {
         self.record = record
@@ -34,7 +36,8 @@ final class Group {
             holder: record.holderPID,
             created: Timestamp.format(secondsSinceEpoch: record.created),
             hostname: record.hostname,
-            tmpfs: record.tmpfs.map(\.path)
+            tmpfs: record.tmpfs.map(\.path),
+            sessions: sessions.values.sorted { $0.id < $1.id }.map(\.info)
         )
     }
 }

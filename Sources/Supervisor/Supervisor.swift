@@ -19,6 +19,7 @@ public final class Supervisor {
     let ttyGroup: gid_t
 
     var groups: [String: Group] = [:]
+    var nextSessionID: UInt64 = 1
     private var connections: [UInt64: Connection] = [:]
     private var nextConnectionID: UInt64 = 1
     private var listener: FileDescriptor?
@@ -153,7 +154,7 @@ public final class Supervisor {
             guard let method = MethodName(rawValue: request.method) else {
                 throw RPCError(.methodNotFound, "unknown method \(JSONValue.string(request.method).serialized()); methods are \(MethodName.allCases.map(\.rawValue).joined(separator: ", "))")
             }
-            if !descriptors.isEmpty {
+            if !descriptors.isEmpty && !method.acceptsDescriptors {
                 descriptors.closeAll()
                 throw RPCError.invalidParams("\(method.rawValue) takes no file descriptors")
             }
@@ -164,6 +165,8 @@ public final class Supervisor {
             case .list: reply = list(context)
             case .inspect: reply = try inspect(context)
             case .destroy: reply = try destroy(context)
+            case .enter: reply = try enter(context, descriptors)
+            case .signal: reply = try signal(context)
             }
         } catch {
             audit.record(.requestRefused, level: .notice,
@@ -172,6 +175,7 @@ public final class Supervisor {
                          fields: recordFields(request, name: name, result: error.reason.rawValue))
             return .error(error)
         }
+        descriptors.closeAll()
         let readOnly = ["version", "list", "inspect"].contains(request.method)
         audit.record(.requestAccepted, level: readOnly ? .debug : .info,
                      "Accepted \(request.method) from uid \(caller.uid)",

@@ -24,10 +24,15 @@ struct GlobalOptions: ParsableArguments {
     }
 }
 
-/// Prints `nsgroup: message` to stderr and exits non-zero.
-func fail(_ message: String, code: Int32 = 1) -> Never {
+/// Prints `nsgroup: message` to stderr.
+func printError(_ message: String) {
     var text = "nsgroup: \(message)\n"
     text.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+}
+
+/// Prints `nsgroup: message` to stderr and exits non-zero.
+func fail(_ message: String, code: Int32 = 1) -> Never {
+    printError(message)
     Glibc.exit(code)
 }
 

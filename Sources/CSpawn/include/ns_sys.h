@@ -5,12 +5,17 @@
 #define NSGROUP_NS_SYS_H
 
 #include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 
 #ifndef SO_PEERPIDFD
-#define SO_PEERPIDFD 77
+#define SO_PEERPIDFD 77/* Blocks the signals and returns a non-blocking, close-on-exec signalfd for them. */
+int ns_signalfd(const int *signals, size_t count);
+/* Reads one signal from a signalfd: its number, or -1 (EAGAIN when none is pending). */
+int ns_signalfd_next(int fd);
+
 #endif
 
 /* O_PATH, which Swift's Glibc module does not export. */
@@ -37,5 +42,9 @@ int ns_accept_nonblocking(int listener);
 const char *ns_errno_name(int error);
 /* pipe2(2) with O_CLOEXEC. */
 int ns_pipe_cloexec(int fds[2]);
+/* Blocks the signals and returns a non-blocking, close-on-exec signalfd for them. */
+int ns_signalfd(const int *signals, size_t count);
+/* Reads one signal from a signalfd: its number, or -1 (EAGAIN when none is pending). */
+int ns_signalfd_next(int fd);
 
 #endif

@@ -10,9 +10,11 @@ public struct GroupInfo: Sendable, Equatable {
     public var created: String
     public var hostname: String?
     public var tmpfs: [String]
+    /// Processes started by `enter` that are still running.
+    public var sessions: [SessionInfo]
 
     public init(name: String, owner: UInt32, ownerName: String, namespaces: [(kind: String, id: String)],
-                holder: Int32, created: String, hostname: String?, tmpfs: [String]) {
+                holder: Int32, created: String, hostname: String?, tmpfs: [String], sessions: [SessionInfo] = []) {
         self.name = name
         self.owner = owner
         self.ownerName = ownerName
@@ -21,6 +23,7 @@ public struct GroupInfo: Sendable, Equatable {
         self.created = created
         self.hostname = hostname
         self.tmpfs = tmpfs
+        self.sessions = sessions
     }
 
     public static func == (a: GroupInfo, b: GroupInfo) -> Bool {
@@ -38,6 +41,7 @@ public struct GroupInfo: Sendable, Equatable {
         ]
         if let hostname { o["hostname"] = .string(hostname) }
         o["tmpfs"] = .array(tmpfs.map { .string($0) })
+        o["sessions"] = .array(sessions.map(\.json))
         return .object(o)
     }
 
@@ -51,6 +55,9 @@ public struct GroupInfo: Sendable, Equatable {
         created = try r.string("created") ?? ""
         hostname = try r.string("hostname")
         tmpfs = try r.stringArray("tmpfs") ?? []
+        var sessions: [SessionInfo] = []
+        for element in json["sessions"]?.arrayValue ?? [] { sessions.append(try SessionInfo(json: element)) }
+        self.sessions = sessions
     }
 }
 

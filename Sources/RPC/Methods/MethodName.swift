@@ -5,6 +5,18 @@ public enum MethodName: String, CaseIterable, Sendable {
     case list
     case inspect
     case destroy
+    case enter
+    case signal
+
+    /// How many descriptors a request may carry beside it: `enter` with
+    /// `tty: false` carries exactly the caller's stdin, stdout and stderr.
+    public var acceptsDescriptors: Bool { self == .enter }
+}
+
+/// Notifications the server sends.
+public enum NotificationName: String, Sendable {
+    /// A process started by `enter` on this connection ended.
+    case exited
 }
 
 /// The protocol version this code speaks.

@@ -1,0 +1,212 @@
+/// `enter {name, argv?, cwd?, env?, tty, rows?, columns?}` → `{session, pid}`.
+///
+/// With `tty: true` the server passes the pty master beside the reply. With
+/// `tty: false` the request carries exactly three descriptors (the caller's
+/// stdin, stdout and stderr), which the process gets as its own.
+public struct EnterParams: Sendable, Equatable {
+    public var name: String
+    /// What to run; nil means the caller's login shell, as a login shell.
+    public var argv: [String]?
+    /// Directory inside the group; nil means the caller's home if it exists there, else /.
+    public var cwd: String?
+    /// Variables added to (or replacing those of) the clean environment.
+    public var env: [(String, String)]
+    public var tty: Bool
+    /// The terminal size to start with (tty only).
+    public var rows: UInt16?
+    public var columns: UInt16?
+
+    public static let maxArguments = 4096
+    public static let maxEnvironment = 512
+
+    public init(name: String, argv: [String]? = nil, cwd: String? = nil, env: [(String, String)] = [],
+                tty: Bool, rows: UInt16? = nil, columns: UInt16? = nil) {
+        self.name = name
+        self.argv = argv
+        self.cwd = cwd
+        self.env = env
+        self.tty = tty
+        self.rows = rows
+        self.columns = columns
+    }
+
+    public static func == (a: EnterParams, b: EnterParams) -> Bool { a.json == b.json }
+
+    public init(params: JSONValue?) throws(RPCError) {
+        var r = try ParamsReader(params, method: "enter")
+        name = try r.requiredString("name")
+        argv = try r.stringArray("argv")
+        cwd = try r.string("cwd")
+        env = try r.stringMap("env") ?? []
+        guard let tty = try r.bool("tty") else { throw .invalidParams("enter: \"tty\" is required (true or false)") }
+        self.tty = tty
+        rows = try r.integer("rows", in: 0...Int64(UInt16.max)).map { UInt16($0) }
+        columns = try r.integer("columns", in: 0...Int64(UInt16.max)).map { UInt16($0) }
+        try r.finish()
+        try GroupName.validate(name)
+        try validate()
+    }
+
+    private func validate() throws(RPCError) {
+        if let argv {
+            guard !argv.isEmpty else { throw .invalidParams("enter: \"argv\" must name a program") }
+            guard argv.count <= Self.maxArguments else { throw .invalidParams("enter: at most \(Self.maxArguments) arguments") }
+            guard !argv[0].isEmpty else { throw .invalidParams("enter: the program name is empty") }
+            guard argv.allSatisfy({ !$0.utf8.contains(0) }) else { throw .invalidParams("enter: arguments must not contain NUL") }
+        }
+        if let cwd {
+            guard cwd.hasPrefix("/"), !cwd.utf8.contains(0), cwd.utf8.count < 4096 else {
+                throw .invalidParams("enter: \"cwd\" must be an absolute path")
+            }
+        }
+        guard env.count <= Self.maxEnvironment else { throw .invalidParams("enter: at most \(Self.maxEnvironment) environment variables") }
+        for (key, value) in env {
+            let validKey = !key.isEmpty && !key.utf8.contains(UInt8(ascii: "=")) && !key.utf8.contains(0)
+            guard validKey, !value.utf8.contains(0) else {
+                throw .invalidParams("enter: invalid environment variable \(JSONValue.string(String(key.prefix(64))).serialized()): names are non-empty without '=' or NUL; values have no NUL")
+            }
+        }
+        if !tty, rows != nil || columns != nil {
+            throw .invalidParams("enter: \"rows\" and \"columns\" need \"tty\": true")
+        }
+    }
+
+    public var json: JSONValue {
+        var o: JSONObject = ["name": .string(name), "tty": .bool(tty)]
+        if let argv { o["argv"] = .array(argv.map { .string($0) }) }
+        if let cwd { o["cwd"] = .string(cwd) }
+        if !env.isEmpty { o["env"] = .object(JSONObject(env.map { ($0.0, JSONValue.string($0.1)) })) }
+        if let rows { o["rows"] = .number(JSONNumber(Int(rows))) }
+        if let columns { o["columns"] = .number(JSONNumber(Int(columns))) }
+        return .object(o)
+    }
+}
+
+/// The reply to `enter`: the session's number (for `signal` and the `exited`
+/// notification) and its pid as the supervisor sees it.
+public struct EnterResult: Sendable, Equatable {
+    public var session: UInt64
+    public var pid: Int32
+
+    public init(session: UInt64, pid: Int32) {
+        self.session = session
+        self.pid = pid
+    }
+
+    public var json: JSONValue {
+        .object(["session": .number(JSONNumber(session)), "pid": .number(JSONNumber(pid))])
+    }
+
+    public init(json: JSONValue) throws(RPCError) {
+        guard let session = json["session"]?.int64Value, session > 0, let pid = json["pid"]?.int64Value else {
+            throw RPCError(.internalError, "malformed enter result")
+        }
+        self.session = UInt64(session)
+        self.pid = Int32(truncatingIfNeeded: pid)
+    }
+}
+
+/// `exited {session, code, signal}`: code is the exit status or null, signal
+/// the number of the signal that ended the process or null.
+public struct ExitedNotification: Sendable, Equatable {
+    public var session: UInt64
+    public var code: Int32?
+    public var signal: Int32?
+
+    public init(session: UInt64, code: Int32?, signal: Int32?) {
+        self.session = session
+        self.code = code
+        self.signal = signal
+    }
+
+    /// What a shell would report: the code, 128 + the signal, or 255 if unknown.
+    public var shellStatus: Int32 {
+        if let signal { return 128 + signal }
+        return code ?? 255
+    }
+
+    public var json: JSONValue {
+        .object([
+            "session": .number(JSONNumber(session)),
+            "code": code.map { .number(JSONNumber(Int($0))) } ?? .null,
+            "signal": signal.map { .number(JSONNumber(Int($0))) } ?? .null,
+        ])
+    }
+
+    public init(json: JSONValue) throws(RPCError) {
+        guard let session = json["session"]?.int64Value else { throw RPCError(.internalError, "malformed exited notification") }
+        self.session = UInt64(session)
+        code = json["code"]?.int64Value.map { Int32(truncatingIfNeeded: $0) }
+        signal = json["signal"]?.int64Value.map { Int32(truncatingIfNeeded: $0) }
+    }
+}
+
+/// `signal {name, session, signal}` → `{}`: sends a signal to a session's
+/// process (the CLI forwards Ctrl-C this way in scripted mode).
+public struct SignalParams: Sendable, Equatable {
+    public var name: String
+    public var session: UInt64
+    public var signal: Int32
+
+    public init(name: String, session: UInt64, signal: Int32) {
+        self.name = name
+        self.session = session
+        self.signal = signal
+    }
+
+    public init(params: JSONValue?) throws(RPCError) {
+        var r = try ParamsReader(params, method: "signal")
+        name = try r.requiredString("name")
+        guard let session = try r.integer("session", in: 1...Int64.max) else { throw .invalidParams("signal: \"session\" is required") }
+        guard let signal = try r.integer("signal", in: 1...64) else { throw .invalidParams("signal: \"signal\" is required") }
+        self.session = UInt64(session)
+        self.signal = Int32(signal)
+        try r.finish()
+        try GroupName.validate(name)
+    }
+
+    public var json: JSONValue {
+        .object(["name": .string(name), "session": .number(JSONNumber(session)), "signal": .number(JSONNumber(Int(signal)))])
+    }
+}
+
+/// A process started by `enter`, as `inspect` lists it.
+public struct SessionInfo: Sendable, Equatable {
+    public var session: UInt64
+    public var pid: Int32
+    public var uid: UInt32
+    public var argv: [String]
+    /// RFC 3339, UTC.
+    public var started: String
+    public var tty: Bool
+
+    public init(session: UInt64, pid: Int32, uid: UInt32, argv: [String], started: String, tty: Bool) {
+        self.session = session
+        self.pid = pid
+        self.uid = uid
+        self.argv = argv
+        self.started = started
+        self.tty = tty
+    }
+
+    public var json: JSONValue {
+        .object([
+            "session": .number(JSONNumber(session)),
+            "pid": .number(JSONNumber(pid)),
+            "uid": .number(JSONNumber(uid)),
+            "argv": .array(argv.map { .string($0) }),
+            "started": .string(started),
+            "tty": .bool(tty),
+        ])
+    }
+
+    public init(json: JSONValue) throws(RPCError) {
+        var r = try ParamsReader(json, method: "session")
+        session = UInt64(try r.integer("session", in: 0...Int64.max) ?? 0)
+        pid = Int32(try r.integer("pid", in: 0...Int64(Int32.max)) ?? 0)
+        uid = UInt32(try r.integer("uid", in: 0...Int64(UInt32.max)) ?? 0)
+        argv = try r.stringArray("argv") ?? []
+        started = try r.string("started") ?? ""
+        tty = try r.bool("tty") ?? false
+    }
+}

@@ -1,0 +1,188 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Namespaces
+import RPC
+
+extension Supervisor {
+    static let userSearchPath = "/usr/local/bin:/usr/bin:/bin"
+    static let rootSearchPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    static let defaultTerm = "xterm-256color"
+
+    /// Starts a process inside the group as exactly the caller: the caller's
+    /// uid, gid and supplementary groups (from the kernel, at connect time),
+    /// no capabilities unless the caller is root, no_new_privs, a clean
+    /// environment, and only fds 0-2. Interactive: on a new pty of the group,
+    /// whose master goes back beside the reply. Scripted: on the three
+    /// descriptors the caller passed.
+    func enter(_ context: RequestContext, _ descriptors: ReceivedDescriptors) throws(RPCError) -> Reply {
+        let params = try EnterParams(params: context.request.params)
+        if params.tty, !descriptors.isEmpty {
+            descriptors.closeAll()
+            throw .invalidParams("enter: with \"tty\": true the request carries no file descriptors")
+        }
+        if !params.tty, descriptors.count != 3 {
+            descriptors.closeAll()
+            throw .invalidParams("enter: with \"tty\": false the request must carry exactly 3 file descriptors (stdin, stdout, stderr), not \(descriptors.count)")
+        }
+        let group = try managedGroup(params.name, context, action: "enter")
+        guard !group.destroying else { throw .notFound(group: params.name) }
+
+        let caller = context.caller
+        let user = UserDatabase.user(uid: caller.uid)
+        let home = user?.home ?? "/"
+        let shell = user.map { $0.shell.isEmpty ? "/bin/sh" : $0.shell } ?? "/bin/sh"
+        let userName = user?.name ?? String(caller.uid)
+
+        // What to run: the request's argv, or the login shell as a login shell.
+        let executable: String
+        let argv: [String]
+        if let requested = params.argv {
+            executable = requested[0]
+            argv = requested
+        } else {
+            executable = shell
+            argv = ["-" + (shell.split(separator: "/").last.map(String.init) ?? "sh")]
+        }
+
+        // A clean environment built for the caller, then the request's entries.
+        var environment: [(String, String)] = [
+            ("HOME", home), ("USER", userName), ("LOGNAME", userName), ("SHELL", shell),
+            ("PATH", caller.uid == 0 ? Self.rootSearchPath : Self.userSearchPath),
+        ]
+        if params.tty { environment.append(("TERM", Self.defaultTerm)) }
+        for (key, value) in params.env {
+            if let index = environment.firstIndex(where: { $0.0 == key }) {
+                environment[index].1 = value
+            } else {
+                environment.append((key, value))
+            }
+        }
+        let searchPath = environment.first { $0.0 == "PATH" }?.1 ?? Self.userSearchPath
+
+        let spec = SessionSpec(
+            uid: caller.uid, gid: caller.gid, groups: caller.groups,
+            cwd: params.cwd ?? home, cwdFallback: params.cwd == nil,
+            executable: executable, argv: argv, environment: environment.map { "\($0.0)=\($0.1)" },
+            searchPath: searchPath, controllingTerminal: params.tty)
+
+        let namespaces: NamespaceFiles
+        do {
+            namespaces = try NamespaceFiles(holder: group.holder, kinds: group.record.kinds)
+        } catch {
+            throw RPCError(.operationFailed, "cannot enter group \"\(params.name)\": opening its namespaces failed: \(error)",
+                           details: ["step": .string("open(/proc/\(group.record.holderPID)/ns)"), "errno": .string(error.name)])
+        }
+
+        var master: FileDescriptor?
+        let pidfd: Pidfd
+        do throws(SpawnError) {
+            if params.tty {
+                let pty: Pty
+                do {
+                    pty = try Pty.open(holderPID: group.record.kinds.contains(.mnt) ? group.record.holderPID : nil,
+                                       uid: caller.uid, ttyGroup: ttyGroup,
+                                       rows: params.rows ?? 0, columns: params.columns ?? 0)
+                } catch {
+                    throw SpawnError(step: "open(/dev/pts/ptmx)", errno: error)
+                }
+                let slave = pty.slave.rawValue
+                pidfd = try SessionSpawner.spawn(spec, namespaces: namespaces, stdio: (slave, slave, slave))
+                master = try? pty.master.duplicate()
+            } else {
+                let fds = descriptors.rawValues
+                pidfd = try SessionSpawner.spawn(spec, namespaces: namespaces, stdio: (fds[0], fds[1], fds[2]))
+            }
+        } catch {
+            throw RPCError(.operationFailed, "cannot enter group \"\(params.name)\": \(error)",
+                           details: ["step": .string(error.step), "errno": .string(error.errno.name)])
+        }
+        // Our copies of the caller's stdio (or of the pty slave) close here:
+        // only the process holds them now.
+        descriptors.closeAll()
+
+        let session = Session(id: nextSessionID, pidfd: pidfd, uid: caller.uid, argv: argv,
+                              started: Timestamp.now(), tty: params.tty, caller: caller, connection: context.connection)
+        nextSessionID += 1
+        do {
+            try watchSession(session, in: group)
+        } catch {
+            try? session.pidfd.signal(SIGKILL)
+            _ = try? session.pidfd.reap(block: true)
+            throw RPCError(.internalError, "cannot enter group \"\(params.name)\": cannot watch the process: \(error)")
+        }
+        group.sessions[session.id] = session
+        audit.record(.sessionStarted, "Started session \(session.id) (pid \(session.pid)) in group \(group.name) for uid \(caller.uid): \(argv.joined(separator: " "))",
+                     caller: caller, fields: [
+                        AuditField.name: group.name,
+                        AuditField.operation: "enter",
+                        AuditField.result: "ok",
+                        AuditField.ownerUID: String(group.owner),
+                        AuditField.holderPID: String(group.record.holderPID),
+                        AuditField.sessionPID: String(session.pid),
+                        AuditField.session: String(session.id),
+                        AuditField.argv: argv.joined(separator: " "),
+                     ])
+        let result = EnterResult(session: session.id, pid: session.pid).json
+        if let master {
+            return .result(result, descriptors: ReceivedDescriptors([master.release()]))
+        }
+        return .result(result)
+    }
+
+    /// Watches a session's pidfd; when the process ends it is reaped, the
+    /// connection that started it is told, and the journal records it.
+    func watchSession(_ session: Session, in group: Group) throws {
+        // The group is held strongly: a session must still be reaped and
+        // reported after its group has left the registry. The cycle ends when
+        // the watch is cancelled in sessionExited.
+        session.watch = try loop.addIO(fd: session.pidfd.rawValue, events: .readable) { [weak self, weak session] _ in
+            guard let self, let session else { return }
+            self.sessionExited(session, in: group)
+        }
+    }
+
+    func sessionExited(_ session: Session, in group: Group) {
+        let status = (try? session.pidfd.reap()) ?? nil
+        session.watch?.cancel()
+        session.watch = nil
+        group.sessions[session.id] = nil
+        let exited = ExitedNotification(session: session.id, code: status?.code, signal: status?.signal)
+        session.connection?.send(Response.notification(method: NotificationName.exited.rawValue, params: exited.json))
+        var fields = [
+            AuditField.name: group.name,
+            AuditField.operation: "enter",
+            AuditField.result: "ok",
+            AuditField.ownerUID: String(group.owner),
+            AuditField.sessionPID: String(session.pid),
+            AuditField.session: String(session.id),
+            AuditField.argv: session.argv.joined(separator: " "),
+            AuditField.exitCode: String(exited.shellStatus),
+        ]
+        if let signal = status?.signal { fields[AuditField.signal] = String(signal) }
+        audit.record(.sessionEnded, "Session \(session.id) (pid \(session.pid)) in group \(group.name) \(status?.description ?? "ended")",
+                     caller: session.caller, fields: fields)
+    }
+
+    /// `signal {name, session, signal}`: the session's own caller, the group's
+    /// owner and root may signal it.
+    func signal(_ context: RequestContext) throws(RPCError) -> Reply {
+        let params = try SignalParams(params: context.request.params)
+        guard let group = groups[params.name] else { throw .notFound(group: params.name) }
+        guard let session = group.sessions[params.session] else {
+            throw RPCError(.notFound, "group \"\(params.name)\" has no session \(params.session)")
+        }
+        guard policy.isPrivileged(context.caller) || context.caller.uid == session.uid || context.caller.uid == group.owner else {
+            throw RPCError(.permissionDenied, "uid \(context.caller.uid) may not signal session \(params.session) of group \"\(params.name)\": only its caller, the group's owner and root may")
+        }
+        do {
+            try session.pidfd.signal(params.signal)
+        } catch where error.rawValue == ESRCH {
+            // It has just ended; its exited notification is on its way.
+        } catch {
+            throw RPCError(.operationFailed, "cannot signal session \(params.session): \(error)",
+                           details: ["step": "pidfd_send_signal", "errno": .string(error.name)])
+        }
+        return .result(.object([:]))
+    }
+}

@@ -1,0 +1,187 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import Client
+import Namespaces
+import RPC
+
+struct Enter: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a shell or a command inside a group, as yourself.",
+        discussion: """
+            Without a command and with a terminal on stdin, starts your login shell on a new \
+            terminal inside the group (as with -t). With a command, runs it on your own \
+            stdin, stdout and stderr, like running it directly; nsgroup exits with its exit \
+            status (128+N when signal N ended it). In that mode Ctrl-C, SIGTERM, SIGHUP and \
+            SIGQUIT are passed on to the command.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The group's name.")
+    var name: String
+
+    @Flag(name: [.customShort("t"), .customLong("tty")], help: "Use a new terminal inside the group.")
+    var tty = false
+
+    @Flag(name: [.customShort("T"), .customLong("no-tty")], help: "Never use a terminal: pass stdin, stdout and stderr.")
+    var noTTY = false
+
+    @Option(help: ArgumentHelp("Directory inside the group to start in (default: your home, else /).", valueName: "dir"))
+    var cwd: String?
+
+    @Option(name: .customLong("env"), help: ArgumentHelp("Add KEY=VALUE to the environment. Repeatable.", valueName: "KEY=VALUE"))
+    var environment: [String] = []
+
+    @Argument(parsing: .postTerminator, help: ArgumentHelp("The command and its arguments, after --.", valueName: "command"))
+    var command: [String] = []
+
+    func validate() throws {
+        if tty && noTTY { throw ValidationError("-t and -T contradict each other") }
+        for entry in environment where !entry.contains("=") || entry.hasPrefix("=") {
+            throw ValidationError("--env takes KEY=VALUE, not \"\(entry)\"")
+        }
+    }
+
+    func run() {
+        let interactive = noTTY ? false : (tty || (isatty(0) == 1 && command.isEmpty))
+        var env: [(String, String)] = environment.map { entry in
+            let equals = entry.firstIndex(of: "=")!
+            return (String(entry[..<equals]), String(entry[entry.index(after: equals)...]))
+        }
+        if interactive, !env.contains(where: { $0.0 == "TERM" }), let term = getenv("TERM") {
+            env.append(("TERM", String(cString: term)))
+        }
+        let size = interactive ? (Pty.windowSize(0) ?? Pty.windowSize(1)) : nil
+        let params = EnterParams(name: name, argv: command.isEmpty ? nil : command, cwd: cwd, env: env,
+                                 tty: interactive, rows: size?.rows, columns: size?.columns)
+        let status = withClient(global) { client throws(ClientError) -> Int32 in
+            interactive ? try runInteractive(client, params) : try runScripted(client, params)
+        }
+        Glibc.exit(status)
+    }
+
+    /// The command gets our stdio as its own; we only wait for its exit and
+    /// pass on the signals a terminal or a job controller sends us.
+    private func runScripted(_ client: RPCClient, _ params: EnterParams) throws(ClientError) -> Int32 {
+        let signals: SignalDescriptor
+        do { signals = try SignalDescriptor([SIGINT, SIGTERM, SIGHUP, SIGQUIT]) } catch { throw .io(error) }
+        let reply = try client.call("enter", params.json, descriptors: [0, 1, 2])
+        let session: EnterResult
+        do { session = try EnterResult(json: reply.result) } catch { throw .protocolViolation(error.message) }
+        while true {
+            if let exited = try takeExited(client, session: session.session, wait: false) {
+                return exited.shellStatus
+            }
+            var fds = [pollfd(fd: client.descriptor, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: signals.rawValue, events: Int16(POLLIN), revents: 0)]
+            if poll(&fds, 2, -1) < 0 { continue }
+            if fds[1].revents != 0, let signal = signals.next() {
+                // Forward it; a session that has just ended answers not_found, which is fine.
+                _ = try? client.call("signal", SignalParams(name: params.name, session: session.session, signal: signal).json)
+                continue
+            }
+            if fds[0].revents != 0, let exited = try takeExited(client, session: session.session, wait: true) {
+                return exited.shellStatus
+            }
+        }
+    }
+
+    /// Raw mode on our terminal, bytes pumped both ways through the pty
+    /// master the supervisor passed back, window size forwarded on SIGWINCH.
+    private func runInteractive(_ client: RPCClient, _ params: EnterParams) throws(ClientError) -> Int32 {
+        let signals: SignalDescriptor
+        do { signals = try SignalDescriptor([SIGWINCH, SIGINT, SIGTERM, SIGHUP, SIGQUIT]) } catch { throw .io(error) }
+        let reply = try client.call("enter", params.json)
+        let session: EnterResult
+        do { session = try EnterResult(json: reply.result) } catch { throw .protocolViolation(error.message) }
+        guard let master = reply.descriptors.take(0) else {
+            throw .protocolViolation("the reply to an interactive enter carried no terminal")
+        }
+        let terminal = RawTerminal(fd: 0)
+        defer { terminal.restore() }
+        if let size = Pty.windowSize(0) { try? Pty.setWindowSize(master.rawValue, rows: size.rows, columns: size.columns) }
+
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        var stdinOpen = true
+        var masterOpen = true
+        var connected = true
+        var result: Int32?
+        while result == nil {
+            if connected, let exited = try takeExited(client, session: session.session, wait: false) {
+                result = exited.shellStatus
+                break
+            }
+            if !masterOpen && !connected { break }
+            var fds = [pollfd(fd: stdinOpen && masterOpen ? 0 : -1, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: masterOpen ? master.rawValue : -1, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: connected ? client.descriptor : -1, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: signals.rawValue, events: Int16(POLLIN), revents: 0)]
+            if poll(&fds, 4, -1) < 0 { continue }
+            if fds[3].revents != 0, let signal = signals.next() {
+                if signal == SIGWINCH {
+                    if let size = Pty.windowSize(0) { try? Pty.setWindowSize(master.rawValue, rows: size.rows, columns: size.columns) }
+                } else {
+                    // Closing the master hangs up the session, as a terminal that goes away does.
+                    terminal.restore()
+                    return 128 + signal
+                }
+            }
+            if fds[1].revents != 0 {
+                let n = buffer.withUnsafeMutableBytes { read(master.rawValue, $0.baseAddress, $0.count) }
+                if n > 0 {
+                    buffer.withUnsafeBytes { _ = writeAll(1, UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+                } else if n == 0 || (errno != EINTR && errno != EAGAIN) {
+                    masterOpen = false  // EIO: every slave is closed, the session is over
+                }
+            }
+            if fds[0].revents != 0 {
+                let n = buffer.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
+                if n > 0 {
+                    buffer.withUnsafeBytes { _ = writeAll(master.rawValue, UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+                } else if n == 0 || (errno != EINTR && errno != EAGAIN) {
+                    stdinOpen = false
+                    // Input that is not a terminal ended: say end-of-file to the session (^D).
+                    var eof: UInt8 = 4
+                    _ = write(master.rawValue, &eof, 1)
+                }
+            }
+            if fds[2].revents != 0 {
+                do {
+                    if let exited = try takeExited(client, session: session.session, wait: true) { result = exited.shellStatus }
+                } catch .disconnected {
+                    connected = false
+                }
+            }
+        }
+        // Whatever the session wrote before it ended still reaches the screen.
+        if masterOpen { drain(master.rawValue, into: &buffer) }
+        terminal.restore()
+        if result == nil {
+            printError("lost the connection to nsgroupd; the session's exit status is unknown")
+        }
+        return result ?? 255
+    }
+
+    private func drain(_ fd: Int32, into buffer: inout [UInt8]) {
+        let flags = fcntl(fd, F_GETFL)
+        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            guard n > 0 else { return }
+            buffer.withUnsafeBytes { _ = writeAll(1, UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+        }
+    }
+
+    /// The `exited` notification for our session, if one is buffered (or,
+    /// with `wait`, the next message is one).
+    private func takeExited(_ client: RPCClient, session: UInt64, wait: Bool) throws(ClientError) -> ExitedNotification? {
+        guard wait || client.hasBufferedNotification else { return nil }
+        guard let (method, params) = try client.nextNotification() else { throw .disconnected }
+        guard method == NotificationName.exited.rawValue, let exited = try? ExitedNotification(json: params),
+              exited.session == session
+        else { return nil }
+        return exited
+    }
+}
