@@ -90,8 +90,9 @@ public final class RPCClient {
         }
     }
 
-    /// Whether a notification is already buffered (so poll(2) would not show it).
-    public var hasBufferedNotification: Bool { !notifications.isEmpty }
+    /// Whether a message is already buffered here, so poll(2) on the socket
+    /// would not show it: read it before waiting.
+    public var hasBufferedInput: Bool { !notifications.isEmpty || framer.hasCompleteFrame }
 
     /// Reads the next complete line as a message, with its descriptors.
     public func readMessage() throws(ClientError) -> (IncomingMessage, ReceivedDescriptors) {

@@ -1,10 +1,13 @@
 /// Splits a byte stream into newline-terminated lines and keeps each batch of
 /// received file descriptors with the line it arrived in.
 ///
-/// Descriptors passed with SCM_RIGHTS arrive attached to the first byte of
-/// the sendmsg that carried them; the framer hands them out with the line
-/// that contains that byte. A client therefore sends a request's descriptors
-/// in the same sendmsg as the request's first byte.
+/// On a Unix stream socket one recvmsg may return the bytes of several
+/// sendmsg calls, but it stops at the end of the first message that carried
+/// descriptors (Linux never merges a later message into a read that already
+/// took descriptors). So descriptors always belong to the message that holds
+/// the *last* byte of the read that returned them, and the framer gives them
+/// to the line containing that byte. A client therefore sends a request that
+/// carries descriptors as one sendmsg holding exactly that line.
 ///
 /// The framer only holds descriptor numbers; whoever feeds it owns them and
 /// must close what `takeAllDescriptors()` returns when it gives up.
@@ -37,10 +40,17 @@ public struct LineFramer {
     /// Bytes waiting for their newline.
     public var pendingByteCount: Int { buffer.count - start }
 
-    /// Adds received bytes and the descriptors that came with them.
+    /// Whether `next()` would return a frame without more input.
+    public var hasCompleteFrame: Bool {
+        overflowed || buffer[(start + scanned)...].contains(0x0A) || buffer.count - start > maxLineLength
+    }
+
+    /// Adds the bytes of one receive and the descriptors that came with them
+    /// (they go with the line that holds the last of these bytes; with no
+    /// bytes, with the line that holds the next byte).
     public mutating func append(_ bytes: UnsafeRawBufferPointer, descriptors: [Int32] = [], truncated: Bool = false) {
         if !descriptors.isEmpty || truncated {
-            attachments.append((buffer.count, descriptors, truncated))
+            attachments.append((buffer.count + max(bytes.count - 1, 0), descriptors, truncated))
         }
         buffer.append(contentsOf: bytes)
     }
@@ -84,11 +94,11 @@ public struct LineFramer {
     private mutating func compactIfWorthwhile() {
         if start == buffer.count {
             buffer.removeAll(keepingCapacity: buffer.capacity <= 1 << 16)
-            start = 0
+        } else if start > 4096, start * 2 > buffer.count {
+            buffer.removeFirst(start)
+        } else {
             return
         }
-        guard start > 4096, start * 2 > buffer.count else { return }
-        buffer.removeFirst(start)
         attachments = attachments.map { ($0.offset - start, $0.descriptors, $0.truncated) }
         start = 0
     }

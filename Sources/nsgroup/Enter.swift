@@ -177,7 +177,7 @@ struct Enter: ParsableCommand {
     /// The `exited` notification for our session, if one is buffered (or,
     /// with `wait`, the next message is one).
     private func takeExited(_ client: RPCClient, session: UInt64, wait: Bool) throws(ClientError) -> ExitedNotification? {
-        guard wait || client.hasBufferedNotification else { return nil }
+        guard wait || client.hasBufferedInput else { return nil }
         guard let (method, params) = try client.nextNotification() else { throw .disconnected }
         guard method == NotificationName.exited.rawValue, let exited = try? ExitedNotification(json: params),
               exited.session == session
