@@ -37,16 +37,25 @@ __attribute__((noreturn)) static void fail(int fd, int stage, int index) {
 
 /* Every handler back to its default and every ignored signal back to
  * default too: ignored signals survive exec, and a session must not inherit
- * the supervisor's choices. Signals stay blocked until just before exec. */
+ * the supervisor's choices. glibc's sigaction refuses the two real-time
+ * signals it reserves for itself (32 and 33), which a parent may well ignore,
+ * so this goes to the kernel directly. Signals stay blocked until just
+ * before exec. */
+struct kernel_sigaction {
+    void (*handler)(int);
+    unsigned long flags;
+    void (*restorer)(void);
+    uint64_t mask;
+};
+
 static void reset_signal_dispositions(void) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = SIG_DFL;
-    sigemptyset(&sa.sa_mask);
+    struct kernel_sigaction action;
+    memset(&action, 0, sizeof action);
+    action.handler = SIG_DFL;
     for (int sig = 1; sig < NSIG; sig++) {
         if (sig == SIGKILL || sig == SIGSTOP)
             continue;
-        (void)sigaction(sig, &sa, NULL); /* fails harmlessly for libc-reserved signals */
+        (void)syscall(SYS_rt_sigaction, sig, &action, NULL, sizeof action.mask);
     }
 }
 
