@@ -82,6 +82,17 @@ int ns_peer_credentials(int sock, pid_t *pid, uid_t *uid, gid_t *gid) {
     return 0;
 }
 
+#ifndef SO_PEERGROUPS
+#define SO_PEERGROUPS 59
+#endif
+
+int ns_peer_groups(int sock, gid_t *groups, int *count) {
+    socklen_t len = (socklen_t)((size_t)*count * sizeof(gid_t));
+    int r = getsockopt(sock, SOL_SOCKET, SO_PEERGROUPS, groups, &len);
+    *count = (int)(len / sizeof(gid_t));
+    return r;
+}
+
 int ns_peer_pidfd(int sock) {
     int fd = -1;
     socklen_t len = sizeof fd;

@@ -4,8 +4,8 @@ import Glibc
 import CSpawn
 
 /// Who is on the other end of a Unix socket, as the kernel says (never as the
-/// peer says): SO_PEERCRED at connect time, the supplementary groups from the
-/// peer's /proc/PID/status, and the peer pinned by SO_PEERPIDFD.
+/// peer says): uid, gid and pid from SO_PEERCRED and the supplementary groups
+/// from SO_PEERGROUPS, both recorded by the kernel when the peer connected.
 public struct PeerCredentials: Sendable, Hashable {
     public let pid: pid_t
     public let uid: uid_t
@@ -20,28 +20,41 @@ public struct PeerCredentials: Sendable, Hashable {
         self.groups = groups
     }
 
-    /// Reads the credentials of the peer of a connected socket. The groups
-    /// come from /proc/PID/status; the pid is pinned with SO_PEERPIDFD so a
-    /// peer that exits and is replaced by another process under the same pid
-    /// cannot lend us someone else's groups. When the peer's /proc entry cannot
-    /// be read (it died, or lives in a pid namespace we cannot see) the groups
-    /// come from the group database for its uid instead.
+    /// Reads the credentials of the peer of a connected socket.
+    ///
+    /// The groups are the kernel's record from connect time (SO_PEERGROUPS,
+    /// Linux 4.13+), so nothing the peer does later changes them. Where that
+    /// is unavailable they are read from the peer's /proc/PID/status while
+    /// the peer is pinned by SO_PEERPIDFD (a pid reused by another process
+    /// cannot lend its groups), and failing that from the group database.
     public static func of(socket: Int32) throws(Errno) -> PeerCredentials {
         var pid: pid_t = 0
         var uid: uid_t = 0
         var gid: gid_t = 0
         if ns_peer_credentials(socket, &pid, &uid, &gid) < 0 { throw Errno.current }
-        let pinned: Pidfd? = {
-            let fd = ns_peer_pidfd(socket)
-            return fd >= 0 ? Pidfd(pid: pid, adopting: fd) : nil
-        }()
-        var groups: [gid_t]?
-        if pid > 0, let read = try? ProcFS.supplementaryGroups(pid: pid) {
-            // Trust the file only if the pinned peer was alive while it was read.
-            if let pinned { if pinned.isAlive { groups = read } } else { groups = read }
-        }
         return PeerCredentials(pid: pid, uid: uid, gid: gid,
-                               groups: groups ?? UserDatabase.groupList(uid: uid, primary: gid))
+                               groups: kernelGroups(socket) ?? procGroups(socket, pid: pid)
+                                   ?? UserDatabase.groupList(uid: uid, primary: gid))
+    }
+
+    private static func kernelGroups(_ socket: Int32) -> [gid_t]? {
+        var capacity: Int32 = 64
+        while capacity <= 65536 {
+            var groups = [gid_t](repeating: 0, count: Int(capacity))
+            var count = capacity
+            if ns_peer_groups(socket, &groups, &count) == 0 { return Array(groups[0..<Int(count)]) }
+            guard errno == ERANGE, count > capacity else { return nil }
+            capacity = count
+        }
+        return nil
+    }
+
+    private static func procGroups(_ socket: Int32, pid: pid_t) -> [gid_t]? {
+        guard pid > 0, let groups = try? ProcFS.supplementaryGroups(pid: pid) else { return nil }
+        let fd = ns_peer_pidfd(socket)
+        guard fd >= 0 else { return nil }
+        let pinned = Pidfd(pid: pid, adopting: fd)
+        return pinned.isAlive ? groups : nil
     }
 
     /// Whether `gid` is the primary or a supplementary group.

@@ -24,6 +24,11 @@ ssize_t ns_recv_with_fds(int sock, void *buf, size_t len, int *fds, size_t *nfds
 /* The peer's credentials (SO_PEERCRED). */
 int ns_peer_credentials(int sock, pid_t *pid, uid_t *uid, gid_t *gid);
 
+/* The peer's supplementary groups as the kernel recorded them at connect time
+ * (SO_PEERGROUPS). *count is the capacity of groups on entry and the number
+ * of groups on return; with ERANGE it is the capacity needed. */
+int ns_peer_groups(int sock, gid_t *groups, int *count);
+
 /* A pidfd for the peer (SO_PEERPIDFD, Linux 6.5+), or -1 with errno. */
 int ns_peer_pidfd(int sock);
 

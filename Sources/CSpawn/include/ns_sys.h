@@ -11,11 +11,7 @@
 #include <sys/wait.h>
 
 #ifndef SO_PEERPIDFD
-#define SO_PEERPIDFD 77/* Blocks the signals and returns a non-blocking, close-on-exec signalfd for them. */
-int ns_signalfd(const int *signals, size_t count);
-/* Reads one signal from a signalfd: its number, or -1 (EAGAIN when none is pending). */
-int ns_signalfd_next(int fd);
-
+#define SO_PEERPIDFD 77
 #endif
 
 /* O_PATH, which Swift's Glibc module does not export. */
