@@ -87,8 +87,14 @@ public struct HolderSpawner: ~Copyable {
     /// it is set up. On any failure nothing is left: the holder is killed and
     /// reaped before the error is thrown.
     public func spawn(_ spec: HolderSpec) throws(SpawnError) -> SpawnedHolder {
+        // A user namespace needs its maps written and a time namespace its
+        // offsets before anything runs inside; until the holder does that,
+        // both are refused rather than half made.
+        if let kind = spec.namespaces.first(where: { $0 == .user || $0 == .time }) {
+            throw SpawnError(step: "clone3(CLONE_NEW\(kind.rawValue.uppercased()))", errno: Errno(rawValue: EOPNOTSUPP))
+        }
         var flags: UInt64 = 0
-        for kind in spec.namespaces where kind != .time { flags |= UInt64(UInt32(bitPattern: kind.cloneFlag)) }
+        for kind in spec.namespaces { flags |= UInt64(UInt32(bitPattern: kind.cloneFlag)) }
 
         var pipeFDs: [Int32] = [-1, -1]
         if ns_pipe_cloexec(&pipeFDs) < 0 { throw SpawnError(step: "pipe2", errno: .current) }

@@ -62,7 +62,10 @@ public struct NamespaceID: Hashable, Sendable, CustomStringConvertible {
               text[text.index(after: colon)...].hasPrefix("[")
         else { return nil }
         let digits = text[text.index(colon, offsetBy: 2)..<text.index(before: text.endIndex)]
-        guard let inode = UInt64(digits) else { return nil }
+        // Only the kernel's own spelling: decimal digits, no sign, no leading zero.
+        guard let inode = UInt64(digits), digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber),
+              digits == String(inode)
+        else { return nil }
         self.init(kind: kind, inode: inode)
     }
 

@@ -37,7 +37,10 @@ public enum Timestamp {
         parts.tm_hour = hour
         parts.tm_min = minute
         parts.tm_sec = second
-        return Int64(timegm(&parts))
+        let seconds = Int64(timegm(&parts))
+        // timegm quietly moves impossible dates (February 30th, second 60)
+        // into the next month or minute: only what format would write back counts.
+        return format(secondsSinceEpoch: seconds) == text ? seconds : nil
     }
 
     public static func now() -> Int64 {
