@@ -26,6 +26,8 @@ public struct Request: Sendable {
     public struct DecodingFailure: Error, Sendable {
         public let id: RequestID
         public let error: RPCError
+        /// The envelope was a valid notification (no "id"): it must not be answered.
+        public var isNotification = false
     }
 
     static let members: Set<String> = ["jsonrpc", "method", "params", "id"]
@@ -64,7 +66,8 @@ public struct Request: Sendable {
         }
         let params = object["params"]
         if let params, params.objectValue == nil {
-            throw DecodingFailure(id: id ?? .null, error: RPCError(.invalidParams, "\"params\" must be an object"))
+            throw DecodingFailure(id: id ?? .null, error: RPCError(.invalidParams, "\"params\" must be an object"),
+                                  isNotification: id == nil)
         }
         return Request(id: id, method: method, params: params)
     }

@@ -13,7 +13,7 @@ import Systemd
 /// deferred reply (destroy waits for the holder to be reaped), the connection
 /// stops reading, so a client cannot pile up unbounded work.
 final class Connection {
-    typealias Dispatch = (Connection, Request, ReceivedDescriptors) -> Reply
+    typealias Dispatch = (Connection, Request, ReceivedDescriptors, _ truncated: Bool) -> Reply
 
     let id: UInt64
     let socket: FileDescriptor
@@ -28,6 +28,12 @@ final class Connection {
     private var inputClosed = false
     private var closeWhenFlushed = false
     private(set) var isClosed = false
+
+    /// Past this much unsent output the connection stops reading requests
+    /// until the client has read its replies: a client that never reads
+    /// cannot make the supervisor buffer without bound.
+    static let maxQueuedOutput = 1 << 20
+    private var queuedBytes = 0
 
     private struct Outgoing {
         var bytes: [UInt8]
@@ -53,11 +59,19 @@ final class Connection {
 
     // MARK: Events
 
-    private var isReading: Bool { waiting == nil && !closeWhenFlushed && !inputClosed }
+    /// Whether the next buffered request may be handled now.
+    private var canProcess: Bool {
+        !isClosed && waiting == nil && !closeWhenFlushed && queuedBytes < Self.maxQueuedOutput
+    }
+
+    private var isReading: Bool { canProcess && !inputClosed }
 
     private func handle(_ events: IOEvents) {
         if events.contains(.writable) { flush() }
         if isClosed { return }
+        if canProcess, framer.hasCompleteFrame {
+            processLines()  // lines that waited while the client was not reading its replies
+        }
         if isReading && !events.isDisjoint(with: [.readable, .readHangup, .hangup, .error]) {
             readAvailable()
             processLines()
@@ -96,7 +110,7 @@ final class Connection {
     }
 
     private func processLines() {
-        while waiting == nil, !isClosed, !closeWhenFlushed, let frame = framer.next() {
+        while canProcess, let frame = framer.next() {
             switch frame {
             case .tooLong:
                 send(Response.error(id: .null, RPCError(.lineTooLong,
@@ -118,16 +132,11 @@ final class Connection {
         do {
             request = try Request.decode(line: line.bytes)
         } catch {
-            send(Response.error(id: error.id, error.error))
+            // A well-formed notification with bad params is still a notification: no reply.
+            if !error.isNotification { send(Response.error(id: error.id, error.error)) }
             return
         }
-        if line.descriptorsTruncated {
-            descriptors.closeAll()
-            reply(to: request, .error(.invalidParams(
-                "\(request.method): too many file descriptors, or truncated control data (at most \(UnixSocket.maxDescriptors))")))
-            return
-        }
-        let outcome = dispatch(self, request, descriptors)
+        let outcome = dispatch(self, request, descriptors, line.descriptorsTruncated)
         if case .deferred = outcome {
             waiting = .some(request.id)
         } else {
@@ -167,7 +176,9 @@ final class Connection {
     /// Queues one line, with descriptors to pass beside its first byte.
     func send(_ message: JSONValue, descriptors: ReceivedDescriptors? = nil) {
         guard !isClosed else { return }
-        outbox.append(Outgoing(bytes: message.line, descriptors: descriptors))
+        let line = message.line
+        queuedBytes += line.count
+        outbox.append(Outgoing(bytes: line, descriptors: descriptors))
         flush()
     }
 
@@ -187,6 +198,7 @@ final class Connection {
             }
             outbox[0].descriptors = nil  // sent with the first byte; our copies close here
             outbox[0].sent += sent
+            queuedBytes -= sent
             if outbox[0].sent == outbox[0].bytes.count { outbox.removeFirst() }
         }
         updateInterest()

@@ -22,8 +22,9 @@ extension Supervisor {
             throw .invalidParams("enter: with \"tty\": true the request carries no file descriptors")
         }
         if !params.tty, descriptors.count != 3 {
+            let count = descriptors.count
             descriptors.closeAll()
-            throw .invalidParams("enter: with \"tty\": false the request must carry exactly 3 file descriptors (stdin, stdout, stderr), not \(descriptors.count)")
+            throw .invalidParams("enter: with \"tty\": false the request must carry exactly 3 file descriptors (stdin, stdout, stderr), not \(count)")
         }
         let group = try managedGroup(params.name, context, action: "enter")
         guard !group.destroying else { throw .notFound(group: params.name) }
@@ -169,11 +170,14 @@ extension Supervisor {
     func signal(_ context: RequestContext) throws(RPCError) -> Reply {
         let params = try SignalParams(params: context.request.params)
         guard let group = groups[params.name] else { throw .notFound(group: params.name) }
-        guard let session = group.sessions[params.session] else {
-            throw RPCError(.notFound, "group \"\(params.name)\" has no session \(params.session)")
+        let session = group.sessions[params.session]
+        let mayManage = policy.mayManage(context.caller, group)
+        // Others learn nothing about which sessions exist.
+        guard mayManage || (session != nil && session!.uid == context.caller.uid) else {
+            throw RPCError(.permissionDenied, "uid \(context.caller.uid) may not signal session \(params.session) of group \"\(params.name)\": only the session's own user, the group's owner and root may")
         }
-        guard policy.isPrivileged(context.caller) || context.caller.uid == session.uid || context.caller.uid == group.owner else {
-            throw RPCError(.permissionDenied, "uid \(context.caller.uid) may not signal session \(params.session) of group \"\(params.name)\": only its caller, the group's owner and root may")
+        guard let session else {
+            throw RPCError(.notFound, "group \"\(params.name)\" has no session \(params.session)")
         }
         do {
             try session.pidfd.signal(params.signal)

@@ -1,12 +1,14 @@
 import RPC
 
 extension Supervisor {
-    func version(_ context: RequestContext) -> Reply {
-        .result(VersionResult(server: configuration.serverName, protocolVersion: protocolVersion,
+    func version(_ context: RequestContext) throws(RPCError) -> Reply {
+        try ParamsReader(context.request.params, method: "version").finish()
+        return .result(VersionResult(server: configuration.serverName, protocolVersion: protocolVersion,
                               methods: MethodName.allCases.map(\.rawValue)).json)
     }
 
-    func list(_ context: RequestContext) -> Reply {
+    func list(_ context: RequestContext) throws(RPCError) -> Reply {
+        try ParamsReader(context.request.params, method: "list").finish()
         let visible = groups.values
             .filter { policy.mayManage(context.caller, $0) }
             .sorted { $0.name < $1.name }

@@ -128,8 +128,8 @@ public final class Supervisor {
             nextConnectionID += 1
             let connection = Connection(
                 id: id, socket: socket, peer: peer, maxLineLength: configuration.maxLineLength,
-                dispatch: { [unowned self] connection, request, descriptors in
-                    self.dispatch(connection, request, descriptors)
+                dispatch: { [unowned self] connection, request, descriptors, truncated in
+                    self.dispatch(connection, request, descriptors, truncated: truncated)
                 },
                 onClose: { [weak self] connection in self?.connections[connection.id] = nil })
             do {
@@ -146,7 +146,8 @@ public final class Supervisor {
 
     /// Every request passes here: method lookup, descriptor rules, the
     /// handler, and one journal record of the decision.
-    func dispatch(_ connection: Connection, _ request: Request, _ descriptors: ReceivedDescriptors) -> Reply {
+    func dispatch(_ connection: Connection, _ request: Request, _ descriptors: ReceivedDescriptors,
+                  truncated: Bool = false) -> Reply {
         let caller = connection.peer
         let name = request.params?["name"]?.stringValue
         let reply: Reply
@@ -154,15 +155,19 @@ public final class Supervisor {
             guard let method = MethodName(rawValue: request.method) else {
                 throw RPCError(.methodNotFound, "unknown method \(JSONValue.string(request.method).serialized()); methods are \(MethodName.allCases.map(\.rawValue).joined(separator: ", "))")
             }
+            if truncated {
+                descriptors.closeAll()
+                throw RPCError.invalidParams("\(method.rawValue): too many file descriptors, or truncated control data (at most \(UnixSocket.maxDescriptors))")
+            }
             if !descriptors.isEmpty && !method.acceptsDescriptors {
                 descriptors.closeAll()
                 throw RPCError.invalidParams("\(method.rawValue) takes no file descriptors")
             }
             let context = RequestContext(caller: caller, connection: connection, request: request)
             switch method {
-            case .version: reply = version(context)
+            case .version: reply = try version(context)
             case .create: reply = try create(context)
-            case .list: reply = list(context)
+            case .list: reply = try list(context)
             case .inspect: reply = try inspect(context)
             case .destroy: reply = try destroy(context)
             case .enter: reply = try enter(context, descriptors)
