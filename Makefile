@@ -14,7 +14,7 @@ RELEASE_FLAGS := -c release --static-swift-stdlib
 RELEASE_BIN   := .build/release
 
 # Debian packages the build and the tests need.
-APT_PACKAGES := libsystemd-dev pkg-config systemd util-linux iproute2 procps tmux passwd hyperfine
+APT_PACKAGES := libsystemd-dev pkg-config systemd util-linux iproute2 procps tmux passwd python3 hyperfine
 
 # Unprivileged users the end-to-end tests act as.
 TEST_USERS := nsg-alice nsg-bob

@@ -1,6 +1,8 @@
+import Client
 import Foundation
 import Glibc
 import Namespaces
+import RPC
 import Testing
 
 /// Where the built products live: next to the test bundle.
@@ -95,6 +97,9 @@ final class TestSupervisor: @unchecked Sendable {
     let stateDirectory: String
     let logPath: String
     private(set) var process: Process?
+
+    /// Set in the supervisor's environment, to show that nothing of it leaks into entered processes.
+    static let environmentMarker = "NSGROUPD_TEST_MARKER=must-not-leak"
 
     init(start: Bool = true, extraArguments: [String] = []) throws {
         var template = Array("/tmp/nsg-e2e-XXXXXX".utf8CString)
@@ -216,4 +221,20 @@ func eventually(timeoutSeconds: Double = 5, _ condition: () throws -> Bool) reth
         usleep(10_000)
     }
     return try condition()
+}
+
+/// The server's error for a call that should fail, or nil (recorded as an
+/// issue) when it succeeded or failed some other way.
+func serverError<T>(_ body: () throws(ClientError) -> T, sourceLocation: SourceLocation = #_sourceLocation) -> RPCError? {
+    let outcome: Result<T, ClientError> = Result { () throws(ClientError) -> T in try body() }
+    switch outcome {
+    case .success:
+        Issue.record("the call succeeded", sourceLocation: sourceLocation)
+        return nil
+    case .failure(.server(let error)):
+        return error
+    case .failure(let other):
+        Issue.record("the call failed without a server error: \(other)", sourceLocation: sourceLocation)
+        return nil
+    }
 }
