@@ -1,0 +1,173 @@
+import Testing
+@testable import Supervisor
+import Namespaces
+import RPC
+
+/// The RPCError `body` throws, or nil (with an issue recorded) when it returns.
+func refusal<T>(_ body: () throws(RPCError) -> T, sourceLocation: SourceLocation = #_sourceLocation) -> RPCError? {
+    do throws(RPCError) {
+        let value = try body()
+        Issue.record("expected a refusal, got \(value)", sourceLocation: sourceLocation)
+        return nil
+    } catch {
+        return error
+    }
+}
+
+@Suite("create: namespace kinds")
+struct NamespaceKindsValidationTests {
+    @Test func absentMeansTheDefaultSet() throws {
+        #expect(try Supervisor.namespaceKinds(nil) == Set(NamespaceKind.defaultSet))
+    }
+
+    @Test(arguments: [
+        ["mnt"], ["uts"], ["ipc"], ["pid"], ["net"], ["cgroup"],
+        ["net", "mnt"], ["mnt", "uts", "ipc", "pid", "net", "cgroup"], ["cgroup", "pid"],
+    ])
+    func accepted(_ names: [String]) throws {
+        let kinds = try Supervisor.namespaceKinds(names)
+        #expect(kinds == Set(names.compactMap(NamespaceKind.init(rawValue:))))
+        #expect(kinds.count == names.count)
+    }
+
+    @Test func emptyListIsRefused() throws {
+        let error = try #require(refusal { () throws(RPCError) in try Supervisor.namespaceKinds([]) })
+        #expect(error.reason == .invalidParams)
+        #expect(error.message == #"create: "namespaces" must name at least one kind"#)
+    }
+
+    @Test(arguments: ["bogus", "MNT", "mount", "", "pid_for_children", "net "])
+    func unknownKindIsRefused(_ name: String) throws {
+        let error = try #require(refusal { () throws(RPCError) in try Supervisor.namespaceKinds(["mnt", name]) })
+        #expect(error.reason == .invalidParams)
+        #expect(error.message == "create: unknown namespace kind \(JSONValue.string(name).serialized()); kinds are mnt, uts, ipc, pid, net, user, cgroup, time")
+    }
+
+    @Test func unknownKindIsShownAsJSON() throws {
+        let error = try #require(refusal { () throws(RPCError) in try Supervisor.namespaceKinds(["a\"b\n"]) })
+        #expect(error.message.hasPrefix(#"create: unknown namespace kind "a\"b\n"; "#))
+    }
+
+    @Test(arguments: [["net", "net"], ["mnt", "uts", "mnt"], ["cgroup", "pid", "cgroup"]])
+    func repeatedKindIsRefused(_ names: [String]) throws {
+        let error = try #require(refusal { () throws(RPCError) in try Supervisor.namespaceKinds(names) })
+        #expect(error.reason == .invalidParams)
+        let repeated = names.last!
+        #expect(error.message == "create: namespace kind \"\(repeated)\" is named twice")
+    }
+
+    @Test(arguments: ["user", "time"])
+    func unsupportedKindIsRefused(_ name: String) throws {
+        for names in [[name], ["mnt", name]] {
+            let error = try #require(refusal { () throws(RPCError) in try Supervisor.namespaceKinds(names) })
+            #expect(error.reason == .invalidParams)
+            #expect(error.message == "create: \"\(name)\" namespaces are not supported yet")
+        }
+    }
+}
+
+@Suite("create: hostname")
+struct HostnameValidationTests {
+    static let withUTS: Set<NamespaceKind> = [.uts, .mnt]
+    static let withoutUTS: Set<NamespaceKind> = [.mnt, .net]
+
+    @Test func noUTSNoHostname() throws {
+        #expect(try Supervisor.hostname(nil, kinds: Self.withoutUTS, name: "web") == nil)
+    }
+
+    @Test func hostnameNeedsUTS() throws {
+        let error = try #require(refusal { () throws(RPCError) in try Supervisor.hostname("box", kinds: Self.withoutUTS, name: "web") })
+        #expect(error.reason == .invalidParams)
+        #expect(error.message == #"create: "hostname" needs a uts namespace"#)
+    }
+
+    @Test func utsDefaultsToTheGroupName() throws {
+        #expect(try Supervisor.hostname(nil, kinds: Self.withUTS, name: "web-1") == "web-1")
+    }
+
+    @Test(arguments: [
+        "a", "Box", "web-1", "a.b.c", "under_score", "a-", "0", "x.", "...", "_",
+        String(repeating: "h", count: 64),
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.",
+    ])
+    func accepted(_ hostname: String) throws {
+        #expect(try Supervisor.hostname(hostname, kinds: Self.withUTS, name: "g") == hostname)
+    }
+
+    @Test(arguments: [
+        "", "-a", "-", String(repeating: "h", count: 65), "a b", "a/b", "a:b", "ä", "a\0b", "a\nb", "a\"b",
+        " a", "a@b", "host\u{301}",
+    ])
+    func refused(_ hostname: String) throws {
+        let error = try #require(refusal { () throws(RPCError) in try Supervisor.hostname(hostname, kinds: Self.withUTS, name: "g") })
+        #expect(error.reason == .invalidParams)
+        #expect(error.message == "create: invalid hostname \(JSONValue.string(hostname).serialized()): 1 to 64 characters of A-Z, a-z, 0-9, '-', '.', '_', not starting with '-'")
+    }
+
+    @Test func lengthIsCountedInBytes() throws {
+        // 32 two-byte characters: 64 bytes, but not allowed characters anyway; 64 ASCII bytes are fine.
+        #expect(refusal { () throws(RPCError) in try Supervisor.hostname(String(repeating: "é", count: 32), kinds: Self.withUTS, name: "g") } != nil)
+        #expect(try Supervisor.hostname(String(repeating: "e", count: 64), kinds: Self.withUTS, name: "g")?.utf8.count == 64)
+    }
+}
+
+@Suite("create: tmpfs mounts")
+struct TmpfsValidationTests {
+    static let withMnt: Set<NamespaceKind> = [.mnt, .uts]
+
+    static func message(_ path: String) -> String {
+        "create: tmpfs path \(JSONValue.string(String(path.prefix(256))).serialized()) must be an absolute, normalised path other than / (no //, . or .. components)"
+    }
+
+    @Test func noneIsFineWithoutMnt() throws {
+        #expect(try Supervisor.tmpfsMounts([], kinds: [.net]) == [])
+        #expect(try Supervisor.tmpfsMounts([], kinds: Self.withMnt) == [])
+    }
+
+    @Test func tmpfsNeedsMnt() throws {
+        let error = try #require(refusal { () throws(RPCError) in try Supervisor.tmpfsMounts(["/tmp"], kinds: [.uts, .net]) })
+        #expect(error.reason == .invalidParams)
+        #expect(error.message == #"create: "tmpfs" needs a mnt namespace"#)
+    }
+
+    @Test(arguments: [
+        ["/tmp"], ["/tmp", "/var/tmp"], ["/a/b/c"], ["/a/.b"], ["/..."], ["/a..b"], ["/.hidden"], ["/a b"],
+        ["/tmp", "/tmp/inner"], ["/" + String(repeating: "x", count: 4094)],
+    ])
+    func accepted(_ paths: [String]) throws {
+        let mounts = try Supervisor.tmpfsMounts(paths, kinds: Self.withMnt)
+        #expect(mounts.map(\.path) == paths)
+        #expect(mounts.allSatisfy { $0.options == "mode=1777" })
+    }
+
+    @Test func atMost32() throws {
+        let paths32 = (0..<32).map { "/t\($0)" }
+        #expect(try Supervisor.tmpfsMounts(paths32, kinds: Self.withMnt).count == 32)
+        let error = try #require(refusal { () throws(RPCError) in try Supervisor.tmpfsMounts(paths32 + ["/t32"], kinds: Self.withMnt) })
+        #expect(error.reason == .invalidParams)
+        #expect(error.message == "create: at most 32 tmpfs mounts")
+    }
+
+    @Test(arguments: [
+        "", "/", "tmp", "tmp/x", "./tmp", "//tmp", "/tmp/", "/tmp//x", "/./tmp", "/tmp/.", "/tmp/..", "/a/../b",
+        "/..", "/.", "/a\0b", "/" + String(repeating: "x", count: 4095),
+    ])
+    func refused(_ path: String) throws {
+        let error = try #require(refusal { () throws(RPCError) in try Supervisor.tmpfsMounts(["/ok", path], kinds: Self.withMnt) })
+        #expect(error.reason == .invalidParams)
+        #expect(error.message == Self.message(path))
+    }
+
+    @Test func longPathIsShortenedInTheMessage() throws {
+        let path = "relative/" + String(repeating: "y", count: 1000)
+        let error = try #require(refusal { () throws(RPCError) in try Supervisor.tmpfsMounts([path], kinds: Self.withMnt) })
+        #expect(error.message == Self.message(path))
+        #expect(!error.message.contains(String(repeating: "y", count: 300)))
+    }
+
+    @Test func repeatedPathIsRefused() throws {
+        let error = try #require(refusal { () throws(RPCError) in try Supervisor.tmpfsMounts(["/a", "/b", "/a"], kinds: Self.withMnt) })
+        #expect(error.reason == .invalidParams)
+        #expect(error.message == #"create: tmpfs path "/a" is named twice"#)
+    }
+}
