@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -215,26 +216,65 @@ __attribute__((noreturn)) static void session_child(const struct ns_enter_spec *
     fail(status, NS_STAGE_EXECVE, -1);
 }
 
-__attribute__((noreturn)) static void enter_child(const struct ns_enter_spec *spec, int status) {
+/* What the two children of an enter need; lives on the supervisor's stack,
+ * which the children may read because the supervisor waits for them. */
+struct enter_context {
+    const struct ns_enter_spec *spec;
+    int status;
+    char *session_stack; /* top of the session's stack, when sharing memory */
+};
+
+static int session_entry(void *arg) {
+    const struct enter_context *ctx = arg;
+    session_child(ctx->spec, ctx->status);
+}
+
+__attribute__((noreturn)) static void enter_child(const struct enter_context *ctx) {
+    const struct ns_enter_spec *spec = ctx->spec;
+    int status = ctx->status;
     reset_signal_dispositions();
-    for (size_t i = 0; i < spec->ns_count; i++)
-        if (setns(spec->ns_fds[i], spec->ns_types[i]) < 0)
-            fail(status, NS_STAGE_SETNS, (int)i);
+
+    /* nsenter's two passes: a namespace that cannot be entered yet (one
+     * owned by a user namespace not yet entered) is tried again once every
+     * other has been; only a failure in the second pass counts. */
+    int entered[16] = { 0 };
+    if (spec->ns_count > 16) {
+        errno = E2BIG;
+        fail(status, NS_STAGE_SETNS, 16);
+    }
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < spec->ns_count; i++) {
+            if (entered[i])
+                continue;
+            if (setns(spec->ns_fds[i], spec->ns_types[i]) == 0)
+                entered[i] = 1;
+            else if (pass == 1)
+                fail(status, NS_STAGE_SETNS, (int)i);
+        }
 
     /* A pid namespace applies to children only: the session is a child of
      * this process, but with CLONE_PARENT it becomes the supervisor's own
      * child, so the supervisor can watch and reap it by pidfd. */
-    struct clone_args args;
-    memset(&args, 0, sizeof args);
-    args.flags = CLONE_PARENT;
-    args.exit_signal = 0; /* required with CLONE_PARENT; SIGCHLD is inherited */
-    long child = clone3_raw(&args);
+    long child;
+    if (ctx->session_stack) {
+        child = clone(session_entry, ctx->session_stack, CLONE_VM | CLONE_VFORK | CLONE_PARENT, (void *)ctx);
+    } else {
+        struct clone_args args;
+        memset(&args, 0, sizeof args);
+        args.flags = CLONE_PARENT;
+        args.exit_signal = 0; /* required with CLONE_PARENT; SIGCHLD is inherited */
+        child = clone3_raw(&args);
+        if (child == 0)
+            session_child(spec, status);
+    }
     if (child < 0)
         fail(status, NS_STAGE_CLONE, -1);
-    if (child == 0)
-        session_child(spec, status);
     report(status, NS_STAGE_FORKED, 0, -1, (pid_t)child);
     _exit(0);
+}
+
+static int enter_entry(void *arg) {
+    enter_child(arg);
 }
 
 static int read_report(int fd, struct ns_report *r) {
@@ -260,19 +300,44 @@ int ns_spawn_enter(const struct ns_enter_spec *spec, pid_t *pid, struct ns_repor
     NS_AUTOCLOSE int rd = pipefd[0];
     NS_AUTOCLOSE int wr = pipefd[1];
 
-    struct clone_args args;
-    memset(&args, 0, sizeof args);
-    args.exit_signal = SIGCHLD;
+    /* Two stacks for the vfork-style children, one mapping with a guard
+     * page below each. */
+    const size_t stack_size = 256 * 1024, page = 4096;
+    char *stacks = NULL;
+    struct enter_context ctx = { .spec = spec, .status = wr, .session_stack = NULL };
+    if (spec->share_memory) {
+        stacks = mmap(NULL, 2 * (stack_size + page), PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        if (stacks == MAP_FAILED) {
+            out->stage = NS_STAGE_CLONE;
+            out->error = errno;
+            return -1;
+        }
+        mprotect(stacks, page, PROT_NONE);
+        mprotect(stacks + stack_size + page, page, PROT_NONE);
+        ctx.session_stack = stacks + 2 * (stack_size + page);
+    }
+
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    long first = clone3_raw(&args);
-    if (first == 0) {
-        close(rd);
-        enter_child(spec, wr);
+    long first;
+    if (spec->share_memory) {
+        first = clone(enter_entry, stacks + stack_size + page, CLONE_VM | CLONE_VFORK | SIGCHLD, &ctx);
+    } else {
+        struct clone_args args;
+        memset(&args, 0, sizeof args);
+        args.exit_signal = SIGCHLD;
+        first = clone3_raw(&args);
+        if (first == 0) {
+            close(rd);
+            enter_child(&ctx);
+        }
     }
     int saved = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (stacks)
+        munmap(stacks, 2 * (stack_size + page));
     ns_close(&wr);
     if (first < 0) {
         out->stage = NS_STAGE_CLONE;

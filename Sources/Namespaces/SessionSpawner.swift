@@ -88,6 +88,8 @@ public enum SessionSpawner {
                                         c.ngroups = groups.count
                                         c.stdio = stdio
                                         c.controlling_tty = spec.controllingTerminal ? 1 : 0
+                                        // setns into a time namespace needs a private mm.
+                                        c.share_memory = namespaces.kinds.contains(.time) ? 0 : 1
                                         c.file = filePointer
                                         c.search_path = path
                                         c.argv = argv

@@ -4,6 +4,7 @@ import RPC
 
 struct Create: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "create",
         abstract: "Create a group and start its holder.",
         discussion: "The group belongs to you. Its namespaces live until you destroy it.")
 

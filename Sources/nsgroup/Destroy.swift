@@ -4,6 +4,7 @@ import RPC
 
 struct Destroy: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "destroy",
         abstract: "Destroy a group: kill every process in it and end its namespaces.")
 
     @OptionGroup var global: GlobalOptions

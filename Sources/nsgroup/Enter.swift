@@ -8,6 +8,7 @@ import RPC
 
 struct Enter: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "enter",
         abstract: "Run a shell or a command inside a group, as yourself.",
         discussion: """
             Without a command and with a terminal on stdin, starts your login shell on a new \

@@ -4,6 +4,7 @@ import RPC
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "inspect",
         abstract: "Show everything about one group, namespace ids included.")
 
     @OptionGroup var global: GlobalOptions

@@ -4,6 +4,7 @@ import RPC
 
 struct List: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "list",
         abstract: "List the groups you may see (root: all of them).")
 
     @OptionGroup var global: GlobalOptions

@@ -4,6 +4,7 @@ import RPC
 
 struct Version: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "version",
         abstract: "Show the client's, the supervisor's and the protocol's versions.")
 
     @OptionGroup var global: GlobalOptions

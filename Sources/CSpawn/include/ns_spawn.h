@@ -38,6 +38,8 @@ struct ns_enter_spec {
     size_t ngroups;
     int stdio[3];             /* become fds 0, 1 and 2 */
     int controlling_tty;      /* make stdio[0] the controlling terminal */
+    int share_memory;         /* start both children vfork-style (CLONE_VM|CLONE_VFORK); not
+                                 with a time namespace, whose setns needs a private mm */
     const char *file;         /* argv[0] to run: a path, or a name searched in search_path */
     const char *search_path;  /* PATH used when file has no '/' */
     char *const *argv;
@@ -47,7 +49,9 @@ struct ns_enter_spec {
 /* Starts the process in two steps, in nsenter's order: a first child enters
  * every namespace with setns, then clones the session process (CLONE_PARENT,
  * so the supervisor is its parent) because a new pid namespace applies only
- * to children. The session process changes directory, starts a new session,
+ * to children. With share_memory both children run on stacks of their own in
+ * the supervisor's memory, as posix_spawn does, so no page table is copied;
+ * the supervisor's thread is suspended until the session has exec'd. The session process changes directory, starts a new session,
  * installs its stdio, drops to the caller's groups, gid and uid, sets
  * no_new_privs, marks every other fd close-on-exec and execs.
  *
