@@ -19,7 +19,7 @@ APT_PACKAGES := libsystemd-dev pkg-config systemd util-linux iproute2 procps tmu
 # Unprivileged users the end-to-end tests act as.
 TEST_USERS := nsg-alice nsg-bob
 
-.PHONY: all deps build release run check test journald test-users clean
+.PHONY: all deps build release run check test bench journald test-users clean
 
 all: build
 
@@ -68,6 +68,10 @@ check: deps journald test-users
 	$(SWIFT) test
 
 test: check
+
+# Speed figures, as ratios against anchors measured in the same run (see README, Performance).
+bench: release test-users
+	$(RELEASE_BIN)/nsgroup-bench enter
 
 clean:
 	rm -rf .build

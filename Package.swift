@@ -56,11 +56,19 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The CLI is a short-lived process on the path of every `enter`: in
+        // release builds it is linked fully static, which halves its start-up
+        // (no dynamic loading of libstdc++ and friends; see README,
+        // Performance). The link then notes that FoundationEssentials, pulled
+        // in by swift-argument-parser, refers to getpwnam_r and friends, which
+        // need glibc's NSS modules at run time; the CLI never calls them.
         .executableTarget(
             name: "nsgroup",
             dependencies: ["Client", "RPC", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            swiftSettings: strict
+            swiftSettings: strict,
+            linkerSettings: [.unsafeFlags(["-static-executable"], .when(configuration: .release))]
         ),
+        // Benchmarks against anchors (nsenter, unshare, a C echo server), run by `make bench`.
         .executableTarget(
             name: "nsgroup-bench",
             dependencies: ["Client", "RPC", "Namespaces", .product(name: "ArgumentParser", package: "swift-argument-parser")],
@@ -72,7 +80,7 @@ let package = Package(
         .testTarget(name: "SupervisorTests", dependencies: ["Supervisor"], swiftSettings: strict),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["Client", "RPC", "Namespaces", "nsgroupd", "nsgroup", "nsgroup-holder"],
+            dependencies: ["Client", "RPC", "Namespaces", "nsgroupd", "nsgroup", "nsgroup-holder", "nsgroup-bench"],
             swiftSettings: strict
         ),
     ]

@@ -64,7 +64,7 @@ struct Nsgroupd: ParsableCommand {
             }
             _ = try loop.enableWatchdog()
             ServiceManager.ready(status: "Serving \(supervisor.groupCount) group(s) on \(socket)")
-            print("nsgroupd \(nsgroupVersion): listening on \(socket)")
+            announce("nsgroupd \(nsgroupVersion): listening on \(socket)")
             _ = try loop.run()
             supervisor.shutdown()
             signalSources.removeAll()
@@ -73,6 +73,12 @@ struct Nsgroupd: ParsableCommand {
         } catch {
             fail("\(error)")
         }
+    }
+
+    /// One line to stderr (unbuffered, so it shows in logs at once).
+    private func announce(_ message: String) {
+        var text = message + "\n"
+        text.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
     }
 
     private func fail(_ message: String) -> Never {

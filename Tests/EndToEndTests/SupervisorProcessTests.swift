@@ -70,3 +70,27 @@ import Testing
         #expect(try run(Products.nsgroupd, ["--help"]).stdout.contains("--state-dir"))
     }
 }
+
+/// The benchmark command works end to end (its figures are not judged here:
+/// speed is measured by `make bench`, not by tests).
+@Suite struct BenchmarkSmokeTests {
+    @Test func enterBenchmarkRunsAndReportsARatio() throws {
+        _ = try TestUser.alice()
+        let result = try run(Products.path("nsgroup-bench"), ["enter", "--runs", "3", "--warmup", "1"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("ratio of medians (nsgroup / nsenter): "))
+        #expect(result.stdout.contains("entering as nsg-alice"))
+        // It cleans up after itself: no bench group is left running.
+        #expect(holderProcessesNamed(prefix: "bench-enter-").isEmpty)
+    }
+}
+
+/// Holders of groups whose names start with `prefix`.
+func holderProcessesNamed(prefix: String) -> [pid_t] {
+    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+    return entries.compactMap { pid_t($0) }.filter { pid in
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+        let args = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        return args.count >= 2 && args[0].hasSuffix("nsgroup-holder") && args[1].hasPrefix(prefix)
+    }
+}

@@ -6,5 +6,6 @@
 #include "ns_sys.h"
 #include "ns_fdpass.h"
 #include "ns_pty.h"
+#include "ns_run.h"
 
 #endif

@@ -1,2 +1,0 @@
-// The benchmark command arrives with the enter issue.
-print("nsgroup-bench: not yet implemented")
