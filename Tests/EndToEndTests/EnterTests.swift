@@ -86,12 +86,7 @@ import Testing
         #expect(try supervisor.nsgroup(["enter", "shared", "--", "hostname"], as: alice).stdout == "shared\n")
 
         // A long-running session and a second enter see each other; the holder is PID 1.
-        let sleeper = Process()
-        sleeper.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-        sleeper.arguments = ["--reuid=\(alice.uid)", "--regid=\(alice.gid)", "--init-groups", "--",
-                             Products.nsgroup, "--socket", supervisor.socketPath, "enter", "shared", "--", "sleep", "300"]
-        sleeper.standardInput = FileHandle.nullDevice
-        try sleeper.run()
+        let sleeper = try supervisor.startEnter("shared", ["sleep", "300"], as: alice)
         defer { if sleeper.isRunning { sleeper.terminate(); sleeper.waitUntilExit() } }
         #expect(eventually { ((try? supervisor.inspect("shared")["sessions"] as? [Any])??.count ?? 0) == 1 })
         let ps = try supervisor.nsgroup(["enter", "shared", "--", "ps", "-eo", "pid=,args="], as: alice)
@@ -210,11 +205,7 @@ import Testing
 
     @Test func destroyEndsTheGroupsSessions() throws {
         let (supervisor, alice) = try aliceGroup()
-        let sleeper = Process()
-        sleeper.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-        sleeper.arguments = ["--reuid=\(alice.uid)", "--regid=\(alice.gid)", "--init-groups", "--",
-                             Products.nsgroup, "--socket", supervisor.socketPath, "enter", "box", "--", "sleep", "300"]
-        try sleeper.run()
+        let sleeper = try supervisor.startEnter("box", ["sleep", "300"], as: alice)
         #expect(eventually { ((try? supervisor.inspect("box")["sessions"] as? [Any])??.count ?? 0) == 1 })
         #expect(try supervisor.nsgroup(["destroy", "box"], as: alice).status == 0)
         sleeper.waitUntilExit()
@@ -223,11 +214,7 @@ import Testing
 
     @Test func destroyEndsSessionsOfAGroupWithoutAPidNamespace() throws {
         let (supervisor, alice) = try aliceGroup("flat", extra: ["--ns", "uts,net"])
-        let sleeper = Process()
-        sleeper.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-        sleeper.arguments = ["--reuid=\(alice.uid)", "--regid=\(alice.gid)", "--init-groups", "--",
-                             Products.nsgroup, "--socket", supervisor.socketPath, "enter", "flat", "--", "sleep", "300"]
-        try sleeper.run()
+        let sleeper = try supervisor.startEnter("flat", ["sleep", "300"], as: alice)
         #expect(eventually { ((try? supervisor.inspect("flat")["sessions"] as? [Any])??.count ?? 0) == 1 })
         #expect(try supervisor.nsgroup(["destroy", "flat"], as: alice).status == 0)
         sleeper.waitUntilExit()

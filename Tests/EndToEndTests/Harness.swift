@@ -161,6 +161,18 @@ final class TestSupervisor: @unchecked Sendable {
         try run(Products.nsgroup, ["--socket", socketPath] + arguments, as: user, stdin: stdin)
     }
 
+    /// Starts `nsgroup enter NAME -- COMMAND` in the background, as `user`,
+    /// with stdin on /dev/null; the caller waits for it or terminates it.
+    func startEnter(_ name: String, _ command: [String], as user: TestUser) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        process.arguments = ["--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups", "--",
+                             Products.nsgroup, "--socket", socketPath, "enter", name, "--"] + command
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
     /// Names of all groups, as root sees them.
     func groupNames() throws -> [String] {
         let result = try nsgroup(["list", "--json"])
