@@ -16,8 +16,10 @@ RELEASE_BIN   := .build/release
 # Debian packages the build and the tests need.
 APT_PACKAGES := libsystemd-dev pkg-config systemd util-linux iproute2 procps tmux passwd python3 hyperfine
 
-# Unprivileged users the end-to-end tests act as.
-TEST_USERS := nsg-alice nsg-bob
+# Unprivileged users the end-to-end tests act as: alice owns groups, bob is a
+# stranger, carol is in the admin group, dave is a member by name, erin by
+# being in the Unix group nsg-friends.
+TEST_USERS := nsg-alice nsg-bob nsg-carol nsg-dave nsg-erin
 
 .PHONY: all deps build release run check test bench journald test-users clean
 
@@ -59,9 +61,13 @@ journald: deps
 	fi
 
 test-users: deps
+	@getent group nsgroup-admin >/dev/null || groupadd --system nsgroup-admin
+	@getent group nsg-friends >/dev/null || groupadd nsg-friends
 	@for u in $(TEST_USERS); do \
 	  id -u $$u >/dev/null 2>&1 || useradd --create-home --shell /bin/bash $$u; \
 	done
+	@usermod -a -G nsgroup-admin nsg-carol
+	@usermod -a -G nsg-friends nsg-erin
 
 check: deps journald test-users
 	$(SWIFT) build --build-tests

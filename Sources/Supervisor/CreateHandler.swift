@@ -12,6 +12,8 @@ extension Supervisor {
         let kinds = try Self.namespaceKinds(params.namespaces)
         let hostname = try Self.hostname(params.hostname, kinds: kinds, name: params.name)
         let tmpfs = try Self.tmpfsMounts(params.tmpfs, kinds: kinds)
+        let members = try Self.members(params.members, method: "create")
+        try checkCreatePolicy(context.caller, kinds: kinds)
         guard groups[params.name] == nil else {
             throw RPCError(.alreadyExists, "a group named \"\(params.name)\" already exists")
         }
@@ -28,7 +30,7 @@ extension Supervisor {
             name: params.name, owner: context.caller.uid,
             ownerName: UserDatabase.user(uid: context.caller.uid)?.name ?? String(context.caller.uid),
             namespaces: spawned.namespaces, holderPID: spawned.pid, holderStartTime: spawned.startTime,
-            created: Timestamp.now(), hostname: hostname, tmpfs: tmpfs)
+            created: Timestamp.now(), hostname: hostname, tmpfs: tmpfs, members: members)
         let group = Group(record: record, holder: spawned.takePidfd())
         do {
             try state.save(record)
@@ -57,6 +59,39 @@ extension Supervisor {
                         AuditField.namespaces: record.namespaces.map(\.description).joined(separator: " "),
                      ])
         return .result(group.info.json)
+    }
+
+    /// The create rule, the allowed namespace kinds and the group limits.
+    /// Root and admins pass the first two; per-user limits bind all but root;
+    /// the global limit binds everyone.
+    func checkCreatePolicy(_ caller: PeerCredentials, kinds: Set<NamespaceKind>) throws(RPCError) {
+        guard policy.mayCreate(caller) else {
+            var allowed = ""
+            if case .only(_, _, let text) = policy.create { allowed = text }
+            throw RPCError(.permissionDenied, "uid \(caller.uid) may not create groups: nsgroupd.conf allows only \(allowed) and \(policy.adminsText) (access.create)")
+        }
+        if !policy.isAdmin(caller), let refused = kinds.sorted().first(where: { !policy.namespaces.contains($0) }) {
+            throw RPCError(.permissionDenied, "namespace kind \"\(refused.rawValue)\" is not allowed by nsgroupd.conf (access.namespaces = \(policy.namespaces.sorted().map(\.rawValue).joined(separator: ", ")))")
+        }
+        if groups.count >= policy.maxGroups {
+            throw RPCError(.limitExceeded, "there are \(groups.count) groups, the most allowed (limits.groups = \(policy.maxGroups))")
+        }
+        if caller.uid != 0 {
+            let owned = groups.values.filter { $0.owner == caller.uid }.count
+            if owned >= policy.groupsPerUser {
+                throw RPCError(.limitExceeded, "uid \(caller.uid) owns \(owned) groups, the most allowed (limits.groups-per-user = \(policy.groupsPerUser))")
+            }
+        }
+    }
+
+    /// Resolves members against the user and group databases, once each.
+    static func members(_ names: [String], method: String) throws(RPCError) -> [Member] {
+        var members: [Member] = []
+        for name in names {
+            let member = try Member.resolve(name, method: method)
+            if !members.contains(where: { $0.sameAs(member) }) { members.append(member) }
+        }
+        return members
     }
 
     // MARK: Validation

@@ -10,7 +10,7 @@ extension Supervisor {
     /// kernel takes every process of the group down with it.
     func destroy(_ context: RequestContext) throws(RPCError) -> Reply {
         let params = try NameParams(params: context.request.params, method: "destroy")
-        let group = try managedGroup(params.name, context, action: "destroy")
+        let group = try group(params.name, context, action: "destroy", manage: true)
         if !group.destroying {
             group.destroying = true
             do {

@@ -26,10 +26,17 @@ extension Supervisor {
             descriptors.closeAll()
             throw .invalidParams("enter: with \"tty\": false the request must carry exactly 3 file descriptors (stdin, stdout, stderr), not \(count)")
         }
-        let group = try managedGroup(params.name, context, action: "enter")
+        let group = try group(params.name, context, action: "enter", manage: false)
         guard !group.destroying else { throw .notFound(group: params.name) }
 
         let caller = context.caller
+        // Per-user limits bind everyone but root (admins are users with more access, not more quota).
+        if caller.uid != 0 {
+            let running = sessionCount(uid: caller.uid)
+            if running >= policy.sessionsPerUser {
+                throw RPCError(.limitExceeded, "uid \(caller.uid) has \(running) sessions running, the most allowed (sessions-per-user = \(policy.sessionsPerUser))")
+            }
+        }
         let user = UserDatabase.user(uid: caller.uid)
         let home = user?.home ?? "/"
         let shell = user.map { $0.shell.isEmpty ? "/bin/sh" : $0.shell } ?? "/bin/sh"
@@ -129,6 +136,11 @@ extension Supervisor {
             return .result(result, descriptors: ReceivedDescriptors([master.release()]))
         }
         return .result(result)
+    }
+
+    /// Sessions of this uid running in any group.
+    func sessionCount(uid: uid_t) -> Int {
+        groups.values.reduce(0) { total, group in total + group.sessions.values.filter { $0.uid == uid }.count }
     }
 
     /// Watches a session's pidfd; when the process ends it is reaped, the

@@ -8,7 +8,8 @@ import Systemd
 /// One live group: its record, and the holder that keeps its namespaces.
 /// Owned by the Registry; touched only on the event loop's thread.
 final class Group {
-    let record: GroupRecord
+    /// Changes only through share and unshare (and is then saved).
+    var record: GroupRecord
     let holder: Pidfd
     /// Watches the holder's pidfd: readable once the holder has exited.
     var holderWatch: EventSource?
@@ -26,6 +27,7 @@ final class Group {
 
     var name: String { record.name }
     var owner: uid_t { record.owner }
+    var members: [Member] { record.members }
 
     var info: GroupInfo {
         GroupInfo(
@@ -37,7 +39,8 @@ final class Group {
             created: Timestamp.format(secondsSinceEpoch: record.created),
             hostname: record.hostname,
             tmpfs: record.tmpfs.map(\.path),
-            sessions: sessions.values.sorted { $0.id < $1.id }.map(\.info)
+            sessions: sessions.values.sorted { $0.id < $1.id }.map(\.info),
+            members: record.members.map(\.description)
         )
     }
 }
@@ -56,6 +59,8 @@ struct GroupRecord: Sendable, Equatable {
     var created: Int64
     var hostname: String?
     var tmpfs: [TmpfsMount]
+    /// Who besides the owner may enter.
+    var members: [Member]
 
     var kinds: Set<NamespaceKind> { Set(namespaces.map(\.kind)) }
 }

@@ -10,14 +10,14 @@ extension Supervisor {
     func list(_ context: RequestContext) throws(RPCError) -> Reply {
         try ParamsReader(context.request.params, method: "list").finish()
         let visible = groups.values
-            .filter { policy.mayManage(context.caller, $0) }
+            .filter { policy.mayUse(context.caller, $0) }
             .sorted { $0.name < $1.name }
         return .result(ListResult(groups: visible.map(\.info)).json)
     }
 
     func inspect(_ context: RequestContext) throws(RPCError) -> Reply {
         let params = try NameParams(params: context.request.params, method: "inspect")
-        let group = try managedGroup(params.name, context, action: "inspect")
+        let group = try group(params.name, context, action: "inspect", manage: false)
         return .result(group.info.json)
     }
 }

@@ -118,6 +118,12 @@ enum StateCodec {
             "tmpfs": .array(r.tmpfs.map { .object(["path": .string($0.path), "options": .string($0.options)]) }),
         ]
         if let hostname = r.hostname { o["hostname"] = .string(hostname) }
+        o["members"] = .array(r.members.map { member in
+            switch member {
+            case .user(let uid, let name): return .object(["user": .number(JSONNumber(uid)), "name": .string(name)])
+            case .group(let gid, let name): return .object(["group": .number(JSONNumber(gid)), "name": .string(name)])
+            }
+        })
         return .object(o)
     }
 }

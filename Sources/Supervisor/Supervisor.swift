@@ -15,7 +15,8 @@ public final class Supervisor {
     let audit: Audit
     let holders: HolderSpawner
     let state: StateStore
-    let policy = AccessPolicy()
+    /// The policy in force; replaced as a whole by reloadPolicy().
+    private(set) var policy: Policy
     let ttyGroup: gid_t
 
     var groups: [String: Group] = [:]
@@ -29,6 +30,10 @@ public final class Supervisor {
     public init(configuration: SupervisorConfiguration, loop: EventLoop, logger: Logger) throws(StartupError) {
         self.configuration = configuration
         self.loop = loop
+        // Every record names the socket, so records of several supervisors on
+        // one host (a system one, a test's) stay apart.
+        var logger = logger
+        logger[metadataKey: "NSGROUP_SOCKET"] = .string(configuration.socketPath)
         self.audit = Audit(logger: logger)
         do {
             holders = try HolderSpawner(executablePath: configuration.holderPath)
@@ -37,6 +42,27 @@ public final class Supervisor {
         }
         state = try StateStore(directory: configuration.stateDirectory)
         ttyGroup = UserDatabase.groupID(named: "tty") ?? 5
+        do {
+            policy = try PolicyFile.load(path: configuration.configPath, required: configuration.configRequired)
+        } catch {
+            throw StartupError("bad configuration: \(error)")
+        }
+    }
+
+    /// Reads the configuration again (SIGHUP). A file that does not parse is
+    /// refused and the policy in force stays; either way the journal says so.
+    public func reloadPolicy() {
+        let fields = [AuditField.operation: "reload", "NSGROUP_CONFIG": configuration.configPath]
+        do {
+            let reloaded = try PolicyFile.load(path: configuration.configPath, required: configuration.configRequired)
+            policy = reloaded
+            audit.record(.policyReloaded, "Reloaded policy from \(configuration.configPath)",
+                         fields: fields.merging([AuditField.result: "ok"]) { $1 })
+        } catch {
+            audit.record(.policyReloaded, level: .error,
+                         "Failed to reload policy: \(error), keeping the policy in force",
+                         fields: fields.merging([AuditField.result: "refused", AuditField.reason: error.description]) { $1 })
+        }
     }
 
     /// Binds the socket (replacing a stale one) and starts accepting.
@@ -50,8 +76,7 @@ public final class Supervisor {
             throw StartupError("cannot watch the socket: \(error)")
         }
         listener = consume socket
-        audit.record(.supervisorStarted, "Supervisor started on \(configuration.socketPath)",
-                     fields: ["NSGROUP_SOCKET": configuration.socketPath])
+        audit.record(.supervisorStarted, "Supervisor started on \(configuration.socketPath)")
     }
 
     /// Stops accepting, closes every connection and removes the socket.
@@ -172,6 +197,8 @@ public final class Supervisor {
             case .destroy: reply = try destroy(context)
             case .enter: reply = try enter(context, descriptors)
             case .signal: reply = try signal(context)
+            case .share: reply = try share(context, adding: true)
+            case .unshare: reply = try share(context, adding: false)
             }
         } catch {
             audit.record(.requestRefused, level: .notice,
@@ -194,11 +221,16 @@ public final class Supervisor {
         return fields
     }
 
-    /// The group named by a request, if the caller may manage it.
-    func managedGroup(_ name: String, _ context: RequestContext, action: String) throws(RPCError) -> Group {
+    /// The group named by a request, if the caller may do `action` with it:
+    /// manage (destroy, share) needs owner or admin; use (inspect, enter)
+    /// also admits members.
+    func group(_ name: String, _ context: RequestContext, action: String, manage: Bool) throws(RPCError) -> Group {
         guard let group = groups[name] else { throw .notFound(group: name) }
-        guard policy.mayManage(context.caller, group) else {
-            throw RPCError(.permissionDenied, "uid \(context.caller.uid) may not \(action) group \"\(name)\": only its owner and root may")
+        let caller = context.caller
+        let allowed = manage ? policy.mayManage(caller, group) : policy.mayUse(caller, group)
+        guard allowed else {
+            let who = manage ? "its owner, \(policy.adminsText)" : "its owner, its members, \(policy.adminsText)"
+            throw RPCError(.permissionDenied, "uid \(caller.uid) may not \(action) group \"\(name)\": only \(who) may")
         }
         return group
     }

@@ -11,13 +11,19 @@ public struct SupervisorConfiguration: Sendable {
     public var maxLineLength: Int
     /// What `version` reports as the server.
     public var serverName: String
+    /// nsgroupd.conf; `configRequired` when it was named explicitly (--config).
+    public var configPath: String
+    public var configRequired: Bool
 
     public init(socketPath: String = defaultSocketPath, stateDirectory: String = defaultStateDirectory,
-                holderPath: String, maxLineLength: Int = 1 << 20, serverName: String) {
+                holderPath: String, maxLineLength: Int = 1 << 20, serverName: String,
+                configPath: String? = nil) {
         self.socketPath = socketPath
         self.stateDirectory = stateDirectory
         self.holderPath = holderPath
         self.maxLineLength = maxLineLength
         self.serverName = serverName
+        self.configPath = configPath ?? PolicyFile.defaultPath
+        self.configRequired = configPath != nil
     }
 }

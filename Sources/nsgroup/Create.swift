@@ -23,12 +23,15 @@ struct Create: ParsableCommand {
     @Option(help: ArgumentHelp("Mount a tmpfs at this path inside the group (needs mnt). Repeatable.", valueName: "path"))
     var tmpfs: [String] = []
 
+    @Option(name: .customLong("member"), help: ArgumentHelp("Let this user (or @group) enter too. Repeatable.", valueName: "user|@group"))
+    var members: [String] = []
+
     @Flag(help: "Print the protocol's result as JSON.")
     var json = false
 
     func run() {
         let kinds = namespaces.map { $0.split(separator: ",").map { String($0) } }
-        let params = CreateParams(name: name, namespaces: kinds, hostname: hostname, tmpfs: tmpfs)
+        let params = CreateParams(name: name, namespaces: kinds, hostname: hostname, tmpfs: tmpfs, members: members)
         let result = withClient(global) { client throws(ClientError) in try client.call("create", params.json).result }
         if json { return printJSON(result) }
         let group = (try? GroupInfo(json: result))

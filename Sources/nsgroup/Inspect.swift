@@ -29,7 +29,14 @@ struct Inspect: ParsableCommand {
         print("Created:     \(g.created)\(age)")
         if let hostname = g.hostname { print("Hostname:    \(hostname)") }
         if !g.tmpfs.isEmpty { print("Tmpfs:       \(g.tmpfs.joined(separator: ", "))") }
+        if !g.members.isEmpty { print("Members:     \(g.members.joined(separator: ", "))") }
         print("Namespaces:")
         for ns in g.namespaces { print("  \(ns.kind.padding(to: 8))\(ns.id)") }
+        if !g.sessions.isEmpty {
+            print("Sessions:")
+            for s in g.sessions {
+                print("  \(String(s.session).padding(to: 6))pid \(String(s.pid).padding(to: 8))uid \(String(s.uid).padding(to: 7))\(s.tty ? "tty " : "    ")\(s.started)  \(s.argv.joined(separator: " "))")
+            }
+        }
     }
 }

@@ -15,7 +15,9 @@ struct Nsgroupd: ParsableCommand {
         discussion: """
             Runs as root in the foreground, serving the nsgroup CLI over a Unix socket \
             (line-delimited JSON-RPC 2.0, see protocol/PROTOCOL.md). Every decision is \
-            written to journald. Stopping the supervisor leaves groups running.
+            written to journald. SIGHUP reloads the configuration (a file that does not \
+            parse is refused and the policy in force stays). SIGTERM and SIGINT stop the \
+            supervisor; groups keep running.
             """,
         version: nsgroupVersion)
 
@@ -24,6 +26,9 @@ struct Nsgroupd: ParsableCommand {
 
     @Option(name: .customLong("state-dir"), help: ArgumentHelp("Where group records are kept.", valueName: "dir"))
     var stateDirectory: String = SupervisorConfiguration.defaultStateDirectory
+
+    @Option(name: .long, help: ArgumentHelp("The configuration file (default: /etc/nsgroup/nsgroupd.conf, if it exists).", valueName: "path"))
+    var config: String?
 
     @Option(name: .long, help: ArgumentHelp("The nsgroup-holder program (default: next to nsgroupd, or ../libexec/nsgroup/).", valueName: "path"))
     var holder: String?
@@ -49,7 +54,8 @@ struct Nsgroupd: ParsableCommand {
 
         let configuration = SupervisorConfiguration(
             socketPath: socket, stateDirectory: stateDirectory,
-            holderPath: holder ?? Self.defaultHolderPath(), serverName: "nsgroupd \(nsgroupVersion)")
+            holderPath: holder ?? Self.defaultHolderPath(), serverName: "nsgroupd \(nsgroupVersion)",
+            configPath: config)
         do {
             let loop = try EventLoop()
             let supervisor = try Supervisor(configuration: configuration, loop: loop, logger: logger)
@@ -62,6 +68,7 @@ struct Nsgroupd: ParsableCommand {
                     loop.exit(code: 0)
                 })
             }
+            signalSources.append(try loop.addSignal(SIGHUP) { _ in supervisor.reloadPolicy() })
             _ = try loop.enableWatchdog()
             ServiceManager.ready(status: "Serving \(supervisor.groupCount) group(s) on \(socket)")
             announce("nsgroupd \(nsgroupVersion): listening on \(socket)")

@@ -24,7 +24,7 @@ import Testing
         let inspect = try supervisor.nsgroup(["inspect", "alices", "--json"], as: bob)
         #expect(inspect.status == 1)
         #expect(inspect.stdout.isEmpty)
-        #expect(inspect.stderr == "nsgroup: uid \(bob.uid) may not inspect group \"alices\": only its owner and root may\n")
+        #expect(inspect.stderr == "nsgroup: uid \(bob.uid) may not inspect group \"alices\": only its owner, its members, root and members of nsgroup-admin may\n")
         let destroy = try supervisor.nsgroup(["destroy", "alices"], as: bob)
         #expect(destroy.status == 1)
         #expect(destroy.stderr.contains("may not destroy group \"alices\""))

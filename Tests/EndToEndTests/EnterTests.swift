@@ -186,7 +186,7 @@ import Testing
         let bob = try TestUser.bob()
         let stranger = try supervisor.nsgroup(["enter", "box", "--", "true"], as: bob)
         #expect(stranger.status == 1)
-        #expect(stranger.stderr == "nsgroup: uid \(bob.uid) may not enter group \"box\": only its owner and root may\n")
+        #expect(stranger.stderr == "nsgroup: uid \(bob.uid) may not enter group \"box\": only its owner, its members, root and members of nsgroup-admin may\n")
         let missing = try supervisor.nsgroup(["enter", "nothere", "--", "true"], as: bob)
         #expect(missing.stderr == "nsgroup: no group named \"nothere\"\n")
 

@@ -92,6 +92,8 @@ import Testing
         let pidfd = try Pidfd.open(pid: holder)
         let inodes = try Self.allKinds.map { ($0, try namespaceInode("/proc/\(holder)/ns/\($0)")) }
 
+        // Clock ticks since boot now: what starts later was never in the group.
+        let beforeDestroy = try ticksSinceBoot()
         let destroyed = try supervisor.nsgroup(["destroy", "doomed"])
         #expect(destroyed.status == 0, "\(destroyed.stderr)")
         // destroy answers once the holder is reaped: it is gone already.
@@ -99,7 +101,7 @@ import Testing
         #expect(!holderAlive)
         #expect(holderProcesses(named: "doomed").isEmpty)
         for (kind, inode) in inodes {
-            #expect(processes(inNamespace: kind, inode: inode).isEmpty, "\(kind):[\(inode)] still in use")
+            #expect(processes(inNamespace: kind, inode: inode, startedBy: beforeDestroy).isEmpty, "\(kind):[\(inode)] still in use")
         }
         #expect(try supervisor.groupNames().isEmpty)
         #expect(!FileManager.default.fileExists(atPath: supervisor.stateDirectory + "/groups/doomed.json"))

@@ -40,6 +40,11 @@ struct TestUser: Sendable {
 
     static func alice() throws -> TestUser { try named("nsg-alice") }
     static func bob() throws -> TestUser { try named("nsg-bob") }
+    /// In the admin group nsgroup-admin.
+    static func carol() throws -> TestUser { try named("nsg-carol") }
+    static func dave() throws -> TestUser { try named("nsg-dave") }
+    /// In the Unix group nsg-friends.
+    static func erin() throws -> TestUser { try named("nsg-erin") }
 }
 
 struct HarnessError: Error, CustomStringConvertible {
@@ -101,7 +106,11 @@ final class TestSupervisor: @unchecked Sendable {
     /// Set in the supervisor's environment, to show that nothing of it leaks into entered processes.
     static let environmentMarker = "NSGROUPD_TEST_MARKER=must-not-leak"
 
-    init(start: Bool = true, extraArguments: [String] = []) throws {
+    /// The configuration file this supervisor reads (empty: the defaults,
+    /// never the host's /etc/nsgroup/nsgroupd.conf).
+    var configPath: String { directory + "/nsgroupd.conf" }
+
+    init(start: Bool = true, config: String = "", extraArguments: [String] = []) throws {
         var template = Array("/tmp/nsg-e2e-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else { throw HarnessError("mkdtemp: \(Errno.current)") }
         directory = String(cString: made)
@@ -109,6 +118,7 @@ final class TestSupervisor: @unchecked Sendable {
         socketPath = directory + "/nsgroupd.sock"
         stateDirectory = directory + "/state"
         logPath = directory + "/nsgroupd.log"
+        _ = FileManager.default.createFile(atPath: directory + "/nsgroupd.conf", contents: Data(config.utf8))
         if start { try self.start(extraArguments: extraArguments) }
     }
 
@@ -117,7 +127,7 @@ final class TestSupervisor: @unchecked Sendable {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
-    var arguments: [String] { ["--socket", socketPath, "--state-dir", stateDirectory] }
+    var arguments: [String] { ["--socket", socketPath, "--state-dir", stateDirectory, "--config", configPath] }
 
     func start(extraArguments: [String] = []) throws {
         let process = Process()
@@ -203,10 +213,22 @@ func namespaceInode(_ path: String) throws -> UInt64 {
     return id.inode
 }
 
-/// Every process whose /proc/PID/ns/ENTRY has this inode.
-func processes(inNamespace kind: String, inode: UInt64) -> [pid_t] {
+/// Now, in the clock ticks since boot that /proc/PID/stat counts start times in.
+func ticksSinceBoot() throws -> UInt64 {
+    let uptime = try String(contentsOfFile: "/proc/uptime", encoding: .utf8).split(separator: " ").first.flatMap { Double($0) }
+    guard let uptime else { throw HarnessError("cannot read /proc/uptime") }
+    return UInt64(uptime * Double(sysconf(Int32(_SC_CLK_TCK)))) + 1
+}
+
+/// Every process whose /proc/PID/ns/ENTRY has this inode and that started
+/// no later than `startedBy` (clock ticks since boot, as ProcFS.startTime).
+/// The kernel reuses a freed namespace's inode number for the next
+/// namespace made, possibly by a test running beside this one; a process
+/// started after the namespace was gone cannot have been in it.
+func processes(inNamespace kind: String, inode: UInt64, startedBy: UInt64 = .max) -> [pid_t] {
     guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
     return entries.compactMap { pid_t($0) }.filter { pid in
+        guard let started = try? ProcFS.startTime(pid: pid), started <= startedBy else { return false }
         for entry in [kind, kind + "_for_children"] {
             if let target = try? ProcFS.readLink("/proc/\(pid)/ns/\(entry)"),
                NamespaceID(target)?.inode == inode { return true }

@@ -308,7 +308,7 @@ struct ResultRoundTripTests {
         #expect(json["owner"] == .number(JSONNumber(1000)))
         #expect(json["holder"] == .number(JSONNumber(4242)))
         #expect(json["namespaces"]?["mnt"] == .string("mnt:[4026532299]"))
-        #expect(json.objectValue?.keys == ["name", "owner", "ownerName", "namespaces", "holder", "created", "hostname", "tmpfs", "sessions"])
+        #expect(json.objectValue?.keys == ["name", "owner", "ownerName", "namespaces", "holder", "created", "hostname", "tmpfs", "members", "sessions"])
     }
 
     @Test func groupInfoIsLenientAboutOptionalFields() throws {

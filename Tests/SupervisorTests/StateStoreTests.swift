@@ -86,7 +86,8 @@ private func sampleRecord(_ name: String = "web", hostname: String? = "web-host"
                      NamespaceID(kind: .net, inode: 4_026_532_215)],
         holderPID: 31337, holderStartTime: 123_456_789_012,
         created: created, hostname: hostname,
-        tmpfs: [TmpfsMount(path: "/tmp"), TmpfsMount(path: "/run/x", options: "mode=0755,size=1m")])
+        tmpfs: [TmpfsMount(path: "/tmp"), TmpfsMount(path: "/run/x", options: "mode=0755,size=1m")],
+        members: [.user(uid: 1001, name: "bob"), .group(gid: 1002, name: "devs")])
 }
 
 private func startupError(_ directory: String, sourceLocation: SourceLocation = #_sourceLocation) -> StartupError? {
@@ -108,7 +109,7 @@ struct StateCodecTests {
         let json = StateCodec.encode(record)
         let object = try #require(json.objectValue)
         #expect(Set(object.keys) == ["version", "name", "owner", "ownerName", "namespaces", "holderPID",
-                                     "holderStartTime", "created", "tmpfs", "hostname"])
+                                     "holderStartTime", "created", "tmpfs", "hostname", "members"])
         #expect(json["version"] == .number(JSONNumber(StateCodec.version)))
         #expect(StateCodec.version == 1)
         #expect(json["name"] == .string("web"))
@@ -123,12 +124,16 @@ struct StateCodecTests {
             .object(["path": "/tmp", "options": "mode=1777"]),
             .object(["path": "/run/x", "options": "mode=0755,size=1m"]),
         ]))
+        #expect(json["members"] == .array([
+            .object(["user": 1001, "name": "bob"]),
+            .object(["group": 1002, "name": "devs"]),
+        ]))
     }
 
     @Test func noHostnameMeansNoMember() {
         let json = StateCodec.encode(sampleRecord(hostname: nil))
         #expect(json["hostname"] == nil)
-        #expect(json.objectValue?.count == 9)
+        #expect(json.objectValue?.count == 10)
     }
 
     @Test func namespaceIDsParseBack() throws {

@@ -12,9 +12,12 @@ public struct GroupInfo: Sendable, Equatable {
     public var tmpfs: [String]
     /// Processes started by `enter` that are still running.
     public var sessions: [SessionInfo]
+    /// Who else may enter: user names and @group names.
+    public var members: [String]
 
     public init(name: String, owner: UInt32, ownerName: String, namespaces: [(kind: String, id: String)],
-                holder: Int32, created: String, hostname: String?, tmpfs: [String], sessions: [SessionInfo] = []) {
+                holder: Int32, created: String, hostname: String?, tmpfs: [String], sessions: [SessionInfo] = [],
+                members: [String] = []) {
         self.name = name
         self.owner = owner
         self.ownerName = ownerName
@@ -24,6 +27,7 @@ public struct GroupInfo: Sendable, Equatable {
         self.hostname = hostname
         self.tmpfs = tmpfs
         self.sessions = sessions
+        self.members = members
     }
 
     public static func == (a: GroupInfo, b: GroupInfo) -> Bool {
@@ -41,6 +45,7 @@ public struct GroupInfo: Sendable, Equatable {
         ]
         if let hostname { o["hostname"] = .string(hostname) }
         o["tmpfs"] = .array(tmpfs.map { .string($0) })
+        o["members"] = .array(members.map { .string($0) })
         o["sessions"] = .array(sessions.map(\.json))
         return .object(o)
     }
@@ -58,6 +63,7 @@ public struct GroupInfo: Sendable, Equatable {
         var sessions: [SessionInfo] = []
         for element in json["sessions"]?.arrayValue ?? [] { sessions.append(try SessionInfo(json: element)) }
         self.sessions = sessions
+        members = try r.stringArray("members") ?? []
     }
 }
 

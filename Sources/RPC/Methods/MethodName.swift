@@ -7,6 +7,8 @@ public enum MethodName: String, CaseIterable, Sendable {
     case destroy
     case enter
     case signal
+    case share
+    case unshare
 
     /// How many descriptors a request may carry beside it: `enter` with
     /// `tty: false` carries exactly the caller's stdin, stdout and stderr.

@@ -1,0 +1,78 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Namespaces
+
+/// Who may do what, and how much: read from nsgroupd.conf (see PolicyFile),
+/// replaced as a whole on SIGHUP. Identity is always the caller's kernel
+/// credentials (SO_PEERCRED and SO_PEERGROUPS), never a request field.
+///
+/// - root and members of the admin group may list, inspect, enter and
+///   destroy every group, and are not bound by the create rules;
+/// - a group's owner may do all of that with their own group, and share it;
+/// - a group's members (users, or members of Unix groups, it was shared
+///   with) see it in list, may inspect it and enter it;
+/// - anyone else gets permission_denied.
+struct Policy: Sendable, Equatable {
+    /// Who may create groups: everyone, or these users and Unix groups.
+    enum CreateRule: Sendable, Equatable {
+        case everyone
+        case only(users: Set<uid_t>, groups: Set<gid_t>, text: String)
+    }
+
+    var create: CreateRule = .everyone
+    /// The admin group's name and gid; nil when there is none.
+    var adminGroup: (name: String, gid: gid_t)?
+    /// Kinds a create may ask for (root and admins are not limited).
+    var namespaces: Set<NamespaceKind> = Set(NamespaceKind.allCases)
+    var groupsPerUser = 16
+    var sessionsPerUser = 64
+    var maxGroups = 4096
+
+    static func == (a: Policy, b: Policy) -> Bool {
+        a.create == b.create && a.adminGroup?.name == b.adminGroup?.name && a.adminGroup?.gid == b.adminGroup?.gid
+            && a.namespaces == b.namespaces && a.groupsPerUser == b.groupsPerUser
+            && a.sessionsPerUser == b.sessionsPerUser && a.maxGroups == b.maxGroups
+    }
+
+    /// The defaults: everyone may create, `nsgroup-admin` (if it exists) administers.
+    static func defaults() -> Policy {
+        var policy = Policy()
+        if let gid = UserDatabase.groupID(named: PolicyFile.defaultAdminGroup) {
+            policy.adminGroup = (PolicyFile.defaultAdminGroup, gid)
+        }
+        return policy
+    }
+
+    /// root, or a member of the admin group.
+    func isAdmin(_ caller: PeerCredentials) -> Bool {
+        if caller.uid == 0 { return true }
+        guard let admin = adminGroup else { return false }
+        return caller.isMember(of: admin.gid)
+    }
+
+    /// Destroy and change sharing: the owner and admins.
+    func mayManage(_ caller: PeerCredentials, _ group: Group) -> Bool {
+        isAdmin(caller) || caller.uid == group.owner
+    }
+
+    /// See (list, inspect) and enter: the owner, members and admins.
+    func mayUse(_ caller: PeerCredentials, _ group: Group) -> Bool {
+        mayManage(caller, group) || group.members.contains { $0.admits(caller) }
+    }
+
+    /// Whether the caller may create at all (by the create rule).
+    func mayCreate(_ caller: PeerCredentials) -> Bool {
+        if isAdmin(caller) { return true }
+        switch create {
+        case .everyone: return true
+        case .only(let users, let groups, _):
+            return users.contains(caller.uid) || groups.contains { caller.isMember(of: $0) }
+        }
+    }
+
+    /// Who administers, as refusals name them: "root and members of nsgroup-admin".
+    var adminsText: String {
+        adminGroup.map { "root and members of \($0.name)" } ?? "root"
+    }
+}

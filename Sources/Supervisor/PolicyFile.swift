@@ -1,0 +1,164 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Namespaces
+
+/// nsgroupd.conf: INI-style `key = value` lines in sections.
+///
+/// ```
+/// [access]
+/// create = *                      # or: alice, bob, @devs
+/// admin-group = nsgroup-admin     # empty: no admin group
+/// namespaces = mnt, uts, ipc, pid, net, cgroup, user, time
+///
+/// [limits]
+/// groups-per-user = 16
+/// sessions-per-user = 64
+/// groups = 4096
+/// ```
+///
+/// `#` and `;` start comments (whole lines, or after a value). A missing key
+/// keeps its default. Anything unknown, repeated or malformed is an error
+/// that names its line: a policy is never half read.
+enum PolicyFile {
+    static let defaultPath = "/etc/nsgroup/nsgroupd.conf"
+    static let defaultAdminGroup = "nsgroup-admin"
+
+    struct ParseError: Error, CustomStringConvertible {
+        let path: String
+        let line: Int
+        let message: String
+        var description: String { line > 0 ? "\(path):\(line): \(message)" : "\(path): \(message)" }
+    }
+
+    /// Reads and parses the file. A missing file is an error only when
+    /// `required` (it was named with --config); otherwise the defaults apply.
+    static func load(path: String, required: Bool) throws(ParseError) -> Policy {
+        let text: String
+        do {
+            let fd = try FileDescriptor.open(path, O_RDONLY | O_NOFOLLOW)
+            text = String(decoding: try fd.readAll(limit: 1 << 20), as: UTF8.self)
+        } catch {
+            if error.rawValue == ENOENT && !required { return Policy.defaults() }
+            throw ParseError(path: path, line: 0, message: "cannot read: \(error)")
+        }
+        return try parse(text, path: path)
+    }
+
+    static let keys: [String: Set<String>] = [
+        "access": ["create", "admin-group", "namespaces"],
+        "limits": ["groups-per-user", "sessions-per-user", "groups"],
+    ]
+
+    static func parse(_ text: String, path: String) throws(ParseError) -> Policy {
+        var policy = Policy.defaults()
+        var section: String?
+        var seen: [String: Int] = [:]
+        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let number = index + 1
+            func fail(_ message: String) -> ParseError { ParseError(path: path, line: number, message: message) }
+            let line = stripComment(rawLine)
+            if line.isEmpty { continue }
+            if line.hasPrefix("[") {
+                guard line.hasSuffix("]") else { throw fail("a section header must end with ]") }
+                let name = String(line.dropFirst().dropLast()).trimmed
+                guard keys[name] != nil else {
+                    throw fail("unknown section [\(name)]; sections are [access] and [limits]")
+                }
+                section = name
+                continue
+            }
+            guard let equals = line.firstIndex(of: "=") else { throw fail("expected key = value") }
+            let key = String(line[..<equals]).trimmed
+            let value = String(line[line.index(after: equals)...]).trimmed
+            guard let section else { throw fail("\"\(key)\" must be inside a section ([access] or [limits])") }
+            guard keys[section]!.contains(key) else {
+                throw fail("unknown key \"\(key)\" in [\(section)]; keys there are \(keys[section]!.sorted().joined(separator: ", "))")
+            }
+            let qualified = section + "." + key
+            if let first = seen[qualified] { throw fail("\(qualified) is set twice (first on line \(first))") }
+            seen[qualified] = number
+            do {
+                try apply(section: section, key: key, value: value, to: &policy)
+            } catch {
+                throw fail("\(qualified): \(error.description)")
+            }
+        }
+        return policy
+    }
+
+    struct ValueError: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    private static func apply(section: String, key: String, value: String, to policy: inout Policy) throws(ValueError) {
+        switch (section, key) {
+        case ("access", "create"):
+            if value == "*" { policy.create = .everyone; return }
+            var users = Set<uid_t>()
+            var groups = Set<gid_t>()
+            let items = list(value)
+            guard !items.isEmpty else { throw ValueError("name users and @groups, or * for everyone") }
+            for item in items {
+                if item.hasPrefix("@") {
+                    guard let gid = UserDatabase.groupID(named: String(item.dropFirst())) else {
+                        throw ValueError("no group named \"\(item.dropFirst())\"")
+                    }
+                    groups.insert(gid)
+                } else {
+                    guard let user = UserDatabase.user(named: item) else { throw ValueError("no user named \"\(item)\"") }
+                    users.insert(user.uid)
+                }
+            }
+            policy.create = .only(users: users, groups: groups, text: items.joined(separator: ", "))
+        case ("access", "admin-group"):
+            if value.isEmpty { policy.adminGroup = nil; return }
+            guard let gid = UserDatabase.groupID(named: value) else { throw ValueError("no group named \"\(value)\"") }
+            policy.adminGroup = (value, gid)
+        case ("access", "namespaces"):
+            var kinds = Set<NamespaceKind>()
+            for item in list(value) {
+                guard let kind = NamespaceKind(rawValue: item) else {
+                    throw ValueError("unknown namespace kind \"\(item)\"; kinds are \(NamespaceKind.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                kinds.insert(kind)
+            }
+            policy.namespaces = kinds
+        case ("limits", "groups-per-user"):
+            policy.groupsPerUser = try count(value)
+        case ("limits", "sessions-per-user"):
+            policy.sessionsPerUser = try count(value)
+        case ("limits", "groups"):
+            policy.maxGroups = try count(value)
+        default:
+            throw ValueError("unknown key")
+        }
+    }
+
+    private static func count(_ value: String) throws(ValueError) -> Int {
+        guard let n = Int(value), n >= 0, n <= 1_000_000 else {
+            throw ValueError("\"\(value)\" is not a whole number from 0 to 1000000")
+        }
+        return n
+    }
+
+    private static func list(_ value: String) -> [String] {
+        value.split(separator: ",").map { String($0).trimmed }.filter { !$0.isEmpty }
+    }
+
+    private static func stripComment(_ line: Substring) -> String {
+        var text = line
+        if let mark = text.firstIndex(where: { $0 == "#" || $0 == ";" }) { text = text[..<mark] }
+        return String(text).trimmed
+    }
+}
+
+extension String {
+    var trimmed: String {
+        var s = self[...]
+        while let f = s.first, f == " " || f == "\t" || f == "\r" { s = s.dropFirst() }
+        while let l = s.last, l == " " || l == "\t" || l == "\r" { s = s.dropLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,30 @@
+import RPC
+
+extension Supervisor {
+    /// `share` / `unshare {name, members}`: the owner and admins change who
+    /// else may enter. The record is saved before the answer; a member
+    /// removed while in a session keeps that session (it already entered).
+    func share(_ context: RequestContext, adding: Bool) throws(RPCError) -> Reply {
+        let method = adding ? "share" : "unshare"
+        let params = try ShareParams(params: context.request.params, method: method)
+        let group = try group(params.name, context, action: "change the sharing of", manage: true)
+        let changes = try Self.members(params.members, method: method)
+        var updated = group.record
+        if adding {
+            for member in changes where !updated.members.contains(where: { $0.sameAs(member) }) {
+                updated.members.append(member)
+            }
+        } else {
+            updated.members.removeAll { existing in changes.contains { $0.sameAs(existing) } }
+        }
+        if updated != group.record {
+            do {
+                try state.save(updated)
+            } catch {
+                throw RPCError(.internalError, "cannot \(method) group \"\(params.name)\": writing its state file failed: \(error)")
+            }
+            group.record = updated
+        }
+        return .result(group.info.json)
+    }
+}
