@@ -174,8 +174,14 @@ public final class JournalSink: Sendable {
     }
 
     /// `sd_journal_sendv` with one `NAME=value` iovec per field (values may hold newlines and any byte).
+    ///
+    /// libsystemd drops a record without an error when journald's socket does
+    /// not exist (sendmsg's ENOENT is deliberately silent), so the socket is
+    /// looked for first: a missing one is reported as -ENOENT, and the record
+    /// goes to stderr instead of nowhere.
     static func sendToJournal(_ fields: [(name: String, value: String)]) -> Int32 {
         guard !fields.isEmpty else { return 0 }
+        if access(journalSocketPath, F_OK) != 0 { return -errno }
         var buffer: [UInt8] = []
         var spans: [(offset: Int, count: Int)] = []
         spans.reserveCapacity(fields.count)

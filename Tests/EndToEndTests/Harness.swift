@@ -110,7 +110,13 @@ final class TestSupervisor: @unchecked Sendable {
     /// never the host's /etc/nsgroup/nsgroupd.conf).
     var configPath: String { directory + "/nsgroupd.conf" }
 
-    init(start: Bool = true, config: String = "", extraArguments: [String] = []) throws {
+    /// Run the supervisor in a mount namespace of its own where
+    /// /run/systemd/journal is an empty tmpfs: journald's socket is absent
+    /// for it alone, while the rest of the tests keep their journal.
+    let hideJournal: Bool
+
+    init(start: Bool = true, config: String = "", hideJournal: Bool = false, extraArguments: [String] = []) throws {
+        self.hideJournal = hideJournal
         var template = Array("/tmp/nsg-e2e-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else { throw HarnessError("mkdtemp: \(Errno.current)") }
         directory = String(cString: made)
@@ -131,9 +137,18 @@ final class TestSupervisor: @unchecked Sendable {
 
     func start(extraArguments: [String] = []) throws {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: Products.nsgroupd)
-        process.arguments = arguments + extraArguments
-        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        if hideJournal {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+            process.arguments = ["--mount", "--propagation", "private", "--", "/bin/sh", "-c",
+                                 "mount -t tmpfs tmpfs /run/systemd/journal && exec \"$0\" \"$@\"",
+                                 Products.nsgroupd] + arguments + extraArguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: Products.nsgroupd)
+            process.arguments = arguments + extraArguments
+        }
+        if !FileManager.default.fileExists(atPath: logPath) {
+            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        }
         let log = FileHandle(forWritingAtPath: logPath)
         log?.seekToEndOfFile()
         process.standardOutput = log

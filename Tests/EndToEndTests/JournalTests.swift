@@ -1,0 +1,181 @@
+import Foundation
+import Glibc
+import Namespaces
+import Testing
+
+/// The audit trail: every decision and lifecycle event is a structured
+/// journald record, read back here with the real journalctl.
+@Suite struct JournalTests {
+    static let messageIDs = [
+        "requestAccepted": "a05e7f4b55ff4979887635c6c6d00a9a",
+        "requestRefused": "fb4a6796baef4e3dbb39c97742b74373",
+        "groupCreated": "320406c0c5ad4902bf362306b65d7428",
+        "groupDestroyed": "46c3c3f82d874233ba02f5bce1bc6a7b",
+        "sessionStarted": "99bbb50474e94151aff70fba484cb4e5",
+        "sessionEnded": "cf17cd2593d142d69b083099670d24f9",
+        "holderDied": "ef504bc1ff4a43cda8e0a6a2b5f0434d",
+        "policyReloaded": "95efadaa300e43cea4299e0cb7d96396",
+        "supervisorStarted": "3096b031050d47769ccaae0896b855c5",
+        "supervisorStopped": "c96c7b056b8c4d3da88ec4ad30d73aa4",
+    ]
+
+    /// journald must run for these tests: `make check` starts one. Fails, never skips.
+    static func requireJournald() throws {
+        let probe = try run("/bin/sh", ["-c", "echo nsgroup-test-probe | systemd-cat -t nsgroup-test"])
+        if probe.status != 0 {
+            throw HarnessError("journald is not running (systemd-cat cannot log): run `make check`, which starts it")
+        }
+    }
+
+    /// Records of this supervisor matching every FIELD=value, waiting (bounded)
+    /// until at least `count` are there.
+    func records(_ supervisor: TestSupervisor, _ matches: [String], count: Int = 1) throws -> [[String: String]] {
+        var found: [[String: String]] = []
+        _ = try eventually(timeoutSeconds: 10) {
+            let result = try run("/usr/bin/journalctl", ["-o", "json", "--no-pager", "--all",
+                                                         "NSGROUP_SOCKET=\(supervisor.socketPath)"] + matches)
+            found = result.stdout.split(separator: "\n").compactMap { line in
+                (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
+            }.map { $0.compactMapValues { $0 as? String } }
+            return found.count >= count
+        }
+        return found
+    }
+
+    func one(_ supervisor: TestSupervisor, _ event: String, _ matches: [String] = [],
+             sourceLocation: SourceLocation = #_sourceLocation) throws -> [String: String] {
+        let found = try records(supervisor, ["MESSAGE_ID=\(Self.messageIDs[event]!)"] + matches)
+        guard let record = found.last else {
+            throw HarnessError("no \(event) record matching \(matches)")
+        }
+        #expect(record["SYSLOG_IDENTIFIER"] == "nsgroupd", sourceLocation: sourceLocation)
+        #expect(record["MESSAGE"]?.isEmpty == false, sourceLocation: sourceLocation)
+        #expect(record["PRIORITY"] != nil, sourceLocation: sourceLocation)
+        return record
+    }
+
+    @Test func everyDecisionAndLifecycleEventIsOnTheRecord() throws {
+        try Self.requireJournald()
+        let supervisor = try TestSupervisor()
+        let alice = try TestUser.alice()
+        let bob = try TestUser.bob()
+        _ = try one(supervisor, "supervisorStarted")
+
+        #expect(try supervisor.nsgroup(["create", "audited"], as: alice).status == 0)
+        let holder = try supervisor.holderPID("audited")
+        let created = try one(supervisor, "groupCreated", ["NSGROUP_NAME=audited"])
+        #expect(created["NSGROUP_OWNER_UID"] == "\(alice.uid)")
+        #expect(created["NSGROUP_CALLER_UID"] == "\(alice.uid)")
+        #expect(created["NSGROUP_CALLER_GID"] == "\(alice.gid)")
+        #expect(created["NSGROUP_CALLER_PID"].flatMap(Int.init) != nil)
+        #expect(created["NSGROUP_HOLDER_PID"] == "\(holder)")
+        #expect(created["NSGROUP_OPERATION"] == "create")
+        #expect(created["NSGROUP_RESULT"] == "ok")
+        #expect(created["PRIORITY"] == "6")
+        let accepted = try one(supervisor, "requestAccepted", ["NSGROUP_OPERATION=create", "NSGROUP_NAME=audited"])
+        #expect(accepted["NSGROUP_RESULT"] == "ok")
+        #expect(accepted["NSGROUP_CALLER_UID"] == "\(alice.uid)")
+
+        // Read-only requests are recorded too, at debug priority.
+        #expect(try supervisor.nsgroup(["list"], as: alice).status == 0)
+        let listed = try one(supervisor, "requestAccepted", ["NSGROUP_OPERATION=list", "NSGROUP_CALLER_UID=\(alice.uid)"])
+        #expect(listed["PRIORITY"] == "7")
+        #expect(try supervisor.nsgroup(["inspect", "audited"], as: alice).status == 0)
+        _ = try one(supervisor, "requestAccepted", ["NSGROUP_OPERATION=inspect", "NSGROUP_NAME=audited"])
+
+        // A refusal names the reason and the caller.
+        #expect(try supervisor.nsgroup(["inspect", "audited"], as: bob).status == 1)
+        let refused = try one(supervisor, "requestRefused", ["NSGROUP_OPERATION=inspect", "NSGROUP_CALLER_UID=\(bob.uid)"])
+        #expect(refused["NSGROUP_RESULT"] == "permission_denied")
+        #expect(refused["NSGROUP_NAME"] == "audited")
+        #expect(refused["PRIORITY"] == "5")
+        #expect(refused["MESSAGE"]?.contains("may not inspect") == true)
+
+        // A session: started with its argv, ended with its status.
+        #expect(try supervisor.nsgroup(["enter", "audited", "--", "sh", "-c", "exit 3"], as: alice).status == 3)
+        let started = try one(supervisor, "sessionStarted", ["NSGROUP_NAME=audited"])
+        #expect(started["NSGROUP_ARGV"] == "sh -c exit 3")
+        #expect(started["NSGROUP_CALLER_UID"] == "\(alice.uid)")
+        #expect(started["NSGROUP_OWNER_UID"] == "\(alice.uid)")
+        #expect(started["NSGROUP_HOLDER_PID"] == "\(holder)")
+        let sessionPID = try #require(started["NSGROUP_SESSION_PID"])
+        let ended = try one(supervisor, "sessionEnded", ["NSGROUP_SESSION_PID=\(sessionPID)"])
+        #expect(ended["NSGROUP_EXIT_CODE"] == "3")
+        #expect(ended["NSGROUP_ARGV"] == "sh -c exit 3")
+
+        #expect(try supervisor.nsgroup(["share", "audited", "nsg-dave"], as: alice).status == 0)
+        _ = try one(supervisor, "requestAccepted", ["NSGROUP_OPERATION=share", "NSGROUP_NAME=audited"])
+
+        #expect(try supervisor.nsgroup(["destroy", "audited"], as: alice).status == 0)
+        let destroyed = try one(supervisor, "groupDestroyed", ["NSGROUP_NAME=audited"])
+        #expect(destroyed["NSGROUP_HOLDER_PID"] == "\(holder)")
+        #expect(destroyed["NSGROUP_OWNER_UID"] == "\(alice.uid)")
+        #expect(destroyed["NSGROUP_RESULT"] == "ok")
+
+        supervisor.stop()
+        _ = try one(supervisor, "supervisorStopped")
+    }
+
+    @Test func limitRefusalsAndHolderDeathsAreOnTheRecord() throws {
+        try Self.requireJournald()
+        let supervisor = try TestSupervisor(config: "[limits]\ngroups = 1\n")
+        #expect(try supervisor.nsgroup(["create", "only-one"]).status == 0)
+        #expect(try supervisor.nsgroup(["create", "one-too-many"]).status == 1)
+        let refused = try one(supervisor, "requestRefused", ["NSGROUP_NAME=one-too-many"])
+        #expect(refused["NSGROUP_RESULT"] == "limit_exceeded")
+        #expect(refused["NSGROUP_OPERATION"] == "create")
+
+        let holder = try supervisor.holderPID("only-one")
+        kill(holder, SIGKILL)
+        let died = try one(supervisor, "holderDied", ["NSGROUP_NAME=only-one"])
+        #expect(died["NSGROUP_HOLDER_PID"] == "\(holder)")
+        #expect(died["PRIORITY"] == "4")
+        #expect(died["MESSAGE"]?.contains("killed by signal 9") == true)
+        #expect(try supervisor.groupNames().isEmpty)
+    }
+
+    @Test func policyReloadsAreOnTheRecord() throws {
+        try Self.requireJournald()
+        let supervisor = try TestSupervisor()
+        try "[access]\ncreate = nsg-alice\n".write(toFile: supervisor.configPath, atomically: true, encoding: .utf8)
+        kill(supervisor.pid, SIGHUP)
+        let reloaded = try one(supervisor, "policyReloaded", ["NSGROUP_RESULT=ok"])
+        #expect(reloaded["NSGROUP_CONFIG"] == supervisor.configPath)
+        try "[access]\nbogus = 1\n".write(toFile: supervisor.configPath, atomically: true, encoding: .utf8)
+        kill(supervisor.pid, SIGHUP)
+        let refused = try one(supervisor, "policyReloaded", ["NSGROUP_RESULT=refused"])
+        #expect(refused["NSGROUP_REASON"]?.contains("\(supervisor.configPath):2: unknown key \"bogus\"") == true)
+        #expect(refused["PRIORITY"] == "3")
+    }
+
+    @Test func withoutJournaldTheSupervisorServesAndLogsToStderr() throws {
+        let supervisor = try TestSupervisor(hideJournal: true)
+        #expect(try supervisor.nsgroup(["create", "unlogged"]).status == 0)
+        #expect(try supervisor.nsgroup(["list"]).stdout.contains("unlogged"))
+        #expect(try supervisor.nsgroup(["destroy", "unlogged"]).status == 0)
+        let log = supervisor.log_
+        let warnings = log.components(separatedBy: "journald is not reachable").count - 1
+        #expect(warnings == 1, "the degraded-auditing warning comes once: \(log)")
+        #expect(log.contains("auditing is degraded"))
+        #expect(log.contains("Created group unlogged"))
+        #expect(log.contains("MESSAGE_ID=320406c0c5ad4902bf362306b65d7428"))
+        #expect(log.contains("Destroyed group unlogged"))
+        // Nothing of it reached the journal.
+        let inJournal = try run("/usr/bin/journalctl", ["-o", "json", "--no-pager", "NSGROUP_SOCKET=\(supervisor.socketPath)"])
+        #expect(inJournal.stdout.isEmpty)
+    }
+
+    @Test func theCatalogIsAcceptedByJournalctl() throws {
+        let root = try TestSupervisor(start: false).directory + "/catalog-root"
+        let catalogDirectory = root + "/usr/lib/systemd/catalog"
+        try FileManager.default.createDirectory(atPath: catalogDirectory, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: Products.repositoryRoot + "/packaging/catalog/nsgroup.catalog",
+                                         toPath: catalogDirectory + "/nsgroup.catalog")
+        let update = try run("/usr/bin/journalctl", ["--root", root, "--update-catalog"])
+        #expect(update.status == 0, "\(update.stderr)")
+        let listed = try run("/usr/bin/journalctl", ["--root", root, "--list-catalog"])
+        for (event, id) in Self.messageIDs {
+            #expect(listed.stdout.contains(id), "\(event) (\(id)) is not in the catalog")
+        }
+    }
+}
