@@ -1,0 +1,32 @@
+import Foundation
+import Testing
+@testable import Supervisor
+
+/// What packaging/ ships agrees with the code.
+@Suite struct PackagingTests {
+    static let root: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+
+    @Test func theDefaultConfigurationParsesToTheDefaults() throws {
+        let path = Self.root + "/packaging/config/nsgroupd.conf"
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let parsed = try PolicyFile.parse(text, path: path)
+        #expect(parsed == Policy.defaults())
+        // Uncommented, every documented value is the default too.
+        let uncommented = text.split(separator: "\n").map { line in
+            line.hasPrefix("#") && line.contains(" = ") && !line.hasPrefix("# ") ? String(line.dropFirst()) : String(line)
+        }.joined(separator: "\n")
+        #expect(uncommented != text, "the file should show each setting")
+        #expect(try PolicyFile.parse(uncommented, path: path) == Policy.defaults())
+    }
+
+    @Test func theCatalogExplainsEveryMessageID() throws {
+        let catalog = try String(contentsOfFile: Self.root + "/packaging/catalog/nsgroup.catalog", encoding: .utf8)
+        let ids = Set(catalog.split(separator: "\n").filter { $0.hasPrefix("-- ") }.map { String($0.dropFirst(3)) })
+        #expect(ids == Set(AuditEvent.allCases.map(\.messageID)))
+        #expect(ids.count == AuditEvent.allCases.count, "message ids are distinct")
+    }
+}
