@@ -13,10 +13,7 @@ extension Supervisor {
         let hostname = try Self.hostname(params.hostname, kinds: kinds, name: params.name)
         let tmpfs = try Self.tmpfsMounts(params.tmpfs, kinds: kinds)
         let members = try Self.members(params.members, method: "create")
-        try checkCreatePolicy(context.caller, kinds: kinds)
-        guard groups[params.name] == nil else {
-            throw RPCError(.alreadyExists, "a group named \"\(params.name)\" already exists")
-        }
+        try checkCreatePolicy(context.caller, name: params.name, kinds: kinds)
 
         let spec = HolderSpec(name: params.name, namespaces: kinds, hostname: hostname, tmpfs: tmpfs, ttyGroup: ttyGroup)
         let spawned: SpawnedHolder
@@ -64,28 +61,36 @@ extension Supervisor {
     /// The create rule, the allowed namespace kinds and the group limits.
     /// Root and admins pass the first two; per-user limits bind all but root;
     /// the global limit binds everyone.
-    func checkCreatePolicy(_ caller: PeerCredentials, kinds: Set<NamespaceKind>) throws(RPCError) {
+    func checkCreatePolicy(_ caller: PeerCredentials, name: String, kinds: Set<NamespaceKind>) throws(RPCError) {
         guard policy.mayCreate(caller) else {
-            var allowed = ""
-            if case .only(_, _, let text) = policy.create { allowed = text }
-            throw RPCError(.permissionDenied, "uid \(caller.uid) may not create groups: nsgroupd.conf allows only \(allowed) and \(policy.adminsText) (access.create)")
+            var allowed: [String] = []
+            if case .only(_, _, let text) = policy.create { allowed = [text] }
+            throw RPCError(.permissionDenied, "uid \(caller.uid) may not create groups: nsgroupd.conf allows only \(Policy.listed(allowed + policy.admins)) (access.create)")
         }
         if !policy.isAdmin(caller), let refused = kinds.sorted().first(where: { !policy.namespaces.contains($0) }) {
             throw RPCError(.permissionDenied, "namespace kind \"\(refused.rawValue)\" is not allowed by nsgroupd.conf (access.namespaces = \(policy.namespaces.sorted().map(\.rawValue).joined(separator: ", ")))")
         }
+        guard groups[name] == nil else {
+            throw RPCError(.alreadyExists, "a group named \"\(name)\" already exists")
+        }
         if groups.count >= policy.maxGroups {
-            throw RPCError(.limitExceeded, "there are \(groups.count) groups, the most allowed (limits.groups = \(policy.maxGroups))")
+            throw RPCError(.limitExceeded, "there are \(counted(groups.count, "group")), the most allowed (limits.groups = \(policy.maxGroups))")
         }
         if caller.uid != 0 {
             let owned = groups.values.filter { $0.owner == caller.uid }.count
             if owned >= policy.groupsPerUser {
-                throw RPCError(.limitExceeded, "uid \(caller.uid) owns \(owned) groups, the most allowed (limits.groups-per-user = \(policy.groupsPerUser))")
+                throw RPCError(.limitExceeded, "uid \(caller.uid) owns \(counted(owned, "group")), the most allowed (limits.groups-per-user = \(policy.groupsPerUser))")
             }
         }
     }
 
+    static let maxMembers = 64
+
     /// Resolves members against the user and group databases, once each.
-    static func members(_ names: [String], method: String) throws(RPCError) -> [Member] {
+    static func members(_ names: [String], method: String, alreadyShared: Int = 0) throws(RPCError) -> [Member] {
+        guard names.count + alreadyShared <= maxMembers else {
+            throw .invalidParams("\(method): a group is shared with at most \(maxMembers) users and groups")
+        }
         var members: [Member] = []
         for name in names {
             let member = try Member.resolve(name, method: method)
@@ -151,4 +156,9 @@ extension Supervisor {
         }
         return mounts
     }
+}
+
+/// "1 group", "3 groups".
+func counted(_ n: Int, _ noun: String) -> String {
+    "\(n) \(noun)\(n == 1 ? "" : "s")"
 }

@@ -34,7 +34,7 @@ extension Supervisor {
         if caller.uid != 0 {
             let running = sessionCount(uid: caller.uid)
             if running >= policy.sessionsPerUser {
-                throw RPCError(.limitExceeded, "uid \(caller.uid) has \(running) sessions running, the most allowed (sessions-per-user = \(policy.sessionsPerUser))")
+                throw RPCError(.limitExceeded, "uid \(caller.uid) has \(counted(running, "session")) running, the most allowed (limits.sessions-per-user = \(policy.sessionsPerUser))")
             }
         }
         let user = UserDatabase.user(uid: caller.uid)
@@ -186,7 +186,7 @@ extension Supervisor {
         let mayManage = policy.mayManage(context.caller, group)
         // Others learn nothing about which sessions exist.
         guard mayManage || (session != nil && session!.uid == context.caller.uid) else {
-            throw RPCError(.permissionDenied, "uid \(context.caller.uid) may not signal session \(params.session) of group \"\(params.name)\": only the session's own user, the group's owner and root may")
+            throw RPCError(.permissionDenied, "uid \(context.caller.uid) may not signal session \(params.session) of group \"\(params.name)\": only \(Policy.listed(["the session's own user", "the group's owner"] + policy.admins)) may")
         }
         guard let session else {
             throw RPCError(.notFound, "group \"\(params.name)\" has no session \(params.session)")

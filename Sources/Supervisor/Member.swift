@@ -21,20 +21,31 @@ enum Member: Sendable, Hashable, CustomStringConvertible {
     /// Reads "alice", "1001", "@devs" or "@1002" against the user and group
     /// databases; an unknown name is an error, a bare number is taken as is.
     static func resolve(_ text: String, method: String) throws(RPCError) -> Member {
-        let shown = JSONValue.string(String(text.prefix(64))).serialized()
-        if text.hasPrefix("@") {
-            let name = String(text.dropFirst())
-            if let gid = gid_t(name) { return .group(gid: gid, name: UserDatabase.groupName(gid: gid) ?? name) }
-            guard !name.isEmpty, let gid = UserDatabase.groupID(named: name) else {
-                throw .invalidParams("\(method): no group named \(shown)")
-            }
+        let isGroup = text.hasPrefix("@")
+        let name = isGroup ? String(text.dropFirst()) : text
+        let shown = JSONValue.string(String(name.prefix(64))).serialized()
+        guard !name.isEmpty, !name.utf8.contains(0), name.utf8.count <= 256 else {
+            throw .invalidParams("\(method): invalid \(isGroup ? "group" : "user") name \(shown)")
+        }
+        if let id = canonicalID(name) {
+            return isGroup ? .group(gid: id, name: UserDatabase.groupName(gid: id) ?? name)
+                           : .user(uid: id, name: UserDatabase.user(uid: id)?.name ?? name)
+        }
+        if isGroup {
+            guard let gid = UserDatabase.groupID(named: name) else { throw .invalidParams("\(method): no group named \(shown)") }
             return .group(gid: gid, name: name)
         }
-        if let uid = uid_t(text) { return .user(uid: uid, name: UserDatabase.user(uid: uid)?.name ?? text) }
-        guard !text.isEmpty, let entry = UserDatabase.user(named: text) else {
-            throw .invalidParams("\(method): no user named \(shown)")
-        }
+        guard let entry = UserDatabase.user(named: name) else { throw .invalidParams("\(method): no user named \(shown)") }
         return .user(uid: entry.uid, name: entry.name)
+    }
+
+    /// A decimal id as the kernel would print it (no sign, no leading zero),
+    /// below 4294967295, which means "no id" to the kernel.
+    private static func canonicalID(_ text: String) -> UInt32? {
+        guard text.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
+              let id = UInt32(text), String(id) == text, id != UInt32.max
+        else { return nil }
+        return id
     }
 
     /// Whether this member lets `caller` in.

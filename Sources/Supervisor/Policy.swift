@@ -71,8 +71,14 @@ struct Policy: Sendable, Equatable {
         }
     }
 
-    /// Who administers, as refusals name them: "root and members of nsgroup-admin".
-    var adminsText: String {
-        adminGroup.map { "root and members of \($0.name)" } ?? "root"
+    /// Who administers, as refusals name them.
+    var admins: [String] {
+        ["root"] + (adminGroup.map { ["members of \($0.name)"] } ?? [])
+    }
+
+    /// "a, b and c": the people a refusal says may do the thing.
+    static func listed(_ people: [String]) -> String {
+        guard people.count > 1 else { return people.first ?? "" }
+        return people.dropLast().joined(separator: ", ") + " and " + people.last!
     }
 }

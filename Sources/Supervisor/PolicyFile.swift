@@ -31,18 +31,37 @@ enum PolicyFile {
         var description: String { line > 0 ? "\(path):\(line): \(message)" : "\(path): \(message)" }
     }
 
+    static let maxSize = 1 << 20
+
     /// Reads and parses the file. A missing file is an error only when
     /// `required` (it was named with --config); otherwise the defaults apply.
+    /// Like sshd's StrictModes, the file must be root's and writable by no
+    /// one else: whoever may write it may make themselves an admin.
     static func load(path: String, required: Bool) throws(ParseError) -> Policy {
-        let text: String
+        let bytes: [UInt8]
         do {
             let fd = try FileDescriptor.open(path, O_RDONLY | O_NOFOLLOW)
-            text = String(decoding: try fd.readAll(limit: 1 << 20), as: UTF8.self)
-        } catch {
+            var st = stat()
+            if fstat(fd.rawValue, &st) < 0 { throw Errno.current }
+            guard st.st_mode & S_IFMT == S_IFREG else {
+                throw ParseError(path: path, line: 0, message: "is not a regular file")
+            }
+            guard st.st_uid == 0, st.st_mode & 0o022 == 0 else {
+                throw ParseError(path: path, line: 0, message: "must be owned by root and writable by no one else (it is uid \(st.st_uid), mode \(String(st.st_mode & 0o7777, radix: 8)))")
+            }
+            bytes = try fd.readAll(limit: maxSize + 1)
+        } catch let error as ParseError {
+            throw error
+        } catch let error as Errno {
             if error.rawValue == ENOENT && !required { return Policy.defaults() }
             throw ParseError(path: path, line: 0, message: "cannot read: \(error)")
+        } catch {
+            throw ParseError(path: path, line: 0, message: "cannot read: \(error)")
         }
-        return try parse(text, path: path)
+        guard bytes.count <= maxSize else {
+            throw ParseError(path: path, line: 0, message: "is larger than \(maxSize) bytes")
+        }
+        return try parse(String(decoding: bytes, as: UTF8.self), path: path)
     }
 
     static let keys: [String: Set<String>] = [
@@ -54,7 +73,10 @@ enum PolicyFile {
         var policy = Policy.defaults()
         var section: String?
         var seen: [String: Int] = [:]
-        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // Split on the byte, not on Character: "\r\n" is one Character in Swift.
+        let lines = text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+            .map { Substring(String(decoding: $0, as: UTF8.self)) }
+        for (index, rawLine) in lines.enumerated() {
             let number = index + 1
             func fail(_ message: String) -> ParseError { ParseError(path: path, line: number, message: message) }
             let line = stripComment(rawLine)
@@ -118,11 +140,13 @@ enum PolicyFile {
             policy.adminGroup = (value, gid)
         case ("access", "namespaces"):
             var kinds = Set<NamespaceKind>()
-            for item in list(value) {
+            let items = list(value)
+            guard !items.isEmpty else { throw ValueError("name at least one namespace kind") }
+            for item in items {
                 guard let kind = NamespaceKind(rawValue: item) else {
                     throw ValueError("unknown namespace kind \"\(item)\"; kinds are \(NamespaceKind.allCases.map(\.rawValue).joined(separator: ", "))")
                 }
-                kinds.insert(kind)
+                guard kinds.insert(kind).inserted else { throw ValueError("\"\(item)\" is named twice") }
             }
             policy.namespaces = kinds
         case ("limits", "groups-per-user"):
@@ -137,7 +161,9 @@ enum PolicyFile {
     }
 
     private static func count(_ value: String) throws(ValueError) -> Int {
-        guard let n = Int(value), n >= 0, n <= 1_000_000 else {
+        guard value.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
+              let n = Int(value), n <= 1_000_000
+        else {
             throw ValueError("\"\(value)\" is not a whole number from 0 to 1000000")
         }
         return n

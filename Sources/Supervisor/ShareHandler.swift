@@ -9,6 +9,12 @@ extension Supervisor {
         let params = try ShareParams(params: context.request.params, method: method)
         let group = try group(params.name, context, action: "change the sharing of", manage: true)
         let changes = try Self.members(params.members, method: method)
+        if adding {
+            let added = changes.filter { new in !group.record.members.contains { $0.sameAs(new) } }
+            if group.record.members.count + added.count > Self.maxMembers {
+                throw .invalidParams("\(method): a group is shared with at most \(Self.maxMembers) users and groups")
+            }
+        }
         var updated = group.record
         if adding {
             for member in changes where !updated.members.contains(where: { $0.sameAs(member) }) {

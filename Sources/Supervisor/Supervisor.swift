@@ -229,8 +229,8 @@ public final class Supervisor {
         let caller = context.caller
         let allowed = manage ? policy.mayManage(caller, group) : policy.mayUse(caller, group)
         guard allowed else {
-            let who = manage ? "its owner, \(policy.adminsText)" : "its owner, its members, \(policy.adminsText)"
-            throw RPCError(.permissionDenied, "uid \(caller.uid) may not \(action) group \"\(name)\": only \(who) may")
+            let who = (manage ? ["its owner"] : ["its owner", "its members"]) + policy.admins
+            throw RPCError(.permissionDenied, "uid \(caller.uid) may not \(action) group \"\(name)\": only \(Policy.listed(who)) may")
         }
         return group
     }
