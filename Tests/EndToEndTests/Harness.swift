@@ -110,13 +110,21 @@ final class TestSupervisor: @unchecked Sendable {
     /// never the host's /etc/nsgroup/nsgroupd.conf).
     var configPath: String { directory + "/nsgroupd.conf" }
 
-    /// Run the supervisor in a mount namespace of its own where
-    /// /run/systemd/journal is an empty tmpfs: journald's socket is absent
-    /// for it alone, while the rest of the tests keep their journal.
-    let hideJournal: Bool
+    /// How the supervisor sees journald. Anything but `.running` runs it in a
+    /// mount namespace of its own, so only it loses the journal while the
+    /// tests beside it keep theirs.
+    enum Journal: Sendable {
+        case running
+        /// /run/systemd/journal is an empty tmpfs: the socket is gone.
+        case absent
+        /// The socket is there but nothing listens: what a stopped journald leaves.
+        case refusing
+    }
 
-    init(start: Bool = true, config: String = "", hideJournal: Bool = false, extraArguments: [String] = []) throws {
-        self.hideJournal = hideJournal
+    let journal: Journal
+
+    init(start: Bool = true, config: String = "", journal: Journal = .running, extraArguments: [String] = []) throws {
+        self.journal = journal
         var template = Array("/tmp/nsg-e2e-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else { throw HarnessError("mkdtemp: \(Errno.current)") }
         directory = String(cString: made)
@@ -137,10 +145,14 @@ final class TestSupervisor: @unchecked Sendable {
 
     func start(extraArguments: [String] = []) throws {
         let process = Process()
-        if hideJournal {
+        if journal != .running {
+            let dead = directory + "/dead-journal.sock"
+            let prepare = journal == .absent
+                ? "mount -t tmpfs tmpfs /run/systemd/journal"
+                : "python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).bind(sys.argv[1])' \(dead) && mount --bind \(dead) /run/systemd/journal/socket"
             process.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
             process.arguments = ["--mount", "--propagation", "private", "--", "/bin/sh", "-c",
-                                 "mount -t tmpfs tmpfs /run/systemd/journal && exec \"$0\" \"$@\"",
+                                 "\(prepare) && exec \"$0\" \"$@\"",
                                  Products.nsgroupd] + arguments + extraArguments
         } else {
             process.executableURL = URL(fileURLWithPath: Products.nsgroupd)

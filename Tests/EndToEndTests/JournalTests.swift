@@ -148,8 +148,9 @@ import Testing
         #expect(refused["PRIORITY"] == "3")
     }
 
-    @Test func withoutJournaldTheSupervisorServesAndLogsToStderr() throws {
-        let supervisor = try TestSupervisor(hideJournal: true)
+    @Test(arguments: [TestSupervisor.Journal.absent, .refusing])
+    func withoutJournaldTheSupervisorServesAndLogsToStderr(_ journal: TestSupervisor.Journal) throws {
+        let supervisor = try TestSupervisor(journal: journal)
         #expect(try supervisor.nsgroup(["create", "unlogged"]).status == 0)
         #expect(try supervisor.nsgroup(["list"]).stdout.contains("unlogged"))
         #expect(try supervisor.nsgroup(["destroy", "unlogged"]).status == 0)
