@@ -36,7 +36,7 @@ public struct HolderSpec: Sendable {
 
     /// The holder's command line (see Sources/nsgroup-holder/holder.c).
     var arguments: [String] {
-        var args = ["nsgroup-holder", name]
+        var args = ["nsgroup-holder", name, "--wait"]
         let mnt = namespaces.contains(.mnt)
         if mnt { args.append("--propagation") }
         if namespaces.contains(.uts), let hostname { args += ["--hostname", hostname] }
@@ -86,7 +86,17 @@ public struct HolderSpawner: ~Copyable {
     /// Clones the holder into new namespaces and waits until it reports that
     /// it is set up. On any failure nothing is left: the holder is killed and
     /// reaped before the error is thrown.
-    public func spawn(_ spec: HolderSpec) throws(SpawnError) -> SpawnedHolder {
+    ///
+    /// The holder is cloned waiting: it does nothing until it reads a byte
+    /// on its go-ahead pipe. In between, `commit` receives the holder's
+    /// identity (pid, start time, namespace ids — the namespaces exist from
+    /// the clone on) and records it, so that a supervisor killed at any
+    /// moment leaves either a record to check at its next start, or nothing:
+    /// if the supervisor dies before the go-ahead, the pipe's write end
+    /// closes and the holder exits on its own.
+    public func spawn(_ spec: HolderSpec,
+                      commit: (_ pid: pid_t, _ startTime: UInt64, _ namespaces: [NamespaceID]) throws(SpawnError) -> Void = { _, _, _ in }
+    ) throws(SpawnError) -> SpawnedHolder {
         // A user namespace needs its maps written and a time namespace its
         // offsets before anything runs inside; until the holder does that,
         // both are refused rather than half made.
@@ -96,26 +106,30 @@ public struct HolderSpawner: ~Copyable {
         var flags: UInt64 = 0
         for kind in spec.namespaces { flags |= UInt64(UInt32(bitPattern: kind.cloneFlag)) }
 
-        var pipeFDs: [Int32] = [-1, -1]
-        if ns_pipe_cloexec(&pipeFDs) < 0 { throw SpawnError(step: "pipe2", errno: .current) }
-        let reader = FileDescriptor(adopting: pipeFDs[0])
-        let writer = FileDescriptor(adopting: pipeFDs[1])
+        var statusPipe: [Int32] = [-1, -1]
+        if ns_pipe_cloexec(&statusPipe) < 0 { throw SpawnError(step: "pipe2", errno: .current) }
+        let reader = FileDescriptor(adopting: statusPipe[0])
+        let writer = FileDescriptor(adopting: statusPipe[1])
+        var syncPipe: [Int32] = [-1, -1]
+        if ns_pipe_cloexec(&syncPipe) < 0 { throw SpawnError(step: "pipe2", errno: .current) }
+        let goReader = FileDescriptor(adopting: syncPipe[0])
+        let goWriter = FileDescriptor(adopting: syncPipe[1])
 
         var pid: pid_t = 0
         var pidfdRaw: Int32 = -1
         let status = withCStringArray(spec.arguments) { argv in
             var holderSpec = ns_holder_spec(
                 clone_flags: flags, exe_fd: executable.rawValue, argv: argv,
-                status_fd: writer.rawValue, sync_fd: -1)
+                status_fd: writer.rawValue, sync_fd: goReader.rawValue)
             return ns_spawn_holder(&holderSpec, &pid, &pidfdRaw)
         }
         let cloneError = Errno.current
-        _ = consume writer  // only the holder may hold the write end now
+        _ = consume writer  // only the holder may hold these ends now
+        _ = consume goReader
         if status < 0 { throw SpawnError(step: "clone3", errno: cloneError) }
         let pidfd = Pidfd(pid: pid, adopting: pidfdRaw)
 
         do throws(SpawnError) {
-            try awaitReady(reader: reader, spec: spec)
             let startTime: UInt64
             do { startTime = try ProcFS.startTime(pid: pid) } catch { throw SpawnError(step: "read /proc/\(pid)/stat", errno: error) }
             var ids: [NamespaceID] = []
@@ -126,6 +140,10 @@ public struct HolderSpawner: ~Copyable {
             }
             // The ids were read by pid: make sure it was our holder all along.
             guard pidfd.isAlive else { throw SpawnError(step: "holder", errno: Errno(rawValue: ESRCH)) }
+            try commit(pid, startTime, ids)
+            var go: UInt8 = 1
+            if write(goWriter.rawValue, &go, 1) != 1 { throw SpawnError(step: "write(go-ahead)", errno: .current) }
+            try awaitReady(reader: reader, spec: spec)
             return SpawnedHolder(pidfd: pidfd, startTime: startTime, namespaces: ids)
         } catch {
             try? pidfd.signal(SIGKILL)

@@ -12,6 +12,8 @@ public enum AuditEvent: String, CaseIterable, Sendable {
     case policyReloaded = "policy-reloaded"
     case supervisorStarted = "supervisor-started"
     case supervisorStopped = "supervisor-stopped"
+    case groupAdopted = "group-adopted"
+    case groupDropped = "group-dropped"
 
     public var messageID: String {
         switch self {
@@ -25,6 +27,8 @@ public enum AuditEvent: String, CaseIterable, Sendable {
         case .policyReloaded: return "95efadaa300e43cea4299e0cb7d96396"
         case .supervisorStarted: return "3096b031050d47769ccaae0896b855c5"
         case .supervisorStopped: return "c96c7b056b8c4d3da88ec4ad30d73aa4"
+        case .groupAdopted: return "180c0f5ec88b439ba5420351cd175657"
+        case .groupDropped: return "fcadf41a4afb448882bebd0d4cd2399d"
         }
     }
 }

@@ -147,8 +147,9 @@ final class Connection {
     private func reply(to request: Request, _ outcome: Reply) {
         guard let id = request.id else { return }  // notifications are never answered
         switch outcome {
-        case .result(let value, let descriptors):
+        case .result(let value, let descriptors, let notifications):
             send(Response.result(id: id, value), descriptors: descriptors)
+            for notification in notifications { send(notification) }
         case .error(let error):
             send(Response.error(id: id, error))
         case .deferred:

@@ -16,27 +16,34 @@ extension Supervisor {
         try checkCreatePolicy(context.caller, name: params.name, kinds: kinds)
 
         let spec = HolderSpec(name: params.name, namespaces: kinds, hostname: hostname, tmpfs: tmpfs, ttyGroup: ttyGroup)
+        let owner = context.caller.uid
+        var recorded: GroupRecord?
         let spawned: SpawnedHolder
-        do {
-            spawned = try holders.spawn(spec)
+        do throws(SpawnError) {
+            spawned = try holders.spawn(spec) { pid, startTime, namespaces throws(SpawnError) in
+                CrashPoint.reach(.createCloned)
+                let record = GroupRecord(
+                    name: params.name, owner: owner,
+                    ownerName: UserDatabase.user(uid: owner)?.name ?? String(owner),
+                    namespaces: namespaces, holderPID: pid, holderStartTime: startTime,
+                    created: Timestamp.now(), hostname: hostname, tmpfs: tmpfs, members: members, sessions: [])
+                // On disk before the holder may go on: a supervisor killed
+                // from here on leaves a record its successor checks.
+                do throws(Errno) { try state.save(record) } catch { throw SpawnError(step: "write the state file", errno: error) }
+                recorded = record
+                CrashPoint.reach(.createRecorded)
+            }
         } catch {
+            if recorded != nil { try? state.remove(name: params.name) }
+            if recorded == nil, error.step == "write the state file" {
+                throw RPCError(.internalError, "cannot create group \"\(params.name)\": writing its state file failed: \(error.errno)")
+            }
             throw RPCError(.operationFailed, "cannot create group \"\(params.name)\": \(error)",
                            details: ["step": .string(error.step), "errno": .string(error.errno.name)])
         }
-        let record = GroupRecord(
-            name: params.name, owner: context.caller.uid,
-            ownerName: UserDatabase.user(uid: context.caller.uid)?.name ?? String(context.caller.uid),
-            namespaces: spawned.namespaces, holderPID: spawned.pid, holderStartTime: spawned.startTime,
-            created: Timestamp.now(), hostname: hostname, tmpfs: tmpfs, members: members)
+        CrashPoint.reach(.createStarted)
+        let record = recorded!
         let group = Group(record: record, holder: spawned.takePidfd())
-        do {
-            try state.save(record)
-        } catch {
-            // Leave nothing behind: no holder without a record.
-            try? group.holder.signal(SIGKILL)
-            _ = try? group.holder.reap(block: true)
-            throw RPCError(.internalError, "cannot create group \"\(params.name)\": writing its state file failed: \(error)")
-        }
         do {
             try watchHolder(group)
         } catch {
@@ -46,6 +53,7 @@ extension Supervisor {
             throw RPCError(.internalError, "cannot create group \"\(params.name)\": cannot watch its holder: \(error)")
         }
         groups[record.name] = group
+        groupsChanged()
         audit.record(.groupCreated, "Created group \(record.name) for uid \(record.owner), holder \(record.holderPID)",
                      caller: context.caller, fields: [
                         AuditField.name: record.name,

@@ -24,6 +24,7 @@ extension Supervisor {
             // Without a pid namespace the kernel does not take the group's
             // processes down with the holder: end what we started there.
             killSessions(of: group)
+            CrashPoint.reach(.destroyKilled)
         }
         let connection = context.connection
         group.destroyWaiters.append { [weak connection] outcome in connection?.complete(outcome) }
@@ -48,7 +49,11 @@ extension Supervisor {
         let status = try? group.holder.reap()
         group.holderWatch?.cancel()
         group.holderWatch = nil
-        if groups[group.name] === group { groups[group.name] = nil }
+        CrashPoint.reach(.destroyReaped)
+        if groups[group.name] === group {
+            groups[group.name] = nil
+            groupsChanged()
+        }
         // Sessions do not outlive their group; they are still reaped and
         // reported by their own watches.
         killSessions(of: group)

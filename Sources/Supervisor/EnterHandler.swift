@@ -109,8 +109,11 @@ extension Supervisor {
         // only the process holds them now.
         descriptors.closeAll()
 
-        let session = Session(id: nextSessionID, pidfd: pidfd, uid: caller.uid, argv: argv,
-                              started: Timestamp.now(), tty: params.tty, caller: caller, connection: context.connection)
+        let record = SessionRecord(
+            id: nextSessionID, pid: pidfd.pid, startTime: (try? ProcFS.startTime(pid: pidfd.pid)) ?? 0,
+            uid: caller.uid, argv: argv, started: Timestamp.now(), tty: params.tty,
+            callerGID: caller.gid, callerPID: caller.pid)
+        let session = Session(record: record, pidfd: pidfd, adopted: false, connection: context.connection)
         nextSessionID += 1
         do {
             try watchSession(session, in: group)
@@ -120,6 +123,7 @@ extension Supervisor {
             throw RPCError(.internalError, "cannot enter group \"\(params.name)\": cannot watch the process: \(error)")
         }
         group.sessions[session.id] = session
+        saveSessions(of: group)
         audit.record(.sessionStarted, "Started session \(session.id) (pid \(session.pid)) in group \(group.name) for uid \(caller.uid): \(argv.joined(separator: " "))",
                      caller: caller, fields: [
                         AuditField.name: group.name,
@@ -156,25 +160,75 @@ extension Supervisor {
     }
 
     func sessionExited(_ session: Session, in group: Group) {
-        let status = (try? session.pidfd.reap()) ?? nil
+        // A session an earlier supervisor started is not our child: init
+        // reaps it, and its exit status is not ours to know.
+        let status = session.adopted ? nil : ((try? session.pidfd.reap()) ?? nil)
         session.watch?.cancel()
         session.watch = nil
         group.sessions[session.id] = nil
+        saveSessions(of: group)
         let exited = ExitedNotification(session: session.id, code: status?.code, signal: status?.signal)
-        session.connection?.send(Response.notification(method: NotificationName.exited.rawValue, params: exited.json))
+        session.notifyExited(exited)
+        rememberEnded(exited, group: group.name, uid: session.uid)
         var fields = [
             AuditField.name: group.name,
             AuditField.operation: "enter",
-            AuditField.result: "ok",
+            AuditField.result: status == nil ? "exit_status_unknown" : "ok",
             AuditField.ownerUID: String(group.owner),
             AuditField.sessionPID: String(session.pid),
             AuditField.session: String(session.id),
             AuditField.argv: session.argv.joined(separator: " "),
-            AuditField.exitCode: String(exited.shellStatus),
         ]
+        if status != nil { fields[AuditField.exitCode] = String(exited.shellStatus) }
         if let signal = status?.signal { fields[AuditField.signal] = String(signal) }
-        audit.record(.sessionEnded, "Session \(session.id) (pid \(session.pid)) in group \(group.name) \(status?.description ?? "ended")",
+        let how = status?.description ?? "ended; its exit status is unknown (it was started before the supervisor restarted)"
+        audit.record(.sessionEnded, "Session \(session.id) (pid \(session.pid)) in group \(group.name) \(how)",
                      caller: session.caller, fields: fields)
+    }
+
+    /// Writes the group's running sessions into its state file, so that a
+    /// restarted supervisor can list them and notice them end.
+    func saveSessions(of group: Group) {
+        guard groups[group.name] === group, !group.destroying else { return }
+        group.record.sessions = group.sessions.values.map(\.record).sorted { $0.id < $1.id }
+        do {
+            try state.save(group.record)
+        } catch {
+            audit.logger.error("Failed to save the sessions of group \(group.name): \(error), ignoring")
+        }
+    }
+
+    /// How many ended sessions `attach` still knows about.
+    static let rememberedEndings = 1024
+
+    /// Keeps how a session ended for a while, for clients that attach after
+    /// the fact (a client whose supervisor restarted under it).
+    func rememberEnded(_ exited: ExitedNotification, group: String, uid: uid_t) {
+        recentlyEnded[exited.session] = (group, uid, exited)
+        endedOrder.append(exited.session)
+        if endedOrder.count > Self.rememberedEndings { recentlyEnded[endedOrder.removeFirst()] = nil }
+    }
+
+    /// `attach {name, session}`: the session's own user, the group's owner
+    /// and admins may attach.
+    func attach(_ context: RequestContext) throws(RPCError) -> Reply {
+        let params = try AttachParams(params: context.request.params)
+        let caller = context.caller
+        let live = groups[params.name]?.sessions[params.session]
+        let ended = recentlyEnded[params.session].flatMap { $0.group == params.name ? $0 : nil }
+        let uid = live?.uid ?? ended?.uid
+        let owner = groups[params.name]?.owner
+        guard policy.isAdmin(caller) || (uid != nil && uid == caller.uid) || (owner != nil && owner == caller.uid) else {
+            throw RPCError(.permissionDenied, "uid \(caller.uid) may not attach to session \(params.session) of group \"\(params.name)\": only \(Policy.listed(["the session's own user", "the group's owner"] + policy.admins)) may")
+        }
+        if let live {
+            live.addListener(context.connection)
+            return .result(EnterResult(session: live.id, pid: live.pid).json)
+        }
+        guard let ended else { throw RPCError(.notFound, "group \"\(params.name)\" has no session \(params.session)") }
+        // The reply first, then at once the notification it promises.
+        return .result(EnterResult(session: params.session, pid: 0).json,
+                       followedBy: [Response.notification(method: NotificationName.exited.rawValue, params: ended.exited.json)])
     }
 
     /// `signal {name, session, signal}`: the session's own caller, the group's

@@ -61,6 +61,25 @@ struct GroupRecord: Sendable, Equatable {
     var tmpfs: [TmpfsMount]
     /// Who besides the owner may enter.
     var members: [Member]
+    /// Processes started by enter and still running when this was written.
+    var sessions: [SessionRecord]
 
     var kinds: Set<NamespaceKind> { Set(namespaces.map(\.kind)) }
+}
+
+/// What must be known of a session to list it, and to recognise its process
+/// again after a restart.
+struct SessionRecord: Sendable, Equatable {
+    var id: UInt64
+    var pid: pid_t
+    /// Clock ticks since boot, /proc/PID/stat field 22.
+    var startTime: UInt64
+    var uid: uid_t
+    var argv: [String]
+    /// Seconds since the epoch.
+    var started: Int64
+    var tty: Bool
+    /// Who asked for it (for the journal record of its end).
+    var callerGID: gid_t
+    var callerPID: pid_t
 }

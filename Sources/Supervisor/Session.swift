@@ -9,32 +9,52 @@ import Systemd
 /// parent and watches it through its pidfd; when it ends, the connection
 /// that started it (if still there) gets an `exited` notification.
 final class Session {
-    let id: UInt64
+    let record: SessionRecord
     let pidfd: Pidfd
-    let uid: uid_t
-    let argv: [String]
-    let started: Int64
-    let tty: Bool
-    let caller: PeerCredentials
-    weak var connection: Connection?
+    /// Started by an earlier supervisor: not our child, so its exit status
+    /// cannot be known (init reaps it).
+    let adopted: Bool
+    /// Connections that get the `exited` notification: the one that started
+    /// the session, and any that attached to it later.
+    private var listeners: [WeakConnection] = []
     var watch: EventSource?
 
-    init(id: UInt64, pidfd: consuming Pidfd, uid: uid_t, argv: [String], started: Int64, tty: Bool,
-         caller: PeerCredentials, connection: Connection?) {
-        self.id = id
+    init(record: SessionRecord, pidfd: consuming Pidfd, adopted: Bool, connection: Connection?) {
+        self.record = record
         self.pidfd = pidfd
-        self.uid = uid
-        self.argv = argv
-        self.started = started
-        self.tty = tty
-        self.caller = caller
-        self.connection = connection
+        self.adopted = adopted
+        if let connection { listeners.append(WeakConnection(connection)) }
     }
 
+    func addListener(_ connection: Connection) {
+        listeners.removeAll { $0.connection == nil }
+        listeners.append(WeakConnection(connection))
+    }
+
+    /// Sends `exited` to every listener still connected.
+    func notifyExited(_ exited: ExitedNotification) {
+        let message = Response.notification(method: NotificationName.exited.rawValue, params: exited.json)
+        for listener in listeners { listener.connection?.send(message) }
+        listeners.removeAll()
+    }
+
+    var id: UInt64 { record.id }
     var pid: pid_t { pidfd.pid }
+    var uid: uid_t { record.uid }
+    var argv: [String] { record.argv }
+
+    /// The caller as the journal names them.
+    var caller: PeerCredentials {
+        PeerCredentials(pid: record.callerPID, uid: record.uid, gid: record.callerGID, groups: [])
+    }
 
     var info: SessionInfo {
         SessionInfo(session: id, pid: pid, uid: uid, argv: argv,
-                    started: Timestamp.format(secondsSinceEpoch: started), tty: tty)
+                    started: Timestamp.format(secondsSinceEpoch: record.started), tty: record.tty)
     }
+}
+
+struct WeakConnection {
+    weak var connection: Connection?
+    init(_ connection: Connection) { self.connection = connection }
 }

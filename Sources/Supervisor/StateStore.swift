@@ -85,6 +85,14 @@ final class StateStore {
 
     /// Names of the records on disk (file names that are valid group names).
     func storedNames() -> [String] {
+        fileNames().compactMap { fileName in
+            guard fileName.hasSuffix(".json") else { return nil }
+            let name = String(fileName.dropLast(5))
+            return GroupName.isValid(name) ? name : nil
+        }.sorted()
+    }
+
+    private func fileNames() -> [String] {
         guard let dir = fdopendir(dup(groupsFD.rawValue)) else { return [] }
         defer { closedir(dir) }
         rewinddir(dir)
@@ -93,11 +101,65 @@ final class StateStore {
             let fileName = withUnsafeBytes(of: entry.pointee.d_name) { raw in
                 String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
             }
-            guard fileName.hasSuffix(".json") else { continue }
-            let name = String(fileName.dropLast(5))
-            if GroupName.isValid(name) { names.append(name) }
+            if fileName != "." && fileName != ".." { names.append(fileName) }
         }
-        return names.sorted()
+        return names
+    }
+
+    /// Temporary files a save interrupted by a crash left behind.
+    func removeTemporaryFiles() {
+        for fileName in fileNames() where fileName.hasPrefix(".") && fileName.hasSuffix(".json.tmp") {
+            _ = unlinkat(groupsFD.rawValue, fileName, 0)
+        }
+    }
+
+    /// Why a state file is not trusted. `reason` is a stable word for the journal.
+    struct Problem: Error, CustomStringConvertible {
+        let reason: String
+        let description: String
+    }
+
+    static let maxFileSize = 1 << 20
+
+    /// Reads a group's record, trusting nothing: the file must be a regular
+    /// file (a symlink is refused by O_NOFOLLOW), owned by root, writable by
+    /// no one else, of sane size, and hold a well-formed version 1 record
+    /// of the group its name says.
+    func load(name: String) throws(Problem) -> GroupRecord {
+        let fd = openat(groupsFD.rawValue, fileName(name), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        if fd < 0 {
+            let error = Errno.current
+            if error.rawValue == ELOOP { throw Problem(reason: "symlink", description: "it is a symbolic link") }
+            throw Problem(reason: "unreadable", description: "cannot open it: \(error)")
+        }
+        let file = FileDescriptor(adopting: fd)
+        var st = stat()
+        guard fstat(file.rawValue, &st) == 0 else { throw Problem(reason: "unreadable", description: "cannot stat it: \(Errno.current)") }
+        guard st.st_mode & S_IFMT == S_IFREG else { throw Problem(reason: "not_regular", description: "it is not a regular file") }
+        guard st.st_uid == 0 else { throw Problem(reason: "not_root", description: "it is owned by uid \(st.st_uid), not root") }
+        guard st.st_mode & 0o022 == 0 else {
+            throw Problem(reason: "writable", description: "it is writable by others than root (mode \(String(st.st_mode & 0o7777, radix: 8)))")
+        }
+        guard st.st_size <= Self.maxFileSize else { throw Problem(reason: "too_large", description: "it is larger than \(Self.maxFileSize) bytes") }
+        let bytes: [UInt8]
+        do { bytes = try file.readAll(limit: Self.maxFileSize) } catch {
+            throw Problem(reason: "unreadable", description: "cannot read it: \(error)")
+        }
+        let value: JSONValue
+        do { value = try JSONParser.parse(bytes) } catch {
+            throw Problem(reason: "malformed", description: "it is not JSON (truncated?): \(error)")
+        }
+        do {
+            return try StateCodec.decode(value, name: name)
+        } catch {
+            throw Problem(reason: "malformed", description: error.description)
+        }
+    }
+
+    /// Removes a record that is not trusted (a symlink itself, never its target).
+    func discard(name: String) {
+        _ = unlinkat(groupsFD.rawValue, fileName(name), 0)
+        _ = fsync(groupsFD.rawValue)
     }
 }
 
@@ -118,6 +180,19 @@ enum StateCodec {
             "tmpfs": .array(r.tmpfs.map { .object(["path": .string($0.path), "options": .string($0.options)]) }),
         ]
         if let hostname = r.hostname { o["hostname"] = .string(hostname) }
+        o["sessions"] = .array(r.sessions.map { session in
+            .object([
+                "id": .number(JSONNumber(session.id)),
+                "pid": .number(JSONNumber(session.pid)),
+                "startTime": .number(JSONNumber(session.startTime)),
+                "uid": .number(JSONNumber(session.uid)),
+                "argv": .array(session.argv.map { .string($0) }),
+                "started": .number(JSONNumber(session.started)),
+                "tty": .bool(session.tty),
+                "callerGID": .number(JSONNumber(session.callerGID)),
+                "callerPID": .number(JSONNumber(session.callerPID)),
+            ])
+        })
         o["members"] = .array(r.members.map { member in
             switch member {
             case .user(let uid, let name): return .object(["user": .number(JSONNumber(uid)), "name": .string(name)])
@@ -125,5 +200,94 @@ enum StateCodec {
             }
         })
         return .object(o)
+    }
+}
+
+/// A state file that does not hold a well-formed record.
+struct StateDecodingError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+extension StateCodec {
+    /// Reads a record back, strictly: every field present with its type and
+    /// range, the name equal to the file's, namespace ids in the kernel's
+    /// spelling with each kind at most once.
+    static func decode(_ value: JSONValue, name fileName: String) throws(StateDecodingError) -> GroupRecord {
+        guard let o = value.objectValue else { throw StateDecodingError("the record is not a JSON object") }
+        func field(_ key: String) throws(StateDecodingError) -> JSONValue {
+            guard let v = o[key] else { throw StateDecodingError("\"\(key)\" is missing") }
+            return v
+        }
+        func integer(_ key: String, _ range: ClosedRange<Int64>, in object: JSONObject? = nil) throws(StateDecodingError) -> Int64 {
+            let v = object == nil ? try field(key) : object![key]
+            guard let n = v?.int64Value, range.contains(n) else { throw StateDecodingError("\"\(key)\" is not a number in range") }
+            return n
+        }
+        func string(_ value: JSONValue?, _ what: String) throws(StateDecodingError) -> String {
+            guard let s = value?.stringValue else { throw StateDecodingError("\(what) is not a string") }
+            return s
+        }
+        guard try integer("version", 0...Int64.max) == Int64(version) else {
+            throw StateDecodingError("version \(o["version"]?.serialized() ?? "?") is not \(version)")
+        }
+        let name = try string(o["name"], "\"name\"")
+        guard name == fileName, GroupName.isValid(name) else {
+            throw StateDecodingError("it names group \(JSONValue.string(String(name.prefix(64))).serialized()), not \"\(fileName)\"")
+        }
+        var namespaces: [NamespaceID] = []
+        guard let nsArray = try field("namespaces").arrayValue, !nsArray.isEmpty else {
+            throw StateDecodingError("\"namespaces\" is not a non-empty array")
+        }
+        for element in nsArray {
+            guard let id = element.stringValue.flatMap(NamespaceID.init), !namespaces.contains(where: { $0.kind == id.kind }) else {
+                throw StateDecodingError("\"namespaces\" holds \(element.serialized()), not a namespace id of a kind not yet named")
+            }
+            namespaces.append(id)
+        }
+        var tmpfs: [TmpfsMount] = []
+        for element in try field("tmpfs").arrayValue ?? [] {
+            guard let m = element.objectValue, let path = m["path"]?.stringValue, let options = m["options"]?.stringValue else {
+                throw StateDecodingError("\"tmpfs\" holds \(element.serialized())")
+            }
+            tmpfs.append(TmpfsMount(path: path, options: options))
+        }
+        var members: [Member] = []
+        for element in o["members"]?.arrayValue ?? [] {
+            guard let m = element.objectValue, let memberName = m["name"]?.stringValue else {
+                throw StateDecodingError("\"members\" holds \(element.serialized())")
+            }
+            if let uid = m["user"]?.int64Value, (0...Int64(UInt32.max - 1)).contains(uid) {
+                members.append(.user(uid: uid_t(uid), name: memberName))
+            } else if let gid = m["group"]?.int64Value, (0...Int64(UInt32.max - 1)).contains(gid) {
+                members.append(.group(gid: gid_t(gid), name: memberName))
+            } else {
+                throw StateDecodingError("\"members\" holds \(element.serialized())")
+            }
+        }
+        var sessions: [SessionRecord] = []
+        for element in o["sessions"]?.arrayValue ?? [] {
+            guard let s = element.objectValue, let argv = s["argv"]?.arrayValue?.compactMap(\.stringValue),
+                  let tty = s["tty"]?.boolValue
+            else { throw StateDecodingError("\"sessions\" holds \(element.serialized())") }
+            sessions.append(SessionRecord(
+                id: UInt64(try integer("id", 1...Int64.max, in: s)),
+                pid: pid_t(try integer("pid", 1...Int64(Int32.max), in: s)),
+                startTime: UInt64(try integer("startTime", 0...Int64.max, in: s)),
+                uid: uid_t(try integer("uid", 0...Int64(UInt32.max - 1), in: s)),
+                argv: argv, started: try integer("started", 0...Int64.max, in: s), tty: tty,
+                callerGID: gid_t(try integer("callerGID", 0...Int64(UInt32.max - 1), in: s)),
+                callerPID: pid_t(try integer("callerPID", 0...Int64(Int32.max), in: s))))
+        }
+        let hostname = try o["hostname"].map { (v) throws(StateDecodingError) in try string(v, "\"hostname\"") }
+        return GroupRecord(
+            name: name,
+            owner: uid_t(try integer("owner", 0...Int64(UInt32.max - 1))),
+            ownerName: try string(o["ownerName"], "\"ownerName\""),
+            namespaces: namespaces,
+            holderPID: pid_t(try integer("holderPID", 2...Int64(Int32.max))),
+            holderStartTime: UInt64(try integer("holderStartTime", 0...Int64.max)),
+            created: try integer("created", 0...Int64.max),
+            hostname: hostname, tmpfs: tmpfs, members: members, sessions: sessions)
     }
 }

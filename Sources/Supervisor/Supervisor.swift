@@ -21,6 +21,9 @@ public final class Supervisor {
 
     var groups: [String: Group] = [:]
     var nextSessionID: UInt64 = 1
+    /// How recently ended sessions ended, for `attach`; oldest first in endedOrder.
+    var recentlyEnded: [UInt64: (group: String, uid: uid_t, exited: ExitedNotification)] = [:]
+    var endedOrder: [UInt64] = []
     private var connections: [UInt64: Connection] = [:]
     private var nextConnectionID: UInt64 = 1
     private var listener: FileDescriptor?
@@ -66,8 +69,18 @@ public final class Supervisor {
     }
 
     /// Binds the socket (replacing a stale one) and starts accepting.
-    public func start() throws(StartupError) {
-        let socket = try bindSocket(configuration.socketPath)
+    /// Binds the socket (replacing a stale one), or takes the listening
+    /// socket systemd passed (socket activation: then it is systemd's, and is
+    /// neither bound, chmod'ed nor removed here). Then takes back the groups
+    /// an earlier supervisor left, and starts accepting.
+    public func start(activatedSocket: Int32? = nil) throws(StartupError) {
+        let socket: FileDescriptor
+        if let activatedSocket {
+            socket = FileDescriptor(adopting: activatedSocket)
+            do { try socket.setNonBlocking() } catch { throw StartupError("cannot use the socket from systemd: \(error)") }
+        } else {
+            socket = try bindSocket(configuration.socketPath)
+        }
         do {
             listenerSource = try loop.addIO(fd: socket.rawValue, events: .readable) { [weak self] _ in
                 self?.acceptConnections()
@@ -76,7 +89,14 @@ public final class Supervisor {
             throw StartupError("cannot watch the socket: \(error)")
         }
         listener = consume socket
-        audit.record(.supervisorStarted, "Supervisor started on \(configuration.socketPath)")
+        audit.record(.supervisorStarted, "Supervisor started on \(configuration.socketPath)\(activatedSocket != nil ? " (socket from systemd)" : "")")
+        // Connections wait in the backlog until the groups are taken back.
+        readoptGroups()
+    }
+
+    /// Tells the service manager how many groups there are (STATUS=).
+    func groupsChanged() {
+        ServiceManager.status("Serving \(counted(groups.count, "group")) on \(configuration.socketPath)")
     }
 
     /// Stops accepting, closes every connection and removes the socket.
@@ -199,6 +219,7 @@ public final class Supervisor {
             case .signal: reply = try signal(context)
             case .share: reply = try share(context, adding: true)
             case .unshare: reply = try share(context, adding: false)
+            case .attach: reply = try attach(context)
             }
         } catch {
             audit.record(.requestRefused, level: .notice,

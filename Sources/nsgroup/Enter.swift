@@ -64,29 +64,77 @@ struct Enter: ParsableCommand {
     }
 
     /// The command gets our stdio as its own; we only wait for its exit and
-    /// pass on the signals a terminal or a job controller sends us.
-    private func runScripted(_ client: RPCClient, _ params: EnterParams) throws(ClientError) -> Int32 {
+    /// pass on the signals a terminal or a job controller sends us. If the
+    /// supervisor restarts meanwhile, we reconnect and attach to the session
+    /// again; the command itself never notices.
+    private func runScripted(_ first: RPCClient, _ params: EnterParams) throws(ClientError) -> Int32 {
         let signals: SignalDescriptor
         do { signals = try SignalDescriptor([SIGINT, SIGTERM, SIGHUP, SIGQUIT]) } catch { throw .io(error) }
+        var client = first
         let reply = try client.call("enter", params.json, descriptors: [0, 1, 2])
         let session: EnterResult
         do { session = try EnterResult(json: reply.result) } catch { throw .protocolViolation(error.message) }
         while true {
-            if let exited = try takeExited(client, session: session.session, wait: false) {
-                return exited.shellStatus
-            }
-            var fds = [pollfd(fd: client.descriptor, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: signals.rawValue, events: Int16(POLLIN), revents: 0)]
-            if poll(&fds, 2, -1) < 0 { continue }
-            if fds[1].revents != 0, let signal = signals.next() {
-                // Forward it; a session that has just ended answers not_found, which is fine.
-                _ = try? client.call("signal", SignalParams(name: params.name, session: session.session, signal: signal).json)
-                continue
-            }
-            if fds[0].revents != 0, let exited = try takeExited(client, session: session.session, wait: true) {
-                return exited.shellStatus
+            do throws(ClientError) {
+                if let exited = try takeExited(client, session: session.session, wait: false) {
+                    return report(exited)
+                }
+                var fds = [pollfd(fd: client.descriptor, events: Int16(POLLIN), revents: 0),
+                           pollfd(fd: signals.rawValue, events: Int16(POLLIN), revents: 0)]
+                if poll(&fds, 2, -1) < 0 { continue }
+                if fds[1].revents != 0, let signal = signals.next() {
+                    // Forward it; a session that has just ended answers not_found, which is fine.
+                    _ = try? client.call("signal", SignalParams(name: params.name, session: session.session, signal: signal).json)
+                    continue
+                }
+                if fds[0].revents != 0, let exited = try takeExited(client, session: session.session, wait: true) {
+                    return report(exited)
+                }
+            } catch .disconnected {
+                guard let again = reattach(client.socketPath, name: params.name, session: session.session) else {
+                    printError("lost the connection to nsgroupd; session \(session.session) (pid \(session.pid)) may still be running")
+                    return 255
+                }
+                if case .ended(let status) = again { return status }
+                if case .attached(let reconnected) = again { client = reconnected }
             }
         }
+    }
+
+    enum Reattachment {
+        case attached(RPCClient)
+        case ended(Int32)
+    }
+
+    /// After the connection dropped (the supervisor stopped or restarted):
+    /// connect again for up to a minute and attach to the session. nil when
+    /// no supervisor came back.
+    private func reattach(_ socketPath: String, name: String, session: UInt64) -> Reattachment? {
+        for _ in 0..<600 {
+            guard let client = try? RPCClient(socketPath: socketPath) else {
+                usleep(100_000)
+                continue
+            }
+            do {
+                _ = try client.call("attach", AttachParams(name: name, session: session).json)
+                return .attached(client)
+            } catch .server(let error) where error.reason == .notFound {
+                printError("nsgroupd restarted and no longer knows session \(session); its exit status is unknown")
+                return .ended(255)
+            } catch {
+                usleep(100_000)
+            }
+        }
+        return nil
+    }
+
+    /// The status to exit with; an unknown one (a session an earlier
+    /// supervisor started) is said so and reported as 255.
+    private func report(_ exited: ExitedNotification) -> Int32 {
+        if exited.code == nil && exited.signal == nil {
+            printError("nsgroupd restarted while session \(exited.session) ran; its exit status is unknown")
+        }
+        return exited.shellStatus
     }
 
     /// Raw mode on our terminal, bytes pumped both ways through the pty
@@ -111,7 +159,7 @@ struct Enter: ParsableCommand {
         var result: Int32?
         while result == nil {
             if connected, let exited = try takeExited(client, session: session.session, wait: false) {
-                result = exited.shellStatus
+                result = report(exited)
                 break
             }
             if !masterOpen && !connected { break }
@@ -150,7 +198,7 @@ struct Enter: ParsableCommand {
             }
             if fds[2].revents != 0 {
                 do {
-                    if let exited = try takeExited(client, session: session.session, wait: true) { result = exited.shellStatus }
+                    if let exited = try takeExited(client, session: session.session, wait: true) { result = report(exited) }
                 } catch .disconnected {
                     connected = false
                 }
@@ -159,10 +207,20 @@ struct Enter: ParsableCommand {
         // Whatever the session wrote before it ended still reaches the screen.
         if masterOpen { drain(master.rawValue, into: &buffer) }
         terminal.restore()
-        if result == nil {
+        if let result { return result }
+        // The supervisor went away while the terminal kept working: ask a
+        // restarted one how the session ended.
+        switch reattach(client.socketPath, name: params.name, session: session.session) {
+        case .ended(let status)?:
+            return status
+        case .attached(let reconnected)?:
+            if let exited = try? takeExited(reconnected, session: session.session, wait: true) { return report(exited) }
             printError("lost the connection to nsgroupd; the session's exit status is unknown")
+            return 255
+        case nil:
+            printError("lost the connection to nsgroupd; the session's exit status is unknown")
+            return 255
         }
-        return result ?? 255
     }
 
     private func drain(_ fd: Int32, into buffer: inout [UInt8]) {

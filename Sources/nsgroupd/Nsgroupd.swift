@@ -59,7 +59,8 @@ struct Nsgroupd: ParsableCommand {
         do {
             let loop = try EventLoop()
             let supervisor = try Supervisor(configuration: configuration, loop: loop, logger: logger)
-            try supervisor.start()
+            // Socket activation: systemd's listening socket, when it passed one.
+            try supervisor.start(activatedSocket: ServiceManager.listenFileDescriptors().first)
             var signalSources: [EventSource] = []
             for signal in [SIGTERM, SIGINT] {
                 signalSources.append(try loop.addSignal(signal) { info in

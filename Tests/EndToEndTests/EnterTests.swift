@@ -65,6 +65,10 @@ import Testing
         #expect(variables.contains("SHELL=/bin/bash"))
         #expect(variables.contains("PATH=/usr/local/bin:/usr/bin:/bin"))
         #expect(variables.contains("EXTRA=yes"))
+        // The supervisor does carry the marker, so its absence inside means something.
+        let supervisorEnvironment = try #require(FileManager.default.contents(atPath: "/proc/\(supervisor.pid)/environ"))
+        #expect(supervisorEnvironment.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            .contains(TestSupervisor.environmentMarker))
         #expect(!variables.contains(TestSupervisor.environmentMarker), "the supervisor's environment leaked")
         #expect(variables.count == 6, "\(variables)")
     }

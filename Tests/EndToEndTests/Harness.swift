@@ -143,7 +143,9 @@ final class TestSupervisor: @unchecked Sendable {
 
     var arguments: [String] { ["--socket", socketPath, "--state-dir", stateDirectory, "--config", configPath] }
 
-    func start(extraArguments: [String] = []) throws {
+    /// Starts nsgroupd (again: the same socket, state and log) with extra
+    /// arguments and environment variables.
+    func start(extraArguments: [String] = [], environment extra: [String: String] = [:]) throws {
         let process = Process()
         if journal != .running {
             let dead = directory + "/dead-journal.sock"
@@ -158,6 +160,10 @@ final class TestSupervisor: @unchecked Sendable {
             process.executableURL = URL(fileURLWithPath: Products.nsgroupd)
             process.arguments = arguments + extraArguments
         }
+        var environment = ProcessInfo.processInfo.environment
+        environment["NSGROUPD_TEST_MARKER"] = "must-not-leak"
+        environment.merge(extra) { $1 }
+        process.environment = environment
         if !FileManager.default.fileExists(atPath: logPath) {
             _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         }

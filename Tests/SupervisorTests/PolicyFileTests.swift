@@ -420,7 +420,7 @@ struct PolicyDecisionTests {
             name: "shared", owner: Self.ownerUID, ownerName: "owner",
             namespaces: [NamespaceID(kind: .uts, inode: 4_026_532_000)],
             holderPID: getpid(), holderStartTime: 1, created: 1_795_000_000, hostname: "shared", tmpfs: [],
-            members: [.user(uid: Self.memberUID, name: "member"), .group(gid: Self.friendsGID, name: "friends")])
+            members: [.user(uid: Self.memberUID, name: "member"), .group(gid: Self.friendsGID, name: "friends")], sessions: [])
         return Group(record: record, holder: try Pidfd.open(pid: getpid()))
     }
 

@@ -87,7 +87,9 @@ private func sampleRecord(_ name: String = "web", hostname: String? = "web-host"
         holderPID: 31337, holderStartTime: 123_456_789_012,
         created: created, hostname: hostname,
         tmpfs: [TmpfsMount(path: "/tmp"), TmpfsMount(path: "/run/x", options: "mode=0755,size=1m")],
-        members: [.user(uid: 1001, name: "bob"), .group(gid: 1002, name: "devs")])
+        members: [.user(uid: 1001, name: "bob"), .group(gid: 1002, name: "devs")],
+        sessions: [SessionRecord(id: 7, pid: 4242, startTime: 99, uid: 1001, argv: ["sh", "-c", "sleep 1"],
+                                 started: 1_795_000_100, tty: true, callerGID: 1001, callerPID: 4240)])
 }
 
 private func startupError(_ directory: String, sourceLocation: SourceLocation = #_sourceLocation) -> StartupError? {
@@ -109,7 +111,7 @@ struct StateCodecTests {
         let json = StateCodec.encode(record)
         let object = try #require(json.objectValue)
         #expect(Set(object.keys) == ["version", "name", "owner", "ownerName", "namespaces", "holderPID",
-                                     "holderStartTime", "created", "tmpfs", "hostname", "members"])
+                                     "holderStartTime", "created", "tmpfs", "hostname", "members", "sessions"])
         #expect(json["version"] == .number(JSONNumber(StateCodec.version)))
         #expect(StateCodec.version == 1)
         #expect(json["name"] == .string("web"))
@@ -133,7 +135,7 @@ struct StateCodecTests {
     @Test func noHostnameMeansNoMember() {
         let json = StateCodec.encode(sampleRecord(hostname: nil))
         #expect(json["hostname"] == nil)
-        #expect(json.objectValue?.count == 10)
+        #expect(json.objectValue?.count == 11)
     }
 
     @Test func namespaceIDsParseBack() throws {

@@ -210,3 +210,30 @@ public struct SessionInfo: Sendable, Equatable {
         tty = try r.bool("tty") ?? false
     }
 }
+
+/// `attach {name, session}` → `{session, pid}`: this connection gets the
+/// session's `exited` notification too (a client that lost its connection
+/// to a restarting supervisor attaches again). For a session that ended a
+/// short while ago the notification follows the reply at once.
+public struct AttachParams: Sendable, Equatable {
+    public var name: String
+    public var session: UInt64
+
+    public init(name: String, session: UInt64) {
+        self.name = name
+        self.session = session
+    }
+
+    public init(params: JSONValue?) throws(RPCError) {
+        var r = try ParamsReader(params, method: "attach")
+        name = try r.requiredString("name")
+        guard let session = try r.integer("session", in: 1...Int64.max) else { throw .invalidParams("attach: \"session\" is required") }
+        self.session = UInt64(session)
+        try r.finish()
+        try GroupName.validate(name)
+    }
+
+    public var json: JSONValue {
+        .object(["name": .string(name), "session": .number(JSONNumber(session))])
+    }
+}

@@ -9,6 +9,7 @@ public enum MethodName: String, CaseIterable, Sendable {
     case signal
     case share
     case unshare
+    case attach
 
     /// How many descriptors a request may carry beside it: `enter` with
     /// `tty: false` carries exactly the caller's stdin, stdout and stderr.

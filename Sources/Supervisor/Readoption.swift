@@ -1,0 +1,119 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Namespaces
+import RPC
+
+extension Supervisor {
+    /// Takes back the groups an earlier supervisor left running. A group is
+    /// taken back only if its record is trustworthy and its holder is alive
+    /// with the recorded pid, start time and namespace inodes; every other
+    /// record is removed, with a journal record saying why. Nothing a
+    /// record says is acted on before it is verified: a process that merely
+    /// has the recorded pid is never signalled.
+    func readoptGroups() {
+        state.removeTemporaryFiles()
+        for name in state.storedNames() {
+            let record: GroupRecord
+            do {
+                record = try state.load(name: name)
+            } catch {
+                drop(name, reason: error.reason, "its state file is refused: \(error)", record: nil)
+                continue
+            }
+            let holder: Pidfd
+            do {
+                holder = try Pidfd.open(pid: record.holderPID)
+            } catch {
+                drop(name, reason: "holder_gone", "its holder \(record.holderPID) is gone", record: record)
+                continue
+            }
+            if let mismatch = Self.mismatch(record, holder) {
+                let reason = holder.isAlive ? "mismatch" : "holder_gone"
+                drop(name, reason: reason, reason == "mismatch" ? mismatch : "its holder \(record.holderPID) is gone", record: record)
+                continue
+            }
+            let group = Group(record: record, holder: holder)
+            do {
+                try watchHolder(group)
+            } catch {
+                drop(name, reason: "unreadable", "cannot watch its holder: \(error)", record: record)
+                continue
+            }
+            groups[name] = group
+            readoptSessions(of: group)
+            audit.record(.groupAdopted, "Took back group \(name) (holder \(record.holderPID)) with \(counted(group.sessions.count, "running session"))",
+                         fields: [AuditField.name: name, AuditField.ownerUID: String(record.owner),
+                                  AuditField.holderPID: String(record.holderPID), AuditField.result: "ok"])
+        }
+    }
+
+    /// Why the live process `holder` is not the holder `record` describes, or nil.
+    static func mismatch(_ record: GroupRecord, _ holder: borrowing Pidfd) -> String? {
+        guard let startTime = try? ProcFS.startTime(pid: record.holderPID) else { return "its holder cannot be read" }
+        guard startTime == record.holderStartTime else {
+            return "process \(record.holderPID) is not its holder (started at \(startTime), not \(record.holderStartTime))"
+        }
+        for id in record.namespaces {
+            guard let now = try? NamespaceID.read(pid: record.holderPID, kind: id.kind, entry: id.kind.holderEntry) else {
+                return "its holder's \(id.kind.rawValue) namespace cannot be read"
+            }
+            guard now == id else { return "its holder is in \(now), not \(id)" }
+        }
+        // Everything was read by pid: it must have been the same process throughout.
+        return holder.isAlive ? nil : "its holder ended while being checked"
+    }
+
+    /// Sessions in the record that still run are watched again (their exit
+    /// status will be unknown: init reaps them now); the others are recorded
+    /// as ended while the supervisor was down.
+    private func readoptSessions(of group: Group) {
+        for record in group.record.sessions {
+            nextSessionID = max(nextSessionID, record.id + 1)
+            guard let pidfd = Self.verifiedSession(record) else {
+                audit.record(.sessionEnded, "Session \(record.id) (pid \(record.pid)) in group \(group.name) ended while the supervisor was down",
+                             caller: PeerCredentials(pid: record.callerPID, uid: record.uid, gid: record.callerGID, groups: []),
+                             fields: [AuditField.name: group.name, AuditField.operation: "enter",
+                                      AuditField.result: "ended_while_down", AuditField.ownerUID: String(group.owner),
+                                      AuditField.session: String(record.id), AuditField.sessionPID: String(record.pid),
+                                      AuditField.argv: record.argv.joined(separator: " ")])
+                continue
+            }
+            let session = Session(record: record, pidfd: pidfd, adopted: true, connection: nil)
+            do {
+                try watchSession(session, in: group)
+                group.sessions[session.id] = session
+            } catch {
+                audit.logger.error("Failed to watch session \(record.id) of group \(group.name): \(error), ignoring")
+            }
+        }
+        saveSessions(of: group)
+    }
+
+    /// A pidfd for the recorded session if that very process still runs.
+    private static func verifiedSession(_ record: SessionRecord) -> Pidfd? {
+        guard let pidfd = try? Pidfd.open(pid: record.pid),
+              let startTime = try? ProcFS.startTime(pid: record.pid), startTime == record.startTime,
+              pidfd.isAlive
+        else { return nil }
+        return pidfd
+    }
+
+    /// Removes an untrusted or stale record. Sessions it lists that are
+    /// verifiably still running are ended: they do not outlive their group.
+    private func drop(_ name: String, reason: String, _ why: String, record: GroupRecord?) {
+        state.discard(name: name)
+        var ended = 0
+        for session in record?.sessions ?? [] {
+            if let pidfd = Self.verifiedSession(session), (try? pidfd.signal(SIGKILL)) != nil { ended += 1 }
+        }
+        var fields = [AuditField.name: name, AuditField.result: "dropped", AuditField.reason: reason]
+        if let record {
+            fields[AuditField.ownerUID] = String(record.owner)
+            fields[AuditField.holderPID] = String(record.holderPID)
+        }
+        audit.record(.groupDropped, level: .warning,
+                     "Dropped the record of group \(name): \(why)\(ended > 0 ? "; ended \(counted(ended, "session"))" : "")",
+                     fields: fields)
+    }
+}
