@@ -59,7 +59,17 @@ extension Supervisor {
                 return "its holder's \(id.kind.rawValue) namespace cannot be read"
             }
             guard now == id else { return "its holder is in \(now), not \(id)" }
+            // A group's namespaces are always new ones: a record naming the
+            // supervisor's own describes no group, whatever process it names.
+            if let own = try? NamespaceID.read(pid: getpid(), kind: id.kind), own == id {
+                return "it names the supervisor's own \(id.kind.rawValue) namespace"
+            }
         }
+        // And the process runs the holder program for this group (an
+        // upgraded one shows as "… (deleted)").
+        let exe = (try? ProcFS.readLink("/proc/\(record.holderPID)/exe")) ?? ""
+        let program = exe.split(separator: "/").last.map { String($0.split(separator: " ").first ?? "") } ?? ""
+        guard program == "nsgroup-holder" else { return "process \(record.holderPID) runs \(exe), not nsgroup-holder" }
         // Everything was read by pid: it must have been the same process throughout.
         return holder.isAlive ? nil : "its holder ended while being checked"
     }
