@@ -305,3 +305,55 @@ func serverError<T>(_ body: () throws(ClientError) -> T, sourceLocation: SourceL
         return nil
     }
 }
+
+/// A long-running child started with posix_spawn rather than Foundation's
+/// Process: with an empty signal mask (a Process child inherits the test
+/// runner's blocked signals), output appended to a log, and waited for with
+/// waitpid by this object alone.
+final class BackgroundProcess: @unchecked Sendable {
+    let pid: pid_t
+    private var status: Int32?
+
+    init(_ executable: String, _ arguments: [String], environment: [String: String] = [:], log: String) throws {
+        var env = ProcessInfo.processInfo.environment
+        env.merge(environment) { $1 }
+        var argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
+        var envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for p in argv + envp { free(p) } }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
+        var child: pid_t = 0
+        let result = posix_spawn(&child, executable, &actions, &attributes, &argv, &envp)
+        guard result == 0 else { throw HarnessError("posix_spawn \(executable): \(Errno(rawValue: result))") }
+        pid = child
+    }
+
+    var isRunning: Bool {
+        if status != nil { return false }
+        var raw: Int32 = 0
+        if waitpid(pid, &raw, WNOHANG) == pid { status = raw }
+        return status == nil
+    }
+
+    /// Signals it and waits for it to end.
+    func stop(_ signal: Int32 = SIGTERM) {
+        guard isRunning else { return }
+        kill(pid, signal)
+        var raw: Int32 = 0
+        while waitpid(pid, &raw, 0) < 0 && errno == EINTR {}
+        status = raw
+    }
+
+    deinit { stop(SIGKILL) }
+}
