@@ -3,25 +3,36 @@
 #   make run     install what is missing, build (release), run nsgroupd in the foreground
 #   make check   install what is missing, start journald and create test users if needed,
 #                run every test
+#   make install install the release build under PREFIX (default /usr/local), DESTDIR-aware
+#   make deb     build nsgroup_VERSION_ARCH.deb in the repository root
 #
-# Both must run as root on a fresh Debian 12 machine with Swift 6 on PATH.
+# Run them as root on a fresh Debian 12 machine with Swift 6 on PATH. install
+# into a DESTDIR, and deb, also work as another user once the packages in
+# APT_PACKAGES are installed.
 
 SWIFT        ?= swift
-PREFIX       ?= /usr/local
-DESTDIR      ?=
 SOCKET       ?= /run/nsgroup/nsgroupd.sock
+# SwiftPM's scratch directory: every swift command below uses it, so another
+# checkout of the build (BUILD_DIR=.build-x) never touches .build.
+BUILD_DIR    ?= .build
 RELEASE_FLAGS := -c release --static-swift-stdlib
-RELEASE_BIN   := .build/release
+RELEASE_BIN   = $(BUILD_DIR)/release
+SWIFT_SCRATCH = --scratch-path $(BUILD_DIR)
 
-# Debian packages the build and the tests need.
-APT_PACKAGES := libsystemd-dev pkg-config systemd util-linux iproute2 procps tmux passwd python3 hyperfine
+# The project's version, from the one place the programs take it from.
+VERSION := $(shell sed -n 's/^public let nsgroupVersion = "\(.*\)"$$/\1/p' Sources/RPC/Methods/MethodName.swift)
+
+# Debian packages the build and the tests need (dpkg-dev and lintian: make deb
+# and its test).
+APT_PACKAGES := libsystemd-dev pkg-config systemd util-linux iproute2 procps tmux passwd python3 hyperfine \
+                dpkg-dev lintian
 
 # Unprivileged users the end-to-end tests act as: alice owns groups, bob is a
 # stranger, carol is in the admin group, dave is a member by name, erin by
 # being in the Unix group nsg-friends.
 TEST_USERS := nsg-alice nsg-bob nsg-carol nsg-dave nsg-erin
 
-.PHONY: all deps build release run check test bench journald test-users clean
+.PHONY: all deps build release run check test bench journald test-users clean install uninstall deb
 
 all: build
 
@@ -37,10 +48,10 @@ deps:
 	@command -v $(SWIFT) >/dev/null || { echo "make: swift not found on PATH (expected Swift 6 at /opt/swift/usr/bin)"; exit 1; }
 
 build: deps
-	$(SWIFT) build
+	$(SWIFT) build $(SWIFT_SCRATCH)
 
 release: deps
-	$(SWIFT) build $(RELEASE_FLAGS)
+	$(SWIFT) build $(SWIFT_SCRATCH) $(RELEASE_FLAGS)
 
 run: release
 	$(RELEASE_BIN)/nsgroupd --socket $(SOCKET)
@@ -69,9 +80,11 @@ test-users: deps
 	@usermod -a -G nsgroup-admin nsg-carol
 	@usermod -a -G nsg-friends nsg-erin
 
-check: deps journald test-users
-	$(SWIFT) build --build-tests
-	$(SWIFT) test
+# The release build comes first: the packaging tests package it (they cannot
+# build it themselves, since `swift test` holds the lock on the build directory).
+check: deps journald test-users release
+	$(SWIFT) build $(SWIFT_SCRATCH) --build-tests
+	$(SWIFT) test $(SWIFT_SCRATCH)
 
 test: check
 
@@ -80,4 +93,115 @@ bench: release test-users
 	$(RELEASE_BIN)/nsgroup-bench enter
 
 clean:
-	rm -rf .build
+	rm -rf $(BUILD_DIR)
+
+# ---- Installing --------------------------------------------------------------
+#
+#   make install [PREFIX=/usr/local] [DESTDIR=]    builds the release, then installs it
+#   make uninstall [PREFIX=...] [DESTDIR=]         removes what install put there
+#   make deb                                       nsgroup_$(VERSION)_ARCH.deb in DEB_OUTDIR
+#
+# NO_BUILD=1 installs (or packages) the release build already in $(RELEASE_BIN)
+# without running swift. The packaging tests use it because they run inside
+# `swift test`.
+#
+# nsgroupd reads /etc/nsgroup/nsgroupd.conf and finds nsgroup-holder in
+# ../libexec/nsgroup/ beside its own directory, whatever the prefix. systemd
+# reads units, tmpfiles.d, sysusers.d and catalogs under /usr/local/lib as
+# well as /usr/lib, so the default prefix works as is. For PREFIX=/usr, the
+# units go where the distribution keeps them (/lib/systemd/system on Debian 12).
+
+PREFIX       ?= /usr/local
+DESTDIR      ?=
+BINDIR       ?= $(PREFIX)/bin
+LIBEXECDIR   ?= $(PREFIX)/libexec
+DATADIR      ?= $(PREFIX)/share
+MANDIR       ?= $(DATADIR)/man
+DOCDIR       ?= $(DATADIR)/doc/nsgroup
+# Not a choice: nsgroupd reads /etc/nsgroup/nsgroupd.conf, whatever the prefix.
+SYSCONFDIR   := /etc
+UNITDIR      ?= $(if $(filter /usr,$(PREFIX)),$(or $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null),/usr/lib/systemd/system),$(PREFIX)/lib/systemd/system)
+TMPFILESDIR  ?= $(PREFIX)/lib/tmpfiles.d
+SYSUSERSDIR  ?= $(PREFIX)/lib/sysusers.d
+CATALOGDIR   ?= $(PREFIX)/lib/systemd/catalog
+BASHCOMPDIR  ?= $(DATADIR)/bash-completion/completions
+# Debian's zsh searches vendor-completions; elsewhere zsh searches site-functions.
+ZSHCOMPDIR   ?= $(if $(filter /usr,$(PREFIX)),$(DATADIR)/zsh/vendor-completions,$(DATADIR)/zsh/site-functions)
+FISHCOMPDIR  ?= $(DATADIR)/fish/vendor_completions.d
+
+DEB_OUTDIR   ?= .
+DEB_STAGE    ?= $(BUILD_DIR)/deb-root
+
+# Every file install puts down, for uninstall (the configuration file is handled apart).
+INSTALLED_FILES = \
+	$(BINDIR)/nsgroupd $(BINDIR)/nsgroup $(LIBEXECDIR)/nsgroup/nsgroup-holder \
+	$(MANDIR)/man1/nsgroup.1 $(MANDIR)/man8/nsgroupd.8 $(MANDIR)/man8/nsgroup-holder.8 \
+	$(BASHCOMPDIR)/nsgroup $(ZSHCOMPDIR)/_nsgroup $(FISHCOMPDIR)/nsgroup.fish \
+	$(UNITDIR)/nsgroupd.service $(UNITDIR)/nsgroupd.socket \
+	$(TMPFILESDIR)/nsgroup.conf $(SYSUSERSDIR)/nsgroup.conf $(CATALOGDIR)/nsgroup.catalog \
+	$(DOCDIR)/README.md $(DOCDIR)/PROTOCOL.md
+CONFIG_FILE = $(SYSCONFDIR)/nsgroup/nsgroupd.conf
+
+# Paths the installed man pages and units name.
+SUBSTITUTE = sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' \
+                 -e 's|^ExecStart=/usr/bin/nsgroupd|ExecStart=$(BINDIR)/nsgroupd|'
+
+install: $(if $(NO_BUILD),,release)
+	@for p in nsgroupd nsgroup nsgroup-holder; do \
+	  test -x $(RELEASE_BIN)/$$p || { echo "make: $(RELEASE_BIN)/$$p is missing: run make release"; exit 1; }; \
+	done
+	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR)/nsgroup \
+	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 \
+	  $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR) \
+	  $(DESTDIR)$(UNITDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(CATALOGDIR) \
+	  $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/nsgroup
+	install -m 0755 $(RELEASE_BIN)/nsgroupd $(RELEASE_BIN)/nsgroup $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(RELEASE_BIN)/nsgroup-holder $(DESTDIR)$(LIBEXECDIR)/nsgroup/
+	$(SUBSTITUTE) packaging/man/nsgroup.1 >$(DESTDIR)$(MANDIR)/man1/nsgroup.1
+	$(SUBSTITUTE) packaging/man/nsgroupd.8 >$(DESTDIR)$(MANDIR)/man8/nsgroupd.8
+	$(SUBSTITUTE) packaging/man/nsgroup-holder.8 >$(DESTDIR)$(MANDIR)/man8/nsgroup-holder.8
+	$(RELEASE_BIN)/nsgroup --generate-completion-script bash >$(DESTDIR)$(BASHCOMPDIR)/nsgroup
+	sed -i '1{/^#!/d;}' $(DESTDIR)$(BASHCOMPDIR)/nsgroup # sourced by bash-completion, never run
+	$(RELEASE_BIN)/nsgroup --generate-completion-script zsh >$(DESTDIR)$(ZSHCOMPDIR)/_nsgroup
+	$(RELEASE_BIN)/nsgroup --generate-completion-script fish >$(DESTDIR)$(FISHCOMPDIR)/nsgroup.fish
+	$(SUBSTITUTE) packaging/systemd/nsgroupd.service >$(DESTDIR)$(UNITDIR)/nsgroupd.service
+	$(SUBSTITUTE) packaging/systemd/nsgroupd.socket >$(DESTDIR)$(UNITDIR)/nsgroupd.socket
+	install -m 0644 packaging/tmpfiles.d/nsgroup.conf $(DESTDIR)$(TMPFILESDIR)/nsgroup.conf
+	install -m 0644 packaging/sysusers.d/nsgroup.conf $(DESTDIR)$(SYSUSERSDIR)/nsgroup.conf
+	install -m 0644 packaging/catalog/nsgroup.catalog $(DESTDIR)$(CATALOGDIR)/nsgroup.catalog
+	install -m 0644 README.md protocol/PROTOCOL.md $(DESTDIR)$(DOCDIR)/
+	chmod 0644 $(addprefix $(DESTDIR),$(filter-out $(BINDIR)/% $(LIBEXECDIR)/%,$(INSTALLED_FILES)))
+	@# An existing configuration is the administrator's: never overwrite it.
+	@if [ -e $(DESTDIR)$(CONFIG_FILE) ]; then \
+	  echo "keeping the existing $(DESTDIR)$(CONFIG_FILE)"; \
+	else \
+	  echo "install -m 0644 packaging/config/nsgroupd.conf $(DESTDIR)$(CONFIG_FILE)"; \
+	  install -m 0644 packaging/config/nsgroupd.conf $(DESTDIR)$(CONFIG_FILE); \
+	fi
+	@if [ -z "$(DESTDIR)" ]; then \
+	  echo; \
+	  echo "Installed. To register and start nsgroup:"; \
+	  echo "  systemd-sysusers nsgroup.conf && systemd-tmpfiles --create nsgroup.conf"; \
+	  echo "  journalctl --update-catalog"; \
+	  echo "  systemctl daemon-reload && systemctl enable --now nsgroupd.socket"; \
+	fi
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED_FILES))
+	@# The configuration goes only if it is still the default one.
+	@if [ -e $(DESTDIR)$(CONFIG_FILE) ]; then \
+	  if cmp -s packaging/config/nsgroupd.conf $(DESTDIR)$(CONFIG_FILE); then \
+	    echo "rm -f $(DESTDIR)$(CONFIG_FILE)"; rm -f $(DESTDIR)$(CONFIG_FILE); \
+	  else \
+	    echo "keeping $(DESTDIR)$(CONFIG_FILE): it was changed"; \
+	  fi; \
+	fi
+	-rmdir $(DESTDIR)$(LIBEXECDIR)/nsgroup $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/nsgroup 2>/dev/null
+
+# The .deb is made from a staged `make install PREFIX=/usr` by
+# packaging/debian/build-deb.sh: control fields, maintainer scripts, conffiles,
+# stripped programs, compressed man pages.
+deb: $(if $(NO_BUILD),,release)
+	rm -rf $(DEB_STAGE)
+	$(MAKE) --no-print-directory install NO_BUILD=1 PREFIX=/usr DESTDIR=$(abspath $(DEB_STAGE)) >/dev/null
+	packaging/debian/build-deb.sh $(DEB_STAGE) $(DEB_OUTDIR) $(VERSION)
