@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -21,6 +22,10 @@
 #include <unistd.h>
 
 #include "ns_sys.h"
+
+#ifndef KEYCTL_JOIN_SESSION_KEYRING
+#define KEYCTL_JOIN_SESSION_KEYRING 1
+#endif
 #include "ns_utils.h"
 
 /* ---- helpers usable between fork and exec ------------------------------ */
@@ -202,6 +207,11 @@ __attribute__((noreturn)) static void session_child(const struct ns_enter_spec *
         fail(status, NS_STAGE_SETGID, -1);
     if (setresuid(spec->uid, spec->uid, spec->uid) < 0)
         fail(status, NS_STAGE_SETUID, -1);
+    /* A session keyring of its own, owned by the caller, as pam_keyinit
+     * gives a login: the supervisor's would otherwise be "possessed" by the
+     * session, whatever its uid. Kernels without keyrings need nothing. */
+    if (syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, NULL) < 0 && errno != ENOSYS)
+        fail(status, NS_STAGE_KEYRING, -1);
     /* The directory was entered with root's rights; make sure the caller may
      * be there too (chdir(".") checks search permission as the new uid). */
     if (chdir(".") < 0 && (!spec->cwd_fallback || chdir("/") < 0))
@@ -209,6 +219,13 @@ __attribute__((noreturn)) static void session_child(const struct ns_enter_spec *
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         fail(status, NS_STAGE_NO_NEW_PRIVS, -1);
     umask(022);
+    if (spec->nofile_soft > 0) {
+        struct rlimit limit;
+        if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && spec->nofile_soft <= limit.rlim_max) {
+            limit.rlim_cur = spec->nofile_soft;
+            (void)setrlimit(RLIMIT_NOFILE, &limit);
+        }
+    }
     if (ns_close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
         fail(status, NS_STAGE_CLOSE_FDS, -1);
     unblock_all_signals();

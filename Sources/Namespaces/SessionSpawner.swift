@@ -20,9 +20,12 @@ public struct SessionSpec {
     public var searchPath: String
     /// Make fd 0 the controlling terminal of the new session (interactive).
     public var controllingTerminal: Bool
+    /// The soft RLIMIT_NOFILE to give the process; 0 keeps the supervisor's.
+    public var descriptorLimit: UInt64 = 0
 
     public init(uid: uid_t, gid: gid_t, groups: [gid_t], cwd: String, cwdFallback: Bool, executable: String,
-                argv: [String], environment: [String], searchPath: String, controllingTerminal: Bool) {
+                argv: [String], environment: [String], searchPath: String, controllingTerminal: Bool,
+                descriptorLimit: UInt64 = 0) {
         self.uid = uid
         self.gid = gid
         self.groups = groups
@@ -33,6 +36,7 @@ public struct SessionSpec {
         self.environment = environment
         self.searchPath = searchPath
         self.controllingTerminal = controllingTerminal
+        self.descriptorLimit = descriptorLimit
     }
 }
 
@@ -90,6 +94,7 @@ public enum SessionSpawner {
                                         c.controlling_tty = spec.controllingTerminal ? 1 : 0
                                         // setns into a time namespace needs a private mm.
                                         c.share_memory = namespaces.kinds.contains(.time) ? 0 : 1
+                                        c.nofile_soft = UInt(spec.descriptorLimit)
                                         c.file = filePointer
                                         c.search_path = path
                                         c.argv = argv

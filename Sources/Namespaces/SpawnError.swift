@@ -36,6 +36,7 @@ extension SpawnError {
         case NS_STAGE_NO_NEW_PRIVS: step = "prctl(PR_SET_NO_NEW_PRIVS)"
         case NS_STAGE_CLOSE_FDS: step = "close_range"
         case NS_STAGE_EXECVE: step = "execve(\(file))"
+        case NS_STAGE_KEYRING: step = "keyctl(KEYCTL_JOIN_SESSION_KEYRING)"
         case NS_STAGE_HOLDER_EXEC: step = "execveat(nsgroup-holder)"
         case NS_STAGE_HOLDER_ARGS: step = "nsgroup-holder arguments"
         case NS_STAGE_MOUNT_PROPAGATION: step = "mount(/, MS_REC|MS_SLAVE)"

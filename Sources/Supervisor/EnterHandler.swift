@@ -72,7 +72,8 @@ extension Supervisor {
             uid: caller.uid, gid: caller.gid, groups: caller.groups,
             cwd: params.cwd ?? home, cwdFallback: params.cwd == nil,
             executable: executable, argv: argv, environment: environment.map { "\($0.0)=\($0.1)" },
-            searchPath: searchPath, controllingTerminal: params.tty)
+            searchPath: searchPath, controllingTerminal: params.tty,
+            descriptorLimit: configuration.sessionDescriptorLimit)
 
         let namespaces: NamespaceFiles
         do {

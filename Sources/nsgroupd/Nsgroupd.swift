@@ -52,10 +52,20 @@ struct Nsgroupd: ParsableCommand {
         }
         let logger = Logger(label: "nsgroupd")
 
-        let configuration = SupervisorConfiguration(
+        // One pidfd per group and per session: take the hard descriptor limit
+        // for the supervisor, and give sessions back the soft one it had.
+        var limit = rlimit()
+        var sessionLimit: UInt64 = 0
+        if getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 {
+            sessionLimit = UInt64(limit.rlim_cur)
+            limit.rlim_cur = limit.rlim_max
+            _ = setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+        }
+        var configuration = SupervisorConfiguration(
             socketPath: socket, stateDirectory: stateDirectory,
             holderPath: holder ?? Self.defaultHolderPath(), serverName: "nsgroupd \(nsgroupVersion)",
             configPath: config)
+        configuration.sessionDescriptorLimit = sessionLimit
         do {
             let loop = try EventLoop()
             let supervisor = try Supervisor(configuration: configuration, loop: loop, logger: logger)

@@ -254,3 +254,49 @@ import Testing
         #expect(((try supervisor.inspect("term")["sessions"] as? [Any])?.isEmpty) == true)
     }
 }
+
+/// What an entered process does not inherit from the supervisor besides
+/// its identity: its session keyring and its raised descriptor limit.
+@Suite struct EnterInheritanceTests {
+    /// Prints the serial of the calling process's session keyring (keyctl(2)
+    /// KEYCTL_GET_KEYRING_ID for KEY_SPEC_SESSION_KEYRING, creating none).
+    static let keyringScript = """
+        import ctypes, os
+        number = {"x86_64": 250, "aarch64": 219}[os.uname().machine]
+        libc = ctypes.CDLL(None, use_errno=True)
+        print(libc.syscall(number, 0, ctypes.c_long(-3), 0))
+        """
+
+    @Test func aSessionHasASessionKeyringOfItsOwn() throws {
+        let supervisor = try TestSupervisor()
+        let alice = try TestUser.alice()
+        #expect(try supervisor.nsgroup(["create", "keys"], as: alice).status == 0)
+        // The supervisor was started by this test process and shares its session keyring.
+        let supervisors = try run("/usr/bin/python3", ["-c", Self.keyringScript]).stdout
+        let inside = try supervisor.nsgroup(["enter", "keys", "--", "python3", "-c", Self.keyringScript], as: alice)
+        #expect(inside.status == 0, "\(inside.stderr)")
+        #expect(Int(supervisors.trimmingCharacters(in: .whitespacesAndNewlines)).map { $0 > 0 } == true)
+        #expect(Int(inside.stdout.trimmingCharacters(in: .whitespacesAndNewlines)).map { $0 > 0 } == true)
+        #expect(inside.stdout != supervisors, "the session possesses the supervisor's session keyring")
+        let asRoot = try supervisor.nsgroup(["enter", "keys", "--", "python3", "-c", Self.keyringScript])
+        #expect(asRoot.stdout != supervisors)
+    }
+
+    @Test func aSessionGetsTheOrdinaryDescriptorLimitBack() throws {
+        let supervisor = try TestSupervisor()
+        #expect(try supervisor.nsgroup(["create", "limits"]).status == 0)
+        func softLimit(_ limits: String) -> String? {
+            limits.split(separator: "\n").first { $0.hasPrefix("Max open files") }?
+                .split(separator: " ", omittingEmptySubsequences: true).dropFirst(3).first.map(String.init)
+        }
+        func hardLimit(_ limits: String) -> String? {
+            limits.split(separator: "\n").first { $0.hasPrefix("Max open files") }?
+                .split(separator: " ", omittingEmptySubsequences: true).dropFirst(4).first.map(String.init)
+        }
+        let ours = try String(contentsOfFile: "/proc/self/limits", encoding: .utf8)
+        let daemon = try String(contentsOfFile: "/proc/\(supervisor.pid)/limits", encoding: .utf8)
+        #expect(softLimit(daemon) == hardLimit(daemon), "the supervisor raised its own soft limit")
+        let inside = try supervisor.nsgroup(["enter", "limits", "--", "cat", "/proc/self/limits"]).stdout
+        #expect(softLimit(inside) == softLimit(ours), "sessions get the limit the supervisor started with")
+    }
+}

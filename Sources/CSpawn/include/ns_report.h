@@ -29,6 +29,7 @@ typedef enum ns_stage {
     NS_STAGE_NO_NEW_PRIVS,
     NS_STAGE_CLOSE_FDS,
     NS_STAGE_EXECVE,
+    NS_STAGE_KEYRING,
     /* holder */
     NS_STAGE_HOLDER_EXEC,       /* the supervisor's child could not exec the holder */
     NS_STAGE_HOLDER_ARGS,       /* the holder did not understand its arguments */

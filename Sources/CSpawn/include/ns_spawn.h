@@ -38,6 +38,8 @@ struct ns_enter_spec {
     size_t ngroups;
     int stdio[3];             /* become fds 0, 1 and 2 */
     int controlling_tty;      /* make stdio[0] the controlling terminal */
+    unsigned long nofile_soft; /* RLIMIT_NOFILE soft limit to give the process (the supervisor
+                                  raised its own); 0 keeps what it inherits */
     int share_memory;         /* start both children vfork-style (CLONE_VM|CLONE_VFORK); not
                                  with a time namespace, whose setns needs a private mm */
     const char *file;         /* argv[0] to run: a path, or a name searched in search_path */
