@@ -130,16 +130,26 @@ public struct HolderSpawner: ~Copyable {
         let pidfd = Pidfd(pid: pid, adopting: pidfdRaw)
 
         do throws(SpawnError) {
+            // A holder that died before its go-ahead (it could not even be
+            // exec'd) reports why on the status pipe, or at least that it died.
+            func died() throws(SpawnError) -> Never {
+                try awaitReady(reader: reader, spec: spec)
+                throw SpawnError(step: "nsgroup-holder exited during set-up", errno: Errno(rawValue: EPIPE))
+            }
             let startTime: UInt64
-            do { startTime = try ProcFS.startTime(pid: pid) } catch { throw SpawnError(step: "read /proc/\(pid)/stat", errno: error) }
+            do { startTime = try ProcFS.startTime(pid: pid) } catch {
+                if !pidfd.isAlive { try died() }
+                throw SpawnError(step: "read /proc/\(pid)/stat", errno: error)
+            }
             var ids: [NamespaceID] = []
             for kind in spec.namespaces.sorted() {
                 do { ids.append(try NamespaceID.read(pid: pid, kind: kind, entry: kind.holderEntry)) } catch {
+                    if !pidfd.isAlive { try died() }
                     throw SpawnError(step: "readlink(/proc/\(pid)/ns/\(kind.holderEntry))", errno: error)
                 }
             }
             // The ids were read by pid: make sure it was our holder all along.
-            guard pidfd.isAlive else { throw SpawnError(step: "holder", errno: Errno(rawValue: ESRCH)) }
+            guard pidfd.isAlive else { try died() }
             try commit(pid, startTime, ids)
             var go: UInt8 = 1
             if write(goWriter.rawValue, &go, 1) != 1 { throw SpawnError(step: "write(go-ahead)", errno: .current) }

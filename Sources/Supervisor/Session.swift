@@ -28,7 +28,10 @@ final class Session {
 
     func addListener(_ connection: Connection) {
         listeners.removeAll { $0.connection == nil }
-        listeners.append(WeakConnection(connection))
+        // Once per connection: attaching again where it started changes nothing.
+        if !listeners.contains(where: { $0.connection === connection }) {
+            listeners.append(WeakConnection(connection))
+        }
     }
 
     /// Sends `exited` to every listener still connected.

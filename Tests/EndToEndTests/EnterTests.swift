@@ -188,23 +188,26 @@ import Testing
     @Test func refusals() throws {
         let (supervisor, _) = try aliceGroup()
         let bob = try TestUser.bob()
-        let stranger = try supervisor.nsgroup(["enter", "box", "--", "true"], as: bob)
-        #expect(stranger.status == 1)
-        #expect(stranger.stderr == "nsgroup: uid \(bob.uid) may not enter group \"box\": only its owner, its members, root and members of nsgroup-admin may\n")
-        let missing = try supervisor.nsgroup(["enter", "nothere", "--", "true"], as: bob)
-        #expect(missing.stderr == "nsgroup: no group named \"nothere\"\n")
 
-        // Scripted mode without descriptors, and interactive mode with some.
+        // Scripted mode without descriptors, and interactive mode with some;
+        // the supervisor's descriptors come back to where they were (this
+        // client's connection is the only one open while they are counted).
         let client = try RPCClient(socketPath: supervisor.socketPath)
         let noDescriptors = serverError { () throws(ClientError) in try client.call("enter", EnterParams(name: "box", argv: ["true"], tty: false).json) }
         #expect(noDescriptors?.reason == .invalidParams)
         #expect(noDescriptors?.message.contains("exactly 3 file descriptors") == true)
-        let baseline = try ProcFS.openDescriptorCount(pid: supervisor.pid)
+        let baseline = try settledDescriptorCount(supervisor.pid)
         let withDescriptors = serverError { () throws(ClientError) in
             try client.call("enter", EnterParams(name: "box", argv: ["true"], tty: true).json, descriptors: [0, 1, 2])
         }
         #expect(withDescriptors?.reason == .invalidParams)
         #expect(try ProcFS.openDescriptorCount(pid: supervisor.pid) == baseline)
+
+        let stranger = try supervisor.nsgroup(["enter", "box", "--", "true"], as: bob)
+        #expect(stranger.status == 1)
+        #expect(stranger.stderr == "nsgroup: uid \(bob.uid) may not enter group \"box\": only its owner, its members, root and members of nsgroup-admin may\n")
+        let missing = try supervisor.nsgroup(["enter", "nothere", "--", "true"], as: bob)
+        #expect(missing.stderr == "nsgroup: no group named \"nothere\"\n")
     }
 
     @Test func destroyEndsTheGroupsSessions() throws {

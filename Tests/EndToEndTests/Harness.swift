@@ -357,3 +357,17 @@ final class BackgroundProcess: @unchecked Sendable {
 
     deinit { stop(SIGKILL) }
 }
+
+/// The supervisor's open descriptor count once it has stopped changing:
+/// connections of clients that have just exited may still be closing.
+func settledDescriptorCount(_ pid: pid_t) throws -> Int {
+    var last = try ProcFS.openDescriptorCount(pid: pid)
+    var steady = 0
+    for _ in 0..<200 where steady < 5 {
+        usleep(20_000)
+        let now = try ProcFS.openDescriptorCount(pid: pid)
+        steady = now == last ? steady + 1 : 0
+        last = now
+    }
+    return last
+}
