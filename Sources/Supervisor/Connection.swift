@@ -34,6 +34,10 @@ final class Connection {
     /// cannot make the supervisor buffer without bound.
     static let maxQueuedOutput = 1 << 20
     private var queuedBytes = 0
+    /// When a request line last completed or a reply byte last left (monotonic seconds).
+    private var lastProgress = monotonicSeconds()
+    /// When a reply byte last left, while replies are waiting.
+    private var lastWrite = monotonicSeconds()
 
     private struct Outgoing {
         var bytes: [UInt8]
@@ -118,6 +122,7 @@ final class Connection {
                 closeWhenFlushed = true
                 for fd in framer.takeAllDescriptors() { _ = Glibc.close(fd) }
             case .line(let line):
+                lastProgress = monotonicSeconds()
                 handle(line)
             }
         }
@@ -174,9 +179,21 @@ final class Connection {
 
     // MARK: Output
 
+    /// Idle: no request completed and no reply taken for `timeout` seconds,
+    /// and no reply of its own pending (a deferred destroy waits for the kernel).
+    func isIdle(now: Double, timeout: Int) -> Bool {
+        waiting == nil && now - lastProgress >= Double(timeout)
+    }
+
+    /// Stuck: over the output cap and no reply byte taken for `timeout` seconds.
+    func isStuckWriting(now: Double, timeout: Int) -> Bool {
+        queuedBytes >= Self.maxQueuedOutput && now - lastWrite >= Double(timeout)
+    }
+
     /// Queues one line, with descriptors to pass beside its first byte.
     func send(_ message: JSONValue, descriptors: ReceivedDescriptors? = nil) {
         guard !isClosed else { return }
+        if outbox.isEmpty { lastWrite = monotonicSeconds() }
         let line = message.line
         queuedBytes += line.count
         outbox.append(Outgoing(bytes: line, descriptors: descriptors))
@@ -200,6 +217,8 @@ final class Connection {
             outbox[0].descriptors = nil  // sent with the first byte; our copies close here
             outbox[0].sent += sent
             queuedBytes -= sent
+            lastProgress = monotonicSeconds()
+            lastWrite = lastProgress
             if outbox[0].sent == outbox[0].bytes.count { outbox.removeFirst() }
         }
         updateInterest()

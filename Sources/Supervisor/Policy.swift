@@ -28,11 +28,25 @@ struct Policy: Sendable, Equatable {
     var groupsPerUser = 16
     var sessionsPerUser = 64
     var maxGroups = 4096
+    /// Connections at once, in all and per uid (root included).
+    var maxConnections = 4096
+    var connectionsPerUser = 1024
+    /// The longest request line, newline excluded.
+    var maxLine = 1 << 20
+    /// A connection that completes no request and takes no reply for this
+    /// long is closed, unless a session of its reports to it or a reply of
+    /// its is pending. Seconds.
+    var idleTimeout = 45
+    /// A connection with more than 1 MiB of replies waiting that takes none
+    /// of them for this long is closed, sessions or not. Seconds.
+    var writeTimeout = 45
 
     static func == (a: Policy, b: Policy) -> Bool {
         a.create == b.create && a.adminGroup?.name == b.adminGroup?.name && a.adminGroup?.gid == b.adminGroup?.gid
             && a.namespaces == b.namespaces && a.groupsPerUser == b.groupsPerUser
             && a.sessionsPerUser == b.sessionsPerUser && a.maxGroups == b.maxGroups
+            && a.maxConnections == b.maxConnections && a.connectionsPerUser == b.connectionsPerUser
+            && a.maxLine == b.maxLine && a.idleTimeout == b.idleTimeout && a.writeTimeout == b.writeTimeout
     }
 
     /// The defaults: everyone may create, `nsgroup-admin` (if it exists) administers.

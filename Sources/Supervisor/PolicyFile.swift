@@ -15,6 +15,13 @@ import Namespaces
 /// groups-per-user = 16
 /// sessions-per-user = 64
 /// groups = 4096
+///
+/// [connections]
+/// max = 4096
+/// per-user = 1024
+/// max-line = 1048576
+/// idle-timeout = 45
+/// write-timeout = 45
 /// ```
 ///
 /// `#` and `;` start comments (whole lines, or after a value). A missing key
@@ -67,6 +74,7 @@ enum PolicyFile {
     static let keys: [String: Set<String>] = [
         "access": ["create", "admin-group", "namespaces"],
         "limits": ["groups-per-user", "sessions-per-user", "groups"],
+        "connections": ["max", "per-user", "max-line", "idle-timeout", "write-timeout"],
     ]
 
     static func parse(_ text: String, path: String) throws(ParseError) -> Policy {
@@ -85,7 +93,7 @@ enum PolicyFile {
                 guard line.hasSuffix("]") else { throw fail("a section header must end with ]") }
                 let name = String(line.dropFirst().dropLast()).trimmed
                 guard keys[name] != nil else {
-                    throw fail("unknown section [\(name)]; sections are [access] and [limits]")
+                    throw fail("unknown section [\(name)]; sections are [access], [limits] and [connections]")
                 }
                 section = name
                 continue
@@ -93,7 +101,7 @@ enum PolicyFile {
             guard let equals = line.firstIndex(of: "=") else { throw fail("expected key = value") }
             let key = String(line[..<equals]).trimmed
             let value = String(line[line.index(after: equals)...]).trimmed
-            guard let section else { throw fail("\"\(key)\" must be inside a section ([access] or [limits])") }
+            guard let section else { throw fail("\"\(key)\" must be inside a section ([access], [limits] or [connections])") }
             guard keys[section]!.contains(key) else {
                 throw fail("unknown key \"\(key)\" in [\(section)]; keys there are \(keys[section]!.sorted().joined(separator: ", "))")
             }
@@ -155,16 +163,26 @@ enum PolicyFile {
             policy.sessionsPerUser = try count(value)
         case ("limits", "groups"):
             policy.maxGroups = try count(value)
+        case ("connections", "max"):
+            policy.maxConnections = try count(value, from: 1)
+        case ("connections", "per-user"):
+            policy.connectionsPerUser = try count(value, from: 1)
+        case ("connections", "max-line"):
+            policy.maxLine = try count(value, from: 1024, to: 64 << 20)
+        case ("connections", "idle-timeout"):
+            policy.idleTimeout = try count(value, from: 1, to: 86_400)
+        case ("connections", "write-timeout"):
+            policy.writeTimeout = try count(value, from: 1, to: 86_400)
         default:
             throw ValueError("unknown key")
         }
     }
 
-    private static func count(_ value: String) throws(ValueError) -> Int {
+    private static func count(_ value: String, from low: Int = 0, to high: Int = 1_000_000) throws(ValueError) -> Int {
         guard value.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
-              let n = Int(value), n <= 1_000_000
+              let n = Int(value), n >= low, n <= high
         else {
-            throw ValueError("\"\(value)\" is not a whole number from 0 to 1000000")
+            throw ValueError("\"\(value)\" is not a whole number from \(low) to \(high)")
         }
         return n
     }

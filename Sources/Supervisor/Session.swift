@@ -34,6 +34,11 @@ final class Session {
         }
     }
 
+    /// The connections this session reports to (exempt from idle timeouts).
+    var listenerIDs: [ObjectIdentifier] {
+        listeners.compactMap { $0.connection.map(ObjectIdentifier.init) }
+    }
+
     /// Sends `exited` to every listener still connected.
     func notifyExited(_ exited: ExitedNotification) {
         let message = Response.notification(method: NotificationName.exited.rawValue, params: exited.json)

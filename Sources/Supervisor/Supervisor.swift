@@ -25,6 +25,8 @@ public final class Supervisor {
     var recentlyEnded: [UInt64: (group: String, uid: uid_t, exited: ExitedNotification)] = [:]
     var endedOrder: [UInt64] = []
     private var connections: [UInt64: Connection] = [:]
+    private var connectionsPerUID: [uid_t: Int] = [:]
+    private var sweepTimer: EventSource?
     private var nextConnectionID: UInt64 = 1
     private var listener: FileDescriptor?
     private var listenerSource: EventSource?
@@ -89,6 +91,11 @@ public final class Supervisor {
             throw StartupError("cannot watch the socket: \(error)")
         }
         listener = consume socket
+        do {
+            sweepTimer = try loop.addRepeatingTimer(everyMicroseconds: 1_000_000) { [weak self] in self?.sweepConnections() }
+        } catch {
+            throw StartupError("cannot start the connection timer: \(error)")
+        }
         audit.record(.supervisorStarted, "Supervisor started on \(configuration.socketPath)\(activatedSocket != nil ? " (socket from systemd)" : "")")
         // Connections wait in the backlog until the groups are taken back.
         readoptGroups()
@@ -102,6 +109,7 @@ public final class Supervisor {
     /// Stops accepting, closes every connection and removes the socket.
     /// Groups and their holders keep running.
     public func shutdown() {
+        sweepTimer?.cancel()
         listenerSource?.cancel()
         listenerSource = nil
         listener = nil
@@ -169,14 +177,21 @@ public final class Supervisor {
                 audit.logger.warning("Failed to read peer credentials: \(error), closing the connection")
                 continue
             }
+            if let refusal = connectionRefusal(for: peer) {
+                // One error line, then the connection is closed; nothing else is read.
+                _ = try? refusal.line.withBytes { (raw) throws(Errno) in
+                    _ = try UnixSocket.send(socket.rawValue, raw)
+                }
+                continue
+            }
             let id = nextConnectionID
             nextConnectionID += 1
             let connection = Connection(
-                id: id, socket: socket, peer: peer, maxLineLength: configuration.maxLineLength,
+                id: id, socket: socket, peer: peer, maxLineLength: policy.maxLine,
                 dispatch: { [unowned self] connection, request, descriptors, truncated in
                     self.dispatch(connection, request, descriptors, truncated: truncated)
                 },
-                onClose: { [weak self] connection in self?.connections[connection.id] = nil })
+                onClose: { [weak self] connection in self?.connectionClosed(connection) })
             do {
                 try connection.start(on: loop)
             } catch {
@@ -184,6 +199,50 @@ public final class Supervisor {
                 continue
             }
             connections[id] = connection
+            connectionsPerUID[peer.uid, default: 0] += 1
+        }
+    }
+
+    /// The error line for a connection over the caps, or nil.
+    private func connectionRefusal(for peer: PeerCredentials) -> JSONValue? {
+        let error: RPCError
+        if connections.count >= policy.maxConnections {
+            error = RPCError(.limitExceeded, "nsgroupd serves at most \(counted(policy.maxConnections, "connection")) at once (connections.max); try again later")
+        } else if connectionsPerUID[peer.uid, default: 0] >= policy.connectionsPerUser {
+            error = RPCError(.limitExceeded, "uid \(peer.uid) has \(counted(connectionsPerUID[peer.uid, default: 0], "connection")) open, the most allowed (connections.per-user = \(policy.connectionsPerUser))")
+        } else {
+            return nil
+        }
+        audit.record(.requestRefused, level: .notice, "Refused a connection from uid \(peer.uid): \(error.message)",
+                     caller: peer, fields: [AuditField.operation: "connect", AuditField.result: error.reason.rawValue])
+        return Response.error(id: .null, error)
+    }
+
+    private func connectionClosed(_ connection: Connection) {
+        guard connections.removeValue(forKey: connection.id) != nil else { return }
+        let uid = connection.peer.uid
+        let left = connectionsPerUID[uid, default: 1] - 1
+        connectionsPerUID[uid] = left > 0 ? left : nil
+    }
+
+    /// Once a second: closes connections that are idle past idle-timeout
+    /// (unless a session reports to them or a reply of theirs is pending),
+    /// and those whose unread replies have not moved for write-timeout.
+    func sweepConnections() {
+        let now = monotonicSeconds()
+        var listening = Set<ObjectIdentifier>()
+        for group in groups.values {
+            for session in group.sessions.values { listening.formUnion(session.listenerIDs) }
+        }
+        for connection in Array(connections.values) {
+            if connection.isStuckWriting(now: now, timeout: policy.writeTimeout) {
+                audit.logger.notice("Closing a connection of uid \(connection.peer.uid): it has not read its replies for \(policy.writeTimeout) s",
+                                    metadata: [AuditField.callerUID: .string(String(connection.peer.uid))])
+                connection.close()
+            } else if !listening.contains(ObjectIdentifier(connection)),
+                      connection.isIdle(now: now, timeout: policy.idleTimeout) {
+                connection.close()
+            }
         }
     }
 
@@ -262,4 +321,11 @@ struct RequestContext {
     let caller: PeerCredentials
     let connection: Connection
     let request: Request
+}
+
+/// Seconds on the monotonic clock.
+func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }

@@ -7,8 +7,6 @@ public struct SupervisorConfiguration: Sendable {
     public var stateDirectory: String
     /// The holder program (nsgroup-holder).
     public var holderPath: String
-    /// Longest request line accepted, newline excluded.
-    public var maxLineLength: Int
     /// What `version` reports as the server.
     public var serverName: String
     /// nsgroupd.conf; `configRequired` when it was named explicitly (--config).
@@ -19,12 +17,11 @@ public struct SupervisorConfiguration: Sendable {
     public var sessionDescriptorLimit: UInt64 = 0
 
     public init(socketPath: String = defaultSocketPath, stateDirectory: String = defaultStateDirectory,
-                holderPath: String, maxLineLength: Int = 1 << 20, serverName: String,
+                holderPath: String, serverName: String,
                 configPath: String? = nil) {
         self.socketPath = socketPath
         self.stateDirectory = stateDirectory
         self.holderPath = holderPath
-        self.maxLineLength = maxLineLength
         self.serverName = serverName
         self.configPath = configPath ?? PolicyFile.defaultPath
         self.configRequired = configPath != nil

@@ -234,10 +234,10 @@ struct PolicyFileAcceptedTests {
 struct PolicyFileErrorTests {
     @Test(arguments: [
         // Sections.
-        ("[acess]", 1, "unknown section [acess]; sections are [access] and [limits]"),
-        ("[Access]", 1, "unknown section [Access]; sections are [access] and [limits]"),
-        ("[]", 1, "unknown section []; sections are [access] and [limits]"),
-        ("[access.limits]", 1, "unknown section [access.limits]; sections are [access] and [limits]"),
+        ("[acess]", 1, "unknown section [acess]; sections are [access], [limits] and [connections]"),
+        ("[Access]", 1, "unknown section [Access]; sections are [access], [limits] and [connections]"),
+        ("[]", 1, "unknown section []; sections are [access], [limits] and [connections]"),
+        ("[access.limits]", 1, "unknown section [access.limits]; sections are [access], [limits] and [connections]"),
         ("[access", 1, "a section header must end with ]"),
         ("[limits # closed in a comment ]", 1, "a section header must end with ]"),
         // Keys.
@@ -246,8 +246,8 @@ struct PolicyFileErrorTests {
         ("[access]\ngroups = 5", 2, #"unknown key "groups" in [access]; keys there are admin-group, create, namespaces"#),
         ("[limits]\nGroups = 5", 2, #"unknown key "Groups" in [limits]; keys there are groups, groups-per-user, sessions-per-user"#),
         ("[limits]\n= 5", 2, #"unknown key "" in [limits]; keys there are groups, groups-per-user, sessions-per-user"#),
-        ("create = *", 1, #""create" must be inside a section ([access] or [limits])"#),
-        ("# first\n\ngroups = 5\n[limits]", 3, #""groups" must be inside a section ([access] or [limits])"#),
+        ("create = *", 1, #""create" must be inside a section ([access], [limits] or [connections])"#),
+        ("# first\n\ngroups = 5\n[limits]", 3, #""groups" must be inside a section ([access], [limits] or [connections])"#),
         ("[access]\ncreate", 2, "expected key = value"),
         ("[access]\ncreate * # no equals sign", 2, "expected key = value"),
         // Repeats, across re-opened sections too.
