@@ -24,7 +24,7 @@ VERSION := $(shell sed -n 's/^public let nsgroupVersion = "\(.*\)"$$/\1/p' Sourc
 
 # Debian packages the build and the tests need (dpkg-dev and lintian: make deb
 # and its test).
-APT_PACKAGES := libsystemd-dev pkg-config systemd util-linux iproute2 procps tmux passwd python3 hyperfine \
+APT_PACKAGES := libsystemd-dev pkg-config systemd util-linux iproute2 iputils-ping procps tmux passwd python3 hyperfine \
                 dpkg-dev lintian
 
 # Unprivileged users the end-to-end tests act as: alice owns groups, bob is a
@@ -79,6 +79,8 @@ test-users: deps
 	done
 	@usermod -a -G nsgroup-admin nsg-carol
 	@usermod -a -G nsg-friends nsg-erin
+	@# frank has no subordinate ids: a user namespace of his maps one id
+	@id -u nsg-frank >/dev/null 2>&1 || useradd --create-home --shell /bin/bash -K SUB_UID_COUNT=0 -K SUB_GID_COUNT=0 nsg-frank
 
 # The release build comes first: the packaging tests package it (they cannot
 # build it themselves, since `swift test` holds the lock on the build directory).

@@ -124,6 +124,20 @@ __attribute__((noreturn)) static void holder_child(const struct ns_holder_spec *
     int status = spec->status_fd;
     reset_signal_dispositions();
 
+    /* In a new user namespace this process is an unmapped user until the
+     * supervisor writes the maps, and exec would drop every capability of
+     * a process that is not root inside. Wait for the maps, become root. */
+    if (spec->user_namespace) {
+        char mapped;
+        if (NS_RETRY(read(spec->sync_fd, &mapped, 1)) != 1) {
+            if (errno == 0)
+                errno = EPIPE;
+            fail(status, NS_STAGE_WAIT_PARENT, -1);
+        }
+        if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+            fail(status, NS_STAGE_SETID_HOLDER, -1);
+    }
+
     /* Move everything out of the way of 0-5, then place it. */
     int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null_fd < 0)
@@ -201,7 +215,7 @@ __attribute__((noreturn)) static void session_child(const struct ns_enter_spec *
     if (spec->controlling_tty && ioctl(0, TIOCSCTTY, 0) < 0)
         fail(status, NS_STAGE_TIOCSCTTY, -1);
 
-    if (setgroups(spec->ngroups, spec->groups) < 0)
+    if (!spec->userns_root && setgroups(spec->ngroups, spec->groups) < 0)
         fail(status, NS_STAGE_SETGROUPS, -1);
     if (setresgid(spec->gid, spec->gid, spec->gid) < 0)
         fail(status, NS_STAGE_SETGID, -1);
@@ -250,6 +264,9 @@ __attribute__((noreturn)) static void enter_child(const struct enter_context *ct
     const struct ns_enter_spec *spec = ctx->spec;
     int status = ctx->status;
     reset_signal_dispositions();
+    /* Into a user namespace, no host group may come along. */
+    if (spec->userns_root && setgroups(0, NULL) < 0)
+        fail(status, NS_STAGE_SETGROUPS, -1);
 
     /* nsenter's two passes: a namespace that cannot be entered yet (one
      * owned by a user namespace not yet entered) is tried again once every

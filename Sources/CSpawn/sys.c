@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/vfs.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -126,4 +127,11 @@ int ns_signalfd_next(int fd) {
     struct signalfd_siginfo info;
     ssize_t n = NS_RETRY(read(fd, &info, sizeof info));
     return n == (ssize_t)sizeof info ? (int)info.ssi_signo : -1;
+}
+
+long ns_filesystem_type(const char *path) {
+    struct statfs fs;
+    if (statfs(path, &fs) < 0)
+        return -1;
+    return (long)fs.f_type;
 }

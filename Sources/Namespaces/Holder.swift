@@ -16,33 +16,92 @@ public struct TmpfsMount: Sendable, Hashable {
     }
 }
 
+/// A host path bound onto a path inside a group's mount namespace.
+public struct BindMount: Sendable, Hashable {
+    public var source: String
+    public var target: String
+    public var readOnly: Bool
+
+    public init(source: String, target: String, readOnly: Bool) {
+        self.source = source
+        self.target = target
+        self.readOnly = readOnly
+    }
+}
+
+/// One line of a uid_map or gid_map: `count` ids from `inside` map to ids from `outside`.
+public struct IDMapping: Sendable, Hashable, CustomStringConvertible {
+    public var inside: UInt32
+    public var outside: UInt32
+    public var count: UInt32
+
+    public init(inside: UInt32, outside: UInt32, count: UInt32) {
+        self.inside = inside
+        self.outside = outside
+        self.count = count
+    }
+
+    public var description: String { "\(inside) \(outside) \(count)" }
+}
+
+/// The id maps of a group's user namespace.
+public struct UserMaps: Sendable, Hashable {
+    public var uids: [IDMapping]
+    public var gids: [IDMapping]
+
+    public init(uids: [IDMapping], gids: [IDMapping]) {
+        self.uids = uids
+        self.gids = gids
+    }
+
+    /// A gid map of one id cannot allow setgroups(2): dropping a
+    /// supplementary group inside could then grant access outside that
+    /// the group denied. "deny" is written first, as newgidmap does.
+    public var deniesSetgroups: Bool { gids.count == 1 && gids[0].count == 1 }
+}
+
 /// Everything the holder of a new group sets up.
 public struct HolderSpec: Sendable {
     public var name: String
     public var namespaces: Set<NamespaceKind>
     public var hostname: String?
     public var tmpfs: [TmpfsMount]
+    public var binds: [BindMount]
     /// The tty group, for the group's own devpts instance.
     public var ttyGroup: gid_t
+    /// With a user namespace: its maps, written before the holder goes on.
+    public var userMaps: UserMaps?
+    /// With a time namespace: offsets in seconds.
+    public var monotonicOffset: Int64
+    public var boottimeOffset: Int64
 
     public init(name: String, namespaces: Set<NamespaceKind>, hostname: String? = nil,
-                tmpfs: [TmpfsMount] = [], ttyGroup: gid_t = 5) {
+                tmpfs: [TmpfsMount] = [], binds: [BindMount] = [], ttyGroup: gid_t = 5,
+                userMaps: UserMaps? = nil, monotonicOffset: Int64 = 0, boottimeOffset: Int64 = 0) {
         self.name = name
         self.namespaces = namespaces
         self.hostname = hostname
         self.tmpfs = tmpfs
+        self.binds = binds
         self.ttyGroup = ttyGroup
+        self.userMaps = userMaps
+        self.monotonicOffset = monotonicOffset
+        self.boottimeOffset = boottimeOffset
     }
 
     /// The holder's command line (see Sources/nsgroup-holder/holder.c).
     var arguments: [String] {
         var args = ["nsgroup-holder", name, "--wait"]
         let mnt = namespaces.contains(.mnt)
+        let user = namespaces.contains(.user)
+        if namespaces.contains(.time) { args += ["--time-offsets", String(monotonicOffset), String(boottimeOffset)] }
         if mnt { args.append("--propagation") }
         if namespaces.contains(.uts), let hostname { args += ["--hostname", hostname] }
         if mnt && namespaces.contains(.pid) { args.append("--proc") }
-        if mnt { args += ["--devpts", String(ttyGroup)] }
+        // The tty group may not be mapped in a user namespace of the group's own.
+        if mnt { args += ["--devpts", user ? "-" : String(ttyGroup)] }
         if mnt {
+            for bind in binds { args += ["--bind", bind.source, bind.target, bind.readOnly ? "ro" : "rw"] }
             for mount in tmpfs { args += ["--tmpfs", mount.path, mount.options] }
         }
         if namespaces.contains(.net) { args.append("--loopback") }
@@ -97,14 +156,10 @@ public struct HolderSpawner: ~Copyable {
     public func spawn(_ spec: HolderSpec,
                       commit: (_ pid: pid_t, _ startTime: UInt64, _ namespaces: [NamespaceID]) throws(SpawnError) -> Void = { _, _, _ in }
     ) throws(SpawnError) -> SpawnedHolder {
-        // A user namespace needs its maps written and a time namespace its
-        // offsets before anything runs inside; until the holder does that,
-        // both are refused rather than half made.
-        if let kind = spec.namespaces.first(where: { $0 == .user || $0 == .time }) {
-            throw SpawnError(step: "clone3(CLONE_NEW\(kind.rawValue.uppercased()))", errno: Errno(rawValue: EOPNOTSUPP))
-        }
+        // The holder makes its time namespace itself, for its children only,
+        // so that the offsets can be written before any process is inside.
         var flags: UInt64 = 0
-        for kind in spec.namespaces { flags |= UInt64(UInt32(bitPattern: kind.cloneFlag)) }
+        for kind in spec.namespaces where kind != .time { flags |= UInt64(UInt32(bitPattern: kind.cloneFlag)) }
 
         var statusPipe: [Int32] = [-1, -1]
         if ns_pipe_cloexec(&statusPipe) < 0 { throw SpawnError(step: "pipe2", errno: .current) }
@@ -120,7 +175,8 @@ public struct HolderSpawner: ~Copyable {
         let status = withCStringArray(spec.arguments) { argv in
             var holderSpec = ns_holder_spec(
                 clone_flags: flags, exe_fd: executable.rawValue, argv: argv,
-                status_fd: writer.rawValue, sync_fd: goReader.rawValue)
+                status_fd: writer.rawValue, sync_fd: goReader.rawValue,
+                user_namespace: spec.namespaces.contains(.user) ? 1 : 0)
             return ns_spawn_holder(&holderSpec, &pid, &pidfdRaw)
         }
         let cloneError = Errno.current
@@ -130,30 +186,34 @@ public struct HolderSpawner: ~Copyable {
         let pidfd = Pidfd(pid: pid, adopting: pidfdRaw)
 
         do throws(SpawnError) {
-            // A holder that died before its go-ahead (it could not even be
-            // exec'd) reports why on the status pipe, or at least that it died.
-            func died() throws(SpawnError) -> Never {
-                try awaitReady(reader: reader, spec: spec)
-                throw SpawnError(step: "nsgroup-holder exited during set-up", errno: Errno(rawValue: EPIPE))
+            // With a user namespace, its maps first: the first byte on the
+            // go-ahead pipe lets the child become root inside and exec.
+            if let maps = spec.userMaps {
+                try Self.writeMaps(maps, pid: pid)
+                var mapped: UInt8 = 1
+                if write(goWriter.rawValue, &mapped, 1) != 1 { throw SpawnError(step: "write(go-ahead)", errno: .current) }
             }
+            // The holder says when its namespaces are final (its time
+            // namespace made); until then they cannot be recorded.
+            try awaitReport(NS_STAGE_CLONED, reader: reader, spec: spec)
             let startTime: UInt64
             do { startTime = try ProcFS.startTime(pid: pid) } catch {
-                if !pidfd.isAlive { try died() }
                 throw SpawnError(step: "read /proc/\(pid)/stat", errno: error)
             }
             var ids: [NamespaceID] = []
             for kind in spec.namespaces.sorted() {
                 do { ids.append(try NamespaceID.read(pid: pid, kind: kind, entry: kind.holderEntry)) } catch {
-                    if !pidfd.isAlive { try died() }
                     throw SpawnError(step: "readlink(/proc/\(pid)/ns/\(kind.holderEntry))", errno: error)
                 }
             }
             // The ids were read by pid: make sure it was our holder all along.
-            guard pidfd.isAlive else { try died() }
+            guard pidfd.isAlive else {
+                throw SpawnError(step: "nsgroup-holder exited during set-up", errno: Errno(rawValue: EPIPE))
+            }
             try commit(pid, startTime, ids)
             var go: UInt8 = 1
             if write(goWriter.rawValue, &go, 1) != 1 { throw SpawnError(step: "write(go-ahead)", errno: .current) }
-            try awaitReady(reader: reader, spec: spec)
+            try awaitReport(NS_STAGE_OK, reader: reader, spec: spec)
             return SpawnedHolder(pidfd: pidfd, startTime: startTime, namespaces: ids)
         } catch {
             try? pidfd.signal(SIGKILL)
@@ -162,7 +222,8 @@ public struct HolderSpawner: ~Copyable {
         }
     }
 
-    private func awaitReady(reader: borrowing FileDescriptor, spec: HolderSpec) throws(SpawnError) {
+    /// Waits for the holder's next report, which must be `expected`.
+    private func awaitReport(_ expected: ns_stage, reader: borrowing FileDescriptor, spec: HolderSpec) throws(SpawnError) {
         var fds = pollfd(fd: reader.rawValue, events: Int16(POLLIN), revents: 0)
         let ready = try? retryOnInterrupt { poll(&fds, 1, setupTimeoutMilliseconds) }
         if ready == nil || ready == 0 {
@@ -176,9 +237,26 @@ public struct HolderSpawner: ~Copyable {
         guard let n, n == size else {
             throw SpawnError(step: "nsgroup-holder exited during set-up", errno: Errno(rawValue: EPIPE))
         }
-        if report.stage != Int32(NS_STAGE_OK.rawValue) {
-            throw SpawnError(report: report, tmpfs: spec.tmpfs.map(\.path))
+        if report.stage != Int32(expected.rawValue) {
+            throw SpawnError(report: report, tmpfs: spec.tmpfs.map(\.path), binds: spec.binds.map(\.target))
         }
+    }
+
+    /// Writes /proc/PID/setgroups ("deny" for a single-gid map), gid_map and
+    /// uid_map, as root in the parent user namespace.
+    static func writeMaps(_ maps: UserMaps, pid: pid_t) throws(SpawnError) {
+        func write(_ file: String, _ text: String) throws(SpawnError) {
+            let path = "/proc/\(pid)/\(file)"
+            do {
+                let fd = try FileDescriptor.open(path, O_WRONLY)
+                try fd.writeAll(Array(text.utf8))
+            } catch {
+                throw SpawnError(step: "write(\(path))", errno: error)
+            }
+        }
+        if maps.deniesSetgroups { try write("setgroups", "deny") }
+        try write("gid_map", maps.gids.map { "\($0)\n" }.joined())
+        try write("uid_map", maps.uids.map { "\($0)\n" }.joined())
     }
 }
 

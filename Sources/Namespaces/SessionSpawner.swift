@@ -22,6 +22,9 @@ public struct SessionSpec {
     public var controllingTerminal: Bool
     /// The soft RLIMIT_NOFILE to give the process; 0 keeps the supervisor's.
     public var descriptorLimit: UInt64 = 0
+    /// Entering a user namespace as its root (uid and gid 0 inside, no
+    /// supplementary groups): the owner of a group with a user namespace.
+    public var userNamespaceRoot = false
 
     public init(uid: uid_t, gid: gid_t, groups: [gid_t], cwd: String, cwdFallback: Bool, executable: String,
                 argv: [String], environment: [String], searchPath: String, controllingTerminal: Bool,
@@ -49,6 +52,9 @@ public struct NamespaceFiles: ~Copyable {
     /// then checks through its pidfd that the holder was alive throughout, so
     /// a reused pid cannot hand over someone else's namespaces.
     public init(holder: borrowing Pidfd, kinds: Set<NamespaceKind>) throws(Errno) {
+        // (A caller who is not to be root in the group's user namespace is
+        // given kinds without .user: the other namespaces are entered from
+        // the host's user namespace, whose root owns every namespace.)
         let ordered = NamespaceKind.enterOrder.filter { kinds.contains($0) }
         let files = ReceivedDescriptors()
         for kind in ordered {
@@ -95,6 +101,7 @@ public enum SessionSpawner {
                                         // setns into a time namespace needs a private mm.
                                         c.share_memory = namespaces.kinds.contains(.time) ? 0 : 1
                                         c.nofile_soft = UInt(spec.descriptorLimit)
+                                        c.userns_root = spec.userNamespaceRoot ? 1 : 0
                                         c.file = filePointer
                                         c.search_path = path
                                         c.argv = argv

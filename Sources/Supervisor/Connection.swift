@@ -179,6 +179,9 @@ final class Connection {
 
     // MARK: Output
 
+    /// Replies and notifications written but not yet taken by the client.
+    var queuedOutputBytes: Int { queuedBytes }
+
     /// Idle: no request completed and no reply taken for `timeout` seconds,
     /// and no reply of its own pending (a deferred destroy waits for the kernel).
     func isIdle(now: Double, timeout: Int) -> Bool {

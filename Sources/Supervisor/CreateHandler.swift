@@ -12,21 +12,40 @@ extension Supervisor {
         let kinds = try Self.namespaceKinds(params.namespaces)
         let hostname = try Self.hostname(params.hostname, kinds: kinds, name: params.name)
         let tmpfs = try Self.tmpfsMounts(params.tmpfs, kinds: kinds)
+        let binds = try Self.bindMounts(params.binds, kinds: kinds)
         let members = try Self.members(params.members, method: "create")
+        let offsets = try Self.timeOffsets(params, kinds: kinds)
+        let netnsName = try Self.netnsName(params.netnsName, kinds: kinds)
         try checkCreatePolicy(context.caller, name: params.name, kinds: kinds)
+        if (!binds.isEmpty || netnsName != nil) && !policy.isAdmin(context.caller) {
+            throw RPCError(.permissionDenied, binds.isEmpty
+                ? "create: publishing a net namespace in /run/netns is for \(Policy.listed(policy.admins)): the names are the host's"
+                : "create: bind mounts are for \(Policy.listed(policy.admins)): a bind chosen by a user could hide files from programs run inside")
+        }
+        if let netnsName, NetnsPublisher.exists(netnsName) {
+            throw RPCError(.alreadyExists, "\(NetnsPublisher.path(netnsName)) already exists")
+        }
+        let userMaps = kinds.contains(.user) ? SubordinateIDs.maps(for: context.caller) : nil
 
-        let spec = HolderSpec(name: params.name, namespaces: kinds, hostname: hostname, tmpfs: tmpfs, ttyGroup: ttyGroup)
+        let spec = HolderSpec(name: params.name, namespaces: kinds, hostname: hostname, tmpfs: tmpfs, binds: binds,
+                              ttyGroup: ttyGroup, userMaps: userMaps,
+                              monotonicOffset: offsets.monotonic, boottimeOffset: offsets.boottime)
         let owner = context.caller.uid
         var recorded: GroupRecord?
         let spawned: SpawnedHolder
         do throws(SpawnError) {
             spawned = try holders.spawn(spec) { pid, startTime, namespaces throws(SpawnError) in
                 CrashPoint.reach(.createCloned)
-                let record = GroupRecord(
+                var record = GroupRecord(
                     name: params.name, owner: owner,
                     ownerName: UserDatabase.user(uid: owner)?.name ?? String(owner),
                     namespaces: namespaces, holderPID: pid, holderStartTime: startTime,
                     created: Timestamp.now(), hostname: hostname, tmpfs: tmpfs, members: members, sessions: [])
+                record.binds = binds
+                record.userMaps = userMaps
+                record.monotonicOffset = offsets.monotonic
+                record.boottimeOffset = offsets.boottime
+                record.netnsName = netnsName
                 // On disk before the holder may go on: a supervisor killed
                 // from here on leaves a record its successor checks.
                 do throws(Errno) { try state.save(record) } catch { throw SpawnError(step: "write the state file", errno: error) }
@@ -44,6 +63,17 @@ extension Supervisor {
         CrashPoint.reach(.createStarted)
         let record = recorded!
         let group = Group(record: record, holder: spawned.takePidfd())
+        if let netnsName {
+            do {
+                try NetnsPublisher.publish(netnsName, holder: group.holder)
+            } catch {
+                try? group.holder.signal(SIGKILL)
+                _ = try? group.holder.reap(block: true)
+                try? state.remove(name: record.name)
+                throw RPCError(.operationFailed, "cannot create group \"\(params.name)\": \(error)",
+                               details: ["step": .string(error.step), "errno": .string(error.errno.name)])
+            }
+        }
         do {
             try watchHolder(group)
         } catch {
@@ -54,6 +84,7 @@ extension Supervisor {
         }
         groups[record.name] = group
         groupsChanged()
+        groupEvent(.groupCreated, group)
         audit.record(.groupCreated, "Created group \(record.name) for uid \(record.owner), holder \(record.holderPID)",
                      caller: context.caller, fields: [
                         AuditField.name: record.name,
@@ -120,9 +151,7 @@ extension Supervisor {
             guard kinds.insert(kind).inserted else {
                 throw .invalidParams("create: namespace kind \"\(name)\" is named twice")
             }
-            if kind == .user || kind == .time {
-                throw .invalidParams("create: \"\(name)\" namespaces are not supported yet")
-            }
+
         }
         return kinds
     }
@@ -145,24 +174,93 @@ extension Supervisor {
         return requested
     }
 
-    static func tmpfsMounts(_ paths: [String], kinds: Set<NamespaceKind>) throws(RPCError) -> [TmpfsMount] {
-        guard !paths.isEmpty else { return [] }
+    /// An absolute, normalised path other than / (no //, . or .. components, no ':').
+    static func checkedPath(_ path: String, _ what: String) throws(RPCError) -> String {
+        let shown = JSONValue.string(String(path.prefix(256))).serialized()
+        let components = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        guard path.hasPrefix("/"), path != "/", path.utf8.count < 4096, !path.utf8.contains(0), !path.contains(":"),
+              components.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." })
+        else {
+            throw .invalidParams("create: \(what) \(shown) must be an absolute, normalised path other than / (no //, . or .. components, no ':')")
+        }
+        return path
+    }
+
+    /// "PATH" or "PATH:size=64m,mode=0755"; always nosuid, nodev.
+    static func tmpfsMounts(_ specs: [String], kinds: Set<NamespaceKind>) throws(RPCError) -> [TmpfsMount] {
+        guard !specs.isEmpty else { return [] }
         guard kinds.contains(.mnt) else { throw .invalidParams("create: \"tmpfs\" needs a mnt namespace") }
-        guard paths.count <= maxTmpfsMounts else { throw .invalidParams("create: at most \(maxTmpfsMounts) tmpfs mounts") }
+        guard specs.count <= maxTmpfsMounts else { throw .invalidParams("create: at most \(maxTmpfsMounts) tmpfs mounts") }
         var seen = Set<String>()
         var mounts: [TmpfsMount] = []
-        for path in paths {
-            let shown = JSONValue.string(String(path.prefix(256))).serialized()
-            let components = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
-            guard path.hasPrefix("/"), path != "/", path.utf8.count < 4096, !path.utf8.contains(0),
-                  components.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." })
-            else {
-                throw .invalidParams("create: tmpfs path \(shown) must be an absolute, normalised path other than / (no //, . or .. components)")
+        for spec in specs {
+            let colon = spec.firstIndex(of: ":")
+            let path = try checkedPath(String(spec[..<(colon ?? spec.endIndex)]), "tmpfs path")
+            var size: String?
+            var mode = "1777"
+            if let colon {
+                for option in spec[spec.index(after: colon)...].split(separator: ",", omittingEmptySubsequences: false) {
+                    let parts = option.split(separator: "=", maxSplits: 1).map(String.init)
+                    guard parts.count == 2 else { throw .invalidParams("create: tmpfs option \"\(option)\" is not key=value") }
+                    switch parts[0] {
+                    case "size":
+                        guard Self.isTmpfsSize(parts[1]) else {
+                            throw .invalidParams("create: tmpfs size \"\(parts[1])\" must be a number with an optional k, m, g or %")
+                        }
+                        size = parts[1]
+                    case "mode":
+                        guard (3...4).contains(parts[1].count), parts[1].allSatisfy({ ("0"..."7").contains($0) }) else {
+                            throw .invalidParams("create: tmpfs mode \"\(parts[1])\" must be octal, like 1777 or 0755")
+                        }
+                        mode = parts[1]
+                    default:
+                        throw .invalidParams("create: unknown tmpfs option \"\(parts[0])\"; options are size and mode")
+                    }
+                }
             }
-            guard seen.insert(path).inserted else { throw .invalidParams("create: tmpfs path \(shown) is named twice") }
-            mounts.append(TmpfsMount(path: path))
+            guard seen.insert(path).inserted else { throw .invalidParams("create: tmpfs path \"\(path)\" is named twice") }
+            mounts.append(TmpfsMount(path: path, options: "mode=\(mode)" + (size.map { ",size=\($0)" } ?? "")))
         }
         return mounts
+    }
+
+    static func isTmpfsSize(_ text: String) -> Bool {
+        var digits = Substring(text)
+        if let last = digits.last, "kmg%".contains(last) { digits = digits.dropLast() }
+        return (1...12).contains(digits.count) && digits.allSatisfy(\.isASCII) && digits.allSatisfy(\.isNumber) && digits.first != "0"
+    }
+
+    /// "SOURCE:TARGET" or "SOURCE:TARGET:ro".
+    static func bindMounts(_ specs: [String], kinds: Set<NamespaceKind>) throws(RPCError) -> [BindMount] {
+        guard !specs.isEmpty else { return [] }
+        guard kinds.contains(.mnt) else { throw .invalidParams("create: \"binds\" needs a mnt namespace") }
+        guard specs.count <= maxTmpfsMounts else { throw .invalidParams("create: at most \(maxTmpfsMounts) bind mounts") }
+        var mounts: [BindMount] = []
+        for spec in specs {
+            let parts = spec.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+            guard parts.count == 2 || (parts.count == 3 && (parts[2] == "ro" || parts[2] == "rw")) else {
+                throw .invalidParams("create: bind \(JSONValue.string(String(spec.prefix(256))).serialized()) must be SOURCE:TARGET or SOURCE:TARGET:ro")
+            }
+            mounts.append(BindMount(source: try checkedPath(parts[0], "bind source"), target: try checkedPath(parts[1], "bind target"),
+                                    readOnly: parts.count == 3 && parts[2] == "ro"))
+        }
+        return mounts
+    }
+
+    static func timeOffsets(_ params: CreateParams, kinds: Set<NamespaceKind>) throws(RPCError) -> (monotonic: Int64, boottime: Int64) {
+        if !kinds.contains(.time), params.monotonicOffset != nil || params.boottimeOffset != nil {
+            throw .invalidParams("create: time offsets need a time namespace")
+        }
+        return (params.monotonicOffset ?? 0, params.boottimeOffset ?? 0)
+    }
+
+    static func netnsName(_ name: String?, kinds: Set<NamespaceKind>) throws(RPCError) -> String? {
+        guard let name else { return nil }
+        guard kinds.contains(.net) else { throw .invalidParams("create: \"netnsName\" needs a net namespace") }
+        guard NetnsPublisher.isValidName(name) else {
+            throw .invalidParams("create: invalid netns name \(JSONValue.string(String(name.prefix(64))).serialized()): 1 to 63 characters of A-Z, a-z, 0-9, '_', '.', '-', starting with a letter or digit")
+        }
+        return name
     }
 }
 

@@ -31,6 +31,12 @@ extension Supervisor {
         return .deferred
     }
 
+    /// Removes /run/netns/NAME if the group published its net namespace there.
+    func unpublishNetns(of record: GroupRecord) {
+        guard let name = record.netnsName, let net = record.namespaces.first(where: { $0.kind == .net }) else { return }
+        NetnsPublisher.unpublish(name, inode: net.inode)
+    }
+
     func killSessions(of group: Group) {
         for session in group.sessions.values { try? session.pidfd.signal(SIGKILL) }
     }
@@ -50,6 +56,7 @@ extension Supervisor {
         group.holderWatch?.cancel()
         group.holderWatch = nil
         CrashPoint.reach(.destroyReaped)
+        unpublishNetns(of: group.record)
         if groups[group.name] === group {
             groups[group.name] = nil
             groupsChanged()
@@ -67,6 +74,7 @@ extension Supervisor {
             AuditField.ownerUID: String(group.owner),
             AuditField.holderPID: String(group.record.holderPID),
         ]
+        groupEvent(group.destroying ? .groupDestroyed : .groupFailed, group)
         if group.destroying {
             audit.record(.groupDestroyed, "Destroyed group \(group.name)",
                          fields: fields.merging([AuditField.operation: "destroy", AuditField.result: "ok"]) { $1 })

@@ -68,16 +68,24 @@ extension Supervisor {
         }
         let searchPath = environment.first { $0.0 == "PATH" }?.1 ?? Self.userSearchPath
 
-        let spec = SessionSpec(
-            uid: caller.uid, gid: caller.gid, groups: caller.groups,
+        // In a group with a user namespace its owner is root inside (that
+        // namespace's root maps to the owner's ids); anyone else enters the
+        // other namespaces as themselves, from the host's user namespace,
+        // since their ids are not mapped in the group's.
+        var kinds = group.record.kinds
+        let asNamespaceRoot = kinds.contains(.user) && caller.uid == group.owner
+        if kinds.contains(.user) && !asNamespaceRoot { kinds.remove(.user) }
+        var spec = SessionSpec(
+            uid: asNamespaceRoot ? 0 : caller.uid, gid: asNamespaceRoot ? 0 : caller.gid, groups: caller.groups,
             cwd: params.cwd ?? home, cwdFallback: params.cwd == nil,
             executable: executable, argv: argv, environment: environment.map { "\($0.0)=\($0.1)" },
             searchPath: searchPath, controllingTerminal: params.tty,
             descriptorLimit: configuration.sessionDescriptorLimit)
+        spec.userNamespaceRoot = asNamespaceRoot
 
         let namespaces: NamespaceFiles
         do {
-            namespaces = try NamespaceFiles(holder: group.holder, kinds: group.record.kinds)
+            namespaces = try NamespaceFiles(holder: group.holder, kinds: kinds)
         } catch {
             throw RPCError(.operationFailed, "cannot enter group \"\(params.name)\": opening its namespaces failed: \(error)",
                            details: ["step": .string("open(/proc/\(group.record.holderPID)/ns)"), "errno": .string(error.name)])
@@ -125,6 +133,7 @@ extension Supervisor {
         }
         group.sessions[session.id] = session
         saveSessions(of: group)
+        sessionEvent(.sessionStarted, session, in: group)
         audit.record(.sessionStarted, "Started session \(session.id) (pid \(session.pid)) in group \(group.name) for uid \(caller.uid): \(argv.joined(separator: " "))",
                      caller: caller, fields: [
                         AuditField.name: group.name,
@@ -170,6 +179,7 @@ extension Supervisor {
         saveSessions(of: group)
         let exited = ExitedNotification(session: session.id, code: status?.code, signal: status?.signal)
         session.notifyExited(exited)
+        sessionEvent(.sessionEnded, session, in: group, ended: exited)
         rememberEnded(exited, group: group.name, uid: session.uid)
         var fields = [
             AuditField.name: group.name,

@@ -38,10 +38,11 @@ final class Group {
             holder: record.holderPID,
             created: Timestamp.format(secondsSinceEpoch: record.created),
             hostname: record.hostname,
-            tmpfs: record.tmpfs.map(\.path),
+            tmpfs: record.tmpfs.map(\.description),
             sessions: sessions.values.sorted { $0.id < $1.id }.map(\.info),
             members: record.members.map(\.description)
         )
+        .with(record)
     }
 }
 
@@ -63,6 +64,14 @@ struct GroupRecord: Sendable, Equatable {
     var members: [Member]
     /// Processes started by enter and still running when this was written.
     var sessions: [SessionRecord]
+    var binds: [BindMount] = []
+    /// With a user namespace: the maps written for it.
+    var userMaps: UserMaps?
+    /// With a time namespace: its offsets.
+    var monotonicOffset: Int64 = 0
+    var boottimeOffset: Int64 = 0
+    /// /run/netns/NAME, when the net namespace is published there.
+    var netnsName: String?
 
     var kinds: Set<NamespaceKind> { Set(namespaces.map(\.kind)) }
 }
@@ -82,4 +91,30 @@ struct SessionRecord: Sendable, Equatable {
     /// Who asked for it (for the journal record of its end).
     var callerGID: gid_t
     var callerPID: pid_t
+}
+
+extension GroupInfo {
+    /// The optional parts of a group's description, from its record.
+    func with(_ record: GroupRecord) -> GroupInfo {
+        var info = self
+        info.binds = record.binds.map(\.description)
+        info.uidMap = record.userMaps?.uids.map(\.description)
+        info.gidMap = record.userMaps?.gids.map(\.description)
+        if record.kinds.contains(.time) {
+            info.monotonicOffset = record.monotonicOffset
+            info.boottimeOffset = record.boottimeOffset
+        }
+        info.netnsName = record.netnsName
+        return info
+    }
+}
+
+extension BindMount {
+    /// As written in create's "binds": "SOURCE:TARGET" or "SOURCE:TARGET:ro".
+    var description: String { "\(source):\(target)\(readOnly ? ":ro" : "")" }
+}
+
+extension TmpfsMount {
+    /// As written in create's "tmpfs": "PATH", or "PATH:OPTIONS" when not the defaults.
+    var description: String { options == TmpfsMount(path: path).options ? path : "\(path):\(options)" }
 }

@@ -40,6 +40,8 @@ struct Policy: Sendable, Equatable {
     /// A connection with more than 1 MiB of replies waiting that takes none
     /// of them for this long is closed, sessions or not. Seconds.
     var writeTimeout = 45
+    /// Unread events a subscriber may let pile up before it is dropped. Bytes.
+    var subscriberBuffer = 256 << 10
 
     static func == (a: Policy, b: Policy) -> Bool {
         a.create == b.create && a.adminGroup?.name == b.adminGroup?.name && a.adminGroup?.gid == b.adminGroup?.gid
@@ -47,6 +49,7 @@ struct Policy: Sendable, Equatable {
             && a.sessionsPerUser == b.sessionsPerUser && a.maxGroups == b.maxGroups
             && a.maxConnections == b.maxConnections && a.connectionsPerUser == b.connectionsPerUser
             && a.maxLine == b.maxLine && a.idleTimeout == b.idleTimeout && a.writeTimeout == b.writeTimeout
+            && a.subscriberBuffer == b.subscriberBuffer
     }
 
     /// The defaults: everyone may create, `nsgroup-admin` (if it exists) administers.

@@ -22,6 +22,7 @@ import Namespaces
 /// max-line = 1048576
 /// idle-timeout = 45
 /// write-timeout = 45
+/// subscriber-buffer = 262144
 /// ```
 ///
 /// `#` and `;` start comments (whole lines, or after a value). A missing key
@@ -74,7 +75,7 @@ enum PolicyFile {
     static let keys: [String: Set<String>] = [
         "access": ["create", "admin-group", "namespaces"],
         "limits": ["groups-per-user", "sessions-per-user", "groups"],
-        "connections": ["max", "per-user", "max-line", "idle-timeout", "write-timeout"],
+        "connections": ["max", "per-user", "max-line", "idle-timeout", "write-timeout", "subscriber-buffer"],
     ]
 
     static func parse(_ text: String, path: String) throws(ParseError) -> Policy {
@@ -173,6 +174,8 @@ enum PolicyFile {
             policy.idleTimeout = try count(value, from: 1, to: 86_400)
         case ("connections", "write-timeout"):
             policy.writeTimeout = try count(value, from: 1, to: 86_400)
+        case ("connections", "subscriber-buffer"):
+            policy.subscriberBuffer = try count(value, from: 1024, to: 64 << 20)
         default:
             throw ValueError("unknown key")
         }

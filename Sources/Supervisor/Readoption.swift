@@ -42,6 +42,11 @@ extension Supervisor {
             }
             groups[name] = group
             readoptSessions(of: group)
+            // A crash between recording and publishing leaves it unpublished: publish now.
+            if let netns = record.netnsName, let net = record.namespaces.first(where: { $0.kind == .net }),
+               !NetnsPublisher.isPublished(netns, inode: net.inode), !NetnsPublisher.exists(netns) {
+                try? NetnsPublisher.publish(netns, holder: group.holder)
+            }
             audit.record(.groupAdopted, "Took back group \(name) (holder \(record.holderPID)) with \(counted(group.sessions.count, "running session"))",
                          fields: [AuditField.name: name, AuditField.ownerUID: String(record.owner),
                                   AuditField.holderPID: String(record.holderPID), AuditField.result: "ok"])
@@ -113,6 +118,7 @@ extension Supervisor {
     /// verifiably still running are ended: they do not outlive their group.
     private func drop(_ name: String, reason: String, _ why: String, record: GroupRecord?) {
         state.discard(name: name)
+        if let record { unpublishNetns(of: record) }
         var ended = 0
         for session in record?.sessions ?? [] {
             if let pidfd = Self.verifiedSession(session), (try? pidfd.signal(SIGKILL)) != nil { ended += 1 }

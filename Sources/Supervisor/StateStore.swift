@@ -180,6 +180,19 @@ enum StateCodec {
             "tmpfs": .array(r.tmpfs.map { .object(["path": .string($0.path), "options": .string($0.options)]) }),
         ]
         if let hostname = r.hostname { o["hostname"] = .string(hostname) }
+        o["binds"] = .array(r.binds.map { .object(["source": .string($0.source), "target": .string($0.target), "readOnly": .bool($0.readOnly)]) })
+        if let maps = r.userMaps {
+            func encode(_ lines: [IDMapping]) -> JSONValue {
+                .array(lines.map { .array([.number(JSONNumber($0.inside)), .number(JSONNumber($0.outside)), .number(JSONNumber($0.count))]) })
+            }
+            o["uidMap"] = encode(maps.uids)
+            o["gidMap"] = encode(maps.gids)
+        }
+        if r.kinds.contains(.time) {
+            o["monotonicOffset"] = .number(JSONNumber(r.monotonicOffset))
+            o["boottimeOffset"] = .number(JSONNumber(r.boottimeOffset))
+        }
+        if let netns = r.netnsName { o["netnsName"] = .string(netns) }
         o["sessions"] = .array(r.sessions.map { session in
             .object([
                 "id": .number(JSONNumber(session.id)),
@@ -280,7 +293,33 @@ extension StateCodec {
                 callerPID: pid_t(try integer("callerPID", 0...Int64(Int32.max), in: s))))
         }
         let hostname = try o["hostname"].map { (v) throws(StateDecodingError) in try string(v, "\"hostname\"") }
-        return GroupRecord(
+        var binds: [BindMount] = []
+        for element in o["binds"]?.arrayValue ?? [] {
+            guard let b = element.objectValue, let source = b["source"]?.stringValue, let target = b["target"]?.stringValue,
+                  let readOnly = b["readOnly"]?.boolValue
+            else { throw StateDecodingError("\"binds\" holds \(element.serialized())") }
+            binds.append(BindMount(source: source, target: target, readOnly: readOnly))
+        }
+        func mapping(_ key: String) throws(StateDecodingError) -> [IDMapping]? {
+            guard let lines = o[key] else { return nil }
+            var result: [IDMapping] = []
+            for line in lines.arrayValue ?? [] {
+                let numbers = line.arrayValue?.compactMap(\.int64Value) ?? []
+                guard numbers.count == 3, numbers.allSatisfy({ (0...Int64(UInt32.max)).contains($0) }) else {
+                    throw StateDecodingError("\"\(key)\" holds \(line.serialized())")
+                }
+                result.append(IDMapping(inside: UInt32(numbers[0]), outside: UInt32(numbers[1]), count: UInt32(numbers[2])))
+            }
+            guard !result.isEmpty else { throw StateDecodingError("\"\(key)\" is empty") }
+            return result
+        }
+        let uidMap = try mapping("uidMap")
+        let gidMap = try mapping("gidMap")
+        guard (uidMap == nil) == (gidMap == nil), (uidMap != nil) == namespaces.contains(where: { $0.kind == .user }) else {
+            throw StateDecodingError("\"uidMap\" and \"gidMap\" go with a user namespace, and only with one")
+        }
+        let offsets = CreateParams.maxOffset
+        var record = GroupRecord(
             name: name,
             owner: uid_t(try integer("owner", 0...Int64(UInt32.max - 1))),
             ownerName: try string(o["ownerName"], "\"ownerName\""),
@@ -289,5 +328,18 @@ extension StateCodec {
             holderStartTime: UInt64(try integer("holderStartTime", 0...Int64.max)),
             created: try integer("created", 0...Int64.max),
             hostname: hostname, tmpfs: tmpfs, members: members, sessions: sessions)
+        record.binds = binds
+        if let uidMap, let gidMap { record.userMaps = UserMaps(uids: uidMap, gids: gidMap) }
+        if namespaces.contains(where: { $0.kind == .time }) {
+            record.monotonicOffset = try integer("monotonicOffset", -offsets...offsets)
+            record.boottimeOffset = try integer("boottimeOffset", -offsets...offsets)
+        }
+        if let netns = o["netnsName"] {
+            guard let name = netns.stringValue, NetnsPublisher.isValidName(name) else {
+                throw StateDecodingError("\"netnsName\" is \(netns.serialized())")
+            }
+            record.netnsName = name
+        }
+        return record
     }
 }

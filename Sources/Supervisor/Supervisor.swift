@@ -26,6 +26,8 @@ public final class Supervisor {
     var endedOrder: [UInt64] = []
     private var connections: [UInt64: Connection] = [:]
     private var connectionsPerUID: [uid_t: Int] = [:]
+    /// Connections that asked for events (subscribe).
+    var subscribers: [ObjectIdentifier: WeakConnection] = [:]
     private var sweepTimer: EventSource?
     private var nextConnectionID: UInt64 = 1
     private var listener: FileDescriptor?
@@ -220,6 +222,7 @@ public final class Supervisor {
 
     private func connectionClosed(_ connection: Connection) {
         guard connections.removeValue(forKey: connection.id) != nil else { return }
+        subscribers[ObjectIdentifier(connection)] = nil
         let uid = connection.peer.uid
         let left = connectionsPerUID[uid, default: 1] - 1
         connectionsPerUID[uid] = left > 0 ? left : nil
@@ -234,6 +237,7 @@ public final class Supervisor {
         for group in groups.values {
             for session in group.sessions.values { listening.formUnion(session.listenerIDs) }
         }
+        listening.formUnion(subscribers.keys)
         for connection in Array(connections.values) {
             if connection.isStuckWriting(now: now, timeout: policy.writeTimeout) {
                 audit.logger.notice("Closing a connection of uid \(connection.peer.uid): it has not read its replies for \(policy.writeTimeout) s",
@@ -279,6 +283,7 @@ public final class Supervisor {
             case .share: reply = try share(context, adding: true)
             case .unshare: reply = try share(context, adding: false)
             case .attach: reply = try attach(context)
+            case .subscribe: reply = try subscribe(context)
             }
         } catch {
             audit.record(.requestRefused, level: .notice,

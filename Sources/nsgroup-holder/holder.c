@@ -8,8 +8,9 @@
  * orphans. It ends on SIGTERM or SIGKILL; destroy sends SIGKILL through a pidfd.
  *
  * Usage (built by the supervisor, not meant for people):
- *   nsgroup-holder NAME [--wait] [--propagation] [--hostname NAME] [--proc]
- *                  [--devpts GID] [--tmpfs PATH OPTIONS]... [--loopback]
+ *   nsgroup-holder NAME [--wait] [--become-root] [--time-offsets MONOTONIC BOOTTIME]
+ *                  [--propagation] [--hostname NAME] [--proc] [--devpts GID|-]
+ *                  [--bind SOURCE TARGET ro|rw]... [--tmpfs PATH OPTIONS]... [--loopback]
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -21,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sched.h>
+#include <stdint.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -32,20 +35,32 @@
 #define STATUS_FD 3
 #define SYNC_FD 4
 #define MAX_TMPFS 32
+#define MAX_BINDS 32
 
 struct tmpfs_mount {
     const char *path;
     const char *options;
 };
 
+struct bind_mount {
+    const char *source;
+    const char *target;
+    int read_only;
+};
+
 struct config {
     int wait_for_go;
+    int become_root;
+    const char *monotonic_offset;
+    const char *boottime_offset;
     int propagation;
     const char *hostname;
     int proc;
     const char *devpts_gid;
     struct tmpfs_mount tmpfs[MAX_TMPFS];
     int tmpfs_count;
+    struct bind_mount binds[MAX_BINDS];
+    int bind_count;
     int loopback;
 };
 
@@ -69,7 +84,17 @@ static int parse(int argc, char **argv, struct config *c) {
         int has_next = i + 1 < argc;
         if (strcmp(a, "--wait") == 0)
             c->wait_for_go = 1;
-        else if (strcmp(a, "--propagation") == 0)
+        else if (strcmp(a, "--become-root") == 0)
+            c->become_root = 1;
+        else if (strcmp(a, "--time-offsets") == 0 && i + 2 < argc) {
+            c->monotonic_offset = argv[++i];
+            c->boottime_offset = argv[++i];
+        } else if (strcmp(a, "--bind") == 0 && i + 3 < argc && c->bind_count < MAX_BINDS) {
+            c->binds[c->bind_count].source = argv[++i];
+            c->binds[c->bind_count].target = argv[++i];
+            c->binds[c->bind_count].read_only = strcmp(argv[++i], "ro") == 0;
+            c->bind_count++;
+        } else if (strcmp(a, "--propagation") == 0)
             c->propagation = 1;
         else if (strcmp(a, "--proc") == 0)
             c->proc = 1;
@@ -89,14 +114,49 @@ static int parse(int argc, char **argv, struct config *c) {
     return argc >= 2 ? 0 : -1;
 }
 
-/* Mounts a tmpfs on path, reached without following any symlink, so a link
- * planted in the tree cannot move the mount somewhere else. */
-static int mount_tmpfs(const struct tmpfs_mount *m) {
+/* An O_PATH descriptor for path, reached without following any symlink, so
+ * a link planted in the tree cannot move a mount somewhere else. */
+static int open_path(const char *path, int flags) {
     struct open_how how = {
-        .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+        .flags = (uint64_t)(O_PATH | O_CLOEXEC | flags),
         .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
     };
-    int fd = (int)syscall(SYS_openat2, AT_FDCWD, m->path, &how, sizeof how);
+    return (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
+}
+
+/* Binds source (a path outside, as the host sees it) onto target, then makes
+ * the new mount nosuid and nodev, and read-only if asked. */
+static int mount_bind(const struct bind_mount *b) {
+    int source = open_path(b->source, 0);
+    if (source < 0)
+        return -1;
+    int target = open_path(b->target, 0);
+    if (target < 0) {
+        int saved = errno;
+        close(source);
+        errno = saved;
+        return -1;
+    }
+    char from[64], to[64];
+    snprintf(from, sizeof from, "/proc/self/fd/%d", source);
+    snprintf(to, sizeof to, "/proc/self/fd/%d", target);
+    int r = mount(from, to, NULL, MS_BIND, NULL);
+    if (r == 0) {
+        /* Nothing else runs in this mount namespace yet: the path still
+         * names the mount just made. */
+        unsigned long flags = MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | (b->read_only ? MS_RDONLY : 0);
+        r = mount(NULL, b->target, NULL, flags, NULL);
+    }
+    int saved = errno;
+    close(source);
+    close(target);
+    errno = saved;
+    return r;
+}
+
+/* Mounts a tmpfs on path, reached without following any symlink. */
+static int mount_tmpfs(const struct tmpfs_mount *m) {
+    int fd = open_path(m->path, O_DIRECTORY);
     if (fd < 0)
         return -1;
     char target[64];
@@ -129,6 +189,22 @@ static int loopback_up(void) {
 static void set_up(const struct config *c) {
     if (setsid() < 0)
         fail(NS_STAGE_SETSID_HOLDER, -1);
+    /* A time namespace's offsets can only be set before any process is in
+     * it: the holder makes it for its children and never joins it. It has
+     * every capability in its own user namespace already, maps or not. */
+    if (c->monotonic_offset) {
+        if (unshare(CLONE_NEWTIME) < 0)
+            fail(NS_STAGE_UNSHARE_TIME, -1);
+        char offsets[128];
+        int len = snprintf(offsets, sizeof offsets, "monotonic %s 0\nboottime %s 0\n",
+                           c->monotonic_offset, c->boottime_offset);
+        int fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || write(fd, offsets, (size_t)len) != len)
+            fail(NS_STAGE_TIME_OFFSETS, -1);
+        close(fd);
+    }
+    /* Every namespace is final now: the supervisor may record them. */
+    report(NS_STAGE_CLONED, 0, -1);
     if (c->wait_for_go) {
         char go;
         ssize_t n;
@@ -142,6 +218,10 @@ static void set_up(const struct config *c) {
         }
         close(SYNC_FD);
     }
+    /* In a user namespace of its own the holder starts as an unmapped user;
+     * the supervisor has written the maps by now: become root inside. */
+    if (c->become_root && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0))
+        fail(NS_STAGE_SETID_HOLDER, -1);
     /* Before anything is mounted: nothing mounted in here may reach the host. */
     if (c->propagation && mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
         fail(NS_STAGE_MOUNT_PROPAGATION, -1);
@@ -150,11 +230,18 @@ static void set_up(const struct config *c) {
     if (c->proc && mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
         fail(NS_STAGE_MOUNT_PROC, -1);
     if (c->devpts_gid) {
+        /* "-": no gid option (in a user namespace the tty group may not be mapped). */
         char options[96];
-        snprintf(options, sizeof options, "newinstance,ptmxmode=0666,mode=0620,gid=%s", c->devpts_gid);
+        if (strcmp(c->devpts_gid, "-") == 0)
+            snprintf(options, sizeof options, "newinstance,ptmxmode=0666,mode=0620");
+        else
+            snprintf(options, sizeof options, "newinstance,ptmxmode=0666,mode=0620,gid=%s", c->devpts_gid);
         if (mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, options) < 0)
             fail(NS_STAGE_MOUNT_DEVPTS, -1);
     }
+    for (int i = 0; i < c->bind_count; i++)
+        if (mount_bind(&c->binds[i]) < 0)
+            fail(NS_STAGE_MOUNT_BIND, i);
     for (int i = 0; i < c->tmpfs_count; i++)
         if (mount_tmpfs(&c->tmpfs[i]) < 0)
             fail(NS_STAGE_MOUNT_TMPFS, i);

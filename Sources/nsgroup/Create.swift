@@ -20,8 +20,20 @@ struct Create: ParsableCommand {
     @Option(help: ArgumentHelp("Hostname inside the group (needs uts; default: the group's name).", valueName: "name"))
     var hostname: String?
 
-    @Option(help: ArgumentHelp("Mount a tmpfs at this path inside the group (needs mnt). Repeatable.", valueName: "path"))
+    @Option(help: ArgumentHelp("Mount a tmpfs (nosuid, nodev) at this path inside the group (needs mnt), with options size=N[k|m|g|%] and mode=OCTAL. Repeatable.", valueName: "path[:size=..,mode=..]"))
     var tmpfs: [String] = []
+
+    @Option(help: ArgumentHelp("Bind a host path onto a path inside (needs mnt; root and admins only; nosuid, nodev). Repeatable.", valueName: "src:dst[:ro]"))
+    var bind: [String] = []
+
+    @Option(name: .customLong("boottime-offset"), help: ArgumentHelp("Shift CLOCK_BOOTTIME (and /proc/uptime) inside by this many seconds (needs time).", valueName: "seconds"))
+    var boottimeOffset: Int64?
+
+    @Option(name: .customLong("monotonic-offset"), help: ArgumentHelp("Shift CLOCK_MONOTONIC inside by this many seconds (needs time).", valueName: "seconds"))
+    var monotonicOffset: Int64?
+
+    @Option(name: .customLong("netns-name"), help: ArgumentHelp("Publish the net namespace at /run/netns/NAME for ip netns (needs net; root and admins only).", valueName: "name"))
+    var netnsName: String?
 
     @Option(name: .customLong("member"), help: ArgumentHelp("Let this user (or @group) enter too. Repeatable.", valueName: "user|@group"))
     var members: [String] = []
@@ -31,7 +43,9 @@ struct Create: ParsableCommand {
 
     func run() {
         let kinds = namespaces.map { $0.split(separator: ",").map { String($0) } }
-        let params = CreateParams(name: name, namespaces: kinds, hostname: hostname, tmpfs: tmpfs, members: members)
+        let params = CreateParams(name: name, namespaces: kinds, hostname: hostname, tmpfs: tmpfs, binds: bind,
+                                  members: members, monotonicOffset: monotonicOffset, boottimeOffset: boottimeOffset,
+                                  netnsName: netnsName)
         let result = withClient(global) { client throws(ClientError) in try client.call("create", params.json).result }
         if json { return printJSON(result) }
         let group = (try? GroupInfo(json: result))

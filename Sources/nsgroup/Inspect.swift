@@ -29,7 +29,14 @@ struct Inspect: ParsableCommand {
         print("Created:     \(g.created)\(age)")
         if let hostname = g.hostname { print("Hostname:    \(hostname)") }
         if !g.tmpfs.isEmpty { print("Tmpfs:       \(g.tmpfs.joined(separator: ", "))") }
+        if !g.binds.isEmpty { print("Binds:       \(g.binds.joined(separator: ", "))") }
         if !g.members.isEmpty { print("Members:     \(g.members.joined(separator: ", "))") }
+        if let uidMap = g.uidMap { print("UID map:     \(uidMap.joined(separator: "; "))") }
+        if let gidMap = g.gidMap { print("GID map:     \(gidMap.joined(separator: "; "))") }
+        if let boot = g.boottimeOffset, let mono = g.monotonicOffset {
+            print("Clocks:      boottime \(boot > 0 ? "+" : "")\(boot) s, monotonic \(mono > 0 ? "+" : "")\(mono) s")
+        }
+        if let netns = g.netnsName { print("Netns:       /run/netns/\(netns)") }
         print("Namespaces:")
         for ns in g.namespaces { print("  \(ns.kind.padding(to: 8))\(ns.id)") }
         if !g.sessions.isEmpty {

@@ -45,6 +45,8 @@ struct TestUser: Sendable {
     static func dave() throws -> TestUser { try named("nsg-dave") }
     /// In the Unix group nsg-friends.
     static func erin() throws -> TestUser { try named("nsg-erin") }
+    /// Has no range in /etc/subuid or /etc/subgid.
+    static func frank() throws -> TestUser { try named("nsg-frank") }
 }
 
 struct HarnessError: Error, CustomStringConvertible {

@@ -111,7 +111,7 @@ struct StateCodecTests {
         let json = StateCodec.encode(record)
         let object = try #require(json.objectValue)
         #expect(Set(object.keys) == ["version", "name", "owner", "ownerName", "namespaces", "holderPID",
-                                     "holderStartTime", "created", "tmpfs", "hostname", "members", "sessions"])
+                                     "holderStartTime", "created", "tmpfs", "hostname", "members", "sessions", "binds"])
         #expect(json["version"] == .number(JSONNumber(StateCodec.version)))
         #expect(StateCodec.version == 1)
         #expect(json["name"] == .string("web"))
@@ -135,7 +135,7 @@ struct StateCodecTests {
     @Test func noHostnameMeansNoMember() {
         let json = StateCodec.encode(sampleRecord(hostname: nil))
         #expect(json["hostname"] == nil)
-        #expect(json.objectValue?.count == 11)
+        #expect(json.objectValue?.count == 12)
     }
 
     @Test func namespaceIDsParseBack() throws {

@@ -14,6 +14,7 @@
 typedef enum ns_stage {
     NS_STAGE_OK = 0,            /* success; for the holder: set up and running */
     NS_STAGE_FORKED,            /* enter: the session process exists, pid is set */
+    NS_STAGE_CLONED,            /* holder: its namespaces are final (time made); it waits to go on */
     /* enter, first child (in the supervisor's namespaces) */
     NS_STAGE_SIGNALS,
     NS_STAGE_SETNS,             /* index: position in the namespace list */
@@ -44,6 +45,8 @@ typedef enum ns_stage {
     NS_STAGE_SETID_HOLDER,      /* user namespace: becoming root inside */
     NS_STAGE_TIME_OFFSETS,
     NS_STAGE_UNSHARE_TIME,
+    NS_STAGE_MOUNT_BIND,        /* index: position in the bind list */
+    NS_STAGE_USER_MAPS,         /* the supervisor could not write the id maps */
 } ns_stage;
 
 struct ns_report {

@@ -16,6 +16,10 @@ struct ns_holder_spec {
     char *const *argv;              /* the holder's argv, NULL-terminated */
     int status_fd;                  /* write end of the status pipe; becomes fd 3 */
     int sync_fd;                    /* read end of the go-ahead pipe; becomes fd 4, or -1 */
+    int user_namespace;             /* the clone makes a user namespace: before exec the child
+                                       waits for one byte on sync_fd (its maps are written) and
+                                       becomes root inside, so that exec keeps its capabilities
+                                       there */
 };
 
 /* Clones a child straight into new namespaces (clone3 with CLONE_PIDFD) and
@@ -40,6 +44,9 @@ struct ns_enter_spec {
     int controlling_tty;      /* make stdio[0] the controlling terminal */
     unsigned long nofile_soft; /* RLIMIT_NOFILE soft limit to give the process (the supervisor
                                   raised its own); 0 keeps what it inherits */
+    int userns_root;          /* entering the group's user namespace as its root (the owner):
+                                 supplementary groups are cleared before setns and not set
+                                 after (setgroups may be denied there); uid and gid are 0 */
     int share_memory;         /* start both children vfork-style (CLONE_VM|CLONE_VFORK); not
                                  with a time namespace, whose setns needs a private mm */
     const char *file;         /* argv[0] to run: a path, or a name searched in search_path */

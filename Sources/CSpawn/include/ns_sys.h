@@ -38,6 +38,8 @@ int ns_accept_nonblocking(int listener);
 const char *ns_errno_name(int error);
 /* pipe2(2) with O_CLOEXEC. */
 int ns_pipe_cloexec(int fds[2]);
+/* The magic number of the filesystem path is on (statfs f_type), or -1 with errno. */
+long ns_filesystem_type(const char *path);
 /* Blocks the signals and returns a non-blocking, close-on-exec signalfd for them. */
 int ns_signalfd(const int *signals, size_t count);
 /* Reads one signal from a signalfd: its number, or -1 (EAGAIN when none is pending). */

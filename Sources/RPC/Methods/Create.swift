@@ -1,21 +1,36 @@
-/// `create {name, namespaces?, hostname?, tmpfs?, members?}` → the new group.
+/// `create {name, namespaces?, hostname?, tmpfs?, binds?, members?,
+/// monotonicOffset?, boottimeOffset?, netnsName?}` → the new group.
 public struct CreateParams: Sendable, Equatable {
     public var name: String
     /// Kernel names of the kinds to create; nil means the default set.
     public var namespaces: [String]?
     public var hostname: String?
-    /// Absolute paths inside the group to mount a tmpfs on.
+    /// Tmpfs mounts inside the group: "PATH" or "PATH:size=64m,mode=0755".
     public var tmpfs: [String]
+    /// Bind mounts (root and admins only): "SOURCE:TARGET" or "SOURCE:TARGET:ro".
+    public var binds: [String]
     /// Users ("alice", "1001") and groups ("@devs", "@1002") who may enter too.
     public var members: [String]
+    /// Time namespace offsets, in seconds (with "time").
+    public var monotonicOffset: Int64?
+    public var boottimeOffset: Int64?
+    /// Publish the net namespace at /run/netns/NAME for `ip netns` (root and admins only).
+    public var netnsName: String?
+
+    public static let maxOffset: Int64 = 10 * 366 * 86_400
 
     public init(name: String, namespaces: [String]? = nil, hostname: String? = nil, tmpfs: [String] = [],
-                members: [String] = []) {
+                binds: [String] = [], members: [String] = [], monotonicOffset: Int64? = nil,
+                boottimeOffset: Int64? = nil, netnsName: String? = nil) {
         self.name = name
         self.namespaces = namespaces
         self.hostname = hostname
         self.tmpfs = tmpfs
+        self.binds = binds
         self.members = members
+        self.monotonicOffset = monotonicOffset
+        self.boottimeOffset = boottimeOffset
+        self.netnsName = netnsName
     }
 
     public init(params: JSONValue?) throws(RPCError) {
@@ -24,7 +39,11 @@ public struct CreateParams: Sendable, Equatable {
         namespaces = try r.stringArray("namespaces")
         hostname = try r.string("hostname")
         tmpfs = try r.stringArray("tmpfs") ?? []
+        binds = try r.stringArray("binds") ?? []
         members = try r.stringArray("members") ?? []
+        monotonicOffset = try r.integer("monotonicOffset", in: -Self.maxOffset...Self.maxOffset)
+        boottimeOffset = try r.integer("boottimeOffset", in: -Self.maxOffset...Self.maxOffset)
+        netnsName = try r.string("netnsName")
         try r.finish()
         try GroupName.validate(name)
     }
@@ -34,7 +53,11 @@ public struct CreateParams: Sendable, Equatable {
         if let namespaces { o["namespaces"] = .array(namespaces.map { .string($0) }) }
         if let hostname { o["hostname"] = .string(hostname) }
         if !tmpfs.isEmpty { o["tmpfs"] = .array(tmpfs.map { .string($0) }) }
+        if !binds.isEmpty { o["binds"] = .array(binds.map { .string($0) }) }
         if !members.isEmpty { o["members"] = .array(members.map { .string($0) }) }
+        if let monotonicOffset { o["monotonicOffset"] = .number(JSONNumber(monotonicOffset)) }
+        if let boottimeOffset { o["boottimeOffset"] = .number(JSONNumber(boottimeOffset)) }
+        if let netnsName { o["netnsName"] = .string(netnsName) }
         return .object(o)
     }
 }

@@ -237,3 +237,72 @@ public struct AttachParams: Sendable, Equatable {
         .object(["name": .string(name), "session": .number(JSONNumber(session))])
     }
 }
+
+/// `event` notifications of a `subscribe`d connection: what happened to
+/// which group (and session), when.
+public struct EventNotification: Sendable, Equatable {
+    public enum Kind: String, Sendable, CaseIterable {
+        case groupCreated = "group-created"
+        case groupDestroyed = "group-destroyed"
+        /// The holder died without a destroy: the group is gone.
+        case groupFailed = "group-failed"
+        case sessionStarted = "session-started"
+        case sessionEnded = "session-ended"
+    }
+
+    public var kind: Kind
+    public var group: String
+    /// RFC 3339, UTC.
+    public var time: String
+    public var owner: UInt32
+    public var session: UInt64?
+    public var pid: Int32?
+    public var uid: UInt32?
+    public var argv: [String]?
+    public var code: Int32?
+    public var signal: Int32?
+
+    public init(kind: Kind, group: String, time: String, owner: UInt32, session: UInt64? = nil, pid: Int32? = nil,
+                uid: UInt32? = nil, argv: [String]? = nil, code: Int32? = nil, signal: Int32? = nil) {
+        self.kind = kind
+        self.group = group
+        self.time = time
+        self.owner = owner
+        self.session = session
+        self.pid = pid
+        self.uid = uid
+        self.argv = argv
+        self.code = code
+        self.signal = signal
+    }
+
+    public var json: JSONValue {
+        var o: JSONObject = ["type": .string(kind.rawValue), "group": .string(group), "time": .string(time),
+                             "owner": .number(JSONNumber(owner))]
+        if let session { o["session"] = .number(JSONNumber(session)) }
+        if let pid { o["pid"] = .number(JSONNumber(pid)) }
+        if let uid { o["uid"] = .number(JSONNumber(uid)) }
+        if let argv { o["argv"] = .array(argv.map { .string($0) }) }
+        if kind == .sessionEnded {
+            o["code"] = code.map { .number(JSONNumber(Int($0))) } ?? .null
+            o["signal"] = signal.map { .number(JSONNumber(Int($0))) } ?? .null
+        }
+        return .object(o)
+    }
+
+    public init(json: JSONValue) throws(RPCError) {
+        guard let type = json["type"]?.stringValue, let kind = Kind(rawValue: type), let group = json["group"]?.stringValue else {
+            throw RPCError(.internalError, "malformed event notification")
+        }
+        self.kind = kind
+        self.group = group
+        time = json["time"]?.stringValue ?? ""
+        owner = UInt32(truncatingIfNeeded: json["owner"]?.int64Value ?? 0)
+        session = json["session"]?.int64Value.map { UInt64($0) }
+        pid = json["pid"]?.int64Value.map { Int32(truncatingIfNeeded: $0) }
+        uid = json["uid"]?.int64Value.map { UInt32(truncatingIfNeeded: $0) }
+        argv = json["argv"]?.arrayValue?.compactMap(\.stringValue)
+        code = json["code"]?.int64Value.map { Int32(truncatingIfNeeded: $0) }
+        signal = json["signal"]?.int64Value.map { Int32(truncatingIfNeeded: $0) }
+    }
+}

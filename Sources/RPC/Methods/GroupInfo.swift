@@ -14,6 +14,16 @@ public struct GroupInfo: Sendable, Equatable {
     public var sessions: [SessionInfo]
     /// Who else may enter: user names and @group names.
     public var members: [String]
+    /// Bind mounts, as "SOURCE:TARGET[:ro]".
+    public var binds: [String] = []
+    /// With a user namespace: its maps, one "inside outside count" line each, as in /proc/PID/uid_map.
+    public var uidMap: [String]?
+    public var gidMap: [String]?
+    /// With a time namespace: its offsets in seconds.
+    public var monotonicOffset: Int64?
+    public var boottimeOffset: Int64?
+    /// Where the net namespace is published for `ip netns`, if it is.
+    public var netnsName: String?
 
     public init(name: String, owner: UInt32, ownerName: String, namespaces: [(kind: String, id: String)],
                 holder: Int32, created: String, hostname: String?, tmpfs: [String], sessions: [SessionInfo] = [],
@@ -46,6 +56,12 @@ public struct GroupInfo: Sendable, Equatable {
         if let hostname { o["hostname"] = .string(hostname) }
         o["tmpfs"] = .array(tmpfs.map { .string($0) })
         o["members"] = .array(members.map { .string($0) })
+        if !binds.isEmpty { o["binds"] = .array(binds.map { .string($0) }) }
+        if let uidMap { o["uidMap"] = .array(uidMap.map { .string($0) }) }
+        if let gidMap { o["gidMap"] = .array(gidMap.map { .string($0) }) }
+        if let monotonicOffset { o["monotonicOffset"] = .number(JSONNumber(monotonicOffset)) }
+        if let boottimeOffset { o["boottimeOffset"] = .number(JSONNumber(boottimeOffset)) }
+        if let netnsName { o["netnsName"] = .string(netnsName) }
         o["sessions"] = .array(sessions.map(\.json))
         return .object(o)
     }
@@ -64,6 +80,12 @@ public struct GroupInfo: Sendable, Equatable {
         for element in json["sessions"]?.arrayValue ?? [] { sessions.append(try SessionInfo(json: element)) }
         self.sessions = sessions
         members = try r.stringArray("members") ?? []
+        binds = try r.stringArray("binds") ?? []
+        uidMap = try r.stringArray("uidMap")
+        gidMap = try r.stringArray("gidMap")
+        monotonicOffset = try r.integer("monotonicOffset", in: Int64.min...Int64.max)
+        boottimeOffset = try r.integer("boottimeOffset", in: Int64.min...Int64.max)
+        netnsName = try r.string("netnsName")
     }
 }
 

@@ -10,6 +10,7 @@ public enum MethodName: String, CaseIterable, Sendable {
     case share
     case unshare
     case attach
+    case subscribe
 
     /// How many descriptors a request may carry beside it: `enter` with
     /// `tty: false` carries exactly the caller's stdin, stdout and stderr.
@@ -20,6 +21,8 @@ public enum MethodName: String, CaseIterable, Sendable {
 public enum NotificationName: String, Sendable {
     /// A process started by `enter` on this connection ended.
     case exited
+    /// Something happened to a group the subscriber may see (`subscribe`).
+    case event
 }
 
 /// The protocol version this code speaks.

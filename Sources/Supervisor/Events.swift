@@ -1,0 +1,54 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import RPC
+
+extension Supervisor {
+    /// `subscribe {}`: from now on this connection gets an `event`
+    /// notification for everything that happens to a group its caller may
+    /// see (list, inspect). It keeps answering requests too, and is never
+    /// closed for being idle; one that does not read its events and lets
+    /// more than connections.subscriber-buffer of them pile up is dropped,
+    /// rather than slowing the supervisor or holding its memory.
+    func subscribe(_ context: RequestContext) throws(RPCError) -> Reply {
+        try ParamsReader(context.request.params, method: "subscribe").finish()
+        // A small kernel buffer, so that the cap below (not the socket's own
+        // couple of hundred KiB) decides when a subscriber is too slow.
+        var size: Int32 = 32 << 10
+        _ = setsockopt(context.connection.socket.rawValue, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        subscribers[ObjectIdentifier(context.connection)] = WeakConnection(context.connection)
+        return .result(.object([:]))
+    }
+
+    /// Sends an event about `group` to every subscriber who may see it.
+    func emit(_ event: EventNotification, about group: Group) {
+        guard !subscribers.isEmpty else { return }
+        let message = Response.notification(method: NotificationName.event.rawValue, params: event.json)
+        for (id, subscriber) in subscribers {
+            guard let connection = subscriber.connection, !connection.isClosed else {
+                subscribers[id] = nil
+                continue
+            }
+            guard policy.mayUse(connection.peer, group) else { continue }
+            connection.send(message)
+            if connection.queuedOutputBytes > policy.subscriberBuffer {
+                audit.logger.notice("Dropping an event subscriber of uid \(connection.peer.uid): \(connection.queuedOutputBytes) bytes of events unread (connections.subscriber-buffer = \(policy.subscriberBuffer))",
+                                    metadata: [AuditField.callerUID: .string(String(connection.peer.uid))])
+                subscribers[id] = nil
+                connection.close()
+            }
+        }
+    }
+
+    func groupEvent(_ kind: EventNotification.Kind, _ group: Group) {
+        emit(EventNotification(kind: kind, group: group.name, time: Timestamp.format(secondsSinceEpoch: Timestamp.now()),
+                               owner: group.owner), about: group)
+    }
+
+    func sessionEvent(_ kind: EventNotification.Kind, _ session: Session, in group: Group, ended: ExitedNotification? = nil) {
+        emit(EventNotification(kind: kind, group: group.name, time: Timestamp.format(secondsSinceEpoch: Timestamp.now()),
+                               owner: group.owner, session: session.id, pid: session.pid, uid: session.uid,
+                               argv: session.argv, code: ended?.code, signal: ended?.signal), about: group)
+    }
+}

@@ -1,0 +1,59 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import Client
+import RPC
+
+struct Events: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "events",
+        abstract: "Print what happens to the groups you may see, as it happens.",
+        discussion: """
+            Groups created, destroyed and failed (their holder died); sessions started and \
+            ended, with their exit status. Runs until interrupted or until nsgroupd goes away.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Flag(help: "Print each event as the protocol's JSON object, one per line.")
+    var json = false
+
+    func run() {
+        let status = withClient(global) { client throws(ClientError) -> Int32 in
+            _ = try client.call("subscribe")
+            while let (method, params) = try client.nextNotification() {
+                guard method == NotificationName.event.rawValue else { continue }
+                // Each line goes out as it comes (one write), even into a pipe.
+                if json {
+                    writeLine(params.serialized())
+                } else if let event = try? EventNotification(json: params) {
+                    writeLine(Self.describe(event))
+                }
+            }
+            printError("nsgroupd closed the connection")
+            return 1
+        }
+        Glibc.exit(status)
+    }
+
+    static func describe(_ e: EventNotification) -> String {
+        var line = "\(e.time)  \(e.kind.rawValue.padding(to: 16))\(e.group)"
+        switch e.kind {
+        case .groupCreated, .groupDestroyed, .groupFailed:
+            line += " (owner \(e.owner))"
+        case .sessionStarted:
+            line += " session \(e.session ?? 0) pid \(e.pid ?? 0) uid \(e.uid ?? 0): \((e.argv ?? []).joined(separator: " "))"
+        case .sessionEnded:
+            let how = e.signal.map { "killed by signal \($0)" } ?? e.code.map { "exit \($0)" } ?? "exit status unknown"
+            line += " session \(e.session ?? 0) pid \(e.pid ?? 0): \(how)"
+        }
+        return line
+    }
+}
+
+/// One line to stdout in one write(2), unbuffered.
+func writeLine(_ text: String) {
+    var line = text + "\n"
+    line.withUTF8 { _ = writeAll(1, UnsafeRawBufferPointer($0)) }
+}
