@@ -32,7 +32,8 @@ APT_PACKAGES := libsystemd-dev pkg-config systemd util-linux iproute2 iputils-pi
 # being in the Unix group nsg-friends.
 TEST_USERS := nsg-alice nsg-bob nsg-carol nsg-dave nsg-erin
 
-.PHONY: all deps build release run check test bench journald test-users clean install uninstall deb
+.PHONY: all deps build release run check test bench journald test-users clean install uninstall deb \
+        fuzz-build fuzz-seeds fuzz fuzz-check
 
 all: build
 
@@ -87,6 +88,7 @@ test-users: deps
 check: deps journald test-users release
 	$(SWIFT) build $(SWIFT_SCRATCH) --build-tests
 	$(SWIFT) test $(SWIFT_SCRATCH)
+	$(MAKE) --no-print-directory fuzz-check
 
 test: check
 
@@ -96,6 +98,64 @@ bench: release test-users
 
 clean:
 	rm -rf $(BUILD_DIR)
+
+# ---- Fuzzing -----------------------------------------------------------------
+#
+#   make fuzz-build   $(FUZZER): libFuzzer + AddressSanitizer (and LeakSanitizer)
+#   make fuzz         fuzz for FUZZ_SECONDS (default 600), progress on the terminal
+#   make fuzz-check   fuzz for FUZZ_CHECK_SECONDS (default 60), one summary line; make check runs it
+#
+# Both fail on any crash, broken invariant, leak, timeout or sanitizer report, print the
+# end of the log and leave the input that did it in $(FUZZ_DIR)/artifacts/. The target
+# (Fuzz/RPCFuzzer/FuzzTarget.swift) runs Sources/RPC/ProtocolFuzzDriver.swift: the
+# supervisor's path from bytes to a decoded request, with its invariants. Keep what it finds,
+# minimized, in Fuzz/RPCFuzzer/regressions/: the RPCTests replay every file there.
+#
+# The RPC sources are compiled straight with swiftc, every file with -sanitize=fuzzer,address
+# (SwiftPM cannot instrument one target's sources), as one module with the target file.
+# Inputs are at most FUZZ_MAX_LEN (4096) bytes: the driver also frames each input with a
+# 64-byte limit and one near its first line's length, which reach every branch of the
+# too-long path, so inputs of 1 MiB (slow to mutate) are not needed for it; the 1 MiB
+# limit itself is exercised by the 1 MiB inputs in regressions/.
+
+SWIFTC             ?= $(dir $(shell command -v $(SWIFT) 2>/dev/null))swiftc
+FUZZ_DIR            = $(BUILD_DIR)/fuzz
+FUZZER              = $(FUZZ_DIR)/rpc-fuzzer
+FUZZ_SECONDS       ?= 600
+FUZZ_CHECK_SECONDS ?= 60
+FUZZ_MAX_LEN       ?= 4096
+FUZZ_TIMEOUT       ?= 10
+FUZZ_RSS_LIMIT_MB  ?= 2048
+FUZZ_FLAGS         ?=
+FUZZ_SOURCES        = $(sort $(wildcard Sources/RPC/*.swift Sources/RPC/Methods/*.swift Fuzz/RPCFuzzer/*.swift))
+# The RPC target's Swift settings (Package.swift), then the fuzzer's; lld, because gold
+# warns about every ASan register helper.
+FUZZ_SWIFTFLAGS     = -swift-version 6 -enable-upcoming-feature ExistentialAny \
+                      -sanitize=fuzzer,address -parse-as-library -O -g -use-ld=lld \
+                      -module-name RPCFuzzer -module-cache-path $(FUZZ_DIR)/module-cache
+FUZZ_RUN            = FUZZ_MAX_LEN=$(FUZZ_MAX_LEN) FUZZ_TIMEOUT=$(FUZZ_TIMEOUT) \
+                      FUZZ_RSS_LIMIT_MB=$(FUZZ_RSS_LIMIT_MB) FUZZ_FLAGS="$(FUZZ_FLAGS)" \
+                      Fuzz/RPCFuzzer/run-fuzzer.sh $(FUZZER) $(FUZZ_DIR)
+
+$(FUZZER): $(FUZZ_SOURCES)
+	@mkdir -p $(FUZZ_DIR)
+	$(SWIFTC) $(FUZZ_SWIFTFLAGS) $(FUZZ_SOURCES) -o $@
+
+fuzz-build: deps $(FUZZER)
+
+# One seed per request the protocol transcripts send.
+$(FUZZ_DIR)/corpus-seed.stamp: Fuzz/RPCFuzzer/make-seeds.py $(wildcard protocol/examples/*.jsonl)
+	rm -rf $(FUZZ_DIR)/corpus-seed
+	python3 Fuzz/RPCFuzzer/make-seeds.py $(FUZZ_DIR)/corpus-seed $(sort $(wildcard protocol/examples/*.jsonl))
+	@touch $@
+
+fuzz-seeds: deps $(FUZZ_DIR)/corpus-seed.stamp
+
+fuzz: fuzz-build fuzz-seeds
+	$(FUZZ_RUN) $(FUZZ_SECONDS)
+
+fuzz-check: fuzz-build fuzz-seeds
+	@$(FUZZ_RUN) $(FUZZ_CHECK_SECONDS) --quiet
 
 # ---- Installing --------------------------------------------------------------
 #

@@ -31,11 +31,15 @@ public struct LineFramer {
     private var start = 0          // first unconsumed byte
     private var scanned = 0        // bytes from start already known to hold no newline
     private var attachments: [(offset: Int, descriptors: [Int32], truncated: Bool)] = []  // offsets into buffer
+    private var firstAttachment = 0  // attachments before this one are consumed
     private var overflowed = false
 
     public init(maxLineLength: Int) {
         self.maxLineLength = maxLineLength
     }
+
+    /// Descriptors received and not yet handed out with a line.
+    public private(set) var heldDescriptorCount = 0
 
     /// Bytes waiting for their newline.
     public var pendingByteCount: Int { buffer.count - start }
@@ -51,6 +55,7 @@ public struct LineFramer {
     public mutating func append(_ bytes: UnsafeRawBufferPointer, descriptors: [Int32] = [], truncated: Bool = false) {
         if !descriptors.isEmpty || truncated {
             attachments.append((buffer.count + max(bytes.count - 1, 0), descriptors, truncated))
+            heldDescriptorCount += descriptors.count
         }
         buffer.append(contentsOf: bytes)
     }
@@ -79,10 +84,18 @@ public struct LineFramer {
         }
         var descriptors: [Int32] = []
         var truncated = false
-        while let first = attachments.first, first.offset <= end {
-            descriptors += first.descriptors
-            truncated = truncated || first.truncated
-            attachments.removeFirst()
+        // A client may send every byte of a line with its own sendmsg and descriptors, so a
+        // line can own hundreds of thousands of attachments: consume them by moving an
+        // index, never by removing from the front one at a time (that was quadratic).
+        while firstAttachment < attachments.count, attachments[firstAttachment].offset <= end {
+            descriptors += attachments[firstAttachment].descriptors
+            truncated = truncated || attachments[firstAttachment].truncated
+            firstAttachment += 1
+        }
+        heldDescriptorCount -= descriptors.count
+        if firstAttachment == attachments.count {
+            attachments.removeAll(keepingCapacity: attachments.count <= 64)
+            firstAttachment = 0
         }
         let line = Line(bytes: Array(buffer[start..<end]), descriptors: descriptors, descriptorsTruncated: truncated)
         start = end + 1
@@ -99,13 +112,18 @@ public struct LineFramer {
         } else {
             return
         }
-        attachments = attachments.map { ($0.offset - start, $0.descriptors, $0.truncated) }
+        attachments = attachments[firstAttachment...].map { ($0.offset - start, $0.descriptors, $0.truncated) }
+        firstAttachment = 0
         start = 0
     }
 
     /// Every descriptor still held, for the owner to close; the framer forgets them.
     public mutating func takeAllDescriptors() -> [Int32] {
-        defer { attachments.removeAll() }
-        return attachments.flatMap(\.descriptors)
+        defer {
+            attachments.removeAll()
+            firstAttachment = 0
+            heldDescriptorCount = 0
+        }
+        return attachments[firstAttachment...].flatMap(\.descriptors)
     }
 }

@@ -68,6 +68,9 @@ final class Connection {
         !isClosed && waiting == nil && !closeWhenFlushed && queuedBytes < Self.maxQueuedOutput
     }
 
+    /// Descriptors a connection may have in flight for lines not yet complete.
+    static let maxHeldDescriptors = 64
+
     private var isReading: Bool { canProcess && !inputClosed }
 
     private func handle(_ events: IOEvents) {
@@ -109,6 +112,15 @@ final class Connection {
             }
             framer.append(UnsafeRawBufferPointer(rebasing: Self.receiveBuffer[0..<received.count]),
                           descriptors: received.descriptors, truncated: received.truncated)
+            if framer.heldDescriptorCount > Self.maxHeldDescriptors {
+                // Descriptors sent ahead of lines that never end would pin supervisor fds
+                // without bound; no request takes more than three.
+                for fd in framer.takeAllDescriptors() { _ = Glibc.close(fd) }
+                send(Response.error(id: .null, RPCError(.limitExceeded,
+                    "more than \(Self.maxHeldDescriptors) descriptors sent ahead of their request line; closing the connection")))
+                closeWhenFlushed = true
+                return
+            }
             if framer.pendingByteCount > framer.maxLineLength { return }
         }
     }

@@ -114,6 +114,38 @@ import Testing
         #expect(try ProcFS.openDescriptorCount(pid: supervisor.pid) == baseline)
     }
 
+    /// Descriptors sent ahead of a line that never ends would pin supervisor fds without
+    /// bound: past 64 held, the connection gets limit_exceeded and is closed, and every one
+    /// of them is closed with it.
+    @Test func descriptorsPiledUpAheadOfALineCloseTheConnection() throws {
+        let supervisor = try TestSupervisor()
+        let other = try RPCClient(socketPath: supervisor.socketPath)
+        _ = try other.call("version")
+        let client = try RPCClient(socketPath: supervisor.socketPath)
+        _ = try client.call("version")
+        let baseline = try settledDescriptorCount(supervisor.pid)
+        var pipeFDs: [Int32] = [0, 0]
+        #expect(pipe(&pipeFDs) == 0)
+        defer { close(pipeFDs[0]); close(pipeFDs[1]) }
+        let eight = [Int32](repeating: pipeFDs[0], count: 8)
+        // Nine messages of eight: 72 descriptors, and still no newline.
+        for chunk in #"{"jsonrpc":"2.0","id":1,"method":"version""#.utf8.prefix(9) {
+            do {
+                _ = try [chunk].withUnsafeBytes { (bytes) throws(Errno) in
+                    try UnixSocket.send(client.descriptor, bytes, descriptors: eight)
+                }
+            } catch {
+                break  // the server may close first
+            }
+        }
+        let reply = try JSONParser.parse(try client.readLine().bytes)
+        #expect(errorReason(reply) == "limit_exceeded")
+        #expect(reply["id"] == .null)
+        #expect(throws: ClientError.self) { _ = try client.readLine() }
+        #expect(eventually(timeoutSeconds: 10) { (try? ProcFS.openDescriptorCount(pid: supervisor.pid)) == baseline - 1 })
+        #expect(try other.call("version").result["protocol"]?.int64Value == 1)
+    }
+
     @Test func deadClientsLeaveNothingBehind() throws {
         let supervisor = try TestSupervisor()
         // One client that stays: once it has an answer, its connection is
