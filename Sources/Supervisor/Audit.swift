@@ -18,6 +18,8 @@ enum AuditField {
     static let signal = "NSGROUP_SIGNAL"
     static let namespaces = "NSGROUP_NAMESPACES"
     static let reason = "NSGROUP_REASON"
+    static let reads = "NSGROUP_READS"
+    static let names = "NSGROUP_NAMES"
     static let messageID = "MESSAGE_ID"
 }
 

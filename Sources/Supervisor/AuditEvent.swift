@@ -14,6 +14,7 @@ public enum AuditEvent: String, CaseIterable, Sendable {
     case supervisorStopped = "supervisor-stopped"
     case groupAdopted = "group-adopted"
     case groupDropped = "group-dropped"
+    case readsSummarized = "reads-summarized"
 
     public var messageID: String {
         switch self {
@@ -29,6 +30,7 @@ public enum AuditEvent: String, CaseIterable, Sendable {
         case .supervisorStopped: return "c96c7b056b8c4d3da88ec4ad30d73aa4"
         case .groupAdopted: return "180c0f5ec88b439ba5420351cd175657"
         case .groupDropped: return "fcadf41a4afb448882bebd0d4cd2399d"
+        case .readsSummarized: return "12bd6b7dcf834517bfc4e7f3e5cd090b"
         }
     }
 }

@@ -68,6 +68,9 @@ final class Connection {
         !isClosed && waiting == nil && !closeWhenFlushed && queuedBytes < Self.maxQueuedOutput
     }
 
+    /// Accepted read-only requests not yet written to the journal (Supervisor.recordReads).
+    var reads = ReadTally()
+
     /// Descriptors a connection may have in flight for lines not yet complete.
     static let maxHeldDescriptors = 64
 

@@ -222,6 +222,7 @@ public final class Supervisor {
 
     private func connectionClosed(_ connection: Connection) {
         guard connections.removeValue(forKey: connection.id) != nil else { return }
+        recordReads(of: connection)
         subscribers[ObjectIdentifier(connection)] = nil
         let uid = connection.peer.uid
         let left = connectionsPerUID[uid, default: 1] - 1
@@ -239,6 +240,9 @@ public final class Supervisor {
         }
         listening.formUnion(subscribers.keys)
         for connection in Array(connections.values) {
+            if let since = connection.reads.since, now - since >= Self.readSummaryInterval {
+                recordReads(of: connection)
+            }
             if connection.isStuckWriting(now: now, timeout: policy.writeTimeout) {
                 audit.logger.notice("Closing a connection of uid \(connection.peer.uid): it has not read its replies for \(policy.writeTimeout) s",
                                     metadata: [AuditField.callerUID: .string(String(connection.peer.uid))])
@@ -293,11 +297,32 @@ public final class Supervisor {
             return .error(error)
         }
         descriptors.closeAll()
-        let readOnly = ["version", "list", "inspect"].contains(request.method)
-        audit.record(.requestAccepted, level: readOnly ? .debug : .info,
-                     "Accepted \(request.method) from uid \(caller.uid)",
-                     caller: caller, fields: recordFields(request, name: name, result: "ok"))
+        if ["version", "list", "inspect"].contains(request.method) {
+            connection.reads.add(request.method, name: name, now: monotonicSeconds())
+        } else {
+            audit.record(.requestAccepted, "Accepted \(request.method) from uid \(caller.uid)",
+                         caller: caller, fields: recordFields(request, name: name, result: "ok"))
+        }
         return reply
+    }
+
+    /// How long accepted reads of an open connection may wait for their summary record.
+    static let readSummaryInterval = 60.0
+
+    /// Writes one `reads-summarized` record for the reads a connection has had accepted
+    /// since the last one (see ReadTally for why reads are not recorded one by one).
+    func recordReads(of connection: Connection) {
+        let tally = connection.reads
+        guard !tally.isEmpty else { return }
+        connection.reads.reset()
+        let caller = connection.peer
+        var fields = [AuditField.operation: "read", AuditField.result: "ok", AuditField.reads: tally.countsField]
+        if !tally.namesField.isEmpty { fields[AuditField.names] = tally.namesField }
+        let seconds = Int((monotonicSeconds() - (tally.since ?? monotonicSeconds())).rounded())
+        audit.record(.readsSummarized,
+                     "uid \(caller.uid) (pid \(caller.pid)) had \(counted(tally.total, "read")) accepted in \(seconds) s: \(tally.countsField)"
+                        + (tally.namesField.isEmpty ? "" : "; inspected \(tally.namesField)"),
+                     caller: caller, fields: fields)
     }
 
     private func recordFields(_ request: Request, name: String?, result: String) -> [String: String] {

@@ -1,6 +1,8 @@
+import Client
 import Foundation
 import Glibc
 import Namespaces
+import RPC
 import Testing
 
 /// The audit trail: every decision and lifecycle event is a structured
@@ -17,6 +19,9 @@ import Testing
         "policyReloaded": "95efadaa300e43cea4299e0cb7d96396",
         "supervisorStarted": "3096b031050d47769ccaae0896b855c5",
         "supervisorStopped": "c96c7b056b8c4d3da88ec4ad30d73aa4",
+        "groupAdopted": "180c0f5ec88b439ba5420351cd175657",
+        "groupDropped": "fcadf41a4afb448882bebd0d4cd2399d",
+        "readsSummarized": "12bd6b7dcf834517bfc4e7f3e5cd090b",
     ]
 
     /// journald must run for these tests: `make check` starts one. Fails, never skips.
@@ -76,12 +81,16 @@ import Testing
         #expect(accepted["NSGROUP_RESULT"] == "ok")
         #expect(accepted["NSGROUP_CALLER_UID"] == "\(alice.uid)")
 
-        // Read-only requests are recorded too, at debug priority.
+        // Accepted reads are summed up per connection, written when it closes.
         #expect(try supervisor.nsgroup(["list"], as: alice).status == 0)
-        let listed = try one(supervisor, "requestAccepted", ["NSGROUP_OPERATION=list", "NSGROUP_CALLER_UID=\(alice.uid)"])
-        #expect(listed["PRIORITY"] == "7")
+        let listed = try one(supervisor, "readsSummarized", ["NSGROUP_READS=list=1", "NSGROUP_CALLER_UID=\(alice.uid)"])
+        #expect(listed["PRIORITY"] == "6")
+        #expect(listed["NSGROUP_OPERATION"] == "read")
+        #expect(listed["NSGROUP_NAMES"] == nil)
         #expect(try supervisor.nsgroup(["inspect", "audited"], as: alice).status == 0)
-        _ = try one(supervisor, "requestAccepted", ["NSGROUP_OPERATION=inspect", "NSGROUP_NAME=audited"])
+        let inspected = try one(supervisor, "readsSummarized", ["NSGROUP_READS=inspect=1", "NSGROUP_NAMES=audited"])
+        #expect(inspected["NSGROUP_CALLER_UID"] == "\(alice.uid)")
+        #expect(try records(supervisor, ["MESSAGE_ID=\(Self.messageIDs["requestAccepted"]!)", "NSGROUP_OPERATION=list"], count: 0).isEmpty)
 
         // A refusal names the reason and the caller.
         #expect(try supervisor.nsgroup(["inspect", "audited"], as: bob).status == 1)
@@ -114,6 +123,36 @@ import Testing
 
         supervisor.stop()
         _ = try one(supervisor, "supervisorStopped")
+    }
+
+    /// A client looping on reads gets one record for all of them, not one each: a flood of
+    /// reads cannot push other records past journald's rate limit.
+    @Test func manyReadsOnOneConnectionMakeOneRecord() throws {
+        try Self.requireJournald()
+        let supervisor = try TestSupervisor()
+        let alice = try TestUser.alice()
+        for name in ["read-a", "read-b"] {
+            #expect(try supervisor.nsgroup(["create", name], as: alice).status == 0)
+        }
+        let reads = "inspect=3 list=200 version=1"
+        do {
+            let client = try RPCClient(socketPath: supervisor.socketPath)
+            for _ in 0..<200 { _ = try client.call("list") }
+            for name in ["read-b", "read-a", "read-b"] { _ = try client.call("inspect", .object(["name": .string(name)])) }
+            _ = try client.call("version")
+            // A refused read is still recorded on its own, at once.
+            #expect(throws: ClientError.self) { _ = try client.call("inspect", .object(["name": .string("read-none")])) }
+            _ = try one(supervisor, "requestRefused", ["NSGROUP_NAME=read-none", "NSGROUP_RESULT=not_found"])
+            #expect(try records(supervisor, ["MESSAGE_ID=\(Self.messageIDs["readsSummarized"]!)", "NSGROUP_READS=\(reads)"],
+                                count: 0).isEmpty, "nothing is written while the connection is open")
+            withExtendedLifetime(client) {}
+        }  // the client is gone: its connection closes
+        let summary = try one(supervisor, "readsSummarized", ["NSGROUP_READS=\(reads)"])
+        #expect(summary["NSGROUP_NAMES"] == "read-a read-b")
+        #expect(summary["NSGROUP_CALLER_UID"] == "0")
+        #expect(summary["MESSAGE"]?.contains("204 reads") == true, "\(summary)")
+        #expect(try records(supervisor, ["MESSAGE_ID=\(Self.messageIDs["readsSummarized"]!)", "NSGROUP_READS=\(reads)"]).count == 1)
+        for name in ["read-a", "read-b"] { #expect(try supervisor.nsgroup(["destroy", name]).status == 0) }
     }
 
     @Test func limitRefusalsAndHolderDeathsAreOnTheRecord() throws {
