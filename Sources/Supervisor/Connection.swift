@@ -125,6 +125,9 @@ final class Connection {
                 return
             }
             if framer.pendingByteCount > framer.maxLineLength { return }
+            // A short read most likely drained the socket: rather than pay a recvmsg for
+            // EAGAIN, go back to the loop, which (level-triggered) wakes us if more is there.
+            if received.count < Self.receiveBuffer.count { return }
         }
     }
 

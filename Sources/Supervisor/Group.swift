@@ -9,7 +9,7 @@ import Systemd
 /// Owned by the Registry; touched only on the event loop's thread.
 final class Group {
     /// Changes only through share and unshare (and is then saved).
-    var record: GroupRecord
+    var record: GroupRecord { didSet { cachedInfoJSON = nil } }
     let holder: Pidfd
     /// Watches the holder's pidfd: readable once the holder has exited.
     var holderWatch: EventSource?
@@ -18,7 +18,10 @@ final class Group {
     /// Replies waiting for the holder to be reaped (each destroy of this group).
     var destroyWaiters: [(PendingReply) -> Void] = []
     /// Processes started by `enter`, by session number.
-    var sessions: [UInt64: Session] = [:]
+    var sessions: [UInt64: Session] = [:] { didSet { cachedInfoJSON = nil } }
+    /// `info.json`, kept between changes: `list` and `inspect` are most of what the
+    /// supervisor answers, and building the description is most of their cost.
+    private var cachedInfoJSON: JSONValue?
 
     init(record: GroupRecord, holder: consuming Pidfd) {
         self.record = record
@@ -28,6 +31,14 @@ final class Group {
     var name: String { record.name }
     var owner: uid_t { record.owner }
     var members: [Member] { record.members }
+
+    /// What `inspect` answers and `list` has one of per group (recomputed after a change).
+    var infoJSON: JSONValue {
+        if let cachedInfoJSON { return cachedInfoJSON }
+        let json = info.json
+        cachedInfoJSON = json
+        return json
+    }
 
     var info: GroupInfo {
         GroupInfo(

@@ -12,12 +12,13 @@ extension Supervisor {
         let visible = groups.values
             .filter { policy.mayUse(context.caller, $0) }
             .sorted { $0.name < $1.name }
-        return .result(ListResult(groups: visible.map(\.info)).json)
+        // ListResult(groups:).json, from each group's kept description.
+        return .result(.object(["groups": .array(visible.map(\.infoJSON))]))
     }
 
     func inspect(_ context: RequestContext) throws(RPCError) -> Reply {
         let params = try NameParams(params: context.request.params, method: "inspect")
         let group = try group(params.name, context, action: "inspect", manage: false)
-        return .result(group.info.json)
+        return .result(group.infoJSON)
     }
 }
