@@ -346,23 +346,6 @@ public enum ProtocolFuzzDriver {
         }
     }
 
-    struct SplitMix64 {
-        private var state: UInt64
-
-        init(_ seed: UInt64) { state = seed }
-
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-
-        /// 0..<bound (bound > 0).
-        mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
-    }
-
     /// At most 120 bytes of `bytes`, printable ASCII as is and the rest as \xNN.
     static func show<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
         let hex = Array("0123456789abcdef".utf8)

@@ -22,19 +22,6 @@ private func jsonQuoted(_ inner: [UInt8]) -> [UInt8] {
     [0x22] + inner + [0x22]
 }
 
-/// Deterministic PRNG (JSONTestRNG) for property-style tests.
-private struct JSONTestRNG: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// A parse-error expectation: input, a distinctive part of the message, and the offset.
 struct JSONErrorCase: Sendable, CustomTestStringConvertible {
     let input: [UInt8]
@@ -425,7 +412,7 @@ struct JSONParsingErrorTests {
     @Test func randomMutationsNeverCrash() {
         // A tiny deterministic fuzz pass: errors must be reported, never traps.
         let seed = Array(#"{"jsonrpc":"2.0","id":12,"method":"x","params":{"a":[1,2.5e-3,"é\ud83d\ude00",null,true]}}"#.utf8)
-        var rng = JSONTestRNG(seed: 42)
+        var rng = SplitMix64(42)
         let interesting: [UInt8] = [0x00, 0x22, 0x5C, 0x5B, 0x5D, 0x7B, 0x7D, 0x2C, 0x3A, 0x75, 0x80, 0xBF, 0xC0, 0xE0, 0xED, 0xF0, 0xF4, 0xFF, 0x30, 0x2D, 0x65, 0x2E]
         var failures = 0
         for _ in 0..<5_000 {
@@ -725,7 +712,7 @@ struct JSONSerializerTests {
     }
 
     @Test func outputNeverContainsNewlines() throws {
-        var rng = JSONTestRNG(seed: 7)
+        var rng = SplitMix64(7)
         let pool: [Unicode.Scalar] = [
             "\n", "\r", "\t", "\u{0}", "\u{1}", "\u{B}", "\u{C}", "\u{1F}", "\u{7F}", "\u{85}", "\u{2028}", "\u{2029}",
             "\"", "\\", "/", "a", "Z", " ", "é", "\u{E2}", "\u{20AC}", "\u{FFFF}", "\u{1F600}", "\u{10FFFF}",
@@ -753,7 +740,7 @@ struct JSONSerializerTests {
     }
 
     @Test func randomValuesRoundTrip() throws {
-        var rng = JSONTestRNG(seed: 2024)
+        var rng = SplitMix64(2024)
         func randomValue(_ depth: Int) -> JSONValue {
             switch Int.random(in: 0..<(depth > 3 ? 5 : 7), using: &rng) {
             case 0: return .null

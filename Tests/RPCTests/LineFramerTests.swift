@@ -37,18 +37,6 @@ private func lineText(_ frame: LineFramer.Frame?) -> String? {
     return nil
 }
 
-/// Deterministic generator for the stress test.
-private struct FramerRNG: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 // MARK: - Splitting
 
 @Suite("LineFramer: splitting lines")
@@ -416,7 +404,7 @@ struct LineFramerCompactionTests {
     typealias Chunk = (bytes: ArraySlice<UInt8>, descriptors: [Int32])
 
     static func makePlan(lines count: Int, seed: UInt64) -> Plan {
-        var rng = FramerRNG(state: seed)
+        var rng = SplitMix64(seed)
         var plan = Plan()
         for i in 0..<count {
             let pad = Int(rng.next() % 40)
@@ -436,7 +424,7 @@ struct LineFramerCompactionTests {
 
     /// Cuts the stream into chunks of random sizes, cutting at every batch offset too.
     static func chunks(of plan: Plan, seed: UInt64, maxChunk: Int) -> [Chunk] {
-        var rng = FramerRNG(state: seed)
+        var rng = SplitMix64(seed)
         var cuts = Set(plan.batchAt.keys)
         var position = 0
         while position < plan.text.count {
@@ -536,7 +524,7 @@ struct LineFramerCompactionTests {
         let expected = Self.expectedDescriptors(of: chunks, in: plan)
         #expect(expected.moved > 0)
         var framer = LineFramer(maxLineLength: 128)
-        var rng = FramerRNG(state: 1234)
+        var rng = SplitMix64(1234)
         var lines: [LineFramer.Line] = []
         for chunk in chunks {
             framer.append(Array(chunk.bytes), descriptors: chunk.descriptors)
