@@ -2,7 +2,9 @@
 #
 #   make run     install what is missing, build (release), run nsgroupd in the foreground
 #   make check   install what is missing, start journald and create test users if needed,
-#                run every test
+#                run every test, then fuzz the request path for FUZZ_CHECK_SECONDS (60)
+#   make fuzz    fuzz the request path for FUZZ_SECONDS (600); see Fuzzing below
+#   make bench   build a release and run nsgroup-bench all: speed figures as ratios (README, Performance)
 #   make install install the release build under PREFIX (default /usr/local), DESTDIR-aware
 #   make deb     build nsgroup_VERSION_ARCH.deb in the repository root
 #
@@ -92,9 +94,11 @@ check: deps journald test-users release
 
 test: check
 
-# Speed figures, as ratios against anchors measured in the same run (see README, Performance).
+# Speed figures, as ratios against anchors measured in the same run (see README, Performance):
+# enter, throughput, scale and cycle, then one summary table. The correctness runs under load
+# are separate: $(RELEASE_BIN)/nsgroup-bench load, and nsgroup-bench soak (2 minutes).
 bench: release test-users
-	$(RELEASE_BIN)/nsgroup-bench enter
+	$(RELEASE_BIN)/nsgroup-bench all
 
 clean:
 	rm -rf $(BUILD_DIR)

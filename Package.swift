@@ -68,10 +68,13 @@ let package = Package(
             swiftSettings: strict,
             linkerSettings: [.unsafeFlags(["-static-executable"], .when(configuration: .release))]
         ),
+        // The benchmark's C side: the line server that `nsgroup-bench throughput`
+        // measures nsgroupd against, and the client loop that drives both.
+        .target(name: "CBench"),
         // Benchmarks against anchors (nsenter, unshare, a C echo server), run by `make bench`.
         .executableTarget(
             name: "nsgroup-bench",
-            dependencies: ["Client", "RPC", "Namespaces", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["CBench", "Client", "RPC", "Namespaces", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict
         ),
         .testTarget(name: "RPCTests", dependencies: ["RPC"], swiftSettings: strict),

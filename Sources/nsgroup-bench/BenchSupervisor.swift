@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CBench
 import Client
 import Namespaces
 import RPC
@@ -27,19 +28,32 @@ final class BenchSupervisor {
     private var process: pid_t = 0
     private var directory: String?
 
-    /// Connects to `socket`, or starts a private nsgroupd when it is nil.
-    init(socket: String?) throws {
+    /// Where a private supervisor keeps its socket and state.
+    private(set) var directoryPath: String?
+
+    /// Connects to `socket`, or starts a private nsgroupd when it is nil,
+    /// with its socket and state in a new directory under `parent`
+    /// (default: `defaultParent`).
+    init(socket: String?, parent: String? = nil) throws {
         if let socket {
             socketPath = socket
             return
         }
-        var template = Array("/tmp/nsgroup-bench-XXXXXX".utf8CString)
+        var template = Array(((parent ?? Self.defaultParent) + "/nsgroup-bench-XXXXXX").utf8CString)
         guard let made = mkdtemp(&template) else { throw BenchError("mkdtemp: \(Errno.current)") }
         let dir = String(cString: made)
         chmod(dir, 0o755)
         directory = dir
+        directoryPath = dir
         socketPath = dir + "/nsgroupd.sock"
-        let arguments = [Binaries.nsgroupd, "--socket", socketPath, "--state-dir", dir + "/state"]
+        // An empty configuration file: the defaults, whatever the host's
+        // /etc/nsgroup/nsgroupd.conf says (a smaller limits.groups there
+        // would stop `scale` at its 1000 groups).
+        let config = dir + "/nsgroupd.conf"
+        let configFD = open(config, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard configFD >= 0 else { throw BenchError("cannot create \(config): \(Errno.current)") }
+        close(configFD)
+        let arguments = [Binaries.nsgroupd, "--socket", socketPath, "--state-dir", dir + "/state", "--config", config]
         var pid: pid_t = 0
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { for p in argv { free(p) } }
@@ -59,6 +73,25 @@ final class BenchSupervisor {
         throw BenchError("nsgroupd did not start on \(socketPath)")
     }
 
+    /// Where private supervisors keep their state: on a tmpfs, as nsgroupd's
+    /// default, /run/nsgroup, is on every systemd machine. Each create
+    /// writes a state file with fsync and each destroy removes it; on a disk
+    /// that is milliseconds per group that a real installation never pays.
+    /// So: /run if it is a tmpfs, else /dev/shm if it is one (this VM's /run
+    /// is on its root disk), else /tmp.
+    static let defaultParent: String = {
+        for candidate in ["/run", "/dev/shm"] where isTmpfs(candidate) { return candidate }
+        return "/tmp"
+    }()
+
+    static func isTmpfs(_ path: String) -> Bool { cbench_is_tmpfs(path) != 0 }
+
+    /// One line for reports: where the state is, and on what.
+    var stateDescription: String {
+        guard let directoryPath else { return "state: that of the supervisor at \(socketPath)" }
+        return "state directory \(directoryPath)/state (\(Self.isTmpfs(directoryPath) ? "tmpfs" : "not tmpfs: creates and destroys pay for fsync"))"
+    }
+
     func client() throws -> RPCClient {
         try RPCClient(socketPath: socketPath)
     }
@@ -66,9 +99,26 @@ final class BenchSupervisor {
     /// The supervisor's pid, when it was started here.
     var pid: pid_t? { process > 0 ? process : nil }
 
-    /// Stops a private supervisor (its groups should be destroyed first).
+    /// The supervisor's pid, also for one started elsewhere: the pid the
+    /// kernel reports for the listening end of a connection (SO_PEERCRED),
+    /// if that process runs nsgroupd. Nil when it does not (a socket made by
+    /// systemd for socket activation names pid 1).
+    var serverPID: pid_t? {
+        if let pid { return pid }
+        guard let connection = try? UnixSocket.connect(path: socketPath) else { return nil }
+        let peer = cbench_peer_pid(connection.rawValue)
+        guard peer > 0 else { return nil }
+        let exe = (try? ProcFS.readLink("/proc/\(peer)/exe")) ?? ""
+        return exe.hasSuffix("/nsgroupd") ? peer : nil
+    }
+
+    /// Stops a private supervisor. Groups outlive their supervisor, so any
+    /// group still there (a benchmark that failed half-way) is destroyed
+    /// first: nothing the benchmark started is left running.
     func stop() {
         if process > 0 {
+            let leftOver = GroupOps.destroy(prefix: nil, socketPath: socketPath)
+            for failure in leftOver { printError("nsgroup-bench: clean-up: \(failure)") }
             kill(process, SIGTERM)
             var status: Int32 = 0
             waitpid(process, &status, 0)

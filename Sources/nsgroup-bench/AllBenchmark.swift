@@ -1,0 +1,56 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+
+/// enter, throughput, scale and cycle at their default sizes, then one table.
+struct AllBenchmark: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "all",
+        abstract: "Run enter, throughput, scale and cycle, then print one summary table, ratios first.",
+        discussion: """
+            Each benchmark starts its own private supervisor (unless --socket is given) and \
+            prints its own report first. load and soak are correctness runs, not figures: run \
+            them on their own. Exits non-zero if a benchmark could not run; a goal not met is \
+            reported, not an error.
+            """)
+
+    @Flag(help: "Tiny counts: check that everything runs, measure nothing worth reading.")
+    var quick = false
+
+    @Option(help: "The unprivileged user of enter and cycle (default: nsg-alice, else nobody).")
+    var user: String?
+
+    @Option(help: "Use the supervisor on this socket instead of starting one for each benchmark.")
+    var socket: String?
+
+    func run() throws {
+        Interrupt.install()
+        let benchmarks: [(name: String, run: () throws -> [SummaryRow])] = [
+            ("enter", { try EnterRun(runs: quick ? 3 : 200, warmup: quick ? 1 : 20, user: user, socket: socket).run() }),
+            ("throughput", { try ThroughputRun(seconds: quick ? 0.2 : 2, rounds: quick ? 1 : 3, connections: 8, socket: socket).run() }),
+            ("scale", { try ScaleRun(requests: quick ? 10 : 200, counts: quick ? [1, 10] : [1, 100, 1000], socket: socket).run() }),
+            ("cycle", { try CycleRun(runs: quick ? 3 : 100, warmup: quick ? 1 : 10, user: user, socket: socket).run() }),
+        ]
+        var rows: [SummaryRow] = []
+        var failed: [String] = []
+        for benchmark in benchmarks {
+            if Interrupt.requested { failed.append(benchmark.name + " (interrupted)"); continue }
+            print("==== nsgroup-bench \(benchmark.name)")
+            do {
+                rows += try benchmark.run()
+            } catch {
+                print("nsgroup-bench \(benchmark.name) failed: \(error)")
+                failed.append(benchmark.name)
+            }
+            print("")
+        }
+        print("==== summary" + (quick ? " (--quick: tiny counts, figures not meaningful)" : ""))
+        Summary.print(rows)
+        if !failed.isEmpty {
+            print("")
+            print("did not complete: " + failed.joined(separator: ", "))
+            throw ExitCode.failure
+        }
+    }
+}

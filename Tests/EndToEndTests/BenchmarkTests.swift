@@ -1,0 +1,97 @@
+import Foundation
+import Glibc
+import Testing
+
+/// The benchmark's subcommands, run from the debug build. `load` and `soak`
+/// are correctness runs: short bounded versions of them must pass every
+/// check. The others only have to run and report their ratios: speed is
+/// judged by `make bench` on a release build, never by tests.
+@Suite(.serialized) struct BenchmarkCommandTests {
+    static var bench: String { Products.path("nsgroup-bench") }
+
+    /// The prefix the run's group names start with, as it prints it.
+    func groupPrefix(_ output: String) -> String? {
+        guard let range = output.range(of: "group names start with ") else { return nil }
+        return String(output[range.upperBound...].prefix { $0 != ";" && $0 != "\n" && $0 != " " })
+    }
+
+    @Test func loadPassesEveryCheck() throws {
+        let result = try run(Self.bench, ["load", "--clients", "8", "--operations", "10", "--racers", "4", "--timeout", "90"])
+        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+        for check in ["every request answered", "every enter got its exited notification",
+                      "every operation had its expected outcome", "raced creates: exactly one winner per name",
+                      "no group lost or doubled (clients' view == list)", "list matches the holder processes",
+                      "finished within the time bound", "every group destroyed at the end",
+                      "supervisor descriptors back to baseline (exact)", "supervisor threads back to baseline (exact)",
+                      "supervisor RSS back to baseline"] {
+            #expect(result.stdout.contains("PASS  " + check), "\(check)\n\(result.stdout)")
+        }
+        #expect(!result.stdout.contains("FAIL"))
+        #expect(result.stdout.contains("load: PASS"))
+        // 8 clients × 10 operations: 80, each counted.
+        #expect(result.stdout.contains("ran 80 operations"))
+        let prefix = try #require(groupPrefix(result.stdout))
+        #expect(holderProcessesNamed(prefix: prefix).isEmpty, "no group of the run is left")
+    }
+
+    @Test func soakPassesEveryCheck() throws {
+        let result = try run(Self.bench, ["soak", "--minutes", "0.17", "--interval", "2", "--clients", "8"])
+        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+        for check in ["every request answered", "no group lost or doubled (clients' view == list)",
+                      "list matches the holder processes", "raced creates: exactly one winner per name",
+                      "descriptors do not grow (exact)", "threads do not grow (exact)", "RSS does not grow"] {
+            #expect(result.stdout.contains("PASS  " + check), "\(check)\n\(result.stdout)")
+        }
+        #expect(!result.stdout.contains("FAIL"))
+        #expect(result.stdout.contains("soak: PASS"))
+        // 10 s at 2 s intervals: 5 samples, one line each.
+        #expect(result.stdout.contains("5 intervals"))
+        let prefix = try #require(groupPrefix(result.stdout))
+        #expect(holderProcessesNamed(prefix: prefix).isEmpty, "no group of the run is left")
+    }
+
+    @Test func throughputRunsAndReportsRatios() throws {
+        let result = try run(Self.bench, ["throughput", "--seconds", "0.2", "--rounds", "1", "--connections", "4"])
+        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+        #expect(result.stdout.contains("ratio nsgroupd/echo"))
+        for label in ["1 connection ", "4 connections "] {
+            let line = result.stdout.split(separator: "\n").first { $0.hasPrefix(label) }
+            #expect(line?.contains("goal: at least 0.50") == true, "\(result.stdout)")
+        }
+        #expect(holderProcessesNamed(prefix: "btp").isEmpty)
+    }
+
+    @Test func scaleRunsAndReportsItsGoals() throws {
+        let result = try run(Self.bench, ["scale", "--requests", "5", "--counts", "1,10"])
+        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+        #expect(result.stdout.contains("list of 10 groups at the server: "))
+        #expect(result.stdout.contains("KiB per group"))
+        #expect(result.stdout.contains("holder RSS (VmRSS): median "))
+        #expect(holderProcessesNamed(prefix: "bsc").isEmpty)
+    }
+
+    @Test func cycleRunsAndReportsARatio() throws {
+        _ = try TestUser.alice()
+        let result = try run(Self.bench, ["cycle", "--runs", "2", "--warmup", "1"])
+        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+        #expect(result.stdout.contains("ratio of medians (CLI / unshare): "))
+        #expect(result.stdout.contains("ratio of medians (RPC / unshare): "))
+        #expect(result.stdout.contains("the CLI runs as nsg-alice"))
+        #expect(holderProcessesNamed(prefix: "bcy").isEmpty)
+    }
+
+    @Test func allRunsEveryBenchmarkAndSummarizes() throws {
+        _ = try TestUser.alice()
+        let result = try run(Self.bench, ["all", "--quick"])
+        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+        for name in ["enter", "throughput", "scale", "cycle"] {
+            #expect(result.stdout.contains("==== nsgroup-bench \(name)\n"))
+        }
+        let summary = try #require(result.stdout.components(separatedBy: "==== summary").last)
+        let rows = summary.split(separator: "\n").dropFirst(2)
+        // Ratios first: enter, throughput ×2, cycle ×2, then the absolute figures.
+        #expect(rows.prefix(5).allSatisfy { $0.first?.isNumber == true }, "\(summary)")
+        #expect(rows.dropFirst(5).allSatisfy { $0.hasPrefix("-") }, "\(summary)")
+        #expect(rows.count == 8, "\(summary)")
+    }
+}
