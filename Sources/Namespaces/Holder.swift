@@ -238,7 +238,8 @@ public struct HolderSpawner: ~Copyable {
             throw SpawnError(step: "nsgroup-holder exited during set-up", errno: Errno(rawValue: EPIPE))
         }
         if report.stage != Int32(expected.rawValue) {
-            throw SpawnError(report: report, tmpfs: spec.tmpfs.map(\.path), binds: spec.binds.map(\.target))
+            throw SpawnError(report: report, tmpfs: spec.tmpfs.map(\.path), binds: spec.binds.map(\.target),
+                             bindSources: spec.binds.map(\.source))
         }
     }
 

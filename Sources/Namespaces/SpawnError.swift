@@ -19,7 +19,7 @@ extension SpawnError {
     /// Names the step of an ns_report, with the details only the caller knows
     /// (which namespace was at an index, which path).
     init(report: ns_report, namespaces: [NamespaceKind] = [], tmpfs: [String] = [], binds: [String] = [],
-         cwd: String = "/", file: String = "") {
+         bindSources: [String] = [], cwd: String = "/", file: String = "") {
         let index = Int(report.index)
         func item<T>(_ list: [T]) -> T? { list.indices.contains(index) ? list[index] : nil }
         let step: String
@@ -46,6 +46,7 @@ extension SpawnError {
         case NS_STAGE_MOUNT_DEVPTS: step = "mount(devpts, /dev/pts)"
         case NS_STAGE_MOUNT_TMPFS: step = "mount(tmpfs, \(item(tmpfs) ?? "?"))"
         case NS_STAGE_MOUNT_BIND: step = "mount(bind, \(item(binds) ?? "?"))"
+        case NS_STAGE_BIND_SOURCE: step = "open(\(item(bindSources) ?? "?"))"
         case NS_STAGE_LOOPBACK: step = "ioctl(lo, SIOCSIFFLAGS)"
         case NS_STAGE_WAIT_PARENT: step = "waiting for the supervisor"
         case NS_STAGE_SETID_HOLDER: step = "setresuid(0) in the user namespace"

@@ -13,6 +13,7 @@ extension Supervisor {
         let hostname = try Self.hostname(params.hostname, kinds: kinds, name: params.name)
         let tmpfs = try Self.tmpfsMounts(params.tmpfs, kinds: kinds)
         let binds = try Self.bindMounts(params.binds, kinds: kinds)
+        try Self.distinctTargets(binds: binds, tmpfs: tmpfs)
         let members = try Self.members(params.members, method: "create")
         let offsets = try Self.timeOffsets(params, kinds: kinds)
         let netnsName = try Self.netnsName(params.netnsName, kinds: kinds)
@@ -245,6 +246,15 @@ extension Supervisor {
                                     readOnly: parts.count == 3 && parts[2] == "ro"))
         }
         return mounts
+    }
+
+    /// Two mounts on one path would leave only the later one visible (binds come before tmpfs
+    /// mounts): refused, since the caller cannot have meant both.
+    static func distinctTargets(binds: [BindMount], tmpfs: [TmpfsMount]) throws(RPCError) {
+        var seen = Set<String>()
+        for target in binds.map(\.target) + tmpfs.map(\.path) where !seen.insert(target).inserted {
+            throw .invalidParams("create: \(JSONValue.string(target).serialized()) is the target of two mounts")
+        }
     }
 
     static func timeOffsets(_ params: CreateParams, kinds: Set<NamespaceKind>) throws(RPCError) -> (monotonic: Int64, boottime: Int64) {

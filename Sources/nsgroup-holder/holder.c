@@ -125,11 +125,15 @@ static int open_path(const char *path, int flags) {
 }
 
 /* Binds source (a path outside, as the host sees it) onto target, then makes
- * the new mount nosuid and nodev, and read-only if asked. */
-static int mount_bind(const struct bind_mount *b) {
+ * the new mount nosuid and nodev, and read-only if asked. Fails with
+ * NS_STAGE_BIND_SOURCE when the source cannot be opened, NS_STAGE_MOUNT_BIND
+ * for the rest, so that the report says which end was wrong. */
+static int mount_bind(const struct bind_mount *b, int *stage) {
+    *stage = NS_STAGE_BIND_SOURCE;
     int source = open_path(b->source, 0);
     if (source < 0)
         return -1;
+    *stage = NS_STAGE_MOUNT_BIND;
     int target = open_path(b->target, 0);
     if (target < 0) {
         int saved = errno;
@@ -239,9 +243,11 @@ static void set_up(const struct config *c) {
         if (mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, options) < 0)
             fail(NS_STAGE_MOUNT_DEVPTS, -1);
     }
-    for (int i = 0; i < c->bind_count; i++)
-        if (mount_bind(&c->binds[i]) < 0)
-            fail(NS_STAGE_MOUNT_BIND, i);
+    for (int i = 0; i < c->bind_count; i++) {
+        int stage;
+        if (mount_bind(&c->binds[i], &stage) < 0)
+            fail(stage, i);
+    }
     for (int i = 0; i < c->tmpfs_count; i++)
         if (mount_tmpfs(&c->tmpfs[i]) < 0)
             fail(NS_STAGE_MOUNT_TMPFS, i);

@@ -169,4 +169,18 @@ struct TmpfsValidationTests {
         #expect(error.reason == .invalidParams)
         #expect(error.message == #"create: tmpfs path "/a" is named twice"#)
     }
+
+    @Test func twoMountsOnOnePathAreRefused() throws {
+        let binds = try Supervisor.bindMounts(["/srv:/a", "/opt:/b:ro"], kinds: Self.withMnt)
+        let error = try #require(refusal { () throws(RPCError) in
+            try Supervisor.distinctTargets(binds: binds, tmpfs: try Supervisor.tmpfsMounts(["/c", "/b"], kinds: Self.withMnt))
+        })
+        #expect(error.reason == .invalidParams)
+        #expect(error.message == #"create: "/b" is the target of two mounts"#)
+        let twice = try Supervisor.bindMounts(["/srv:/a", "/opt:/a"], kinds: Self.withMnt)
+        #expect(refusal { () throws(RPCError) in try Supervisor.distinctTargets(binds: twice, tmpfs: []) }?.message
+                == #"create: "/a" is the target of two mounts"#)
+        // Nested paths are fine: a tmpfs inside a bind.
+        try Supervisor.distinctTargets(binds: binds, tmpfs: try Supervisor.tmpfsMounts(["/a/cache"], kinds: Self.withMnt))
+    }
 }

@@ -47,6 +47,7 @@ typedef enum ns_stage {
     NS_STAGE_UNSHARE_TIME,
     NS_STAGE_MOUNT_BIND,        /* index: position in the bind list */
     NS_STAGE_USER_MAPS,         /* the supervisor could not write the id maps */
+    NS_STAGE_BIND_SOURCE,       /* index: position in the bind list; its source could not be opened */
 } ns_stage;
 
 struct ns_report {
