@@ -42,6 +42,9 @@ struct Policy: Sendable, Equatable {
     var writeTimeout = 45
     /// Unread events a subscriber may let pile up before it is dropped. Bytes.
     var subscriberBuffer = 256 << 10
+    /// Accepted reads (version, list, inspect): one record each, or summed up per
+    /// connection (the default; see ReadTally).
+    var recordEachRead = false
 
     static func == (a: Policy, b: Policy) -> Bool {
         a.create == b.create && a.adminGroup?.name == b.adminGroup?.name && a.adminGroup?.gid == b.adminGroup?.gid
@@ -49,7 +52,7 @@ struct Policy: Sendable, Equatable {
             && a.sessionsPerUser == b.sessionsPerUser && a.maxGroups == b.maxGroups
             && a.maxConnections == b.maxConnections && a.connectionsPerUser == b.connectionsPerUser
             && a.maxLine == b.maxLine && a.idleTimeout == b.idleTimeout && a.writeTimeout == b.writeTimeout
-            && a.subscriberBuffer == b.subscriberBuffer
+            && a.subscriberBuffer == b.subscriberBuffer && a.recordEachRead == b.recordEachRead
     }
 
     /// The defaults: everyone may create, `nsgroup-admin` (if it exists) administers.

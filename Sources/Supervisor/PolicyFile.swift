@@ -23,6 +23,9 @@ import Namespaces
 /// idle-timeout = 45
 /// write-timeout = 45
 /// subscriber-buffer = 262144
+///
+/// [audit]
+/// reads = summary                 # or: each
 /// ```
 ///
 /// `#` and `;` start comments (whole lines, or after a value). A missing key
@@ -76,6 +79,7 @@ enum PolicyFile {
         "access": ["create", "admin-group", "namespaces"],
         "limits": ["groups-per-user", "sessions-per-user", "groups"],
         "connections": ["max", "per-user", "max-line", "idle-timeout", "write-timeout", "subscriber-buffer"],
+        "audit": ["reads"],
     ]
 
     static func parse(_ text: String, path: String) throws(ParseError) -> Policy {
@@ -94,7 +98,7 @@ enum PolicyFile {
                 guard line.hasSuffix("]") else { throw fail("a section header must end with ]") }
                 let name = String(line.dropFirst().dropLast()).trimmed
                 guard keys[name] != nil else {
-                    throw fail("unknown section [\(name)]; sections are [access], [limits] and [connections]")
+                    throw fail("unknown section [\(name)]; sections are [access], [limits], [connections] and [audit]")
                 }
                 section = name
                 continue
@@ -102,7 +106,7 @@ enum PolicyFile {
             guard let equals = line.firstIndex(of: "=") else { throw fail("expected key = value") }
             let key = String(line[..<equals]).trimmed
             let value = String(line[line.index(after: equals)...]).trimmed
-            guard let section else { throw fail("\"\(key)\" must be inside a section ([access], [limits] or [connections])") }
+            guard let section else { throw fail("\"\(key)\" must be inside a section ([access], [limits], [connections] or [audit])") }
             guard keys[section]!.contains(key) else {
                 throw fail("unknown key \"\(key)\" in [\(section)]; keys there are \(keys[section]!.sorted().joined(separator: ", "))")
             }
@@ -176,6 +180,12 @@ enum PolicyFile {
             policy.writeTimeout = try count(value, from: 1, to: 86_400)
         case ("connections", "subscriber-buffer"):
             policy.subscriberBuffer = try count(value, from: 1024, to: 64 << 20)
+        case ("audit", "reads"):
+            switch value {
+            case "summary": policy.recordEachRead = false
+            case "each": policy.recordEachRead = true
+            default: throw ValueError("\"\(value)\" is not summary or each")
+            }
         default:
             throw ValueError("unknown key")
         }

@@ -297,7 +297,7 @@ public final class Supervisor {
             return .error(error)
         }
         descriptors.closeAll()
-        if ["version", "list", "inspect"].contains(request.method) {
+        if !policy.recordEachRead, ["version", "list", "inspect"].contains(request.method) {
             connection.reads.add(request.method, name: name, now: monotonicSeconds())
         } else {
             audit.record(.requestAccepted, "Accepted \(request.method) from uid \(caller.uid)",

@@ -155,6 +155,21 @@ import Testing
         for name in ["read-a", "read-b"] { #expect(try supervisor.nsgroup(["destroy", name]).status == 0) }
     }
 
+    /// With `[audit] reads = each`, every accepted read is a record of its own.
+    @Test func readsCanBeRecordedOneByOne() throws {
+        try Self.requireJournald()
+        let supervisor = try TestSupervisor(config: "[audit]\nreads = each\n")
+        let alice = try TestUser.alice()
+        #expect(try supervisor.nsgroup(["create", "each-read"], as: alice).status == 0)
+        for _ in 0..<3 { #expect(try supervisor.nsgroup(["inspect", "each-read"], as: alice).status == 0) }
+        let inspected = try records(supervisor, ["MESSAGE_ID=\(Self.messageIDs["requestAccepted"]!)",
+                                                 "NSGROUP_OPERATION=inspect", "NSGROUP_NAME=each-read"], count: 3)
+        #expect(inspected.count == 3)
+        #expect(inspected.allSatisfy { $0["NSGROUP_CALLER_UID"] == "\(alice.uid)" && $0["NSGROUP_RESULT"] == "ok" })
+        #expect(try records(supervisor, ["MESSAGE_ID=\(Self.messageIDs["readsSummarized"]!)"], count: 0).isEmpty)
+        #expect(try supervisor.nsgroup(["destroy", "each-read"], as: alice).status == 0)
+    }
+
     @Test func limitRefusalsAndHolderDeathsAreOnTheRecord() throws {
         try Self.requireJournald()
         let supervisor = try TestSupervisor(config: "[limits]\ngroups = 1\n")

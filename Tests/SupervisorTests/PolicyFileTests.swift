@@ -111,6 +111,14 @@ struct PolicyFileAcceptedTests {
         #expect(policy.maxGroups == 11)
     }
 
+    @Test func auditReadsIsSummaryOrEach() throws {
+        #expect(Policy.defaults().recordEachRead == false)
+        #expect(try PolicyFile.parse("[audit]\nreads = each\n", path: confPath).recordEachRead == true)
+        #expect(try PolicyFile.parse("[audit]\nreads = summary\n", path: confPath) == Policy.defaults())
+        let error = try #require(parseError("[audit]\nreads = all\n"))
+        #expect(error.message == #"audit.reads: "all" is not summary or each"#)
+    }
+
     @Test func aMissingKeyKeepsItsDefault() throws {
         let policy = try PolicyFile.parse("[limits]\ngroups = 9\n", path: confPath)
         var expected = Policy.defaults()
@@ -234,10 +242,10 @@ struct PolicyFileAcceptedTests {
 struct PolicyFileErrorTests {
     @Test(arguments: [
         // Sections.
-        ("[acess]", 1, "unknown section [acess]; sections are [access], [limits] and [connections]"),
-        ("[Access]", 1, "unknown section [Access]; sections are [access], [limits] and [connections]"),
-        ("[]", 1, "unknown section []; sections are [access], [limits] and [connections]"),
-        ("[access.limits]", 1, "unknown section [access.limits]; sections are [access], [limits] and [connections]"),
+        ("[acess]", 1, "unknown section [acess]; sections are [access], [limits], [connections] and [audit]"),
+        ("[Access]", 1, "unknown section [Access]; sections are [access], [limits], [connections] and [audit]"),
+        ("[]", 1, "unknown section []; sections are [access], [limits], [connections] and [audit]"),
+        ("[access.limits]", 1, "unknown section [access.limits]; sections are [access], [limits], [connections] and [audit]"),
         ("[access", 1, "a section header must end with ]"),
         ("[limits # closed in a comment ]", 1, "a section header must end with ]"),
         // Keys.
@@ -246,8 +254,8 @@ struct PolicyFileErrorTests {
         ("[access]\ngroups = 5", 2, #"unknown key "groups" in [access]; keys there are admin-group, create, namespaces"#),
         ("[limits]\nGroups = 5", 2, #"unknown key "Groups" in [limits]; keys there are groups, groups-per-user, sessions-per-user"#),
         ("[limits]\n= 5", 2, #"unknown key "" in [limits]; keys there are groups, groups-per-user, sessions-per-user"#),
-        ("create = *", 1, #""create" must be inside a section ([access], [limits] or [connections])"#),
-        ("# first\n\ngroups = 5\n[limits]", 3, #""groups" must be inside a section ([access], [limits] or [connections])"#),
+        ("create = *", 1, #""create" must be inside a section ([access], [limits], [connections] or [audit])"#),
+        ("# first\n\ngroups = 5\n[limits]", 3, #""groups" must be inside a section ([access], [limits], [connections] or [audit])"#),
         ("[access]\ncreate", 2, "expected key = value"),
         ("[access]\ncreate * # no equals sign", 2, "expected key = value"),
         // Repeats, across re-opened sections too.
@@ -533,6 +541,9 @@ struct PolicyDecisionTests {
         #expect(a != b)
         a.groupsPerUser = 1
         b = policy()
+        #expect(a != b)
+        a = policy()
+        a.recordEachRead = true
         #expect(a != b)
     }
 }
