@@ -45,6 +45,8 @@ struct Policy: Sendable, Equatable {
     /// Accepted reads (version, list, inspect): one record each, or summed up per
     /// connection (the default; see ReadTally).
     var recordEachRead = false
+    /// How long an open connection's summed-up reads may wait for their record. Seconds.
+    var readSummaryInterval = 60
 
     static func == (a: Policy, b: Policy) -> Bool {
         a.create == b.create && a.adminGroup?.name == b.adminGroup?.name && a.adminGroup?.gid == b.adminGroup?.gid
@@ -53,6 +55,7 @@ struct Policy: Sendable, Equatable {
             && a.maxConnections == b.maxConnections && a.connectionsPerUser == b.connectionsPerUser
             && a.maxLine == b.maxLine && a.idleTimeout == b.idleTimeout && a.writeTimeout == b.writeTimeout
             && a.subscriberBuffer == b.subscriberBuffer && a.recordEachRead == b.recordEachRead
+            && a.readSummaryInterval == b.readSummaryInterval
     }
 
     /// The defaults: everyone may create, `nsgroup-admin` (if it exists) administers.

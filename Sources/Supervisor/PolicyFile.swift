@@ -26,6 +26,7 @@ import Namespaces
 ///
 /// [audit]
 /// reads = summary                 # or: each
+/// read-summary-interval = 60
 /// ```
 ///
 /// `#` and `;` start comments (whole lines, or after a value). A missing key
@@ -79,7 +80,7 @@ enum PolicyFile {
         "access": ["create", "admin-group", "namespaces"],
         "limits": ["groups-per-user", "sessions-per-user", "groups"],
         "connections": ["max", "per-user", "max-line", "idle-timeout", "write-timeout", "subscriber-buffer"],
-        "audit": ["reads"],
+        "audit": ["reads", "read-summary-interval"],
     ]
 
     static func parse(_ text: String, path: String) throws(ParseError) -> Policy {
@@ -186,6 +187,8 @@ enum PolicyFile {
             case "each": policy.recordEachRead = true
             default: throw ValueError("\"\(value)\" is not summary or each")
             }
+        case ("audit", "read-summary-interval"):
+            policy.readSummaryInterval = try count(value, from: 1, to: 86_400)
         default:
             throw ValueError("unknown key")
         }

@@ -1,6 +1,6 @@
 /// The read-only requests a connection had accepted (`version`, `list`, `inspect`), kept to
-/// be written as one `reads-summarized` journal record when the connection closes, or once a
-/// minute while it stays open.
+/// be written as one `reads-summarized` journal record when the connection closes, or every
+/// `[audit] read-summary-interval` seconds (default 60) while it stays open.
 ///
 /// Why not one record per read: a client looping on `list` would make journald's rate limit
 /// (10,000 records per 30 s per service by default) suppress the records that matter — a

@@ -240,7 +240,7 @@ public final class Supervisor {
         }
         listening.formUnion(subscribers.keys)
         for connection in Array(connections.values) {
-            if let since = connection.reads.since, now - since >= Self.readSummaryInterval {
+            if let since = connection.reads.since, now - since >= Double(policy.readSummaryInterval) {
                 recordReads(of: connection)
             }
             if connection.isStuckWriting(now: now, timeout: policy.writeTimeout) {
@@ -305,9 +305,6 @@ public final class Supervisor {
         }
         return reply
     }
-
-    /// How long accepted reads of an open connection may wait for their summary record.
-    static let readSummaryInterval = 60.0
 
     /// Writes one `reads-summarized` record for the reads a connection has had accepted
     /// since the last one (see ReadTally for why reads are not recorded one by one).

@@ -155,6 +155,20 @@ import Testing
         for name in ["read-a", "read-b"] { #expect(try supervisor.nsgroup(["destroy", name]).status == 0) }
     }
 
+    /// A connection that stays open gets its reads recorded every read-summary-interval.
+    @Test func anOpenConnectionsReadsAreRecordedOnInterval() throws {
+        try Self.requireJournald()
+        let supervisor = try TestSupervisor(config: "[audit]\nread-summary-interval = 1\n")
+        let client = try RPCClient(socketPath: supervisor.socketPath)
+        for _ in 0..<7 { _ = try client.call("list") }
+        let first = try one(supervisor, "readsSummarized", ["NSGROUP_READS=list=7"])
+        #expect(first["NSGROUP_CALLER_UID"] == "0")
+        // The next reads start a new count.
+        for _ in 0..<2 { _ = try client.call("version") }
+        _ = try one(supervisor, "readsSummarized", ["NSGROUP_READS=version=2"])
+        #expect(try client.call("version").result["protocol"]?.int64Value == 1, "the connection stays open")
+    }
+
     /// With `[audit] reads = each`, every accepted read is a record of its own.
     @Test func readsCanBeRecordedOneByOne() throws {
         try Self.requireJournald()

@@ -117,6 +117,10 @@ struct PolicyFileAcceptedTests {
         #expect(try PolicyFile.parse("[audit]\nreads = summary\n", path: confPath) == Policy.defaults())
         let error = try #require(parseError("[audit]\nreads = all\n"))
         #expect(error.message == #"audit.reads: "all" is not summary or each"#)
+        #expect(Policy.defaults().readSummaryInterval == 60)
+        #expect(try PolicyFile.parse("[audit]\nread-summary-interval = 5\n", path: confPath).readSummaryInterval == 5)
+        #expect(try #require(parseError("[audit]\nread-summary-interval = 0\n")).message
+                == #"audit.read-summary-interval: "0" is not a whole number from 1 to 86400"#)
     }
 
     @Test func aMissingKeyKeepsItsDefault() throws {
