@@ -93,17 +93,7 @@ final class StateStore {
     }
 
     private func fileNames() -> [String] {
-        guard let dir = fdopendir(dup(groupsFD.rawValue)) else { return [] }
-        defer { closedir(dir) }
-        rewinddir(dir)
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let fileName = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
-            if fileName != "." && fileName != ".." { names.append(fileName) }
-        }
-        return names
+        (try? Directory.entries(descriptor: groupsFD.rawValue)) ?? []
     }
 
     /// Temporary files a save interrupted by a crash left behind.

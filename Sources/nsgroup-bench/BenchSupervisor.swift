@@ -125,18 +125,12 @@ final class BenchSupervisor {
             process = 0
         }
         if let directory {
-            _ = ProgramRunnerShim.removeTree(directory)
+            Directory.removeTree(directory)
             self.directory = nil
         }
     }
 
     deinit { stop() }
-}
-
-enum ProgramRunnerShim {
-    static func removeTree(_ path: String) -> Int32 {
-        (try? ProgramRunner.run("/bin/rm", ["rm", "-rf", path])) ?? -1
-    }
 }
 
 /// Median and spread of timings, in milliseconds.

@@ -25,7 +25,7 @@ enum ProcessProbe {
     /// tick counts of /proc/PID/stat it is exact to the nanosecond.
     static func cpuNanoseconds(_ pid: pid_t) throws -> UInt64 {
         var total: UInt64 = 0
-        for task in try directoryEntries("/proc/\(pid)/task") {
+        for task in try Directory.entries("/proc/\(pid)/task") {
             guard let text = try? ProcFS.readText("/proc/\(pid)/task/\(task)/schedstat"),
                   let first = text.split(separator: " ").first, let ns = UInt64(first)
             else { continue }
@@ -50,7 +50,7 @@ enum ProcessProbe {
     static func isAlive(_ pid: pid_t) -> Bool { kill(pid, 0) == 0 || errno == EPERM }
 
     static func allProcesses() -> [pid_t] {
-        ((try? directoryEntries("/proc")) ?? []).compactMap { pid_t($0) }
+        ((try? Directory.entries("/proc")) ?? []).compactMap { pid_t($0) }
     }
 
     /// Holder processes the supervisor `supervisor` started: its children
@@ -79,18 +79,5 @@ enum ProcessProbe {
             last = now
         }
         return last
-    }
-
-    private static func directoryEntries(_ path: String) throws(Errno) -> [String] {
-        guard let dir = opendir(path) else { throw Errno.current }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
     }
 }

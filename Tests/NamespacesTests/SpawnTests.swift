@@ -165,18 +165,7 @@ enum Sys {
     }
 
     /// The entries of a /proc/PID/fd-like directory (without . and ..).
-    static func directoryEntries(_ path: String) -> [String]? {
-        guard let dir = opendir(path) else { return nil }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
-    }
+    static func directoryEntries(_ path: String) -> [String]? { try? Directory.entries(path) }
 
     /// A small text file (such as one under /proc), read here with open/read.
     static func readFile(_ path: String) -> String? {
@@ -242,16 +231,7 @@ enum Sys {
     }
 
     /// rm -r without following symlinks.
-    static func removeTree(_ path: String) {
-        var st = stat()
-        guard lstat(path, &st) == 0 else { return }
-        if st.st_mode & S_IFMT == S_IFDIR {
-            for name in directoryEntries(path) ?? [] { removeTree(path + "/" + name) }
-            _ = rmdir(path)
-        } else {
-            _ = unlink(path)
-        }
-    }
+    static func removeTree(_ path: String) { Directory.removeTree(path) }
 
     static func statPath(_ path: String) -> stat? {
         var st = stat()

@@ -18,32 +18,9 @@ final class ScratchDirectory {
         path = String(cString: made)
     }
 
-    deinit { Self.removeTree(path) }
+    deinit { Directory.removeTree(path) }
 
-    static func entries(_ path: String) -> [String]? {
-        guard let dir = opendir(path) else { return nil }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names.sorted()
-    }
-
-    /// rm -r, never following a symlink.
-    static func removeTree(_ path: String) {
-        var st = stat()
-        guard lstat(path, &st) == 0 else { return }
-        if st.st_mode & S_IFMT == S_IFDIR {
-            for name in entries(path) ?? [] { removeTree(path + "/" + name) }
-            _ = rmdir(path)
-        } else {
-            _ = unlink(path)
-        }
-    }
+    static func entries(_ path: String) -> [String]? { (try? Directory.entries(path))?.sorted() }
 }
 
 struct ScratchError: Error, CustomStringConvertible {
