@@ -1,3 +1,5 @@
+import RPC
+
 /// The read-only requests a connection had accepted (`version`, `list`, `inspect`), kept to
 /// be written as one `reads-summarized` journal record when the connection closes, or every
 /// `[audit] read-summary-interval` seconds (default 60) while it stays open.
@@ -12,15 +14,13 @@ struct ReadTally {
     /// How many group names one record lists; past that it says how many more there were.
     static let maxNames = 32
 
-    private(set) var counts: [String: Int] = [:]
+    private(set) var counts: [MethodName: Int] = [:]
     private(set) var names: Set<String> = []
     private(set) var namesLeftOut = 0
     /// Monotonic seconds of the first read since the last record.
     private(set) var since: Double?
 
-    var isEmpty: Bool { counts.isEmpty }
-
-    mutating func add(_ method: String, name: String?, now: Double) {
+    mutating func add(_ method: MethodName, name: String?, now: Double) {
         counts[method, default: 0] += 1
         if since == nil { since = now }
         guard let name, !names.contains(name) else { return }
@@ -29,7 +29,7 @@ struct ReadTally {
 
     /// `inspect=3 list=1000 version=1`: methods in name order.
     var countsField: String {
-        counts.keys.sorted().map { "\($0)=\(counts[$0]!)" }.joined(separator: " ")
+        counts.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue)=\($0.value)" }.joined(separator: " ")
     }
 
     /// The inspected groups in name order, then `+N more` when some were left out.
@@ -38,6 +38,4 @@ struct ReadTally {
     }
 
     var total: Int { counts.values.reduce(0, +) }
-
-    mutating func reset() { self = ReadTally() }
 }

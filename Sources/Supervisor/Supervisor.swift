@@ -263,8 +263,9 @@ public final class Supervisor {
         let caller = connection.peer
         let name = request.params?["name"]?.stringValue
         let reply: Reply
+        let method = MethodName(rawValue: request.method)
         do throws(RPCError) {
-            guard let method = MethodName(rawValue: request.method) else {
+            guard let method else {
                 throw RPCError(.methodNotFound, "unknown method \(JSONValue.string(request.method).serialized()); methods are \(MethodName.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             if truncated {
@@ -297,8 +298,8 @@ public final class Supervisor {
             return .error(error)
         }
         descriptors.closeAll()
-        if !policy.recordEachRead, ["version", "list", "inspect"].contains(request.method) {
-            connection.reads.add(request.method, name: name, now: monotonicSeconds())
+        if let method, method.isRead, !policy.recordEachRead {
+            connection.reads.add(method, name: name, now: monotonicSeconds())
         } else {
             audit.record(.requestAccepted, "Accepted \(request.method) from uid \(caller.uid)",
                          caller: caller, fields: recordFields(request, name: name, result: "ok"))
@@ -310,15 +311,17 @@ public final class Supervisor {
     /// since the last one (see ReadTally for why reads are not recorded one by one).
     func recordReads(of connection: Connection) {
         let tally = connection.reads
-        guard !tally.isEmpty else { return }
-        connection.reads.reset()
+        guard let since = tally.since else { return }
+        connection.reads = ReadTally()
         let caller = connection.peer
-        var fields = [AuditField.operation: "read", AuditField.result: "ok", AuditField.reads: tally.countsField]
-        if !tally.namesField.isEmpty { fields[AuditField.names] = tally.namesField }
-        let seconds = Int((monotonicSeconds() - (tally.since ?? monotonicSeconds())).rounded())
+        let counts = tally.countsField
+        let names = tally.namesField
+        var fields = [AuditField.operation: "read", AuditField.result: "ok", AuditField.reads: counts]
+        if !names.isEmpty { fields[AuditField.names] = names }
+        let seconds = Int((monotonicSeconds() - since).rounded())
         audit.record(.readsSummarized,
-                     "uid \(caller.uid) (pid \(caller.pid)) had \(counted(tally.total, "read")) accepted in \(seconds) s: \(tally.countsField)"
-                        + (tally.namesField.isEmpty ? "" : "; inspected \(tally.namesField)"),
+                     "uid \(caller.uid) (pid \(caller.pid)) had \(counted(tally.total, "read")) accepted in \(seconds) s: \(counts)"
+                        + (names.isEmpty ? "" : "; inspected \(names)"),
                      caller: caller, fields: fields)
     }
 

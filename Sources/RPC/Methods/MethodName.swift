@@ -15,6 +15,9 @@ public enum MethodName: String, CaseIterable, Sendable {
     /// How many descriptors a request may carry beside it: `enter` with
     /// `tty: false` carries exactly the caller's stdin, stdout and stderr.
     public var acceptsDescriptors: Bool { self == .enter }
+
+    /// Methods that only read: they change nothing on the server.
+    public var isRead: Bool { self == .version || self == .list || self == .inspect }
 }
 
 /// Notifications the server sends.
