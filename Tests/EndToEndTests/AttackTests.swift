@@ -1,0 +1,18 @@
+import Client
+import Foundation
+import Glibc
+import Namespaces
+import RPC
+import Testing
+
+/// The trust boundary, tried as a hostile local user would (see README, "Who can run
+/// what", and PROTOCOL.md §"Who can run what"). Each test replays one attack against the
+/// real supervisor and kernel and asserts the safe outcome: refused with the documented
+/// reason, or the code ran with no more than the owner's rights. Every one of them failed on
+/// the code before its fix.
+///
+/// The attacks live in extensions of this suite, one file per area:
+/// AttackTests+Entering (who runs whose files), AttackTests+Spawn (what a session is made
+/// of), AttackTests+Limits (what a user can spend).
+@Suite("Attacks on the trust boundary")
+struct AttackTests {}
