@@ -7,10 +7,10 @@ import CSpawn
 public struct TmpfsMount: Sendable, Hashable {
     /// An absolute path inside the group, reached without symlinks.
     public var path: String
-    /// Mount options, e.g. "mode=1777" or "mode=1777,size=64m". nosuid and nodev always apply.
+    /// Mount options, e.g. "mode=0700" or "mode=1777,size=64m". nosuid and nodev always apply.
     public var options: String
 
-    public init(path: String, options: String = "mode=1777") {
+    public init(path: String, options: String = "mode=0700") {
         self.path = path
         self.options = options
     }

@@ -11,13 +11,14 @@ extension Supervisor {
         let params = try CreateParams(params: context.request.params)
         let kinds = try Self.namespaceKinds(params.namespaces)
         let hostname = try Self.hostname(params.hostname, kinds: kinds, name: params.name)
-        let tmpfs = try Self.tmpfsMounts(params.tmpfs, kinds: kinds)
+        let requestedTmpfs = try Self.tmpfsMounts(params.tmpfs, kinds: kinds)
         let binds = try Self.bindMounts(params.binds, kinds: kinds)
-        try Self.distinctTargets(binds: binds, tmpfs: tmpfs)
+        try Self.distinctTargets(binds: binds, tmpfs: requestedTmpfs)
         let members = try Self.members(params.members, method: "create")
         let offsets = try Self.timeOffsets(params, kinds: kinds)
         let netnsName = try Self.netnsName(params.netnsName, kinds: kinds)
         try checkCreatePolicy(context.caller, name: params.name, kinds: kinds)
+        let tmpfs = try checkTmpfsPolicy(requestedTmpfs, caller: context.caller, kinds: kinds)
         if (!binds.isEmpty || netnsName != nil) && !policy.isAdmin(context.caller) {
             throw RPCError(.permissionDenied, binds.isEmpty
                 ? "create: publishing a net namespace in /run/netns is for \(Policy.listed(policy.admins)): the names are the host's"
@@ -28,7 +29,11 @@ extension Supervisor {
         }
         let userMaps = kinds.contains(.user) ? SubordinateIDs.maps(for: context.caller) : nil
 
-        let spec = HolderSpec(name: params.name, namespaces: kinds, hostname: hostname, tmpfs: tmpfs, binds: binds,
+        // Without a user namespace the holder is host root: each tmpfs belongs to the owner.
+        let owned = kinds.contains(.user) ? tmpfs : tmpfs.map {
+            TmpfsMount(path: $0.path, options: $0.options + ",uid=\(context.caller.uid),gid=\(context.caller.gid)")
+        }
+        let spec = HolderSpec(name: params.name, namespaces: kinds, hostname: hostname, tmpfs: owned, binds: binds,
                               ttyGroup: ttyGroup, userMaps: userMaps,
                               monotonicOffset: offsets.monotonic, boottimeOffset: offsets.boottime)
         let owner = context.caller.uid
@@ -83,7 +88,7 @@ extension Supervisor {
             try? state.remove(name: record.name)
             throw RPCError(.internalError, "cannot create group \"\(params.name)\": cannot watch its holder: \(error)")
         }
-        groups[record.name] = group
+        register(group)
         groupsChanged()
         groupEvent(.groupCreated, group)
         audit.record(.groupCreated, "Created group \(record.name) for uid \(record.owner), holder \(record.holderPID)",
@@ -122,6 +127,60 @@ extension Supervisor {
                 throw RPCError(.limitExceeded, "uid \(caller.uid) owns \(counted(owned, "group")), the most allowed (limits.groups-per-user = \(policy.groupsPerUser))")
             }
         }
+    }
+
+    /// The tmpfs rules of nsgroupd.conf (README, "Who can run what"). In a group without a
+    /// user namespace everyone enters as themselves, so a mount there must not cover anyone
+    /// else's programs or configuration: for all but admins, only at or below
+    /// access.tmpfs-paths. Sizes are bounded per mount (limits.tmpfs-size; a mount that names
+    /// none gets that size) and per person over all their groups (limits.tmpfs-per-user); root
+    /// is not bound, as with the other per-user limits. Returns the mounts with their sizes.
+    func checkTmpfsPolicy(_ mounts: [TmpfsMount], caller: PeerCredentials, kinds: Set<NamespaceKind>) throws(RPCError) -> [TmpfsMount] {
+        guard !mounts.isEmpty else { return [] }
+        if !kinds.contains(.user) && !policy.isAdmin(caller) {
+            let home = UserDatabase.user(uid: caller.uid)?.home
+            for mount in mounts where !policy.tmpfsPaths.contains(where: { $0.admits(mount.path, home: home) }) {
+                if policy.tmpfsPaths.isEmpty {
+                    throw RPCError(.permissionDenied, "create: tmpfs mounts in a group without a user namespace are for \(Policy.listed(policy.admins)) (access.tmpfs-paths is empty)")
+                }
+                throw RPCError(.permissionDenied, "create: a tmpfs on \(JSONValue.string(mount.path).serialized()) is not allowed: without a user namespace tmpfs mounts go only at or below \(policy.tmpfsPaths.map(\.description).joined(separator: ", ")) (access.tmpfs-paths), where no one else's programs live")
+            }
+        }
+        guard caller.uid != 0 else { return mounts }
+        var sized: [TmpfsMount] = []
+        var total: UInt64 = 0
+        for mount in mounts {
+            var bytes = Self.tmpfsBytes(mount.options)
+            if bytes == nil {
+                bytes = policy.tmpfsSize
+                sized.append(TmpfsMount(path: mount.path, options: mount.options + ",size=\(ByteSize.format(policy.tmpfsSize))"))
+            } else {
+                sized.append(mount)
+            }
+            guard bytes! <= policy.tmpfsSize else {
+                let asked = mount.options.split(separator: ",").first { $0.hasPrefix("size=") } ?? ""
+                throw RPCError(.limitExceeded, "create: the tmpfs on \(JSONValue.string(mount.path).serialized()) asks for \(asked), more than one mount may have (limits.tmpfs-size = \(ByteSize.format(policy.tmpfsSize)))")
+            }
+            total += bytes!
+        }
+        let held = groups.values.filter { $0.owner == caller.uid }
+            .flatMap(\.record.tmpfs).reduce(UInt64(0)) { $0 + (Self.tmpfsBytes($1.options) ?? policy.tmpfsSize) }
+        guard held + total <= policy.tmpfsPerUser else {
+            throw RPCError(.limitExceeded, "create: uid \(caller.uid) would have \(ByteSize.format(held + total)) of tmpfs mounts, more than allowed (limits.tmpfs-per-user = \(ByteSize.format(policy.tmpfsPerUser)))")
+        }
+        return sized
+    }
+
+    /// The size a tmpfs's options give it in bytes (a percentage is of physical memory, as
+    /// the kernel takes it); nil when they name none.
+    static func tmpfsBytes(_ options: String) -> UInt64? {
+        guard let option = options.split(separator: ",").first(where: { $0.hasPrefix("size=") }) else { return nil }
+        let value = String(option.dropFirst(5))
+        if value.hasSuffix("%"), let percent = UInt64(value.dropLast()) {
+            let memory = UInt64(sysconf(Int32(_SC_PHYS_PAGES))) * UInt64(sysconf(Int32(_SC_PAGESIZE)))
+            return memory / 100 * percent
+        }
+        return ByteSize.parse(value)
     }
 
     static let maxMembers = 64
@@ -198,7 +257,7 @@ extension Supervisor {
             let colon = spec.firstIndex(of: ":")
             let path = try checkedPath(String(spec[..<(colon ?? spec.endIndex)]), "tmpfs path")
             var size: String?
-            var mode = "1777"
+            var mode = "0700"
             if let colon {
                 for option in spec[spec.index(after: colon)...].split(separator: ",", omittingEmptySubsequences: false) {
                     let parts = option.split(separator: "=", maxSplits: 1).map(String.init)

@@ -37,10 +37,19 @@ extension Supervisor {
                 throw RPCError(.limitExceeded, "uid \(caller.uid) has \(counted(running, "session")) running, the most allowed (limits.sessions-per-user = \(policy.sessionsPerUser))")
             }
         }
+        let entry = try entryMode(group, caller, trustOwner: params.trustOwner)
         let user = UserDatabase.user(uid: caller.uid)
-        let home = user?.home ?? "/"
         let shell = user.map { $0.shell.isEmpty ? "/bin/sh" : $0.shell } ?? "/bin/sh"
-        let userName = user?.name ?? String(caller.uid)
+        // Root and admins entering through someone else's user namespace are that
+        // namespace's root, not themselves: its name and home, which the owner's
+        // rights may well not reach (then the session starts in /).
+        let home: String
+        let userName: String
+        if case .namespaceRoot(_, owner: false) = entry {
+            (home, userName) = ("/root", "root")
+        } else {
+            (home, userName) = (user?.home ?? "/", user?.name ?? String(caller.uid))
+        }
 
         // What to run: the request's argv, or the login shell as a login shell.
         let executable: String
@@ -56,7 +65,7 @@ extension Supervisor {
         // A clean environment built for the caller, then the request's entries.
         var environment: [(String, String)] = [
             ("HOME", home), ("USER", userName), ("LOGNAME", userName), ("SHELL", shell),
-            ("PATH", caller.uid == 0 ? Self.rootSearchPath : Self.userSearchPath),
+            ("PATH", caller.uid == 0 || entry.isNamespaceRoot(owner: false) ? Self.rootSearchPath : Self.userSearchPath),
         ]
         if params.tty { environment.append(("TERM", Self.defaultTerm)) }
         for (key, value) in params.env {
@@ -68,20 +77,21 @@ extension Supervisor {
         }
         let searchPath = environment.first { $0.0 == "PATH" }?.1 ?? Self.userSearchPath
 
-        // In a group with a user namespace its owner is root inside (that
-        // namespace's root maps to the owner's ids); anyone else enters the
-        // other namespaces as themselves, from the host's user namespace,
-        // since their ids are not mapped in the group's.
         var kinds = group.record.kinds
-        let asNamespaceRoot = kinds.contains(.user) && caller.uid == group.owner
-        if kinds.contains(.user) && !asNamespaceRoot { kinds.remove(.user) }
+        let groups: [gid_t]
+        switch entry {
+        case .namespaceRoot(let kept, _): groups = kept
+        case .asCaller:
+            kinds.remove(.user)
+            groups = caller.groups
+        }
         var spec = SessionSpec(
-            uid: asNamespaceRoot ? 0 : caller.uid, gid: asNamespaceRoot ? 0 : caller.gid, groups: caller.groups,
+            uid: entry.isNamespaceRoot ? 0 : caller.uid, gid: entry.isNamespaceRoot ? 0 : caller.gid, groups: groups,
             cwd: params.cwd ?? home, cwdFallback: params.cwd == nil,
             executable: executable, argv: argv, environment: environment.map { "\($0.0)=\($0.1)" },
             searchPath: searchPath, controllingTerminal: params.tty,
             descriptorLimit: configuration.sessionDescriptorLimit)
-        spec.userNamespaceRoot = asNamespaceRoot
+        spec.userNamespaceRoot = entry.isNamespaceRoot
 
         let namespaces: NamespaceFiles
         do {
@@ -152,6 +162,39 @@ extension Supervisor {
         return .result(result)
     }
 
+    /// How a caller enters a group: who controls the files a session may run decides it
+    /// (README, "Who can run what"). In a group with a user namespace its owner is root
+    /// inside and shapes its mount tree, so nobody may run there with more than her rights:
+    /// she and every admin enter *through* that user namespace as its root (root inside maps
+    /// to her ids on the host), and a member, who cannot be kept safe from her, enters as
+    /// himself only when he says he trusts her. A group without a user namespace is entered
+    /// by everyone as themselves: its owner cannot change what runs there (bind mounts are
+    /// for admins, tmpfs mounts only where nobody else's programs live).
+    enum EntryMode: Equatable {
+        /// uid and gid 0 in the group's user namespace, with these host groups kept
+        /// (the owner's own; none for an admin, who gets exactly the owner's rights or fewer).
+        case namespaceRoot(groups: [gid_t], owner: Bool)
+        /// The caller's own ids, from the host's user namespace.
+        case asCaller
+
+        var isNamespaceRoot: Bool { if case .namespaceRoot = self { true } else { false } }
+
+        func isNamespaceRoot(owner: Bool) -> Bool {
+            if case .namespaceRoot(_, let isOwner) = self { isOwner == owner } else { false }
+        }
+    }
+
+    func entryMode(_ group: Group, _ caller: PeerCredentials, trustOwner: Bool) throws(RPCError) -> EntryMode {
+        guard group.record.kinds.contains(.user) else { return .asCaller }
+        if caller.uid == group.owner { return .namespaceRoot(groups: caller.groups, owner: true) }
+        if policy.isAdmin(caller) { return .namespaceRoot(groups: [], owner: false) }
+        guard trustOwner else {
+            throw RPCError(.permissionDenied, "group \"\(group.name)\" has a user namespace: its owner (uid \(group.owner)) is root inside it and controls every file a session there runs, so it could run code as you; enter with --trust-owner (\"trustOwner\": true) only if you trust that user with your account",
+                           details: ["needs": "trustOwner"])
+        }
+        return .asCaller
+    }
+
     /// Sessions of this uid running in any group.
     func sessionCount(uid: uid_t) -> Int {
         groups.values.reduce(0) { total, group in total + group.sessions.values.filter { $0.uid == uid }.count }
@@ -180,7 +223,7 @@ extension Supervisor {
         let exited = ExitedNotification(session: session.id, code: status?.code, signal: status?.signal)
         session.notifyExited(exited)
         sessionEvent(.sessionEnded, session, in: group, ended: exited)
-        rememberEnded(exited, group: group.name, uid: session.uid)
+        rememberEnded(exited, group: group, uid: session.uid)
         var fields = [
             AuditField.name: group.name,
             AuditField.operation: "enter",
@@ -214,48 +257,54 @@ extension Supervisor {
 
     /// Keeps how a session ended for a while, for clients that attach after
     /// the fact (a client whose supervisor restarted under it).
-    func rememberEnded(_ exited: ExitedNotification, group: String, uid: uid_t) {
-        recentlyEnded[exited.session] = (group, uid, exited)
+    func rememberEnded(_ exited: ExitedNotification, group: Group, uid: uid_t) {
+        recentlyEnded[exited.session] = (group.name, group.instance, uid, exited)
         endedOrder.append(exited.session)
         if endedOrder.count > Self.rememberedEndings { recentlyEnded[endedOrder.removeFirst()] = nil }
     }
 
-    /// `attach {name, session}`: the session's own user, the group's owner
-    /// and admins may attach.
+    /// A session belongs to whoever started it: they and admins may attach to it or signal
+    /// it; the group's owner may not touch the sessions of others (root's least of all).
+    /// Passes when `caller` may control the session (`uid` is its user, nil when there is
+    /// no such session). Otherwise: not_found when the caller may not see the group, so that
+    /// neither groups nor session numbers leak; else not_found for a missing session and
+    /// permission_denied for someone else's.
+    func checkControl(_ caller: PeerCredentials, of uid: uid_t?, _ session: UInt64, in name: String, _ group: Group?,
+                      action: String) throws(RPCError) {
+        if let uid, caller.uid == uid || policy.isAdmin(caller) { return }
+        guard let group, policy.mayUse(caller, group) else { throw .notFound(group: name) }
+        guard uid != nil else { throw RPCError(.notFound, "group \"\(name)\" has no session \(session)") }
+        throw RPCError(.permissionDenied, "uid \(caller.uid) may not \(action) session \(session) of group \"\(name)\": only \(Policy.listed(["the session's own user"] + policy.admins)) may")
+    }
+
+    /// `attach {name, session}`: the session's own user and admins may attach. A session
+    /// that ended is found only under the instance of the group it ran in (or by name,
+    /// once no group of that name exists).
     func attach(_ context: RequestContext) throws(RPCError) -> Reply {
         let params = try AttachParams(params: context.request.params)
         let caller = context.caller
-        let live = groups[params.name]?.sessions[params.session]
-        let ended = recentlyEnded[params.session].flatMap { $0.group == params.name ? $0 : nil }
-        let uid = live?.uid ?? ended?.uid
-        let owner = groups[params.name]?.owner
-        guard policy.isAdmin(caller) || (uid != nil && uid == caller.uid) || (owner != nil && owner == caller.uid) else {
-            throw RPCError(.permissionDenied, "uid \(caller.uid) may not attach to session \(params.session) of group \"\(params.name)\": only \(Policy.listed(["the session's own user", "the group's owner"] + policy.admins)) may")
+        let current = groups[params.name]
+        let live = current?.sessions[params.session]
+        let ended = recentlyEnded[params.session].flatMap { entry in
+            entry.group == params.name && (current == nil || current!.instance == entry.instance) ? entry : nil
         }
+        try checkControl(caller, of: live?.uid ?? ended?.uid, params.session, in: params.name, current, action: "attach to")
         if let live {
             live.addListener(context.connection)
             return .result(EnterResult(session: live.id, pid: live.pid).json)
         }
-        guard let ended else { throw RPCError(.notFound, "group \"\(params.name)\" has no session \(params.session)") }
         // The reply first, then at once the notification it promises.
         return .result(EnterResult(session: params.session, pid: 0).json,
-                       followedBy: [Response.notification(method: NotificationName.exited.rawValue, params: ended.exited.json)])
+                       followedBy: [Response.notification(method: NotificationName.exited.rawValue, params: ended!.exited.json)])
     }
 
-    /// `signal {name, session, signal}`: the session's own caller, the group's
-    /// owner and root may signal it.
+    /// `signal {name, session, signal}`: the session's own user and admins may signal it.
     func signal(_ context: RequestContext) throws(RPCError) -> Reply {
         let params = try SignalParams(params: context.request.params)
-        guard let group = groups[params.name] else { throw .notFound(group: params.name) }
-        let session = group.sessions[params.session]
-        let mayManage = policy.mayManage(context.caller, group)
-        // Others learn nothing about which sessions exist.
-        guard mayManage || (session != nil && session!.uid == context.caller.uid) else {
-            throw RPCError(.permissionDenied, "uid \(context.caller.uid) may not signal session \(params.session) of group \"\(params.name)\": only \(Policy.listed(["the session's own user", "the group's owner"] + policy.admins)) may")
-        }
-        guard let session else {
-            throw RPCError(.notFound, "group \"\(params.name)\" has no session \(params.session)")
-        }
+        let group = groups[params.name]
+        let session = group?.sessions[params.session]
+        try checkControl(context.caller, of: session?.uid, params.session, in: params.name, group, action: "signal")
+        guard let session else { throw RPCError(.internalError, "session \(params.session) vanished") }
         do {
             try session.pidfd.signal(params.signal)
         } catch where error.rawValue == ESRCH {

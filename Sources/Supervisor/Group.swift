@@ -17,6 +17,9 @@ final class Group {
     var destroying = false
     /// Replies waiting for the holder to be reaped (each destroy of this group).
     var destroyWaiters: [(PendingReply) -> Void] = []
+    /// Which registration of this name it is (Supervisor.register): records that
+    /// outlive the group, like ended sessions, name it, not just the name.
+    var instance: UInt64 = 0
     /// Processes started by `enter`, by session number.
     var sessions: [UInt64: Session] = [:] { didSet { cachedInfoJSON = nil } }
     /// `info.json`, kept between changes: `list` and `inspect` are most of what the

@@ -25,6 +25,11 @@ struct Policy: Sendable, Equatable {
     var adminGroup: (name: String, gid: gid_t)?
     /// Kinds a create may ask for (root and admins are not limited).
     var namespaces: Set<NamespaceKind> = Set(NamespaceKind.allCases)
+    /// Where a non-admin may mount a tmpfs in a group without a user namespace.
+    var tmpfsPaths: [TmpfsPlace] = TmpfsPlace.defaults
+    /// The largest tmpfs one mount may have, and all of one person's groups together. Bytes.
+    var tmpfsSize: UInt64 = 1 << 30
+    var tmpfsPerUser: UInt64 = 4 << 30
     var groupsPerUser = 16
     var sessionsPerUser = 64
     var maxGroups = 4096
@@ -56,6 +61,7 @@ struct Policy: Sendable, Equatable {
             && a.maxLine == b.maxLine && a.idleTimeout == b.idleTimeout && a.writeTimeout == b.writeTimeout
             && a.subscriberBuffer == b.subscriberBuffer && a.recordEachRead == b.recordEachRead
             && a.readSummaryInterval == b.readSummaryInterval
+            && a.tmpfsPaths == b.tmpfsPaths && a.tmpfsSize == b.tmpfsSize && a.tmpfsPerUser == b.tmpfsPerUser
     }
 
     /// The defaults: everyone may create, `nsgroup-admin` (if it exists) administers.
@@ -103,5 +109,56 @@ struct Policy: Sendable, Equatable {
     static func listed(_ people: [String]) -> String {
         guard people.count > 1 else { return people.first ?? "" }
         return people.dropLast().joined(separator: ", ") + " and " + people.last!
+    }
+}
+
+/// One entry of access.tmpfs-paths: a directory (a tmpfs may go on it or below it), or `~`,
+/// the creating user's own home when it lies below /home.
+enum TmpfsPlace: Sendable, Equatable, CustomStringConvertible {
+    case directory(String)
+    case home
+
+    static let defaults: [TmpfsPlace] = [.directory("/tmp"), .directory("/var/tmp"), .directory("/mnt"),
+                                         .directory("/srv"), .directory("/media"), .home]
+
+    /// Where programs and configuration of the system and of other users live: no entry
+    /// of tmpfs-paths may be one of them, lie below one or contain one. /home is here
+    /// because it holds everyone's home; `~` admits one's own.
+    static let systemDirectories = [
+        "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/opt", "/proc",
+        "/root", "/run", "/sbin", "/snap", "/sys", "/usr", "/var/cache", "/var/lib", "/var/log", "/var/mail",
+        "/var/run", "/var/spool",
+    ]
+
+    var description: String {
+        switch self {
+        case .directory(let path): path
+        case .home: "~"
+        }
+    }
+
+    /// Whether a tmpfs on `path` (absolute and normalised) is at or below this place.
+    func admits(_ path: String, home: String?) -> Bool {
+        switch self {
+        case .directory(let directory):
+            return Self.isWithin(path, directory)
+        case .home:
+            guard let home, home.hasPrefix("/home/"), !home.split(separator: "/").contains(where: { $0 == ".." || $0 == "." })
+            else { return false }
+            return Self.isWithin(path, home.hasSuffix("/") ? String(home.dropLast()) : home)
+        }
+    }
+
+    /// `path` is `directory` or below it.
+    static func isWithin(_ path: String, _ directory: String) -> Bool {
+        path == directory || path.hasPrefix(directory + "/")
+    }
+
+    /// Why `path` may not be an entry, or nil when it may.
+    static func refusal(_ path: String) -> String? {
+        if let system = systemDirectories.first(where: { isWithin(path, $0) || isWithin($0, path) }) {
+            return "\(path) is or holds \(system), where programs or configuration of the system or of other users live"
+        }
+        return nil
     }
 }

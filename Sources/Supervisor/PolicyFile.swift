@@ -10,8 +10,11 @@ import Namespaces
 /// create = *                      # or: alice, bob, @devs
 /// admin-group = nsgroup-admin     # empty: no admin group
 /// namespaces = mnt, uts, ipc, pid, net, cgroup, user, time
+/// tmpfs-paths = /tmp, /var/tmp, /mnt, /srv, /media, ~
 ///
 /// [limits]
+/// tmpfs-size = 1g
+/// tmpfs-per-user = 4g
 /// groups-per-user = 16
 /// sessions-per-user = 64
 /// groups = 4096
@@ -77,8 +80,8 @@ enum PolicyFile {
     }
 
     static let keys: [String: Set<String>] = [
-        "access": ["create", "admin-group", "namespaces"],
-        "limits": ["groups-per-user", "sessions-per-user", "groups"],
+        "access": ["create", "admin-group", "namespaces", "tmpfs-paths"],
+        "limits": ["groups-per-user", "sessions-per-user", "groups", "tmpfs-size", "tmpfs-per-user"],
         "connections": ["max", "per-user", "max-line", "idle-timeout", "write-timeout", "subscriber-buffer"],
         "audit": ["reads", "read-summary-interval"],
     ]
@@ -163,6 +166,28 @@ enum PolicyFile {
                 guard kinds.insert(kind).inserted else { throw ValueError("\"\(item)\" is named twice") }
             }
             policy.namespaces = kinds
+        case ("access", "tmpfs-paths"):
+            var places: [TmpfsPlace] = []
+            for item in list(value) {
+                let place: TmpfsPlace
+                if item == "~" {
+                    place = .home
+                } else {
+                    let components = item.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+                    guard item.hasPrefix("/"), item != "/", components.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." }) else {
+                        throw ValueError("\"\(item)\" is not ~ or an absolute, normalised path other than /")
+                    }
+                    if let refusal = TmpfsPlace.refusal(item) { throw ValueError(refusal) }
+                    place = .directory(item)
+                }
+                guard !places.contains(place) else { throw ValueError("\"\(item)\" is named twice") }
+                places.append(place)
+            }
+            policy.tmpfsPaths = places
+        case ("limits", "tmpfs-size"):
+            policy.tmpfsSize = try size(value)
+        case ("limits", "tmpfs-per-user"):
+            policy.tmpfsPerUser = try size(value)
         case ("limits", "groups-per-user"):
             policy.groupsPerUser = try count(value)
         case ("limits", "sessions-per-user"):
@@ -201,6 +226,14 @@ enum PolicyFile {
             throw ValueError("\"\(value)\" is not a whole number from \(low) to \(high)")
         }
         return n
+    }
+
+    /// Bytes, with an optional k, m, g or t (see ByteSize); at least 1m, at most 1t.
+    private static func size(_ value: String) throws(ValueError) -> UInt64 {
+        guard let bytes = ByteSize.parse(value), bytes >= 1 << 20, bytes <= 1 << 40 else {
+            throw ValueError("\"\(value)\" is not a size from 1m to 1t (bytes, or a number with k, m, g or t)")
+        }
+        return bytes
     }
 
     private static func list(_ value: String) -> [String] {

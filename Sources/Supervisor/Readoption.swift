@@ -40,7 +40,7 @@ extension Supervisor {
                 drop(name, reason: "unreadable", "cannot watch its holder: \(error)", record: record)
                 continue
             }
-            groups[name] = group
+            register(group)
             readoptSessions(of: group)
             // A crash between recording and publishing leaves it unpublished: publish now.
             if let netns = record.netnsName, let net = record.namespaces.first(where: { $0.kind == .net }),

@@ -20,9 +20,13 @@ public final class Supervisor {
     let ttyGroup: gid_t
 
     var groups: [String: Group] = [:]
+    /// Numbers each Group object this supervisor registers: a name re-created is a new instance.
+    private var nextGroupInstance: UInt64 = 1
     var nextSessionID: UInt64 = 1
-    /// How recently ended sessions ended, for `attach`; oldest first in endedOrder.
-    var recentlyEnded: [UInt64: (group: String, uid: uid_t, exited: ExitedNotification)] = [:]
+    /// How recently ended sessions ended, for `attach`; oldest first in endedOrder. Keyed
+    /// by session, and kept with the instance of the group it ran in, so that a group
+    /// re-created under the same name does not inherit the old one's sessions.
+    var recentlyEnded: [UInt64: (group: String, instance: UInt64, uid: uid_t, exited: ExitedNotification)] = [:]
     var endedOrder: [UInt64] = []
     private var connections: [UInt64: Connection] = [:]
     private var connectionsPerUID: [uid_t: Int] = [:]
@@ -101,6 +105,13 @@ public final class Supervisor {
         audit.record(.supervisorStarted, "Supervisor started on \(configuration.socketPath)\(activatedSocket != nil ? " (socket from systemd)" : "")")
         // Connections wait in the backlog until the groups are taken back.
         readoptGroups()
+    }
+
+    /// Puts a group in the registry as a new instance of its name.
+    func register(_ group: Group) {
+        group.instance = nextGroupInstance
+        nextGroupInstance += 1
+        groups[group.name] = group
     }
 
     /// Tells the service manager how many groups there are (STATUS=).
@@ -333,13 +344,13 @@ public final class Supervisor {
 
     /// The group named by a request, if the caller may do `action` with it:
     /// manage (destroy, share) needs owner or admin; use (inspect, enter)
-    /// also admits members.
+    /// also admits members. A group the caller may not see (not owner, member or admin)
+    /// is not_found, word for word as one that does not exist: names are not an oracle.
     func group(_ name: String, _ context: RequestContext, action: String, manage: Bool) throws(RPCError) -> Group {
-        guard let group = groups[name] else { throw .notFound(group: name) }
         let caller = context.caller
-        let allowed = manage ? policy.mayManage(caller, group) : policy.mayUse(caller, group)
-        guard allowed else {
-            let who = (manage ? ["its owner"] : ["its owner", "its members"]) + policy.admins
+        guard let group = groups[name], policy.mayUse(caller, group) else { throw .notFound(group: name) }
+        guard !manage || policy.mayManage(caller, group) else {
+            let who = ["its owner"] + policy.admins
             throw RPCError(.permissionDenied, "uid \(caller.uid) may not \(action) group \"\(name)\": only \(Policy.listed(who)) may")
         }
         return group

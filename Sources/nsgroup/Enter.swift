@@ -35,6 +35,11 @@ struct Enter: ParsableCommand {
     @Option(name: .customLong("env"), help: ArgumentHelp("Add KEY=VALUE to the environment. Repeatable.", valueName: "KEY=VALUE"))
     var environment: [String] = []
 
+    @Flag(name: .customLong("trust-owner"), help: ArgumentHelp(
+        "Enter a group with a user namespace that someone else owns.",
+        discussion: "Its owner is root inside it and controls every file you would run there, so a session of yours in it runs the owner's code with your rights. Only for owners you trust with your account."))
+    var trustOwner = false
+
     @Argument(parsing: .postTerminator, help: ArgumentHelp("The command and its arguments, after --.", valueName: "command"))
     var command: [String] = []
 
@@ -56,7 +61,7 @@ struct Enter: ParsableCommand {
         }
         let size = interactive ? (Pty.windowSize(0) ?? Pty.windowSize(1)) : nil
         let params = EnterParams(name: name, argv: command.isEmpty ? nil : command, cwd: cwd, env: env,
-                                 tty: interactive, rows: size?.rows, columns: size?.columns)
+                                 tty: interactive, rows: size?.rows, columns: size?.columns, trustOwner: trustOwner)
         let status = withClient(global) { client throws(ClientError) -> Int32 in
             interactive ? try runInteractive(client, params) : try runScripted(client, params)
         }

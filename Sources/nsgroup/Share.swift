@@ -48,4 +48,11 @@ func changeSharing(_ global: GlobalOptions, method: String, name: String, member
     let group = try? GroupInfo(json: result)
     let now = group?.members ?? []
     print(now.isEmpty ? "\(name): only its owner may enter" : "\(name): members \(now.joined(separator: ", "))")
+    if method == "share", group?.namespaces.contains(where: { $0.kind == "user" }) == true {
+        printError("""
+            note: \(name) has a user namespace: you are root inside it and control every file a session \
+            there runs, so its members must trust you with their accounts. They enter with \
+            `nsgroup enter --trust-owner \(name)`; without it they are refused.
+            """)
+    }
 }

@@ -82,7 +82,8 @@ import Testing
         let alice = try TestUser.alice()
         let dave = try TestUser.dave()
         #expect(try supervisor.nsgroup(["create", "team", "--ns", "user,mnt,pid", "--member", dave.name], as: alice).status == 0)
-        let inside = try supervisor.nsgroup(["enter", "team", "--", "sh", "-c",
+        // Only trusting the owner (see AttackTests for the refusal without it).
+        let inside = try supervisor.nsgroup(["enter", "team", "--trust-owner", "--", "sh", "-c",
                                              "id -u; readlink /proc/self/ns/user; readlink /proc/self/ns/mnt"], as: dave)
         let lines = inside.stdout.split(separator: "\n").map(String.init)
         #expect(lines.first == String(dave.uid), "a member is not root inside")

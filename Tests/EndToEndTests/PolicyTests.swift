@@ -38,9 +38,14 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
     static let admins = "root and members of nsgroup-admin"
 
     /// The CLI's refusal of `action` on `group` for `uid`, as Supervisor.group(...) words it.
-    static func refusal(_ uid: uid_t, _ action: String, _ group: String, manage: Bool) -> String {
-        let who = manage ? "its owner, \(admins)" : "its owner, its members, \(admins)"
-        return "nsgroup: uid \(uid) may not \(action) group \"\(group)\": only \(who) may\n"
+    /// What a member is told when they try to manage a group (destroy, share).
+    static func refusal(_ uid: uid_t, _ action: String, _ group: String) -> String {
+        "nsgroup: uid \(uid) may not \(action) group \"\(group)\": only its owner, \(admins) may\n"
+    }
+
+    /// What someone who may not see a group is told: the same as for a name nobody uses.
+    static func hidden(_ group: String) -> String {
+        "nsgroup: no group named \"\(group)\"\n"
     }
 
     /// Alice's group NAME shared with nsg-dave (at create) and @nsg-friends (by share).
@@ -93,7 +98,9 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
         line.append(UInt8(ascii: "\n"))
         let result = try run("/usr/bin/python3", ["-I", "-c", rawClient, supervisor.socketPath], as: user, stdin: line)
         guard result.status == 0,
-              let reply = (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8))) as? [String: Any]
+              // The reply is the first line; a notification may follow it in the same read.
+              let first = result.stdout.split(separator: "\n").first,
+              let reply = (try? JSONSerialization.jsonObject(with: Data(first.utf8))) as? [String: Any]
         else { throw HarnessError("raw \(method) failed: \(result.stdout) \(result.stderr)") }
         let error = reply["error"] as? [String: Any]
         return ((error?["data"] as? [String: Any])?["reason"] as? String, error?["message"] as? String)
@@ -200,7 +207,7 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
         } else {
             #expect(inspect.status == 1)
             #expect(inspect.stdout.isEmpty)
-            #expect(inspect.stderr == Self.refusal(uid, "inspect", group, manage: false))
+            #expect(inspect.stderr == Self.hidden(group))
         }
 
         // enter
@@ -210,7 +217,7 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
             #expect(enter.stderr.isEmpty)
         } else {
             #expect(enter.status == 1)
-            #expect(enter.stderr == Self.refusal(uid, "enter", group, manage: false))
+            #expect(enter.stderr == Self.hidden(group))
         }
 
         // share and unshare
@@ -227,10 +234,11 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
             let share = try supervisor.nsgroup(["share", group, "nsg-bob"], as: user)
             #expect(share.status == 1)
             #expect(share.stdout.isEmpty)
-            #expect(share.stderr == Self.refusal(uid, "change the sharing of", group, manage: true))
+            let expected = caller.mayUse ? Self.refusal(uid, "change the sharing of", group) : Self.hidden(group)
+            #expect(share.stderr == expected)
             let unshare = try supervisor.nsgroup(["unshare", group, "nsg-dave", "@nsg-friends"], as: user)
             #expect(unshare.status == 1)
-            #expect(unshare.stderr == Self.refusal(uid, "change the sharing of", group, manage: true))
+            #expect(unshare.stderr == expected)
         }
         #expect(try Self.members(supervisor, group) == ["nsg-dave", "@nsg-friends"])
 
@@ -242,7 +250,7 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
             #expect(try supervisor.groupNames().isEmpty)
         } else {
             #expect(destroy.status == 1)
-            #expect(destroy.stderr == Self.refusal(uid, "destroy", group, manage: true))
+            #expect(destroy.stderr == (caller.mayUse ? Self.refusal(uid, "destroy", group) : Self.hidden(group)))
             #expect(try supervisor.groupNames() == [group], "the refused destroy changed nothing")
             #expect(try supervisor.nsgroup(["enter", group, "--", "true"], as: alice).status == 0)
         }
@@ -258,7 +266,7 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
             for name in ["by-root", "by-carol", "by-alice"] {
                 let refused = try supervisor.nsgroup(["destroy", name], as: user)
                 #expect(refused.status == 1)
-                #expect(refused.stderr == Self.refusal(user.uid, "destroy", name, manage: true))
+                #expect(refused.stderr == (caller == .bob ? Self.hidden(name) : Self.refusal(user.uid, "destroy", name)))
             }
         }
         #expect(try supervisor.groupNames() == ["by-alice", "by-carol", "by-root"])
@@ -296,10 +304,10 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
         #expect(Self.listedNames(try supervisor.nsgroup(["list", "--json"], as: dave).stdout) == [])
         let inspect = try supervisor.nsgroup(["inspect", "revoke"], as: dave)
         #expect(inspect.status == 1)
-        #expect(inspect.stderr == Self.refusal(dave.uid, "inspect", "revoke", manage: false))
+        #expect(inspect.stderr == Self.hidden("revoke"))
         let enter = try supervisor.nsgroup(["enter", "revoke", "--", "true"], as: dave)
         #expect(enter.status == 1)
-        #expect(enter.stderr == Self.refusal(dave.uid, "enter", "revoke", manage: false))
+        #expect(enter.stderr == Self.hidden("revoke"))
         // Erin still gets in through @nsg-friends.
         #expect(try supervisor.nsgroup(["enter", "revoke", "--", "true"], as: erin).status == 0)
 
@@ -314,7 +322,7 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
         #expect(try Self.members(supervisor, "revoke") == [])
         let erinEnter = try supervisor.nsgroup(["enter", "revoke", "--", "true"], as: erin)
         #expect(erinEnter.status == 1)
-        #expect(erinEnter.stderr == Self.refusal(erin.uid, "enter", "revoke", manage: false))
+        #expect(erinEnter.stderr == Self.hidden("revoke"))
         #expect(try supervisor.nsgroup(["inspect", "revoke"], as: erin).status == 1)
 
         // Removing someone who is not a member changes nothing.
@@ -339,22 +347,26 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
         #expect(Self.listedNames(try noAdmins.nsgroup(["list", "--json"], as: carol).stdout) == [])
         let inspect = try noAdmins.nsgroup(["inspect", "box"], as: carol)
         #expect(inspect.status == 1)
-        #expect(inspect.stderr == "nsgroup: uid \(carol.uid) may not inspect group \"box\": only its owner, its members and root may\n")
+        #expect(inspect.stderr == Self.hidden("box"))
         let destroy = try noAdmins.nsgroup(["destroy", "box"], as: carol)
-        #expect(destroy.stderr == "nsgroup: uid \(carol.uid) may not destroy group \"box\": only its owner and root may\n")
+        #expect(destroy.stderr == Self.hidden("box"))
+        // A member hears the rule, naming only root as admin.
+        #expect(try noAdmins.nsgroup(["destroy", "box"], as: try TestUser.dave()).stderr
+                == "nsgroup: uid \(try TestUser.dave().uid) may not destroy group \"box\": only its owner and root may\n")
         #expect(try noAdmins.groupNames() == ["box"])
 
         // Another group administers: erin (in nsg-friends) may destroy alice's group, carol may not.
         let friendsAdmin = try TestSupervisor(config: "[access]\nadmin-group = nsg-friends\n")
         #expect(try friendsAdmin.nsgroup(["create", "box"], as: try TestUser.alice()).status == 0)
+        #expect(try friendsAdmin.nsgroup(["share", "box", "nsg-carol"], as: try TestUser.alice()).status == 0)
         let refused = try friendsAdmin.nsgroup(["destroy", "box"], as: carol)
         #expect(refused.stderr == "nsgroup: uid \(carol.uid) may not destroy group \"box\": only its owner, root and members of nsg-friends may\n")
         #expect(try friendsAdmin.nsgroup(["destroy", "box"], as: try TestUser.erin()).status == 0)
         #expect(try friendsAdmin.groupNames().isEmpty)
     }
 
-    /// signal: the session's own user and those who may manage the group;
-    /// a member may not signal another member's session.
+    /// signal: the session's own user and admins; a member may not signal another
+    /// member's session, and a stranger learns nothing of the group.
     @Test func whoMaySignalASession() throws {
         let supervisor = try TestSupervisor()
         let alice = try TestUser.alice()
@@ -366,13 +378,16 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
         let id = try #require(sessions.first?["session"] as? Int)
         let params: [String: Any] = ["name": "box", "session": id, "signal": Int(SIGTERM)]
 
-        for user in [try TestUser.dave(), try TestUser.erin(), try TestUser.bob()] {
+        for user in [try TestUser.dave(), try TestUser.erin()] {
             let refused = try Self.rawError(supervisor, "signal", params, as: user)
             #expect(refused.reason == "permission_denied", "\(user.name)")
             #expect(refused.message?.hasPrefix("uid \(user.uid) may not signal session \(id) of group \"box\"") == true, "\(refused.message ?? "")")
         }
+        let stranger = try Self.rawError(supervisor, "signal", params, as: try TestUser.bob())
+        #expect(stranger.reason == "not_found")
+        #expect(stranger.message == "no group named \"box\"")
         #expect(session.isRunning)
-        // An admin may (as may the owner and root).
+        // An admin may (as may root).
         let byAdmin = try Self.rawError(supervisor, "signal", params, as: try TestUser.carol())
         #expect(byAdmin.reason == nil, "\(byAdmin.message ?? "")")
         #expect(eventually { !session.isRunning }, "the admin's signal did not end the session")
@@ -632,7 +647,7 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
         let refusedReload = eventually(timeoutSeconds: 10) { ((try? Self.reloadRecords(supervisor, result: "refused")) ?? []).count == 1 }
         #expect(refusedReload, "no refused reload in the journal")
         let record = try #require(try Self.reloadRecords(supervisor, result: "refused").first)
-        #expect(record["NSGROUP_REASON"] == #"\#(supervisor.configPath):2: unknown key "bogus" in [access]; keys there are admin-group, create, namespaces"#)
+        #expect(record["NSGROUP_REASON"] == #"\#(supervisor.configPath):2: unknown key "bogus" in [access]; keys there are admin-group, create, namespaces, tmpfs-paths"#)
         #expect(record["PRIORITY"] == "3")
         #expect(try supervisor.nsgroup(["create", "bob-broken"], as: bob).status == 1)
         #expect(try supervisor.nsgroup(["create", "alice-broken"], as: alice).status == 0)
@@ -665,7 +680,7 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
         try Self.writeConfig(supervisor, "[access]\nbogus = 1\n")
         let unknownKey = try Self.runBounded(Products.nsgroupd, supervisor.arguments)
         #expect(unknownKey.status == 1)
-        #expect(unknownKey.stderr == "nsgroupd: bad configuration: \(supervisor.configPath):2: unknown key \"bogus\" in [access]; keys there are admin-group, create, namespaces\n")
+        #expect(unknownKey.stderr == "nsgroupd: bad configuration: \(supervisor.configPath):2: unknown key \"bogus\" in [access]; keys there are admin-group, create, namespaces, tmpfs-paths\n")
     }
 
     @Test func aNamedConfigurationMustExistAndNotBeASymlink() throws {

@@ -136,7 +136,7 @@ struct TmpfsValidationTests {
     func accepted(_ paths: [String]) throws {
         let mounts = try Supervisor.tmpfsMounts(paths, kinds: Self.withMnt)
         #expect(mounts.map(\.path) == paths)
-        #expect(mounts.allSatisfy { $0.options == "mode=1777" })
+        #expect(mounts.allSatisfy { $0.options == "mode=0700" })
     }
 
     @Test func atMost32() throws {

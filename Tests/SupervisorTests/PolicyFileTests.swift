@@ -236,7 +236,7 @@ struct PolicyFileAcceptedTests {
     @Test func crlfErrorsNameTheirLine() throws {
         let error = try #require(parseError("[limits]\r\ngroups = 5\r\nbogus = 1\r\n"))
         #expect(error.line == 3)
-        #expect(error.description == #"/etc/nsgroup/nsgroupd.conf:3: unknown key "bogus" in [limits]; keys there are groups, groups-per-user, sessions-per-user"#)
+        #expect(error.description == #"/etc/nsgroup/nsgroupd.conf:3: unknown key "bogus" in [limits]; keys there are groups, groups-per-user, sessions-per-user, tmpfs-per-user, tmpfs-size"#)
     }
 }
 
@@ -253,11 +253,11 @@ struct PolicyFileErrorTests {
         ("[access", 1, "a section header must end with ]"),
         ("[limits # closed in a comment ]", 1, "a section header must end with ]"),
         // Keys.
-        ("[access]\ncreat = *", 2, #"unknown key "creat" in [access]; keys there are admin-group, create, namespaces"#),
-        ("[limits]\ncreate = *", 2, #"unknown key "create" in [limits]; keys there are groups, groups-per-user, sessions-per-user"#),
-        ("[access]\ngroups = 5", 2, #"unknown key "groups" in [access]; keys there are admin-group, create, namespaces"#),
-        ("[limits]\nGroups = 5", 2, #"unknown key "Groups" in [limits]; keys there are groups, groups-per-user, sessions-per-user"#),
-        ("[limits]\n= 5", 2, #"unknown key "" in [limits]; keys there are groups, groups-per-user, sessions-per-user"#),
+        ("[access]\ncreat = *", 2, #"unknown key "creat" in [access]; keys there are admin-group, create, namespaces, tmpfs-paths"#),
+        ("[limits]\ncreate = *", 2, #"unknown key "create" in [limits]; keys there are groups, groups-per-user, sessions-per-user, tmpfs-per-user, tmpfs-size"#),
+        ("[access]\ngroups = 5", 2, #"unknown key "groups" in [access]; keys there are admin-group, create, namespaces, tmpfs-paths"#),
+        ("[limits]\nGroups = 5", 2, #"unknown key "Groups" in [limits]; keys there are groups, groups-per-user, sessions-per-user, tmpfs-per-user, tmpfs-size"#),
+        ("[limits]\n= 5", 2, #"unknown key "" in [limits]; keys there are groups, groups-per-user, sessions-per-user, tmpfs-per-user, tmpfs-size"#),
         ("create = *", 1, #""create" must be inside a section ([access], [limits], [connections] or [audit])"#),
         ("# first\n\ngroups = 5\n[limits]", 3, #""groups" must be inside a section ([access], [limits], [connections] or [audit])"#),
         ("[access]\ncreate", 2, "expected key = value"),
@@ -266,6 +266,17 @@ struct PolicyFileErrorTests {
         ("[limits]\ngroups = 1\ngroups = 2", 3, "limits.groups is set twice (first on line 2)"),
         ("[limits]\ngroups = 1\n\n[access]\ncreate = *\n[limits]\ngroups = 1", 7, "limits.groups is set twice (first on line 2)"),
         ("[access]\n# c\ncreate = *\ncreate = daemon", 4, "access.create is set twice (first on line 3)"),
+        // tmpfs places: never a system directory, below one or holding one.
+        ("[access]\ntmpfs-paths = /tmp, /usr/local/sbin", 2, "access.tmpfs-paths: /usr/local/sbin is or holds /usr, where programs or configuration of the system or of other users live"),
+        ("[access]\ntmpfs-paths = /home", 2, "access.tmpfs-paths: /home is or holds /home, where programs or configuration of the system or of other users live"),
+        ("[access]\ntmpfs-paths = /var", 2, "access.tmpfs-paths: /var is or holds /var/cache, where programs or configuration of the system or of other users live"),
+        ("[access]\ntmpfs-paths = /", 2, #"access.tmpfs-paths: "/" is not ~ or an absolute, normalised path other than /"#),
+        ("[access]\ntmpfs-paths = tmp", 2, #"access.tmpfs-paths: "tmp" is not ~ or an absolute, normalised path other than /"#),
+        ("[access]\ntmpfs-paths = /srv/../etc", 2, #"access.tmpfs-paths: "/srv/../etc" is not ~ or an absolute, normalised path other than /"#),
+        ("[access]\ntmpfs-paths = ~, ~", 2, #"access.tmpfs-paths: "~" is named twice"#),
+        ("[limits]\ntmpfs-size = 1k", 2, #"limits.tmpfs-size: "1k" is not a size from 1m to 1t (bytes, or a number with k, m, g or t)"#),
+        ("[limits]\ntmpfs-per-user = 2T", 2, #"limits.tmpfs-per-user: "2T" is not a size from 1m to 1t (bytes, or a number with k, m, g or t)"#),
+        ("[limits]\ntmpfs-size = 1 g", 2, #"limits.tmpfs-size: "1 g" is not a size from 1m to 1t (bytes, or a number with k, m, g or t)"#),
         // Numbers.
         ("[limits]\ngroups = -1", 2, #"limits.groups: "-1" is not a whole number from 0 to 1000000"#),
         ("[limits]\ngroups = 1000001", 2, #"limits.groups: "1000001" is not a whole number from 0 to 1000000"#),
@@ -337,7 +348,7 @@ struct PolicyFileLoadTests {
         }
         try writeConfig(path, Array("[limits]\ngroups = 5\nbogus = 1\n".utf8))
         let error = try #require(loadError(path, required: false))
-        #expect(error.description == #"\#(path):3: unknown key "bogus" in [limits]; keys there are groups, groups-per-user, sessions-per-user"#)
+        #expect(error.description == #"\#(path):3: unknown key "bogus" in [limits]; keys there are groups, groups-per-user, sessions-per-user, tmpfs-per-user, tmpfs-size"#)
     }
 
     /// O_NOFOLLOW: a symlink is refused even when it points at a good file,
@@ -549,5 +560,52 @@ struct PolicyDecisionTests {
         a = policy()
         a.recordEachRead = true
         #expect(a != b)
+    }
+}
+
+@Suite("tmpfs places and sizes")
+struct TmpfsPolicyTests {
+    @Test func theDefaultsAndTheirForms() throws {
+        let defaults = try PolicyFile.parse("", path: confPath)
+        #expect(defaults.tmpfsPaths.map(\.description) == ["/tmp", "/var/tmp", "/mnt", "/srv", "/media", "~"])
+        #expect(defaults.tmpfsSize == 1 << 30)
+        #expect(defaults.tmpfsPerUser == 4 << 30)
+        let set = try PolicyFile.parse("[access]\ntmpfs-paths = /scratch, ~\n[limits]\ntmpfs-size = 64M\ntmpfs-per-user = 1536k\n", path: confPath)
+        #expect(set.tmpfsPaths == [.directory("/scratch"), .home])
+        #expect(set.tmpfsSize == 64 << 20)
+        #expect(set.tmpfsPerUser == 1536 << 10)
+        #expect(try PolicyFile.parse("[access]\ntmpfs-paths =\n", path: confPath).tmpfsPaths.isEmpty)
+    }
+
+    @Test func placesAdmitTheirOwnTreeOnly() {
+        let tmp = TmpfsPlace.directory("/tmp")
+        #expect(tmp.admits("/tmp", home: nil))
+        #expect(tmp.admits("/tmp/a/b", home: nil))
+        #expect(!tmp.admits("/tmpx", home: nil))
+        #expect(!tmp.admits("/", home: nil))
+        #expect(TmpfsPlace.home.admits("/home/alice/build", home: "/home/alice"))
+        #expect(TmpfsPlace.home.admits("/home/alice", home: "/home/alice/"))
+        #expect(!TmpfsPlace.home.admits("/home/alicex", home: "/home/alice"))
+        #expect(!TmpfsPlace.home.admits("/home/bob", home: "/home/alice"))
+        // A home outside /home (a service account's, root's) admits nothing.
+        #expect(!TmpfsPlace.home.admits("/var/lib/svc", home: "/var/lib/svc"))
+        #expect(!TmpfsPlace.home.admits("/", home: "/"))
+        #expect(!TmpfsPlace.home.admits("/home/x", home: nil))
+    }
+
+    @Test func byteSizes() {
+        #expect(ByteSize.parse("1") == 1)
+        #expect(ByteSize.parse("64m") == 64 << 20)
+        #expect(ByteSize.parse("2G") == 2 << 30)
+        #expect(ByteSize.parse("1t") == 1 << 40)
+        #expect(ByteSize.parse("999999999999g") == .max)
+        #expect(ByteSize.parse("99999999999999999999999") == .max)
+        for bad in ["", "k", "1.5g", "-1", "1 m", "1mb", "0x10"] { #expect(ByteSize.parse(bad) == nil, "\(bad)") }
+        #expect(ByteSize.format(1 << 30) == "1g")
+        #expect(ByteSize.format(1536 << 10) == "1536k")
+        #expect(ByteSize.format(1000) == "1000")
+        #expect(ByteSize.format(12 << 20) == "12m")
+        #expect(Supervisor.tmpfsBytes("mode=0700,size=8m") == 8 << 20)
+        #expect(Supervisor.tmpfsBytes("mode=0700") == nil)
     }
 }

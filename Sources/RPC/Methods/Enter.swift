@@ -1,4 +1,4 @@
-/// `enter {name, argv?, cwd?, env?, tty, rows?, columns?}` → `{session, pid}`.
+/// `enter {name, argv?, cwd?, env?, tty, rows?, columns?, trustOwner?}` → `{session, pid}`.
 ///
 /// With `tty: true` the server passes the pty master beside the reply. With
 /// `tty: false` the request carries exactly three descriptors (the caller's
@@ -15,12 +15,16 @@ public struct EnterParams: Sendable, Equatable {
     /// The terminal size to start with (tty only).
     public var rows: UInt16?
     public var columns: UInt16?
+    /// A member entering a group with a user namespace says they trust its owner, who is
+    /// root inside it and controls every file the session would run (PROTOCOL.md, "Who can
+    /// run what"). Without it such an enter is refused. No effect for anyone else.
+    public var trustOwner: Bool
 
     public static let maxArguments = 4096
     public static let maxEnvironment = 512
 
     public init(name: String, argv: [String]? = nil, cwd: String? = nil, env: [(String, String)] = [],
-                tty: Bool, rows: UInt16? = nil, columns: UInt16? = nil) {
+                tty: Bool, rows: UInt16? = nil, columns: UInt16? = nil, trustOwner: Bool = false) {
         self.name = name
         self.argv = argv
         self.cwd = cwd
@@ -28,6 +32,7 @@ public struct EnterParams: Sendable, Equatable {
         self.tty = tty
         self.rows = rows
         self.columns = columns
+        self.trustOwner = trustOwner
     }
 
     public static func == (a: EnterParams, b: EnterParams) -> Bool { a.json == b.json }
@@ -42,6 +47,7 @@ public struct EnterParams: Sendable, Equatable {
         self.tty = tty
         rows = try r.integer("rows", in: 0...Int64(UInt16.max)).map { UInt16($0) }
         columns = try r.integer("columns", in: 0...Int64(UInt16.max)).map { UInt16($0) }
+        trustOwner = try r.bool("trustOwner") ?? false
         try r.finish()
         try GroupName.validate(name)
         try validate()
@@ -78,6 +84,7 @@ public struct EnterParams: Sendable, Equatable {
         if !env.isEmpty { o["env"] = .object(JSONObject(env.map { ($0.0, JSONValue.string($0.1)) })) }
         if let rows { o["rows"] = .number(JSONNumber(Int(rows))) }
         if let columns { o["columns"] = .number(JSONNumber(Int(columns))) }
+        if trustOwner { o["trustOwner"] = .bool(true) }
         return .object(o)
     }
 }
