@@ -745,7 +745,7 @@ extension LineChecker {
     /// Member by member.
     static func sameEnter(_ a: EnterParams, _ b: EnterParams) -> Bool {
         a.name == b.name && a.argv == b.argv && a.cwd == b.cwd && a.tty == b.tty && a.rows == b.rows
-            && a.columns == b.columns && a.env.count == b.env.count
+            && a.columns == b.columns && a.trustOwner == b.trustOwner && a.env.count == b.env.count
             && zip(a.env, b.env).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
     }
 }
