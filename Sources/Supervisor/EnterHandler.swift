@@ -108,7 +108,8 @@ extension Supervisor {
                 let pty: Pty
                 do {
                     pty = try Pty.open(holderPID: group.record.kinds.contains(.mnt) ? group.record.holderPID : nil,
-                                       uid: caller.uid, ttyGroup: ttyGroup,
+                                       // The terminal is the session's: through a user namespace, its root's (the owner).
+                                       uid: entry.isNamespaceRoot ? group.owner : caller.uid, ttyGroup: ttyGroup,
                                        rows: params.rows ?? 0, columns: params.columns ?? 0)
                 } catch {
                     throw SpawnError(step: "open(/dev/pts/ptmx)", errno: error)
