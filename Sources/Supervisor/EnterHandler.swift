@@ -82,6 +82,7 @@ extension Supervisor {
             searchPath: searchPath, controllingTerminal: params.tty,
             descriptorLimit: configuration.sessionDescriptorLimit)
         spec.userNamespaceRoot = asNamespaceRoot
+        spec.loginUID = caller.loginUID ?? PeerCredentials.unsetLoginUID
 
         let namespaces: NamespaceFiles
         do {
