@@ -35,6 +35,7 @@
 #include <sys/mount.h>
 #include <sys/fsuid.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -238,6 +239,15 @@ static int mount_bind(const struct bind_mount *b, int *stage) {
     int target = -1, tree = -1, r = -1;
     if ((target = open_path(b->target, 0)) < 0)
         goto out;
+    /* A directory only onto a directory, anything else only onto a
+     * non-directory: move_mount says EINVAL, mount(2) said ENOTDIR. */
+    struct stat from, to;
+    if (fstat(source, &from) < 0 || fstat(target, &to) < 0)
+        goto out;
+    if (S_ISDIR(from.st_mode) != S_ISDIR(to.st_mode)) {
+        errno = ENOTDIR;
+        goto out;
+    }
     /* Not AT_RECURSIVE: like MS_BIND without MS_REC, only the mount itself. */
     tree = (int)syscall(SYS_open_tree, source, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
     if (tree < 0)
