@@ -103,7 +103,9 @@ static int place_fd(int from, int to) {
 
 /* A process that shares the supervisor's memory (vfork-style) or is about to
  * become a user must not be ptrace-able or dumpable by that user before it
- * execs; exec makes a process dumpable again as its new credentials allow. */
+ * execs; exec makes a process dumpable again as its new credentials allow.
+ * Dumpability belongs to the memory: in a vfork-style child this marks the
+ * supervisor's too, which ns_spawn_enter gives back afterwards. */
 static int not_dumpable(void) {
     return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
@@ -430,6 +432,9 @@ int ns_spawn_enter(const struct ns_enter_spec *spec, pid_t *pid, struct ns_repor
         ctx.session_stack = stacks + 2 * (stack_size + page);
     }
 
+    /* PR_SET_DUMPABLE is per memory: children sharing ours clear it for us too. */
+    int dumpable = spec->share_memory ? prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) : -1;
+
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -447,6 +452,9 @@ int ns_spawn_enter(const struct ns_enter_spec *spec, pid_t *pid, struct ns_repor
         }
     }
     int saved = errno;
+    /* The children no longer use this memory: both have exited or exec'd. */
+    if (dumpable == 1)
+        (void)prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (stacks)
         munmap(stacks, 2 * (stack_size + page));

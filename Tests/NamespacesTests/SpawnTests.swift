@@ -1,6 +1,7 @@
 import Testing
 import Glibc
 import Namespaces
+import CSpawn
 
 // MARK: - Helpers shared by the Namespaces tests
 
@@ -957,6 +958,16 @@ struct SessionSpawnTests {
         let refused = try #require(try Self.spawnFailure(Groups.session(["/bin/sh", "-c", "pwd"], cwd: directory + "/sub")))
         #expect(refused.step == "chdir(\(directory)/sub)")
         #expect(refused.errno == .permissionDenied)
+    }
+
+    /// The vfork-style children make themselves non-dumpable before they switch to the
+    /// caller; that flag belongs to the memory they share with us, and must be ours again after.
+    @Test func spawningLeavesTheSupervisorDumpable() throws {
+        let before = ns_dumpable()
+        try Self.withSession(Groups.session(["/bin/true"])) { _, session, _ throws in
+            _ = try session.reap(block: true)
+        }
+        #expect(ns_dumpable() == before)
     }
 
     /// The loginuid asked for is the session's (written before entering any namespace);
