@@ -273,7 +273,7 @@ out:;
 static gid_t own_groups[MAX_GROUPS];
 static int own_group_count = -1;
 
-/* Takes on (as != NULL) or gives back the caller's filesystem ids and
+/* Takes on (on != 0) or gives back the caller's filesystem ids and
  * groups. The holder is single-threaded: the glibc wrappers change this one
  * thread, which is the process. A non-zero fsuid also drops the filesystem
  * capabilities (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, ...) from the
