@@ -6,12 +6,18 @@
 #include <linux/openat2.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <stdio.h>
 #include <sys/sysmacros.h>
+#include <sys/vfs.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include "ns_sys.h"
 #include "ns_utils.h"
+
+#ifndef DEVPTS_SUPER_MAGIC
+#define DEVPTS_SUPER_MAGIC 0x1cd1
+#endif
 
 #ifndef TIOCGPTPEER
 #define TIOCGPTPEER _IO('T', 0x41)
@@ -24,6 +30,48 @@ static int is_ptmx(int fd) {
     if (fstat(fd, &st) < 0)
         return 0;
     return S_ISCHR(st.st_mode) && major(st.st_rdev) == 5 && minor(st.st_rdev) == 2;
+}
+
+/* A ptmx node of a devpts instance: what a group's dev/pts/ptmx must be. */
+static int is_devpts_ptmx(int fd) {
+    struct statfs fs;
+    return is_ptmx(fd) && fstatfs(fd, &fs) == 0 && fs.f_type == DEVPTS_SUPER_MAGIC;
+}
+
+/* Opens the group's dev/pts/ptmx without opening anything else: the tree
+ * belongs to the group's owner, who may have mounted a FIFO, a host device
+ * or another file there. It is reached with O_PATH (no open of the file
+ * itself, so no FIFO wait and no device open routine), without following
+ * any symlink; only a devpts ptmx is then opened for real, through its
+ * O_PATH descriptor, non-blocking, and checked to be the same file. */
+static int open_group_ptmx(int root_fd, int flags) {
+    NS_AUTOCLOSE int path = ns_openat2(root_fd, "dev/pts/ptmx", O_PATH | O_CLOEXEC, 0,
+                                       RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+    if (path < 0)
+        return -1;
+    struct stat expected;
+    if (!is_devpts_ptmx(path) || fstat(path, &expected) < 0) {
+        errno = ENOTTY;
+        return -1;
+    }
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", path);
+    NS_AUTOCLOSE int master = (int)NS_RETRY(open(proc, flags | O_NONBLOCK));
+    if (master < 0)
+        return -1;
+    struct stat opened;
+    if (fstat(master, &opened) < 0 || opened.st_dev != expected.st_dev || opened.st_ino != expected.st_ino ||
+        !is_devpts_ptmx(master)) {
+        errno = ENOTTY;
+        return -1;
+    }
+    /* The master goes to the client, which reads and writes it blocking. */
+    int status = fcntl(master, F_GETFL);
+    if (status < 0 || fcntl(master, F_SETFL, status & ~O_NONBLOCK) < 0)
+        return -1;
+    int result = master;
+    master = -1;
+    return result;
 }
 
 int ns_pty_set_size(int fd, unsigned short rows, unsigned short cols) {
@@ -46,11 +94,10 @@ int ns_pty_open(int root_fd, uid_t uid, gid_t tty_gid, unsigned short rows, unsi
     NS_AUTOCLOSE int master = -1;
     NS_AUTOCLOSE int slave = -1;
 
-    /* The group's tree belongs to its users: resolve inside it without
-     * following any symlink, then check that what opened is a ptmx. */
+    /* The group's tree belongs to its users: see open_group_ptmx. The
+     * host's /dev is root's. */
     if (root_fd >= 0)
-        master = ns_openat2(root_fd, "dev/pts/ptmx", flags, 0,
-                            RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+        master = open_group_ptmx(root_fd, flags);
     else
         master = (int)NS_RETRY(open("/dev/ptmx", flags));
     if (master < 0)

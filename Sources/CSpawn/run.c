@@ -17,8 +17,10 @@ int ns_run_program(const char *path, char *const argv[], char *const envp[], uid
         return -1;
     pid_t pid = fork();
     if (pid == 0) {
+        /* null_fd may itself be 0, 1 or 2 when the caller had those closed:
+         * dup2 onto itself would leave it close-on-exec. */
         for (int fd = 0; fd < 3; fd++)
-            if (dup2(null_fd, fd) < 0)
+            if (null_fd == fd ? fcntl(fd, F_SETFD, 0) < 0 : dup2(null_fd, fd) < 0)
                 _exit(126);
         if (uid != (uid_t)-1) {
             if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)

@@ -75,6 +75,66 @@ static long clone3_raw(struct clone_args *args) {
     return syscall(SYS_clone3, args, sizeof *args);
 }
 
+/* The children here are made by raw clone/clone3, behind glibc's back: its
+ * setgroups/setresgid/setresuid wrappers would broadcast the change to every
+ * thread on glibc's list (the supervisor's threads, which this child never
+ * had) and wait for them. Straight to the kernel instead, as glibc's own
+ * posix_spawn child does. The ids change for this process only, which is all
+ * it has. */
+static int raw_setgroups(size_t count, const gid_t *groups) {
+    return (int)syscall(SYS_setgroups, count, groups);
+}
+
+static int raw_setresgid(gid_t gid) {
+    return (int)syscall(SYS_setresgid, gid, gid, gid);
+}
+
+static int raw_setresuid(uid_t uid) {
+    return (int)syscall(SYS_setresuid, uid, uid, uid);
+}
+
+/* dup2(from, to) that leaves `to` open across exec even when from == to:
+ * dup2 of a descriptor onto itself changes nothing, close-on-exec included. */
+static int place_fd(int from, int to) {
+    if (from == to)
+        return fcntl(to, F_SETFD, 0);
+    return dup2(from, to);
+}
+
+/* A process that shares the supervisor's memory (vfork-style) or is about to
+ * become a user must not be ptrace-able or dumpable by that user before it
+ * execs; exec makes a process dumpable again as its new credentials allow.
+ * Dumpability belongs to the memory: in a vfork-style child this marks the
+ * supervisor's too, which ns_spawn_enter gives back afterwards. */
+static int not_dumpable(void) {
+    return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+/* Writes this process's audit loginuid (inherited by its children), through
+ * the host's /proc: call it before entering a group's mount namespace, whose
+ * /proc may be anything its owner mounted. A kernel without audit support
+ * has no such file: nothing to keep then. */
+static int write_loginuid(uint32_t loginuid) {
+    char digits[16];
+    char *end = digits + sizeof digits;
+    char *p = end;
+    do {
+        *--p = (char)('0' + loginuid % 10);
+        loginuid /= 10;
+    } while (loginuid > 0);
+    int fd = open("/proc/self/loginuid", O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1;
+    ssize_t n = NS_RETRY(write(fd, p, (size_t)(end - p)));
+    int saved = errno;
+    close(fd);
+    if (n != end - p) {
+        errno = n < 0 ? saved : EIO;
+        return -1;
+    }
+    return 0;
+}
+
 /* execvp without malloc and without the /bin/sh fallback for ENOEXEC. Empty
  * PATH entries (meaning the current directory) are skipped. Returns with
  * errno set when nothing could be executed. */
@@ -123,6 +183,8 @@ static void exec_search(const char *file, const char *path, char *const argv[], 
 __attribute__((noreturn)) static void holder_child(const struct ns_holder_spec *spec) {
     int status = spec->status_fd;
     reset_signal_dispositions();
+    if (not_dumpable() < 0)
+        fail(status, NS_STAGE_DUMPABLE, -1);
 
     /* In a new user namespace this process is an unmapped user until the
      * supervisor writes the maps, and exec would drop every capability of
@@ -134,7 +196,7 @@ __attribute__((noreturn)) static void holder_child(const struct ns_holder_spec *
                 errno = EPIPE;
             fail(status, NS_STAGE_WAIT_PARENT, -1);
         }
-        if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+        if (raw_setresgid(0) < 0 || raw_setresuid(0) < 0)
             fail(status, NS_STAGE_SETID_HOLDER, -1);
     }
 
@@ -152,7 +214,7 @@ __attribute__((noreturn)) static void holder_child(const struct ns_holder_spec *
     if (spec->sync_fd >= 0 && (sync = fcntl(spec->sync_fd, F_DUPFD_CLOEXEC, 10)) < 0)
         fail(st, NS_STAGE_HOLDER_EXEC, -1);
     for (int fd = 0; fd < 3; fd++)
-        if (dup2(null_fd, fd) < 0)
+        if (place_fd(null_fd, fd) < 0)
             fail(st, NS_STAGE_HOLDER_EXEC, -1);
     if (dup2(st, 3) < 0)
         fail(st, NS_STAGE_HOLDER_EXEC, -1);
@@ -162,7 +224,9 @@ __attribute__((noreturn)) static void holder_child(const struct ns_holder_spec *
     if (dup3(exe, 5, O_CLOEXEC) < 0 || ns_close_range(6, ~0U, 0) < 0)
         fail(status, NS_STAGE_HOLDER_EXEC, -1);
     char *const envp[] = { NULL };
-    unblock_all_signals();
+    /* Every signal stays blocked across exec (the mask survives it; the
+     * dispositions are all default already): the holder takes signals only
+     * once its set-up is done and it waits for them in sigwaitinfo. */
     syscall(SYS_execveat, 5, "", spec->argv, envp, AT_EMPTY_PATH);
     fail(status, NS_STAGE_HOLDER_EXEC, -1);
 }
@@ -198,10 +262,9 @@ __attribute__((noreturn)) static void session_child(const struct ns_enter_spec *
     /* Keep the status pipe clear of 0-2, which are about to be replaced. */
     if (status < 3 && (status = fcntl(status, F_DUPFD_CLOEXEC, 3)) < 0)
         _exit(127);
+    if (not_dumpable() < 0)
+        fail(status, NS_STAGE_DUMPABLE, -1);
 
-    const char *cwd = spec->cwd ? spec->cwd : "/";
-    if (chdir(cwd) < 0 && (!spec->cwd_fallback || chdir("/") < 0))
-        fail(status, NS_STAGE_CHDIR, -1);
     if (setsid() < 0)
         fail(status, NS_STAGE_SETSID, -1);
 
@@ -215,20 +278,24 @@ __attribute__((noreturn)) static void session_child(const struct ns_enter_spec *
     if (spec->controlling_tty && ioctl(0, TIOCSCTTY, 0) < 0)
         fail(status, NS_STAGE_TIOCSCTTY, -1);
 
-    if (!spec->userns_root && setgroups(spec->ngroups, spec->groups) < 0)
+    /* Into a user namespace the groups were set before joining it (the
+     * group's setgroups may be "deny"). */
+    if (!spec->userns_root && raw_setgroups(spec->ngroups, spec->groups) < 0)
         fail(status, NS_STAGE_SETGROUPS, -1);
-    if (setresgid(spec->gid, spec->gid, spec->gid) < 0)
+    if (raw_setresgid(spec->gid) < 0)
         fail(status, NS_STAGE_SETGID, -1);
-    if (setresuid(spec->uid, spec->uid, spec->uid) < 0)
+    if (raw_setresuid(spec->uid) < 0)
         fail(status, NS_STAGE_SETUID, -1);
     /* A session keyring of its own, owned by the caller, as pam_keyinit
      * gives a login: the supervisor's would otherwise be "possessed" by the
      * session, whatever its uid. Kernels without keyrings need nothing. */
     if (syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, NULL) < 0 && errno != ENOSYS)
         fail(status, NS_STAGE_KEYRING, -1);
-    /* The directory was entered with root's rights; make sure the caller may
-     * be there too (chdir(".") checks search permission as the new uid). */
-    if (chdir(".") < 0 && (!spec->cwd_fallback || chdir("/") < 0))
+    /* Only now, as the caller: every component of the path is looked up
+     * with the caller's rights, so a directory below one the caller may not
+     * search stays out of reach. */
+    const char *cwd = spec->cwd ? spec->cwd : "/";
+    if (chdir(cwd) < 0 && (!spec->cwd_fallback || chdir("/") < 0))
         fail(status, NS_STAGE_CHDIR, -1);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         fail(status, NS_STAGE_NO_NEW_PRIVS, -1);
@@ -264,8 +331,15 @@ __attribute__((noreturn)) static void enter_child(const struct enter_context *ct
     const struct ns_enter_spec *spec = ctx->spec;
     int status = ctx->status;
     reset_signal_dispositions();
-    /* Into a user namespace, no host group may come along. */
-    if (spec->userns_root && setgroups(0, NULL) < 0)
+    if (not_dumpable() < 0)
+        fail(status, NS_STAGE_DUMPABLE, -1);
+    /* The caller's audit identity, while /proc is still the host's. */
+    if (spec->set_loginuid && write_loginuid(spec->loginuid) < 0)
+        fail(status, NS_STAGE_LOGINUID, -1);
+    /* Into a user namespace the supplementary groups are set here, as root
+     * of the host's user namespace, and come along: inside, setgroups may
+     * be denied, and dropping a group could open what it is denied. */
+    if (spec->userns_root && raw_setgroups(spec->ngroups, spec->groups) < 0)
         fail(status, NS_STAGE_SETGROUPS, -1);
 
     /* nsenter's two passes: a namespace that cannot be entered yet (one
@@ -347,10 +421,19 @@ int ns_spawn_enter(const struct ns_enter_spec *spec, pid_t *pid, struct ns_repor
             out->error = errno;
             return -1;
         }
-        mprotect(stacks, page, PROT_NONE);
-        mprotect(stacks + stack_size + page, page, PROT_NONE);
+        /* Without its guard page a stack overflow would run into the other
+         * stack or the supervisor's memory: no spawn then. */
+        if (mprotect(stacks, page, PROT_NONE) < 0 || mprotect(stacks + stack_size + page, page, PROT_NONE) < 0) {
+            out->stage = NS_STAGE_CLONE;
+            out->error = errno;
+            munmap(stacks, 2 * (stack_size + page));
+            return -1;
+        }
         ctx.session_stack = stacks + 2 * (stack_size + page);
     }
+
+    /* PR_SET_DUMPABLE is per memory: children sharing ours clear it for us too. */
+    int dumpable = spec->share_memory ? prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) : -1;
 
     sigset_t all, old;
     sigfillset(&all);
@@ -369,6 +452,9 @@ int ns_spawn_enter(const struct ns_enter_spec *spec, pid_t *pid, struct ns_repor
         }
     }
     int saved = errno;
+    /* The children no longer use this memory: both have exited or exec'd. */
+    if (dumpable == 1)
+        (void)prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (stacks)
         munmap(stacks, 2 * (stack_size + page));

@@ -8,6 +8,7 @@
 #include <linux/openat2.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/vfs.h>
 #include <sys/socket.h>
@@ -127,6 +128,10 @@ int ns_signalfd_next(int fd) {
     struct signalfd_siginfo info;
     ssize_t n = NS_RETRY(read(fd, &info, sizeof info));
     return n == (ssize_t)sizeof info ? (int)info.ssi_signo : -1;
+}
+
+int ns_dumpable(void) {
+    return prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
 }
 
 long ns_filesystem_type(const char *path) {

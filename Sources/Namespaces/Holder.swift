@@ -29,6 +29,22 @@ public struct BindMount: Sendable, Hashable {
     }
 }
 
+/// Whose rights the holder looks tmpfs targets up with: the caller's filesystem
+/// ids and supplementary groups, so that a path the caller could not reach fails
+/// for them as it would for the caller (no existence oracle), before the mount
+/// itself is made as root.
+public struct ResolveCredentials: Sendable, Hashable {
+    public var uid: uid_t
+    public var gid: gid_t
+    public var groups: [gid_t]
+
+    public init(uid: uid_t, gid: gid_t, groups: [gid_t]) {
+        self.uid = uid
+        self.gid = gid
+        self.groups = groups
+    }
+}
+
 /// One line of a uid_map or gid_map: `count` ids from `inside` map to ids from `outside`.
 public struct IDMapping: Sendable, Hashable, CustomStringConvertible {
     public var inside: UInt32
@@ -74,6 +90,9 @@ public struct HolderSpec: Sendable {
     /// With a time namespace: offsets in seconds.
     public var monotonicOffset: Int64
     public var boottimeOffset: Int64
+    /// Look tmpfs targets up as this caller (`--resolve-as`); nil: as the holder
+    /// (root, or root of the group's user namespace).
+    public var resolveAs: ResolveCredentials?
 
     public init(name: String, namespaces: Set<NamespaceKind>, hostname: String? = nil,
                 tmpfs: [TmpfsMount] = [], binds: [BindMount] = [], ttyGroup: gid_t = 5,
@@ -102,6 +121,10 @@ public struct HolderSpec: Sendable {
         if mnt { args += ["--devpts", user ? "-" : String(ttyGroup)] }
         if mnt {
             for bind in binds { args += ["--bind", bind.source, bind.target, bind.readOnly ? "ro" : "rw"] }
+            if let resolveAs, !tmpfs.isEmpty {
+                args += ["--resolve-as", String(resolveAs.uid), String(resolveAs.gid),
+                         resolveAs.groups.isEmpty ? "-" : resolveAs.groups.map(String.init).joined(separator: ",")]
+            }
             for mount in tmpfs { args += ["--tmpfs", mount.path, mount.options] }
         }
         if namespaces.contains(.net) { args.append("--loopback") }

@@ -22,9 +22,16 @@ public struct SessionSpec {
     public var controllingTerminal: Bool
     /// The soft RLIMIT_NOFILE to give the process; 0 keeps the supervisor's.
     public var descriptorLimit: UInt64 = 0
-    /// Entering a user namespace as its root (uid and gid 0 inside, no
-    /// supplementary groups): the owner of a group with a user namespace.
+    /// Entering the group's user namespace (uid and gid are then the ids
+    /// inside, normally 0). `groups` are set before joining it, in the host's
+    /// user namespace, and kept inside (where setgroups may be denied): the
+    /// owner's own groups, or none (`[]`) for someone entering through the
+    /// owner's user namespace.
     public var userNamespaceRoot = false
+    /// The audit loginuid to give the process (written to /proc/self/loginuid
+    /// before any namespace is entered; 4294967295 is "unset"), or nil to
+    /// leave it the supervisor's.
+    public var loginUID: UInt32?
 
     public init(uid: uid_t, gid: gid_t, groups: [gid_t], cwd: String, cwdFallback: Bool, executable: String,
                 argv: [String], environment: [String], searchPath: String, controllingTerminal: Bool,
@@ -102,6 +109,8 @@ public enum SessionSpawner {
                                         c.share_memory = namespaces.kinds.contains(.time) ? 0 : 1
                                         c.nofile_soft = UInt(spec.descriptorLimit)
                                         c.userns_root = spec.userNamespaceRoot ? 1 : 0
+                                        c.set_loginuid = spec.loginUID == nil ? 0 : 1
+                                        c.loginuid = spec.loginUID ?? PeerCredentials.unsetLoginUID
                                         c.file = filePointer
                                         c.search_path = path
                                         c.argv = argv

@@ -52,6 +52,9 @@ extension SpawnError {
         case NS_STAGE_SETID_HOLDER: step = "setresuid(0) in the user namespace"
         case NS_STAGE_TIME_OFFSETS: step = "write(/proc/self/timens_offsets)"
         case NS_STAGE_UNSHARE_TIME: step = "unshare(CLONE_NEWTIME)"
+        case NS_STAGE_DUMPABLE: step = "prctl(PR_SET_DUMPABLE)"
+        case NS_STAGE_LOGINUID: step = "write(/proc/self/loginuid)"
+        case NS_STAGE_RESOLVE_AS: step = "setfsuid/setgroups for \(item(tmpfs) ?? "?")"
         default: step = "stage \(report.stage)"
         }
         self.init(step: step, errno: Errno(rawValue: report.error))

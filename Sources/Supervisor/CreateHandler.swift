@@ -33,9 +33,13 @@ extension Supervisor {
         let owned = kinds.contains(.user) ? tmpfs : tmpfs.map {
             TmpfsMount(path: $0.path, options: $0.options + ",uid=\(context.caller.uid),gid=\(context.caller.gid)")
         }
-        let spec = HolderSpec(name: params.name, namespaces: kinds, hostname: hostname, tmpfs: owned, binds: binds,
+        var spec = HolderSpec(name: params.name, namespaces: kinds, hostname: hostname, tmpfs: owned, binds: binds,
                               ttyGroup: ttyGroup, userMaps: userMaps,
                               monotonicOffset: offsets.monotonic, boottimeOffset: offsets.boottime)
+        // Without a user namespace the holder is root: tmpfs targets are looked up as the caller.
+        if !kinds.contains(.user) {
+            spec.resolveAs = ResolveCredentials(uid: context.caller.uid, gid: context.caller.gid, groups: context.caller.groups)
+        }
         let owner = context.caller.uid
         var recorded: GroupRecord?
         let spawned: SpawnedHolder

@@ -92,6 +92,7 @@ extension Supervisor {
             searchPath: searchPath, controllingTerminal: params.tty,
             descriptorLimit: configuration.sessionDescriptorLimit)
         spec.userNamespaceRoot = entry.isNamespaceRoot
+        spec.loginUID = caller.loginUID ?? PeerCredentials.unsetLoginUID
 
         let namespaces: NamespaceFiles
         do {

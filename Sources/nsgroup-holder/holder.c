@@ -10,11 +10,19 @@
  * Usage (built by the supervisor, not meant for people):
  *   nsgroup-holder NAME [--wait] [--become-root] [--time-offsets MONOTONIC BOOTTIME]
  *                  [--propagation] [--hostname NAME] [--proc] [--devpts GID|-]
- *                  [--bind SOURCE TARGET ro|rw]... [--tmpfs PATH OPTIONS]... [--loopback]
+ *                  [--bind SOURCE TARGET ro|rw]... [--resolve-as UID GID GROUPS|-]
+ *                  [--tmpfs PATH OPTIONS]... [--loopback]
+ *
+ * --resolve-as: tmpfs targets are looked up with these filesystem ids and
+ * supplementary groups (GROUPS: comma-separated gids, or "-" for none), the
+ * caller's, so that a path below a directory the caller may not search
+ * fails as it would for the caller; the mount itself is then made as root.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
 #include <linux/openat2.h>
 #include <net/if.h>
 #include <signal.h>
@@ -25,7 +33,9 @@
 #include <sched.h>
 #include <stdint.h>
 #include <sys/mount.h>
+#include <sys/fsuid.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -36,6 +46,47 @@
 #define SYNC_FD 4
 #define MAX_TMPFS 32
 #define MAX_BINDS 32
+#define MAX_GROUPS 65536
+
+/* The new mount API (Linux 5.2, mount_setattr 5.12), by raw system call:
+ * glibc 2.36's wrappers and <linux/mount.h> do not mix. */
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef OPEN_TREE_CLOEXEC
+#define OPEN_TREE_CLOEXEC O_CLOEXEC
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+#ifndef MOVE_MOUNT_T_EMPTY_PATH
+#define MOVE_MOUNT_T_EMPTY_PATH 0x00000040
+#endif
+#ifndef MOUNT_ATTR_RDONLY
+#define MOUNT_ATTR_RDONLY 0x00000001
+#endif
+#ifndef MOUNT_ATTR_NOSUID
+#define MOUNT_ATTR_NOSUID 0x00000002
+#endif
+#ifndef MOUNT_ATTR_NODEV
+#define MOUNT_ATTR_NODEV 0x00000004
+#endif
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+
+struct holder_mount_attr {
+    uint64_t attr_set;
+    uint64_t attr_clr;
+    uint64_t propagation;
+    uint64_t userns_fd;
+};
 
 struct tmpfs_mount {
     const char *path;
@@ -62,7 +113,14 @@ struct config {
     struct bind_mount binds[MAX_BINDS];
     int bind_count;
     int loopback;
+    int resolve_as;             /* look tmpfs targets up as resolve_uid, resolve_gid, groups */
+    uid_t resolve_uid;
+    gid_t resolve_gid;
+    size_t resolve_group_count;
 };
+
+/* The caller's supplementary groups for --resolve-as (too big for the stack). */
+static gid_t resolve_groups[MAX_GROUPS];
 
 static void report(int stage, int error, int index) {
     struct ns_report r = { .stage = stage, .error = error, .index = index, .pid = 0 };
@@ -75,6 +133,41 @@ static void report(int stage, int error, int index) {
 __attribute__((noreturn)) static void fail(int stage, int index) {
     report(stage, errno, index);
     _exit(1);
+}
+
+/* A decimal id below 2^32 - 1 (which means "no change" to the set*id calls). */
+static int parse_id(const char *text, unsigned int *id) {
+    if (*text < '0' || *text > '9')
+        return -1;
+    char *end;
+    errno = 0;
+    unsigned long long value = strtoull(text, &end, 10);
+    if (errno != 0 || *end != '\0' || value >= UINT32_MAX)
+        return -1;
+    *id = (unsigned int)value;
+    return 0;
+}
+
+/* "-" or "G1,G2,...", into resolve_groups. */
+static int parse_groups(const char *text, size_t *count) {
+    *count = 0;
+    if (strcmp(text, "-") == 0)
+        return 0;
+    char buf[16];
+    for (const char *p = text;;) {
+        const char *end = strchrnul(p, ',');
+        size_t len = (size_t)(end - p);
+        if (len == 0 || len >= sizeof buf || *count >= MAX_GROUPS)
+            return -1;
+        memcpy(buf, p, len);
+        buf[len] = '\0';
+        if (parse_id(buf, &resolve_groups[*count]) < 0)
+            return -1;
+        (*count)++;
+        if (*end == '\0')
+            return 0;
+        p = end + 1;
+    }
 }
 
 static int parse(int argc, char **argv, struct config *c) {
@@ -94,6 +187,11 @@ static int parse(int argc, char **argv, struct config *c) {
             c->binds[c->bind_count].target = argv[++i];
             c->binds[c->bind_count].read_only = strcmp(argv[++i], "ro") == 0;
             c->bind_count++;
+        } else if (strcmp(a, "--resolve-as") == 0 && i + 3 < argc) {
+            if (parse_id(argv[++i], &c->resolve_uid) < 0 || parse_id(argv[++i], &c->resolve_gid) < 0 ||
+                parse_groups(argv[++i], &c->resolve_group_count) < 0)
+                return -1;
+            c->resolve_as = 1;
         } else if (strcmp(a, "--propagation") == 0)
             c->propagation = 1;
         else if (strcmp(a, "--proc") == 0)
@@ -124,8 +222,12 @@ static int open_path(const char *path, int flags) {
     return (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
 }
 
-/* Binds source (a path outside, as the host sees it) onto target, then makes
- * the new mount nosuid and nodev, and read-only if asked. Fails with
+/* Binds source (a path outside, as the host sees it) onto target: a detached
+ * copy of the source mount (open_tree), made nosuid and nodev (and read-only
+ * if asked) while still detached (mount_setattr), then attached on the
+ * target's descriptor (move_mount). Nothing is looked up by path after the
+ * two O_PATH opens, so no component can be swapped in between; the flags
+ * are in place before the mount is reachable at all. Fails with
  * NS_STAGE_BIND_SOURCE when the source cannot be opened, NS_STAGE_MOUNT_BIND
  * for the rest, so that the report says which end was wrong. */
 static int mount_bind(const struct bind_mount *b, int *stage) {
@@ -134,39 +236,95 @@ static int mount_bind(const struct bind_mount *b, int *stage) {
     if (source < 0)
         return -1;
     *stage = NS_STAGE_MOUNT_BIND;
-    int target = open_path(b->target, 0);
-    if (target < 0) {
-        int saved = errno;
-        close(source);
-        errno = saved;
-        return -1;
+    int target = -1, tree = -1, r = -1;
+    if ((target = open_path(b->target, 0)) < 0)
+        goto out;
+    /* A directory only onto a directory, anything else only onto a
+     * non-directory: move_mount says EINVAL, mount(2) said ENOTDIR. */
+    struct stat from, to;
+    if (fstat(source, &from) < 0 || fstat(target, &to) < 0)
+        goto out;
+    if (S_ISDIR(from.st_mode) != S_ISDIR(to.st_mode)) {
+        errno = ENOTDIR;
+        goto out;
     }
-    char from[64], to[64];
-    snprintf(from, sizeof from, "/proc/self/fd/%d", source);
-    snprintf(to, sizeof to, "/proc/self/fd/%d", target);
-    int r = mount(from, to, NULL, MS_BIND, NULL);
-    if (r == 0) {
-        /* Nothing else runs in this mount namespace yet: the path still
-         * names the mount just made. */
-        unsigned long flags = MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | (b->read_only ? MS_RDONLY : 0);
-        r = mount(NULL, b->target, NULL, flags, NULL);
-    }
+    /* Not AT_RECURSIVE: like MS_BIND without MS_REC, only the mount itself. */
+    tree = (int)syscall(SYS_open_tree, source, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+    if (tree < 0)
+        goto out;
+    struct holder_mount_attr attr = {
+        .attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (b->read_only ? MOUNT_ATTR_RDONLY : 0),
+    };
+    if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0)
+        goto out;
+    r = (int)syscall(SYS_move_mount, tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+out:;
     int saved = errno;
     close(source);
-    close(target);
+    if (target >= 0)
+        close(target);
+    if (tree >= 0)
+        close(tree);
     errno = saved;
     return r;
 }
 
-/* Mounts a tmpfs on path, reached without following any symlink. */
-static int mount_tmpfs(const struct tmpfs_mount *m) {
+/* The holder's own supplementary groups, given back after each lookup as the caller. */
+static gid_t own_groups[MAX_GROUPS];
+static int own_group_count = -1;
+
+/* Takes on (on != 0) or gives back the caller's filesystem ids and
+ * groups. The holder is single-threaded: the glibc wrappers change this one
+ * thread, which is the process. A non-zero fsuid also drops the filesystem
+ * capabilities (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, ...) from the
+ * effective set; setfsuid(0) brings them back. */
+static int resolve_as(const struct config *c, int on) {
+    if (on) {
+        if (own_group_count < 0 && (own_group_count = getgroups(MAX_GROUPS, own_groups)) < 0)
+            return -1;
+        if (setgroups(c->resolve_group_count, resolve_groups) < 0)
+            return -1;
+        setfsgid(c->resolve_gid);
+        setfsuid(c->resolve_uid);
+        /* setfs*id report no error: read back what they did. */
+        if ((gid_t)setfsgid((gid_t)-1) != c->resolve_gid || (uid_t)setfsuid((uid_t)-1) != c->resolve_uid) {
+            errno = EPERM;
+            return -1;
+        }
+        return 0;
+    }
+    setfsuid(0);
+    setfsgid(0);
+    if ((uid_t)setfsuid((uid_t)-1) != 0 || (gid_t)setfsgid((gid_t)-1) != 0) {
+        errno = EPERM;
+        return -1;
+    }
+    return setgroups((size_t)own_group_count, own_groups);
+}
+
+/* Mounts a tmpfs on path, reached without following any symlink, and looked
+ * up as the caller with --resolve-as. */
+static int mount_tmpfs(const struct config *c, const struct tmpfs_mount *m, int *stage) {
+    *stage = NS_STAGE_RESOLVE_AS;
+    if (c->resolve_as && resolve_as(c, 1) < 0)
+        return -1;
+    *stage = NS_STAGE_MOUNT_TMPFS;
     int fd = open_path(m->path, O_DIRECTORY);
+    int saved = errno;
+    if (c->resolve_as && resolve_as(c, 0) < 0) {
+        /* Holding the caller's ids for the rest of the set-up would be worse. */
+        *stage = NS_STAGE_RESOLVE_AS;
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    errno = saved;
     if (fd < 0)
         return -1;
     char target[64];
     snprintf(target, sizeof target, "/proc/self/fd/%d", fd);
     int r = mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, m->options);
-    int saved = errno;
+    saved = errno;
     close(fd);
     errno = saved;
     return r;
@@ -248,14 +406,18 @@ static void set_up(const struct config *c) {
         if (mount_bind(&c->binds[i], &stage) < 0)
             fail(stage, i);
     }
-    for (int i = 0; i < c->tmpfs_count; i++)
-        if (mount_tmpfs(&c->tmpfs[i]) < 0)
-            fail(NS_STAGE_MOUNT_TMPFS, i);
+    for (int i = 0; i < c->tmpfs_count; i++) {
+        int stage;
+        if (mount_tmpfs(c, &c->tmpfs[i], &stage) < 0)
+            fail(stage, i);
+    }
     if (c->loopback && loopback_up() < 0)
         fail(NS_STAGE_LOOPBACK, -1);
 }
 
 int main(int argc, char **argv) {
+    /* The supervisor execs the holder with every signal blocked already;
+     * this is for anyone else who starts it. */
     sigset_t all;
     sigfillset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);

@@ -108,6 +108,52 @@ struct PtyTests {
         }
     }
 
+    /// The group's owner may bind-mount anything over dev/pts/ptmx inside it (as root of
+    /// her user namespace). A FIFO there must be refused without being opened: a reader
+    /// waiting in open(2) for a writer stays where it is, and nothing blocks.
+    @Test func fifoOverPtmxIsRefusedWithoutOpeningIt() throws {
+        let directory = try Sys.makeTemporaryDirectory("nsg-unit-ptmx")
+        defer { Sys.removeTree(directory) }
+        let fifo = directory + "/fifo"
+        #expect(mkfifo(fifo, 0o666) == 0)
+        let spec = HolderSpec(name: Sys.uniqueName("unit-ptmx-fifo"), namespaces: [.mnt, .uts], ttyGroup: Self.ttyGroup)
+        try Groups.withHolder(spec) { holder throws in
+            let mounted = try Sys.run(["/usr/bin/nsenter", "-t", String(holder.pid), "-m", "/bin/mount", "--bind", fifo, "/dev/pts/ptmx"])
+            try #require(mounted.status == 0, "bind-mounting the FIFO over ptmx failed")
+            // A reader blocked in open(2) until a writer comes.
+            let reader = try Sys.spawn(["/bin/cat", fifo])
+            defer { Sys.killAndWait(reader) }
+            var blocked = false
+            for _ in 0..<5000 where !blocked {
+                let wchan = Sys.readFile("/proc/\(reader)/wchan") ?? ""
+                blocked = wchan.contains("fifo") || wchan.contains("wait_for_partner")
+                if !blocked { usleep(1000) }
+            }
+            try #require(blocked, "the reader never blocked opening the FIFO")
+
+            #expect(throws: Errno(rawValue: ENOTTY)) {
+                _ = try Pty.open(holderPID: holder.pid, uid: 65534, ttyGroup: Self.ttyGroup, rows: 1, columns: 1)
+            }
+            usleep(200_000)
+            var status: Int32 = 0
+            #expect(waitpid(reader, &status, WNOHANG) == 0, "the FIFO over ptmx was opened (its reader got through)")
+        }
+    }
+
+    /// A device other than ptmx (here /dev/null, 1:3), or the host's own ptmx (5:2 but on
+    /// devtmpfs, not the group's devpts), over dev/pts/ptmx is refused too.
+    @Test(arguments: ["/dev/null", "/dev/ptmx"])
+    func otherNodeOverPtmxIsRefused(_ node: String) throws {
+        let spec = HolderSpec(name: Sys.uniqueName("unit-ptmx-dev"), namespaces: [.mnt, .uts], ttyGroup: Self.ttyGroup)
+        try Groups.withHolder(spec) { holder throws in
+            let mounted = try Sys.run(["/usr/bin/nsenter", "-t", String(holder.pid), "-m", "/bin/mount", "--bind", node, "/dev/pts/ptmx"])
+            try #require(mounted.status == 0, "bind-mounting \(node) over ptmx failed")
+            #expect(throws: Errno(rawValue: ENOTTY)) {
+                _ = try Pty.open(holderPID: holder.pid, uid: 65534, ttyGroup: Self.ttyGroup, rows: 1, columns: 1)
+            }
+        }
+    }
+
     /// An interactive session: its own session, with the group's pty slave as controlling terminal.
     @Test func sessionGetsThePtyAsControllingTerminal() throws {
         let kinds: Set<NamespaceKind> = [.mnt, .pid, .uts]

@@ -1,6 +1,7 @@
 import Testing
 import Glibc
 import Namespaces
+import CSpawn
 
 // MARK: - Helpers shared by the Namespaces tests
 
@@ -633,19 +634,23 @@ struct HolderSpawnTests {
         }
     }
 
-    /// A HolderSpec may name the time kind; the holder must then either get a
-    /// time namespace of its own (its children's, time_for_children) or fail.
-    /// Handing back the host's time namespace as the group's is wrong.
-    @Test func timeNamespaceIsCreatedOrRefused() throws {
+    /// A HolderSpec may name the time kind: the holder must then get a time namespace
+    /// of its own (its children's, time_for_children), with the offsets asked for.
+    /// This kernel has time namespaces (5.6+), so refusing is a failure too.
+    @Test func timeNamespaceIsCreated() throws {
         let spawner = try HolderSpawner(executablePath: Sys.holderPath())
-        do throws(SpawnError) {
-            let holder = try spawner.spawn(HolderSpec(name: Sys.uniqueName("unit-time"), namespaces: [.time]))
-            defer { Groups.stop(holder.pidfd) }
-            Self.checkOwnTimeNamespace(holder)
-        } catch {
-            // Refusing is fine too.
-            #expect(!error.step.isEmpty)
-        }
+        let spec = HolderSpec(name: Sys.uniqueName("unit-time"), namespaces: [.time], monotonicOffset: 1000, boottimeOffset: 2000)
+        let holder = try spawner.spawn(spec)
+        defer { Groups.stop(holder.pidfd) }
+        Self.checkOwnTimeNamespace(holder)
+        #expect(holder.namespaces.map(\.kind) == [.time])
+        let offsets = Sys.readFile("/proc/\(holder.pid)/timens_offsets") ?? ""
+        // The holder itself stays in ours: the offsets it wrote are its children's.
+        let ours = Sys.readLink("/proc/self/ns/time")
+        #expect(Sys.readLink("/proc/\(holder.pid)/ns/time") == ours)
+        let lines = offsets.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+        #expect(lines.contains(["monotonic", "1000", "0"]), "timens_offsets: \(offsets)")
+        #expect(lines.contains(["boottime", "2000", "0"]), "timens_offsets: \(offsets)")
     }
 
     static func checkOwnTimeNamespace(_ holder: borrowing SpawnedHolder) {
@@ -939,6 +944,73 @@ struct SessionSpawnTests {
         try Self.withSession(spec) { _, session, pipes throws in
             #expect(Sys.readAll(pipes.stdoutRead) == "/\n")
             _ = try session.reap(block: true)
+        }
+    }
+
+    /// Search permission is needed on every directory on the way, not only the last:
+    /// the directory is entered after the switch to the caller's ids.
+    @Test func directoryBelowOneTheCallerMayNotSearch() throws {
+        let directory = try Sys.makeTemporaryDirectory("nsg-unit-parent")
+        defer { Sys.removeTree(directory) }
+        #expect(chmod(directory, 0o700) == 0)
+        #expect(mkdir(directory + "/sub", 0o755) == 0)
+        #expect(chmod(directory + "/sub", 0o755) == 0)
+        let refused = try #require(try Self.spawnFailure(Groups.session(["/bin/sh", "-c", "pwd"], cwd: directory + "/sub")))
+        #expect(refused.step == "chdir(\(directory)/sub)")
+        #expect(refused.errno == .permissionDenied)
+    }
+
+    /// The vfork-style children make themselves non-dumpable before they switch to the
+    /// caller; that flag belongs to the memory they share with us, and must be ours again after.
+    @Test func spawningLeavesTheSupervisorDumpable() throws {
+        let before = ns_dumpable()
+        try Self.withSession(Groups.session(["/bin/true"])) { _, session, _ throws in
+            _ = try session.reap(block: true)
+        }
+        #expect(ns_dumpable() == before)
+    }
+
+    /// The loginuid asked for is the session's (written before entering any namespace);
+    /// without one, the session keeps ours.
+    @Test func loginuidIsTheGivenOne() throws {
+        var spec = Groups.session(["/bin/cat", "/proc/self/loginuid"])
+        spec.loginUID = 4321
+        try Self.withSession(spec) { _, session, pipes throws in
+            #expect(Sys.readAll(pipes.stdoutRead) == "4321")
+            _ = try session.reap(block: true)
+        }
+        let ours = try #require(Sys.readFile("/proc/self/loginuid"))
+        try Self.withSession(Groups.session(["/bin/cat", "/proc/self/loginuid"])) { _, session, pipes throws in
+            #expect(Sys.readAll(pipes.stdoutRead) == ours)
+            _ = try session.reap(block: true)
+        }
+    }
+
+    /// Entering a group's user namespace (whose setgroups is "deny") with an explicit
+    /// group list: the groups are set before joining it and kept; an empty list gives none.
+    @Test(arguments: [[gid_t](), [4242, 4343]])
+    func userNamespaceEntryKeepsTheGivenGroups(_ groups: [gid_t]) throws {
+        let kinds: Set<NamespaceKind> = [.user, .mnt, .uts]
+        let maps = UserMaps(uids: [IDMapping(inside: 0, outside: 3_900_000, count: 1)],
+                            gids: [IDMapping(inside: 0, outside: 3_900_000, count: 1)])
+        let holderSpec = HolderSpec(name: Sys.uniqueName("unit-userns"), namespaces: kinds, userMaps: maps)
+        try Groups.withHolder(holderSpec) { holder throws in
+            #expect(Sys.readFile("/proc/\(holder.pid)/setgroups") == "deny\n")
+            let files = try NamespaceFiles(holder: holder.pidfd, kinds: kinds)
+            var spec = Groups.session(["/bin/sh", "-c", "echo ready; read line"], uid: 0, gid: 0, groups: groups)
+            spec.userNamespaceRoot = true
+            let pipes = try StdioPipes()
+            let session = try SessionSpawner.spawn(spec, namespaces: files, stdio: pipes.childEnds)
+            defer { Groups.stop(session) }
+            pipes.closeChildEnds()
+            #expect(Sys.readUntil(pipes.stdoutRead, contains: "ready\n") == "ready\n")
+            // As the host sees it: the owner's ids, exactly these groups, in the group's user namespace.
+            #expect(Sys.statusLine(session.pid, "Uid") == "3900000\t3900000\t3900000\t3900000")
+            let shown = (Sys.statusLine(session.pid, "Groups") ?? "").split(separator: " ").compactMap { gid_t($0) }
+            #expect(shown.sorted() == groups.sorted())
+            #expect(Sys.readLink("/proc/\(session.pid)/ns/user") == Sys.readLink("/proc/\(holder.pid)/ns/user"))
+            Sys.write(pipes.stdinWrite, "done\n")
+            #expect(try session.reap(block: true) == ExitStatus(code: 0, signal: nil))
         }
     }
 

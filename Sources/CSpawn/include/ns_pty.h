@@ -6,8 +6,10 @@
 
 /* Opens a new pty master through the ptmx of the devpts instance at
  * root_fd/dev/pts/ptmx (root_fd: /proc/HOLDER/root of the group, or -1 for the
- * host's /dev/ptmx). Symlinks are not followed and the result must really be
- * a devpts ptmx. The slave is unlocked, opened through TIOCGPTPEER (never by
+ * host's /dev/ptmx). Symlinks are not followed; a group's ptmx is reached
+ * with O_PATH first and opened only once it is known to be a devpts ptmx
+ * (character device 5:2 on a devpts file system), so nothing else planted
+ * there (a FIFO, a host device) is ever opened: that fails with ENOTTY. The slave is unlocked, opened through TIOCGPTPEER (never by
  * path), owned by uid with group tty_gid and mode 0620, and sized rows x cols
  * when both are non-zero. Returns 0 with *master and *slave set, or -1 with errno. */
 int ns_pty_open(int root_fd, uid_t uid, gid_t tty_gid, unsigned short rows, unsigned short cols,

@@ -48,6 +48,9 @@ typedef enum ns_stage {
     NS_STAGE_MOUNT_BIND,        /* index: position in the bind list */
     NS_STAGE_USER_MAPS,         /* the supervisor could not write the id maps */
     NS_STAGE_BIND_SOURCE,       /* index: position in the bind list; its source could not be opened */
+    NS_STAGE_DUMPABLE,          /* prctl(PR_SET_DUMPABLE, 0) in a child */
+    NS_STAGE_LOGINUID,          /* enter, first child: writing the caller's loginuid */
+    NS_STAGE_RESOLVE_AS,        /* holder: taking on or giving back the caller's fs ids (index: tmpfs) */
 } ns_stage;
 
 struct ns_report {

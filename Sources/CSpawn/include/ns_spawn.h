@@ -6,6 +6,7 @@
 #define NSGROUP_NS_SPAWN_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include "ns_report.h"
 
@@ -44,9 +45,14 @@ struct ns_enter_spec {
     int controlling_tty;      /* make stdio[0] the controlling terminal */
     unsigned long nofile_soft; /* RLIMIT_NOFILE soft limit to give the process (the supervisor
                                   raised its own); 0 keeps what it inherits */
-    int userns_root;          /* entering the group's user namespace as its root (the owner):
-                                 supplementary groups are cleared before setns and not set
-                                 after (setgroups may be denied there); uid and gid are 0 */
+    int userns_root;          /* entering the group's user namespace (as its root: uid and gid
+                                 are the ids inside, normally 0): the supplementary groups are
+                                 set to groups/ngroups (possibly none) before setns, in the
+                                 host's user namespace, and not set after (setgroups may be
+                                 denied there) */
+    int set_loginuid;         /* write loginuid to /proc/self/loginuid before entering any
+                                 namespace (the host's /proc); the session inherits it */
+    uint32_t loginuid;        /* the caller's audit loginuid; 4294967295 means "unset" */
     int share_memory;         /* start both children vfork-style (CLONE_VM|CLONE_VFORK); not
                                  with a time namespace, whose setns needs a private mm */
     const char *file;         /* argv[0] to run: a path, or a name searched in search_path */
@@ -60,8 +66,11 @@ struct ns_enter_spec {
  * so the supervisor is its parent) because a new pid namespace applies only
  * to children. With share_memory both children run on stacks of their own in
  * the supervisor's memory, as posix_spawn does, so no page table is copied;
- * the supervisor's thread is suspended until the session has exec'd. The session process changes directory, starts a new session,
- * installs its stdio, drops to the caller's groups, gid and uid, sets
+ * the supervisor's thread is suspended until the session has exec'd. Both
+ * children make themselves non-dumpable first; the first writes the
+ * caller's loginuid (set_loginuid) before any setns. The session process
+ * starts a new session, installs its stdio, drops to the caller's groups,
+ * gid and uid, then changes directory with the caller's rights, sets
  * no_new_privs, marks every other fd close-on-exec and execs.
  *
  * Returns 0 with *pid set once the process has exec'd. Returns -1 with

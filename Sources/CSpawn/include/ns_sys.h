@@ -40,6 +40,8 @@ const char *ns_errno_name(int error);
 int ns_pipe_cloexec(int fds[2]);
 /* The magic number of the filesystem path is on (statfs f_type), or -1 with errno. */
 long ns_filesystem_type(const char *path);
+/* prctl(PR_GET_DUMPABLE): whether this process may be dumped and ptraced by its own uid. */
+int ns_dumpable(void);
 /* Blocks the signals and returns a non-blocking, close-on-exec signalfd for them. */
 int ns_signalfd(const int *signals, size_t count);
 /* Reads one signal from a signalfd: its number, or -1 (EAGAIN when none is pending). */
