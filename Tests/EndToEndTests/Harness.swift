@@ -282,7 +282,10 @@ func holderProcesses(named name: String) -> [pid_t] {
     }
 }
 
-/// Waits (bounded) for a condition that becomes true asynchronously.
+/// Waits (bounded) for a condition that becomes true asynchronously, and
+/// says whether it did. Its result must be asserted (`#expect(eventually
+/// { … })`); a caller whose next steps depend on the condition uses
+/// `waitUntil`, which fails the test on a timeout.
 func eventually(timeoutSeconds: Double = 5, _ condition: () throws -> Bool) rethrows -> Bool {
     let deadline = Date().addingTimeInterval(timeoutSeconds)
     while Date() < deadline {
@@ -290,6 +293,15 @@ func eventually(timeoutSeconds: Double = 5, _ condition: () throws -> Bool) reth
         usleep(10_000)
     }
     return try condition()
+}
+
+/// Waits (bounded) for a condition; a timeout fails the test at the
+/// caller's line, naming `what` was awaited, and throws so that nothing
+/// after it runs on a false premise.
+func waitUntil(_ what: @autoclosure () -> String, timeoutSeconds: Double = 5,
+               sourceLocation: SourceLocation = #_sourceLocation, _ condition: () throws -> Bool) throws {
+    let met = try eventually(timeoutSeconds: timeoutSeconds, condition)
+    try #require(met, "timed out after \(timeoutSeconds) s waiting for \(what())", sourceLocation: sourceLocation)
 }
 
 /// The server's error for a call that should fail, or nil (recorded as an
