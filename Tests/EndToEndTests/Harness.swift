@@ -372,9 +372,11 @@ final class BackgroundProcess: @unchecked Sendable {
     deinit { stop(SIGKILL) }
 }
 
-/// The supervisor's open descriptor count once it has stopped changing:
-/// connections of clients that have just exited may still be closing.
-func settledDescriptorCount(_ pid: pid_t) throws -> Int {
+/// The supervisor's open descriptor count once it has stopped changing
+/// (the same in five samples 20 ms apart): connections of clients that have
+/// just exited may still be closing. A count still changing after 4 s fails
+/// the test rather than pass off a passing value as the settled one.
+func settledDescriptorCount(_ pid: pid_t, sourceLocation: SourceLocation = #_sourceLocation) throws -> Int {
     var last = try ProcFS.openDescriptorCount(pid: pid)
     var steady = 0
     for _ in 0..<200 where steady < 5 {
@@ -383,5 +385,7 @@ func settledDescriptorCount(_ pid: pid_t) throws -> Int {
         steady = now == last ? steady + 1 : 0
         last = now
     }
+    try #require(steady >= 5, "the descriptor count of pid \(pid) did not settle within 4 s (last \(last))",
+                 sourceLocation: sourceLocation)
     return last
 }
