@@ -103,15 +103,71 @@ import Testing
         #expect(two?.reason == .invalidParams)
         #expect(two?.message == "list takes no file descriptors")
         #expect(try ProcFS.openDescriptorCount(pid: supervisor.pid) == baseline)
-        // Nine descriptors: more than a message may carry.
-        let many = [Int32](repeating: pipeFDs[0], count: 9)
-        let nine = Result { () throws(ClientError) in try client.call("version", nil, descriptors: many) }
-        switch nine {
-        case .success: Issue.record("nine descriptors were accepted")
-        case .failure(.server(let error)): #expect(error.reason == .invalidParams)
-        case .failure: break  // sendmsg itself may refuse to build such a message: fine too
+    }
+
+    /// Sends `bytes` in one sendmsg with every one of `descriptors` in a single
+    /// SCM_RIGHTS message. Built here rather than with UnixSocket.send, which
+    /// (like the CLI) refuses to send more than UnixSocket.maxDescriptors.
+    func sendWithDescriptors(_ socket: Int32, _ bytes: [UInt8], _ descriptors: [Int32]) throws {
+        let header = MemoryLayout<cmsghdr>.stride
+        let payload = descriptors.count * MemoryLayout<Int32>.size
+        let space = header + (payload + MemoryLayout<Int>.size - 1) & ~(MemoryLayout<Int>.size - 1)  // CMSG_SPACE
+        let control = UnsafeMutableRawBufferPointer.allocate(byteCount: space, alignment: MemoryLayout<cmsghdr>.alignment)
+        defer { control.deallocate() }
+        control.initializeMemory(as: UInt8.self, repeating: 0)
+        let message = control.baseAddress!.bindMemory(to: cmsghdr.self, capacity: 1)
+        message.pointee.cmsg_len = header + payload  // CMSG_LEN
+        message.pointee.cmsg_level = SOL_SOCKET
+        message.pointee.cmsg_type = Int32(SCM_RIGHTS)
+        descriptors.withUnsafeBytes { (control.baseAddress! + header).copyMemory(from: $0.baseAddress!, byteCount: payload) }
+        var data = bytes
+        let sent = data.withUnsafeMutableBytes { raw in
+            var vector = iovec(iov_base: raw.baseAddress, iov_len: raw.count)
+            return withUnsafeMutablePointer(to: &vector) { vectorPointer in
+                var header = msghdr()
+                header.msg_iov = vectorPointer
+                header.msg_iovlen = 1
+                header.msg_control = control.baseAddress
+                header.msg_controllen = space
+                return sendmsg(socket, &header, Int32(MSG_NOSIGNAL))
+            }
         }
-        #expect(try ProcFS.openDescriptorCount(pid: supervisor.pid) == baseline)
+        guard sent == bytes.count else { throw HarnessError("sendmsg sent \(sent) of \(bytes.count) bytes: \(Errno.current)") }
+    }
+
+    /// More descriptors than the server's control buffer holds: the kernel cuts
+    /// the control data short (MSG_CTRUNC) and closes what did not fit; the
+    /// server closes the ones that did and refuses the request. Eight, the most
+    /// a message may carry, are received whole and refused for another reason.
+    @Test func moreDescriptorsThanTheServerReceivesAreRefusedAndClosed() throws {
+        let supervisor = try TestSupervisor()
+        let client = try RPCClient(socketPath: supervisor.socketPath)
+        _ = try client.call("version")
+        let baseline = try settledDescriptorCount(supervisor.pid)
+        var pipeFDs: [Int32] = [0, 0]
+        #expect(pipe(&pipeFDs) == 0)
+        defer { close(pipeFDs[0]); close(pipeFDs[1]) }
+        func request(_ id: Int) -> [UInt8] { Array("{\"jsonrpc\":\"2.0\",\"id\":\(id),\"method\":\"version\"}\n".utf8) }
+
+        let most = UnixSocket.maxDescriptors
+        try sendWithDescriptors(client.descriptor, request(1), [Int32](repeating: pipeFDs[0], count: most))
+        let whole = try JSONParser.parse(try client.readLine().bytes)
+        #expect(errorReason(whole) == "invalid_params")
+        #expect(whole["error"]?["message"]?.stringValue == "version takes no file descriptors")
+        #expect(try settledDescriptorCount(supervisor.pid) == baseline)
+
+        for count in [most + 1, 4 * most] {
+            try sendWithDescriptors(client.descriptor, request(count), [Int32](repeating: pipeFDs[0], count: count))
+            let reply = try JSONParser.parse(try client.readLine().bytes)
+            #expect(reply["id"]?.int64Value == Int64(count))
+            #expect(errorReason(reply) == "invalid_params", "\(count) descriptors")
+            #expect(reply["error"]?["code"]?.int64Value == -32602)
+            #expect(reply["error"]?["message"]?.stringValue
+                    == "version: too many file descriptors, or truncated control data (at most \(most))", "\(count) descriptors")
+            #expect(try settledDescriptorCount(supervisor.pid) == baseline, "\(count) descriptors: some stayed open in the supervisor")
+        }
+        // The connection is still served.
+        #expect(try client.call("version").result["protocol"]?.int64Value == 1)
     }
 
     /// Descriptors sent ahead of a line that never ends would pin supervisor fds without

@@ -238,8 +238,10 @@ import Testing
             process.waitUntilExit()
         }
 
-        /// Events received so far (waiting up to `seconds` for at least `count`).
-        func events(atLeast count: Int, seconds: Double = 10) -> [[String: Any]] {
+        /// Events received so far, waiting up to `seconds` for at least
+        /// `count`; fewer by then fails the test.
+        func events(atLeast count: Int, seconds: Double = 10,
+                    sourceLocation: SourceLocation = #_sourceLocation) -> [[String: Any]] {
             let fd = output.fileHandleForReading.fileDescriptor
             let deadline = Date().addingTimeInterval(seconds)
             var lines: [[String: Any]] { buffer.split(separator: 0x0A).compactMap { try? JSONSerialization.jsonObject(with: Data($0)) as? [String: Any] } }
@@ -251,18 +253,39 @@ import Testing
                 if n <= 0 { break }
                 buffer.append(contentsOf: chunk[0..<n])
             }
-            return lines
+            let received = lines
+            if received.count < count {
+                Issue.record("\(received.count) of \(count) events came within \(seconds) s: \(received)", sourceLocation: sourceLocation)
+            }
+            return received
+        }
+    }
+
+    /// Waits until the supervisor has registered a subscriber of each of
+    /// `users`. It writes the "Accepted subscribe" record of a request after
+    /// the handler has registered the subscriber, so once that record is in
+    /// the journal every later event reaches that subscriber.
+    static func waitForSubscribers(_ supervisor: TestSupervisor, _ users: [TestUser],
+                                   sourceLocation: SourceLocation = #_sourceLocation) throws {
+        for user in users {
+            try waitUntil("the supervisor to accept \(user.name)'s subscribe", timeoutSeconds: 10, sourceLocation: sourceLocation) {
+                try !run("/usr/bin/journalctl", ["-o", "json", "--no-pager", "NSGROUP_SOCKET=\(supervisor.socketPath)",
+                                                 "MESSAGE_ID=\(JournalTests.messageIDs["requestAccepted"]!)",
+                                                 "NSGROUP_OPERATION=subscribe", "NSGROUP_CALLER_UID=\(user.uid)"]).stdout.isEmpty
+            }
         }
     }
 
     @Test func subscribersSeeTheEventsOfGroupsTheyMaySee() throws {
+        try JournalTests.requireJournald()
         let supervisor = try TestSupervisor()
         let alice = try TestUser.alice()
         let bob = try TestUser.bob()
+        let dave = try TestUser.dave()
         let owner = try Watcher(supervisor, as: alice)
         let stranger = try Watcher(supervisor, as: bob)
-        let friend = try Watcher(supervisor, as: try TestUser.dave())
-        usleep(300_000)  // the watchers subscribe
+        let friend = try Watcher(supervisor, as: dave)
+        try Self.waitForSubscribers(supervisor, [alice, bob, dave])
         #expect(try supervisor.nsgroup(["create", "watched", "--member", "nsg-dave"], as: alice).status == 0)
         #expect(try supervisor.nsgroup(["enter", "watched", "--", "sh", "-c", "exit 5"], as: alice).status == 5)
         #expect(try supervisor.nsgroup(["destroy", "watched"], as: alice).status == 0)

@@ -238,19 +238,19 @@ import Testing
         try tmux.sendKeys("PS1='outer$ '; stty -g > \(before); \(client); echo \"client-exit=$?\"; stty -g > \(after); touch \(marker)")
         try tmux.waitFor("@term:")  // the login shell's prompt, user@host inside the group
         try tmux.sendKeys("tty; echo inside-$((6*7))")
-        let screen = try tmux.waitFor("inside-42")
-        #expect(screen.contains("/dev/pts/"), "tty names a pty: \(screen)")
+        let screen = try tmux.waitFor(line: "inside-42")
+        #expect(Tmux.lines(screen).contains { $0.hasPrefix("/dev/pts/") }, "tty names a pty: \(screen)")
+        // The session's terminal starts with the client's size (rows, columns)...
         try tmux.sendKeys("stty size")
-        try tmux.waitFor("30 100")
+        try tmux.waitFor(line: "30 100")
+        // ...and follows it: the client passes a new size on when SIGWINCH
+        // reaches it, so ask again until it has (or the wait fails).
         try tmux.resize(width: 120, height: 40)
-        _ = eventually { true }
-        usleep(300_000)
         try tmux.sendKeys("stty size")
-        try tmux.waitFor("40 120")
+        try tmux.waitFor(line: "40 120", retry: { try tmux.sendKeys("stty size") })
         try tmux.sendKeys("exit 3")
-        let final = try tmux.waitFor("client-exit=3")
-        #expect(final.contains("client-exit=3"))
-        #expect(eventually { FileManager.default.fileExists(atPath: marker) })
+        try tmux.waitFor(line: "client-exit=3")
+        try waitUntil("the outer shell to run on after the client (\(marker))") { FileManager.default.fileExists(atPath: marker) }
         let saved = try String(contentsOfFile: before, encoding: .utf8)
         let restored = try String(contentsOfFile: after, encoding: .utf8)
         #expect(saved == restored, "the outer terminal is restored")

@@ -94,6 +94,12 @@ import Testing
 
         // Clock ticks since boot now: what starts later was never in the group.
         let beforeDestroy = try ticksSinceBoot()
+        // The searches below find the holder while it lives, so their coming
+        // back empty after destroy means something.
+        #expect(holderProcesses(named: "doomed") == [holder])
+        for (kind, inode) in inodes {
+            #expect(processes(inNamespace: kind, inode: inode, startedBy: beforeDestroy).contains(holder), "\(kind):[\(inode)]")
+        }
         let destroyed = try supervisor.nsgroup(["destroy", "doomed"])
         #expect(destroyed.status == 0, "\(destroyed.stderr)")
         // destroy answers once the holder is reaped: it is gone already.

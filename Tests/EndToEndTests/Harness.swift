@@ -282,7 +282,10 @@ func holderProcesses(named name: String) -> [pid_t] {
     }
 }
 
-/// Waits (bounded) for a condition that becomes true asynchronously.
+/// Waits (bounded) for a condition that becomes true asynchronously, and
+/// says whether it did. Its result must be asserted (`#expect(eventually
+/// { … })`); a caller whose next steps depend on the condition uses
+/// `waitUntil`, which fails the test on a timeout.
 func eventually(timeoutSeconds: Double = 5, _ condition: () throws -> Bool) rethrows -> Bool {
     let deadline = Date().addingTimeInterval(timeoutSeconds)
     while Date() < deadline {
@@ -290,6 +293,15 @@ func eventually(timeoutSeconds: Double = 5, _ condition: () throws -> Bool) reth
         usleep(10_000)
     }
     return try condition()
+}
+
+/// Waits (bounded) for a condition; a timeout fails the test at the
+/// caller's line, naming `what` was awaited, and throws so that nothing
+/// after it runs on a false premise.
+func waitUntil(_ what: @autoclosure () -> String, timeoutSeconds: Double = 5,
+               sourceLocation: SourceLocation = #_sourceLocation, _ condition: () throws -> Bool) throws {
+    let met = try eventually(timeoutSeconds: timeoutSeconds, condition)
+    try #require(met, "timed out after \(timeoutSeconds) s waiting for \(what())", sourceLocation: sourceLocation)
 }
 
 /// The server's error for a call that should fail, or nil (recorded as an
@@ -360,9 +372,11 @@ final class BackgroundProcess: @unchecked Sendable {
     deinit { stop(SIGKILL) }
 }
 
-/// The supervisor's open descriptor count once it has stopped changing:
-/// connections of clients that have just exited may still be closing.
-func settledDescriptorCount(_ pid: pid_t) throws -> Int {
+/// The supervisor's open descriptor count once it has stopped changing
+/// (the same in five samples 20 ms apart): connections of clients that have
+/// just exited may still be closing. A count still changing after 4 s fails
+/// the test rather than pass off a passing value as the settled one.
+func settledDescriptorCount(_ pid: pid_t, sourceLocation: SourceLocation = #_sourceLocation) throws -> Int {
     var last = try ProcFS.openDescriptorCount(pid: pid)
     var steady = 0
     for _ in 0..<200 where steady < 5 {
@@ -371,5 +385,7 @@ func settledDescriptorCount(_ pid: pid_t) throws -> Int {
         steady = now == last ? steady + 1 : 0
         last = now
     }
+    try #require(steady >= 5, "the descriptor count of pid \(pid) did not settle within 4 s (last \(last))",
+                 sourceLocation: sourceLocation)
     return last
 }

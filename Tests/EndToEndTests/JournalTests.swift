@@ -33,10 +33,12 @@ import Testing
     }
 
     /// Records of this supervisor matching every FIELD=value, waiting (bounded)
-    /// until at least `count` are there.
-    func records(_ supervisor: TestSupervisor, _ matches: [String], count: Int = 1) throws -> [[String: String]] {
+    /// until at least `count` are there; fewer by then fails the test.
+    func records(_ supervisor: TestSupervisor, _ matches: [String], count: Int = 1,
+                 sourceLocation: SourceLocation = #_sourceLocation) throws -> [[String: String]] {
         var found: [[String: String]] = []
-        _ = try eventually(timeoutSeconds: 10) {
+        try waitUntil("\(count) journal records matching \(matches) (found \(found.count))", timeoutSeconds: 10,
+                      sourceLocation: sourceLocation) {
             let result = try run("/usr/bin/journalctl", ["-o", "json", "--no-pager", "--all",
                                                          "NSGROUP_SOCKET=\(supervisor.socketPath)"] + matches)
             found = result.stdout.split(separator: "\n").compactMap { line in
@@ -49,7 +51,7 @@ import Testing
 
     func one(_ supervisor: TestSupervisor, _ event: String, _ matches: [String] = [],
              sourceLocation: SourceLocation = #_sourceLocation) throws -> [String: String] {
-        let found = try records(supervisor, ["MESSAGE_ID=\(Self.messageIDs[event]!)"] + matches)
+        let found = try records(supervisor, ["MESSAGE_ID=\(Self.messageIDs[event]!)"] + matches, sourceLocation: sourceLocation)
         guard let record = found.last else {
             throw HarnessError("no \(event) record matching \(matches)")
         }

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Testing
 
 /// A real terminal for interactive tests: a private tmux server (its own
 /// socket, so tests never meet) running one command in one window.
@@ -43,14 +44,49 @@ final class Tmux {
         try run("/usr/bin/tmux", ["-L", server, "capture-pane", "-t", "t", "-p"]).stdout
     }
 
-    /// Waits until the screen contains `text`; the screen is returned either way.
+    /// Waits until the screen contains `text` and returns the screen. A
+    /// timeout fails the test at the caller's line, showing the last
+    /// screen, and throws.
     @discardableResult
-    func waitFor(_ text: String, timeoutSeconds: Double = 10) throws -> String {
-        var last = ""
-        _ = try eventually(timeoutSeconds: timeoutSeconds) {
-            last = try screen()
-            return last.contains(text)
+    func waitFor(_ text: String, timeoutSeconds: Double = 10,
+                 sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
+        try waitForScreen("\"\(text)\"", timeoutSeconds: timeoutSeconds, sourceLocation: sourceLocation) { $0.contains(text) }
+    }
+
+    /// Waits until some line of the screen is exactly `line` (trailing
+    /// blanks aside): output, not the command line that asked for it.
+    /// `retry` runs about every half second while it has not shown up, for
+    /// output that depends on something outside the terminal settling first.
+    @discardableResult
+    func waitFor(line: String, timeoutSeconds: Double = 10, retry: (() throws -> Void)? = nil,
+                 sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
+        var lastRetry = Date()
+        return try waitForScreen("a line \"\(line)\"", timeoutSeconds: timeoutSeconds, sourceLocation: sourceLocation) { screen in
+            if Self.lines(screen).contains(line) { return true }
+            if let retry, Date().timeIntervalSince(lastRetry) >= 0.5 {
+                try retry()
+                lastRetry = Date()
+            }
+            return false
         }
+    }
+
+    /// The screen's lines without trailing blanks.
+    static func lines(_ screen: String) -> [String] {
+        screen.split(separator: "\n", omittingEmptySubsequences: false).map { line in
+            String(line.reversed().drop { $0 == " " }.reversed())
+        }
+    }
+
+    private func waitForScreen(_ what: String, timeoutSeconds: Double, sourceLocation: SourceLocation,
+                               _ matches: (String) throws -> Bool) throws -> String {
+        var last = ""
+        let seen = try eventually(timeoutSeconds: timeoutSeconds) {
+            last = try screen()
+            return try matches(last)
+        }
+        try #require(seen, "\(what) did not appear on the terminal within \(timeoutSeconds) s; the screen was:\n\(last)",
+                     sourceLocation: sourceLocation)
         return last
     }
 }
