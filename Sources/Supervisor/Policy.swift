@@ -31,11 +31,18 @@ struct Policy: Sendable, Equatable {
     /// Connections at once, in all and per uid (root included).
     var maxConnections = 4096
     var connectionsPerUser = 1024
+    /// Bytes of unfinished requests one person may have buffered across all
+    /// their connections; nil (not set): 4 MiB, or maxLine if that is more.
+    var bufferPerUser: Int?
+
+    /// The budget of buffered request bytes per person.
+    var bufferBudget: Int { bufferPerUser ?? max(4 << 20, maxLine) }
     /// The longest request line, newline excluded.
     var maxLine = 1 << 20
     /// A connection that completes no request and takes no reply for this
-    /// long is closed, unless a session of its reports to it or a reply of
-    /// its is pending. Seconds.
+    /// long is closed, unless a session of its reports to it, it subscribed,
+    /// or a reply of its is pending; one with part of a request line waiting
+    /// this long is closed whatever it is. Seconds.
     var idleTimeout = 45
     /// A connection with more than 1 MiB of replies waiting that takes none
     /// of them for this long is closed, sessions or not. Seconds.
@@ -53,6 +60,7 @@ struct Policy: Sendable, Equatable {
             && a.namespaces == b.namespaces && a.groupsPerUser == b.groupsPerUser
             && a.sessionsPerUser == b.sessionsPerUser && a.maxGroups == b.maxGroups
             && a.maxConnections == b.maxConnections && a.connectionsPerUser == b.connectionsPerUser
+            && a.bufferBudget == b.bufferBudget
             && a.maxLine == b.maxLine && a.idleTimeout == b.idleTimeout && a.writeTimeout == b.writeTimeout
             && a.subscriberBuffer == b.subscriberBuffer && a.recordEachRead == b.recordEachRead
             && a.readSummaryInterval == b.readSummaryInterval

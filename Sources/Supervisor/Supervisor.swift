@@ -26,6 +26,8 @@ public final class Supervisor {
     var endedOrder: [UInt64] = []
     private var connections: [UInt64: Connection] = [:]
     private var connectionsPerUID: [uid_t: Int] = [:]
+    /// The receive buffer and the per-person count of buffered request bytes.
+    let connectionInput = ConnectionInput()
     /// Connections that asked for events (subscribe).
     var subscribers: [ObjectIdentifier: WeakConnection] = [:]
     private var sweepTimer: EventSource?
@@ -190,6 +192,8 @@ public final class Supervisor {
             nextConnectionID += 1
             let connection = Connection(
                 id: id, socket: socket, peer: peer, maxLineLength: policy.maxLine,
+                input: connectionInput,
+                budgetCheck: { [unowned self] connection, held in self.bufferRefusal(connection, held: held) },
                 dispatch: { [unowned self] connection, request, descriptors, truncated in
                     self.dispatch(connection, request, descriptors, truncated: truncated)
                 },
@@ -224,14 +228,26 @@ public final class Supervisor {
         guard connections.removeValue(forKey: connection.id) != nil else { return }
         recordReads(of: connection)
         subscribers[ObjectIdentifier(connection)] = nil
-        let uid = connection.peer.uid
+        let uid = connection.chargedUID
         let left = connectionsPerUID[uid, default: 1] - 1
         connectionsPerUID[uid] = left > 0 ? left : nil
     }
 
+    /// The refusal for a connection whose person holds `held` bytes of
+    /// unfinished requests in all, past connections.buffer-per-user.
+    private func bufferRefusal(_ connection: Connection, held: Int) -> RPCError? {
+        guard held > policy.bufferBudget else { return nil }
+        let error = RPCError(.limitExceeded, "uid \(connection.peer.uid) has \(held) bytes of unfinished requests buffered across all connections, more than allowed (connections.buffer-per-user = \(policy.bufferBudget)); closing the connection")
+        audit.record(.requestRefused, level: .notice, "Refused buffered requests from uid \(connection.peer.uid): \(error.message)",
+                     caller: connection.peer, fields: [AuditField.operation: "read-request", AuditField.result: error.reason.rawValue])
+        return error
+    }
+
     /// Once a second: closes connections that are idle past idle-timeout
-    /// (unless a session reports to them or a reply of theirs is pending),
-    /// and those whose unread replies have not moved for write-timeout.
+    /// (unless a session reports to them, they subscribed, or a reply of
+    /// theirs is pending), those with part of a request line waiting longer
+    /// than idle-timeout (whatever they are), and those whose unread replies
+    /// have not moved for write-timeout.
     func sweepConnections() {
         let now = monotonicSeconds()
         var listening = Set<ObjectIdentifier>()
@@ -245,6 +261,11 @@ public final class Supervisor {
             }
             if connection.isStuckWriting(now: now, timeout: policy.writeTimeout) {
                 audit.logger.notice("Closing a connection of uid \(connection.peer.uid): it has not read its replies for \(policy.writeTimeout) s",
+                                    metadata: [AuditField.callerUID: .string(String(connection.peer.uid))])
+                connection.close()
+            } else if connection.hasStalledLine(now: now, timeout: policy.idleTimeout) {
+                // Subscribers and sessions' connections included: half a line is never worth keeping.
+                audit.logger.notice("Closing a connection of uid \(connection.peer.uid): \(connection.bufferedRequestBytes) bytes of a request line unfinished for \(policy.idleTimeout) s (connections.idle-timeout)",
                                     metadata: [AuditField.callerUID: .string(String(connection.peer.uid))])
                 connection.close()
             } else if !listening.contains(ObjectIdentifier(connection)),

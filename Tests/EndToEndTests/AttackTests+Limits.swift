@@ -5,8 +5,137 @@ import Namespaces
 import RPC
 import Testing
 
-/// What one person can spend: argv/env caps and truncation.
+/// What one person can spend: unfinished lines on subscribed connections, the
+/// buffered-bytes budget, and argv/env caps and truncation.
 extension AttackTests {
+    // MARK: Unfinished lines and the buffered-bytes budget
+
+    /// Connects as root, subscribes, and reads the reply.
+    fileprivate static func subscribedSocket(_ supervisor: TestSupervisor) throws -> FileDescriptor {
+        let socket = try UnixSocket.connect(path: supervisor.socketPath)
+        let request = Array("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"subscribe\"}\n".utf8)
+        try request.withBytes { (raw) throws(Errno) in _ = try UnixSocket.send(socket.rawValue, raw) }
+        var byte: UInt8 = 0
+        while read(socket.rawValue, &byte, 1) == 1, byte != 0x0A {}
+        return socket
+    }
+
+    /// Whether the server closes this connection before `deadline` (events it sends are read and dropped).
+    fileprivate static func closedBefore(_ socket: Int32, deadline: Date) -> Bool {
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while Date() < deadline {
+            var pfd = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+            let wait = Int32(max(1, deadline.timeIntervalSinceNow * 1000))
+            if poll(&pfd, 1, wait) <= 0 { continue }
+            let n = buffer.withUnsafeMutableBytes { read(socket, $0.baseAddress, $0.count) }
+            if n <= 0 { return true }
+        }
+        return false
+    }
+
+    @Test func unfinishedLinesTimeOutEvenOnSubscribedConnections() throws {
+        let supervisor = try TestSupervisor(config: "[connections]\nidle-timeout = 2\n")
+        let baseline = try settledDescriptorCount(supervisor.pid)
+        let watcher = try Self.subscribedSocket(supervisor)  // subscribed, nothing unfinished: stays
+        // 20 subscribers, each with 100 KiB of a line that never ends: 2000 KiB that only
+        // the timeout gives back (it is under the default 4 MiB budget of buffered bytes,
+        // and under the 1 MiB line limit for each connection).
+        let count = 20
+        let unfinished = 100 << 10
+        #expect(count * unfinished < 4 << 20 && unfinished < 1 << 20)
+        var held: [Int32] = []
+        defer { for fd in held { close(fd) } }
+        for _ in 0..<count {
+            let socket = try Self.subscribedSocket(supervisor).release()
+            let partial = Array("{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"list\",\"params\":{\"x\":\"".utf8)
+                + [UInt8](repeating: UInt8(ascii: "a"), count: unfinished)
+            try partial.withBytes { (raw) throws(Errno) in
+                var offset = 0
+                while offset < raw.count { offset += try UnixSocket.send(socket, UnsafeRawBufferPointer(rebasing: raw[offset...])) }
+            }
+            held.append(socket)
+        }
+        // Events keep flowing to them meanwhile: that is no progress on their lines.
+        let alice = try TestUser.alice()
+        #expect(try supervisor.nsgroup(["create", "busy"], as: alice).status == 0)
+        let started = Date()
+        let deadline = started.addingTimeInterval(2 + 8)
+        for socket in held {
+            #expect(Self.closedBefore(socket, deadline: deadline), "a subscribed connection kept its unfinished line")
+        }
+        #expect(Date().timeIntervalSince(started) >= 0.5, "not closed before the timeout")
+        // The subscriber with nothing unfinished is still there and still gets events.
+        #expect(try supervisor.nsgroup(["destroy", "busy"], as: alice).status == 0)
+        #expect(!Self.closedBefore(watcher.rawValue, deadline: Date().addingTimeInterval(1)))
+        // Every descriptor (and the buffered bytes with them) came back: only the watcher's is left.
+        #expect(eventually(timeoutSeconds: 10) { (try? ProcFS.openDescriptorCount(pid: supervisor.pid)) == baseline + 1 })
+    }
+
+    /// A python3 client run as root: holds several connections, each with an unfinished
+    /// line of `size` bytes, under the credentials given, then reports what the last got.
+    fileprivate static let holdUnfinished = """
+        import os, socket, sys, time
+        path, size = sys.argv[1], int(sys.argv[2])
+        held = []
+        def connect(uid, gid):
+            os.setegid(gid); os.seteuid(uid)
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(path)
+            os.seteuid(0); os.setegid(0)
+            return s
+        for spec in sys.argv[3:]:
+            uid, gid = (int(x) for x in spec.split(":"))
+            s = connect(uid, gid)
+            s.sendall(b'{"jsonrpc":"2.0","id":1,"method":"version","params":{"x":"' + b"a" * size)
+            held.append(s)
+            time.sleep(0.3)  # read by the supervisor before the next one comes
+        last = held[-1]
+        last.settimeout(10)
+        try:
+            reply = last.recv(65536)
+            print(reply.decode().strip())
+            print("closed" if last.recv(65536) == b"" else "open")
+        except socket.timeout:
+            print("no reply")
+        for s in held[:-1]:
+            s.setblocking(False)
+            try:
+                print("closed" if s.recv(1) == b"" else "data")
+            except BlockingIOError:
+                print("open")
+        # Another person is not charged for her.
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        os.setegid(int(os.environ["OTHER_GID"])); os.seteuid(int(os.environ["OTHER_UID"]))
+        s.connect(path)
+        os.seteuid(0); os.setegid(0)
+        s.sendall(b'{"jsonrpc":"2.0","id":1,"method":"version","params":{"x":"' + b"a" * size + b'"}}\\n')
+        s.settimeout(10)
+        print(s.recv(65536).decode().strip())
+        """
+
+    @Test func bufferedBytesHaveABudgetPerPerson() throws {
+        let supervisor = try TestSupervisor(config: "[connections]\nmax-line = 65536\nbuffer-per-user = 262144\n")
+        let alice = try TestUser.alice()
+        let bob = try TestUser.bob()
+        // Four of alice's connections hold 4 × 60,000 bytes; a fifth passes the 262,144
+        // bytes she may have buffered.
+        let specs = Array(repeating: "\(alice.uid):\(alice.gid)", count: 5)
+        let result = try run("/usr/bin/python3", ["-I", "-c", Self.holdUnfinished, supervisor.socketPath, "60000"] + specs,
+                             environment: ["OTHER_UID": String(bob.uid), "OTHER_GID": String(bob.gid)])
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.count == 7, "\(result.stdout) \(result.stderr)")
+        guard lines.count == 7 else { return }
+        let refusal = try JSONParser.parse(Array(lines[0].utf8))
+        #expect(refusal["id"] == .null)
+        #expect(refusal["error"]?["data"]?["reason"] == .string("limit_exceeded"))
+        #expect(refusal["error"]?["message"]?.stringValue?.hasPrefix("uid \(alice.uid) has ") == true, "\(lines[0])")
+        #expect(refusal["error"]?["message"]?.stringValue?.hasSuffix(" bytes of unfinished requests buffered across all connections, more than allowed (connections.buffer-per-user = 262144); closing the connection") == true, "\(lines[0])")
+        #expect(lines[1] == "closed")
+        #expect(lines[2...5].allSatisfy { $0 == "open" }, "her other connections are not touched")
+        #expect(lines[6].contains("\"result\"") || lines[6].contains("invalid_params"), "bob is served: \(lines[6])")
+        #expect(!lines[6].contains("limit_exceeded"))
+    }
+
     // MARK: argv
 
     /// Three descriptors on /dev/null (stdin, stdout, stderr of a scripted enter); the caller closes them.
