@@ -117,9 +117,11 @@ extension Supervisor {
             throw RPCError(.limitExceeded, "there are \(counted(groups.count, "group")), the most allowed (limits.groups = \(policy.maxGroups))")
         }
         if caller.uid != 0 {
-            let owned = groups.values.filter { $0.owner == caller.uid }.count
+            // Counted by the charged person: groups of her subordinate uids are hers.
+            let charged = subordinates.chargedUID(caller.uid)
+            let owned = groups.values.filter { subordinates.chargedUID($0.owner) == charged }.count
             if owned >= policy.groupsPerUser {
-                throw RPCError(.limitExceeded, "uid \(caller.uid) owns \(counted(owned, "group")), the most allowed (limits.groups-per-user = \(policy.groupsPerUser))")
+                throw RPCError(.limitExceeded, "\(chargedSubject(caller.uid, "owns")) \(counted(owned, "group")), the most allowed (limits.groups-per-user = \(policy.groupsPerUser))")
             }
         }
     }

@@ -28,13 +28,19 @@ struct Policy: Sendable, Equatable {
     var groupsPerUser = 16
     var sessionsPerUser = 64
     var maxGroups = 4096
-    /// Connections at once, in all and per uid (root included).
+    /// Connections at once, in all and per person (root included; a
+    /// subordinate uid counts as its range's owner).
     var maxConnections = 4096
     var connectionsPerUser = 1024
+    /// Of maxConnections, the last this many are only for root and admins;
+    /// nil (not set): 1/256 of maxConnections (16 of the default 4096).
+    var reservedForAdmins: Int?
     /// Bytes of unfinished requests one person may have buffered across all
     /// their connections; nil (not set): 4 MiB, or maxLine if that is more.
     var bufferPerUser: Int?
 
+    /// The connection places kept for root and admins.
+    var reservedConnections: Int { reservedForAdmins ?? maxConnections / 256 }
     /// The budget of buffered request bytes per person.
     var bufferBudget: Int { bufferPerUser ?? max(4 << 20, maxLine) }
     /// The longest request line, newline excluded.
@@ -60,7 +66,7 @@ struct Policy: Sendable, Equatable {
             && a.namespaces == b.namespaces && a.groupsPerUser == b.groupsPerUser
             && a.sessionsPerUser == b.sessionsPerUser && a.maxGroups == b.maxGroups
             && a.maxConnections == b.maxConnections && a.connectionsPerUser == b.connectionsPerUser
-            && a.bufferBudget == b.bufferBudget
+            && a.reservedConnections == b.reservedConnections && a.bufferBudget == b.bufferBudget
             && a.maxLine == b.maxLine && a.idleTimeout == b.idleTimeout && a.writeTimeout == b.writeTimeout
             && a.subscriberBuffer == b.subscriberBuffer && a.recordEachRead == b.recordEachRead
             && a.readSummaryInterval == b.readSummaryInterval

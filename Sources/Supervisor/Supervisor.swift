@@ -25,9 +25,12 @@ public final class Supervisor {
     var recentlyEnded: [UInt64: (group: String, uid: uid_t, exited: ExitedNotification)] = [:]
     var endedOrder: [UInt64] = []
     private var connections: [UInt64: Connection] = [:]
+    /// Open connections per charged person (see SubordinateOwners).
     private var connectionsPerUID: [uid_t: Int] = [:]
     /// The receive buffer and the per-person count of buffered request bytes.
     let connectionInput = ConnectionInput()
+    /// Owners of subordinate uids, from /etc/subuid.
+    let subordinates: SubordinateOwners
     /// Connections that asked for events (subscribe).
     var subscribers: [ObjectIdentifier: WeakConnection] = [:]
     private var sweepTimer: EventSource?
@@ -43,7 +46,8 @@ public final class Supervisor {
         // one host (a system one, a test's) stay apart.
         var logger = logger
         logger[metadataKey: "NSGROUP_SOCKET"] = .string(configuration.socketPath)
-        self.audit = Audit(logger: logger)
+        subordinates = SubordinateOwners()
+        self.audit = Audit(logger: logger, subordinates: subordinates)
         do {
             holders = try HolderSpawner(executablePath: configuration.holderPath)
         } catch {
@@ -65,6 +69,7 @@ public final class Supervisor {
         do {
             let reloaded = try PolicyFile.load(path: configuration.configPath, required: configuration.configRequired)
             policy = reloaded
+            subordinates.reload()
             audit.record(.policyReloaded, "Reloaded policy from \(configuration.configPath)",
                          fields: fields.merging([AuditField.result: "ok"]) { $1 })
         } catch {
@@ -181,7 +186,10 @@ public final class Supervisor {
                 audit.logger.warning("Failed to read peer credentials: \(error), closing the connection")
                 continue
             }
-            if let refusal = connectionRefusal(for: peer) {
+            // One stat of /etc/subuid per connection; it is read again only if it changed.
+            subordinates.refreshIfChanged()
+            let charged = subordinates.chargedUID(peer.uid)
+            if let refusal = connectionRefusal(for: peer, charged: charged) {
                 // One error line, then the connection is closed; nothing else is read.
                 _ = try? refusal.line.withBytes { (raw) throws(Errno) in
                     _ = try UnixSocket.send(socket.rawValue, raw)
@@ -192,7 +200,7 @@ public final class Supervisor {
             nextConnectionID += 1
             let connection = Connection(
                 id: id, socket: socket, peer: peer, maxLineLength: policy.maxLine,
-                input: connectionInput,
+                input: connectionInput, chargedUID: charged,
                 budgetCheck: { [unowned self] connection, held in self.bufferRefusal(connection, held: held) },
                 dispatch: { [unowned self] connection, request, descriptors, truncated in
                     self.dispatch(connection, request, descriptors, truncated: truncated)
@@ -205,17 +213,22 @@ public final class Supervisor {
                 continue
             }
             connections[id] = connection
-            connectionsPerUID[peer.uid, default: 0] += 1
+            connectionsPerUID[charged, default: 0] += 1
         }
     }
 
-    /// The error line for a connection over the caps, or nil.
-    private func connectionRefusal(for peer: PeerCredentials) -> JSONValue? {
+    /// The error line for a connection over the caps, or nil. The last
+    /// connections.reserved-for-admins places are for root and admins, so
+    /// that a flood from one person cannot lock them out.
+    private func connectionRefusal(for peer: PeerCredentials, charged: uid_t) -> JSONValue? {
         let error: RPCError
+        let open = connectionsPerUID[charged, default: 0]
         if connections.count >= policy.maxConnections {
             error = RPCError(.limitExceeded, "nsgroupd serves at most \(counted(policy.maxConnections, "connection")) at once (connections.max); try again later")
-        } else if connectionsPerUID[peer.uid, default: 0] >= policy.connectionsPerUser {
-            error = RPCError(.limitExceeded, "uid \(peer.uid) has \(counted(connectionsPerUID[peer.uid, default: 0], "connection")) open, the most allowed (connections.per-user = \(policy.connectionsPerUser))")
+        } else if connections.count >= policy.maxConnections - policy.reservedConnections, !policy.isAdmin(peer) {
+            error = RPCError(.limitExceeded, "nsgroupd serves at most \(counted(policy.maxConnections - policy.reservedConnections, "connection")) at once for users other than \(Policy.listed(policy.admins)) (connections.max = \(policy.maxConnections), connections.reserved-for-admins = \(policy.reservedConnections)); try again later")
+        } else if open >= policy.connectionsPerUser {
+            error = RPCError(.limitExceeded, "\(chargedSubject(peer.uid)) \(counted(open, "connection")) open, the most allowed (connections.per-user = \(policy.connectionsPerUser))")
         } else {
             return nil
         }
@@ -233,11 +246,20 @@ public final class Supervisor {
         connectionsPerUID[uid] = left > 0 ? left : nil
     }
 
+    /// Who a per-user limit is about, as the subject of its message: "uid
+    /// 1001 has" for a person, "uid 100007 is a subordinate uid of alice
+    /// (uid 1001), who has" for an id charged to its range's owner. The verb
+    /// is `has` unless given.
+    func chargedSubject(_ uid: uid_t, _ verb: String = "has") -> String {
+        guard let owner = subordinates.owner(of: uid) else { return "uid \(uid) \(verb)" }
+        return "uid \(uid) is a subordinate uid of \(owner.name) (uid \(owner.uid)), who \(verb)"
+    }
+
     /// The refusal for a connection whose person holds `held` bytes of
     /// unfinished requests in all, past connections.buffer-per-user.
     private func bufferRefusal(_ connection: Connection, held: Int) -> RPCError? {
         guard held > policy.bufferBudget else { return nil }
-        let error = RPCError(.limitExceeded, "uid \(connection.peer.uid) has \(held) bytes of unfinished requests buffered across all connections, more than allowed (connections.buffer-per-user = \(policy.bufferBudget)); closing the connection")
+        let error = RPCError(.limitExceeded, "\(chargedSubject(connection.peer.uid)) \(held) bytes of unfinished requests buffered across all connections, more than allowed (connections.buffer-per-user = \(policy.bufferBudget)); closing the connection")
         audit.record(.requestRefused, level: .notice, "Refused buffered requests from uid \(connection.peer.uid): \(error.message)",
                      caller: connection.peer, fields: [AuditField.operation: "read-request", AuditField.result: error.reason.rawValue])
         return error

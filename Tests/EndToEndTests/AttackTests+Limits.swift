@@ -5,9 +5,142 @@ import Namespaces
 import RPC
 import Testing
 
-/// What one person can spend: unfinished lines on subscribed connections, the
-/// buffered-bytes budget, and argv/env caps and truncation.
+/// What one person can spend: subordinate uids charged to their owner, reserved
+/// connection slots for administrators, unfinished lines on subscribed connections,
+/// the buffered-bytes budget, and argv/env caps and truncation.
 extension AttackTests {
+    // MARK: Charging subordinate uids to their owner
+
+    /// The first uid of `user`'s range in /etc/subuid.
+    fileprivate static func subordinateStart(of user: TestUser) throws -> uid_t {
+        let text = try String(contentsOfFile: "/etc/subuid", encoding: .utf8)
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: ":").map(String.init)
+            if fields.count == 3, fields[0] == user.name || fields[0] == String(user.uid), let start = uid_t(fields[1]) {
+                return start
+            }
+        }
+        throw HarnessError("\(user.name) has no range in /etc/subuid")
+    }
+
+    /// Runs the CLI as a bare uid/gid with no supplementary groups: what root inside
+    /// the owner's user namespace is to the socket when it switches to a mapped id.
+    fileprivate static func nsgroupAsID(_ supervisor: TestSupervisor, uid: uid_t, _ arguments: [String]) throws -> CommandResult {
+        try run("/usr/bin/setpriv", ["--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", "--",
+                                     Products.nsgroup, "--socket", supervisor.socketPath] + arguments)
+    }
+
+    @Test func groupsCreatedFromSubordinateUIDsCountAgainstTheirOwner() throws {
+        let supervisor = try TestSupervisor(config: "[limits]\ngroups-per-user = 2\nsessions-per-user = 1\n")
+        let alice = try TestUser.alice()
+        let start = try Self.subordinateStart(of: alice)
+        let own = try supervisor.nsgroup(["create", "own"], as: alice)
+        #expect(own.status == 0, "\(own.stderr)")
+        let first = try Self.nsgroupAsID(supervisor, uid: start + 1, ["create", "sub1"])
+        #expect(first.status == 0, "\(first.stderr)")
+        // The third group of the same person is refused, whichever of her ids asks, and
+        // the refusal names her.
+        let second = try Self.nsgroupAsID(supervisor, uid: start + 2, ["create", "sub2"])
+        #expect(second.status == 1)
+        #expect(second.stderr == "nsgroup: uid \(start + 2) is a subordinate uid of \(alice.name) (uid \(alice.uid)), who owns 2 groups, the most allowed (limits.groups-per-user = 2)\n")
+        let raw = try Self.rawErrorAsID(supervisor, "create", ["name": "sub2"], uid: start + 2)
+        #expect(raw.reason == "limit_exceeded")
+        #expect(try supervisor.groupNames().sorted() == ["own", "sub1"])
+        // Someone else is not charged for her.
+        #expect(try supervisor.nsgroup(["create", "bobs"], as: try TestUser.bob()).status == 0)
+
+        // Sessions: one running for alice, so none for her subordinate uids either.
+        let session = try supervisor.startEnter("own", ["sleep", "20"], as: alice)
+        defer { session.terminate() }
+        #expect(eventually(timeoutSeconds: 10) { PolicyTests.sessionCount(supervisor, "own") == 1 })
+        let entered = try Self.nsgroupAsID(supervisor, uid: start + 1, ["enter", "sub1", "--", "true"])
+        #expect(entered.status != 0)
+        #expect(entered.stderr.contains("is a subordinate uid of \(alice.name) (uid \(alice.uid)), who has 1 session running, the most allowed (limits.sessions-per-user = 1)"), "\(entered.stderr)")
+
+        // The journal names the person behind the id.
+        let query = { () throws -> [[String: String]] in
+            let result = try run("/usr/bin/journalctl", ["-o", "json", "--no-pager", "--all",
+                                                         "NSGROUP_SOCKET=\(supervisor.socketPath)",
+                                                         "NSGROUP_CALLER_UID=\(start + 2)", "NSGROUP_OPERATION=create"])
+            return result.stdout.split(separator: "\n").compactMap { line in
+                (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
+            }.map { $0.compactMapValues { $0 as? String } }
+        }
+        var records: [[String: String]] = []
+        #expect(eventually(timeoutSeconds: 10) { records = (try? query()) ?? []; return !records.isEmpty })
+        #expect(records.first?["NSGROUP_CALLER_SUBUID_OWNER"] == String(alice.uid))
+        #expect(records.first?["NSGROUP_CALLER_SUBUID_OWNER_NAME"] == alice.name)
+        #expect(records.first?["NSGROUP_RESULT"] == "limit_exceeded")
+    }
+
+    /// A python3 client run as root that connects with other credentials (seteuid and
+    /// setgroups around connect(2): SO_PEERCRED and SO_PEERGROUPS are taken there) and
+    /// reports for each connection what the server said first.
+    fileprivate static let connectAs = """
+        import os, socket, sys, json
+        path = sys.argv[1]
+        held = []
+        for spec in sys.argv[2:]:
+            uid, gid, groups = spec.split(":")
+            uid, gid = int(uid), int(gid)
+            os.setgroups([int(g) for g in groups.split(",") if g])
+            os.setegid(gid); os.seteuid(uid)
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(path)
+            os.seteuid(0); os.setegid(0); os.setgroups([])
+            try:
+                s.sendall(b'{"jsonrpc":"2.0","id":1,"method":"version"}\\n')
+            except OSError:
+                pass  # refused and closed already: its one line is waiting
+            s.settimeout(10)
+            reply = b""
+            try:
+                while not reply.endswith(b"\\n"):
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    reply += chunk
+            except OSError:
+                pass
+            message = json.loads(reply) if reply else None
+            if message and "error" in message:
+                print("refused " + message["error"]["message"])
+            else:
+                print("served")
+            held.append(s)
+        """
+
+    @Test func connectionsAreChargedToTheOwnerAndSlotsAreKeptForAdmins() throws {
+        let supervisor = try TestSupervisor(config: "[connections]\nmax = 8\nper-user = 3\nreserved-for-admins = 2\n")
+        _ = try settledDescriptorCount(supervisor.pid)
+        let alice = try TestUser.alice()
+        let bob = try TestUser.bob()
+        let dave = try TestUser.dave()
+        let carol = try TestUser.carol()
+        let start = try Self.subordinateStart(of: alice)
+        guard let adminGID = UserDatabase.groupID(named: "nsgroup-admin") else { throw HarnessError("no nsgroup-admin group") }
+        let specs = [
+            "\(alice.uid):\(alice.gid):", "\(alice.uid):\(alice.gid):", "\(start + 1):\(start + 1):",
+            "\(start + 2):\(start + 2):",  // her fourth: over connections.per-user
+            "\(bob.uid):\(bob.gid):", "\(bob.uid):\(bob.gid):", "\(bob.uid):\(bob.gid):",  // six open now
+            "\(dave.uid):\(dave.gid):",  // max - reserved reached: only root and admins now
+            "\(carol.uid):\(carol.gid):\(adminGID)",
+            "0:0:",
+            "0:0:",  // over connections.max
+        ]
+        let result = try run("/usr/bin/python3", ["-I", "-c", Self.connectAs, supervisor.socketPath] + specs)
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.count == specs.count, "\(result.stdout) \(result.stderr)")
+        guard lines.count == specs.count else { return }
+        #expect(lines[0] == "served" && lines[1] == "served" && lines[2] == "served")
+        #expect(lines[3] == "refused uid \(start + 2) is a subordinate uid of \(alice.name) (uid \(alice.uid)), who has 3 connections open, the most allowed (connections.per-user = 3)")
+        #expect(lines[4...6].allSatisfy { $0 == "served" })
+        #expect(lines[7] == "refused nsgroupd serves at most 6 connections at once for users other than root and members of nsgroup-admin (connections.max = 8, connections.reserved-for-admins = 2); try again later")
+        #expect(lines[8] == "served", "an admin still gets in")
+        #expect(lines[9] == "served", "root still gets in")
+        #expect(lines[10] == "refused nsgroupd serves at most 8 connections at once (connections.max); try again later")
+    }
+
     // MARK: Unfinished lines and the buffered-bytes budget
 
     /// Connects as root, subscribes, and reads the reply.
@@ -117,9 +250,10 @@ extension AttackTests {
         let supervisor = try TestSupervisor(config: "[connections]\nmax-line = 65536\nbuffer-per-user = 262144\n")
         let alice = try TestUser.alice()
         let bob = try TestUser.bob()
-        // Four of alice's connections hold 4 × 60,000 bytes; a fifth passes the 262,144
-        // bytes she may have buffered.
-        let specs = Array(repeating: "\(alice.uid):\(alice.gid)", count: 5)
+        let start = try Self.subordinateStart(of: alice)
+        // Four of alice's connections hold 4 × 60,000 bytes; a fifth, from one of her
+        // subordinate uids, passes the 262,144 bytes she may have buffered.
+        let specs = Array(repeating: "\(alice.uid):\(alice.gid)", count: 4) + ["\(start + 7):\(start + 7)"]
         let result = try run("/usr/bin/python3", ["-I", "-c", Self.holdUnfinished, supervisor.socketPath, "60000"] + specs,
                              environment: ["OTHER_UID": String(bob.uid), "OTHER_GID": String(bob.gid)])
         let lines = result.stdout.split(separator: "\n").map(String.init)
@@ -128,7 +262,7 @@ extension AttackTests {
         let refusal = try JSONParser.parse(Array(lines[0].utf8))
         #expect(refusal["id"] == .null)
         #expect(refusal["error"]?["data"]?["reason"] == .string("limit_exceeded"))
-        #expect(refusal["error"]?["message"]?.stringValue?.hasPrefix("uid \(alice.uid) has ") == true, "\(lines[0])")
+        #expect(refusal["error"]?["message"]?.stringValue?.hasPrefix("uid \(start + 7) is a subordinate uid of \(alice.name) (uid \(alice.uid)), who has ") == true, "\(lines[0])")
         #expect(refusal["error"]?["message"]?.stringValue?.hasSuffix(" bytes of unfinished requests buffered across all connections, more than allowed (connections.buffer-per-user = 262144); closing the connection") == true, "\(lines[0])")
         #expect(lines[1] == "closed")
         #expect(lines[2...5].allSatisfy { $0 == "open" }, "her other connections are not touched")
@@ -217,5 +351,20 @@ extension AttackTests {
         }
         #expect(short?["argv"] == .array([.string("/bin/true"), .string("one")]))
         #expect(short?["argvTruncated"] == nil)
+    }
+
+    /// PolicyTests.rawError, sent as a bare uid (gid the same, no supplementary groups).
+    fileprivate static func rawErrorAsID(_ supervisor: TestSupervisor, _ method: String, _ params: [String: Any],
+                                         uid: uid_t) throws -> (reason: String?, message: String?) {
+        let request: [String: Any] = ["jsonrpc": "2.0", "id": 1, "method": method, "params": params]
+        var line = try JSONSerialization.data(withJSONObject: request)
+        line.append(UInt8(ascii: "\n"))
+        let result = try run("/usr/bin/setpriv", ["--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", "--",
+                                                  "/usr/bin/python3", "-I", "-c", PolicyTests.rawClient, supervisor.socketPath], stdin: line)
+        guard result.status == 0,
+              let reply = (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8))) as? [String: Any]
+        else { throw HarnessError("raw \(method) failed: \(result.stdout) \(result.stderr)") }
+        let error = reply["error"] as? [String: Any]
+        return ((error?["data"] as? [String: Any])?["reason"] as? String, error?["message"] as? String)
     }
 }

@@ -13,21 +13,29 @@ struct ConnectionLimitKeyTests {
 
     @Test func defaultsFollowMaxAndMaxLine() throws {
         let defaults = Policy.defaults()
+        #expect(defaults.reservedConnections == 16)
         #expect(defaults.bufferBudget == 4 << 20)
-        // Unset, the budget never falls below one line.
+        // Unset, the reservation scales with max (a tiny max reserves nothing) and the
+        // budget never falls below one line.
         let small = try PolicyFile.parse("[connections]\nmax = 4\nmax-line = 8388608\n", path: path)
+        #expect(small.reservedConnections == 0)
         #expect(small.bufferBudget == 8 << 20)
     }
 
     @Test func theKeysAreRead() throws {
-        let policy = try PolicyFile.parse("[connections]\nmax = 100\nbuffer-per-user = 2097152\n", path: path)
+        let policy = try PolicyFile.parse("[connections]\nmax = 100\nreserved-for-admins = 10\nbuffer-per-user = 2097152\n", path: path)
+        #expect(policy.reservedConnections == 10)
         #expect(policy.bufferBudget == 2 << 20)
         // Policies compare by what they enforce: the documented default written out is the default.
-        #expect(try PolicyFile.parse("[connections]\nbuffer-per-user = 4194304\n", path: path) == Policy.defaults())
-        #expect(try PolicyFile.parse("[connections]\nbuffer-per-user = 4194303\n", path: path) != Policy.defaults())
+        #expect(try PolicyFile.parse("[connections]\nreserved-for-admins = 16\nbuffer-per-user = 4194304\n", path: path) == Policy.defaults())
+        #expect(try PolicyFile.parse("[connections]\nreserved-for-admins = 15\n", path: path) != Policy.defaults())
     }
 
     @Test(arguments: [
+        ("[connections]\nmax = 8\nreserved-for-admins = 8\n", 3,
+         "connections.reserved-for-admins (8) must be less than connections.max (8): nobody else could connect"),
+        ("[connections]\nreserved-for-admins = 9\n[connections]\nmax = 9\n", 2,
+         "connections.reserved-for-admins (9) must be less than connections.max (9): nobody else could connect"),
         ("[connections]\nbuffer-per-user = 65536\n", 2,
          "connections.buffer-per-user (65536) must be at least connections.max-line (1048576): one request line would not fit"),
         ("[connections]\nbuffer-per-user = 1000\n", 2,
@@ -41,6 +49,73 @@ struct ConnectionLimitKeyTests {
             #expect(error.line == line)
             #expect(error.message == message)
         }
+    }
+}
+
+// MARK: - Subordinate uids
+
+@Suite("Limits: subordinate uids are charged to the owner of their range")
+struct SubordinateOwnersTests {
+    private func writeFile(_ path: String, _ text: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw ScratchError("open \(path)") }
+        defer { close(fd) }
+        _ = Array(text.utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    }
+
+    @Test func rangesMapToTheirOwnersByNameOrNumber() throws {
+        let scratch = try ScratchDirectory()
+        let path = scratch.path + "/subuid"
+        let root = try #require(UserDatabase.user(uid: 0))
+        let daemon = try #require(UserDatabase.user(named: "daemon"))
+        try writeFile(path, """
+            daemon:100000:65536
+            # a comment, and junk
+            nobody-such-user-here:200000:10
+            0:300000:100
+            \(daemon.uid):100100:5
+            bad:line
+            daemon:1:0
+            """)
+        let owners = SubordinateOwners(path: path)
+        #expect(owners.owner(of: 100_000) == .init(uid: daemon.uid, name: "daemon"))
+        #expect(owners.owner(of: 165_535) == .init(uid: daemon.uid, name: "daemon"))
+        #expect(owners.owner(of: 165_536) == nil)
+        #expect(owners.owner(of: 99_999) == nil)
+        #expect(owners.owner(of: 200_005) == nil, "an owner nobody resolves charges nobody")
+        #expect(owners.owner(of: 300_050) == .init(uid: 0, name: root.name))
+        #expect(owners.owner(of: 0) == nil, "root is never charged to anyone")
+        #expect(owners.chargedUID(100_007) == daemon.uid)
+        #expect(owners.chargedUID(1234) == 1234)
+    }
+
+    @Test func aRangeCoveringItsOwnersUIDDoesNotReassignTheOwner() throws {
+        let scratch = try ScratchDirectory()
+        let path = scratch.path + "/subuid"
+        let daemon = try #require(UserDatabase.user(named: "daemon"))
+        try writeFile(path, "daemon:\(daemon.uid):10\n")
+        let owners = SubordinateOwners(path: path)
+        #expect(owners.owner(of: daemon.uid) == nil)
+        #expect(owners.owner(of: daemon.uid + 1)?.uid == daemon.uid)
+    }
+
+    @Test func theFileIsReadAgainWhenItChangesOrOnReload() throws {
+        let scratch = try ScratchDirectory()
+        let path = scratch.path + "/subuid"
+        let owners = SubordinateOwners(path: path)  // missing: nobody has ranges
+        #expect(owners.owner(of: 100_000) == nil)
+        try writeFile(path, "daemon:100000:10\n")
+        #expect(owners.owner(of: 100_000) == nil, "not re-read until asked")
+        owners.refreshIfChanged()
+        #expect(owners.owner(of: 100_000)?.name == "daemon")
+        // A rename over it (as shadow-utils writes it) is seen too.
+        try writeFile(path + ".new", "bin:100000:10\n")
+        #expect(rename(path + ".new", path) == 0)
+        owners.refreshIfChanged()
+        #expect(owners.owner(of: 100_000)?.name == "bin")
+        unlink(path)
+        owners.reload()
+        #expect(owners.owner(of: 100_000) == nil)
     }
 }
 
