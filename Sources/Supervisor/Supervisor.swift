@@ -62,14 +62,16 @@ public final class Supervisor {
         }
     }
 
-    /// Reads the configuration again (SIGHUP). A file that does not parse is
-    /// refused and the policy in force stays; either way the journal says so.
+    /// Reads the configuration (and /etc/subuid) again (SIGHUP). A file that
+    /// does not parse is refused and the policy in force stays; either way
+    /// the journal says so.
     public func reloadPolicy() {
         let fields = [AuditField.operation: "reload", "NSGROUP_CONFIG": configuration.configPath]
+        // Who owns which subordinate uids is read again whether or not the file parses.
+        subordinates.reload()
         do {
             let reloaded = try PolicyFile.load(path: configuration.configPath, required: configuration.configRequired)
             policy = reloaded
-            subordinates.reload()
             audit.record(.policyReloaded, "Reloaded policy from \(configuration.configPath)",
                          fields: fields.merging([AuditField.result: "ok"]) { $1 })
         } catch {
