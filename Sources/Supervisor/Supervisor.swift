@@ -263,7 +263,7 @@ public final class Supervisor {
         guard held > policy.bufferBudget else { return nil }
         let error = RPCError(.limitExceeded, "\(chargedSubject(connection.peer.uid)) \(held) bytes of unfinished requests buffered across all connections, more than allowed (connections.buffer-per-user = \(policy.bufferBudget)); closing the connection")
         audit.record(.requestRefused, level: .notice, "Refused buffered requests from uid \(connection.peer.uid): \(error.message)",
-                     caller: connection.peer, fields: [AuditField.operation: "read-request", AuditField.result: error.reason.rawValue])
+                     caller: connection.peer, fields: [AuditField.operation: "receive", AuditField.result: error.reason.rawValue])
         return error
     }
 
