@@ -9,6 +9,9 @@ enum AuditField {
     static let callerUID = "NSGROUP_CALLER_UID"
     static let callerGID = "NSGROUP_CALLER_GID"
     static let callerPID = "NSGROUP_CALLER_PID"
+    /// When the caller's uid lies in someone's /etc/subuid range: that person's uid and name.
+    static let callerSubuidOwner = "NSGROUP_CALLER_SUBUID_OWNER"
+    static let callerSubuidOwnerName = "NSGROUP_CALLER_SUBUID_OWNER_NAME"
     static let ownerUID = "NSGROUP_OWNER_UID"
     static let holderPID = "NSGROUP_HOLDER_PID"
     static let sessionPID = "NSGROUP_SESSION_PID"
@@ -25,9 +28,17 @@ enum AuditField {
 
 /// Writes the supervisor's decisions and lifecycle events as structured
 /// journal records through swift-log (the JournalLogHandler maps metadata to
-/// fields). One place, so every record carries its MESSAGE_ID and the caller.
+/// fields). One place, so every record carries its MESSAGE_ID and the caller,
+/// and, when the caller is a subordinate uid, the person it is charged to.
 struct Audit {
     var logger: Logger
+    /// Who owns subordinate uids (nil: nobody is looked up).
+    var subordinates: SubordinateOwners?
+
+    init(logger: Logger, subordinates: SubordinateOwners? = nil) {
+        self.logger = logger
+        self.subordinates = subordinates
+    }
 
     func record(_ event: AuditEvent, level: Logger.Level = .info, _ message: String,
                 caller: PeerCredentials? = nil, fields: [String: String] = [:]) {
@@ -36,6 +47,10 @@ struct Audit {
             metadata[AuditField.callerUID] = .string(String(caller.uid))
             metadata[AuditField.callerGID] = .string(String(caller.gid))
             metadata[AuditField.callerPID] = .string(String(caller.pid))
+            if let owner = subordinates?.owner(of: caller.uid) {
+                metadata[AuditField.callerSubuidOwner] = .string(String(owner.uid))
+                metadata[AuditField.callerSubuidOwnerName] = .string(owner.name)
+            }
         }
         for (key, value) in fields { metadata[key] = .string(value) }
         logger.log(level: level, "\(message)", metadata: metadata)

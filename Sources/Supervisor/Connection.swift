@@ -12,12 +12,28 @@ import Systemd
 /// Requests are answered in the order they arrive. While one waits for a
 /// deferred reply (destroy waits for the holder to be reaped), the connection
 /// stops reading, so a client cannot pile up unbounded work.
+///
+/// The bytes of requests not yet handled are charged to the connection's
+/// person (its peer uid, or the owner of the subordinate range it lies in)
+/// in the ConnectionInput all connections of one supervisor share; past the
+/// budget the connection gets one limit_exceeded and is closed.
 final class Connection {
     typealias Dispatch = (Connection, Request, ReceivedDescriptors, _ truncated: Bool) -> Reply
+    /// The error to close the connection with when its person's buffered bytes (given) are over budget, else nil.
+    typealias BudgetCheck = (Connection, _ held: Int) -> RPCError?
 
     let id: UInt64
     let socket: FileDescriptor
     let peer: PeerCredentials
+    /// Whom per-user limits count this connection against: the peer's uid, or
+    /// the owner of the subordinate range it lies in.
+    let chargedUID: uid_t
+    private let input: ConnectionInput
+    private let budgetCheck: BudgetCheck?
+    /// Bytes of this connection's framer charged to chargedUID in `input`.
+    private var chargedBytes = 0
+    /// Since when (monotonic seconds) a request line has been unfinished, if one is.
+    private var unfinishedSince: Double?
     private var framer: LineFramer
     private var outbox: [Outgoing] = []
     private var source: EventSource?
@@ -46,10 +62,14 @@ final class Connection {
     }
 
     init(id: UInt64, socket: consuming FileDescriptor, peer: PeerCredentials, maxLineLength: Int,
+         input: ConnectionInput = ConnectionInput(), chargedUID: uid_t? = nil, budgetCheck: BudgetCheck? = nil,
          dispatch: @escaping Dispatch, onClose: @escaping (Connection) -> Void) {
         self.id = id
         self.socket = socket
         self.peer = peer
+        self.chargedUID = chargedUID ?? peer.uid
+        self.input = input
+        self.budgetCheck = budgetCheck
         self.framer = LineFramer(maxLineLength: maxLineLength)
         self.dispatch = dispatch
         self.onClose = onClose
@@ -93,16 +113,14 @@ final class Connection {
         finishIfDone()
     }
 
-    /// Shared receive buffer: the loop is single-threaded, so one suffices.
-    nonisolated(unsafe) private static var receiveBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 8)
-
     private func readAvailable() {
+        let receiveBuffer = input.receiveBuffer
         // A bounded number of reads per wake-up keeps one busy client from
         // starving the others; level-triggered epoll brings us back.
         for _ in 0..<16 {
             let received: UnixSocket.Received
             do {
-                received = try UnixSocket.receive(socket.rawValue, into: Self.receiveBuffer)
+                received = try UnixSocket.receive(socket.rawValue, into: receiveBuffer)
             } catch {
                 if error == .wouldBlock { return }
                 close()
@@ -113,8 +131,19 @@ final class Connection {
                 inputClosed = true
                 return
             }
-            framer.append(UnsafeRawBufferPointer(rebasing: Self.receiveBuffer[0..<received.count]),
+            framer.append(UnsafeRawBufferPointer(rebasing: receiveBuffer[0..<received.count]),
                           descriptors: received.descriptors, truncated: received.truncated)
+            let held = updateCharge()
+            if let budgetCheck, let refusal = budgetCheck(self, held) {
+                // What is buffered is dropped at once (it is what the budget is
+                // about); the one error line goes out, then the connection closes.
+                for fd in framer.takeAllDescriptors() { _ = Glibc.close(fd) }
+                framer = LineFramer(maxLineLength: framer.maxLineLength)
+                updateCharge()
+                send(Response.error(id: .null, refusal))
+                closeWhenFlushed = true
+                return
+            }
             if framer.heldDescriptorCount > Self.maxHeldDescriptors {
                 // Descriptors sent ahead of lines that never end would pin supervisor fds
                 // without bound; no request takes more than three.
@@ -127,7 +156,7 @@ final class Connection {
             if framer.pendingByteCount > framer.maxLineLength { return }
             // A short read most likely drained the socket: rather than pay a recvmsg for
             // EAGAIN, go back to the loop, which (level-triggered) wakes us if more is there.
-            if received.count < Self.receiveBuffer.count { return }
+            if received.count < receiveBuffer.count { return }
         }
     }
 
@@ -141,11 +170,32 @@ final class Connection {
                 for fd in framer.takeAllDescriptors() { _ = Glibc.close(fd) }
             case .line(let line):
                 lastProgress = monotonicSeconds()
+                unfinishedSince = nil  // whatever follows the line started now at the earliest
                 handle(line)
             }
         }
+        updateCharge()
         updateInterest()
     }
+
+    /// Brings the charge for this connection's buffered request bytes up to
+    /// date, and when the unfinished line began; returns what its person now
+    /// holds across all their connections.
+    @discardableResult
+    private func updateCharge() -> Int {
+        let pending = framer.pendingByteCount
+        if pending == 0 {
+            unfinishedSince = nil
+        } else if unfinishedSince == nil {
+            unfinishedSince = monotonicSeconds()
+        }
+        let held = input.charge(chargedUID, pending - chargedBytes)
+        chargedBytes = pending
+        return held
+    }
+
+    /// Bytes of requests this connection holds that are not yet handled.
+    var bufferedRequestBytes: Int { chargedBytes }
 
     private func handle(_ line: LineFramer.Line) {
         let descriptors = ReceivedDescriptors(line.descriptors)
@@ -204,6 +254,17 @@ final class Connection {
     /// and no reply of its own pending (a deferred destroy waits for the kernel).
     func isIdle(now: Double, timeout: Int) -> Bool {
         waiting == nil && now - lastProgress >= Double(timeout)
+    }
+
+    /// Stalled: part of a request line has waited for its end for `timeout`
+    /// seconds. This closes subscribers and connections with sessions too:
+    /// neither needs to keep half a line for long, and each such line pins up
+    /// to connections.max-line bytes of the supervisor. Lines held back by us
+    /// (a deferred reply, unread replies) do not count.
+    func hasStalledLine(now: Double, timeout: Int) -> Bool {
+        guard let since = unfinishedSince, waiting == nil, queuedBytes < Self.maxQueuedOutput,
+              !framer.hasCompleteFrame else { return false }
+        return now - since >= Double(timeout)
     }
 
     /// Stuck: over the output cap and no reply byte taken for `timeout` seconds.
@@ -267,6 +328,32 @@ final class Connection {
         source = nil
         outbox.removeAll()
         for fd in framer.takeAllDescriptors() { _ = Glibc.close(fd) }
+        framer = LineFramer(maxLineLength: framer.maxLineLength)
+        updateCharge()
         onClose(self)
+    }
+}
+
+/// What the connections of one supervisor share for reading: a receive
+/// buffer (the loop is single-threaded, so one per supervisor suffices; a
+/// static one would be shared by every supervisor in a process, such as a
+/// test runner's) and the bytes of unfinished requests each person holds
+/// across all their connections.
+final class ConnectionInput {
+    let receiveBuffer: UnsafeMutableRawBufferPointer
+    private(set) var heldBytes: [uid_t: Int] = [:]
+
+    init(bufferSize: Int = 1 << 16) {
+        receiveBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: 8)
+    }
+
+    deinit { receiveBuffer.deallocate() }
+
+    /// Adds `delta` bytes to what `uid` holds; returns the new total.
+    @discardableResult
+    func charge(_ uid: uid_t, _ delta: Int) -> Int {
+        let total = heldBytes[uid, default: 0] + delta
+        heldBytes[uid] = total > 0 ? total : nil
+        return max(total, 0)
     }
 }

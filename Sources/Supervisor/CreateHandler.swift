@@ -126,9 +126,11 @@ extension Supervisor {
             throw RPCError(.limitExceeded, "there are \(counted(groups.count, "group")), the most allowed (limits.groups = \(policy.maxGroups))")
         }
         if caller.uid != 0 {
-            let owned = groups.values.filter { $0.owner == caller.uid }.count
+            // Counted by the charged person: groups of her subordinate uids are hers.
+            let charged = subordinates.chargedUID(caller.uid)
+            let owned = groups.values.filter { subordinates.chargedUID($0.owner) == charged }.count
             if owned >= policy.groupsPerUser {
-                throw RPCError(.limitExceeded, "uid \(caller.uid) owns \(counted(owned, "group")), the most allowed (limits.groups-per-user = \(policy.groupsPerUser))")
+                throw RPCError(.limitExceeded, "\(chargedSubject(caller.uid, "owns")) \(counted(owned, "group")), the most allowed (limits.groups-per-user = \(policy.groupsPerUser))")
             }
         }
     }
@@ -167,10 +169,12 @@ extension Supervisor {
             }
             total += bytes!
         }
-        let held = groups.values.filter { $0.owner == caller.uid }
+        // Counted by the charged person: tmpfs mounts of her subordinate uids' groups are hers.
+        let charged = subordinates.chargedUID(caller.uid)
+        let held = groups.values.filter { subordinates.chargedUID($0.owner) == charged }
             .flatMap(\.record.tmpfs).reduce(UInt64(0)) { $0 + (Self.tmpfsBytes($1.options) ?? policy.tmpfsSize) }
         guard held + total <= policy.tmpfsPerUser else {
-            throw RPCError(.limitExceeded, "create: uid \(caller.uid) would have \(ByteSize.format(held + total)) of tmpfs mounts, more than allowed (limits.tmpfs-per-user = \(ByteSize.format(policy.tmpfsPerUser)))")
+            throw RPCError(.limitExceeded, "create: \(chargedSubject(caller.uid, "would have")) \(ByteSize.format(held + total)) of tmpfs mounts, more than allowed (limits.tmpfs-per-user = \(ByteSize.format(policy.tmpfsPerUser)))")
         }
         return sized
     }

@@ -32,9 +32,9 @@ extension Supervisor {
         let caller = context.caller
         // Per-user limits bind everyone but root (admins are users with more access, not more quota).
         if caller.uid != 0 {
-            let running = sessionCount(uid: caller.uid)
+            let running = sessionCount(uid: subordinates.chargedUID(caller.uid))
             if running >= policy.sessionsPerUser {
-                throw RPCError(.limitExceeded, "uid \(caller.uid) has \(counted(running, "session")) running, the most allowed (limits.sessions-per-user = \(policy.sessionsPerUser))")
+                throw RPCError(.limitExceeded, "\(chargedSubject(caller.uid)) \(counted(running, "session")) running, the most allowed (limits.sessions-per-user = \(policy.sessionsPerUser))")
             }
         }
         let entry = try entryMode(group, caller, trustOwner: params.trustOwner)
@@ -197,9 +197,11 @@ extension Supervisor {
         return .asCaller
     }
 
-    /// Sessions of this uid running in any group.
+    /// Sessions charged to this person (their own uid and their subordinate uids) running in any group.
     func sessionCount(uid: uid_t) -> Int {
-        groups.values.reduce(0) { total, group in total + group.sessions.values.filter { $0.uid == uid }.count }
+        groups.values.reduce(0) { total, group in
+            total + group.sessions.values.filter { subordinates.chargedUID($0.uid) == uid }.count
+        }
     }
 
     /// Watches a session's pidfd; when the process ends it is reaped, the

@@ -46,9 +46,14 @@ extension Supervisor {
                                owner: group.owner), about: group)
     }
 
+    /// Session events carry the argv cut as EventNotification.truncated does
+    /// (16 arguments of at most 256 bytes), so that no session's arguments
+    /// can outgrow a watcher's buffer (connections.subscriber-buffer).
     func sessionEvent(_ kind: EventNotification.Kind, _ session: Session, in group: Group, ended: ExitedNotification? = nil) {
+        let argv = EventNotification.truncated(session.argv)
         emit(EventNotification(kind: kind, group: group.name, time: Timestamp.format(secondsSinceEpoch: Timestamp.now()),
                                owner: group.owner, session: session.id, pid: session.pid, uid: session.uid,
-                               argv: session.argv, code: ended?.code, signal: ended?.signal), about: group)
+                               argv: argv.argv, argvTruncated: argv.truncated || session.record.argvTruncated,
+                               code: ended?.code, signal: ended?.signal), about: group)
     }
 }

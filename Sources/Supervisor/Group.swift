@@ -105,6 +105,8 @@ struct SessionRecord: Sendable, Equatable {
     /// Who asked for it (for the journal record of its end).
     var callerGID: gid_t
     var callerPID: pid_t
+    /// Read back from a state file, which keeps argv cut as events do.
+    var argvTruncated = false
 }
 
 extension GroupInfo {

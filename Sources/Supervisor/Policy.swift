@@ -33,14 +33,27 @@ struct Policy: Sendable, Equatable {
     var groupsPerUser = 16
     var sessionsPerUser = 64
     var maxGroups = 4096
-    /// Connections at once, in all and per uid (root included).
+    /// Connections at once, in all and per person (root included; a
+    /// subordinate uid counts as its range's owner).
     var maxConnections = 4096
     var connectionsPerUser = 1024
+    /// Of maxConnections, the last this many are only for root and admins;
+    /// nil (not set): 1/256 of maxConnections (16 of the default 4096).
+    var reservedForAdmins: Int?
+    /// Bytes of unfinished requests one person may have buffered across all
+    /// their connections; nil (not set): 4 MiB, or maxLine if that is more.
+    var bufferPerUser: Int?
+
+    /// The connection places kept for root and admins.
+    var reservedConnections: Int { reservedForAdmins ?? maxConnections / 256 }
+    /// The budget of buffered request bytes per person.
+    var bufferBudget: Int { bufferPerUser ?? max(4 << 20, maxLine) }
     /// The longest request line, newline excluded.
     var maxLine = 1 << 20
     /// A connection that completes no request and takes no reply for this
-    /// long is closed, unless a session of its reports to it or a reply of
-    /// its is pending. Seconds.
+    /// long is closed, unless a session of its reports to it, it subscribed,
+    /// or a reply of its is pending; one with part of a request line waiting
+    /// this long is closed whatever it is. Seconds.
     var idleTimeout = 45
     /// A connection with more than 1 MiB of replies waiting that takes none
     /// of them for this long is closed, sessions or not. Seconds.
@@ -58,6 +71,7 @@ struct Policy: Sendable, Equatable {
             && a.namespaces == b.namespaces && a.groupsPerUser == b.groupsPerUser
             && a.sessionsPerUser == b.sessionsPerUser && a.maxGroups == b.maxGroups
             && a.maxConnections == b.maxConnections && a.connectionsPerUser == b.connectionsPerUser
+            && a.reservedConnections == b.reservedConnections && a.bufferBudget == b.bufferBudget
             && a.maxLine == b.maxLine && a.idleTimeout == b.idleTimeout && a.writeTimeout == b.writeTimeout
             && a.subscriberBuffer == b.subscriberBuffer && a.recordEachRead == b.recordEachRead
             && a.readSummaryInterval == b.readSummaryInterval

@@ -22,6 +22,8 @@ import Namespaces
 /// [connections]
 /// max = 4096
 /// per-user = 1024
+/// reserved-for-admins = 16
+/// buffer-per-user = 4194304
 /// max-line = 1048576
 /// idle-timeout = 45
 /// write-timeout = 45
@@ -82,7 +84,8 @@ enum PolicyFile {
     static let keys: [String: Set<String>] = [
         "access": ["create", "admin-group", "namespaces", "tmpfs-paths"],
         "limits": ["groups-per-user", "sessions-per-user", "groups", "tmpfs-size", "tmpfs-per-user"],
-        "connections": ["max", "per-user", "max-line", "idle-timeout", "write-timeout", "subscriber-buffer"],
+        "connections": ["max", "per-user", "reserved-for-admins", "buffer-per-user", "max-line", "idle-timeout",
+                        "write-timeout", "subscriber-buffer"],
         "audit": ["reads", "read-summary-interval"],
     ]
 
@@ -122,6 +125,15 @@ enum PolicyFile {
             } catch {
                 throw fail("\(qualified): \(error.description)")
             }
+        }
+        // Keys that bound each other, checked once all are read (in any order).
+        if let reserved = policy.reservedForAdmins, reserved >= policy.maxConnections {
+            throw ParseError(path: path, line: seen["connections.reserved-for-admins"] ?? seen["connections.max"] ?? 0,
+                             message: "connections.reserved-for-admins (\(reserved)) must be less than connections.max (\(policy.maxConnections)): nobody else could connect")
+        }
+        if let budget = policy.bufferPerUser, budget < policy.maxLine {
+            throw ParseError(path: path, line: seen["connections.buffer-per-user"] ?? seen["connections.max-line"] ?? 0,
+                             message: "connections.buffer-per-user (\(budget)) must be at least connections.max-line (\(policy.maxLine)): one request line would not fit")
         }
         return policy
     }
@@ -198,6 +210,10 @@ enum PolicyFile {
             policy.maxConnections = try count(value, from: 1)
         case ("connections", "per-user"):
             policy.connectionsPerUser = try count(value, from: 1)
+        case ("connections", "reserved-for-admins"):
+            policy.reservedForAdmins = try count(value)
+        case ("connections", "buffer-per-user"):
+            policy.bufferPerUser = try count(value, from: 1024, to: 1 << 30)
         case ("connections", "max-line"):
             policy.maxLine = try count(value, from: 1024, to: 64 << 20)
         case ("connections", "idle-timeout"):

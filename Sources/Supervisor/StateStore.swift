@@ -183,18 +183,24 @@ enum StateCodec {
             o["boottimeOffset"] = .number(JSONNumber(r.boottimeOffset))
         }
         if let netns = r.netnsName { o["netnsName"] = .string(netns) }
+        // The file is rewritten on every session change: each session's argv
+        // is kept cut as events carry it (EventNotification.truncated), so a
+        // group with many sessions of long commands still has a small file.
         o["sessions"] = .array(r.sessions.map { session in
-            .object([
+            let argv = EventNotification.truncated(session.argv)
+            var s: JSONObject = [
                 "id": .number(JSONNumber(session.id)),
                 "pid": .number(JSONNumber(session.pid)),
                 "startTime": .number(JSONNumber(session.startTime)),
                 "uid": .number(JSONNumber(session.uid)),
-                "argv": .array(session.argv.map { .string($0) }),
+                "argv": .array(argv.argv.map { .string($0) }),
                 "started": .number(JSONNumber(session.started)),
                 "tty": .bool(session.tty),
                 "callerGID": .number(JSONNumber(session.callerGID)),
                 "callerPID": .number(JSONNumber(session.callerPID)),
-            ])
+            ]
+            if argv.truncated || session.argvTruncated { s["argvTruncated"] = .bool(true) }
+            return .object(s)
         })
         o["members"] = .array(r.members.map { member in
             switch member {
@@ -273,6 +279,10 @@ extension StateCodec {
             guard let s = element.objectValue, let argv = s["argv"]?.arrayValue?.compactMap(\.stringValue),
                   let tty = s["tty"]?.boolValue
             else { throw StateDecodingError("\"sessions\" holds \(element.serialized())") }
+            let argvTruncated = s["argvTruncated"]
+            guard argvTruncated == nil || argvTruncated?.boolValue != nil else {
+                throw StateDecodingError("\"argvTruncated\" is \(argvTruncated!.serialized()), not true or false")
+            }
             sessions.append(SessionRecord(
                 id: UInt64(try integer("id", 1...Int64.max, in: s)),
                 pid: pid_t(try integer("pid", 1...Int64(Int32.max), in: s)),
@@ -280,7 +290,8 @@ extension StateCodec {
                 uid: uid_t(try integer("uid", 0...Int64(UInt32.max - 1), in: s)),
                 argv: argv, started: try integer("started", 0...Int64.max, in: s), tty: tty,
                 callerGID: gid_t(try integer("callerGID", 0...Int64(UInt32.max - 1), in: s)),
-                callerPID: pid_t(try integer("callerPID", 0...Int64(Int32.max), in: s))))
+                callerPID: pid_t(try integer("callerPID", 0...Int64(Int32.max), in: s)),
+                argvTruncated: argvTruncated?.boolValue ?? false))
         }
         let hostname = try o["hostname"].map { (v) throws(StateDecodingError) in try string(v, "\"hostname\"") }
         var binds: [BindMount] = []

@@ -41,3 +41,91 @@ enum SubordinateIDs {
         return result
     }
 }
+
+/// Who owns each subordinate uid: /etc/subuid read once and kept, read again
+/// on SIGHUP (reload) and whenever one stat(2) shows the file changed
+/// (refreshIfChanged, once per accepted connection). Nothing here reads the
+/// file per request, and owner names are resolved when the file is read,
+/// not on the request path.
+///
+/// A process running as one of these ids (root inside its owner's user
+/// namespace switching to a mapped id, as `setpriv --reuid` does) is that
+/// owner to every per-user limit, and the journal names the owner beside it.
+final class SubordinateOwners {
+    struct Owner: Sendable, Equatable {
+        let uid: uid_t
+        let name: String
+    }
+
+    private struct Range {
+        let start: UInt64
+        let end: UInt64  // exclusive
+        let owner: Owner
+    }
+
+    let path: String
+    private var ranges: [Range] = []
+    private var lookups: [uid_t: Owner?] = [:]
+    private var signature: [Int64]?
+
+    init(path: String = SubordinateIDs.uidFile) {
+        self.path = path
+        reload()
+    }
+
+    /// The person a uid counts as when it lies in someone's subordinate
+    /// range, else nil. Never root, and never a range owner's own uid: a
+    /// range that (wrongly) covers it does not make a person someone else.
+    func owner(of uid: uid_t) -> Owner? {
+        if uid == 0 { return nil }
+        if let known = lookups[uid] { return known }
+        // File order decides between overlapping ranges, as for newuidmap.
+        var found = ranges.first { UInt64(uid) >= $0.start && UInt64(uid) < $0.end }?.owner
+        if found?.uid == uid { found = nil }
+        if lookups.count >= 65_536 { lookups.removeAll(keepingCapacity: true) }
+        lookups[uid] = .some(found)
+        return found
+    }
+
+    /// The uid that per-user limits count `uid` against.
+    func chargedUID(_ uid: uid_t) -> uid_t { owner(of: uid)?.uid ?? uid }
+
+    /// Reads the file again if its identity, size or modification time changed.
+    func refreshIfChanged() {
+        if currentSignature() != signature { reload() }
+    }
+
+    /// Reads the file (missing or unreadable: nobody has subordinate ids).
+    func reload() {
+        signature = currentSignature()
+        lookups.removeAll()
+        ranges = []
+        guard let text = try? ProcFS.readText(path, limit: 1 << 20) else { return }
+        var names: [String: Owner?] = [:]
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+            guard fields.count == 3, let start = UInt32(fields[1]), let count = UInt32(fields[2]), count > 0 else { continue }
+            let key = fields[0]
+            let owner: Owner?
+            if let cached = names[key] {
+                owner = cached
+            } else {
+                if let uid = uid_t(key) {
+                    owner = Owner(uid: uid, name: UserDatabase.user(uid: uid)?.name ?? key)
+                } else {
+                    owner = UserDatabase.user(named: key).map { Owner(uid: $0.uid, name: $0.name) }
+                }
+                names[key] = .some(owner)
+            }
+            guard let owner else { continue }
+            ranges.append(Range(start: UInt64(start), end: UInt64(start) + UInt64(count), owner: owner))
+        }
+    }
+
+    private func currentSignature() -> [Int64]? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return [Int64(st.st_dev), Int64(st.st_ino), Int64(st.st_size),
+                Int64(st.st_mtim.tv_sec), Int64(st.st_mtim.tv_nsec), Int64(st.st_ctim.tv_sec), Int64(st.st_ctim.tv_nsec)]
+    }
+}

@@ -29,7 +29,12 @@ public final class Supervisor {
     var recentlyEnded: [UInt64: (group: String, instance: UInt64, uid: uid_t, exited: ExitedNotification)] = [:]
     var endedOrder: [UInt64] = []
     private var connections: [UInt64: Connection] = [:]
+    /// Open connections per charged person (see SubordinateOwners).
     private var connectionsPerUID: [uid_t: Int] = [:]
+    /// The receive buffer and the per-person count of buffered request bytes.
+    let connectionInput = ConnectionInput()
+    /// Owners of subordinate uids, from /etc/subuid.
+    let subordinates: SubordinateOwners
     /// Connections that asked for events (subscribe).
     var subscribers: [ObjectIdentifier: WeakConnection] = [:]
     private var sweepTimer: EventSource?
@@ -45,7 +50,8 @@ public final class Supervisor {
         // one host (a system one, a test's) stay apart.
         var logger = logger
         logger[metadataKey: "NSGROUP_SOCKET"] = .string(configuration.socketPath)
-        self.audit = Audit(logger: logger)
+        subordinates = SubordinateOwners()
+        self.audit = Audit(logger: logger, subordinates: subordinates)
         do {
             holders = try HolderSpawner(executablePath: configuration.holderPath)
         } catch {
@@ -60,10 +66,13 @@ public final class Supervisor {
         }
     }
 
-    /// Reads the configuration again (SIGHUP). A file that does not parse is
-    /// refused and the policy in force stays; either way the journal says so.
+    /// Reads the configuration (and /etc/subuid) again (SIGHUP). A file that
+    /// does not parse is refused and the policy in force stays; either way
+    /// the journal says so.
     public func reloadPolicy() {
         let fields = [AuditField.operation: "reload", "NSGROUP_CONFIG": configuration.configPath]
+        // Who owns which subordinate uids is read again whether or not the file parses.
+        subordinates.reload()
         do {
             let reloaded = try PolicyFile.load(path: configuration.configPath, required: configuration.configRequired)
             policy = reloaded
@@ -190,7 +199,10 @@ public final class Supervisor {
                 audit.logger.warning("Failed to read peer credentials: \(error), closing the connection")
                 continue
             }
-            if let refusal = connectionRefusal(for: peer) {
+            // One stat of /etc/subuid per connection; it is read again only if it changed.
+            subordinates.refreshIfChanged()
+            let charged = subordinates.chargedUID(peer.uid)
+            if let refusal = connectionRefusal(for: peer, charged: charged) {
                 // One error line, then the connection is closed; nothing else is read.
                 _ = try? refusal.line.withBytes { (raw) throws(Errno) in
                     _ = try UnixSocket.send(socket.rawValue, raw)
@@ -201,6 +213,8 @@ public final class Supervisor {
             nextConnectionID += 1
             let connection = Connection(
                 id: id, socket: socket, peer: peer, maxLineLength: policy.maxLine,
+                input: connectionInput, chargedUID: charged,
+                budgetCheck: { [unowned self] connection, held in self.bufferRefusal(connection, held: held) },
                 dispatch: { [unowned self] connection, request, descriptors, truncated in
                     self.dispatch(connection, request, descriptors, truncated: truncated)
                 },
@@ -212,17 +226,22 @@ public final class Supervisor {
                 continue
             }
             connections[id] = connection
-            connectionsPerUID[peer.uid, default: 0] += 1
+            connectionsPerUID[charged, default: 0] += 1
         }
     }
 
-    /// The error line for a connection over the caps, or nil.
-    private func connectionRefusal(for peer: PeerCredentials) -> JSONValue? {
+    /// The error line for a connection over the caps, or nil. The last
+    /// connections.reserved-for-admins places are for root and admins, so
+    /// that a flood from one person cannot lock them out.
+    private func connectionRefusal(for peer: PeerCredentials, charged: uid_t) -> JSONValue? {
         let error: RPCError
+        let open = connectionsPerUID[charged, default: 0]
         if connections.count >= policy.maxConnections {
             error = RPCError(.limitExceeded, "nsgroupd serves at most \(counted(policy.maxConnections, "connection")) at once (connections.max); try again later")
-        } else if connectionsPerUID[peer.uid, default: 0] >= policy.connectionsPerUser {
-            error = RPCError(.limitExceeded, "uid \(peer.uid) has \(counted(connectionsPerUID[peer.uid, default: 0], "connection")) open, the most allowed (connections.per-user = \(policy.connectionsPerUser))")
+        } else if connections.count >= policy.maxConnections - policy.reservedConnections, !policy.isAdmin(peer) {
+            error = RPCError(.limitExceeded, "nsgroupd serves at most \(counted(policy.maxConnections - policy.reservedConnections, "connection")) at once for users other than \(Policy.listed(policy.admins)) (connections.max = \(policy.maxConnections), connections.reserved-for-admins = \(policy.reservedConnections)); try again later")
+        } else if open >= policy.connectionsPerUser {
+            error = RPCError(.limitExceeded, "\(chargedSubject(peer.uid)) \(counted(open, "connection")) open, the most allowed (connections.per-user = \(policy.connectionsPerUser))")
         } else {
             return nil
         }
@@ -235,14 +254,35 @@ public final class Supervisor {
         guard connections.removeValue(forKey: connection.id) != nil else { return }
         recordReads(of: connection)
         subscribers[ObjectIdentifier(connection)] = nil
-        let uid = connection.peer.uid
+        let uid = connection.chargedUID
         let left = connectionsPerUID[uid, default: 1] - 1
         connectionsPerUID[uid] = left > 0 ? left : nil
     }
 
+    /// Who a per-user limit is about, as the subject of its message: "uid
+    /// 1001 has" for a person, "uid 100007 is a subordinate uid of alice
+    /// (uid 1001), who has" for an id charged to its range's owner. The verb
+    /// is `has` unless given.
+    func chargedSubject(_ uid: uid_t, _ verb: String = "has") -> String {
+        guard let owner = subordinates.owner(of: uid) else { return "uid \(uid) \(verb)" }
+        return "uid \(uid) is a subordinate uid of \(owner.name) (uid \(owner.uid)), who \(verb)"
+    }
+
+    /// The refusal for a connection whose person holds `held` bytes of
+    /// unfinished requests in all, past connections.buffer-per-user.
+    private func bufferRefusal(_ connection: Connection, held: Int) -> RPCError? {
+        guard held > policy.bufferBudget else { return nil }
+        let error = RPCError(.limitExceeded, "\(chargedSubject(connection.peer.uid)) \(held) bytes of unfinished requests buffered across all connections, more than allowed (connections.buffer-per-user = \(policy.bufferBudget)); closing the connection")
+        audit.record(.requestRefused, level: .notice, "Refused buffered requests from uid \(connection.peer.uid): \(error.message)",
+                     caller: connection.peer, fields: [AuditField.operation: "receive", AuditField.result: error.reason.rawValue])
+        return error
+    }
+
     /// Once a second: closes connections that are idle past idle-timeout
-    /// (unless a session reports to them or a reply of theirs is pending),
-    /// and those whose unread replies have not moved for write-timeout.
+    /// (unless a session reports to them, they subscribed, or a reply of
+    /// theirs is pending), those with part of a request line waiting longer
+    /// than idle-timeout (whatever they are), and those whose unread replies
+    /// have not moved for write-timeout.
     func sweepConnections() {
         let now = monotonicSeconds()
         var listening = Set<ObjectIdentifier>()
@@ -256,6 +296,11 @@ public final class Supervisor {
             }
             if connection.isStuckWriting(now: now, timeout: policy.writeTimeout) {
                 audit.logger.notice("Closing a connection of uid \(connection.peer.uid): it has not read its replies for \(policy.writeTimeout) s",
+                                    metadata: [AuditField.callerUID: .string(String(connection.peer.uid))])
+                connection.close()
+            } else if connection.hasStalledLine(now: now, timeout: policy.idleTimeout) {
+                // Subscribers and sessions' connections included: half a line is never worth keeping.
+                audit.logger.notice("Closing a connection of uid \(connection.peer.uid): \(connection.bufferedRequestBytes) bytes of a request line unfinished for \(policy.idleTimeout) s (connections.idle-timeout)",
                                     metadata: [AuditField.callerUID: .string(String(connection.peer.uid))])
                 connection.close()
             } else if !listening.contains(ObjectIdentifier(connection)),

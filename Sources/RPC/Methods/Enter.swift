@@ -20,8 +20,16 @@ public struct EnterParams: Sendable, Equatable {
     /// run what"). Without it such an enter is refused. No effect for anyone else.
     public var trustOwner: Bool
 
-    public static let maxArguments = 4096
-    public static let maxEnvironment = 512
+    /// Caps on what one enter may carry (PROTOCOL.md §8.6): the count and the
+    /// total size of argv and of env, each string counted with its
+    /// terminating NUL (an env entry as NAME=value), as execve(2) counts
+    /// them. Far below the kernel's own limits (ARG_MAX is a quarter of the
+    /// stack limit), so every session stays cheap to record, report and
+    /// keep in a state file.
+    public static let maxArguments = 1024
+    public static let maxArgumentBytes = 128 << 10
+    public static let maxEnvironment = 128
+    public static let maxEnvironmentBytes = 32 << 10
 
     public init(name: String, argv: [String]? = nil, cwd: String? = nil, env: [(String, String)] = [],
                 tty: Bool, rows: UInt16? = nil, columns: UInt16? = nil, trustOwner: Bool = false) {
@@ -56,7 +64,13 @@ public struct EnterParams: Sendable, Equatable {
     private func validate() throws(RPCError) {
         if let argv {
             guard !argv.isEmpty else { throw .invalidParams("enter: \"argv\" must name a program") }
-            guard argv.count <= Self.maxArguments else { throw .invalidParams("enter: at most \(Self.maxArguments) arguments") }
+            guard argv.count <= Self.maxArguments else {
+                throw .invalidParams("enter: \"argv\" has \(argv.count) arguments, more than the \(Self.maxArguments) allowed")
+            }
+            let bytes = argv.reduce(0) { $0 + $1.utf8.count + 1 }
+            guard bytes <= Self.maxArgumentBytes else {
+                throw .invalidParams("enter: \"argv\" holds \(bytes) bytes (each argument counted with its terminating NUL), more than the \(Self.maxArgumentBytes) allowed")
+            }
             guard !argv[0].isEmpty else { throw .invalidParams("enter: the program name is empty") }
             guard argv.allSatisfy({ !$0.utf8.contains(0) }) else { throw .invalidParams("enter: arguments must not contain NUL") }
         }
@@ -65,7 +79,13 @@ public struct EnterParams: Sendable, Equatable {
                 throw .invalidParams("enter: \"cwd\" must be an absolute path")
             }
         }
-        guard env.count <= Self.maxEnvironment else { throw .invalidParams("enter: at most \(Self.maxEnvironment) environment variables") }
+        guard env.count <= Self.maxEnvironment else {
+            throw .invalidParams("enter: \"env\" has \(env.count) variables, more than the \(Self.maxEnvironment) allowed")
+        }
+        let environmentBytes = env.reduce(0) { $0 + $1.0.utf8.count + 1 + $1.1.utf8.count + 1 }
+        guard environmentBytes <= Self.maxEnvironmentBytes else {
+            throw .invalidParams("enter: \"env\" holds \(environmentBytes) bytes (each NAME=value counted with its terminating NUL), more than the \(Self.maxEnvironmentBytes) allowed")
+        }
         for (key, value) in env {
             let validKey = !key.isEmpty && !key.utf8.contains(UInt8(ascii: "=")) && !key.utf8.contains(0)
             guard validKey, !value.utf8.contains(0) else {
@@ -265,12 +285,40 @@ public struct EventNotification: Sendable, Equatable {
     public var session: UInt64?
     public var pid: Int32?
     public var uid: UInt32?
+    /// At most the first maxArgvItems arguments, each cut to maxArgumentBytes.
     public var argv: [String]?
+    /// Whether argv was cut (`"argvTruncated": true`; absent when whole).
+    public var argvTruncated: Bool
     public var code: Int32?
     public var signal: Int32?
 
+    /// How much of a session's argv events (and state files) carry, so that
+    /// one session's arguments cannot outgrow a watcher's buffer.
+    public static let maxArgvItems = 16
+    public static let maxArgumentBytes = 256
+
+    /// The first maxArgvItems arguments, each cut to at most maxArgumentBytes
+    /// bytes on a character boundary, and whether anything was cut.
+    public static func truncated(_ argv: [String]) -> (argv: [String], truncated: Bool) {
+        var truncated = argv.count > maxArgvItems
+        let shown = argv.prefix(maxArgvItems).map { argument -> String in
+            guard argument.utf8.count > maxArgumentBytes else { return argument }
+            truncated = true
+            var kept = String.UnicodeScalarView()
+            var bytes = 0
+            for scalar in argument.unicodeScalars {
+                let width = UTF8.width(scalar)
+                if bytes + width > maxArgumentBytes { break }
+                bytes += width
+                kept.append(scalar)
+            }
+            return String(kept)
+        }
+        return (shown, truncated)
+    }
+
     public init(kind: Kind, group: String, time: String, owner: UInt32, session: UInt64? = nil, pid: Int32? = nil,
-                uid: UInt32? = nil, argv: [String]? = nil, code: Int32? = nil, signal: Int32? = nil) {
+                uid: UInt32? = nil, argv: [String]? = nil, argvTruncated: Bool = false, code: Int32? = nil, signal: Int32? = nil) {
         self.kind = kind
         self.group = group
         self.time = time
@@ -279,6 +327,7 @@ public struct EventNotification: Sendable, Equatable {
         self.pid = pid
         self.uid = uid
         self.argv = argv
+        self.argvTruncated = argvTruncated
         self.code = code
         self.signal = signal
     }
@@ -290,6 +339,7 @@ public struct EventNotification: Sendable, Equatable {
         if let pid { o["pid"] = .number(JSONNumber(pid)) }
         if let uid { o["uid"] = .number(JSONNumber(uid)) }
         if let argv { o["argv"] = .array(argv.map { .string($0) }) }
+        if argvTruncated { o["argvTruncated"] = .bool(true) }
         if kind == .sessionEnded {
             o["code"] = code.map { .number(JSONNumber(Int($0))) } ?? .null
             o["signal"] = signal.map { .number(JSONNumber(Int($0))) } ?? .null
@@ -309,6 +359,7 @@ public struct EventNotification: Sendable, Equatable {
         pid = json["pid"]?.int64Value.map { Int32(truncatingIfNeeded: $0) }
         uid = json["uid"]?.int64Value.map { UInt32(truncatingIfNeeded: $0) }
         argv = json["argv"]?.arrayValue?.compactMap(\.stringValue)
+        argvTruncated = json["argvTruncated"]?.boolValue ?? false
         code = json["code"]?.int64Value.map { Int32(truncatingIfNeeded: $0) }
         signal = json["signal"]?.int64Value.map { Int32(truncatingIfNeeded: $0) }
     }
