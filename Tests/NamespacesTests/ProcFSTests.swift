@@ -119,7 +119,9 @@ struct ProcFSTests {
             Sys.closeQuietly(&inRead); Sys.closeQuietly(&inWrite)
             Sys.closeQuietly(&outRead); Sys.closeQuietly(&outWrite)
         }
-        let script = "echo ready; read a; exec 7</dev/null; echo opened; read b; exec 7<&-; echo closed; read c"
+        // Descriptor 7 is closed first: the child inherits whatever tests running beside this
+        // one have open, and 7 may be one of them.
+        let script = "exec 7<&-; echo ready; read a; exec 7</dev/null; echo opened; read b; exec 7<&-; echo closed; read c"
         let child = try Sys.spawn(["/bin/sh", "-c", script], stdin: inRead, stdout: outWrite)
         defer { Sys.killAndWait(child) }
         Sys.closeQuietly(&inRead)

@@ -100,7 +100,7 @@ struct StateCodecTests {
         #expect(json["created"]?.int64Value == 1_795_000_000)
         #expect(json["hostname"] == .string("web-host"))
         #expect(json["tmpfs"] == .array([
-            .object(["path": "/tmp", "options": "mode=1777"]),
+            .object(["path": "/tmp", "options": "mode=0700"]),
             .object(["path": "/run/x", "options": "mode=0755,size=1m"]),
         ]))
         #expect(json["members"] == .array([
