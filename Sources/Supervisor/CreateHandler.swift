@@ -156,39 +156,39 @@ extension Supervisor {
         var sized: [TmpfsMount] = []
         var total: UInt64 = 0
         for mount in mounts {
-            var bytes = Self.tmpfsBytes(mount.options)
-            if bytes == nil {
-                bytes = policy.tmpfsSize
+            guard let asked = Self.tmpfsSize(mount.options), let bytes = Self.tmpfsBytes(asked) else {
                 sized.append(TmpfsMount(path: mount.path, options: mount.options + ",size=\(ByteSize.format(policy.tmpfsSize))"))
-            } else {
-                sized.append(mount)
+                total += policy.tmpfsSize
+                continue
             }
-            guard bytes! <= policy.tmpfsSize else {
-                let asked = mount.options.split(separator: ",").first { $0.hasPrefix("size=") } ?? ""
-                throw RPCError(.limitExceeded, "create: the tmpfs on \(JSONValue.string(mount.path).serialized()) asks for \(asked), more than one mount may have (limits.tmpfs-size = \(ByteSize.format(policy.tmpfsSize)))")
+            guard bytes <= policy.tmpfsSize else {
+                throw RPCError(.limitExceeded, "create: the tmpfs on \(JSONValue.string(mount.path).serialized()) asks for size=\(asked), more than one mount may have (limits.tmpfs-size = \(ByteSize.format(policy.tmpfsSize)))")
             }
-            total += bytes!
+            sized.append(mount)
+            total += bytes
         }
         // Counted by the charged person: tmpfs mounts of her subordinate uids' groups are hers.
         let charged = subordinates.chargedUID(caller.uid)
         let held = groups.values.filter { subordinates.chargedUID($0.owner) == charged }
-            .flatMap(\.record.tmpfs).reduce(UInt64(0)) { $0 + (Self.tmpfsBytes($1.options) ?? policy.tmpfsSize) }
+            .flatMap(\.record.tmpfs).reduce(UInt64(0)) { $0 + (Self.tmpfsSize($1.options).flatMap(Self.tmpfsBytes) ?? policy.tmpfsSize) }
         guard held + total <= policy.tmpfsPerUser else {
             throw RPCError(.limitExceeded, "create: \(chargedSubject(caller.uid, "would have")) \(ByteSize.format(held + total)) of tmpfs mounts, more than allowed (limits.tmpfs-per-user = \(ByteSize.format(policy.tmpfsPerUser)))")
         }
         return sized
     }
 
-    /// The size a tmpfs's options give it in bytes (a percentage is of physical memory, as
-    /// the kernel takes it); nil when they name none.
-    static func tmpfsBytes(_ options: String) -> UInt64? {
-        guard let option = options.split(separator: ",").first(where: { $0.hasPrefix("size=") }) else { return nil }
-        let value = String(option.dropFirst(5))
+    /// The size a tmpfs's options name, as written ("64m", "10%"); nil when they name none.
+    static func tmpfsSize(_ options: String) -> Substring? {
+        options.split(separator: ",").first { $0.hasPrefix("size=") }?.dropFirst(5)
+    }
+
+    /// A tmpfs size in bytes (a percentage is of physical memory, as the kernel takes it).
+    static func tmpfsBytes(_ value: Substring) -> UInt64? {
         if value.hasSuffix("%"), let percent = UInt64(value.dropLast()) {
             let memory = UInt64(sysconf(Int32(_SC_PHYS_PAGES))) * UInt64(sysconf(Int32(_SC_PAGESIZE)))
             return memory / 100 * percent
         }
-        return ByteSize.parse(value)
+        return ByteSize.parse(String(value))
     }
 
     static let maxMembers = 64

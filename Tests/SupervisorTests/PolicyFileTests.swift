@@ -605,7 +605,9 @@ struct TmpfsPolicyTests {
         #expect(ByteSize.format(1536 << 10) == "1536k")
         #expect(ByteSize.format(1000) == "1000")
         #expect(ByteSize.format(12 << 20) == "12m")
-        #expect(Supervisor.tmpfsBytes("mode=0700,size=8m") == 8 << 20)
-        #expect(Supervisor.tmpfsBytes("mode=0700") == nil)
+        #expect(Supervisor.tmpfsSize("mode=0700,size=8m") == "8m")
+        #expect(Supervisor.tmpfsSize("mode=0700") == nil)
+        #expect(Supervisor.tmpfsBytes("8m") == 8 << 20)
+        #expect(Supervisor.tmpfsBytes("100%") == UInt64(sysconf(Int32(_SC_PHYS_PAGES))) * UInt64(sysconf(Int32(_SC_PAGESIZE))) / 100 * 100)
     }
 }
