@@ -17,6 +17,10 @@ enum AuditField {
     static let sessionPID = "NSGROUP_SESSION_PID"
     static let session = "NSGROUP_SESSION"
     static let argv = "NSGROUP_ARGV"
+    /// How a session entered its group: `namespace-root` (through the group's user namespace,
+    /// as its root: the owner's rights), `caller` (as the caller, from the host's user
+    /// namespace) or `trusting-owner` (a member who sent trustOwner).
+    static let enteredAs = "NSGROUP_ENTERED_AS"
     static let exitCode = "NSGROUP_EXIT_CODE"
     static let signal = "NSGROUP_SIGNAL"
     static let namespaces = "NSGROUP_NAMESPACES"

@@ -81,7 +81,7 @@ extension Supervisor {
         let groups: [gid_t]
         switch entry {
         case .namespaceRoot(let kept, _): groups = kept
-        case .asCaller:
+        case .asCaller, .trustingOwner:
             kinds.remove(.user)
             groups = caller.groups
         }
@@ -156,6 +156,7 @@ extension Supervisor {
                         AuditField.sessionPID: String(session.pid),
                         AuditField.session: String(session.id),
                         AuditField.argv: argv.joined(separator: " "),
+                        AuditField.enteredAs: entry.auditName,
                      ])
         let result = EnterResult(session: session.id, pid: session.pid).json
         if let master {
@@ -178,8 +179,20 @@ extension Supervisor {
         case namespaceRoot(groups: [gid_t], owner: Bool)
         /// The caller's own ids, from the host's user namespace.
         case asCaller
+        /// As asCaller, in a group with a user namespace of someone else's: a member who said
+        /// they trust its owner.
+        case trustingOwner
 
         var isNamespaceRoot: Bool { if case .namespaceRoot = self { true } else { false } }
+
+        /// NSGROUP_ENTERED_AS.
+        var auditName: String {
+            switch self {
+            case .namespaceRoot: "namespace-root"
+            case .asCaller: "caller"
+            case .trustingOwner: "trusting-owner"
+            }
+        }
 
         func isNamespaceRoot(owner: Bool) -> Bool {
             if case .namespaceRoot(_, let isOwner) = self { isOwner == owner } else { false }
@@ -194,7 +207,7 @@ extension Supervisor {
             throw RPCError(.permissionDenied, "group \"\(group.name)\" has a user namespace: its owner (uid \(group.owner)) is root inside it and controls every file a session there runs, so it could run code as you; enter with --trust-owner (\"trustOwner\": true) only if you trust that user with your account",
                            details: ["needs": "trustOwner"])
         }
-        return .asCaller
+        return .trustingOwner
     }
 
     /// Sessions charged to this person (their own uid and their subordinate uids) running in any group.

@@ -43,6 +43,12 @@ extension AttackTests {
             #expect(lines[1].split(separator: " ").map(String.init) == ["0", String(alice.uid), "1"], "\(lines)")
             #expect(lines[3] == "0")
         }
+        // The journal says how they entered.
+        let journal = JournalTests()
+        for uid in [0, try TestUser.carol().uid] {
+            let started = try journal.one(supervisor, "sessionStarted", ["NSGROUP_CALLER_UID=\(uid)"])
+            #expect(started["NSGROUP_ENTERED_AS"] == "namespace-root")
+        }
         // The same process cannot touch what only host root may: root's own 0700 home.
         let probe = try supervisor.nsgroup(["enter", "trap", "--", "sh", "-c", "ls /root >/dev/null 2>&1 && echo READ || echo DENIED"])
         #expect(probe.stdout == "DENIED\n", "\(probe.stdout) \(probe.stderr)")
@@ -67,6 +73,8 @@ extension AttackTests {
         #expect(lines[0] == "user:[\(try namespaceInode("/proc/self/ns/user"))]")
         #expect(lines[2] == "CapEff:\t0000000000000000")
         #expect(lines[3] == String(dave.uid))
+        let started = try JournalTests().one(supervisor, "sessionStarted", ["NSGROUP_CALLER_UID=\(dave.uid)"])
+        #expect(started["NSGROUP_ENTERED_AS"] == "trusting-owner")
 
         // Sharing such a group says what members take on.
         let shared = try supervisor.nsgroup(["share", "trap", "nsg-erin"], as: alice)
