@@ -186,7 +186,10 @@ extension Supervisor {
     static func tmpfsBytes(_ value: Substring) -> UInt64? {
         if value.hasSuffix("%"), let percent = UInt64(value.dropLast()) {
             let memory = UInt64(sysconf(Int32(_SC_PHYS_PAGES))) * UInt64(sysconf(Int32(_SC_PAGESIZE)))
-            return memory / 100 * percent
+            // Up to 12 digits of percent: too large for 64 bits is UInt64.max, which any cap
+            // refuses (a trap here would take the supervisor down for everyone).
+            let (bytes, overflow) = (memory / 100).multipliedReportingOverflow(by: percent)
+            return overflow ? .max : bytes
         }
         return ByteSize.parse(String(value))
     }

@@ -157,9 +157,12 @@ enum TmpfsPlace: Sendable, Equatable, CustomStringConvertible {
         case .directory(let directory):
             return Self.isWithin(path, directory)
         case .home:
-            guard let home, home.hasPrefix("/home/"), !home.split(separator: "/").contains(where: { $0 == ".." || $0 == "." })
+            // Trailing slashes off first: a home of "/home/" is /home itself, everyone's.
+            guard var home else { return false }
+            while home.hasSuffix("/") { home.removeLast() }
+            guard home.hasPrefix("/home/"), !home.split(separator: "/").contains(where: { $0 == ".." || $0 == "." })
             else { return false }
-            return Self.isWithin(path, home.hasSuffix("/") ? String(home.dropLast()) : home)
+            return Self.isWithin(path, home)
         }
     }
 
