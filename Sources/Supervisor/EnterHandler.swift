@@ -40,9 +40,9 @@ extension Supervisor {
         let entry = try entryMode(group, caller, trustOwner: params.trustOwner)
         let user = UserDatabase.user(uid: caller.uid)
         let shell = user.map { $0.shell.isEmpty ? "/bin/sh" : $0.shell } ?? "/bin/sh"
-        // Root and admins entering through someone else's user namespace are that
-        // namespace's root, not themselves: its name and home, which the owner's
-        // rights may well not reach (then the session starts in /).
+        // Root, entering through someone else's user namespace, is that namespace's
+        // root, not itself: its name and home, which the owner's rights may well not
+        // reach (then the session starts in /).
         let home: String
         let userName: String
         if case .namespaceRoot(_, owner: false) = entry {
@@ -168,19 +168,21 @@ extension Supervisor {
     /// How a caller enters a group: who controls the files a session may run decides it
     /// (README, "Who can run what"). In a group with a user namespace its owner is root
     /// inside and shapes its mount tree, so nobody may run there with more than her rights:
-    /// she and every admin enter *through* that user namespace as its root (root inside maps
-    /// to her ids on the host), and a member, who cannot be kept safe from her, enters as
-    /// himself only when he says he trusts her. A group without a user namespace is entered
-    /// by everyone as themselves: its owner cannot change what runs there (bind mounts are
-    /// for admins, tmpfs mounts only where nobody else's programs live).
+    /// she and root enter *through* that user namespace as its root (root inside maps to her
+    /// ids on the host). Anyone else — a member, or an admin who is not root — cannot be kept
+    /// safe from her and enters as themselves only when they say they trust her. (An admin
+    /// is not made the namespace's root: that would hand every admin every owner's file
+    /// rights, and host root's in a group root owns.) A group without a user namespace is
+    /// entered by everyone as themselves: its owner cannot change what runs there (bind
+    /// mounts are for admins, tmpfs mounts only on directories of the owner's own).
     enum EntryMode: Equatable {
         /// uid and gid 0 in the group's user namespace, with these host groups kept
-        /// (the owner's own; none for an admin, who gets exactly the owner's rights or fewer).
+        /// (the owner's own; none for root, who gets exactly the owner's rights or fewer).
         case namespaceRoot(groups: [gid_t], owner: Bool)
         /// The caller's own ids, from the host's user namespace.
         case asCaller
-        /// As asCaller, in a group with a user namespace of someone else's: a member who said
-        /// they trust its owner.
+        /// As asCaller, in a group with a user namespace of someone else's: a member or admin
+        /// who said they trust its owner.
         case trustingOwner
 
         var isNamespaceRoot: Bool { if case .namespaceRoot = self { true } else { false } }
@@ -202,7 +204,7 @@ extension Supervisor {
     func entryMode(_ group: Group, _ caller: PeerCredentials, trustOwner: Bool) throws(RPCError) -> EntryMode {
         guard group.record.kinds.contains(.user) else { return .asCaller }
         if caller.uid == group.owner { return .namespaceRoot(groups: caller.groups, owner: true) }
-        if policy.isAdmin(caller) { return .namespaceRoot(groups: [], owner: false) }
+        if caller.uid == 0 { return .namespaceRoot(groups: [], owner: false) }
         guard trustOwner else {
             throw RPCError(.permissionDenied, "group \"\(group.name)\" has a user namespace: its owner (uid \(group.owner)) is root inside it and controls every file a session there runs, so it could run code as you; enter with --trust-owner (\"trustOwner\": true) only if you trust that user with your account",
                            details: ["needs": "trustOwner"])

@@ -24,8 +24,9 @@ extension AttackTests {
     }
 
     /// alice owns a group with a user namespace and plants `true` over /usr/local/sbin,
-    /// first on root's PATH. root and an admin run `true` there: it runs, but inside her
-    /// user namespace, as its root, which is alice on the host; never as host root.
+    /// first on root's PATH. root runs `true` there: it runs, but inside her user
+    /// namespace, as its root, which is alice on the host; never as host root. An admin
+    /// who is not root is a member here: refused unless trusting her, then himself.
     @Test func rootAndAdminsRunThePlantedTrueWithOnlyTheOwnersRights() throws {
         let supervisor = try TestSupervisor()
         let alice = try TestUser.alice()
@@ -35,20 +36,24 @@ extension AttackTests {
         let groupUserNS = try namespaceInode("/proc/\(try supervisor.holderPID("trap"))/ns/user")
         let hostUserNS = try namespaceInode("/proc/self/ns/user")
 
-        for user in [nil, try TestUser.carol()] {
-            let lines = try Self.evidence(try supervisor.nsgroup(["enter", "trap", "--", "true"], as: user))
-            #expect(lines[0] == "user:[\(groupUserNS)]", "ran outside the group's user namespace: \(lines)")
-            #expect(lines[0] != "user:[\(hostUserNS)]")
-            // uid 0 inside is alice outside, and nobody else is mapped to 0.
-            #expect(lines[1].split(separator: " ").map(String.init) == ["0", String(alice.uid), "1"], "\(lines)")
-            #expect(lines[3] == "0")
-        }
-        // The journal says how they entered.
+        let lines = try Self.evidence(try supervisor.nsgroup(["enter", "trap", "--", "true"]))
+        #expect(lines[0] == "user:[\(groupUserNS)]", "ran outside the group's user namespace: \(lines)")
+        #expect(lines[0] != "user:[\(hostUserNS)]")
+        // uid 0 inside is alice outside, and nobody else is mapped to 0.
+        #expect(lines[1].split(separator: " ").map(String.init) == ["0", String(alice.uid), "1"], "\(lines)")
+        #expect(lines[3] == "0")
         let journal = JournalTests()
-        for uid in [0, try TestUser.carol().uid] {
-            let started = try journal.one(supervisor, "sessionStarted", ["NSGROUP_CALLER_UID=\(uid)"])
-            #expect(started["NSGROUP_ENTERED_AS"] == "namespace-root")
-        }
+        #expect(try journal.one(supervisor, "sessionStarted", ["NSGROUP_CALLER_UID=0"])["NSGROUP_ENTERED_AS"] == "namespace-root")
+
+        let carol = try TestUser.carol()
+        let refused = try supervisor.nsgroup(["enter", "trap", "--", "true"], as: carol)
+        #expect(refused.status == 1 && refused.stdout.isEmpty, "an admin ran the owner's file without trusting her")
+        #expect(refused.stderr.contains("--trust-owner"), "\(refused.stderr)")
+        let trusting = try Self.evidence(try supervisor.nsgroup(["enter", "trap", "--trust-owner", "--", "/usr/local/sbin/true"], as: carol))
+        #expect(trusting[0] == "user:[\(hostUserNS)]")
+        #expect(trusting[2] == "CapEff:\t0000000000000000")
+        #expect(trusting[3] == String(carol.uid))
+        #expect(try journal.one(supervisor, "sessionStarted", ["NSGROUP_CALLER_UID=\(carol.uid)"])["NSGROUP_ENTERED_AS"] == "trusting-owner")
         // The same process cannot touch what only host root may: root's own 0700 home.
         let probe = try supervisor.nsgroup(["enter", "trap", "--", "sh", "-c", "ls /root >/dev/null 2>&1 && echo READ || echo DENIED"])
         #expect(probe.stdout == "DENIED\n", "\(probe.stdout) \(probe.stderr)")

@@ -56,8 +56,9 @@ extension AttackTests {
     }
 
     /// An admin is not root. Entering root's own user-namespace group (uid map `0 0 1`) as
-    /// "root inside" makes the admin host uid 0 with every capability over root-owned files:
-    /// /etc/shadow (0640 root:shadow) is readable, /etc/sudoers writable.
+    /// "root inside" would make the admin host uid 0 with every capability over root-owned
+    /// files: /etc/shadow (0640 root:shadow) readable, /etc/sudoers writable. She is refused
+    /// unless she trusts the owner, and then enters as herself.
     @Test func anAdminDoesNotBecomeHostRootThroughRootsUserNamespace() throws {
         let supervisor = try TestSupervisor()
         let created = try supervisor.nsgroup(["create", "rootns", "--ns", "user,mnt,pid"])
@@ -67,7 +68,9 @@ extension AttackTests {
         let host = try run("/bin/sh", ["-c", "head -c 1 /etc/shadow >/dev/null 2>&1 && echo READ || echo DENIED"], as: carol)
         try #require(host.stdout == "DENIED\n")
 
-        let probe = try supervisor.nsgroup(["enter", "rootns", "--", "sh", "-c",
+        let refused = try supervisor.nsgroup(["enter", "rootns", "--", "true"], as: carol)
+        #expect(refused.status == 1, "an admin entered root's user-namespace group without trusting root")
+        let probe = try supervisor.nsgroup(["enter", "rootns", "--trust-owner", "--", "sh", "-c",
                                             "head -c 1 /etc/shadow >/dev/null 2>&1 && echo READ || echo DENIED"], as: carol)
         try #require(probe.status == 0, "\(probe.stderr)")
         #expect(probe.stdout == "DENIED\n", "an admin read /etc/shadow as host uid 0 inside root's user namespace")

@@ -15,7 +15,7 @@ public struct EnterParams: Sendable, Equatable {
     /// The terminal size to start with (tty only).
     public var rows: UInt16?
     public var columns: UInt16?
-    /// A member entering a group with a user namespace says they trust its owner, who is
+    /// A member (or an admin who is not root) entering a group with a user namespace says they trust its owner, who is
     /// root inside it and controls every file the session would run (PROTOCOL.md, "Who can
     /// run what"). Without it such an enter is refused. No effect for anyone else.
     public var trustOwner: Bool
