@@ -36,6 +36,16 @@ public struct FileDescriptor: ~Copyable {
         return FileDescriptor(adopting: fd)
     }
 
+    /// Whether `fd` is one end of an anonymous pipe (pipe(2)), as opposed to a named FIFO,
+    /// a terminal, a socket, a file or a device: a FIFO (fstat) that /proc/self/fd names
+    /// `pipe:[INODE]` rather than by a path.
+    public static func isAnonymousPipe(_ fd: Int32) -> Bool {
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFIFO,
+              let target = try? ProcFS.readLink("/proc/self/fd/\(fd)") else { return false }
+        return target == "pipe:[\(st.st_ino)]"
+    }
+
     /// Makes reads and writes return EAGAIN instead of blocking.
     public func setNonBlocking(_ on: Bool = true) throws(Errno) {
         let flags = fcntl(rawValue, F_GETFL)

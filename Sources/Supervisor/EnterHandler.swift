@@ -38,6 +38,15 @@ extension Supervisor {
             }
         }
         let entry = try entryMode(group, caller, trustOwner: params.trustOwner)
+        // Root entering through someone else's user namespace runs as a process she may
+        // ptrace: she could take its descriptors (pidfd_getfd) and keep them. So no
+        // descriptor of root's own goes there, only pipes the client relays.
+        if !params.tty, entry.isNamespaceRoot(owner: false),
+           !descriptors.rawValues.allSatisfy(FileDescriptor.isAnonymousPipe) {
+            descriptors.closeAll()
+            throw RPCError(.permissionDenied, "enter: root enters group \"\(group.name)\" through the user namespace of its owner (uid \(group.owner)), who could take the session's descriptors: stdin, stdout and stderr must be pipes, which the client relays (nsgroup does)",
+                           details: ["needs": "pipes"])
+        }
         let user = UserDatabase.user(uid: caller.uid)
         let shell = user.map { $0.shell.isEmpty ? "/bin/sh" : $0.shell } ?? "/bin/sh"
         // Root, entering through someone else's user namespace, is that namespace's

@@ -71,29 +71,46 @@ struct Enter: ParsableCommand {
     /// The command gets our stdio as its own; we only wait for its exit and
     /// pass on the signals a terminal or a job controller sends us. If the
     /// supervisor restarts meanwhile, we reconnect and attach to the session
-    /// again; the command itself never notices.
+    /// again; the command itself never notices. Where the supervisor will not
+    /// hand our descriptors to the session (root entering through someone else's
+    /// user namespace), it gets pipes and we relay.
     private func runScripted(_ first: RPCClient, _ params: EnterParams) throws(ClientError) -> Int32 {
         let signals: SignalDescriptor
         do { signals = try SignalDescriptor([SIGINT, SIGTERM, SIGHUP, SIGQUIT]) } catch { throw .io(error) }
         var client = first
-        let reply = try client.call("enter", params.json, descriptors: [0, 1, 2])
+        var relay: StdioRelay?
+        let reply: RPCClient.Reply
+        do {
+            reply = try client.call("enter", params.json, descriptors: [0, 1, 2])
+        } catch .server(let error) where error.details["needs"]?.stringValue == "pipes" {
+            let pipes = try StdioRelay()
+            reply = try client.call("enter", params.json, descriptors: pipes.sessionEnds)
+            pipes.closeSessionEnds()
+            relay = pipes
+        }
         let session: EnterResult
         do { session = try EnterResult(json: reply.result) } catch { throw .protocolViolation(error.message) }
+        func finish(_ exited: ExitedNotification) -> Int32 {
+            relay?.drain()
+            return report(exited)
+        }
         while true {
             do throws(ClientError) {
                 if let exited = try takeExited(client, session: session.session, wait: false) {
-                    return report(exited)
+                    return finish(exited)
                 }
                 var fds = [pollfd(fd: client.descriptor, events: Int16(POLLIN), revents: 0),
                            pollfd(fd: signals.rawValue, events: Int16(POLLIN), revents: 0)]
-                if poll(&fds, 2, -1) < 0 { continue }
+                    + (relay?.pollDescriptors ?? [])
+                if poll(&fds, nfds_t(fds.count), -1) < 0 { continue }
+                relay?.handle(Array(fds.dropFirst(2)))
                 if fds[1].revents != 0, let signal = signals.next() {
                     // Forward it; a session that has just ended answers not_found, which is fine.
                     _ = try? client.call("signal", SignalParams(name: params.name, session: session.session, signal: signal).json)
                     continue
                 }
                 if fds[0].revents != 0, let exited = try takeExited(client, session: session.session, wait: true) {
-                    return report(exited)
+                    return finish(exited)
                 }
             } catch .disconnected {
                 guard let again = reattach(client.socketPath, name: params.name, session: session.session) else {

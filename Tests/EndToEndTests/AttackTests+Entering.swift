@@ -1,4 +1,6 @@
 import Foundation
+import Client
+import RPC
 import Glibc
 import Namespaces
 import Testing
@@ -117,5 +119,31 @@ extension AttackTests {
         let more = try supervisor.nsgroup(["create", "more", "--ns", "mnt", "--tmpfs", "/srv:size=4m"], as: alice)
         #expect(more.stderr == "nsgroup: create: uid \(alice.uid) would have 12m of tmpfs mounts, more than allowed (limits.tmpfs-per-user = 10m)\n")
         #expect(try supervisor.groupNames() == ["scratch"])
+    }
+}
+
+extension AttackTests {
+    /// Root's scripted enter into someone else's user-namespace group goes through pipes the
+    /// CLI relays: stdin in, stdout and stderr out, the exit status back, as with its own
+    /// descriptors. Sent its own descriptors, the supervisor refuses, saying it needs pipes.
+    @Test func rootsStdioIsRelayedThroughPipes() throws {
+        let supervisor = try TestSupervisor()
+        #expect(try supervisor.nsgroup(["create", "lab", "--ns", "user,mnt,pid"], as: try TestUser.alice()).status == 0)
+        let input = Data((0..<20_000).map { "line \($0)\n" }.joined().utf8)
+        let result = try supervisor.nsgroup(["enter", "lab", "--", "sh", "-c", "wc -l; ls -l /proc/self/fd/0 /proc/self/fd/1 | grep -c pipe; echo to-stderr >&2; exit 3"],
+                                            stdin: input)
+        #expect(result.status == 3, "\(result.stderr)")
+        #expect(result.stdout == "20000\n2\n")
+        #expect(result.stderr == "to-stderr\n")
+
+        let client = try RPCClient(socketPath: supervisor.socketPath)
+        let files = (0..<3).map { _ in open("/dev/null", O_RDWR | O_CLOEXEC) }
+        defer { for fd in files { close(fd) } }
+        let refused = serverError { () throws(ClientError) in
+            try client.call("enter", EnterParams(name: "lab", argv: ["true"], tty: false).json, descriptors: files)
+        }
+        #expect(refused?.reason == .permissionDenied)
+        #expect(refused?.details["needs"] == "pipes")
+        #expect(refused?.message.hasPrefix("enter: root enters group \"lab\" through the user namespace of its owner") == true)
     }
 }
