@@ -284,10 +284,11 @@ final class Connection {
 
     /// Idle: no request completed and no reply taken for `timeout` seconds,
     /// and no reply of its own pending (a deferred destroy waits for the kernel).
-    /// Lines held back while the person's other connections hold their
-    /// unread replies do not make it idle either.
+    /// Nor is one held back while its person's connections hold too many
+    /// unread replies: its requests may wait unread in the socket, and it goes
+    /// on when the person reads (or their non-reader is closed, write-timeout).
     func isIdle(now: Double, timeout: Int) -> Bool {
-        waiting == nil && !(isHeldBackByPerson && framer.hasCompleteFrame) && now - lastProgress >= Double(timeout)
+        waiting == nil && !isHeldBackByPerson && now - lastProgress >= Double(timeout)
     }
 
     /// Stalled: part of a request line has waited for its end for `timeout`

@@ -124,6 +124,7 @@ struct OutputBudgetTests {
         #expect(ids.allSatisfy { harness.connections[$0]!.queuedOutputBytes < Connection.maxQueuedOutput })
         // Lines we hold back are neither stalled nor idle.
         #expect(!ids.contains { harness.connections[$0]!.hasStalledLine(now: later, timeout: 45) })
+        #expect(!ids.contains { harness.connections[$0]!.isIdle(now: later, timeout: 45) })
 
         // Someone else is served all the same.
         let other = try harness.open(as: bob)
