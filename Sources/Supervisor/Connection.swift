@@ -17,6 +17,12 @@ import Systemd
 /// person (its peer uid, or the owner of the subordinate range it lies in)
 /// in the ConnectionInput all connections of one supervisor share; past the
 /// budget the connection gets one limit_exceeded and is closed.
+///
+/// Replies and notifications queued and not yet taken by the client are
+/// charged to the same person (ConnectionInput.chargeOutput). While a person
+/// is over connections.output-per-user, none of their connections reads or
+/// handles requests; they resume once the person's unread output falls below
+/// three quarters of it (ConnectionInput wakes them).
 final class Connection {
     typealias Dispatch = (Connection, Request, ReceivedDescriptors, _ truncated: Bool) -> Reply
     /// The error to close the connection with when its person's buffered bytes (given) are over budget, else nil.
@@ -37,6 +43,8 @@ final class Connection {
     private var framer: LineFramer
     private var outbox: [Outgoing] = []
     private var source: EventSource?
+    /// The events `source` was last set to wait for.
+    private var interest: IOEvents = [.readable, .readHangup]
     private let dispatch: Dispatch
     private let onClose: (Connection) -> Void
     /// The id of the request whose reply is deferred, if any.
@@ -76,6 +84,7 @@ final class Connection {
     }
 
     func start(on loop: EventLoop) throws(SystemdError) {
+        if input.loop == nil { input.loop = loop }
         source = try loop.addIO(fd: socket.rawValue, events: [.readable, .readHangup]) { [weak self] events in
             self?.handle(events)
         }
@@ -86,6 +95,14 @@ final class Connection {
     /// Whether the next buffered request may be handled now.
     private var canProcess: Bool {
         !isClosed && waiting == nil && !closeWhenFlushed && queuedBytes < Self.maxQueuedOutput
+            && !input.isHeldBack(chargedUID)
+    }
+
+    /// Held back only because its person's unread output is over budget: the
+    /// connection would read (or handle buffered lines) otherwise.
+    private var isHeldBackByPerson: Bool {
+        !isClosed && waiting == nil && !closeWhenFlushed && queuedBytes < Self.maxQueuedOutput
+            && input.isHeldBack(chargedUID) && (!inputClosed || framer.hasCompleteFrame)
     }
 
     /// Accepted read-only requests not yet written to the journal (Supervisor.recordReads).
@@ -109,6 +126,21 @@ final class Connection {
             // The peer is gone entirely: nothing we write can arrive.
             close()
             return
+        }
+        // Readiness that arrived while the person went over budget (through
+        // another connection) must not spin the level-triggered loop.
+        updateInterest()
+        finishIfDone()
+    }
+
+    /// Called by ConnectionInput when this connection's person is back under
+    /// budget: handles the lines that waited and reads again.
+    func resume() {
+        guard !isClosed else { return }
+        if canProcess, framer.hasCompleteFrame {
+            processLines()
+        } else {
+            updateInterest()
         }
         finishIfDone()
     }
@@ -252,8 +284,11 @@ final class Connection {
 
     /// Idle: no request completed and no reply taken for `timeout` seconds,
     /// and no reply of its own pending (a deferred destroy waits for the kernel).
+    /// Nor is one held back while its person's connections hold too many
+    /// unread replies: its requests may wait unread in the socket, and it goes
+    /// on when the person reads (or their non-reader is closed, write-timeout).
     func isIdle(now: Double, timeout: Int) -> Bool {
-        waiting == nil && now - lastProgress >= Double(timeout)
+        waiting == nil && !isHeldBackByPerson && now - lastProgress >= Double(timeout)
     }
 
     /// Stalled: part of a request line has waited for its end for `timeout`
@@ -263,13 +298,18 @@ final class Connection {
     /// (a deferred reply, unread replies) do not count.
     func hasStalledLine(now: Double, timeout: Int) -> Bool {
         guard let since = unfinishedSince, waiting == nil, queuedBytes < Self.maxQueuedOutput,
-              !framer.hasCompleteFrame else { return false }
+              !input.isHeldBack(chargedUID), !framer.hasCompleteFrame else { return false }
         return now - since >= Double(timeout)
     }
 
-    /// Stuck: over the output cap and no reply byte taken for `timeout` seconds.
+    /// Stuck: replies waiting, either over the connection's own output cap or
+    /// while its person is over connections.output-per-user, and no byte of
+    /// them taken for `timeout` seconds. The second keeps one connection that
+    /// never reads (a subscriber's included) from holding its person's other
+    /// connections back for ever.
     func isStuckWriting(now: Double, timeout: Int) -> Bool {
-        queuedBytes >= Self.maxQueuedOutput && now - lastWrite >= Double(timeout)
+        queuedBytes > 0 && (queuedBytes >= Self.maxQueuedOutput || input.isHeldBack(chargedUID))
+            && now - lastWrite >= Double(timeout)
     }
 
     /// Queues one line, with descriptors to pass beside its first byte.
@@ -278,6 +318,7 @@ final class Connection {
         if outbox.isEmpty { lastWrite = monotonicSeconds() }
         let line = message.line
         queuedBytes += line.count
+        input.chargeOutput(chargedUID, line.count)
         outbox.append(Outgoing(bytes: line, descriptors: descriptors))
         flush()
     }
@@ -299,6 +340,7 @@ final class Connection {
             outbox[0].descriptors = nil  // sent with the first byte; our copies close here
             outbox[0].sent += sent
             queuedBytes -= sent
+            input.chargeOutput(chargedUID, -sent)
             lastProgress = monotonicSeconds()
             lastWrite = lastProgress
             if outbox[0].sent == outbox[0].bytes.count { outbox.removeFirst() }
@@ -308,10 +350,15 @@ final class Connection {
 
     /// Reading is off while a reply is deferred or after end of input, so
     /// level-triggered readiness cannot spin the loop; EPOLLHUP still arrives.
+    /// While its person is over budget, the connection is listed with
+    /// ConnectionInput to be resumed.
     private func updateInterest() {
         guard !isClosed, let source else { return }
         var events: IOEvents = isReading ? [.readable, .readHangup] : []
         if !outbox.isEmpty { events.insert(.writable) }
+        if isHeldBackByPerson { input.holdBack(self) }
+        guard events != interest else { return }
+        interest = events
         try? source.setIOEvents(events)
     }
 
@@ -327,6 +374,9 @@ final class Connection {
         source?.cancel()
         source = nil
         outbox.removeAll()
+        input.chargeOutput(chargedUID, -queuedBytes)
+        queuedBytes = 0
+        input.release(self)
         for fd in framer.takeAllDescriptors() { _ = Glibc.close(fd) }
         framer = LineFramer(maxLineLength: framer.maxLineLength)
         updateCharge()
@@ -334,14 +384,31 @@ final class Connection {
     }
 }
 
-/// What the connections of one supervisor share for reading: a receive
-/// buffer (the loop is single-threaded, so one per supervisor suffices; a
-/// static one would be shared by every supervisor in a process, such as a
-/// test runner's) and the bytes of unfinished requests each person holds
-/// across all their connections.
+/// What the connections of one supervisor share: a receive buffer (the loop
+/// is single-threaded, so one per supervisor suffices; a static one would be
+/// shared by every supervisor in a process, such as a test runner's), the
+/// bytes of unfinished requests each person holds across all their
+/// connections, and the bytes of replies and notifications queued for each
+/// person and not yet read (with the connections held back while a person is
+/// over connections.output-per-user).
 final class ConnectionInput {
     let receiveBuffer: UnsafeMutableRawBufferPointer
     private(set) var heldBytes: [uid_t: Int] = [:]
+    /// Bytes of replies and notifications queued on each person's connections, not yet taken.
+    private(set) var unreadBytes: [uid_t: Int] = [:]
+    /// The most unread output a person may have before their connections stop reading requests.
+    private(set) var outputBudget = Int.max
+    /// People who reached outputBudget and have not yet fallen below resumeMark.
+    private(set) var overBudget: Set<uid_t> = []
+    /// Connections waiting for their person to fall below resumeMark.
+    private var heldBack: [uid_t: [ObjectIdentifier: WeakHeld]] = [:]
+    /// People back under budget whose held-back connections are yet to be resumed.
+    private var toResume: Set<uid_t> = []
+    private var resumeSource: EventSource?
+    /// The loop the connections run on (set by the first Connection.start).
+    var loop: EventLoop?
+
+    private struct WeakHeld { weak var connection: Connection? }
 
     init(bufferSize: Int = 1 << 16) {
         receiveBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: 8)
@@ -355,5 +422,75 @@ final class ConnectionInput {
         let total = heldBytes[uid, default: 0] + delta
         heldBytes[uid] = total > 0 ? total : nil
         return max(total, 0)
+    }
+
+    /// Over budget, a person's connections are resumed once their unread
+    /// output is below this: three quarters of the budget, so that waking
+    /// them all is paid for by at least a quarter of the budget read.
+    var resumeMark: Int { outputBudget - outputBudget / 4 }
+
+    /// Whether `uid`'s connections must not read or handle requests now.
+    func isHeldBack(_ uid: uid_t) -> Bool { overBudget.contains(uid) }
+
+    /// Adds `delta` bytes to `uid`'s unread output (replies, notifications).
+    func chargeOutput(_ uid: uid_t, _ delta: Int) {
+        guard delta != 0 else { return }
+        let total = unreadBytes[uid, default: 0] + delta
+        unreadBytes[uid] = total > 0 ? total : nil
+        update(uid, total)
+    }
+
+    /// Sets connections.output-per-user (at start and on reload).
+    func setOutputBudget(_ budget: Int) {
+        outputBudget = budget
+        for uid in Set(unreadBytes.keys).union(overBudget) { update(uid, unreadBytes[uid, default: 0]) }
+    }
+
+    private func update(_ uid: uid_t, _ total: Int) {
+        if total >= outputBudget {
+            overBudget.insert(uid)
+        } else if total < resumeMark, overBudget.remove(uid) != nil, heldBack[uid] != nil {
+            toResume.insert(uid)
+            scheduleResume()
+        }
+    }
+
+    /// Lists a connection to be resumed when its person is back under budget.
+    func holdBack(_ connection: Connection) {
+        heldBack[connection.chargedUID, default: [:]][ObjectIdentifier(connection)] = WeakHeld(connection: connection)
+    }
+
+    /// Forgets a closed connection.
+    func release(_ connection: Connection) {
+        let uid = connection.chargedUID
+        guard var waiting = heldBack[uid] else { return }
+        waiting[ObjectIdentifier(connection)] = nil
+        heldBack[uid] = waiting.isEmpty ? nil : waiting
+    }
+
+    /// How many connections wait for their person to be back under budget.
+    var heldBackCount: Int { heldBack.values.reduce(0) { $0 + $1.count } }
+
+    /// Resumes from the loop, not from inside whichever connection's write
+    /// brought the person under budget: resuming handles requests.
+    private func scheduleResume() {
+        if let resumeSource {
+            resumeSource.isEnabled = true
+        } else if let loop, let source = try? loop.addDefer({ [weak self] in self?.resumeHeldBack() }) {
+            resumeSource = source
+        } else {
+            resumeHeldBack()
+        }
+    }
+
+    private func resumeHeldBack() {
+        let people = toResume
+        toResume = []
+        for uid in people where !overBudget.contains(uid) {
+            guard let waiting = heldBack.removeValue(forKey: uid) else { continue }
+            // A connection resumed may take the person over again: the rest
+            // then list themselves again (Connection.updateInterest).
+            for held in waiting.values { held.connection?.resume() }
+        }
     }
 }

@@ -10,7 +10,8 @@ extension Supervisor {
     /// see (list, inspect). It keeps answering requests too, and is never
     /// closed for being idle; one that does not read its events and lets
     /// more than connections.subscriber-buffer of them pile up is dropped,
-    /// rather than slowing the supervisor or holding its memory.
+    /// rather than slowing the supervisor or holding its memory; so is one
+    /// behind on its events while its person is over connections.output-per-user.
     func subscribe(_ context: RequestContext) throws(RPCError) -> Reply {
         try ParamsReader(context.request.params, method: "subscribe").finish()
         // A small kernel buffer, so that the cap below (not the socket's own
@@ -32,8 +33,16 @@ extension Supervisor {
             }
             guard policy.mayUse(connection.peer, group) else { continue }
             connection.send(message)
-            if connection.queuedOutputBytes > policy.subscriberBuffer {
-                audit.logger.notice("Dropping an event subscriber of uid \(connection.peer.uid): \(connection.queuedOutputBytes) bytes of events unread (connections.subscriber-buffer = \(policy.subscriberBuffer))",
+            let unread = connection.queuedOutputBytes
+            let overSelf = unread > policy.subscriberBuffer
+            // Events are pushed, not asked for, so they cannot wait for the person's
+            // budget: a subscriber behind on them while its person is over
+            // connections.output-per-user is dropped, as one over its own buffer is.
+            if overSelf || (unread > 0 && connectionInput.isHeldBack(connection.chargedUID)) {
+                let why = overSelf
+                    ? "(connections.subscriber-buffer = \(policy.subscriberBuffer))"
+                    : "while \(chargedSubject(connection.peer.uid)) \(connectionInput.unreadBytes[connection.chargedUID, default: 0]) bytes unread across all connections (connections.output-per-user = \(policy.outputPerUser))"
+                audit.logger.notice("Dropping an event subscriber of uid \(connection.peer.uid): \(unread) bytes of events unread \(why)",
                                     metadata: [AuditField.callerUID: .string(String(connection.peer.uid))])
                 subscribers[id] = nil
                 connection.close()

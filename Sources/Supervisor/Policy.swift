@@ -44,6 +44,10 @@ struct Policy: Sendable, Equatable {
     /// their connections; nil (not set): 4 MiB, or maxLine if that is more.
     var bufferPerUser: Int?
 
+    /// Bytes of replies and notifications one person may leave unread across
+    /// all their connections before those connections stop reading requests
+    /// (until the person is back under three quarters of it).
+    var outputPerUser = 4 << 20
     /// The connection places kept for root and admins.
     var reservedConnections: Int { reservedForAdmins ?? maxConnections / 256 }
     /// The budget of buffered request bytes per person.
@@ -55,8 +59,9 @@ struct Policy: Sendable, Equatable {
     /// or a reply of its is pending; one with part of a request line waiting
     /// this long is closed whatever it is. Seconds.
     var idleTimeout = 45
-    /// A connection with more than 1 MiB of replies waiting that takes none
-    /// of them for this long is closed, sessions or not. Seconds.
+    /// A connection with more than 1 MiB of replies waiting, or with any
+    /// waiting while its person is over outputPerUser, that takes none of
+    /// them for this long is closed, sessions or not. Seconds.
     var writeTimeout = 45
     /// Unread events a subscriber may let pile up before it is dropped. Bytes.
     var subscriberBuffer = 256 << 10
@@ -72,6 +77,7 @@ struct Policy: Sendable, Equatable {
             && a.sessionsPerUser == b.sessionsPerUser && a.maxGroups == b.maxGroups
             && a.maxConnections == b.maxConnections && a.connectionsPerUser == b.connectionsPerUser
             && a.reservedConnections == b.reservedConnections && a.bufferBudget == b.bufferBudget
+            && a.outputPerUser == b.outputPerUser
             && a.maxLine == b.maxLine && a.idleTimeout == b.idleTimeout && a.writeTimeout == b.writeTimeout
             && a.subscriberBuffer == b.subscriberBuffer && a.recordEachRead == b.recordEachRead
             && a.readSummaryInterval == b.readSummaryInterval

@@ -24,6 +24,7 @@ import Namespaces
 /// per-user = 1024
 /// reserved-for-admins = 16
 /// buffer-per-user = 4194304
+/// output-per-user = 4194304
 /// max-line = 1048576
 /// idle-timeout = 45
 /// write-timeout = 45
@@ -84,7 +85,7 @@ enum PolicyFile {
     static let keys: [String: Set<String>] = [
         "access": ["create", "admin-group", "namespaces", "tmpfs-paths"],
         "limits": ["groups-per-user", "sessions-per-user", "groups", "tmpfs-size", "tmpfs-per-user"],
-        "connections": ["max", "per-user", "reserved-for-admins", "buffer-per-user", "max-line", "idle-timeout",
+        "connections": ["max", "per-user", "reserved-for-admins", "buffer-per-user", "output-per-user", "max-line", "idle-timeout",
                         "write-timeout", "subscriber-buffer"],
         "audit": ["reads", "read-summary-interval"],
     ]
@@ -214,6 +215,8 @@ enum PolicyFile {
             policy.reservedForAdmins = try count(value)
         case ("connections", "buffer-per-user"):
             policy.bufferPerUser = try count(value, from: 1024, to: 1 << 30)
+        case ("connections", "output-per-user"):
+            policy.outputPerUser = try count(value, from: 1024, to: 1 << 30)
         case ("connections", "max-line"):
             policy.maxLine = try count(value, from: 1024, to: 64 << 20)
         case ("connections", "idle-timeout"):

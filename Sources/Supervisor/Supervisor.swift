@@ -31,7 +31,7 @@ public final class Supervisor {
     private var connections: [UInt64: Connection] = [:]
     /// Open connections per charged person (see SubordinateOwners).
     private var connectionsPerUID: [uid_t: Int] = [:]
-    /// The receive buffer and the per-person count of buffered request bytes.
+    /// The receive buffer, and the per-person counts of buffered request bytes and of unread output.
     let connectionInput = ConnectionInput()
     /// Owners of subordinate uids, from /etc/subuid.
     let subordinates: SubordinateOwners
@@ -64,6 +64,7 @@ public final class Supervisor {
         } catch {
             throw StartupError("bad configuration: \(error)")
         }
+        connectionInput.setOutputBudget(policy.outputPerUser)
     }
 
     /// Reads the configuration (and /etc/subuid) again (SIGHUP). A file that
@@ -76,6 +77,7 @@ public final class Supervisor {
         do {
             let reloaded = try PolicyFile.load(path: configuration.configPath, required: configuration.configRequired)
             policy = reloaded
+            connectionInput.setOutputBudget(reloaded.outputPerUser)
             audit.record(.policyReloaded, "Reloaded policy from \(configuration.configPath)",
                          fields: fields.merging([AuditField.result: "ok"]) { $1 })
         } catch {
@@ -282,7 +284,8 @@ public final class Supervisor {
     /// (unless a session reports to them, they subscribed, or a reply of
     /// theirs is pending), those with part of a request line waiting longer
     /// than idle-timeout (whatever they are), and those whose unread replies
-    /// have not moved for write-timeout.
+    /// (over 1 MiB, or any while their person is over output-per-user) have
+    /// not moved for write-timeout.
     func sweepConnections() {
         let now = monotonicSeconds()
         var listening = Set<ObjectIdentifier>()
@@ -295,7 +298,10 @@ public final class Supervisor {
                 recordReads(of: connection)
             }
             if connection.isStuckWriting(now: now, timeout: policy.writeTimeout) {
-                audit.logger.notice("Closing a connection of uid \(connection.peer.uid): it has not read its replies for \(policy.writeTimeout) s",
+                let person = connectionInput.isHeldBack(connection.chargedUID)
+                    ? "; \(chargedSubject(connection.peer.uid)) \(connectionInput.unreadBytes[connection.chargedUID, default: 0]) bytes unread across all connections (connections.output-per-user = \(policy.outputPerUser))"
+                    : ""
+                audit.logger.notice("Closing a connection of uid \(connection.peer.uid): it has not read its replies for \(policy.writeTimeout) s (connections.write-timeout)\(person)",
                                     metadata: [AuditField.callerUID: .string(String(connection.peer.uid))])
                 connection.close()
             } else if connection.hasStalledLine(now: now, timeout: policy.idleTimeout) {

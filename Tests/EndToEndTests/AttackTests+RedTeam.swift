@@ -212,7 +212,13 @@ extension AttackTests {
         try #require(eventually(timeoutSeconds: 15) { ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("READY") })
         usleep(1_000_000)
         let after = try Self.residentKiB(supervisor.pid)
-        #expect(after - before < 24 * 1024, "one user's unread replies grew the supervisor by \((after - before) / 1024) MiB (connections.buffer-per-user is 4 MiB)")
+        #expect(after - before < 24 * 1024, "one user's unread replies grew the supervisor by \((after - before) / 1024) MiB (connections.buffer-per-user and connections.output-per-user are 4 MiB)")
+        // Holding alice's connections back delays nobody else.
+        let bob = try TestUser.bob()
+        var served: CommandResult?
+        let waited = try ContinuousClock().measure { served = try supervisor.nsgroup(["version"], as: bob) }
+        #expect(served?.status == 0, "\(served?.stderr ?? "")")
+        #expect(waited < .seconds(5), "bob waited \(waited) behind alice's unread replies")
     }
 
     /// A session is a login of its caller's: the caller's resource limits (pam_limits'

@@ -306,6 +306,38 @@ import Testing
         #expect(later.last?["group"] as? String == "doomed")
     }
 
+    /// Events cannot wait for their person's output budget: a subscriber behind on
+    /// them while its person is over connections.output-per-user is dropped, long
+    /// before its own connections.subscriber-buffer (256 KiB) is reached.
+    @Test func aLaggingSubscriberIsDroppedWhileItsPersonIsOverTheOutputBudget() throws {
+        try JournalTests.requireJournald()
+        let supervisor = try TestSupervisor(config: "[connections]\noutput-per-user = 65536\nwrite-timeout = 60\nidle-timeout = 60\n")
+        let bob = try TestUser.bob()
+        let lazy = try RPCClient(socketPath: supervisor.socketPath)
+        _ = try lazy.call("subscribe")
+        // Root goes over its budget on another connection that never reads.
+        let hog = try RPCClient(socketPath: supervisor.socketPath)
+        var lines: [UInt8] = []
+        for i in 0..<3000 { lines += Array("{\"jsonrpc\":\"2.0\",\"id\":\(i),\"method\":\"version\"}\n".utf8) }
+        try hog.sendLine(lines)
+        // Bob's groups come and go; root sees them all.
+        var dropped = false
+        var cycles = 0
+        while cycles < 150 && !dropped {
+            cycles += 1
+            #expect(try supervisor.nsgroup(["create", "churn", "--ns", "uts"], as: bob).status == 0)
+            #expect(try supervisor.nsgroup(["destroy", "churn"], as: bob).status == 0)
+            var p = pollfd(fd: lazy.descriptor, events: Int16(POLLIN) | 0x2000 /* POLLRDHUP */, revents: 0)
+            dropped = poll(&p, 1, 0) > 0 && p.revents & (0x2000 | Int16(POLLHUP)) != 0
+        }
+        #expect(dropped, "the lagging subscriber was kept through \(cycles) create/destroy cycles")
+        #expect(eventually(timeoutSeconds: 10) {
+            ((try? run("/usr/bin/journalctl", ["-o", "cat", "--no-pager", "NSGROUP_SOCKET=\(supervisor.socketPath)"]))?.stdout ?? "")
+                .split(separator: "\n").contains { $0.hasPrefix("Dropping an event subscriber") && $0.hasSuffix("(connections.output-per-user = 65536)") }
+        }, "the journal says why")
+        withExtendedLifetime(hog) {}
+    }
+
     @Test func aSubscriberThatDoesNotReadIsDroppedAndNothingElseSlows() throws {
         let supervisor = try TestSupervisor(config: "[connections]\nsubscriber-buffer = 4096\n")
         // Subscribe, then never read.

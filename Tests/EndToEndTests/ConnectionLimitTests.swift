@@ -124,6 +124,32 @@ import Testing
         #expect(try steady.call("version").result["protocol"]?.int64Value == 1)
     }
 
+    /// Over connections.output-per-user, every connection of the person waits, even
+    /// one with nothing unread of its own; the one that never reads is closed after
+    /// write-timeout, and the one that waited is answered then, without asking again.
+    @Test func aPersonOverTheOutputBudgetWaitsUntilTheNonReaderIsClosed() throws {
+        let supervisor = try TestSupervisor(config: "[connections]\noutput-per-user = 65536\nwrite-timeout = 2\nidle-timeout = 60\n")
+        let waiter = try RPCClient(socketPath: supervisor.socketPath)
+        _ = try waiter.call("version")
+        // Far more replies than the socket holds, and more than 64 KiB besides; never read.
+        let hog = try RPCClient(socketPath: supervisor.socketPath)
+        var lines: [UInt8] = []
+        for i in 0..<3000 { lines += Array("{\"jsonrpc\":\"2.0\",\"id\":\(i),\"method\":\"version\"}\n".utf8) }
+        try hog.sendLine(lines)
+        usleep(300_000)
+        let clock = ContinuousClock()
+        let start = clock.now
+        let reply = try waiter.call("version")
+        let waited = clock.now - start
+        #expect(reply.result["protocol"]?.int64Value == 1)
+        #expect(waited > .milliseconds(900), "answered after \(waited): root's connections were not held back")
+        #expect(waited < .seconds(15), "answered only after \(waited)")
+        // The hog was closed before all its replies came.
+        let (got, closed) = linesUntilClosed(hog)
+        #expect(closed)
+        #expect(got.count < 3000, "\(got.count) replies: the hog should have been closed")
+    }
+
     @Test func numbersOutOfRangeAreInvalidParams() throws {
         let supervisor = try TestSupervisor()
         let client = try RPCClient(socketPath: supervisor.socketPath)
