@@ -55,6 +55,7 @@ extension SpawnError {
         case NS_STAGE_DUMPABLE: step = "prctl(PR_SET_DUMPABLE)"
         case NS_STAGE_LOGINUID: step = "write(/proc/self/loginuid)"
         case NS_STAGE_RESOLVE_AS: step = "setfsuid/setgroups for \(item(tmpfs) ?? "?")"
+        case NS_STAGE_TMPFS_NOT_OWNED: step = "tmpfs target \(item(tmpfs) ?? "?") is not the caller's"
         default: step = "stage \(report.stage)"
         }
         self.init(step: step, errno: Errno(rawValue: report.error))
