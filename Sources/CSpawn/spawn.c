@@ -258,6 +258,40 @@ int ns_spawn_holder(const struct ns_holder_spec *spec, pid_t *pid, int *pidfd) {
 
 /* ---- entering a group ---------------------------------------------------- */
 
+_Static_assert(NS_RLIMIT_COUNT == RLIM_NLIMITS, "NS_RLIMIT_COUNT must cover every resource limit");
+_Static_assert(sizeof(struct ns_rlimit) == 16, "struct ns_rlimit must be the kernel's struct rlimit64");
+
+int ns_read_rlimits(pid_t pid, struct ns_rlimit *limits) {
+    if (pid <= 0) {
+        errno = ESRCH;
+        return -1;
+    }
+    for (int r = 0; r < NS_RLIMIT_COUNT; r++)
+        if (syscall(SYS_prlimit64, pid, r, NULL, &limits[r]) < 0)
+            return -1;
+    return 0;
+}
+
+/* Sets this process's limit r to *want. A hard limit above the current one
+ * needs CAP_SYS_RESOURCE: without it (a supervisor run with a bounding set
+ * that lacks it) the limit is capped at the current hard one instead, so the
+ * process never gets more than the caller had, only possibly less. */
+static int set_rlimit(int r, const struct ns_rlimit *want) {
+    if (syscall(SYS_prlimit64, 0, r, want, NULL) == 0)
+        return 0;
+    if (errno != EPERM)
+        return -1;
+    struct ns_rlimit have;
+    if (syscall(SYS_prlimit64, 0, r, NULL, &have) < 0)
+        return -1;
+    if (want->max <= have.max) {
+        errno = EPERM;
+        return -1;
+    }
+    struct ns_rlimit capped = { .cur = want->cur < have.max ? want->cur : have.max, .max = have.max };
+    return (int)syscall(SYS_prlimit64, 0, r, &capped, NULL);
+}
+
 __attribute__((noreturn)) static void session_child(const struct ns_enter_spec *spec, int status) {
     /* Keep the status pipe clear of 0-2, which are about to be replaced. */
     if (status < 3 && (status = fcntl(status, F_DUPFD_CLOEXEC, 3)) < 0)
@@ -277,6 +311,16 @@ __attribute__((noreturn)) static void session_child(const struct ns_enter_spec *
             fail(status, NS_STAGE_STDIO, i);
     if (spec->controlling_tty && ioctl(0, TIOCSCTTY, 0) < 0)
         fail(status, NS_STAGE_TIOCSCTTY, -1);
+
+    /* The caller's resource limits, while this process still has
+     * CAP_SYS_RESOURCE (a hard limit above the supervisor's needs it; see
+     * set_rlimit for a supervisor without it):
+     * RLIMIT_NPROC then counts the caller's processes from setresuid on, and
+     * execve fails with EAGAIN if they already have too many. */
+    if (spec->rlimits)
+        for (int r = 0; r < NS_RLIMIT_COUNT; r++)
+            if (set_rlimit(r, &spec->rlimits[r]) < 0)
+                fail(status, NS_STAGE_RLIMIT, r);
 
     /* Into a user namespace the groups were set before joining it (the
      * group's setgroups may be "deny"). */
@@ -300,13 +344,6 @@ __attribute__((noreturn)) static void session_child(const struct ns_enter_spec *
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         fail(status, NS_STAGE_NO_NEW_PRIVS, -1);
     umask(022);
-    if (spec->nofile_soft > 0) {
-        struct rlimit limit;
-        if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && spec->nofile_soft <= limit.rlim_max) {
-            limit.rlim_cur = spec->nofile_soft;
-            (void)setrlimit(RLIMIT_NOFILE, &limit);
-        }
-    }
     if (ns_close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
         fail(status, NS_STAGE_CLOSE_FDS, -1);
     unblock_all_signals();

@@ -12,20 +12,26 @@ public struct PeerCredentials: Sendable, Hashable {
     public let gid: gid_t
     /// Supplementary groups, read at connect time.
     public let groups: [gid_t]
+    /// What was read of the peer process itself at accept time, or nil when
+    /// that could not be verified to be the peer's (it had exited, its pid
+    /// may have been reused, or the kernel has no SO_PEERPIDFD). A session
+    /// carries it on: the supervisor starts none for a connection without it.
+    public let process: PeerProcess?
+
     /// The peer's audit loginuid at connect time (`unsetLoginUID` when it has
-    /// none), or nil when it could not be read from a process known to be the
-    /// peer: then nobody's should be assumed.
-    public let loginUID: UInt32?
+    /// none), or nil when it could not be verified or the kernel keeps none
+    /// (no audit support): then nobody's should be assumed.
+    public var loginUID: UInt32? { process?.loginUID }
 
     /// What /proc/PID/loginuid says of a process that has no login.
     public static let unsetLoginUID = UInt32.max
 
-    public init(pid: pid_t, uid: uid_t, gid: gid_t, groups: [gid_t], loginUID: UInt32? = nil) {
+    public init(pid: pid_t, uid: uid_t, gid: gid_t, groups: [gid_t], process: PeerProcess? = nil) {
         self.pid = pid
         self.uid = uid
         self.gid = gid
         self.groups = groups
-        self.loginUID = loginUID
+        self.process = process
     }
 
     /// Reads the credentials of the peer of a connected socket.
@@ -43,24 +49,7 @@ public struct PeerCredentials: Sendable, Hashable {
         return PeerCredentials(pid: pid, uid: uid, gid: gid,
                                groups: kernelGroups(socket) ?? procGroups(socket, pid: pid)
                                    ?? UserDatabase.groupList(uid: uid, primary: gid),
-                               loginUID: loginUID(socket, pid: pid))
-    }
-
-    /// The peer's /proc/PID/loginuid, read while the peer is pinned by
-    /// SO_PEERPIDFD: if the pidfd still refers to a live process after the
-    /// read, the pid was the peer's all along and not a reused one. (The
-    /// kernel keeps no loginuid with the socket, so this is the peer's value
-    /// now, which only a process with CAP_AUDIT_CONTROL can have changed.)
-    /// Nil when that cannot be made sure of.
-    private static func loginUID(_ socket: Int32, pid: pid_t) -> UInt32? {
-        guard pid > 0 else { return nil }
-        let fd = ns_peer_pidfd(socket)
-        guard fd >= 0 else { return nil }
-        let pinned = Pidfd(pid: pid, adopting: fd)
-        guard let text = try? ProcFS.readText("/proc/\(pid)/loginuid", limit: 32),
-              let value = UInt32(text.split(separator: "\n").first ?? "")
-        else { return nil }
-        return pinned.isAlive ? value : nil
+                               process: PeerProcess.read(socket, pid: pid))
     }
 
     private static func kernelGroups(_ socket: Int32) -> [gid_t]? {
@@ -88,3 +77,66 @@ public struct PeerCredentials: Sendable, Hashable {
         self.gid == gid || groups.contains(gid)
     }
 }
+
+/// A process's resource limit, as prlimit(2) reports it (RLIM_INFINITY is UInt64.max).
+public struct ResourceLimit: Sendable, Hashable {
+    public var soft: UInt64
+    public var hard: UInt64
+
+    public init(soft: UInt64, hard: UInt64) {
+        self.soft = soft
+        self.hard = hard
+    }
+}
+
+/// What a session takes from the process that connected, beyond its ids: its audit loginuid
+/// and its resource limits (pam_limits' nproc, nofile, …). The kernel keeps neither with the
+/// socket, so both are read from /proc/PID and prlimit(PID) at accept time, while the peer is
+/// pinned by SO_PEERPIDFD: if the pidfd still refers to a live process after the reads, the
+/// pid was the peer's all along and not a reused one. (They are the peer's values at accept
+/// time; raising a hard limit or changing a loginuid needs CAP_SYS_RESOURCE or
+/// CAP_AUDIT_CONTROL, so a peer can only have lowered them since connect.)
+public struct PeerProcess: Sendable, Hashable {
+    /// The loginuid (`PeerCredentials.unsetLoginUID` when the peer has none), or nil when the
+    /// kernel has no audit support (no /proc/self/loginuid).
+    public let loginUID: UInt32?
+    /// Every resource limit, indexed by resource number (RLIMIT_CPU … RLIMIT_RTTIME).
+    public let limits: [ResourceLimit]
+
+    public init(loginUID: UInt32?, limits: [ResourceLimit]) {
+        self.loginUID = loginUID
+        self.limits = limits
+    }
+
+    /// Whether this kernel keeps audit loginuids at all.
+    public static let kernelHasAudit = access("/proc/self/loginuid", F_OK) == 0
+
+    /// Reads the peer of `socket`, process `pid`; nil unless every read was the peer's own.
+    static func read(_ socket: Int32, pid: pid_t) -> PeerProcess? {
+        guard pid > 0 else { return nil }
+        let fd = ns_peer_pidfd(socket)
+        guard fd >= 0 else { return nil }
+        let pinned = Pidfd(pid: pid, adopting: fd)
+        // prlimit(2) of another user's process needs CAP_SYS_RESOURCE; where the supervisor
+        // runs without it, the same numbers come from /proc/PID/limits.
+        var raw = [ns_rlimit](repeating: ns_rlimit(), count: Int(NS_RLIMIT_COUNT))
+        let limits: [ResourceLimit]
+        if ns_read_rlimits(pid, &raw) == 0 {
+            limits = raw.map { ResourceLimit(soft: $0.cur, hard: $0.max) }
+        } else if errno == EPERM, let read = try? ProcFS.resourceLimits(pid: pid), read.count == Int(NS_RLIMIT_COUNT) {
+            limits = read
+        } else {
+            return nil
+        }
+        var loginUID: UInt32?
+        if kernelHasAudit {
+            guard let text = try? ProcFS.readText("/proc/\(pid)/loginuid", limit: 32),
+                  let value = UInt32(text.split(separator: "\n").first ?? "")
+            else { return nil }
+            loginUID = value
+        }
+        guard pinned.isAlive else { return nil }
+        return PeerProcess(loginUID: loginUID, limits: limits)
+    }
+}
+

@@ -37,11 +37,15 @@ public struct ResolveCredentials: Sendable, Hashable {
     public var uid: uid_t
     public var gid: gid_t
     public var groups: [gid_t]
+    /// Each tmpfs target must be a directory this uid owns (`--require-owner`):
+    /// a caller who is not an admin may hide only a directory of their own.
+    public var requireOwner: Bool
 
-    public init(uid: uid_t, gid: gid_t, groups: [gid_t]) {
+    public init(uid: uid_t, gid: gid_t, groups: [gid_t], requireOwner: Bool = false) {
         self.uid = uid
         self.gid = gid
         self.groups = groups
+        self.requireOwner = requireOwner
     }
 }
 
@@ -124,6 +128,7 @@ public struct HolderSpec: Sendable {
             if let resolveAs, !tmpfs.isEmpty {
                 args += ["--resolve-as", String(resolveAs.uid), String(resolveAs.gid),
                          resolveAs.groups.isEmpty ? "-" : resolveAs.groups.map(String.init).joined(separator: ",")]
+                if resolveAs.requireOwner { args.append("--require-owner") }
             }
             for mount in tmpfs { args += ["--tmpfs", mount.path, mount.options] }
         }

@@ -32,6 +32,26 @@ public enum ProcFS {
         return ticks
     }
 
+    /// Every resource limit of the process, in resource order (RLIMIT_CPU …), from
+    /// /proc/PID/limits, which anyone may read: the kernel writes a header, then one line per
+    /// resource, its name padded to 25 columns, then the soft and hard limits ("unlimited" or
+    /// a number), each padded to 20.
+    public static func resourceLimits(pid: pid_t) throws(Errno) -> [ResourceLimit] {
+        let lines = try readText("/proc/\(pid)/limits", limit: 8192).split(separator: "\n").dropFirst()
+        var limits: [ResourceLimit] = []
+        for line in lines {
+            let values = line.utf8.dropFirst(26).split(separator: UInt8(ascii: " "))
+            func value(_ index: Int) -> UInt64? {
+                guard values.count > index else { return nil }
+                let text = String(decoding: values[index], as: UTF8.self)
+                return text == "unlimited" ? UInt64.max : UInt64(text)
+            }
+            guard let soft = value(0), let hard = value(1) else { throw Errno(rawValue: EINVAL) }
+            limits.append(ResourceLimit(soft: soft, hard: hard))
+        }
+        return limits
+    }
+
     /// The value of one "Key:\tvalue" line of /proc/PID/status.
     public static func statusField(pid: pid_t, _ key: String) throws(Errno) -> String? {
         let text = try readText("/proc/\(pid)/status")

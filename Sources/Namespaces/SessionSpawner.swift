@@ -20,8 +20,10 @@ public struct SessionSpec {
     public var searchPath: String
     /// Make fd 0 the controlling terminal of the new session (interactive).
     public var controllingTerminal: Bool
-    /// The soft RLIMIT_NOFILE to give the process; 0 keeps the supervisor's.
-    public var descriptorLimit: UInt64 = 0
+    /// The caller's resource limits, every one (see `PeerProcess.limits`), set
+    /// before the switch to `uid`; they replace the supervisor's, NOFILE
+    /// included. Nil keeps the supervisor's.
+    public var resourceLimits: [ResourceLimit]?
     /// Entering the group's user namespace (uid and gid are then the ids
     /// inside, normally 0). `groups` are set before joining it, in the host's
     /// user namespace, and kept inside (where setgroups may be denied): the
@@ -34,8 +36,7 @@ public struct SessionSpec {
     public var loginUID: UInt32?
 
     public init(uid: uid_t, gid: gid_t, groups: [gid_t], cwd: String, cwdFallback: Bool, executable: String,
-                argv: [String], environment: [String], searchPath: String, controllingTerminal: Bool,
-                descriptorLimit: UInt64 = 0) {
+                argv: [String], environment: [String], searchPath: String, controllingTerminal: Bool) {
         self.uid = uid
         self.gid = gid
         self.groups = groups
@@ -46,7 +47,6 @@ public struct SessionSpec {
         self.environment = environment
         self.searchPath = searchPath
         self.controllingTerminal = controllingTerminal
-        self.descriptorLimit = descriptorLimit
     }
 }
 
@@ -85,6 +85,11 @@ public enum SessionSpawner {
         var pid: pid_t = 0
         var report = ns_report()
         let file = spec.executable
+        // Exactly one per resource, or none.
+        if let given = spec.resourceLimits, given.count != Int(NS_RLIMIT_COUNT) {
+            throw SpawnError(step: "resource limits (\(given.count), not \(NS_RLIMIT_COUNT))", errno: Errno(rawValue: EINVAL))
+        }
+        let limits = spec.resourceLimits?.map { ns_rlimit(cur: $0.soft, max: $0.hard) }
         let status = withCStringArray(spec.argv) { argv in
             withCStringArray(spec.environment) { envp in
                 nsFDs.withUnsafeBufferPointer { fds in
@@ -93,29 +98,31 @@ public enum SessionSpawner {
                             spec.cwd.withCString { cwd in
                                 file.withCString { filePointer in
                                     spec.searchPath.withCString { path in
-                                        var c = ns_enter_spec()
-                                        c.ns_fds = fds.baseAddress
-                                        c.ns_types = types.baseAddress
-                                        c.ns_count = fds.count
-                                        c.cwd = cwd
-                                        c.cwd_fallback = spec.cwdFallback ? 1 : 0
-                                        c.uid = spec.uid
-                                        c.gid = spec.gid
-                                        c.groups = groups.baseAddress
-                                        c.ngroups = groups.count
-                                        c.stdio = stdio
-                                        c.controlling_tty = spec.controllingTerminal ? 1 : 0
-                                        // setns into a time namespace needs a private mm.
-                                        c.share_memory = namespaces.kinds.contains(.time) ? 0 : 1
-                                        c.nofile_soft = UInt(spec.descriptorLimit)
-                                        c.userns_root = spec.userNamespaceRoot ? 1 : 0
-                                        c.set_loginuid = spec.loginUID == nil ? 0 : 1
-                                        c.loginuid = spec.loginUID ?? PeerCredentials.unsetLoginUID
-                                        c.file = filePointer
-                                        c.search_path = path
-                                        c.argv = argv
-                                        c.envp = envp
-                                        return ns_spawn_enter(&c, &pid, &report)
+                                        withOptionalBuffer(limits) { rlimits in
+                                            var c = ns_enter_spec()
+                                            c.ns_fds = fds.baseAddress
+                                            c.ns_types = types.baseAddress
+                                            c.ns_count = fds.count
+                                            c.cwd = cwd
+                                            c.cwd_fallback = spec.cwdFallback ? 1 : 0
+                                            c.uid = spec.uid
+                                            c.gid = spec.gid
+                                            c.groups = groups.baseAddress
+                                            c.ngroups = groups.count
+                                            c.stdio = stdio
+                                            c.controlling_tty = spec.controllingTerminal ? 1 : 0
+                                            // setns into a time namespace needs a private mm.
+                                            c.share_memory = namespaces.kinds.contains(.time) ? 0 : 1
+                                            c.rlimits = rlimits
+                                            c.userns_root = spec.userNamespaceRoot ? 1 : 0
+                                            c.set_loginuid = spec.loginUID == nil ? 0 : 1
+                                            c.loginuid = spec.loginUID ?? PeerCredentials.unsetLoginUID
+                                            c.file = filePointer
+                                            c.search_path = path
+                                            c.argv = argv
+                                            c.envp = envp
+                                            return ns_spawn_enter(&c, &pid, &report)
+                                        }
                                     }
                                 }
                             }
@@ -135,4 +142,10 @@ public enum SessionSpawner {
             throw SpawnError(step: "pidfd_open(\(pid))", errno: error)
         }
     }
+}
+
+/// Calls `body` with a pointer to `array`'s elements, or with nil when there is no array.
+private func withOptionalBuffer<T, R>(_ array: [T]?, _ body: (UnsafePointer<T>?) -> R) -> R {
+    guard let array else { return body(nil) }
+    return array.withUnsafeBufferPointer { body($0.baseAddress) }
 }

@@ -55,8 +55,17 @@ extension SpawnError {
         case NS_STAGE_DUMPABLE: step = "prctl(PR_SET_DUMPABLE)"
         case NS_STAGE_LOGINUID: step = "write(/proc/self/loginuid)"
         case NS_STAGE_RESOLVE_AS: step = "setfsuid/setgroups for \(item(tmpfs) ?? "?")"
+        case NS_STAGE_RLIMIT: step = "prlimit(\(Self.resourceNames.indices.contains(index) ? Self.resourceNames[index] : "resource \(index)"))"
+        case NS_STAGE_TMPFS_NOT_OWNED: step = "tmpfs target \(item(tmpfs) ?? "?") is not the caller's"
         default: step = "stage \(report.stage)"
         }
         self.init(step: step, errno: Errno(rawValue: report.error))
     }
+
+    /// The kernel's resource limits by number, as ns_spawn.h's NS_RLIMIT_COUNT counts them.
+    static let resourceNames = [
+        "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_DATA", "RLIMIT_STACK", "RLIMIT_CORE", "RLIMIT_RSS",
+        "RLIMIT_NPROC", "RLIMIT_NOFILE", "RLIMIT_MEMLOCK", "RLIMIT_AS", "RLIMIT_LOCKS",
+        "RLIMIT_SIGPENDING", "RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_RTPRIO", "RLIMIT_RTTIME",
+    ]
 }

@@ -36,9 +36,12 @@ extension Supervisor {
         var spec = HolderSpec(name: params.name, namespaces: kinds, hostname: hostname, tmpfs: owned, binds: binds,
                               ttyGroup: ttyGroup, userMaps: userMaps,
                               monotonicOffset: offsets.monotonic, boottimeOffset: offsets.boottime)
-        // Without a user namespace the holder is root: tmpfs targets are looked up as the caller.
+        // Without a user namespace the holder is root: tmpfs targets are looked up as the caller,
+        // and everyone enters as themselves, so someone who is not an admin may only hide a
+        // directory of their own (README, "Who can run what"). Admins may cover any directory.
         if !kinds.contains(.user) {
-            spec.resolveAs = ResolveCredentials(uid: context.caller.uid, gid: context.caller.gid, groups: context.caller.groups)
+            spec.resolveAs = ResolveCredentials(uid: context.caller.uid, gid: context.caller.gid, groups: context.caller.groups,
+                                                requireOwner: !policy.isAdmin(context.caller))
         }
         let owner = context.caller.uid
         var recorded: GroupRecord?
@@ -138,7 +141,8 @@ extension Supervisor {
     /// The tmpfs rules of nsgroupd.conf (README, "Who can run what"). In a group without a
     /// user namespace everyone enters as themselves, so a mount there must not cover anyone
     /// else's programs or configuration: for all but admins, only at or below
-    /// access.tmpfs-paths. Sizes are bounded per mount (limits.tmpfs-size; a mount that names
+    /// access.tmpfs-paths, and only on a directory of the caller's own (the holder checks that,
+    /// where it opens the target as the caller: `--require-owner`). Sizes are bounded per mount (limits.tmpfs-size; a mount that names
     /// none gets that size) and per person over all their groups (limits.tmpfs-per-user); root
     /// is not bound, as with the other per-user limits. Returns the mounts with their sizes.
     func checkTmpfsPolicy(_ mounts: [TmpfsMount], caller: PeerCredentials, kinds: Set<NamespaceKind>) throws(RPCError) -> [TmpfsMount] {

@@ -11,6 +11,7 @@ extension Supervisor {
 
     /// Starts a process inside the group as exactly the caller: the caller's
     /// uid, gid and supplementary groups (from the kernel, at connect time),
+    /// its audit loginuid and resource limits (read at accept time),
     /// no capabilities unless the caller is root, no_new_privs, a clean
     /// environment, and only fds 0-2. Interactive: on a new pty of the group,
     /// whose master goes back beside the reply. Scripted: on the three
@@ -30,6 +31,13 @@ extension Supervisor {
         guard !group.destroying else { throw .notFound(group: params.name) }
 
         let caller = context.caller
+        // A session takes on its caller's audit loginuid and resource limits, read from the
+        // process that connected (PROTOCOL.md §4). When that process could not be verified
+        // (gone before the connection was accepted), a session would start with an unset
+        // loginuid, which it may set to anyone's, and the supervisor's limits: refused.
+        guard let process = caller.process else {
+            throw RPCError(.permissionDenied, "enter: the process that opened this connection (pid \(caller.pid)) was gone before nsgroupd could verify its audit login uid and resource limits, which a session takes on; connect again from a process that stays until the connection is accepted")
+        }
         // Per-user limits bind everyone but root (admins are users with more access, not more quota).
         if caller.uid != 0 {
             let running = sessionCount(uid: subordinates.chargedUID(caller.uid))
@@ -98,10 +106,11 @@ extension Supervisor {
             uid: entry.isNamespaceRoot ? 0 : caller.uid, gid: entry.isNamespaceRoot ? 0 : caller.gid, groups: groups,
             cwd: params.cwd ?? home, cwdFallback: params.cwd == nil,
             executable: executable, argv: argv, environment: environment.map { "\($0.0)=\($0.1)" },
-            searchPath: searchPath, controllingTerminal: params.tty,
-            descriptorLimit: configuration.sessionDescriptorLimit)
+            searchPath: searchPath, controllingTerminal: params.tty)
         spec.userNamespaceRoot = entry.isNamespaceRoot
-        spec.loginUID = caller.loginUID ?? PeerCredentials.unsetLoginUID
+        // Verified above: nil only where the kernel keeps no loginuid (no audit).
+        spec.loginUID = process.loginUID
+        spec.resourceLimits = process.limits
 
         let namespaces: NamespaceFiles
         do {

@@ -12,9 +12,6 @@ public struct SupervisorConfiguration: Sendable {
     /// nsgroupd.conf; `configRequired` when it was named explicitly (--config).
     public var configPath: String
     public var configRequired: Bool
-    /// The soft descriptor limit sessions get (the supervisor raises its own
-    /// to hold a pidfd per group and per session); 0 leaves it inherited.
-    public var sessionDescriptorLimit: UInt64 = 0
 
     public init(socketPath: String = defaultSocketPath, stateDirectory: String = defaultStateDirectory,
                 holderPath: String, serverName: String,

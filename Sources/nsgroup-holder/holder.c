@@ -11,12 +11,17 @@
  *   nsgroup-holder NAME [--wait] [--become-root] [--time-offsets MONOTONIC BOOTTIME]
  *                  [--propagation] [--hostname NAME] [--proc] [--devpts GID|-]
  *                  [--bind SOURCE TARGET ro|rw]... [--resolve-as UID GID GROUPS|-]
- *                  [--tmpfs PATH OPTIONS]... [--loopback]
+ *                  [--require-owner] [--tmpfs PATH OPTIONS]... [--loopback]
  *
  * --resolve-as: tmpfs targets are looked up with these filesystem ids and
  * supplementary groups (GROUPS: comma-separated gids, or "-" for none), the
  * caller's, so that a path below a directory the caller may not search
  * fails as it would for the caller; the mount itself is then made as root.
+ *
+ * --require-owner (with --resolve-as): every tmpfs target must be a directory
+ * owned by that uid, so a caller may hide only a directory of their own from
+ * the others who enter the group as themselves (EPERM otherwise). This tells
+ * the caller nothing a stat(2) of their own could not.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -117,6 +122,7 @@ struct config {
     uid_t resolve_uid;
     gid_t resolve_gid;
     size_t resolve_group_count;
+    int require_owner;          /* each tmpfs target must be owned by resolve_uid */
 };
 
 /* The caller's supplementary groups for --resolve-as (too big for the stack). */
@@ -192,7 +198,9 @@ static int parse(int argc, char **argv, struct config *c) {
                 parse_groups(argv[++i], &c->resolve_group_count) < 0)
                 return -1;
             c->resolve_as = 1;
-        } else if (strcmp(a, "--propagation") == 0)
+        } else if (strcmp(a, "--require-owner") == 0)
+            c->require_owner = 1;
+        else if (strcmp(a, "--propagation") == 0)
             c->propagation = 1;
         else if (strcmp(a, "--proc") == 0)
             c->proc = 1;
@@ -209,6 +217,9 @@ static int parse(int argc, char **argv, struct config *c) {
         } else
             return -1;
     }
+    /* Whose the targets must be is known only from --resolve-as. */
+    if (c->require_owner && !c->resolve_as)
+        return -1;
     return argc >= 2 ? 0 : -1;
 }
 
@@ -303,7 +314,8 @@ static int resolve_as(const struct config *c, int on) {
 }
 
 /* Mounts a tmpfs on path, reached without following any symlink, and looked
- * up as the caller with --resolve-as. */
+ * up as the caller with --resolve-as; with --require-owner only on a
+ * directory the caller owns (NS_STAGE_TMPFS_NOT_OWNED, EPERM). */
 static int mount_tmpfs(const struct config *c, const struct tmpfs_mount *m, int *stage) {
     *stage = NS_STAGE_RESOLVE_AS;
     if (c->resolve_as && resolve_as(c, 1) < 0)
@@ -321,6 +333,18 @@ static int mount_tmpfs(const struct config *c, const struct tmpfs_mount *m, int 
     errno = saved;
     if (fd < 0)
         return -1;
+    if (c->require_owner) {
+        struct stat st;
+        int r = fstat(fd, &st);
+        if (r < 0 || st.st_uid != c->resolve_uid) {
+            if (r == 0)
+                *stage = NS_STAGE_TMPFS_NOT_OWNED;
+            saved = r < 0 ? errno : EPERM;
+            close(fd);
+            errno = saved;
+            return -1;
+        }
+    }
     char target[64];
     snprintf(target, sizeof target, "/proc/self/fd/%d", fd);
     int r = mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, m->options);

@@ -53,11 +53,10 @@ struct Nsgroupd: ParsableCommand {
         let logger = Logger(label: "nsgroupd")
 
         // One pidfd per group and per session: take the hard descriptor limit
-        // for the supervisor, and give sessions back the soft one it had.
+        // for the supervisor. Sessions never see it: each gets its caller's
+        // resource limits, NOFILE included (PeerProcess, SessionSpec).
         var limit = rlimit()
-        var sessionLimit: UInt64 = 0
         if getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 {
-            sessionLimit = UInt64(limit.rlim_cur)
             limit.rlim_cur = limit.rlim_max
             _ = setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
         }
@@ -65,7 +64,6 @@ struct Nsgroupd: ParsableCommand {
             socketPath: socket, stateDirectory: stateDirectory,
             holderPath: holder ?? Self.defaultHolderPath(), serverName: "nsgroupd \(nsgroupVersion)",
             configPath: config)
-        configuration.sessionDescriptorLimit = sessionLimit
         do {
             let loop = try EventLoop()
             let supervisor = try Supervisor(configuration: configuration, loop: loop, logger: logger)

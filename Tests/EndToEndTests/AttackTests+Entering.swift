@@ -100,18 +100,22 @@ extension AttackTests {
         #expect(try supervisor.groupNames().isEmpty)
     }
 
-    /// Where a tmpfs is allowed it is the owner's, mode 0700, and bounded in size.
+    /// Where a tmpfs is allowed (at or below access.tmpfs-paths, on a directory of her own)
+    /// it is the owner's, mode 0700, and bounded in size.
     @Test func anAllowedTmpfsIsTheOwnersAndBounded() throws {
         let supervisor = try TestSupervisor(config: "[limits]\ntmpfs-size = 4m\ntmpfs-per-user = 10m\n")
         let alice = try TestUser.alice()
         let home = try #require(UserDatabase.user(uid: alice.uid)?.home)
-        #expect(try supervisor.nsgroup(["create", "scratch", "--ns", "mnt,uts", "--tmpfs", "/mnt", "--tmpfs", home], as: alice).status == 0)
+        let mine = "/mnt/nsg-att-\(getpid())"
+        try Self.makeDirectory(mine, mode: 0o755, owner: alice)
+        defer { rmdir(mine) }
+        #expect(try supervisor.nsgroup(["create", "scratch", "--ns", "mnt,uts", "--tmpfs", mine, "--tmpfs", home], as: alice).status == 0)
         var st = stat()
-        #expect(stat("/proc/\(try supervisor.holderPID("scratch"))/root/mnt", &st) == 0)
+        #expect(stat("/proc/\(try supervisor.holderPID("scratch"))/root\(mine)", &st) == 0)
         #expect(st.st_uid == alice.uid && st.st_gid == alice.gid)
         #expect(st.st_mode & 0o7777 == 0o700)
         let mounts = try String(contentsOfFile: "/proc/\(try supervisor.holderPID("scratch"))/mounts", encoding: .utf8)
-        #expect(mounts.contains("tmpfs /mnt tmpfs rw,nosuid,nodev,relatime,size=4096k,mode=700,uid=\(alice.uid),gid=\(alice.gid)"), "\(mounts)")
+        #expect(mounts.contains("tmpfs \(mine) tmpfs rw,nosuid,nodev,relatime,size=4096k,mode=700,uid=\(alice.uid),gid=\(alice.gid)"), "\(mounts)")
 
         let huge = try supervisor.nsgroup(["create", "huge", "--ns", "mnt", "--tmpfs", "/srv:size=999999999999g"], as: alice)
         #expect(huge.stderr == "nsgroup: create: the tmpfs on \"/srv\" asks for size=999999999999g, more than one mount may have (limits.tmpfs-size = 4m)\n")

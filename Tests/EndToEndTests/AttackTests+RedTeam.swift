@@ -147,6 +147,16 @@ extension AttackTests {
             r, w = os.pipe()
             send(conn, {"name": group, "argv": ["/bin/sh", "-c", "cat /proc/self/loginuid; echo; echo 0 >/proc/self/loginuid 2>/dev/null && cat /proc/self/loginuid"], "tty": False}, [devnull, w, w])
             os.close(w)
+            reply = b""
+            while not reply.endswith(b"\\n"):
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+            answer = json.loads(reply.split(b"\\n")[0])
+            if "error" in answer:
+                print("REFUSED", answer["error"].get("data", {}).get("reason"))
+                sys.exit(0)
             out = b""
             while True:
                 chunk = os.read(r, 4096)
@@ -160,7 +170,13 @@ extension AttackTests {
         let result = try run("/bin/sh", ["-c", command, script])
         try #require(result.status == 0, "\(result.stdout) \(result.stderr)")
         let lines = result.stdout.split(separator: "\n").map(String.init)
-        #expect(lines.first == String(alice.uid), "the session's loginuid was \(lines.first ?? "?"), not alice's")
+        // The process that connected is gone, so its loginuid cannot be verified: the
+        // supervisor refuses to start the session (PROTOCOL.md §4, §8.6) rather than start it
+        // with none. A session that did start would have to carry alice's.
+        #expect(lines.first == "REFUSED permission_denied", "an enter from a connection whose peer is gone was not refused: \(lines)")
+        if lines.first?.hasPrefix("REFUSED") != true {
+            #expect(lines.first == String(alice.uid), "the session's loginuid was \(lines.first ?? "?"), not alice's")
+        }
         #expect(!lines.dropFirst().contains("0"), "alice's session made root's loginuid its own: \(lines)")
     }
 }

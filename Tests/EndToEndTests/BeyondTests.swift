@@ -206,6 +206,7 @@ import Testing
         let target = supervisor.directory + "/scratch"
         try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: false)
         let alice = try TestUser.alice()
+        chown(target, alice.uid, alice.gid)  // without a user namespace a tmpfs covers only a directory of one's own
         #expect(try supervisor.nsgroup(["create", "t", "--tmpfs", "\(target):size=8m,mode=0755"], as: alice).status == 0)
         let line = try supervisor.nsgroup(["enter", "t", "--", "grep", " \(target) ", "/proc/self/mountinfo"], as: alice).stdout
         #expect(line.contains("nosuid") && line.contains("nodev"), "\(line)")

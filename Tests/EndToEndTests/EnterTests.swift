@@ -82,11 +82,17 @@ import Testing
     }
 
     @Test func twoEntersShareTheGroup() throws {
-        let (supervisor, alice) = try aliceGroup("shared", extra: ["--tmpfs", "/mnt"])
-        let write = try supervisor.nsgroup(["enter", "shared", "--", "sh", "-c", "echo written-inside > /mnt/note"], as: alice)
+        let supervisor = try TestSupervisor()
+        let alice = try TestUser.alice()
+        // Without a user namespace a tmpfs covers only a directory of one's own.
+        let mine = supervisor.directory + "/alice"
+        try AttackTests.makeDirectory(mine, mode: 0o755, owner: alice)
+        let created = try supervisor.nsgroup(["create", "shared", "--tmpfs", mine], as: alice)
+        try #require(created.status == 0, "\(created.stderr)")
+        let write = try supervisor.nsgroup(["enter", "shared", "--", "sh", "-c", "echo written-inside > \(mine)/note"], as: alice)
         #expect(write.status == 0, "\(write.stderr)")
-        #expect(try supervisor.nsgroup(["enter", "shared", "--", "cat", "/mnt/note"], as: alice).stdout == "written-inside\n")
-        #expect(!FileManager.default.fileExists(atPath: "/mnt/note"), "the tmpfs is the group's, not the host's")
+        #expect(try supervisor.nsgroup(["enter", "shared", "--", "cat", "\(mine)/note"], as: alice).stdout == "written-inside\n")
+        #expect(!FileManager.default.fileExists(atPath: "\(mine)/note"), "the tmpfs is the group's, not the host's")
         #expect(try supervisor.nsgroup(["enter", "shared", "--", "hostname"], as: alice).stdout == "shared\n")
 
         // A long-running session and a second enter see each other; the holder is PID 1.

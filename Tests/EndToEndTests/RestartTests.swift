@@ -35,7 +35,10 @@ import Testing
     func groupsAndSessionsSurviveARestart(crash: Bool) throws {
         let supervisor = try TestSupervisor()
         let alice = try TestUser.alice()
-        #expect(try supervisor.nsgroup(["create", "lasting", "--tmpfs", "/mnt"], as: alice).status == 0)
+        // Without a user namespace a tmpfs covers only a directory of one's own.
+        let mine = supervisor.directory + "/alice"
+        try AttackTests.makeDirectory(mine, mode: 0o755, owner: alice)
+        #expect(try supervisor.nsgroup(["create", "lasting", "--tmpfs", mine], as: alice).status == 0)
         let holder = try ProcessIdentity(try supervisor.holderPID("lasting"))
         let namespacesBefore = try #require(try supervisor.inspect("lasting")["namespaces"] as? [String: String])
 
@@ -61,7 +64,7 @@ import Testing
         for process in sessionProcesses { #expect(process.isAlive, "session \(process.pid) died in the restart") }
 
         // Still enterable, and the tmpfs is still the group's.
-        #expect(try supervisor.nsgroup(["enter", "lasting", "--", "sh", "-c", "echo kept > /mnt/f; cat /mnt/f"], as: alice).stdout == "kept\n")
+        #expect(try supervisor.nsgroup(["enter", "lasting", "--", "sh", "-c", "echo kept > \(mine)/f; cat \(mine)/f"], as: alice).stdout == "kept\n")
         // The interactive session still answers on its terminal.
         try tmux.sendKeys("echo still-$((40+2))")
         try tmux.waitFor(line: "still-42")

@@ -155,4 +155,16 @@ struct ProcFSTests {
         #expect(try ProcFS.readText("/proc/self/comm") == Sys.readFile("/proc/self/comm"))
         #expect(try ProcFS.readText("/proc/self/status", limit: 10).utf8.count == 10)
     }
+
+    /// /proc/PID/limits, which the supervisor reads where prlimit(2) of another user's
+    /// process needs a capability it lacks, says what getrlimit says, for every resource.
+    @Test func resourceLimitsAreGetrlimits() throws {
+        let limits = try ProcFS.resourceLimits(pid: getpid())
+        #expect(limits.count == 16)
+        for (resource, limit) in limits.enumerated() {
+            var own = rlimit()
+            #expect(getrlimit(__rlimit_resource_t(UInt32(resource)), &own) == 0)
+            #expect(limit == ResourceLimit(soft: UInt64(own.rlim_cur), hard: UInt64(own.rlim_max)), "resource \(resource)")
+        }
+    }
 }

@@ -51,6 +51,8 @@ typedef enum ns_stage {
     NS_STAGE_DUMPABLE,          /* prctl(PR_SET_DUMPABLE, 0) in a child */
     NS_STAGE_LOGINUID,          /* enter, first child: writing the caller's loginuid */
     NS_STAGE_RESOLVE_AS,        /* holder: taking on or giving back the caller's fs ids (index: tmpfs) */
+    NS_STAGE_RLIMIT,            /* enter, second child: setting the caller's limit (index: resource) */
+    NS_STAGE_TMPFS_NOT_OWNED,   /* holder, --require-owner: a tmpfs target is not the caller's (index: tmpfs) */
 } ns_stage;
 
 struct ns_report {

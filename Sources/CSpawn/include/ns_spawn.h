@@ -30,6 +30,20 @@ struct ns_holder_spec {
  * later as an ns_report on the status pipe. */
 int ns_spawn_holder(const struct ns_holder_spec *spec, pid_t *pid, int *pidfd);
 
+/* The resource limits of a process: one per resource, RLIMIT_CPU (0) to
+ * RLIMIT_RTTIME (15), in the kernel's struct rlimit64 layout. */
+#define NS_RLIMIT_COUNT 16
+struct ns_rlimit {
+    uint64_t cur;
+    uint64_t max;
+};
+
+/* Reads every resource limit of process pid with prlimit64(pid, r, NULL, &old)
+ * into limits[0..NS_RLIMIT_COUNT-1]. Returns 0, or -1 with errno set (ESRCH:
+ * no such process). The pid may have been reused: check the process's pidfd
+ * afterwards. */
+int ns_read_rlimits(pid_t pid, struct ns_rlimit *limits);
+
 /* What the supervisor needs to start a process inside a group. */
 struct ns_enter_spec {
     const int *ns_fds;        /* namespace fds, already open, in the order to enter */
@@ -43,8 +57,10 @@ struct ns_enter_spec {
     size_t ngroups;
     int stdio[3];             /* become fds 0, 1 and 2 */
     int controlling_tty;      /* make stdio[0] the controlling terminal */
-    unsigned long nofile_soft; /* RLIMIT_NOFILE soft limit to give the process (the supervisor
-                                  raised its own); 0 keeps what it inherits */
+    const struct ns_rlimit *rlimits; /* NS_RLIMIT_COUNT limits, the caller's, set in the session
+                                  process before it drops to uid (raising a hard limit needs
+                                  CAP_SYS_RESOURCE, and RLIMIT_NPROC counts against the new
+                                  uid from setresuid on); NULL keeps the supervisor's */
     int userns_root;          /* entering the group's user namespace (as its root: uid and gid
                                  are the ids inside, normally 0): the supplementary groups are
                                  set to groups/ngroups (possibly none) before setns, in the
@@ -69,7 +85,8 @@ struct ns_enter_spec {
  * the supervisor's thread is suspended until the session has exec'd. Both
  * children make themselves non-dumpable first; the first writes the
  * caller's loginuid (set_loginuid) before any setns. The session process
- * starts a new session, installs its stdio, drops to the caller's groups,
+ * starts a new session, installs its stdio, takes the caller's resource
+ * limits (rlimits), drops to the caller's groups,
  * gid and uid, then changes directory with the caller's rights, sets
  * no_new_privs, marks every other fd close-on-exec and execs.
  *
