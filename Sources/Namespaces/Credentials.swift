@@ -12,26 +12,15 @@ public struct PeerCredentials: Sendable, Hashable {
     public let gid: gid_t
     /// Supplementary groups, read at connect time.
     public let groups: [gid_t]
-    /// What was read of the peer process itself at accept time, or nil when
-    /// that could not be verified to be the peer's (it had exited, its pid
-    /// may have been reused, or the kernel has no SO_PEERPIDFD). A session
-    /// carries it on: the supervisor starts none for a connection without it.
-    public let process: PeerProcess?
-
-    /// The peer's audit loginuid at connect time (`unsetLoginUID` when it has
-    /// none), or nil when it could not be verified or the kernel keeps none
-    /// (no audit support): then nobody's should be assumed.
-    public var loginUID: UInt32? { process?.loginUID }
 
     /// What /proc/PID/loginuid says of a process that has no login.
     public static let unsetLoginUID = UInt32.max
 
-    public init(pid: pid_t, uid: uid_t, gid: gid_t, groups: [gid_t], process: PeerProcess? = nil) {
+    public init(pid: pid_t, uid: uid_t, gid: gid_t, groups: [gid_t]) {
         self.pid = pid
         self.uid = uid
         self.gid = gid
         self.groups = groups
-        self.process = process
     }
 
     /// Reads the credentials of the peer of a connected socket.
@@ -48,8 +37,7 @@ public struct PeerCredentials: Sendable, Hashable {
         if ns_peer_credentials(socket, &pid, &uid, &gid) < 0 { throw Errno.current }
         return PeerCredentials(pid: pid, uid: uid, gid: gid,
                                groups: kernelGroups(socket) ?? procGroups(socket, pid: pid)
-                                   ?? UserDatabase.groupList(uid: uid, primary: gid),
-                               process: PeerProcess.read(socket, pid: pid))
+                                   ?? UserDatabase.groupList(uid: uid, primary: gid))
     }
 
     private static func kernelGroups(_ socket: Int32) -> [gid_t]? {
@@ -91,11 +79,11 @@ public struct ResourceLimit: Sendable, Hashable {
 
 /// What a session takes from the process that connected, beyond its ids: its audit loginuid
 /// and its resource limits (pam_limits' nproc, nofile, …). The kernel keeps neither with the
-/// socket, so both are read from /proc/PID and prlimit(PID) at accept time, while the peer is
-/// pinned by SO_PEERPIDFD: if the pidfd still refers to a live process after the reads, the
-/// pid was the peer's all along and not a reused one. (They are the peer's values at accept
-/// time; raising a hard limit or changing a loginuid needs CAP_SYS_RESOURCE or
-/// CAP_AUDIT_CONTROL, so a peer can only have lowered them since connect.)
+/// socket, so both are read from /proc/PID and prlimit(PID) when a session is to start, while
+/// the peer is pinned by SO_PEERPIDFD: if the pidfd still refers to a live process after the
+/// reads, the pid was the peer's all along and not a reused one. (Raising a hard limit or
+/// changing a set loginuid needs CAP_SYS_RESOURCE or CAP_AUDIT_CONTROL, so a peer can only
+/// have lowered them since connect.)
 public struct PeerProcess: Sendable, Hashable {
     /// The loginuid (`PeerCredentials.unsetLoginUID` when the peer has none), or nil when the
     /// kernel has no audit support (no /proc/self/loginuid).
@@ -111,8 +99,12 @@ public struct PeerProcess: Sendable, Hashable {
     /// Whether this kernel keeps audit loginuids at all.
     public static let kernelHasAudit = access("/proc/self/loginuid", F_OK) == 0
 
-    /// Reads the peer of `socket`, process `pid`; nil unless every read was the peer's own.
-    static func read(_ socket: Int32, pid: pid_t) -> PeerProcess? {
+    /// Reads the peer of `socket`, process `pid` (its SO_PEERCRED pid); nil unless every read
+    /// was the peer's own: SO_PEERPIDFD names the process that connected, and it must still
+    /// be there after the reads, so a reused pid cannot lend its values. Read when a session
+    /// is to be started, not at accept: only `enter` needs it, and a client waiting for its
+    /// reply is alive then.
+    public static func read(_ socket: Int32, pid: pid_t) -> PeerProcess? {
         guard pid > 0 else { return nil }
         let fd = ns_peer_pidfd(socket)
         guard fd >= 0 else { return nil }

@@ -11,7 +11,7 @@ extension Supervisor {
 
     /// Starts a process inside the group as exactly the caller: the caller's
     /// uid, gid and supplementary groups (from the kernel, at connect time),
-    /// its audit loginuid and resource limits (read at accept time),
+    /// its audit loginuid and resource limits (read from the process that connected),
     /// no capabilities unless the caller is root, no_new_privs, a clean
     /// environment, and only fds 0-2. Interactive: on a new pty of the group,
     /// whose master goes back beside the reply. Scripted: on the three
@@ -32,11 +32,11 @@ extension Supervisor {
 
         let caller = context.caller
         // A session takes on its caller's audit loginuid and resource limits, read from the
-        // process that connected (PROTOCOL.md §4). When that process could not be verified
-        // (gone before the connection was accepted), a session would start with an unset
+        // process that connected (PROTOCOL.md §4). When that process cannot be verified
+        // (gone, its socket handed to another), a session would start with an unset
         // loginuid, which it may set to anyone's, and the supervisor's limits: refused.
-        guard let process = caller.process else {
-            throw RPCError(.permissionDenied, "enter: the process that opened this connection (pid \(caller.pid)) was gone before nsgroupd could verify its audit login uid and resource limits, which a session takes on; connect again from a process that stays until the connection is accepted")
+        guard let process = PeerProcess.read(context.connection.socket.rawValue, pid: caller.pid) else {
+            throw RPCError(.permissionDenied, "enter: the process that opened this connection (pid \(caller.pid)) is gone, so nsgroupd cannot verify its audit login uid and resource limits, which a session takes on; enter from the process that connects")
         }
         // Per-user limits bind everyone but root (admins are users with more access, not more quota).
         if caller.uid != 0 {
