@@ -5,15 +5,16 @@ import Testing
 /// One user against another's sessions and groups: signals, attach after a name is
 /// re-created, and what refusals give away.
 extension AttackTests {
-    /// The id of the only session running in a group.
-    static func onlySession(_ supervisor: TestSupervisor, _ group: String) throws -> Int {
+    /// A member (`session`, `pid`, …) of the only session running in a group, once it shows.
+    static func onlySession(_ supervisor: TestSupervisor, _ group: String, _ member: String,
+                            sourceLocation: SourceLocation = #_sourceLocation) throws -> Int {
         var sessions: [[String: Any]] = []
         let appeared = eventually {
             sessions = (try? supervisor.inspect(group)["sessions"] as? [[String: Any]]) ?? []
             return sessions.count == 1
         }
-        try #require(appeared, "no session appeared in \(group)")
-        return try #require(sessions[0]["session"] as? Int)
+        try #require(appeared, "no session appeared in \(group)", sourceLocation: sourceLocation)
+        return try #require(sessions[0][member] as? Int, sourceLocation: sourceLocation)
     }
 
     /// The owner may signal her own sessions only: not root's, nor a member's.
@@ -23,7 +24,7 @@ extension AttackTests {
         #expect(try supervisor.nsgroup(["create", "box", "--member", "nsg-dave"], as: alice).status == 0)
         let rootSession = try BackgroundProcess(Products.nsgroup, ["--socket", supervisor.socketPath, "enter", "box", "--", "sleep", "300"],
                                                 log: supervisor.directory + "/root-session.log")
-        let id = try Self.onlySession(supervisor, "box")
+        let id = try Self.onlySession(supervisor, "box", "session")
         for signal in [SIGSTOP, SIGKILL] {
             let refused = try PolicyTests.rawError(supervisor, "signal", ["name": "box", "session": id, "signal": Int(signal)], as: alice)
             #expect(refused.reason == "permission_denied")

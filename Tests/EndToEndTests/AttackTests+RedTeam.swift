@@ -7,17 +7,6 @@ import Testing
 /// that works on that code and asserts the outcome the README's rule promises ("a session
 /// never runs with more privilege than whoever controls the files it can execute").
 extension AttackTests {
-    /// The pid of the only session running in a group.
-    static func onlySessionPID(_ supervisor: TestSupervisor, _ group: String) throws -> Int {
-        var sessions: [[String: Any]] = []
-        let appeared = eventually {
-            sessions = (try? supervisor.inspect(group)["sessions"] as? [[String: Any]]) ?? []
-            return sessions.count == 1
-        }
-        try #require(appeared, "no session appeared in \(group)")
-        return try #require(sessions[0]["pid"] as? Int)
-    }
-
     /// Root enters alice's user-namespace group with a command. Were the session given root's
     /// own stdin, stdout and stderr (here stdout is a root-only 0600 log; from a shell it is
     /// root's terminal), alice, root in her own namespace, could take one from it
@@ -37,7 +26,7 @@ extension AttackTests {
                                                      Products.nsgroup, supervisor.socketPath, log],
                                          log: supervisor.directory + "/root-enter.log")
         defer { root.stop() }
-        let pid = try Self.onlySessionPID(supervisor, "fdtrap")
+        let pid = try Self.onlySession(supervisor, "fdtrap", "pid")
 
         let steal = """
             import ctypes, os, sys
