@@ -12,8 +12,10 @@ final class Tmux {
         // The tmux server outlives this call. Foundation's Process hands each
         // child a descriptor it watches for the child's exit; a daemon that
         // inherits it makes waitUntilExit hang. Start tmux through Python's
-        // subprocess, which closes every descriptor but 0-2.
-        let launcher = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True))"
+        // subprocess, which closes every descriptor but 0-2. Signals are unblocked first:
+        // a Process child inherits the test runner's blocked signals, and a shell in the
+        // window that never sees SIGHUP keeps the server alive after kill-server.
+        let launcher = "import signal, subprocess, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); sys.exit(subprocess.call(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True))"
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
         process.arguments = ["-c", launcher, "/usr/bin/tmux", "-L", server, "-f", "/dev/null", "new-session", "-d", "-s", "t",
