@@ -24,7 +24,7 @@
 
 /// Runs one fuzz input through the request path; see the comment at the top of the file.
 public enum ProtocolFuzzDriver {
-    /// The supervisor's limit (SupervisorConfiguration.maxLineLength, PROTOCOL.md §2).
+    /// The supervisor's default line limit (connections.max-line, PROTOCOL.md §2).
     public static let maxLineLength = 1 << 20
     /// A second, small limit on the same input, so that short inputs reach the too-long path.
     public static let smallLineLength = 64

@@ -6,7 +6,7 @@ import RPC
 import Systemd
 
 /// One live group: its record, and the holder that keeps its namespaces.
-/// Owned by the Registry; touched only on the event loop's thread.
+/// Owned by the Supervisor's `groups`; touched only on the event loop's thread.
 final class Group {
     /// Changes only through share and unshare (and is then saved).
     var record: GroupRecord { didSet { cachedInfoJSON = nil } }

@@ -8,7 +8,7 @@
  * orphans. It ends on SIGTERM or SIGKILL; destroy sends SIGKILL through a pidfd.
  *
  * Usage (built by the supervisor, not meant for people):
- *   nsgroup-holder NAME [--wait] [--become-root] [--time-offsets MONOTONIC BOOTTIME]
+ *   nsgroup-holder NAME [--wait] [--time-offsets MONOTONIC BOOTTIME]
  *                  [--propagation] [--hostname NAME] [--proc] [--devpts GID|-]
  *                  [--bind SOURCE TARGET ro|rw]... [--resolve-as UID GID GROUPS|-]
  *                  [--require-owner] [--tmpfs PATH OPTIONS]... [--loopback]
@@ -106,7 +106,6 @@ struct bind_mount {
 
 struct config {
     int wait_for_go;
-    int become_root;
     const char *monotonic_offset;
     const char *boottime_offset;
     int propagation;
@@ -183,8 +182,6 @@ static int parse(int argc, char **argv, struct config *c) {
         int has_next = i + 1 < argc;
         if (strcmp(a, "--wait") == 0)
             c->wait_for_go = 1;
-        else if (strcmp(a, "--become-root") == 0)
-            c->become_root = 1;
         else if (strcmp(a, "--time-offsets") == 0 && i + 2 < argc) {
             c->monotonic_offset = argv[++i];
             c->boottime_offset = argv[++i];
@@ -404,10 +401,6 @@ static void set_up(const struct config *c) {
         }
         close(SYNC_FD);
     }
-    /* In a user namespace of its own the holder starts as an unmapped user;
-     * the supervisor has written the maps by now: become root inside. */
-    if (c->become_root && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0))
-        fail(NS_STAGE_SETID_HOLDER, -1);
     /* Before anything is mounted: nothing mounted in here may reach the host. */
     if (c->propagation && mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
         fail(NS_STAGE_MOUNT_PROPAGATION, -1);
