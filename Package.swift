@@ -6,7 +6,6 @@ let strict: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
 
 let package = Package(
     name: "nsgroup",
-    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "nsgroupd", targets: ["nsgroupd"]),
         .executable(name: "nsgroup", targets: ["nsgroup"]),
@@ -43,14 +42,14 @@ let package = Package(
         ),
         .target(
             name: "Supervisor",
-            dependencies: ["RPC", "Namespaces", "Systemd", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["RPC", "Namespaces", "CSpawn", "Systemd", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .target(name: "Client", dependencies: ["RPC", "Namespaces"], swiftSettings: strict),
         .executableTarget(
             name: "nsgroupd",
             dependencies: [
-                "Supervisor", "Systemd",
+                "Supervisor", "Systemd", "RPC",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -64,7 +63,7 @@ let package = Package(
         // need glibc's NSS modules at run time; the CLI never calls them.
         .executableTarget(
             name: "nsgroup",
-            dependencies: ["Client", "RPC", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Client", "RPC", "Namespaces", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict,
             linkerSettings: [.unsafeFlags(["-static-executable"], .when(configuration: .release))]
         ),
