@@ -8,7 +8,7 @@ import RPC
 /// processes (the CLI, the benchmark). One request at a time; notifications
 /// that arrive while a reply is awaited are kept for `nextNotification()`.
 public final class RPCClient {
-    public static let defaultSocketPath = "/run/nsgroup/nsgroupd.sock"
+    public static let defaultSocketPath = RPC.defaultSocketPath
 
     public let socketPath: String
     private let socket: FileDescriptor

@@ -1,6 +1,8 @@
+import RPC
+
 /// How a supervisor is set up: paths and limits.
 public struct SupervisorConfiguration: Sendable {
-    public static let defaultSocketPath = "/run/nsgroup/nsgroupd.sock"
+    public static let defaultSocketPath = RPC.defaultSocketPath
     public static let defaultStateDirectory = "/run/nsgroup"
 
     public var socketPath: String

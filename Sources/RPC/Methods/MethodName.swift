@@ -33,3 +33,6 @@ public let protocolVersion = 1
 
 /// The release of nsgroup these binaries belong to.
 public let nsgroupVersion = "0.1.0"
+
+/// Where the supervisor listens unless told otherwise, and where clients look (PROTOCOL.md §1).
+public let defaultSocketPath = "/run/nsgroup/nsgroupd.sock"
