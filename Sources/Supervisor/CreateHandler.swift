@@ -45,6 +45,8 @@ extension Supervisor {
         }
         let owner = context.caller.uid
         var recorded: GroupRecord?
+        /// Set when the state file could not be written: the supervisor's fault, not the group's.
+        var unsaved: Errno?
         let spawned: SpawnedHolder
         do throws(SpawnError) {
             spawned = try holders.spawn(spec) { pid, startTime, namespaces throws(SpawnError) in
@@ -61,14 +63,19 @@ extension Supervisor {
                 record.netnsName = netnsName
                 // On disk before the holder may go on: a supervisor killed
                 // from here on leaves a record its successor checks.
-                do throws(Errno) { try state.save(record) } catch { throw SpawnError(step: "write the state file", errno: error) }
+                do throws(Errno) {
+                    try state.save(record)
+                } catch {
+                    unsaved = error
+                    throw SpawnError(step: "write the state file", errno: error)
+                }
                 recorded = record
                 CrashPoint.reach(.createRecorded)
             }
         } catch {
             if recorded != nil { try? state.remove(name: params.name) }
-            if recorded == nil, error.step == "write the state file" {
-                throw RPCError(.internalError, "cannot create group \"\(params.name)\": writing its state file failed: \(error.errno)")
+            if let unsaved {
+                throw RPCError(.internalError, "cannot create group \"\(params.name)\": writing its state file failed: \(unsaved)")
             }
             throw RPCError(.operationFailed, "cannot create group \"\(params.name)\": \(error)",
                            details: ["step": .string(error.step), "errno": .string(error.errno.name)])

@@ -164,6 +164,24 @@ import Testing
         #expect(try supervisor.nsgroup(["create", "broken"]).status == 0)
     }
 
+    /// A state file that cannot be written (the state directory's file system is full) is
+    /// the supervisor's failure, not the group's: internal, and nothing is left behind.
+    @Test func anUnwritableStateFileFailsCreateAsInternal() throws {
+        let supervisor = try TestSupervisor(start: false)
+        try FileManager.default.createDirectory(atPath: supervisor.stateDirectory, withIntermediateDirectories: true)
+        #expect(try run("/bin/mount", ["-t", "tmpfs", "-o", "size=64k", "nsg-full", supervisor.stateDirectory]).status == 0)
+        defer { _ = try? run("/bin/umount", ["-l", supervisor.stateDirectory]) }
+        try supervisor.start()
+        defer { supervisor.stop(destroyGroups: true) }
+        // Fill what is left of the 64 KiB.
+        _ = try run("/bin/dd", ["if=/dev/zero", "of=\(supervisor.stateDirectory)/filler", "bs=4k", "count=64"])
+        let result = try supervisor.nsgroup(["create", "unsaved"])
+        #expect(result.status == 1)
+        #expect(result.stderr == "nsgroup: cannot create group \"unsaved\": writing its state file failed: No space left on device\n")
+        #expect(holderProcesses(named: "unsaved").isEmpty)
+        #expect(try supervisor.groupNames().isEmpty)
+    }
+
     @Test func createRefusesBadRequestsWithClearMessages() throws {
         let supervisor = try TestSupervisor()
         let cases: [([String], String)] = [
