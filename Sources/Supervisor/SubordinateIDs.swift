@@ -21,22 +21,37 @@ enum SubordinateIDs {
     /// The kernel takes at most 340 lines in a map.
     static let maxRanges = 339
 
+    /// One well-formed line of either file: `owner:start:count`, where owner is a name or a
+    /// uid and count is above 0.
+    struct Entry {
+        let owner: String
+        let start: UInt32
+        let count: UInt32
+    }
+
+    /// The well-formed lines of `file`, in file order; none when it cannot be read.
+    static func entries(_ file: String) -> [Entry] {
+        guard let text = try? ProcFS.readText(file, limit: 1 << 20) else { return [] }
+        return text.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: ":", omittingEmptySubsequences: false)
+            guard fields.count == 3, let start = UInt32(fields[1]), let count = UInt32(fields[2]), count > 0 else { return nil }
+            return Entry(owner: String(fields[0]), start: start, count: count)
+        }
+    }
+
     /// `name:start:count` (or `uid:start:count`) lines for this user, laid
     /// one after another from inside id 1.
     static func ranges(_ file: String, name: String?, id: uid_t) -> [IDMapping] {
-        guard let text = try? ProcFS.readText(file, limit: 1 << 20) else { return [] }
         var next: UInt64 = 1
         var result: [IDMapping] = []
         var owners: Set<String> = [String(id)]
         if let name { owners.insert(name) }
-        for line in text.split(separator: "\n") where result.count < maxRanges {
-            let fields = line.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
-            guard fields.count == 3, owners.contains(fields[0]),
-                  let start = UInt32(fields[1]), let count = UInt32(fields[2]), count > 0,
-                  UInt64(start) + UInt64(count) <= UInt64(UInt32.max), next + UInt64(count) <= UInt64(UInt32.max)
-            else { continue }
-            result.append(IDMapping(inside: UInt32(next), outside: start, count: count))
-            next += UInt64(count)
+        for entry in entries(file) where result.count < maxRanges && owners.contains(entry.owner) {
+            // The kernel takes only ranges that fit in 32 bits, outside and inside.
+            guard UInt64(entry.start) + UInt64(entry.count) <= UInt64(UInt32.max),
+                  next + UInt64(entry.count) <= UInt64(UInt32.max) else { continue }
+            result.append(IDMapping(inside: UInt32(next), outside: entry.start, count: entry.count))
+            next += UInt64(entry.count)
         }
         return result
     }
@@ -100,12 +115,9 @@ final class SubordinateOwners {
         signature = currentSignature()
         lookups.removeAll()
         ranges = []
-        guard let text = try? ProcFS.readText(path, limit: 1 << 20) else { return }
         var names: [String: Owner?] = [:]
-        for line in text.split(separator: "\n") {
-            let fields = line.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
-            guard fields.count == 3, let start = UInt32(fields[1]), let count = UInt32(fields[2]), count > 0 else { continue }
-            let key = fields[0]
+        for entry in SubordinateIDs.entries(path) {
+            let key = entry.owner
             let owner: Owner?
             if let cached = names[key] {
                 owner = cached
@@ -118,7 +130,7 @@ final class SubordinateOwners {
                 names[key] = .some(owner)
             }
             guard let owner else { continue }
-            ranges.append(Range(start: UInt64(start), end: UInt64(start) + UInt64(count), owner: owner))
+            ranges.append(Range(start: UInt64(entry.start), end: UInt64(entry.start) + UInt64(entry.count), owner: owner))
         }
     }
 
