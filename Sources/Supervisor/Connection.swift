@@ -169,9 +169,7 @@ final class Connection {
             if let budgetCheck, let refusal = budgetCheck(self, held) {
                 // What is buffered is dropped at once (it is what the budget is
                 // about); the one error line goes out, then the connection closes.
-                for fd in framer.takeAllDescriptors() { _ = Glibc.close(fd) }
-                framer = LineFramer(maxLineLength: framer.maxLineLength)
-                updateCharge()
+                dropBuffered()
                 send(Response.error(id: .null, refusal))
                 closeWhenFlushed = true
                 return
@@ -377,10 +375,15 @@ final class Connection {
         input.chargeOutput(chargedUID, -queuedBytes)
         queuedBytes = 0
         input.release(self)
+        dropBuffered()
+        onClose(self)
+    }
+
+    /// Forgets every request byte and descriptor not yet handled, and their charge.
+    private func dropBuffered() {
         for fd in framer.takeAllDescriptors() { _ = Glibc.close(fd) }
         framer = LineFramer(maxLineLength: framer.maxLineLength)
         updateCharge()
-        onClose(self)
     }
 }
 
