@@ -1,31 +1,35 @@
 // The supervisor's request path, without the supervisor, for fuzzing.
 //
-// Bytes go through what nsgroupd does with what a client sends (Connection.readAvailable,
-// Connection.handle and Supervisor.dispatch), in the same order:
+// Bytes go through the code nsgroupd runs on what a client sends, in the same order:
 //
-//   LineFramer (fed in receives whose sizes the input decides)
-//   → the blank-line rule → Request.decode → MethodName → the method's params decoder
+//   LineFramer (fed in receives whose sizes the input decides, as Connection.readAvailable does)
+//   → Routed.route (the function Connection.handle calls: the blank-line rule, Request.decode,
+//     the method, the descriptor rules, the method's params decoder)
 //
-// and every step is checked against a small independent model of PROTOCOL.md §2, §5-§7:
-// where lines end, which line gets which descriptors, when a line is too long, which error
-// (reason and id) a bad envelope gets, that every reply is one line a client reads back as
-// sent, and that whatever decodes encodes back to itself. JSON values are also written back
+// Only the handlers (which act on the supervisor's state) are left out. Every step is checked
+// against a small independent model of PROTOCOL.md §2, §5-§7: where lines end, which line gets
+// which descriptors, when a line is too long, which error (reason and id) a bad envelope gets,
+// which requests the descriptor rules refuse, that every reply is one line a client reads back
+// as sent, and that whatever decodes encodes back to itself. JSON values are also written back
 // out and read again (one line, no raw control bytes, equal, byte-for-byte stable).
 //
-// The framer runs four times on the same bytes: at the real 1 MiB limit (these lines are the
-// ones decoded), and, with made-up descriptor numbers on some receives, at 1 MiB, at 64 bytes
-// and at a limit near the first line's length, so that short inputs reach the too-long path.
+// The framer runs four times on the same bytes: at the real 1 MiB limit with no descriptors
+// (these lines are counted in the summary), and, with made-up descriptor numbers on some
+// receives, at 1 MiB (these lines are routed again with their descriptors), at 64 bytes and at
+// a limit near the first line's length, so that short inputs reach the too-long path.
 //
 // Used by the libFuzzer target (Fuzz/RPCFuzzer/FuzzTarget.swift, built by `make fuzz-build`)
 // and by Tests/RPCTests/FuzzRegressionTests.swift, which replays the inputs kept in
 // Fuzz/RPCFuzzer/regressions/. Nothing in the programs calls it. It only reports what it
 // found: the fuzz target traps on a violation, the tests record it. A new method needs a case
-// in LineChecker.decodeParams (the switch is exhaustive on purpose).
+// in LineChecker.checkCall (the switch over Call is exhaustive on purpose).
 
 /// Runs one fuzz input through the request path; see the comment at the top of the file.
 public enum ProtocolFuzzDriver {
     /// The supervisor's default line limit (connections.max-line, PROTOCOL.md §2).
     public static let maxLineLength = 1 << 20
+    /// Descriptors one receive may carry before it counts as truncated (PROTOCOL.md §5; UnixSocket.maxDescriptors).
+    public static let maxDescriptors = 8
     /// A second, small limit on the same input, so that short inputs reach the too-long path.
     public static let smallLineLength = 64
 
@@ -75,9 +79,9 @@ public enum ProtocolFuzzDriver {
         let oracle = FramingOracle(input)
         let seed = planSeed(input)
 
-        // The real limit, cut into receives as the input says. These lines go on to be
-        // decoded; the receives carry no descriptors, so that what a line decodes to does not
-        // depend on how it was cut (descriptor rules of dispatch live in Supervisor).
+        // The real limit, cut into receives as the input says. These lines are routed and
+        // counted; the receives carry no descriptors, so that what a line routes to does not
+        // depend on how it was cut (the descriptor run below checks the descriptor rules).
         let real = frame(input, limit: maxLineLength, seed: seed, descriptors: false, oracle: oracle, into: &summary)
         summary.tooLong = real.tooLong
         summary.discardedBytes = real.tooLong ? 0 : real.pending
@@ -99,6 +103,9 @@ public enum ProtocolFuzzDriver {
         var checker = LineChecker(summary: summary)
         for (index, line) in real.lines.enumerated() {
             checker.process(line, index: index)
+        }
+        for (index, line) in withDescriptors.lines.enumerated() {
+            checker.checkDescriptors(line, index: index)
         }
         summary = checker.summary
         if summary.violations.isEmpty && summary.lines != summary.blankLines + summary.acceptedCount + summary.errorCount {
@@ -373,7 +380,7 @@ extension ProtocolFuzzDriver.Summary {
 
 // MARK: - One line
 
-/// What Connection.handle and Supervisor.dispatch do with a line, with checks.
+/// What Connection.handle does with a line (Routed.route), with checks.
 private struct LineChecker {
     var summary: ProtocolFuzzDriver.Summary
     private var index = 0
@@ -395,31 +402,100 @@ private struct LineChecker {
         self.index = index
         bytes = line.bytes
         summary.lines += 1
-        // Connection.handle: blank lines get no reply and are no error.
-        if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) {
+        let blank = bytes.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
+        // What nsgroupd does with the line (Connection.handle): the real routing, with no descriptors.
+        let routed = Routed.route(bytes, descriptors: 0, truncated: false, maxDescriptors: ProtocolFuzzDriver.maxDescriptors)
+        if case .blank = routed {
+            if !blank { fail("routed as blank, but it has other bytes than space, tab and CR") }
             summary.blankLines += 1
             return
         }
+        if blank { fail("a blank line was routed, not skipped") }
         let value = checkJSON()
         // A client reads server lines with IncomingMessage.decode: any bytes must be safe there too.
         _ = bytes.withUnsafeBytes { try? IncomingMessage.decode(line: $0) }
 
-        let request: Request
-        do {
-            request = try Request.decode(line: bytes)
-        } catch {
-            checkRefusal(error, value: value)
-            refuse(error.error.reason)
+        switch routed {
+        case .blank:
             return
-        }
-        guard let value else {
-            fail("Request.decode accepted a line JSONParser refuses")
+        case .undecodable(let failure):
+            checkRefusal(failure, value: value)
+            refuse(failure.error.reason)
             return
+        case .refused(let request, let error):
+            guard let value else { return fail("a line JSONParser refuses was decoded into a request") }
+            checkAccepted(request, value: value)
+            count(request)
+            checkRefused(request, error)
+        case .call(let request, let call):
+            guard let value else { return fail("a line JSONParser refuses was decoded into a request") }
+            checkAccepted(request, value: value)
+            count(request)
+            checkCall(request, call)
         }
-        checkAccepted(request, value: value)
+    }
+
+    private mutating func count(_ request: Request) {
         summary.requests += 1
         if request.isNotification { summary.notifications += 1 }
-        dispatch(request)
+        // What the audit record takes from any request.
+        if let name = request.params?["name"]?.stringValue, GroupName.isValid(name) != Self.matchesNameRule(name) {
+            fail("GroupName.isValid(\(ProtocolFuzzDriver.show(Array(name.utf8)))) is \(GroupName.isValid(name)), the rule says otherwise")
+        }
+    }
+
+    /// The same bytes, as they arrived in the run with made-up descriptors: the descriptor
+    /// rules of PROTOCOL.md §5 decide, on top of what the line says without them.
+    mutating func checkDescriptors(_ line: LineFramer.Line, index: Int) {
+        self.index = index
+        bytes = line.bytes
+        let count = line.descriptors.count
+        let truncated = line.descriptorsTruncated
+        let limit = ProtocolFuzzDriver.maxDescriptors
+        let plain = Routed.route(bytes, descriptors: 0, truncated: false, maxDescriptors: limit)
+        let routed = Routed.route(bytes, descriptors: count, truncated: truncated, maxDescriptors: limit)
+        let enterWithoutTTY = "enter: with \"tty\": false the request must carry exactly 3 file descriptors"
+        switch (plain, routed) {
+        case (.blank, .blank), (.undecodable, .undecodable):
+            return
+        case (.refused(let request, let without), .refused(_, let with)) where MethodName(rawValue: request.method) == nil:
+            if with.reason != .methodNotFound || with.message != without.message {
+                fail("an unknown method with descriptors was refused with \(with.reason.rawValue): \(with.message)")
+            }
+        case (.refused(let request, _), .refused(_, let error)) where truncated,
+             (.call(let request, _), .refused(_, let error)) where truncated:
+            if error.message != "\(request.method): too many file descriptors, or truncated control data (at most \(limit))" {
+                fail("\(request.method) with truncated descriptors refused with: \(error.message)")
+            }
+        case (.refused(let request, _), .refused(_, let error)) where count > 0 && request.method != "enter",
+             (.call(let request, _), .refused(_, let error)) where count > 0 && request.method != "enter":
+            if error.message != "\(request.method) takes no file descriptors" {
+                fail("\(request.method) with \(count) descriptors refused with: \(error.message)")
+            }
+        case (.call(_, .enter), .refused(_, let error)):
+            // Accepted without descriptors: it asked for a tty, so any descriptor is too many.
+            if error.message != "enter: with \"tty\": true the request carries no file descriptors" {
+                fail("enter with a tty and \(count) descriptors refused with: \(error.message)")
+            }
+        case (.refused(let request, let without), .refused(_, let with)) where without.message.hasPrefix(enterWithoutTTY):
+            if count == 3 { fail("\(request.method) without a tty and with 3 descriptors was refused: \(with.message)") }
+            if with.message != "\(enterWithoutTTY) (stdin, stdout, stderr), not \(count)" {
+                fail("enter without a tty and with \(count) descriptors refused with: \(with.message)")
+            }
+        case (.refused(_, let without), .refused(_, let with)):
+            // Params refused either way, or no descriptors at all: the same error.
+            if with.reason != without.reason || with.message != without.message {
+                fail("with \(count) descriptors refused with \(with.message), without with \(without.message)")
+            }
+        case (.refused(_, let without), .call(let request, let call)):
+            guard case .enter(let params) = call, !params.tty, count == 3, !truncated, without.message.hasPrefix(enterWithoutTTY) else {
+                return fail("\(request.method) was accepted with \(count) descriptors (truncated \(truncated)), refused without: \(without.message)")
+            }
+        case (.call(let request, _), .call):
+            if count > 0 || truncated { fail("\(request.method) was accepted with \(count) descriptors (truncated \(truncated))") }
+        default:
+            fail("with \(count) descriptors (truncated \(truncated)) the line routes as \(routed), without as \(plain)")
+        }
     }
 
     // MARK: JSON
@@ -639,43 +715,60 @@ private struct LineChecker {
         }
     }
 
-    // MARK: Dispatch
+    // MARK: Routing
 
-    /// Supervisor.dispatch up to the handler: method lookup, then the method's params (the
-    /// descriptor checks between the two are the supervisor's, and these lines carry none).
-    private mutating func dispatch(_ request: Request) {
-        // What the audit record takes from any request.
-        if let name = request.params?["name"]?.stringValue, GroupName.isValid(name) != Self.matchesNameRule(name) {
-            fail("GroupName.isValid(\(ProtocolFuzzDriver.show(Array(name.utf8)))) is \(GroupName.isValid(name)), the rule says otherwise")
-        }
-        _ = String(request.method.prefix(64))
-
-        guard let method = MethodName(rawValue: request.method) else {
+    /// A decoded request refused on its way to a handler: an unknown method (with the
+    /// message PROTOCOL.md gives), or params its decoder refuses.
+    private mutating func checkRefused(_ request: Request, _ error: RPCError) {
+        if let method = MethodName(rawValue: request.method) {
+            if error.reason != .invalidParams && error.reason != .invalidName {
+                fail("\(method.rawValue) refused with \(error.reason.rawValue), not invalid_params or invalid_name")
+            }
+            if error.message.isEmpty { fail("\(method.rawValue) params refused with an empty message") }
+        } else {
             if MethodName.allCases.contains(where: { Array($0.rawValue.utf8) == Array(request.method.utf8) }) {
                 fail("MethodName(rawValue:) does not know a method it lists")
             }
-            let error = RPCError(.methodNotFound, "unknown method \(JSONValue.string(request.method).serialized()); methods are \(MethodName.allCases.map(\.rawValue).joined(separator: ", "))")
-            answer(request, .failure(error))
-            return
+            if error.reason != .methodNotFound || !error.message.hasPrefix("unknown method ") {
+                fail("an unknown method was refused with \(error.reason.rawValue): \(error.message)")
+            }
         }
-        let outcome = decodeParams(method, request.params)
-        if case .failure(let error) = outcome, error.reason != .invalidParams && error.reason != .invalidName {
-            fail("\(method.rawValue) params refused with \(error.reason.rawValue), not invalid_params or invalid_name")
-        }
-        if case .success = outcome { summary.accepted[method, default: 0] += 1 }
-        answer(request, outcome)
+        refuse(error.reason)
+        if let id = request.id { checkReply(id: id, error: error) }
     }
 
-    private mutating func answer(_ request: Request, _ outcome: Result<Void, RPCError>) {
-        switch outcome {
-        case .success:
-            if let id = request.id {
-                var line = Response.result(id: id, .object([:])).line
-                if line.popLast() != 0x0A || line.contains(0x0A) { fail("the result reply is not one line") }
-            }
-        case .failure(let error):
-            refuse(error.reason)
-            if let id = request.id { checkReply(id: id, error: error) }
+    /// A request routed to its handler: its params survive being encoded with `.json`
+    /// (as the client sends them) and decoded again, and keep the rules their decoder states.
+    private mutating func checkCall(_ request: Request, _ call: Call) {
+        if call.method.rawValue != request.method { fail("\(request.method) was routed as \(call.method.rawValue)") }
+        let method = call.method.rawValue
+        switch call {
+        case .version, .list, .subscribe:
+            break
+        case .create(let decoded):
+            roundTrip(decoded, decoded.name) { (json) throws(RPCError) in try CreateParams(params: json) }
+        case .inspect(let decoded), .destroy(let decoded):
+            roundTrip(decoded, decoded.name) { (json) throws(RPCError) in try NameParams(params: json, method: method) }
+        case .enter(let decoded):
+            // EnterParams' == compares .json, which would hide a member .json leaves out.
+            roundTrip(decoded, decoded.name, same: Self.sameEnter) { (json) throws(RPCError) in try EnterParams(params: json) }
+            if !decoded.tty, decoded.rows != nil || decoded.columns != nil { fail("enter accepted rows or columns without a tty") }
+            // These lines carry no descriptors, and enter without a tty needs three.
+            if !decoded.tty { fail("enter without a tty was routed with no descriptors") }
+        case .signal(let decoded):
+            roundTrip(decoded, decoded.name) { (json) throws(RPCError) in try SignalParams(params: json) }
+            if !(1...64).contains(decoded.signal) || decoded.session == 0 { fail("signal accepted session \(decoded.session) signal \(decoded.signal)") }
+        case .share(let decoded), .unshare(let decoded):
+            roundTrip(decoded, decoded.name) { (json) throws(RPCError) in try ShareParams(params: json, method: method) }
+            if decoded.members.isEmpty { fail("\(method) accepted no members") }
+        case .attach(let decoded):
+            roundTrip(decoded, decoded.name) { (json) throws(RPCError) in try AttachParams(params: json) }
+            if decoded.session == 0 { fail("attach accepted session 0") }
+        }
+        summary.accepted[call.method, default: 0] += 1
+        if let id = request.id {
+            var line = Response.result(id: id, .object([:])).line
+            if line.popLast() != 0x0A || line.contains(0x0A) { fail("the result reply is not one line") }
         }
     }
 

@@ -24,7 +24,8 @@ import Systemd
 /// handles requests; they resume once the person's unread output falls below
 /// three quarters of it (ConnectionInput wakes them).
 final class Connection {
-    typealias Dispatch = (Connection, Request, ReceivedDescriptors, _ truncated: Bool) -> Reply
+    /// Hands a routed request to the supervisor: the call, or why it was refused before any handler.
+    typealias Dispatch = (Connection, Request, Result<Call, RPCError>, ReceivedDescriptors) -> Reply
     /// The error to close the connection with when its person's buffered bytes (given) are over budget, else nil.
     typealias BudgetCheck = (Connection, _ held: Int) -> RPCError?
 
@@ -229,17 +230,23 @@ final class Connection {
 
     private func handle(_ line: LineFramer.Line) {
         let descriptors = ReceivedDescriptors(line.descriptors)
-        // Blank lines (a person typing into socat) are skipped, not errors.
-        if line.bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return }
         let request: Request
-        do {
-            request = try Request.decode(line: line.bytes)
-        } catch {
-            // A well-formed notification with bad params is still a notification: no reply.
-            if !error.isNotification { send(Response.error(id: error.id, error.error)) }
+        let routed: Result<Call, RPCError>
+        switch Routed.route(line.bytes, descriptors: descriptors.count, truncated: line.descriptorsTruncated,
+                            maxDescriptors: UnixSocket.maxDescriptors) {
+        case .blank:
             return
+        case .undecodable(let failure):
+            // A well-formed notification with bad params is still a notification: no reply.
+            if !failure.isNotification { send(Response.error(id: failure.id, failure.error)) }
+            return
+        case .refused(let refused, let error):
+            descriptors.closeAll()
+            (request, routed) = (refused, .failure(error))
+        case .call(let accepted, let call):
+            (request, routed) = (accepted, .success(call))
         }
-        let outcome = dispatch(self, request, descriptors, line.descriptorsTruncated)
+        let outcome = dispatch(self, request, routed, descriptors)
         if case .deferred = outcome {
             waiting = .some(request.id)
         } else {

@@ -7,8 +7,7 @@ import RPC
 extension Supervisor {
     static let maxTmpfsMounts = 32
 
-    func create(_ context: RequestContext) throws(RPCError) -> Reply {
-        let params = try CreateParams(params: context.request.params)
+    func create(_ params: CreateParams, _ context: RequestContext) throws(RPCError) -> Reply {
         let kinds = try Self.namespaceKinds(params.namespaces)
         let hostname = try Self.hostname(params.hostname, kinds: kinds, name: params.name)
         let requestedTmpfs = try Self.tmpfsMounts(params.tmpfs, kinds: kinds)

@@ -8,8 +8,7 @@ extension Supervisor {
     /// Kills the holder through its pidfd and answers once it has been
     /// reaped. In a group with a pid namespace the holder is PID 1, so the
     /// kernel takes every process of the group down with it.
-    func destroy(_ context: RequestContext) throws(RPCError) -> Reply {
-        let params = try NameParams(params: context.request.params, method: "destroy")
+    func destroy(_ params: NameParams, _ context: RequestContext) throws(RPCError) -> Reply {
         let group = try group(params.name, context, action: "destroy", manage: true)
         if !group.destroying {
             group.destroying = true

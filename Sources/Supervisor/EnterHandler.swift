@@ -16,17 +16,8 @@ extension Supervisor {
     /// environment, and only fds 0-2. Interactive: on a new pty of the group,
     /// whose master goes back beside the reply. Scripted: on the three
     /// descriptors the caller passed.
-    func enter(_ context: RequestContext, _ descriptors: ReceivedDescriptors) throws(RPCError) -> Reply {
-        let params = try EnterParams(params: context.request.params)
-        if params.tty, !descriptors.isEmpty {
-            descriptors.closeAll()
-            throw .invalidParams("enter: with \"tty\": true the request carries no file descriptors")
-        }
-        if !params.tty, descriptors.count != 3 {
-            let count = descriptors.count
-            descriptors.closeAll()
-            throw .invalidParams("enter: with \"tty\": false the request must carry exactly 3 file descriptors (stdin, stdout, stderr), not \(count)")
-        }
+    /// Routed.route has checked the descriptors against `params.tty`: none with a tty, else exactly 3.
+    func enter(_ params: EnterParams, _ context: RequestContext, _ descriptors: ReceivedDescriptors) throws(RPCError) -> Reply {
         let group = try group(params.name, context, action: "enter", manage: false)
         guard !group.destroying else { throw .notFound(group: params.name) }
 
@@ -317,8 +308,7 @@ extension Supervisor {
     /// `attach {name, session}`: the session's own user and admins may attach. A session
     /// that ended is found only under the instance of the group it ran in (or by name,
     /// once no group of that name exists).
-    func attach(_ context: RequestContext) throws(RPCError) -> Reply {
-        let params = try AttachParams(params: context.request.params)
+    func attach(_ params: AttachParams, _ context: RequestContext) throws(RPCError) -> Reply {
         let caller = context.caller
         let current = groups[params.name]
         let live = current?.sessions[params.session]
@@ -336,8 +326,7 @@ extension Supervisor {
     }
 
     /// `signal {name, session, signal}`: the session's own user and admins may signal it.
-    func signal(_ context: RequestContext) throws(RPCError) -> Reply {
-        let params = try SignalParams(params: context.request.params)
+    func signal(_ params: SignalParams, _ context: RequestContext) throws(RPCError) -> Reply {
         let group = groups[params.name]
         let session = group?.sessions[params.session]
         try checkControl(context.caller, of: session?.uid, params.session, in: params.name, group, action: "signal")

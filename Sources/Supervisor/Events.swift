@@ -12,8 +12,7 @@ extension Supervisor {
     /// more than connections.subscriber-buffer of them pile up is dropped,
     /// rather than slowing the supervisor or holding its memory; so is one
     /// behind on its events while its person is over connections.output-per-user.
-    func subscribe(_ context: RequestContext) throws(RPCError) -> Reply {
-        try ParamsReader(context.request.params, method: "subscribe").finish()
+    func subscribe(_ context: RequestContext) -> Reply {
         // A small kernel buffer, so that the cap below (not the socket's own
         // couple of hundred KiB) decides when a subscriber is too slow.
         var size: Int32 = 32 << 10

@@ -4,9 +4,8 @@ extension Supervisor {
     /// `share` / `unshare {name, members}`: the owner and admins change who
     /// else may enter. The record is saved before the answer; a member
     /// removed while in a session keeps that session (it already entered).
-    func share(_ context: RequestContext, adding: Bool) throws(RPCError) -> Reply {
+    func share(_ params: ShareParams, _ context: RequestContext, adding: Bool) throws(RPCError) -> Reply {
         let method = adding ? "share" : "unshare"
-        let params = try ShareParams(params: context.request.params, method: method)
         let group = try group(params.name, context, action: "change the sharing of", manage: true)
         let changes = try Self.members(params.members, method: method)
         if adding {

@@ -217,8 +217,8 @@ public final class Supervisor {
                 id: id, socket: socket, peer: peer, maxLineLength: policy.maxLine,
                 input: connectionInput, chargedUID: charged,
                 budgetCheck: { [unowned self] connection, held in self.bufferRefusal(connection, held: held) },
-                dispatch: { [unowned self] connection, request, descriptors, truncated in
-                    self.dispatch(connection, request, descriptors, truncated: truncated)
+                dispatch: { [unowned self] connection, request, routed, descriptors in
+                    self.dispatch(connection, request, routed, descriptors)
                 },
                 onClose: { [weak self] connection in self?.connectionClosed(connection) })
             do {
@@ -318,39 +318,28 @@ public final class Supervisor {
 
     // MARK: Requests
 
-    /// Every request passes here: method lookup, descriptor rules, the
+    /// Every request that reaches a handler or was refused on the way
+    /// (Routed.route: method, descriptor rules, params) passes here: the
     /// handler, and one journal record of the decision.
-    func dispatch(_ connection: Connection, _ request: Request, _ descriptors: ReceivedDescriptors,
-                  truncated: Bool = false) -> Reply {
+    func dispatch(_ connection: Connection, _ request: Request, _ routed: Result<Call, RPCError>,
+                  _ descriptors: ReceivedDescriptors) -> Reply {
         let caller = connection.peer
         let name = request.params?["name"]?.stringValue
         let reply: Reply
-        let method = MethodName(rawValue: request.method)
         do throws(RPCError) {
-            guard let method else {
-                throw RPCError(.methodNotFound, "unknown method \(JSONValue.string(request.method).serialized()); methods are \(MethodName.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            if truncated {
-                descriptors.closeAll()
-                throw RPCError.invalidParams("\(method.rawValue): too many file descriptors, or truncated control data (at most \(UnixSocket.maxDescriptors))")
-            }
-            if !descriptors.isEmpty && !method.acceptsDescriptors {
-                descriptors.closeAll()
-                throw RPCError.invalidParams("\(method.rawValue) takes no file descriptors")
-            }
             let context = RequestContext(caller: caller, connection: connection, request: request)
-            switch method {
-            case .version: reply = try version(context)
-            case .create: reply = try create(context)
-            case .list: reply = try list(context)
-            case .inspect: reply = try inspect(context)
-            case .destroy: reply = try destroy(context)
-            case .enter: reply = try enter(context, descriptors)
-            case .signal: reply = try signal(context)
-            case .share: reply = try share(context, adding: true)
-            case .unshare: reply = try share(context, adding: false)
-            case .attach: reply = try attach(context)
-            case .subscribe: reply = try subscribe(context)
+            switch try routed.get() {
+            case .version: reply = version()
+            case .create(let params): reply = try create(params, context)
+            case .list: reply = list(context)
+            case .inspect(let params): reply = try inspect(params, context)
+            case .destroy(let params): reply = try destroy(params, context)
+            case .enter(let params): reply = try enter(params, context, descriptors)
+            case .signal(let params): reply = try signal(params, context)
+            case .share(let params): reply = try share(params, context, adding: true)
+            case .unshare(let params): reply = try share(params, context, adding: false)
+            case .attach(let params): reply = try attach(params, context)
+            case .subscribe: reply = subscribe(context)
             }
         } catch {
             audit.record(.requestRefused, level: .notice,
@@ -360,8 +349,8 @@ public final class Supervisor {
             return .error(error)
         }
         descriptors.closeAll()
-        if let method, method.isRead, !policy.recordEachRead {
-            connection.reads.add(method, name: name, now: monotonicSeconds())
+        if case .success(let call) = routed, call.method.isRead, !policy.recordEachRead {
+            connection.reads.add(call.method, name: name, now: monotonicSeconds())
         } else {
             audit.record(.requestAccepted, "Accepted \(request.method) from uid \(caller.uid)",
                          caller: caller, fields: recordFields(request, name: name, result: "ok"))

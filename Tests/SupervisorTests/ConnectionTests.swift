@@ -28,7 +28,7 @@ private final class ConnectionHarness {
             id: 1, socket: FileDescriptor(adopting: fds[1]),
             peer: PeerCredentials(pid: getpid(), uid: getuid(), gid: getgid(), groups: []),
             maxLineLength: 1 << 16,
-            dispatch: { _, request, descriptors, _ in
+            dispatch: { _, request, _, descriptors in
                 let inodes = descriptors.rawValues.map { fd -> UInt64 in
                     var st = stat()
                     return fstat(fd, &st) == 0 ? UInt64(st.st_ino) : 0
@@ -79,10 +79,10 @@ struct ConnectionDescriptorTests {
         // One at a time: the connection reads each before the next is sent.
         try harness.send(#"{"jsonrpc":"2.0","id":1,"method":"list"}"# + "\n")
         try harness.run(untilDispatched: 1)
-        try harness.send(#"{"jsonrpc":"2.0","id":2,"method":"enter","params":{}}"# + "\n", descriptors: [file])
+        try harness.send(#"{"jsonrpc":"2.0","id":2,"method":"enter","params":{"name":"g","tty":false}}"# + "\n", descriptors: [file, file, file])
         try harness.run(untilDispatched: 2)
         #expect(harness.dispatched.map(\.id) == [.number(JSONNumber(1)), .number(JSONNumber(2))])
-        #expect(harness.dispatched.map(\.inodes) == [[], [inode(file)]])
+        #expect(harness.dispatched.map(\.inodes) == [[], Array(repeating: inode(file), count: 3)])
     }
 
     /// A client that pipelines: a request without descriptors, then (in its own
@@ -95,10 +95,10 @@ struct ConnectionDescriptorTests {
         try #require(file >= 0)
         defer { close(file) }
         try harness.send(#"{"jsonrpc":"2.0","id":1,"method":"list"}"# + "\n")
-        try harness.send(#"{"jsonrpc":"2.0","id":2,"method":"enter","params":{}}"# + "\n", descriptors: [file])
+        try harness.send(#"{"jsonrpc":"2.0","id":2,"method":"enter","params":{"name":"g","tty":false}}"# + "\n", descriptors: [file, file, file])
         try harness.run(untilDispatched: 2)
         #expect(harness.dispatched.map(\.id) == [.number(JSONNumber(1)), .number(JSONNumber(2))])
         #expect(harness.dispatched.first?.inodes == [], "the descriptors went to request 1, which did not carry them")
-        #expect(harness.dispatched.last?.inodes == [inode(file)], "request 2 lost the descriptors it carried")
+        #expect(harness.dispatched.last?.inodes == Array(repeating: inode(file), count: 3), "request 2 lost the descriptors it carried")
     }
 }

@@ -148,7 +148,7 @@ private final class BudgetHarness {
                 onRefuse?(held)
                 return RPCError(.limitExceeded, "over")
             },
-            dispatch: { _, request, descriptors, _ in
+            dispatch: { _, request, _, descriptors in
                 descriptors.closeAll()
                 dispatched(request.method)
                 return .result(.object([:]))

@@ -48,7 +48,7 @@ private final class PeopleHarness {
             id: id, socket: FileDescriptor(adopting: fds[1]),
             peer: PeerCredentials(pid: getpid(), uid: uid, gid: getgid(), groups: []),
             maxLineLength: 1 << 16, input: input, chargedUID: uid,
-            dispatch: { [weak self] connection, _, descriptors, _ in
+            dispatch: { [weak self] connection, _, _, descriptors in
                 descriptors.closeAll()
                 self?.dispatched[connection.id, default: 0] += 1
                 return .result(reply)
