@@ -82,7 +82,7 @@ let package = Package(
         .testTarget(name: "SupervisorTests", dependencies: ["Supervisor"], swiftSettings: strict),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["Client", "RPC", "Namespaces", "nsgroupd", "nsgroup", "nsgroup-holder", "nsgroup-bench"],
+            dependencies: ["Client", "RPC", "Namespaces", "Supervisor", "nsgroupd", "nsgroup", "nsgroup-holder", "nsgroup-bench"],
             swiftSettings: strict
         ),
     ]

@@ -3,26 +3,15 @@ import Foundation
 import Glibc
 import Namespaces
 import RPC
+import Supervisor
 import Testing
 
 /// The audit trail: every decision and lifecycle event is a structured
 /// journald record, read back here with the real journalctl.
 @Suite struct JournalTests {
-    static let messageIDs = [
-        "requestAccepted": "a05e7f4b55ff4979887635c6c6d00a9a",
-        "requestRefused": "fb4a6796baef4e3dbb39c97742b74373",
-        "groupCreated": "320406c0c5ad4902bf362306b65d7428",
-        "groupDestroyed": "46c3c3f82d874233ba02f5bce1bc6a7b",
-        "sessionStarted": "99bbb50474e94151aff70fba484cb4e5",
-        "sessionEnded": "cf17cd2593d142d69b083099670d24f9",
-        "holderDied": "ef504bc1ff4a43cda8e0a6a2b5f0434d",
-        "policyReloaded": "95efadaa300e43cea4299e0cb7d96396",
-        "supervisorStarted": "3096b031050d47769ccaae0896b855c5",
-        "supervisorStopped": "c96c7b056b8c4d3da88ec4ad30d73aa4",
-        "groupAdopted": "180c0f5ec88b439ba5420351cd175657",
-        "groupDropped": "fcadf41a4afb448882bebd0d4cd2399d",
-        "readsSummarized": "12bd6b7dcf834517bfc4e7f3e5cd090b",
-    ]
+    /// MESSAGE_ID by the name of the AuditEvent case ("groupCreated"); the ids themselves are
+    /// checked against packaging/catalog/nsgroup.catalog by SupervisorTests' PackagingTests.
+    static let messageIDs = Dictionary(uniqueKeysWithValues: AuditEvent.allCases.map { ("\($0)", $0.messageID) })
 
     /// journald must run for these tests: `make check` starts one. Fails, never skips.
     static func requireJournald() throws {
@@ -230,7 +219,7 @@ import Testing
         #expect(warnings == 1, "the degraded-auditing warning comes once: \(log)")
         #expect(log.contains("auditing is degraded"))
         #expect(log.contains("Created group unlogged"))
-        #expect(log.contains("MESSAGE_ID=320406c0c5ad4902bf362306b65d7428"))
+        #expect(log.contains("MESSAGE_ID=\(AuditEvent.groupCreated.messageID)"))
         #expect(log.contains("Destroyed group unlogged"))
         // Nothing of it reached the journal.
         let inJournal = try run("/usr/bin/journalctl", ["-o", "json", "--no-pager", "NSGROUP_SOCKET=\(supervisor.socketPath)"])

@@ -2,6 +2,7 @@ import Client
 import Foundation
 import Glibc
 import RPC
+import Supervisor
 import Testing
 
 /// Who calls, in the access matrix: root, an admin, the owner, a member by
@@ -115,7 +116,7 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
     static func reloadRecords(_ supervisor: TestSupervisor, result: String) throws -> [[String: String]] {
         let query = try run("/usr/bin/journalctl", ["-o", "json", "--no-pager", "--all",
                                                     "NSGROUP_SOCKET=\(supervisor.socketPath)", "_PID=\(supervisor.pid)",
-                                                    "MESSAGE_ID=95efadaa300e43cea4299e0cb7d96396",
+                                                    "MESSAGE_ID=\(AuditEvent.policyReloaded.messageID)",
                                                     "NSGROUP_RESULT=\(result)"])
         return query.stdout.split(separator: "\n").compactMap { line in
             (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]

@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 import Namespaces
 import RPC
+import Supervisor
 import Testing
 
 /// Groups are long-running: they outlive supervisor restarts and crashes,
@@ -219,7 +220,7 @@ import Testing
             var found = ""
             try waitUntil("a group-dropped record for \(name)", timeoutSeconds: 10) {
                 found = try run("/usr/bin/journalctl", ["-o", "json", "--no-pager", "NSGROUP_SOCKET=\(supervisor.socketPath)",
-                                                        "MESSAGE_ID=fcadf41a4afb448882bebd0d4cd2399d", "NSGROUP_NAME=\(name)"]).stdout
+                                                        "MESSAGE_ID=\(AuditEvent.groupDropped.messageID)", "NSGROUP_NAME=\(name)"]).stdout
                 return !found.isEmpty
             }
             #expect(found.contains("\"NSGROUP_REASON\":\"\(reason)\""), "\(name): \(found)")

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Namespaces
+import Supervisor
 import Testing
 
 /// nsgroupd as a systemd service, with systemd's own tools: sd_notify to a
@@ -92,7 +93,7 @@ import Testing
         try JournalTests.requireJournald()
         #expect(eventually {
             let started = try? run("/usr/bin/journalctl", ["-o", "cat", "--no-pager", "NSGROUP_SOCKET=\(supervisor.socketPath)",
-                                                            "MESSAGE_ID=3096b031050d47769ccaae0896b855c5"])
+                                                            "MESSAGE_ID=\(AuditEvent.supervisorStarted.messageID)"])
             return started?.stdout.contains("(socket from systemd)") == true
         }, "the supervisor says it took systemd's socket")
 
