@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Namespaces
 import RPC
 
@@ -5,7 +8,9 @@ import RPC
 public enum ClientError: Error, CustomStringConvertible {
     /// The socket could not be reached: no supervisor, or no permission.
     case unreachable(path: String, Errno)
-    /// The supervisor answered with an error.
+    /// The supervisor answered with an error: its reason (`data.reason`, or the
+    /// one its code implies when the reason is new to this client) is what to
+    /// branch on, with `data` members such as `needs`; its message is for people.
     case server(RPCError)
     /// The supervisor sent something this client does not understand.
     case protocolViolation(String)
@@ -17,7 +22,7 @@ public enum ClientError: Error, CustomStringConvertible {
     public var description: String {
         switch self {
         case .unreachable(let path, let errno):
-            let hint = errno.rawValue == 2 || errno.rawValue == 111 ? " (is nsgroupd running?)" : ""
+            let hint = errno.rawValue == ENOENT || errno.rawValue == ECONNREFUSED ? " (is nsgroupd running?)" : ""
             return "cannot reach nsgroupd at \(path): \(errno)\(hint)"
         case .server(let error):
             return error.message

@@ -180,9 +180,10 @@ public struct HolderSpawner: ~Copyable {
     /// the clone on) and records it, so that a supervisor killed at any
     /// moment leaves either a record to check at its next start, or nothing:
     /// if the supervisor dies before the go-ahead, the pipe's write end
-    /// closes and the holder exits on its own.
+    /// closes and the holder exits on its own. A `commit` that fails fails
+    /// the spawn with the step `recordHolder` and its errno.
     public func spawn(_ spec: HolderSpec,
-                      commit: (_ pid: pid_t, _ startTime: UInt64, _ namespaces: [NamespaceID]) throws(SpawnError) -> Void = { _, _, _ in }
+                      commit: (_ pid: pid_t, _ startTime: UInt64, _ namespaces: [NamespaceID]) throws(Errno) -> Void = { _, _, _ in }
     ) throws(SpawnError) -> SpawnedHolder {
         // The holder makes its time namespace itself, for its children only,
         // so that the offsets can be written before any process is inside.
@@ -190,11 +191,11 @@ public struct HolderSpawner: ~Copyable {
         for kind in spec.namespaces where kind != .time { flags |= UInt64(UInt32(bitPattern: kind.cloneFlag)) }
 
         var statusPipe: [Int32] = [-1, -1]
-        if ns_pipe_cloexec(&statusPipe) < 0 { throw SpawnError(step: "pipe2", errno: .current) }
+        if ns_pipe_cloexec(&statusPipe) < 0 { throw SpawnError(step: .pipe2, errno: .current) }
         let reader = FileDescriptor(adopting: statusPipe[0])
         let writer = FileDescriptor(adopting: statusPipe[1])
         var syncPipe: [Int32] = [-1, -1]
-        if ns_pipe_cloexec(&syncPipe) < 0 { throw SpawnError(step: "pipe2", errno: .current) }
+        if ns_pipe_cloexec(&syncPipe) < 0 { throw SpawnError(step: .pipe2, errno: .current) }
         let goReader = FileDescriptor(adopting: syncPipe[0])
         let goWriter = FileDescriptor(adopting: syncPipe[1])
 
@@ -210,7 +211,7 @@ public struct HolderSpawner: ~Copyable {
         let cloneError = Errno.current
         _ = consume writer  // only the holder may hold these ends now
         _ = consume goReader
-        if status < 0 { throw SpawnError(step: "clone3", errno: cloneError) }
+        if status < 0 { throw SpawnError(step: .clone3, errno: cloneError) }
         let pidfd = Pidfd(pid: pid, adopting: pidfdRaw)
 
         do throws(SpawnError) {
@@ -219,28 +220,30 @@ public struct HolderSpawner: ~Copyable {
             if let maps = spec.userMaps {
                 try Self.writeMaps(maps, pid: pid)
                 var mapped: UInt8 = 1
-                if write(goWriter.rawValue, &mapped, 1) != 1 { throw SpawnError(step: "write(go-ahead)", errno: .current) }
+                if write(goWriter.rawValue, &mapped, 1) != 1 { throw SpawnError(step: .writeGoAhead, errno: .current) }
             }
             // The holder says when its namespaces are final (its time
             // namespace made); until then they cannot be recorded.
             try awaitReport(NS_STAGE_CLONED, reader: reader, spec: spec)
             let startTime: UInt64
             do { startTime = try ProcFS.startTime(pid: pid) } catch {
-                throw SpawnError(step: "read /proc/\(pid)/stat", errno: error)
+                throw SpawnError(step: .readStat(pid: pid), errno: error)
             }
             var ids: [NamespaceID] = []
             for kind in spec.namespaces.sorted() {
                 do { ids.append(try NamespaceID.read(pid: pid, kind: kind, entry: kind.holderEntry)) } catch {
-                    throw SpawnError(step: "readlink(/proc/\(pid)/ns/\(kind.holderEntry))", errno: error)
+                    throw SpawnError(step: .readNamespaceLink(pid: pid, entry: kind.holderEntry), errno: error)
                 }
             }
             // The ids were read by pid: make sure it was our holder all along.
             guard pidfd.isAlive else {
-                throw SpawnError(step: "nsgroup-holder exited during set-up", errno: Errno(rawValue: EPIPE))
+                throw SpawnError(step: .holderExitedDuringSetup, errno: Errno(rawValue: EPIPE))
             }
-            try commit(pid, startTime, ids)
+            do throws(Errno) { try commit(pid, startTime, ids) } catch {
+                throw SpawnError(step: .recordHolder, errno: error)
+            }
             var go: UInt8 = 1
-            if write(goWriter.rawValue, &go, 1) != 1 { throw SpawnError(step: "write(go-ahead)", errno: .current) }
+            if write(goWriter.rawValue, &go, 1) != 1 { throw SpawnError(step: .writeGoAhead, errno: .current) }
             try awaitReport(NS_STAGE_OK, reader: reader, spec: spec)
             return SpawnedHolder(pidfd: pidfd, startTime: startTime, namespaces: ids)
         } catch {
@@ -255,7 +258,7 @@ public struct HolderSpawner: ~Copyable {
         var fds = pollfd(fd: reader.rawValue, events: Int16(POLLIN), revents: 0)
         let ready = try? retryOnInterrupt { poll(&fds, 1, setupTimeoutMilliseconds) }
         if ready == nil || ready == 0 {
-            throw SpawnError(step: "waiting for nsgroup-holder", errno: .timedOut)
+            throw SpawnError(step: .waitingForHolder, errno: .timedOut)
         }
         var report = ns_report()
         let size = MemoryLayout<ns_report>.size
@@ -263,7 +266,7 @@ public struct HolderSpawner: ~Copyable {
             try? retryOnInterrupt { read(reader.rawValue, raw.baseAddress, size) }
         }
         guard let n, n == size else {
-            throw SpawnError(step: "nsgroup-holder exited during set-up", errno: Errno(rawValue: EPIPE))
+            throw SpawnError(step: .holderExitedDuringSetup, errno: Errno(rawValue: EPIPE))
         }
         if report.stage != Int32(expected.rawValue) {
             throw SpawnError(report: report, tmpfs: spec.tmpfs.map(\.path), binds: spec.binds.map(\.target),
@@ -280,7 +283,7 @@ public struct HolderSpawner: ~Copyable {
                 let fd = try FileDescriptor.open(path, O_WRONLY)
                 try fd.writeAll(Array(text.utf8))
             } catch {
-                throw SpawnError(step: "write(\(path))", errno: error)
+                throw SpawnError(step: .writeMap(path: path), errno: error)
             }
         }
         if maps.deniesSetgroups { try write("setgroups", "deny") }

@@ -87,7 +87,7 @@ public enum SessionSpawner {
         let file = spec.executable
         // Exactly one per resource, or none.
         if let given = spec.resourceLimits, given.count != Int(NS_RLIMIT_COUNT) {
-            throw SpawnError(step: "resource limits (\(given.count), not \(NS_RLIMIT_COUNT))", errno: Errno(rawValue: EINVAL))
+            throw SpawnError(step: .resourceLimitCount(given.count), errno: Errno(rawValue: EINVAL))
         }
         let limits = spec.resourceLimits?.map { ns_rlimit(cur: $0.soft, max: $0.hard) }
         let status = withCStringArray(spec.argv) { argv in
@@ -139,7 +139,7 @@ public enum SessionSpawner {
         do {
             return try Pidfd.open(pid: pid)
         } catch {
-            throw SpawnError(step: "pidfd_open(\(pid))", errno: error)
+            throw SpawnError(step: .pidfdOpen(pid: pid), errno: error)
         }
     }
 }

@@ -40,45 +40,24 @@ public enum JSONParser {
         guard bytes.count > 0 else {
             throw JSONParseError(offset: 0, message: "empty input")
         }
-        let result = bytes.withMemoryRebound(to: UInt8.self) { buf -> Result<JSONValue, JSONParseError> in
-            guard let base = buf.baseAddress else {
-                return .failure(JSONParseError(offset: 0, message: "empty input"))
-            }
+        return try bytes.withMemoryRebound(to: UInt8.self) { (buf) throws(JSONParseError) -> JSONValue in
+            guard let base = buf.baseAddress else { throw JSONParseError(offset: 0, message: "empty input") }
             var parser = _JSONParserState(base: base, count: buf.count, maxDepth: max(0, maxDepth))
-            do throws(JSONParseError) {
-                return .success(try parser.parseDocument())
-            } catch {
-                return .failure(error)
-            }
+            return try parser.parseDocument()
         }
-        return try result.get()
     }
 
     public static func parse(
         _ bytes: [UInt8], maxDepth: Int = defaultMaxDepth
     ) throws(JSONParseError) -> JSONValue {
-        let result = bytes.withUnsafeBytes { raw -> Result<JSONValue, JSONParseError> in
-            do throws(JSONParseError) {
-                return .success(try parse(raw, maxDepth: maxDepth))
-            } catch {
-                return .failure(error)
-            }
-        }
-        return try result.get()
+        try bytes.withBytes { (raw) throws(JSONParseError) in try parse(raw, maxDepth: maxDepth) }
     }
 
     public static func parse(
         _ text: String, maxDepth: Int = defaultMaxDepth
     ) throws(JSONParseError) -> JSONValue {
         var text = text
-        let result = text.withUTF8 { buf -> Result<JSONValue, JSONParseError> in
-            do throws(JSONParseError) {
-                return .success(try parse(UnsafeRawBufferPointer(buf), maxDepth: maxDepth))
-            } catch {
-                return .failure(error)
-            }
-        }
-        return try result.get()
+        return try text.withUTF8Bytes { (raw) throws(JSONParseError) in try parse(raw, maxDepth: maxDepth) }
     }
 }
 

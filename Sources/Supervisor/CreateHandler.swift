@@ -44,11 +44,9 @@ extension Supervisor {
         }
         let owner = context.caller.uid
         var recorded: GroupRecord?
-        /// Set when the state file could not be written: the supervisor's fault, not the group's.
-        var unsaved: Errno?
         let spawned: SpawnedHolder
         do throws(SpawnError) {
-            spawned = try holders.spawn(spec) { pid, startTime, namespaces throws(SpawnError) in
+            spawned = try holders.spawn(spec) { pid, startTime, namespaces throws(Errno) in
                 CrashPoint.reach(.createCloned)
                 var record = GroupRecord(
                     name: params.name, owner: owner,
@@ -62,22 +60,17 @@ extension Supervisor {
                 record.netnsName = netnsName
                 // On disk before the holder may go on: a supervisor killed
                 // from here on leaves a record its successor checks.
-                do throws(Errno) {
-                    try state.save(record)
-                } catch {
-                    unsaved = error
-                    throw SpawnError(step: "write the state file", errno: error)
-                }
+                try state.save(record)
                 recorded = record
                 CrashPoint.reach(.createRecorded)
             }
         } catch {
             if recorded != nil { try? state.remove(name: params.name) }
-            if let unsaved {
-                throw RPCError(.internalError, "cannot create group \"\(params.name)\": writing its state file failed: \(unsaved)")
+            // The state file could not be written: the supervisor's fault, not the group's.
+            if error.step == .recordHolder {
+                throw RPCError(.internalError, "cannot create group \"\(params.name)\": writing its state file failed: \(error.errno)")
             }
-            throw RPCError(.operationFailed, "cannot create group \"\(params.name)\": \(error)",
-                           details: ["step": .string(error.step), "errno": .string(error.errno.name)])
+            throw RPCError.operationFailed("cannot create group \"\(params.name)\"", error)
         }
         CrashPoint.reach(.createStarted)
         let record = recorded!
@@ -89,8 +82,7 @@ extension Supervisor {
                 try? group.holder.signal(SIGKILL)
                 _ = try? group.holder.reap(block: true)
                 try? state.remove(name: record.name)
-                throw RPCError(.operationFailed, "cannot create group \"\(params.name)\": \(error)",
-                               details: ["step": .string(error.step), "errno": .string(error.errno.name)])
+                throw RPCError.operationFailed("cannot create group \"\(params.name)\"", error)
             }
         }
         do {

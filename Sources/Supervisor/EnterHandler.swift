@@ -107,8 +107,8 @@ extension Supervisor {
         do {
             namespaces = try NamespaceFiles(holder: group.holder, kinds: kinds)
         } catch {
-            throw RPCError(.operationFailed, "cannot enter group \"\(params.name)\": opening its namespaces failed: \(error)",
-                           details: ["step": .string("open(/proc/\(group.record.holderPID)/ns)"), "errno": .string(error.name)])
+            throw RPCError.operationFailed("cannot enter group \"\(params.name)\": opening its namespaces failed: \(error)",
+                                           step: .openNamespaces(pid: group.record.holderPID), errno: error)
         }
 
         var master: FileDescriptor?
@@ -122,7 +122,7 @@ extension Supervisor {
                                        uid: entry.isNamespaceRoot ? group.owner : caller.uid, ttyGroup: ttyGroup,
                                        rows: params.rows ?? 0, columns: params.columns ?? 0)
                 } catch {
-                    throw SpawnError(step: "open(/dev/pts/ptmx)", errno: error)
+                    throw SpawnError(step: .openPtmx, errno: error)
                 }
                 let slave = pty.slave.rawValue
                 pidfd = try SessionSpawner.spawn(spec, namespaces: namespaces, stdio: (slave, slave, slave))
@@ -132,8 +132,7 @@ extension Supervisor {
                 pidfd = try SessionSpawner.spawn(spec, namespaces: namespaces, stdio: (fds[0], fds[1], fds[2]))
             }
         } catch {
-            throw RPCError(.operationFailed, "cannot enter group \"\(params.name)\": \(error)",
-                           details: ["step": .string(error.step), "errno": .string(error.errno.name)])
+            throw RPCError.operationFailed("cannot enter group \"\(params.name)\"", error)
         }
         // Our copies of the caller's stdio (or of the pty slave) close here:
         // only the process holds them now.
@@ -336,8 +335,7 @@ extension Supervisor {
         } catch where error.rawValue == ESRCH {
             // It has just ended; its exited notification is on its way.
         } catch {
-            throw RPCError(.operationFailed, "cannot signal session \(params.session): \(error)",
-                           details: ["step": "pidfd_send_signal", "errno": .string(error.name)])
+            throw RPCError.operationFailed("cannot signal session \(params.session): \(error)", step: .signal, errno: error)
         }
         return .result(.object([:]))
     }

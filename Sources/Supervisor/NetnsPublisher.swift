@@ -32,26 +32,26 @@ enum NetnsPublisher {
     /// mount namespaces made afterwards too.
     static func publish(_ name: String, holder: borrowing Pidfd) throws(SpawnError) {
         if mkdir(directory, 0o755) < 0 && errno != EEXIST {
-            throw SpawnError(step: "mkdir(\(directory))", errno: .current)
+            throw SpawnError(step: .mkdir(path: directory), errno: .current)
         }
         if mount("", directory, "none", UInt(MS_SHARED | MS_REC), nil) < 0 {
             guard errno == EINVAL,
                   mount(directory, directory, "none", UInt(MS_BIND | MS_REC), nil) == 0,
                   mount("", directory, "none", UInt(MS_SHARED | MS_REC), nil) == 0
-            else { throw SpawnError(step: "mount(\(directory), MS_SHARED)", errno: .current) }
+            else { throw SpawnError(step: .makeShared(path: directory), errno: .current) }
         }
         let target = path(name)
         let file = open(target, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0)
-        if file < 0 { throw SpawnError(step: "create \(target)", errno: .current) }
+        if file < 0 { throw SpawnError(step: .createFile(path: target), errno: .current) }
         close(file)
         do throws(SpawnError) {
             let namespace: FileDescriptor
             do { namespace = try FileDescriptor.open("/proc/\(holder.pid)/ns/net", O_RDONLY) } catch {
-                throw SpawnError(step: "open(/proc/\(holder.pid)/ns/net)", errno: error)
+                throw SpawnError(step: .open(path: "/proc/\(holder.pid)/ns/net"), errno: error)
             }
-            guard holder.isAlive else { throw SpawnError(step: "open(/proc/\(holder.pid)/ns/net)", errno: Errno(rawValue: ESRCH)) }
+            guard holder.isAlive else { throw SpawnError(step: .open(path: "/proc/\(holder.pid)/ns/net"), errno: Errno(rawValue: ESRCH)) }
             if mount("/proc/self/fd/\(namespace.rawValue)", target, "none", UInt(MS_BIND), nil) < 0 {
-                throw SpawnError(step: "mount(\(target))", errno: .current)
+                throw SpawnError(step: .bindNamespace(target: target), errno: .current)
             }
         } catch {
             unlink(target)

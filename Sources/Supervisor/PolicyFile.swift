@@ -42,43 +42,31 @@ enum PolicyFile {
     static let defaultPath = "/etc/nsgroup/nsgroupd.conf"
     static let defaultAdminGroup = "nsgroup-admin"
 
-    struct ParseError: Error, CustomStringConvertible {
-        let path: String
-        let line: Int
-        let message: String
-        var description: String { line > 0 ? "\(path):\(line): \(message)" : "\(path): \(message)" }
-    }
-
     static let maxSize = 1 << 20
 
     /// Reads and parses the file. A missing file is an error only when
     /// `required` (it was named with --config); otherwise the defaults apply.
     /// Like sshd's StrictModes, the file must be root's and writable by no
     /// one else: whoever may write it may make themselves an admin.
-    static func load(path: String, required: Bool) throws(ParseError) -> Policy {
+    static func load(path: String, required: Bool) throws(SupervisorError) -> Policy {
+        func refused(_ message: String) -> SupervisorError { SupervisorError(.configuration(path: path, line: 0), message) }
+        /// The open file, or nil when it is missing and was not named.
+        func opened() throws(SupervisorError) -> FileDescriptor? {
+            do throws(Errno) { return try FileDescriptor.open(path, O_RDONLY | O_NOFOLLOW) } catch {
+                if error.rawValue == ENOENT && !required { return nil }
+                throw refused("cannot read: \(error)")
+            }
+        }
+        guard let fd = try opened() else { return Policy.defaults() }
+        var st = stat()
+        if fstat(fd.rawValue, &st) < 0 { throw refused("cannot read: \(Errno.current)") }
+        guard st.st_mode & S_IFMT == S_IFREG else { throw refused("is not a regular file") }
+        guard st.st_uid == 0, st.st_mode & 0o022 == 0 else {
+            throw refused("must be owned by root and writable by no one else (it is uid \(st.st_uid), mode \(String(st.st_mode & 0o7777, radix: 8)))")
+        }
         let bytes: [UInt8]
-        do {
-            let fd = try FileDescriptor.open(path, O_RDONLY | O_NOFOLLOW)
-            var st = stat()
-            if fstat(fd.rawValue, &st) < 0 { throw Errno.current }
-            guard st.st_mode & S_IFMT == S_IFREG else {
-                throw ParseError(path: path, line: 0, message: "is not a regular file")
-            }
-            guard st.st_uid == 0, st.st_mode & 0o022 == 0 else {
-                throw ParseError(path: path, line: 0, message: "must be owned by root and writable by no one else (it is uid \(st.st_uid), mode \(String(st.st_mode & 0o7777, radix: 8)))")
-            }
-            bytes = try fd.readAll(limit: maxSize + 1)
-        } catch let error as ParseError {
-            throw error
-        } catch let error as Errno {
-            if error.rawValue == ENOENT && !required { return Policy.defaults() }
-            throw ParseError(path: path, line: 0, message: "cannot read: \(error)")
-        } catch {
-            throw ParseError(path: path, line: 0, message: "cannot read: \(error)")
-        }
-        guard bytes.count <= maxSize else {
-            throw ParseError(path: path, line: 0, message: "is larger than \(maxSize) bytes")
-        }
+        do throws(Errno) { bytes = try fd.readAll(limit: maxSize + 1) } catch { throw refused("cannot read: \(error)") }
+        guard bytes.count <= maxSize else { throw refused("is larger than \(maxSize) bytes") }
         return try parse(String(decoding: bytes, as: UTF8.self), path: path)
     }
 
@@ -90,7 +78,7 @@ enum PolicyFile {
         "audit": ["reads", "read-summary-interval"],
     ]
 
-    static func parse(_ text: String, path: String) throws(ParseError) -> Policy {
+    static func parse(_ text: String, path: String) throws(SupervisorError) -> Policy {
         var policy = Policy.defaults()
         var section: String?
         var seen: [String: Int] = [:]
@@ -99,7 +87,7 @@ enum PolicyFile {
             .map { Substring(String(decoding: $0, as: UTF8.self)) }
         for (index, rawLine) in lines.enumerated() {
             let number = index + 1
-            func fail(_ message: String) -> ParseError { ParseError(path: path, line: number, message: message) }
+            func fail(_ message: String) -> SupervisorError { SupervisorError(.configuration(path: path, line: number), message) }
             let line = stripComment(rawLine)
             if line.isEmpty { continue }
             if line.hasPrefix("[") {
@@ -121,62 +109,55 @@ enum PolicyFile {
             let qualified = section + "." + key
             if let first = seen[qualified] { throw fail("\(qualified) is set twice (first on line \(first))") }
             seen[qualified] = number
-            do {
-                try apply(section: section, key: key, value: value, to: &policy)
-            } catch {
-                throw fail("\(qualified): \(error.description)")
-            }
+            try apply(section: section, key: key, value: value, to: &policy) { fail("\(qualified): \($0)") }
         }
         // Keys that bound each other, checked once all are read (in any order).
         if let reserved = policy.reservedForAdmins, reserved >= policy.maxConnections {
-            throw ParseError(path: path, line: seen["connections.reserved-for-admins"] ?? seen["connections.max"] ?? 0,
-                             message: "connections.reserved-for-admins (\(reserved)) must be less than connections.max (\(policy.maxConnections)): nobody else could connect")
+            throw SupervisorError(.configuration(path: path, line: seen["connections.reserved-for-admins"] ?? seen["connections.max"] ?? 0),
+                                  "connections.reserved-for-admins (\(reserved)) must be less than connections.max (\(policy.maxConnections)): nobody else could connect")
         }
         if let budget = policy.bufferPerUser, budget < policy.maxLine {
-            throw ParseError(path: path, line: seen["connections.buffer-per-user"] ?? seen["connections.max-line"] ?? 0,
-                             message: "connections.buffer-per-user (\(budget)) must be at least connections.max-line (\(policy.maxLine)): one request line would not fit")
+            throw SupervisorError(.configuration(path: path, line: seen["connections.buffer-per-user"] ?? seen["connections.max-line"] ?? 0),
+                                  "connections.buffer-per-user (\(budget)) must be at least connections.max-line (\(policy.maxLine)): one request line would not fit")
         }
         return policy
     }
 
-    struct ValueError: Error, CustomStringConvertible {
-        let description: String
-        init(_ description: String) { self.description = description }
-    }
-
-    private static func apply(section: String, key: String, value: String, to policy: inout Policy) throws(ValueError) {
+    /// Sets one key. `invalid` makes the error for a bad value, naming its line and key.
+    private static func apply(section: String, key: String, value: String, to policy: inout Policy,
+                              invalid: (String) -> SupervisorError) throws(SupervisorError) {
         switch (section, key) {
         case ("access", "create"):
             if value == "*" { policy.create = .everyone; return }
             var users = Set<uid_t>()
             var groups = Set<gid_t>()
             let items = list(value)
-            guard !items.isEmpty else { throw ValueError("name users and @groups, or * for everyone") }
+            guard !items.isEmpty else { throw invalid("name users and @groups, or * for everyone") }
             for item in items {
                 if item.hasPrefix("@") {
                     guard let gid = UserDatabase.groupID(named: String(item.dropFirst())) else {
-                        throw ValueError("no group named \"\(item.dropFirst())\"")
+                        throw invalid("no group named \"\(item.dropFirst())\"")
                     }
                     groups.insert(gid)
                 } else {
-                    guard let user = UserDatabase.user(named: item) else { throw ValueError("no user named \"\(item)\"") }
+                    guard let user = UserDatabase.user(named: item) else { throw invalid("no user named \"\(item)\"") }
                     users.insert(user.uid)
                 }
             }
             policy.create = .only(users: users, groups: groups, text: items.joined(separator: ", "))
         case ("access", "admin-group"):
             if value.isEmpty { policy.adminGroup = nil; return }
-            guard let gid = UserDatabase.groupID(named: value) else { throw ValueError("no group named \"\(value)\"") }
+            guard let gid = UserDatabase.groupID(named: value) else { throw invalid("no group named \"\(value)\"") }
             policy.adminGroup = (value, gid)
         case ("access", "namespaces"):
             var kinds = Set<NamespaceKind>()
             let items = list(value)
-            guard !items.isEmpty else { throw ValueError("name at least one namespace kind") }
+            guard !items.isEmpty else { throw invalid("name at least one namespace kind") }
             for item in items {
                 guard let kind = NamespaceKind(rawValue: item) else {
-                    throw ValueError("unknown namespace kind \"\(item)\"; kinds are \(NamespaceKind.allCases.map(\.rawValue).joined(separator: ", "))")
+                    throw invalid("unknown namespace kind \"\(item)\"; kinds are \(NamespaceKind.allCases.map(\.rawValue).joined(separator: ", "))")
                 }
-                guard kinds.insert(kind).inserted else { throw ValueError("\"\(item)\" is named twice") }
+                guard kinds.insert(kind).inserted else { throw invalid("\"\(item)\" is named twice") }
             }
             policy.namespaces = kinds
         case ("access", "tmpfs-paths"):
@@ -188,69 +169,70 @@ enum PolicyFile {
                 } else {
                     let components = item.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
                     guard item.hasPrefix("/"), item != "/", components.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." }) else {
-                        throw ValueError("\"\(item)\" is not ~ or an absolute, normalised path other than /")
+                        throw invalid("\"\(item)\" is not ~ or an absolute, normalised path other than /")
                     }
-                    if let refusal = TmpfsPlace.refusal(item) { throw ValueError(refusal) }
+                    if let refusal = TmpfsPlace.refusal(item) { throw invalid(refusal) }
                     place = .directory(item)
                 }
-                guard !places.contains(place) else { throw ValueError("\"\(item)\" is named twice") }
+                guard !places.contains(place) else { throw invalid("\"\(item)\" is named twice") }
                 places.append(place)
             }
             policy.tmpfsPaths = places
         case ("limits", "tmpfs-size"):
-            policy.tmpfsSize = try size(value)
+            policy.tmpfsSize = try size(value, invalid: invalid)
         case ("limits", "tmpfs-per-user"):
-            policy.tmpfsPerUser = try size(value)
+            policy.tmpfsPerUser = try size(value, invalid: invalid)
         case ("limits", "groups-per-user"):
-            policy.groupsPerUser = try count(value)
+            policy.groupsPerUser = try count(value, invalid: invalid)
         case ("limits", "sessions-per-user"):
-            policy.sessionsPerUser = try count(value)
+            policy.sessionsPerUser = try count(value, invalid: invalid)
         case ("limits", "groups"):
-            policy.maxGroups = try count(value)
+            policy.maxGroups = try count(value, invalid: invalid)
         case ("connections", "max"):
-            policy.maxConnections = try count(value, from: 1)
+            policy.maxConnections = try count(value, from: 1, invalid: invalid)
         case ("connections", "per-user"):
-            policy.connectionsPerUser = try count(value, from: 1)
+            policy.connectionsPerUser = try count(value, from: 1, invalid: invalid)
         case ("connections", "reserved-for-admins"):
-            policy.reservedForAdmins = try count(value)
+            policy.reservedForAdmins = try count(value, invalid: invalid)
         case ("connections", "buffer-per-user"):
-            policy.bufferPerUser = try count(value, from: 1024, to: 1 << 30)
+            policy.bufferPerUser = try count(value, from: 1024, to: 1 << 30, invalid: invalid)
         case ("connections", "output-per-user"):
-            policy.outputPerUser = try count(value, from: 1024, to: 1 << 30)
+            policy.outputPerUser = try count(value, from: 1024, to: 1 << 30, invalid: invalid)
         case ("connections", "max-line"):
-            policy.maxLine = try count(value, from: 1024, to: 64 << 20)
+            policy.maxLine = try count(value, from: 1024, to: 64 << 20, invalid: invalid)
         case ("connections", "idle-timeout"):
-            policy.idleTimeout = try count(value, from: 1, to: 86_400)
+            policy.idleTimeout = try count(value, from: 1, to: 86_400, invalid: invalid)
         case ("connections", "write-timeout"):
-            policy.writeTimeout = try count(value, from: 1, to: 86_400)
+            policy.writeTimeout = try count(value, from: 1, to: 86_400, invalid: invalid)
         case ("connections", "subscriber-buffer"):
-            policy.subscriberBuffer = try count(value, from: 1024, to: 64 << 20)
+            policy.subscriberBuffer = try count(value, from: 1024, to: 64 << 20, invalid: invalid)
         case ("audit", "reads"):
             switch value {
             case "summary": policy.recordEachRead = false
             case "each": policy.recordEachRead = true
-            default: throw ValueError("\"\(value)\" is not summary or each")
+            default: throw invalid("\"\(value)\" is not summary or each")
             }
         case ("audit", "read-summary-interval"):
-            policy.readSummaryInterval = try count(value, from: 1, to: 86_400)
+            policy.readSummaryInterval = try count(value, from: 1, to: 86_400, invalid: invalid)
         default:
-            throw ValueError("unknown key")
+            throw invalid("unknown key")
         }
     }
 
-    private static func count(_ value: String, from low: Int = 0, to high: Int = 1_000_000) throws(ValueError) -> Int {
+    private static func count(_ value: String, from low: Int = 0, to high: Int = 1_000_000,
+                              invalid: (String) -> SupervisorError) throws(SupervisorError) -> Int {
         guard value.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
               let n = Int(value), n >= low, n <= high
         else {
-            throw ValueError("\"\(value)\" is not a whole number from \(low) to \(high)")
+            throw invalid("\"\(value)\" is not a whole number from \(low) to \(high)")
         }
         return n
     }
 
     /// Bytes, with an optional k, m, g or t (see ByteSize); at least 1m, at most 1t.
-    private static func size(_ value: String) throws(ValueError) -> UInt64 {
+    private static func size(_ value: String, invalid: (String) -> SupervisorError) throws(SupervisorError) -> UInt64 {
         guard let bytes = ByteSize.parse(value), bytes >= 1 << 20, bytes <= 1 << 40 else {
-            throw ValueError("\"\(value)\" is not a size from 1m to 1t (bytes, or a number with k, m, g or t)")
+            throw invalid("\"\(value)\" is not a size from 1m to 1t (bytes, or a number with k, m, g or t)")
         }
         return bytes
     }

@@ -14,27 +14,29 @@ final class StateStore {
 
     /// Creates (or checks) the directories. The groups directory must be
     /// owned by root, not a symlink, and is forced to mode 0700.
-    init(directory: String) throws(StartupError) {
+    init(directory: String) throws(SupervisorError) {
         self.directory = directory
-        do {
-            try Self.makeDirectory(directory, mode: 0o755)
-            let groups = directory + "/groups"
-            try Self.makeDirectory(groups, mode: 0o700)
-            let fd = try FileDescriptor.open(groups, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
-            var st = stat()
-            if fstat(fd.rawValue, &st) < 0 { throw Errno.current }
-            guard st.st_uid == 0 else {
-                throw StartupError("state directory \(groups) is not owned by root")
-            }
-            if st.st_mode & 0o7777 != 0o700, fchmod(fd.rawValue, 0o700) < 0 { throw Errno.current }
-            groupsFD = fd
-        } catch let error as StartupError {
-            throw error
-        } catch let error as Errno {
-            throw StartupError("cannot use state directory \(directory): \(error)")
-        } catch {
-            throw StartupError("cannot use state directory \(directory): \(error)")
+        let groups = directory + "/groups"
+        func unusable(_ error: Errno) -> SupervisorError {
+            SupervisorError(.startup, "cannot use state directory \(directory): \(error)")
         }
+        func opened() throws(SupervisorError) -> FileDescriptor {
+            do throws(Errno) {
+                try Self.makeDirectory(directory, mode: 0o755)
+                try Self.makeDirectory(groups, mode: 0o700)
+                return try FileDescriptor.open(groups, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+            } catch {
+                throw unusable(error)
+            }
+        }
+        let fd = try opened()
+        var st = stat()
+        if fstat(fd.rawValue, &st) < 0 { throw unusable(Errno.current) }
+        guard st.st_uid == 0 else {
+            throw SupervisorError(.startup, "state directory \(groups) is not owned by root")
+        }
+        if st.st_mode & 0o7777 != 0o700, fchmod(fd.rawValue, 0o700) < 0 { throw unusable(Errno.current) }
+        groupsFD = fd
     }
 
     private static func makeDirectory(_ path: String, mode: mode_t) throws(Errno) {
@@ -103,47 +105,41 @@ final class StateStore {
         }
     }
 
-    /// Why a state file is not trusted. `reason` is a stable word for the journal.
-    struct Problem: Error, CustomStringConvertible {
-        let reason: String
-        let description: String
-    }
-
     static let maxFileSize = 1 << 20
 
     /// Reads a group's record, trusting nothing: the file must be a regular
     /// file (a symlink is refused by O_NOFOLLOW), owned by root, writable by
     /// no one else, of sane size, and hold a well-formed version 1 record
-    /// of the group its name says.
-    func load(name: String) throws(Problem) -> GroupRecord {
+    /// of the group its name says. Refusals are `SupervisorError`s of kind
+    /// `stateFile`, whose problem is the journal's reason.
+    func load(name: String) throws(SupervisorError) -> GroupRecord {
+        func refused(_ problem: SupervisorError.StateFileProblem, _ message: String) -> SupervisorError {
+            SupervisorError(.stateFile(problem), message)
+        }
         let fd = openat(groupsFD.rawValue, fileName(name), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         if fd < 0 {
             let error = Errno.current
-            if error.rawValue == ELOOP { throw Problem(reason: "symlink", description: "it is a symbolic link") }
-            throw Problem(reason: "unreadable", description: "cannot open it: \(error)")
+            if error.rawValue == ELOOP { throw refused(.symlink, "it is a symbolic link") }
+            throw refused(.unreadable, "cannot open it: \(error)")
         }
         let file = FileDescriptor(adopting: fd)
         var st = stat()
-        guard fstat(file.rawValue, &st) == 0 else { throw Problem(reason: "unreadable", description: "cannot stat it: \(Errno.current)") }
-        guard st.st_mode & S_IFMT == S_IFREG else { throw Problem(reason: "not_regular", description: "it is not a regular file") }
-        guard st.st_uid == 0 else { throw Problem(reason: "not_root", description: "it is owned by uid \(st.st_uid), not root") }
+        guard fstat(file.rawValue, &st) == 0 else { throw refused(.unreadable, "cannot stat it: \(Errno.current)") }
+        guard st.st_mode & S_IFMT == S_IFREG else { throw refused(.notRegular, "it is not a regular file") }
+        guard st.st_uid == 0 else { throw refused(.notRoot, "it is owned by uid \(st.st_uid), not root") }
         guard st.st_mode & 0o022 == 0 else {
-            throw Problem(reason: "writable", description: "it is writable by others than root (mode \(String(st.st_mode & 0o7777, radix: 8)))")
+            throw refused(.writable, "it is writable by others than root (mode \(String(st.st_mode & 0o7777, radix: 8)))")
         }
-        guard st.st_size <= Self.maxFileSize else { throw Problem(reason: "too_large", description: "it is larger than \(Self.maxFileSize) bytes") }
+        guard st.st_size <= Self.maxFileSize else { throw refused(.tooLarge, "it is larger than \(Self.maxFileSize) bytes") }
         let bytes: [UInt8]
         do { bytes = try file.readAll(limit: Self.maxFileSize) } catch {
-            throw Problem(reason: "unreadable", description: "cannot read it: \(error)")
+            throw refused(.unreadable, "cannot read it: \(error)")
         }
         let value: JSONValue
         do { value = try JSONParser.parse(bytes) } catch {
-            throw Problem(reason: "malformed", description: "it is not JSON (truncated?): \(error)")
+            throw refused(.malformed, "it is not JSON (truncated?): \(error)")
         }
-        do {
-            return try StateCodec.decode(value, name: name)
-        } catch {
-            throw Problem(reason: "malformed", description: error.description)
-        }
+        return try StateCodec.decode(value, name: name)
     }
 
     /// Removes a record that is not trusted (a symlink itself, never its target).
@@ -212,76 +208,71 @@ enum StateCodec {
     }
 }
 
-/// A state file that does not hold a well-formed record.
-struct StateDecodingError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
-
 extension StateCodec {
     /// Reads a record back, strictly: every field present with its type and
     /// range, the name equal to the file's, namespace ids in the kernel's
     /// spelling with each kind at most once.
-    static func decode(_ value: JSONValue, name fileName: String) throws(StateDecodingError) -> GroupRecord {
-        guard let o = value.objectValue else { throw StateDecodingError("the record is not a JSON object") }
-        func field(_ key: String) throws(StateDecodingError) -> JSONValue {
-            guard let v = o[key] else { throw StateDecodingError("\"\(key)\" is missing") }
+    static func decode(_ value: JSONValue, name fileName: String) throws(SupervisorError) -> GroupRecord {
+        func malformed(_ message: String) -> SupervisorError { SupervisorError(.stateFile(.malformed), message) }
+        guard let o = value.objectValue else { throw malformed("the record is not a JSON object") }
+        func field(_ key: String) throws(SupervisorError) -> JSONValue {
+            guard let v = o[key] else { throw malformed("\"\(key)\" is missing") }
             return v
         }
-        func integer(_ key: String, _ range: ClosedRange<Int64>, in object: JSONObject? = nil) throws(StateDecodingError) -> Int64 {
+        func integer(_ key: String, _ range: ClosedRange<Int64>, in object: JSONObject? = nil) throws(SupervisorError) -> Int64 {
             let v = object == nil ? try field(key) : object![key]
-            guard let n = v?.int64Value, range.contains(n) else { throw StateDecodingError("\"\(key)\" is not a number in range") }
+            guard let n = v?.int64Value, range.contains(n) else { throw malformed("\"\(key)\" is not a number in range") }
             return n
         }
-        func string(_ value: JSONValue?, _ what: String) throws(StateDecodingError) -> String {
-            guard let s = value?.stringValue else { throw StateDecodingError("\(what) is not a string") }
+        func string(_ value: JSONValue?, _ what: String) throws(SupervisorError) -> String {
+            guard let s = value?.stringValue else { throw malformed("\(what) is not a string") }
             return s
         }
         guard try integer("version", 0...Int64.max) == Int64(version) else {
-            throw StateDecodingError("version \(o["version"]?.serialized() ?? "?") is not \(version)")
+            throw malformed("version \(o["version"]?.serialized() ?? "?") is not \(version)")
         }
         let name = try string(o["name"], "\"name\"")
         guard name == fileName, GroupName.isValid(name) else {
-            throw StateDecodingError("it names group \(JSONValue.string(String(name.prefix(64))).serialized()), not \"\(fileName)\"")
+            throw malformed("it names group \(JSONValue.string(String(name.prefix(64))).serialized()), not \"\(fileName)\"")
         }
         var namespaces: [NamespaceID] = []
         guard let nsArray = try field("namespaces").arrayValue, !nsArray.isEmpty else {
-            throw StateDecodingError("\"namespaces\" is not a non-empty array")
+            throw malformed("\"namespaces\" is not a non-empty array")
         }
         for element in nsArray {
             guard let id = element.stringValue.flatMap(NamespaceID.init), !namespaces.contains(where: { $0.kind == id.kind }) else {
-                throw StateDecodingError("\"namespaces\" holds \(element.serialized()), not a namespace id of a kind not yet named")
+                throw malformed("\"namespaces\" holds \(element.serialized()), not a namespace id of a kind not yet named")
             }
             namespaces.append(id)
         }
         var tmpfs: [TmpfsMount] = []
         for element in try field("tmpfs").arrayValue ?? [] {
             guard let m = element.objectValue, let path = m["path"]?.stringValue, let options = m["options"]?.stringValue else {
-                throw StateDecodingError("\"tmpfs\" holds \(element.serialized())")
+                throw malformed("\"tmpfs\" holds \(element.serialized())")
             }
             tmpfs.append(TmpfsMount(path: path, options: options))
         }
         var members: [Member] = []
         for element in o["members"]?.arrayValue ?? [] {
             guard let m = element.objectValue, let memberName = m["name"]?.stringValue else {
-                throw StateDecodingError("\"members\" holds \(element.serialized())")
+                throw malformed("\"members\" holds \(element.serialized())")
             }
             if let uid = m["user"]?.int64Value, (0...Int64(UInt32.max - 1)).contains(uid) {
                 members.append(.user(uid: uid_t(uid), name: memberName))
             } else if let gid = m["group"]?.int64Value, (0...Int64(UInt32.max - 1)).contains(gid) {
                 members.append(.group(gid: gid_t(gid), name: memberName))
             } else {
-                throw StateDecodingError("\"members\" holds \(element.serialized())")
+                throw malformed("\"members\" holds \(element.serialized())")
             }
         }
         var sessions: [SessionRecord] = []
         for element in o["sessions"]?.arrayValue ?? [] {
             guard let s = element.objectValue, let argv = s["argv"]?.arrayValue?.compactMap(\.stringValue),
                   let tty = s["tty"]?.boolValue
-            else { throw StateDecodingError("\"sessions\" holds \(element.serialized())") }
+            else { throw malformed("\"sessions\" holds \(element.serialized())") }
             let argvTruncated = s["argvTruncated"]
             guard argvTruncated == nil || argvTruncated?.boolValue != nil else {
-                throw StateDecodingError("\"argvTruncated\" is \(argvTruncated!.serialized()), not true or false")
+                throw malformed("\"argvTruncated\" is \(argvTruncated!.serialized()), not true or false")
             }
             sessions.append(SessionRecord(
                 id: UInt64(try integer("id", 1...Int64.max, in: s)),
@@ -293,31 +284,31 @@ extension StateCodec {
                 callerPID: pid_t(try integer("callerPID", 0...Int64(Int32.max), in: s)),
                 argvTruncated: argvTruncated?.boolValue ?? false))
         }
-        let hostname = try o["hostname"].map { (v) throws(StateDecodingError) in try string(v, "\"hostname\"") }
+        let hostname = try o["hostname"].map { (v) throws(SupervisorError) in try string(v, "\"hostname\"") }
         var binds: [BindMount] = []
         for element in o["binds"]?.arrayValue ?? [] {
             guard let b = element.objectValue, let source = b["source"]?.stringValue, let target = b["target"]?.stringValue,
                   let readOnly = b["readOnly"]?.boolValue
-            else { throw StateDecodingError("\"binds\" holds \(element.serialized())") }
+            else { throw malformed("\"binds\" holds \(element.serialized())") }
             binds.append(BindMount(source: source, target: target, readOnly: readOnly))
         }
-        func mapping(_ key: String) throws(StateDecodingError) -> [IDMapping]? {
+        func mapping(_ key: String) throws(SupervisorError) -> [IDMapping]? {
             guard let lines = o[key] else { return nil }
             var result: [IDMapping] = []
             for line in lines.arrayValue ?? [] {
                 let numbers = line.arrayValue?.compactMap(\.int64Value) ?? []
                 guard numbers.count == 3, numbers.allSatisfy({ (0...Int64(UInt32.max)).contains($0) }) else {
-                    throw StateDecodingError("\"\(key)\" holds \(line.serialized())")
+                    throw malformed("\"\(key)\" holds \(line.serialized())")
                 }
                 result.append(IDMapping(inside: UInt32(numbers[0]), outside: UInt32(numbers[1]), count: UInt32(numbers[2])))
             }
-            guard !result.isEmpty else { throw StateDecodingError("\"\(key)\" is empty") }
+            guard !result.isEmpty else { throw malformed("\"\(key)\" is empty") }
             return result
         }
         let uidMap = try mapping("uidMap")
         let gidMap = try mapping("gidMap")
         guard (uidMap == nil) == (gidMap == nil), (uidMap != nil) == namespaces.contains(where: { $0.kind == .user }) else {
-            throw StateDecodingError("\"uidMap\" and \"gidMap\" go with a user namespace, and only with one")
+            throw malformed("\"uidMap\" and \"gidMap\" go with a user namespace, and only with one")
         }
         let offsets = CreateParams.maxOffset
         var record = GroupRecord(
@@ -337,7 +328,7 @@ extension StateCodec {
         }
         if let netns = o["netnsName"] {
             guard let name = netns.stringValue, NetnsPublisher.isValidName(name) else {
-                throw StateDecodingError("\"netnsName\" is \(netns.serialized())")
+                throw malformed("\"netnsName\" is \(netns.serialized())")
             }
             record.netnsName = name
         }

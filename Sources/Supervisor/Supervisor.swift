@@ -43,7 +43,7 @@ public final class Supervisor {
     private var listenerSource: EventSource?
     private var ownsSocketPath = false
 
-    public init(configuration: SupervisorConfiguration, loop: EventLoop, logger: Logger) throws(StartupError) {
+    public init(configuration: SupervisorConfiguration, loop: EventLoop, logger: Logger) throws(SupervisorError) {
         self.configuration = configuration
         self.loop = loop
         // Every record names the socket, so records of several supervisors on
@@ -55,14 +55,14 @@ public final class Supervisor {
         do {
             holders = try HolderSpawner(executablePath: configuration.holderPath)
         } catch {
-            throw StartupError("cannot open the holder program \(configuration.holderPath): \(error)")
+            throw SupervisorError(.startup, "cannot open the holder program \(configuration.holderPath): \(error)")
         }
         state = try StateStore(directory: configuration.stateDirectory)
         ttyGroup = UserDatabase.groupID(named: "tty") ?? 5
         do {
             policy = try PolicyFile.load(path: configuration.configPath, required: configuration.configRequired)
         } catch {
-            throw StartupError("bad configuration: \(error)")
+            throw SupervisorError(.startup, "bad configuration: \(error)")
         }
         connectionInput.setOutputBudget(policy.outputPerUser)
     }
@@ -92,11 +92,11 @@ public final class Supervisor {
     /// socket systemd passed (socket activation: then it is systemd's, and is
     /// neither bound, chmod'ed nor removed here). Then takes back the groups
     /// an earlier supervisor left, and starts accepting.
-    public func start(activatedSocket: Int32? = nil) throws(StartupError) {
+    public func start(activatedSocket: Int32? = nil) throws(SupervisorError) {
         let socket: FileDescriptor
         if let activatedSocket {
             socket = FileDescriptor(adopting: activatedSocket)
-            do { try socket.setNonBlocking() } catch { throw StartupError("cannot use the socket from systemd: \(error)") }
+            do { try socket.setNonBlocking() } catch { throw SupervisorError(.startup, "cannot use the socket from systemd: \(error)") }
         } else {
             socket = try bindSocket(configuration.socketPath)
         }
@@ -105,13 +105,13 @@ public final class Supervisor {
                 self?.acceptConnections()
             }
         } catch {
-            throw StartupError("cannot watch the socket: \(error)")
+            throw SupervisorError(.startup, "cannot watch the socket: \(error)")
         }
         listener = consume socket
         do {
             sweepTimer = try loop.addRepeatingTimer(everyMicroseconds: 1_000_000) { [weak self] in self?.sweepConnections() }
         } catch {
-            throw StartupError("cannot start the connection timer: \(error)")
+            throw SupervisorError(.startup, "cannot start the connection timer: \(error)")
         }
         audit.record(.supervisorStarted, "Supervisor started on \(configuration.socketPath)\(activatedSocket != nil ? " (socket from systemd)" : "")")
         // Connections wait in the backlog until the groups are taken back.
@@ -148,13 +148,13 @@ public final class Supervisor {
 
     // MARK: Socket
 
-    private func bindSocket(_ path: String) throws(StartupError) -> FileDescriptor {
+    private func bindSocket(_ path: String) throws(SupervisorError) -> FileDescriptor {
         let directory = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
         if !directory.isEmpty {
             var st = stat()
             if stat(directory, &st) < 0 {
                 if mkdir(directory, 0o755) < 0 && errno != EEXIST {
-                    throw StartupError("cannot create socket directory \(directory): \(Errno.current)")
+                    throw SupervisorError(.startup, "cannot create socket directory \(directory): \(Errno.current)")
                 }
                 chmod(directory, 0o755)
             }
@@ -162,10 +162,10 @@ public final class Supervisor {
         var st = stat()
         if lstat(path, &st) == 0 {
             guard st.st_mode & S_IFMT == S_IFSOCK else {
-                throw StartupError("\(path) exists and is not a socket; remove it or choose another --socket")
+                throw SupervisorError(.startup, "\(path) exists and is not a socket; remove it or choose another --socket")
             }
             if (try? UnixSocket.connect(path: path)) != nil {
-                throw StartupError("another nsgroupd is already listening on \(path)")
+                throw SupervisorError(.startup, "another nsgroupd is already listening on \(path)")
             }
             unlink(path)  // stale: nobody answers on it
         }
@@ -173,12 +173,12 @@ public final class Supervisor {
         do {
             socket = try UnixSocket.listen(path: path)
         } catch {
-            throw StartupError("cannot listen on \(path): \(error)")
+            throw SupervisorError(.startup, "cannot listen on \(path): \(error)")
         }
         ownsSocketPath = true
         // Everyone may connect: who may do what is decided per request from SO_PEERCRED.
         if chmod(path, 0o666) < 0 {
-            throw StartupError("cannot make \(path) reachable: \(Errno.current)")
+            throw SupervisorError(.startup, "cannot make \(path) reachable: \(Errno.current)")
         }
         return socket
     }

@@ -68,25 +68,6 @@ public final class EventLoop {
         return try wrap(r, source, box, "sd_event_add_signal", oneShot: false)
     }
 
-    /// One-shot monotonic timer firing after `microseconds` (`sd_event_add_time_relative`).
-    ///
-    /// `accuracyMicroseconds` is how late it may fire so that wake-ups can be coalesced; 0 selects
-    /// sd-event's default of 250 ms. Re-enable it with `EventSource.rearm(afterMicroseconds:)`.
-    public func addTimer(
-        afterMicroseconds microseconds: UInt64,
-        accuracyMicroseconds: UInt64 = 1000,
-        _ handler: @escaping () -> Void
-    ) throws(SystemdError) -> EventSource {
-        let box = CallbackBox<Void> { _ in handler() }
-        var source: OpaquePointer?
-        let r = sd_event_add_time_relative(
-            event, &source, CLOCK_MONOTONIC, microseconds, accuracyMicroseconds,
-            { _, _, userdata in CallbackBox<Void>.invoke(userdata, ()) },
-            box.userdata
-        )
-        return try wrap(r, source, box, "sd_event_add_time_relative", oneShot: true)
-    }
-
     /// A repeating monotonic timer: fires every `microseconds` (at most 1 ms late), first after one
     /// period. Deadlines advance by whole periods from the previous deadline so it does not drift; a
     /// timer that fell behind by more than a period (e.g. a stopped process) skips the missed ticks.
@@ -124,17 +105,6 @@ public final class EventLoop {
         return try wrap(r, source, box, "sd_event_add_defer", oneShot: true)
     }
 
-    /// Runs `handler` after every iteration that dispatched some other source (`sd_event_add_post`),
-    /// repeatedly until cancelled.
-    public func addPost(_ handler: @escaping () -> Void) throws(SystemdError) -> EventSource {
-        let box = CallbackBox<Void> { _ in handler() }
-        var source: OpaquePointer?
-        let r = sd_event_add_post(event, &source, { _, userdata in
-            CallbackBox<Void>.invoke(userdata, ())
-        }, box.userdata)
-        return try wrap(r, source, box, "sd_event_add_post", oneShot: false)
-    }
-
     // MARK: - Watchdog
 
     /// Pings the service manager's watchdog from the loop when `WATCHDOG_USEC` (and `WATCHDOG_PID`, if
@@ -161,6 +131,9 @@ public final class EventLoop {
     /// Runs one iteration (`sd_event_run`), waiting at most `timeoutMicroseconds` for something to
     /// dispatch (`UInt64.max`: forever). Returns false when the loop has finished (after `exit(code:)`),
     /// true otherwise, also when the timeout passed with nothing to do.
+    ///
+    /// nsgroupd uses `run()`; this is for tests that drive a supervisor between requests of their own,
+    /// which `run()` cannot do: a loop that has exited never runs again.
     public func runOnce(timeoutMicroseconds: UInt64) throws(SystemdError) -> Bool {
         if sd_event_get_state(event) == Int32(SD_EVENT_FINISHED) { return false }
         try SystemdError.check(sd_event_run(event, timeoutMicroseconds), "sd_event_run")
@@ -171,16 +144,6 @@ public final class EventLoop {
     /// Does nothing if the loop has already finished.
     public func exit(code: Int32) {
         _ = sd_event_exit(event, code)
-    }
-
-    /// The loop's monotonic time in microseconds: the time of the current iteration's wake-up
-    /// (`sd_event_now(CLOCK_MONOTONIC)`), or the current time before the first iteration.
-    public var nowMicroseconds: UInt64 {
-        var usec: UInt64 = 0
-        if sd_event_now(event, CLOCK_MONOTONIC, &usec) >= 0 { return usec }
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000 + UInt64(ts.tv_nsec) / 1000
     }
 
     // MARK: - Helpers

@@ -5,7 +5,7 @@ import Glibc
 ///
 /// Dropping the last reference, or calling `cancel()`, disables and unrefs the C source and releases
 /// the handler (and whatever it captured). So keep the object for as long as the source should live:
-/// `_ = try loop.addTimer(…)` cancels the timer at once.
+/// `_ = try loop.addDefer(…)` cancels the source at once.
 ///
 /// A handler that captures its own `EventSource` strongly forms a reference cycle that lasts until
 /// `cancel()` is called; capture it `weak` or make sure it is cancelled.
@@ -19,7 +19,7 @@ public final class EventSource {
     private var source: OpaquePointer?
     /// The `CallbackBox` whose address is the C source's userdata; nil once cancelled.
     private var box: AnyObject?
-    /// Whether enabling the source again should use `SD_EVENT_ONESHOT` (timers, defer sources).
+    /// Whether enabling the source again should use `SD_EVENT_ONESHOT` (defer sources).
     private let oneShot: Bool
 
     init(loop: EventLoop, source: OpaquePointer, box: AnyObject, oneShot: Bool) {
@@ -33,19 +33,15 @@ public final class EventSource {
         cancel()
     }
 
-    /// Whether `cancel()` has been called (or the source was dropped).
-    public var isCancelled: Bool { source == nil }
-
     /// Changes the events an I/O source waits for (`sd_event_source_set_io_events`).
     public func setIOEvents(_ events: IOEvents) throws(SystemdError) {
         let source = try live("sd_event_source_set_io_events")
         try SystemdError.check(sd_event_source_set_io_events(source, events.rawValue), "sd_event_source_set_io_events")
     }
 
-    /// Whether the source can fire. A one-shot source (timer, defer) reads false after it has fired;
-    /// setting true re-enables it as one-shot again (`SD_EVENT_ONESHOT`), other sources as `SD_EVENT_ON`.
-    /// A re-enabled one-shot timer fires at its old deadline, that is at once if that has passed; use
-    /// `rearm(afterMicroseconds:)` to give it a new one. Setting it on a cancelled source does nothing.
+    /// Whether the source can fire. A one-shot source (defer) reads false after it has fired; setting
+    /// true re-enables it as one-shot again (`SD_EVENT_ONESHOT`), other sources as `SD_EVENT_ON`.
+    /// Setting it on a cancelled source does nothing.
     public var isEnabled: Bool {
         get {
             guard let source else { return false }
@@ -61,15 +57,6 @@ public final class EventSource {
         }
     }
 
-    /// Gives a timer source a new deadline `microseconds` from now and enables it (one-shot for
-    /// `addTimer`, repeating for `addRepeatingTimer`).
-    public func rearm(afterMicroseconds microseconds: UInt64) throws(SystemdError) {
-        let source = try live("sd_event_source_set_time_relative")
-        try SystemdError.check(sd_event_source_set_time_relative(source, microseconds), "sd_event_source_set_time_relative")
-        let state = oneShot ? SD_EVENT_ONESHOT : SD_EVENT_ON
-        try SystemdError.check(sd_event_source_set_enabled(source, Int32(state)), "sd_event_source_set_enabled")
-    }
-
     /// Disables and unrefs the C source and releases the handler. Idempotent, and safe to call from
     /// inside the source's own handler: the running handler (and what it captured) stays alive until
     /// it returns, and sd-event defers freeing a source that is being dispatched.
@@ -78,13 +65,6 @@ public final class EventSource {
         self.source = nil
         sd_event_source_disable_unref(source)
         box = nil
-    }
-
-    /// Dispatch order among pending sources: lower runs first (`sd_event_source_set_priority`).
-    /// `SD_EVENT_PRIORITY_IMPORTANT` is -100, `NORMAL` 0, `IDLE` 100.
-    public func setPriority(_ p: Int64) throws(SystemdError) {
-        let source = try live("sd_event_source_set_priority")
-        try SystemdError.check(sd_event_source_set_priority(source, p), "sd_event_source_set_priority")
     }
 
     private func live(_ operation: String) throws(SystemdError) -> OpaquePointer {

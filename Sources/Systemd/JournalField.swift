@@ -1,6 +1,6 @@
 import Logging
 
-/// Journal field names and values: checking and converting names, rendering metadata values,
+/// Journal field names and values: checking and converting names, metadata values as fields,
 /// and the syslog priorities of swift-log levels.
 enum JournalField {
     /// The longest field name journald accepts.
@@ -44,67 +44,36 @@ enum JournalField {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// A metadata value as a field value: strings as they are, string-convertibles by their
-    /// description, arrays and dictionaries as compact JSON-like text (`["a","b"]`, `{"k":"v"}`,
-    /// dictionary keys sorted).
-    static func render(_ value: Logger.Metadata.Value) -> String {
-        switch value {
-        case .string(let string):
-            return string
-        case .stringConvertible(let convertible):
-            return convertible.description
-        case .array, .dictionary:
-            var out = ""
-            renderCompact(value, into: &out)
-            return out
-        }
+    /// A metadata entry as journal fields, in the journal's own shape rather than as text in some
+    /// other format (the project has one JSON writer, in RPC, and this module does not import it):
+    ///
+    /// - a string is one field `NAME=string`, a string-convertible one field with its description;
+    /// - an array is the field repeated, once per element, in order (journald keeps every value of
+    ///   a repeated field: `journalctl -o json` shows them as an array, `journalctl NAME=value`
+    ///   matches any one of them); an empty array writes nothing;
+    /// - a dictionary is one field per key, `NAME_KEY` (the key converted like any metadata key and
+    ///   the whole cut to 64 bytes), keys sorted; an empty dictionary writes nothing.
+    ///
+    /// Nested values flatten the same way. `name` must be a valid field name already.
+    static func fields(_ name: String, _ value: Logger.Metadata.Value) -> [(name: String, value: String)] {
+        var fields: [(name: String, value: String)] = []
+        append(name, value, to: &fields)
+        return fields
     }
 
-    private static func renderCompact(_ value: Logger.Metadata.Value, into out: inout String) {
+    private static func append(_ name: String, _ value: Logger.Metadata.Value, to fields: inout [(name: String, value: String)]) {
         switch value {
         case .string(let string):
-            quote(string, into: &out)
+            fields.append((name, string))
         case .stringConvertible(let convertible):
-            quote(convertible.description, into: &out)
+            fields.append((name, convertible.description))
         case .array(let values):
-            out += "["
-            for (index, element) in values.enumerated() {
-                if index > 0 { out += "," }
-                renderCompact(element, into: &out)
-            }
-            out += "]"
+            for element in values { append(name, element, to: &fields) }
         case .dictionary(let dictionary):
-            out += "{"
-            for (index, key) in dictionary.keys.sorted().enumerated() {
-                if index > 0 { out += "," }
-                quote(key, into: &out)
-                out += ":"
-                renderCompact(dictionary[key]!, into: &out)
-            }
-            out += "}"
-        }
-    }
-
-    /// JSON string quoting.
-    private static func quote(_ string: String, into out: inout String) {
-        out += "\""
-        for scalar in string.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
+            for key in dictionary.keys.sorted() {
+                append(sanitizedName(name + "_" + key), dictionary[key]!, to: &fields)
             }
         }
-        out += "\""
     }
 
     /// The syslog priority of a swift-log level: trace and debug 7, info 6, notice 5, warning 4,

@@ -9,7 +9,8 @@ import Logging
 /// names already (`NSGROUP_NAME`, `MESSAGE_ID`); others are converted (uppercased, other characters to
 /// `_`, `X_` in front if not starting with a letter, cut to 64 bytes), and a key that would clash with
 /// one of the fields above gets `X_` in front. Values: strings as they are, string-convertibles by
-/// their description, arrays and dictionaries as compact JSON. Values may contain newlines.
+/// their description; an array repeats its field once per element, a dictionary makes one field
+/// `NAME_KEY` per key (see `JournalField.fields`). Values may contain newlines.
 ///
 /// Where the record goes when journald is unreachable is the `JournalSink`'s business.
 public struct JournalLogHandler: LogHandler {
@@ -79,7 +80,7 @@ public struct JournalLogHandler: LogHandler {
             if Self.ownFields.contains(name) {
                 name = JournalField.sanitizedName("X_" + name)
             }
-            fields.append((name, JournalField.render(merged[key]!)))
+            fields += JournalField.fields(name, merged[key]!)
         }
         return fields
     }

@@ -84,8 +84,8 @@ struct Nsgroupd: ParsableCommand {
             _ = try loop.run()
             supervisor.shutdown()
             signalSources.removeAll()
-        } catch let error as StartupError {
-            fail(error.message)
+        } catch let error as SupervisorError {
+            fail(error.description)
         } catch {
             fail("\(error)")
         }

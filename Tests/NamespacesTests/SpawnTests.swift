@@ -96,7 +96,7 @@ struct HolderSpawnTests {
             Groups.stop(holder.pidfd)
             Issue.record("a 65-byte hostname was accepted")
         } catch {
-            #expect(error.step == "sethostname")
+            #expect(error.step == .sethostname)
             #expect(error.errno == .invalidArgument)
         }
         #expect(Sys.holderProcesses(named: name).isEmpty)
@@ -132,7 +132,7 @@ struct HolderSpawnTests {
             Groups.stop(holder.pidfd)
             Issue.record("a tmpfs on a missing path was accepted")
         } catch {
-            #expect(error.step == "mount(tmpfs, \(path))")
+            #expect(error.step == .mountTmpfs(path: path))
             #expect(error.errno == .noSuchFileOrDirectory)
             #expect(error.errno.name == "ENOENT")
             #expect(error.description == "mount(tmpfs, \(path)): \(String(cString: strerror(ENOENT)))")
@@ -152,7 +152,7 @@ struct HolderSpawnTests {
             Groups.stop(holder.pidfd)
             Issue.record("accepted")
         } catch {
-            #expect(error.step == "mount(tmpfs, \(missing))")
+            #expect(error.step == .mountTmpfs(path: missing))
             #expect(error.errno == .noSuchFileOrDirectory)
         }
         #expect(Sys.holderProcesses(named: name).isEmpty)
@@ -172,7 +172,7 @@ struct HolderSpawnTests {
             Groups.stop(holder.pidfd)
             Issue.record("a tmpfs was mounted through a symlink")
         } catch {
-            #expect(error.step == "mount(tmpfs, \(link))")
+            #expect(error.step == .mountTmpfs(path: link))
             #expect(error.errno == Errno(rawValue: ELOOP))
         }
         #expect(Sys.holderProcesses(named: name).isEmpty)
@@ -299,7 +299,7 @@ struct HolderSpawnTests {
             Groups.stop(holder.pidfd)
             Issue.record("a file without exec permission ran as the holder")
         } catch {
-            #expect(error.step == "execveat(nsgroup-holder)")
+            #expect(error.step == .execHolder)
             #expect(error.errno == .permissionDenied)
         }
     }
@@ -311,7 +311,7 @@ struct HolderSpawnTests {
             Groups.stop(holder.pidfd)
             Issue.record("/bin/true was taken for a holder")
         } catch {
-            #expect(error.step == "nsgroup-holder exited during set-up")
+            #expect(error.step == .holderExitedDuringSetup)
             #expect(error.errno == Errno(rawValue: EPIPE))
         }
     }
@@ -410,7 +410,7 @@ struct SessionSpawnTests {
 
     @Test func missingProgramIsAnExecveError() throws {
         let error = try #require(try Self.spawnFailure(Groups.session(["/nonexistent"])))
-        #expect(error.step == "execve(/nonexistent)")
+        #expect(error.step == .execve(file: "/nonexistent"))
         #expect(error.errno == .noSuchFileOrDirectory)
     }
 
@@ -423,7 +423,7 @@ struct SessionSpawnTests {
 
     @Test func nameMissingFromSearchPathIsAnExecveError() throws {
         let error = try #require(try Self.spawnFailure(Groups.session(["sh", "-c", "exit 0"], searchPath: "/nonexistent-a:/nonexistent-b")))
-        #expect(error.step == "execve(sh)")
+        #expect(error.step == .execve(file: "sh"))
         #expect(error.errno == .noSuchFileOrDirectory)
     }
 
@@ -493,7 +493,7 @@ struct SessionSpawnTests {
             Groups.stop(session)
             Issue.record("a process started in a dead pid namespace")
         } catch {
-            #expect(error.step == "clone3")
+            #expect(error.step == .clone3)
             #expect(error.errno == Errno(rawValue: ENOMEM))
         }
     }
@@ -609,7 +609,7 @@ struct SessionSpawnTests {
     @Test func missingDirectoryWithoutFallbackIsAChdirError() throws {
         let spec = Groups.session(["/bin/sh", "-c", "pwd"], cwd: "/nonexistent-unit-dir", cwdFallback: false)
         let error = try #require(try Self.spawnFailure(spec))
-        #expect(error.step == "chdir(/nonexistent-unit-dir)")
+        #expect(error.step == .chdir(path: "/nonexistent-unit-dir"))
         #expect(error.errno == .noSuchFileOrDirectory)
     }
 
@@ -619,7 +619,7 @@ struct SessionSpawnTests {
         #expect(chmod(directory, 0o700) == 0)
         // Root may go there, uid 65534 may not: the check is made as the caller.
         let refused = try #require(try Self.spawnFailure(Groups.session(["/bin/sh", "-c", "pwd"], cwd: directory)))
-        #expect(refused.step == "chdir(\(directory))")
+        #expect(refused.step == .chdir(path: directory))
         #expect(refused.errno == .permissionDenied)
 
         let spec = Groups.session(["/bin/sh", "-c", "pwd"], cwd: directory, cwdFallback: true)
@@ -638,7 +638,7 @@ struct SessionSpawnTests {
         #expect(mkdir(directory + "/sub", 0o755) == 0)
         #expect(chmod(directory + "/sub", 0o755) == 0)
         let refused = try #require(try Self.spawnFailure(Groups.session(["/bin/sh", "-c", "pwd"], cwd: directory + "/sub")))
-        #expect(refused.step == "chdir(\(directory)/sub)")
+        #expect(refused.step == .chdir(path: "\(directory)/sub"))
         #expect(refused.errno == .permissionDenied)
     }
 

@@ -42,11 +42,11 @@ struct ConnectionLimitKeyTests {
          #"connections.buffer-per-user: "1000" is not a whole number from 1024 to 1073741824"#),
     ])
     func inconsistentValuesAreRefused(_ text: String, _ line: Int, _ message: String) throws {
-        do throws(PolicyFile.ParseError) {
+        do throws(SupervisorError) {
             let policy = try PolicyFile.parse(text, path: path)
             Issue.record("accepted as \(policy)")
         } catch {
-            #expect(error.line == line)
+            #expect(error.kind == .configuration(path: path, line: line))
             #expect(error.message == message)
         }
     }

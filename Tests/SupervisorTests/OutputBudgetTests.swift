@@ -194,7 +194,7 @@ struct OutputBudgetTests {
         #expect(Policy.defaults().outputPerUser == 4 << 20)
         #expect(try PolicyFile.parse("[connections]\noutput-per-user = 4194304\n", path: path) == Policy.defaults())
         #expect(try PolicyFile.parse("[connections]\noutput-per-user = 1048576\n", path: path).outputPerUser == 1 << 20)
-        do throws(PolicyFile.ParseError) {
+        do throws(SupervisorError) {
             let policy = try PolicyFile.parse("[connections]\noutput-per-user = 100\n", path: path)
             Issue.record("accepted as \(policy)")
         } catch {

@@ -9,10 +9,10 @@ import RPC
 /// The path every parse below is told it read (it appears in each error).
 private let confPath = "/etc/nsgroup/nsgroupd.conf"
 
-/// The ParseError `PolicyFile.parse` throws for `text`, or nil (with an issue
+/// The error `PolicyFile.parse` throws for `text`, or nil (with an issue
 /// recorded) when it accepts it.
-private func parseError(_ text: String, sourceLocation: SourceLocation = #_sourceLocation) -> PolicyFile.ParseError? {
-    do throws(PolicyFile.ParseError) {
+private func parseError(_ text: String, sourceLocation: SourceLocation = #_sourceLocation) -> SupervisorError? {
+    do throws(SupervisorError) {
         let policy = try PolicyFile.parse(text, path: confPath)
         Issue.record("the file was accepted as \(policy)", sourceLocation: sourceLocation)
         return nil
@@ -21,9 +21,9 @@ private func parseError(_ text: String, sourceLocation: SourceLocation = #_sourc
     }
 }
 
-/// The ParseError `PolicyFile.load` throws, or nil (with an issue recorded).
-private func loadError(_ path: String, required: Bool, sourceLocation: SourceLocation = #_sourceLocation) -> PolicyFile.ParseError? {
-    do throws(PolicyFile.ParseError) {
+/// The error `PolicyFile.load` throws, or nil (with an issue recorded).
+private func loadError(_ path: String, required: Bool, sourceLocation: SourceLocation = #_sourceLocation) -> SupervisorError? {
+    do throws(SupervisorError) {
         let policy = try PolicyFile.load(path: path, required: required)
         Issue.record("\(path) was loaded as \(policy)", sourceLocation: sourceLocation)
         return nil
@@ -235,7 +235,7 @@ struct PolicyFileAcceptedTests {
     /// With CRLF endings an error still names its own line.
     @Test func crlfErrorsNameTheirLine() throws {
         let error = try #require(parseError("[limits]\r\ngroups = 5\r\nbogus = 1\r\n"))
-        #expect(error.line == 3)
+        #expect(error.kind == .configuration(path: confPath, line: 3))
         #expect(error.description == #"/etc/nsgroup/nsgroupd.conf:3: unknown key "bogus" in [limits]; keys there are groups, groups-per-user, sessions-per-user, tmpfs-per-user, tmpfs-size"#)
     }
 }
@@ -302,8 +302,7 @@ struct PolicyFileErrorTests {
     ])
     func refused(_ text: String, _ line: Int, _ message: String) throws {
         let error = try #require(parseError(text))
-        #expect(error.path == confPath)
-        #expect(error.line == line)
+        #expect(error.kind == .configuration(path: confPath, line: line))
         #expect(error.message == message)
         #expect(error.description == "\(confPath):\(line): \(message)")
     }
@@ -311,17 +310,17 @@ struct PolicyFileErrorTests {
     /// The first error stops the parse: later lines are not looked at.
     @Test func theFirstErrorIsReported() throws {
         let error = try #require(parseError("[limits]\ngroups = x\n[nope]\nbogus\n"))
-        #expect(error.line == 2)
+        #expect(error.kind == .configuration(path: confPath, line: 2))
     }
 
     /// Lines are counted from 1, comments and blank lines included.
     @Test func lineNumbersCountEveryLine() throws {
         let error = try #require(parseError("# header\n\n; note\n[access]\n\n\ncreate = nsg-no-such-user\n"))
-        #expect(error.line == 7)
+        #expect(error.kind == .configuration(path: confPath, line: 7))
     }
 
     @Test func anErrorWithoutALineNamesOnlyThePath() throws {
-        let error = PolicyFile.ParseError(path: "/x.conf", line: 0, message: "cannot read: Permission denied")
+        let error = SupervisorError(.configuration(path: "/x.conf", line: 0), "cannot read: Permission denied")
         #expect(error.description == "/x.conf: cannot read: Permission denied")
     }
 }
@@ -335,7 +334,7 @@ struct PolicyFileLoadTests {
         let path = scratch.path + "/nsgroupd.conf"
         #expect(try PolicyFile.load(path: path, required: false) == Policy.defaults())
         let error = try #require(loadError(path, required: true))
-        #expect(error.line == 0)
+        #expect(error.kind == .configuration(path: path, line: 0))
         #expect(error.description == "\(path): cannot read: No such file or directory")
     }
 
@@ -361,7 +360,7 @@ struct PolicyFileLoadTests {
         #expect(symlink(target, link) == 0)
         for required in [false, true] {
             let error = try #require(loadError(link, required: required))
-            #expect(error.line == 0)
+            #expect(error.kind == .configuration(path: link, line: 0))
             #expect(error.description == "\(link): cannot read: Too many levels of symbolic links")
         }
         // A dangling link is not a missing file either.
@@ -393,7 +392,7 @@ struct PolicyFileLoadTests {
         text += "groups = 100\n"
         #expect(Array(text.utf8)[(mebibyte - 10)..<mebibyte] == Array("groups = 1".utf8)[...])
         try writeConfig(path, Array(text.utf8))
-        do throws(PolicyFile.ParseError) {
+        do throws(SupervisorError) {
             let policy = try PolicyFile.load(path: path, required: true)
             #expect(policy.maxGroups == 100, "the file was cut short: limits.groups = 100 was read as \(policy.maxGroups)")
         } catch {

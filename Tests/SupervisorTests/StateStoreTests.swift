@@ -69,8 +69,8 @@ private func sampleRecord(_ name: String = "web", hostname: String? = "web-host"
                                  started: 1_795_000_100, tty: true, callerGID: 1001, callerPID: 4240)])
 }
 
-private func startupError(_ directory: String, sourceLocation: SourceLocation = #_sourceLocation) -> StartupError? {
-    do throws(StartupError) {
+private func startupError(_ directory: String, sourceLocation: SourceLocation = #_sourceLocation) -> SupervisorError? {
+    do throws(SupervisorError) {
         _ = try StateStore(directory: directory)
         Issue.record("StateStore accepted \(directory)", sourceLocation: sourceLocation)
         return nil
@@ -293,5 +293,135 @@ struct StateStoreTests {
         try first.save(sampleRecord("shared"))
         let second = try StateStore(directory: scratch.path)
         #expect(second.storedNames() == ["shared"])
+    }
+}
+
+// MARK: - Loading, trusting nothing
+
+@Suite("StateStore.load refuses what it cannot trust")
+struct StateStoreLoadTests {
+    /// Each test gets its own store in a scratch directory.
+    let scratch: ScratchDirectory
+    let store: StateStore
+    /// Where the record of `web` is.
+    var path: String { scratch.path + "/groups/web.json" }
+
+    init() throws {
+        scratch = try ScratchDirectory()
+        store = try StateStore(directory: scratch.path)
+    }
+
+    /// What `load` throws for `web`, or nil (with an issue recorded) if it loads.
+    private func refusal(sourceLocation: SourceLocation = #_sourceLocation) -> SupervisorError? {
+        do throws(SupervisorError) {
+            let record = try store.load(name: "web")
+            Issue.record("loaded \(record)", sourceLocation: sourceLocation)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test func aSavedRecordLoadsBack() throws {
+        try store.save(sampleRecord())
+        #expect(try store.load(name: "web") == sampleRecord())
+    }
+
+    @Test func aSymlinkIsRefused() throws {
+        try store.save(sampleRecord())
+        #expect(rename(path, scratch.path + "/real.json") == 0)
+        #expect(symlink(scratch.path + "/real.json", path) == 0)
+        let error = try #require(refusal())
+        #expect(error.kind == .stateFile(.symlink))
+        #expect(error.reason == "symlink")
+        #expect(error.description == "it is a symbolic link")
+    }
+
+    @Test func aFileOfSomeoneElseIsRefused() throws {
+        try store.save(sampleRecord())
+        #expect(chown(path, 65534, 65534) == 0)
+        let error = try #require(refusal())
+        #expect(error.kind == .stateFile(.notRoot))
+        #expect(error.reason == "not_root")
+        #expect(error.message == "it is owned by uid 65534, not root")
+    }
+
+    @Test func aFileOthersMayWriteIsRefused() throws {
+        try store.save(sampleRecord())
+        #expect(chmod(path, 0o622) == 0)
+        let error = try #require(refusal())
+        #expect(error.kind == .stateFile(.writable))
+        #expect(error.message == "it is writable by others than root (mode 622)")
+    }
+
+    @Test func aDirectoryIsRefused() throws {
+        #expect(mkdir(path, 0o700) == 0)
+        let error = try #require(refusal())
+        #expect(error.kind == .stateFile(.notRegular))
+        #expect(error.reason == "not_regular")
+        #expect(error.message == "it is not a regular file")
+    }
+
+    @Test func aHugeFileIsRefusedUnread() throws {
+        #expect(writeFile(path, "{}", mode: 0o600))
+        #expect(truncate(path, off_t(StateStore.maxFileSize + 1)) == 0)
+        let error = try #require(refusal())
+        #expect(error.kind == .stateFile(.tooLarge))
+        #expect(error.reason == "too_large")
+        #expect(error.message == "it is larger than 1048576 bytes")
+    }
+
+    @Test func textThatIsNotJSONIsMalformed() throws {
+        #expect(writeFile(path, #"{"version":1,"na"#, mode: 0o600))
+        let error = try #require(refusal())
+        #expect(error.kind == .stateFile(.malformed))
+        #expect(error.message.hasPrefix("it is not JSON (truncated?): "))
+    }
+
+    @Test func aRecordOfAnotherGroupIsMalformed() throws {
+        try store.save(sampleRecord("other"))
+        #expect(rename(scratch.path + "/groups/other.json", path) == 0)
+        let error = try #require(refusal())
+        #expect(error.kind == .stateFile(.malformed))
+        #expect(error.reason == "malformed")
+        #expect(error.message == #"it names group "other", not "web""#)
+    }
+
+    /// The journal's reasons for a dropped file are the ones the catalog explains.
+    @Test func theReasonsAreTheCatalogs() throws {
+        let bytes = try #require(readFile(PackagingTests.root + "/packaging/catalog/nsgroup.catalog"))
+        let catalog = String(decoding: bytes, as: UTF8.self)
+        let listed = try #require(catalog.split(separator: "\n").first { String($0).trimmed.hasPrefix("symlink,") })
+        let words = listed.split(separator: ",").map { String($0).trimmed }
+        #expect(Set(words) == Set(SupervisorError.StateFileProblem.allCases.map(\.rawValue)))
+    }
+}
+
+@Suite("SupervisorError")
+struct SupervisorErrorTests {
+    @Test func startupIsItsMessage() {
+        let error = SupervisorError(.startup, "another nsgroupd is already listening on /run/x.sock")
+        #expect(error.description == "another nsgroupd is already listening on /run/x.sock")
+        #expect(error.reason == "startup")
+    }
+
+    @Test func configurationNamesFileAndLine() {
+        #expect(SupervisorError(.configuration(path: "/e.conf", line: 4), "expected key = value").description
+            == "/e.conf:4: expected key = value")
+        #expect(SupervisorError(.configuration(path: "/e.conf", line: 0), "is not a regular file").description
+            == "/e.conf: is not a regular file")
+        #expect(SupervisorError(.configuration(path: "/e.conf", line: 0), "x").reason == "configuration")
+    }
+
+    @Test func aStateDirectoryOfSomeoneElseStopsTheStart() throws {
+        let scratch = try ScratchDirectory()
+        #expect(mkdir(scratch.path + "/groups", 0o700) == 0)
+        #expect(chown(scratch.path + "/groups", 65534, 65534) == 0)
+        do throws(SupervisorError) {
+            _ = try StateStore(directory: scratch.path)
+            Issue.record("accepted")
+        } catch {
+            #expect(error.kind == .startup)
+        }
     }
 }

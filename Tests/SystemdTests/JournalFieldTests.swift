@@ -27,12 +27,23 @@ struct JournalFieldTests {
         #expect(!JournalField.isValidName(String(repeating: "A", count: 65)))
     }
 
-    @Test func valuesRender() {
-        #expect(JournalField.render("plain\nvalue") == "plain\nvalue")
-        #expect(JournalField.render(.stringConvertible(42)) == "42")
-        #expect(JournalField.render(["a", "b\"c"]) == #"["a","b\"c"]"#)
-        #expect(JournalField.render(["z": "1", "a": ["x", .stringConvertible(2)]]) == #"{"a":["x","2"],"z":"1"}"#)
-        #expect(JournalField.render(.dictionary([:])) == "{}")
+    @Test func scalarsAreOneField() {
+        func only(_ value: Logger.Metadata.Value) -> [String] { JournalField.fields("F", value).map { "\($0.name)=\($0.value)" } }
+        #expect(only("plain\nvalue") == ["F=plain\nvalue"])
+        #expect(only(.stringConvertible(42)) == ["F=42"])
+    }
+
+    /// No JSON: an array repeats the field, a dictionary makes a field per key.
+    @Test func arraysAndDictionariesBecomeFieldsOfTheirOwn() {
+        func fields(_ value: Logger.Metadata.Value) -> [String] { JournalField.fields("NSGROUP_F", value).map { "\($0.name)=\($0.value)" } }
+        #expect(fields(["a", "b\"c"]) == ["NSGROUP_F=a", #"NSGROUP_F=b"c"#])
+        #expect(fields(["z": "1", "a b": ["x", .stringConvertible(2)], "nested": ["k": "v"]])
+            == ["NSGROUP_F_A_B=x", "NSGROUP_F_A_B=2", "NSGROUP_F_NESTED_K=v", "NSGROUP_F_Z=1"])
+        #expect(fields(.dictionary([:])).isEmpty)
+        #expect(fields(.array([])).isEmpty)
+        let long = JournalField.fields(String(repeating: "L", count: 60), ["key": "v"])
+        #expect(long.map(\.name) == [String(repeating: "L", count: 60) + "_KEY"])
+        #expect(JournalField.fields(String(repeating: "L", count: 62), ["key": "v"]).first?.name.utf8.count == 64)
     }
 
     @Test func levelsMapToSyslogPriorities() {
@@ -53,7 +64,7 @@ struct JournalFieldTests {
         let event = LogEvent(
             level: .error,
             message: "boom",
-            metadata: ["NSGROUP_B": "call", "MESSAGE": "sneaky", "lower key": "v"],
+            metadata: ["NSGROUP_B": "call", "MESSAGE": "sneaky", "lower key": "v", "NSGROUP_LIST": ["1", "2"]],
             source: nil,
             file: "File.swift",
             function: "f()",
@@ -73,6 +84,7 @@ struct JournalFieldTests {
         #expect(value("NSGROUP_B") == ["call"])
         #expect(value("NSGROUP_C") == ["handler"])
         #expect(value("LOWER_KEY") == ["v"])
+        #expect(value("NSGROUP_LIST") == ["1", "2"])
         #expect(fields.allSatisfy { JournalField.isValidName($0.name) })
     }
 

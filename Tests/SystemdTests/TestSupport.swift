@@ -9,7 +9,7 @@ enum TestSupport {
     /// Runs `loop` until something calls `exit(code:)`, or returns `timedOut` after `timeoutMicroseconds`
     /// so that a broken test fails instead of hanging.
     static func runGuarded(_ loop: EventLoop, timeoutMicroseconds: UInt64 = 2_000_000) throws -> Int32 {
-        let guardTimer = try loop.addTimer(afterMicroseconds: timeoutMicroseconds) { [unowned loop] in
+        let guardTimer = try loop.addRepeatingTimer(everyMicroseconds: timeoutMicroseconds) { [unowned loop] in
             loop.exit(code: timedOut)
         }
         let code = try loop.run()

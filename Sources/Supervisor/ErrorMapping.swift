@@ -1,0 +1,19 @@
+import Namespaces
+import RPC
+
+/// How a step the kernel refused becomes a protocol error: `operation_failed`,
+/// with the step as written by `SpawnError.Step.description` in `data.step` and
+/// the symbolic errno in `data.errno` (PROTOCOL.md §11). The one place that
+/// builds those details.
+extension RPCError {
+    /// `operation_failed` with the message "`what`: step: strerror", e.g.
+    /// `cannot create group "web": mount(tmpfs, /srv): No such file or directory`.
+    static func operationFailed(_ what: String, _ error: SpawnError) -> RPCError {
+        operationFailed("\(what): \(error)", step: error.step, errno: error.errno)
+    }
+
+    /// `operation_failed` with a message of the caller's own and the step and errno as data.
+    static func operationFailed(_ message: String, step: SpawnError.Step, errno: Errno) -> RPCError {
+        RPCError(.operationFailed, message, details: ["step": .string(step.description), "errno": .string(errno.name)])
+    }
+}
