@@ -3,11 +3,11 @@ import Glibc
 #endif
 import ArgumentParser
 
-/// enter, throughput, scale and cycle at their default sizes, then one table.
+/// enter, throughput, scale, cycle and codable at their default sizes, then one table.
 struct AllBenchmark: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "all",
-        abstract: "Run enter, throughput, scale and cycle, then print one summary table, ratios first.",
+        abstract: "Run enter, throughput, scale, cycle and codable, then print one summary table, ratios first.",
         discussion: """
             Each benchmark starts its own private supervisor (unless --socket is given) and \
             prints its own report first. load and soak are correctness runs, not figures: run \
@@ -31,6 +31,7 @@ struct AllBenchmark: ParsableCommand {
             ("throughput", { try ThroughputRun(seconds: quick ? 0.2 : 2, rounds: quick ? 1 : 3, connections: 8, socket: socket).run() }),
             ("scale", { try ScaleRun(requests: quick ? 10 : 200, counts: quick ? [1, 10] : [1, 100, 1000], socket: socket).run() }),
             ("cycle", { try CycleRun(runs: quick ? 3 : 100, warmup: quick ? 1 : 10, user: user, socket: socket).run() }),
+            ("codable", { try CodableRun(rounds: quick ? 1 : 7, sampleMilliseconds: 20, iterations: quick ? 2 : nil).run() }),
         ]
         var rows: [SummaryRow] = []
         var failed: [String] = []

@@ -80,18 +80,46 @@ import Testing
         #expect(holderProcessesNamed(prefix: "bcy").isEmpty)
     }
 
+    @Test func codableRunsAndReportsItsFigures() throws {
+        let result = try run(Self.bench, ["codable", "--rounds", "1", "--iterations", "2"])
+        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+        #expect(result.stdout.contains("ratio Codable/hand-written"))
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        for payload in ["list reply, 1 group ", "list reply, 64 groups ", "list reply, 1024 groups ", "state file, 16 sessions ", "event notification "] {
+            // Both ways write the same JSON, checked before anything is timed.
+            #expect(lines.contains { $0.hasPrefix("  " + payload) && $0.contains("same JSON: yes") }, "\(payload)\n\(result.stdout)")
+            for step in ["encode", "decode"] {
+                // payload, bytes, step, two times in µs, and a ratio.
+                let line = lines.first { $0.hasPrefix(payload) && $0.contains(" \(step) ") }
+                let words = line?.split(separator: " ") ?? []
+                #expect(words.filter { $0 == "µs" }.count == 2, "\(payload)\(step)\n\(result.stdout)")
+                #expect(words.last.flatMap { Double($0) }.map { $0 > 0 } == true, "\(payload)\(step)\n\(result.stdout)")
+            }
+        }
+        #expect(!result.stdout.contains("same JSON: NO"))
+        #expect(result.stdout.contains("hand-written, from the JSONValues nsgroupd keeps"))
+        #expect(result.stdout.contains("Codable with .sortedKeys"))
+        // The strictness probes: the server's parser does what PROTOCOL.md says for every input.
+        #expect(result.stdout.contains("hand-written: refused: parse error: duplicate key \"name\" at byte 14"))
+        #expect(result.stdout.contains("hand-written: refused: attach: unknown parameter \"verbose\""))
+        let verdict = try #require(lines.first { $0.hasPrefix("as PROTOCOL.md says, of ") }, "\(result.stdout)")
+        // "of 17 inputs: hand-written 17, plain Codable 10": the first two agree.
+        let counts = verdict.split(separator: " ").compactMap { Int($0.filter(\.isNumber)) }
+        #expect(counts.count == 3 && counts[0] == counts[1], "\(verdict)")
+    }
+
     @Test func allRunsEveryBenchmarkAndSummarizes() throws {
         _ = try TestUser.alice()
         let result = try run(Self.bench, ["all", "--quick"])
         #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
-        for name in ["enter", "throughput", "scale", "cycle"] {
+        for name in ["enter", "throughput", "scale", "cycle", "codable"] {
             #expect(result.stdout.contains("==== nsgroup-bench \(name)\n"))
         }
         let summary = try #require(result.stdout.components(separatedBy: "==== summary").last)
         let rows = summary.split(separator: "\n").dropFirst(2)
-        // Ratios first: enter, throughput ×2, cycle ×2, then the absolute figures.
-        #expect(rows.prefix(5).allSatisfy { $0.first?.isNumber == true }, "\(summary)")
-        #expect(rows.dropFirst(5).allSatisfy { $0.hasPrefix("-") }, "\(summary)")
-        #expect(rows.count == 8, "\(summary)")
+        // Ratios first: enter, throughput ×2, cycle ×2, codable ×2, then the absolute figures.
+        #expect(rows.prefix(7).allSatisfy { $0.first?.isNumber == true }, "\(summary)")
+        #expect(rows.dropFirst(7).allSatisfy { $0.hasPrefix("-") }, "\(summary)")
+        #expect(rows.count == 10, "\(summary)")
     }
 }
