@@ -13,7 +13,7 @@ extension Supervisor {
         let requestedTmpfs = try Self.tmpfsMounts(params.tmpfs, kinds: kinds)
         let binds = try Self.bindMounts(params.binds, kinds: kinds)
         try Self.distinctTargets(binds: binds, tmpfs: requestedTmpfs)
-        let members = try Self.members(params.members, method: "create")
+        let members = try Member.resolve(params.members, method: "create")
         let offsets = try Self.timeOffsets(params, kinds: kinds)
         let netnsName = try Self.netnsName(params.netnsName, kinds: kinds)
         try checkCreatePolicy(context.caller, name: params.name, kinds: kinds)
@@ -139,7 +139,7 @@ extension Supervisor {
             let charged = subordinates.chargedUID(caller.uid)
             let owned = groups.values.filter { subordinates.chargedUID($0.owner) == charged }.count
             if owned >= policy.groupsPerUser {
-                throw RPCError(.limitExceeded, "\(chargedSubject(caller.uid, "owns")) \(counted(owned, "group")), the most allowed (limits.groups-per-user = \(policy.groupsPerUser))")
+                throw RPCError(.limitExceeded, "\(subordinates.chargedSubject(caller.uid, "owns")) \(counted(owned, "group")), the most allowed (limits.groups-per-user = \(policy.groupsPerUser))")
             }
         }
     }
@@ -182,7 +182,7 @@ extension Supervisor {
         let held = groups.values.filter { subordinates.chargedUID($0.owner) == charged }
             .flatMap(\.record.tmpfs).reduce(UInt64(0)) { $0 + (Self.tmpfsSize($1.options).flatMap(Self.tmpfsBytes) ?? policy.tmpfsSize) }
         guard held + total <= policy.tmpfsPerUser else {
-            throw RPCError(.limitExceeded, "create: \(chargedSubject(caller.uid, "would have")) \(ByteSize.format(held + total)) of tmpfs mounts, more than allowed (limits.tmpfs-per-user = \(ByteSize.format(policy.tmpfsPerUser)))")
+            throw RPCError(.limitExceeded, "create: \(subordinates.chargedSubject(caller.uid, "would have")) \(ByteSize.format(held + total)) of tmpfs mounts, more than allowed (limits.tmpfs-per-user = \(ByteSize.format(policy.tmpfsPerUser)))")
         }
         return sized
     }
@@ -202,21 +202,6 @@ extension Supervisor {
             return overflow ? .max : bytes
         }
         return ByteSize.parse(String(value))
-    }
-
-    static let maxMembers = 64
-
-    /// Resolves members against the user and group databases, once each.
-    static func members(_ names: [String], method: String, alreadyShared: Int = 0) throws(RPCError) -> [Member] {
-        guard names.count + alreadyShared <= maxMembers else {
-            throw .invalidParams("\(method): a group is shared with at most \(maxMembers) users and groups")
-        }
-        var members: [Member] = []
-        for name in names {
-            let member = try Member.resolve(name, method: method)
-            if !members.contains(where: { $0.sameAs(member) }) { members.append(member) }
-        }
-        return members
     }
 
     // MARK: Validation

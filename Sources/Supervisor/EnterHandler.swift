@@ -26,14 +26,14 @@ extension Supervisor {
         // process that connected (PROTOCOL.md §4). When that process cannot be verified
         // (gone, its socket handed to another), a session would start with an unset
         // loginuid, which it may set to anyone's, and the supervisor's limits: refused.
-        guard let process = PeerProcess.read(context.connection.socket.rawValue, pid: caller.pid) else {
+        guard let process = context.connection.connectingProcess() else {
             throw RPCError(.permissionDenied, "enter: the process that opened this connection (pid \(caller.pid)) is gone, so nsgroupd cannot verify its audit login uid and resource limits, which a session takes on; enter from the process that connects")
         }
         // Per-user limits bind everyone but root (admins are users with more access, not more quota).
         if caller.uid != 0 {
             let running = sessionCount(uid: subordinates.chargedUID(caller.uid))
             if running >= policy.sessionsPerUser {
-                throw RPCError(.limitExceeded, "\(chargedSubject(caller.uid)) \(counted(running, "session")) running, the most allowed (limits.sessions-per-user = \(policy.sessionsPerUser))")
+                throw RPCError(.limitExceeded, "\(subordinates.chargedSubject(caller.uid)) \(counted(running, "session")) running, the most allowed (limits.sessions-per-user = \(policy.sessionsPerUser))")
             }
         }
         let entry = try entryMode(group, caller, trustOwner: params.trustOwner)

@@ -13,10 +13,7 @@ extension Supervisor {
     /// rather than slowing the supervisor or holding its memory; so is one
     /// behind on its events while its person is over connections.output-per-user.
     func subscribe(_ context: RequestContext) -> Reply {
-        // A small kernel buffer, so that the cap below (not the socket's own
-        // couple of hundred KiB) decides when a subscriber is too slow.
-        var size: Int32 = 32 << 10
-        _ = setsockopt(context.connection.socket.rawValue, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        context.connection.becomeSubscriber()
         subscribers[ObjectIdentifier(context.connection)] = WeakConnection(context.connection)
         return .result(.object([:]))
     }
@@ -40,7 +37,7 @@ extension Supervisor {
             if overSelf || (unread > 0 && connectionInput.isHeldBack(connection.chargedUID)) {
                 let why = overSelf
                     ? "(connections.subscriber-buffer = \(policy.subscriberBuffer))"
-                    : "while \(chargedSubject(connection.peer.uid)) \(connectionInput.unreadBytes[connection.chargedUID, default: 0]) bytes unread across all connections (connections.output-per-user = \(policy.outputPerUser))"
+                    : "while \(subordinates.chargedSubject(connection.peer.uid)) \(connectionInput.unreadBytes[connection.chargedUID, default: 0]) bytes unread across all connections (connections.output-per-user = \(policy.outputPerUser))"
                 audit.logger.notice("Dropping an event subscriber of uid \(connection.peer.uid): \(unread) bytes of events unread \(why)",
                                     metadata: [AuditField.callerUID: .string(String(connection.peer.uid))])
                 subscribers[id] = nil

@@ -7,11 +7,11 @@ extension Supervisor {
     func share(_ params: ShareParams, _ context: RequestContext, adding: Bool) throws(RPCError) -> Reply {
         let method = adding ? "share" : "unshare"
         let group = try group(params.name, context, action: "change the sharing of", manage: true)
-        let changes = try Self.members(params.members, method: method)
+        let changes = try Member.resolve(params.members, method: method)
         if adding {
             let added = changes.filter { new in !group.record.members.contains { $0.sameAs(new) } }
-            if group.record.members.count + added.count > Self.maxMembers {
-                throw .invalidParams("\(method): a group is shared with at most \(Self.maxMembers) users and groups")
+            if group.record.members.count + added.count > Member.maxPerGroup {
+                throw .invalidParams("\(method): a group is shared with at most \(Member.maxPerGroup) users and groups")
             }
         }
         var updated = group.record

@@ -243,7 +243,7 @@ public final class Supervisor {
         } else if connections.count >= policy.maxConnections - policy.reservedConnections, !policy.isAdmin(peer) {
             error = RPCError(.limitExceeded, "nsgroupd serves at most \(counted(policy.maxConnections - policy.reservedConnections, "connection")) at once for users other than \(Policy.listed(policy.admins)) (connections.max = \(policy.maxConnections), connections.reserved-for-admins = \(policy.reservedConnections)); try again later")
         } else if open >= policy.connectionsPerUser {
-            error = RPCError(.limitExceeded, "\(chargedSubject(peer.uid)) \(counted(open, "connection")) open, the most allowed (connections.per-user = \(policy.connectionsPerUser))")
+            error = RPCError(.limitExceeded, "\(subordinates.chargedSubject(peer.uid)) \(counted(open, "connection")) open, the most allowed (connections.per-user = \(policy.connectionsPerUser))")
         } else {
             return nil
         }
@@ -261,20 +261,11 @@ public final class Supervisor {
         connectionsPerUID[uid] = left > 0 ? left : nil
     }
 
-    /// Who a per-user limit is about, as the subject of its message: "uid
-    /// 1001 has" for a person, "uid 100007 is a subordinate uid of alice
-    /// (uid 1001), who has" for an id charged to its range's owner. The verb
-    /// is `has` unless given.
-    func chargedSubject(_ uid: uid_t, _ verb: String = "has") -> String {
-        guard let owner = subordinates.owner(of: uid) else { return "uid \(uid) \(verb)" }
-        return "uid \(uid) is a subordinate uid of \(owner.name) (uid \(owner.uid)), who \(verb)"
-    }
-
     /// The refusal for a connection whose person holds `held` bytes of
     /// unfinished requests in all, past connections.buffer-per-user.
     private func bufferRefusal(_ connection: Connection, held: Int) -> RPCError? {
         guard held > policy.bufferBudget else { return nil }
-        let error = RPCError(.limitExceeded, "\(chargedSubject(connection.peer.uid)) \(held) bytes of unfinished requests buffered across all connections, more than allowed (connections.buffer-per-user = \(policy.bufferBudget)); closing the connection")
+        let error = RPCError(.limitExceeded, "\(subordinates.chargedSubject(connection.peer.uid)) \(held) bytes of unfinished requests buffered across all connections, more than allowed (connections.buffer-per-user = \(policy.bufferBudget)); closing the connection")
         audit.record(.requestRefused, level: .notice, "Refused buffered requests from uid \(connection.peer.uid): \(error.message)",
                      caller: connection.peer, fields: [AuditField.operation: "receive", AuditField.result: error.reason.rawValue])
         return error
@@ -294,12 +285,12 @@ public final class Supervisor {
         }
         listening.formUnion(subscribers.keys)
         for connection in Array(connections.values) {
-            if let since = connection.reads.since, now - since >= Double(policy.readSummaryInterval) {
+            if let since = connection.readsPendingSince, now - since >= Double(policy.readSummaryInterval) {
                 recordReads(of: connection)
             }
             if connection.isStuckWriting(now: now, timeout: policy.writeTimeout) {
                 let person = connectionInput.isHeldBack(connection.chargedUID)
-                    ? "; \(chargedSubject(connection.peer.uid)) \(connectionInput.unreadBytes[connection.chargedUID, default: 0]) bytes unread across all connections (connections.output-per-user = \(policy.outputPerUser))"
+                    ? "; \(subordinates.chargedSubject(connection.peer.uid)) \(connectionInput.unreadBytes[connection.chargedUID, default: 0]) bytes unread across all connections (connections.output-per-user = \(policy.outputPerUser))"
                     : ""
                 audit.logger.notice("Closing a connection of uid \(connection.peer.uid): it has not read its replies for \(policy.writeTimeout) s (connections.write-timeout)\(person)",
                                     metadata: [AuditField.callerUID: .string(String(connection.peer.uid))])
@@ -350,7 +341,7 @@ public final class Supervisor {
         }
         descriptors.closeAll()
         if case .success(let call) = routed, call.method.isRead, !policy.recordEachRead {
-            connection.reads.add(call.method, name: name, now: monotonicSeconds())
+            connection.countRead(call.method, name: name, now: monotonicSeconds())
         } else {
             audit.record(.requestAccepted, "Accepted \(request.method) from uid \(caller.uid)",
                          caller: caller, fields: recordFields(request, name: name, result: "ok"))
@@ -361,9 +352,7 @@ public final class Supervisor {
     /// Writes one `reads-summarized` record for the reads a connection has had accepted
     /// since the last one (see ReadTally for why reads are not recorded one by one).
     func recordReads(of connection: Connection) {
-        let tally = connection.reads
-        guard let since = tally.since else { return }
-        connection.reads = ReadTally()
+        guard let tally = connection.takeReads(), let since = tally.since else { return }
         let caller = connection.peer
         let counts = tally.countsField
         let names = tally.namesField
