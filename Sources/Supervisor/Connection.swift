@@ -106,7 +106,7 @@ final class Connection {
             && input.isHeldBack(chargedUID) && (!inputClosed || framer.hasCompleteFrame)
     }
 
-    /// Accepted read-only requests not yet written to the journal (Supervisor.recordReads).
+    /// Accepted read-only requests not yet written to the journal (Listener.recordReads).
     private var reads = ReadTally()
 
     /// Descriptors a connection may have in flight for lines not yet complete.

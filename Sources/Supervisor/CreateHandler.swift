@@ -4,7 +4,34 @@ import Glibc
 import Namespaces
 import RPC
 
-extension Supervisor {
+/// `create`: checks a request against the rules of each concept and the
+/// policy, starts the holder, records the group before the holder may go on,
+/// and registers it.
+final class CreateHandler {
+    private let holders: HolderSpawner
+    private let registry: GroupRegistry
+    /// Watches each new holder, as it watches every group's.
+    private let destroyer: DestroyHandler
+    private let bus: EventBus
+    private let policies: PolicyHolder
+    private let subordinates: SubordinateOwners
+    private let audit: Audit
+    private let ttyGroup: gid_t
+
+    init(holders: consuming HolderSpawner, registry: GroupRegistry, destroyer: DestroyHandler, bus: EventBus,
+         policies: PolicyHolder, subordinates: SubordinateOwners, audit: Audit, ttyGroup: gid_t) {
+        self.holders = holders
+        self.registry = registry
+        self.destroyer = destroyer
+        self.bus = bus
+        self.policies = policies
+        self.subordinates = subordinates
+        self.audit = audit
+        self.ttyGroup = ttyGroup
+    }
+
+    private var policy: Policy { policies.current }
+
     func create(_ params: CreateParams, _ context: RequestContext) throws(RPCError) -> Reply {
         let kinds = try Self.namespaceKinds(params.namespaces)
         let hostname = try Self.hostname(params.hostname, kinds: kinds, name: params.name)
@@ -61,7 +88,7 @@ extension Supervisor {
                 // On disk before the holder may go on: a supervisor killed
                 // from here on leaves a record its successor checks.
                 do throws(Errno) {
-                    try state.save(record)
+                    try registry.save(record)
                 } catch {
                     unsaved = error
                     throw SpawnError(step: "write the state file", errno: error)
@@ -70,7 +97,7 @@ extension Supervisor {
                 CrashPoint.reach(.createRecorded)
             }
         } catch {
-            if recorded != nil { try? state.remove(name: params.name) }
+            if recorded != nil { try? registry.removeRecord(name: params.name) }
             if let unsaved {
                 throw RPCError(.internalError, "cannot create group \"\(params.name)\": writing its state file failed: \(unsaved)")
             }
@@ -86,22 +113,22 @@ extension Supervisor {
             } catch {
                 try? group.holder.signal(SIGKILL)
                 _ = try? group.holder.reap(block: true)
-                try? state.remove(name: record.name)
+                try? registry.removeRecord(name: record.name)
                 throw RPCError(.operationFailed, "cannot create group \"\(params.name)\": \(error)",
                                details: ["step": .string(error.step), "errno": .string(error.errno.name)])
             }
         }
         do {
-            try watchHolder(group)
+            try destroyer.watchHolder(group)
         } catch {
             try? group.holder.signal(SIGKILL)
             _ = try? group.holder.reap(block: true)
-            try? state.remove(name: record.name)
+            try? registry.removeRecord(name: record.name)
             throw RPCError(.internalError, "cannot create group \"\(params.name)\": cannot watch its holder: \(error)")
         }
-        register(group)
-        groupsChanged()
-        groupEvent(.groupCreated, group)
+        registry.register(group)
+        registry.groupsChanged()
+        bus.groupEvent(.groupCreated, group)
         audit.record(.groupCreated, "Created group \(record.name) for uid \(record.owner), holder \(record.holderPID)",
                      caller: context.caller, fields: [
                         AuditField.name: record.name,
@@ -126,16 +153,16 @@ extension Supervisor {
         if !policy.isAdmin(caller), let refused = kinds.sorted().first(where: { !policy.namespaces.contains($0) }) {
             throw RPCError(.permissionDenied, "namespace kind \"\(refused.rawValue)\" is not allowed by nsgroupd.conf (access.namespaces = \(policy.namespaces.sorted().map(\.rawValue).joined(separator: ", ")))")
         }
-        guard groups[name] == nil else {
+        guard registry[name] == nil else {
             throw RPCError(.alreadyExists, "a group named \"\(name)\" already exists")
         }
-        if groups.count >= policy.maxGroups {
-            throw RPCError(.limitExceeded, "there are \(counted(groups.count, "group")), the most allowed (limits.groups = \(policy.maxGroups))")
+        if registry.count >= policy.maxGroups {
+            throw RPCError(.limitExceeded, "there are \(counted(registry.count, "group")), the most allowed (limits.groups = \(policy.maxGroups))")
         }
         if caller.uid != 0 {
             // Counted by the charged person: groups of her subordinate uids are hers.
             let charged = subordinates.chargedUID(caller.uid)
-            let owned = groups.values.filter { subordinates.chargedUID($0.owner) == charged }.count
+            let owned = registry.groups(chargedTo: charged).count
             if owned >= policy.groupsPerUser {
                 throw RPCError(.limitExceeded, "\(subordinates.chargedSubject(caller.uid, "owns")) \(counted(owned, "group")), the most allowed (limits.groups-per-user = \(policy.groupsPerUser))")
             }
@@ -177,7 +204,7 @@ extension Supervisor {
         }
         // Counted by the charged person: tmpfs mounts of her subordinate uids' groups are hers.
         let charged = subordinates.chargedUID(caller.uid)
-        let held = groups.values.filter { subordinates.chargedUID($0.owner) == charged }
+        let held = registry.groups(chargedTo: charged)
             .flatMap(\.record.tmpfs).reduce(UInt64(0)) { $0 + ($1.size.flatMap(Self.tmpfsBytes) ?? policy.tmpfsSize) }
         guard held + total <= policy.tmpfsPerUser else {
             throw RPCError(.limitExceeded, "create: \(subordinates.chargedSubject(caller.uid, "would have")) \(ByteSize.format(held + total)) of tmpfs mounts, more than allowed (limits.tmpfs-per-user = \(ByteSize.format(policy.tmpfsPerUser)))")

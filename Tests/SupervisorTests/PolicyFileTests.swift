@@ -607,7 +607,7 @@ struct TmpfsPolicyTests {
         #expect(ByteSize.format(12 << 20) == "12m")
         #expect(TmpfsMount(path: "/t", options: "mode=0700,size=8m").size == "8m")
         #expect(TmpfsMount(path: "/t", options: "mode=0700").size == nil)
-        #expect(Supervisor.tmpfsBytes("8m") == 8 << 20)
-        #expect(Supervisor.tmpfsBytes("100%") == UInt64(sysconf(Int32(_SC_PHYS_PAGES))) * UInt64(sysconf(Int32(_SC_PAGESIZE))) / 100 * 100)
+        #expect(CreateHandler.tmpfsBytes("8m") == 8 << 20)
+        #expect(CreateHandler.tmpfsBytes("100%") == UInt64(sysconf(Int32(_SC_PHYS_PAGES))) * UInt64(sysconf(Int32(_SC_PAGESIZE))) / 100 * 100)
     }
 }
