@@ -30,7 +30,7 @@ final class Connection {
     typealias BudgetCheck = (Connection, _ held: Int) -> RPCError?
 
     let id: UInt64
-    let socket: FileDescriptor
+    private let socket: FileDescriptor
     let peer: PeerCredentials
     /// Whom per-user limits count this connection against: the peer's uid, or
     /// the owner of the subordinate range it lies in.
@@ -106,8 +106,8 @@ final class Connection {
             && input.isHeldBack(chargedUID) && (!inputClosed || framer.hasCompleteFrame)
     }
 
-    /// Accepted read-only requests not yet written to the journal (Supervisor.recordReads).
-    var reads = ReadTally()
+    /// Accepted read-only requests not yet written to the journal (Listener.recordReads).
+    private var reads = ReadTally()
 
     /// Descriptors a connection may have in flight for lines not yet complete.
     static let maxHeldDescriptors = 64
@@ -280,6 +280,39 @@ final class Connection {
         }
         processLines()
         finishIfDone()
+    }
+
+    // MARK: What handlers may do to a connection
+
+    /// Counts an accepted read (version, list, inspect) towards the next
+    /// `reads-summarized` record (see ReadTally).
+    func countRead(_ method: MethodName, name: String?, now: Double) {
+        reads.add(method, name: name, now: now)
+    }
+
+    /// When the first read not yet recorded was counted (monotonic seconds), if one was.
+    var readsPendingSince: Double? { reads.since }
+
+    /// The reads counted since the last take, or nil when there were none; counting starts over.
+    func takeReads() -> ReadTally? {
+        guard reads.since != nil else { return nil }
+        defer { reads = ReadTally() }
+        return reads
+    }
+
+    /// Prepares the connection to carry events (subscribe): a small kernel
+    /// send buffer, so that the supervisor's cap on unread events
+    /// (connections.subscriber-buffer), not the socket's own couple of hundred
+    /// KiB, decides when a subscriber is too slow.
+    func becomeSubscriber() {
+        var size: Int32 = 32 << 10
+        _ = setsockopt(socket.rawValue, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    /// The audit loginuid and resource limits of the process that connected,
+    /// or nil when that process cannot be verified (gone, or its socket handed on).
+    func connectingProcess() -> PeerProcess? {
+        PeerProcess.read(socket.rawValue, pid: peer.pid)
     }
 
     // MARK: Output

@@ -4,8 +4,33 @@ import Glibc
 import Namespaces
 import RPC
 
-extension Supervisor {
-    static let maxTmpfsMounts = 32
+/// `create`: checks a request against the rules of each concept and the
+/// policy, starts the holder, records the group before the holder may go on,
+/// and registers it.
+final class CreateHandler {
+    private let holders: HolderSpawner
+    private let registry: GroupRegistry
+    /// Watches each new holder, as it watches every group's.
+    private let destroyer: DestroyHandler
+    private let bus: EventBus
+    private let policies: PolicyHolder
+    private let subordinates: SubordinateOwners
+    private let audit: Audit
+    private let ttyGroup: gid_t
+
+    init(holders: consuming HolderSpawner, registry: GroupRegistry, destroyer: DestroyHandler, bus: EventBus,
+         policies: PolicyHolder, subordinates: SubordinateOwners, audit: Audit, ttyGroup: gid_t) {
+        self.holders = holders
+        self.registry = registry
+        self.destroyer = destroyer
+        self.bus = bus
+        self.policies = policies
+        self.subordinates = subordinates
+        self.audit = audit
+        self.ttyGroup = ttyGroup
+    }
+
+    private var policy: Policy { policies.current }
 
     func create(_ params: CreateParams, _ context: RequestContext) throws(RPCError) -> Reply {
         let kinds = try Self.namespaceKinds(params.namespaces)
@@ -13,7 +38,7 @@ extension Supervisor {
         let requestedTmpfs = try Self.tmpfsMounts(params.tmpfs, kinds: kinds)
         let binds = try Self.bindMounts(params.binds, kinds: kinds)
         try Self.distinctTargets(binds: binds, tmpfs: requestedTmpfs)
-        let members = try Self.members(params.members, method: "create")
+        let members = try Member.resolve(params.members, method: "create")
         let offsets = try Self.timeOffsets(params, kinds: kinds)
         let netnsName = try Self.netnsName(params.netnsName, kinds: kinds)
         try checkCreatePolicy(context.caller, name: params.name, kinds: kinds)
@@ -60,12 +85,12 @@ extension Supervisor {
                 record.netnsName = netnsName
                 // On disk before the holder may go on: a supervisor killed
                 // from here on leaves a record its successor checks.
-                try state.save(record)
+                try registry.save(record)
                 recorded = record
                 CrashPoint.reach(.createRecorded)
             }
         } catch {
-            if recorded != nil { try? state.remove(name: params.name) }
+            if recorded != nil { try? registry.removeRecord(name: params.name) }
             // The state file could not be written: the supervisor's fault, not the group's.
             if error.step == .recordHolder {
                 throw RPCError(.internalError, "cannot create group \"\(params.name)\": writing its state file failed: \(error.errno)")
@@ -81,21 +106,21 @@ extension Supervisor {
             } catch {
                 try? group.holder.signal(SIGKILL)
                 _ = try? group.holder.reap(block: true)
-                try? state.remove(name: record.name)
+                try? registry.removeRecord(name: record.name)
                 throw RPCError.operationFailed("cannot create group \"\(params.name)\"", error)
             }
         }
         do {
-            try watchHolder(group)
+            try destroyer.watchHolder(group)
         } catch {
             try? group.holder.signal(SIGKILL)
             _ = try? group.holder.reap(block: true)
-            try? state.remove(name: record.name)
+            try? registry.removeRecord(name: record.name)
             throw RPCError(.internalError, "cannot create group \"\(params.name)\": cannot watch its holder: \(error)")
         }
-        register(group)
-        groupsChanged()
-        groupEvent(.groupCreated, group)
+        registry.register(group)
+        registry.groupsChanged()
+        bus.groupEvent(.groupCreated, group)
         audit.record(.groupCreated, "Created group \(record.name) for uid \(record.owner), holder \(record.holderPID)",
                      caller: context.caller, fields: [
                         AuditField.name: record.name,
@@ -120,18 +145,18 @@ extension Supervisor {
         if !policy.isAdmin(caller), let refused = kinds.sorted().first(where: { !policy.namespaces.contains($0) }) {
             throw RPCError(.permissionDenied, "namespace kind \"\(refused.rawValue)\" is not allowed by nsgroupd.conf (access.namespaces = \(policy.namespaces.sorted().map(\.rawValue).joined(separator: ", ")))")
         }
-        guard groups[name] == nil else {
+        guard registry[name] == nil else {
             throw RPCError(.alreadyExists, "a group named \"\(name)\" already exists")
         }
-        if groups.count >= policy.maxGroups {
-            throw RPCError(.limitExceeded, "there are \(counted(groups.count, "group")), the most allowed (limits.groups = \(policy.maxGroups))")
+        if registry.count >= policy.maxGroups {
+            throw RPCError(.limitExceeded, "there are \(counted(registry.count, "group")), the most allowed (limits.groups = \(policy.maxGroups))")
         }
         if caller.uid != 0 {
             // Counted by the charged person: groups of her subordinate uids are hers.
             let charged = subordinates.chargedUID(caller.uid)
-            let owned = groups.values.filter { subordinates.chargedUID($0.owner) == charged }.count
+            let owned = registry.groups(chargedTo: charged).count
             if owned >= policy.groupsPerUser {
-                throw RPCError(.limitExceeded, "\(chargedSubject(caller.uid, "owns")) \(counted(owned, "group")), the most allowed (limits.groups-per-user = \(policy.groupsPerUser))")
+                throw RPCError(.limitExceeded, "\(subordinates.chargedSubject(caller.uid, "owns")) \(counted(owned, "group")), the most allowed (limits.groups-per-user = \(policy.groupsPerUser))")
             }
         }
     }
@@ -158,7 +183,7 @@ extension Supervisor {
         var sized: [TmpfsMount] = []
         var total: UInt64 = 0
         for mount in mounts {
-            guard let asked = Self.tmpfsSize(mount.options), let bytes = Self.tmpfsBytes(asked) else {
+            guard let asked = mount.size, let bytes = Self.tmpfsBytes(asked) else {
                 sized.append(TmpfsMount(path: mount.path, options: mount.options + ",size=\(ByteSize.format(policy.tmpfsSize))"))
                 total += policy.tmpfsSize
                 continue
@@ -171,17 +196,12 @@ extension Supervisor {
         }
         // Counted by the charged person: tmpfs mounts of her subordinate uids' groups are hers.
         let charged = subordinates.chargedUID(caller.uid)
-        let held = groups.values.filter { subordinates.chargedUID($0.owner) == charged }
-            .flatMap(\.record.tmpfs).reduce(UInt64(0)) { $0 + (Self.tmpfsSize($1.options).flatMap(Self.tmpfsBytes) ?? policy.tmpfsSize) }
+        let held = registry.groups(chargedTo: charged)
+            .flatMap(\.record.tmpfs).reduce(UInt64(0)) { $0 + ($1.size.flatMap(Self.tmpfsBytes) ?? policy.tmpfsSize) }
         guard held + total <= policy.tmpfsPerUser else {
-            throw RPCError(.limitExceeded, "create: \(chargedSubject(caller.uid, "would have")) \(ByteSize.format(held + total)) of tmpfs mounts, more than allowed (limits.tmpfs-per-user = \(ByteSize.format(policy.tmpfsPerUser)))")
+            throw RPCError(.limitExceeded, "create: \(subordinates.chargedSubject(caller.uid, "would have")) \(ByteSize.format(held + total)) of tmpfs mounts, more than allowed (limits.tmpfs-per-user = \(ByteSize.format(policy.tmpfsPerUser)))")
         }
         return sized
-    }
-
-    /// The size a tmpfs's options name, as written ("64m", "10%"); nil when they name none.
-    static func tmpfsSize(_ options: String) -> Substring? {
-        options.split(separator: ",").first { $0.hasPrefix("size=") }?.dropFirst(5)
     }
 
     /// A tmpfs size in bytes (a percentage is of physical memory, as the kernel takes it).
@@ -194,21 +214,6 @@ extension Supervisor {
             return overflow ? .max : bytes
         }
         return ByteSize.parse(String(value))
-    }
-
-    static let maxMembers = 64
-
-    /// Resolves members against the user and group databases, once each.
-    static func members(_ names: [String], method: String, alreadyShared: Int = 0) throws(RPCError) -> [Member] {
-        guard names.count + alreadyShared <= maxMembers else {
-            throw .invalidParams("\(method): a group is shared with at most \(maxMembers) users and groups")
-        }
-        var members: [Member] = []
-        for name in names {
-            let member = try Member.resolve(name, method: method)
-            if !members.contains(where: { $0.sameAs(member) }) { members.append(member) }
-        }
-        return members
     }
 
     // MARK: Validation
@@ -236,86 +241,61 @@ extension Supervisor {
             return nil
         }
         guard let requested else { return name }
-        let bytes = Array(requested.utf8)
-        let allowed = bytes.allSatisfy { b in
-            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
-                || b == UInt8(ascii: "-") || b == UInt8(ascii: ".") || b == UInt8(ascii: "_")
-        }
-        guard (1...64).contains(bytes.count), allowed, bytes.first != UInt8(ascii: "-") else {
+        guard HolderSpec.isValidHostname(requested) else {
             throw .invalidParams("create: invalid hostname \(JSONValue.string(requested).serialized()): 1 to 64 characters of A-Z, a-z, 0-9, '-', '.', '_', not starting with '-'")
         }
         return requested
     }
 
-    /// An absolute, normalised path other than / (no //, . or .. components, no ':').
-    static func checkedPath(_ path: String, _ what: String) throws(RPCError) -> String {
+    /// The refusal of a path that is not a mount path (HolderSpec.isValidMountPath).
+    static func badPath(_ path: String, _ what: String) -> RPCError {
         let shown = JSONValue.string(String(path.prefix(256))).serialized()
-        let components = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
-        guard path.hasPrefix("/"), path != "/", path.utf8.count < 4096, !path.utf8.contains(0), !path.contains(":"),
-              components.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." })
-        else {
-            throw .invalidParams("create: \(what) \(shown) must be an absolute, normalised path other than / (no //, . or .. components, no ':')")
-        }
-        return path
+        return .invalidParams("create: \(what) \(shown) must be an absolute, normalised path other than / (no //, . or .. components, no ':')")
     }
 
     /// "PATH" or "PATH:size=64m,mode=0755"; always nosuid, nodev.
     static func tmpfsMounts(_ specs: [String], kinds: Set<NamespaceKind>) throws(RPCError) -> [TmpfsMount] {
         guard !specs.isEmpty else { return [] }
         guard kinds.contains(.mnt) else { throw .invalidParams("create: \"tmpfs\" needs a mnt namespace") }
-        guard specs.count <= maxTmpfsMounts else { throw .invalidParams("create: at most \(maxTmpfsMounts) tmpfs mounts") }
+        guard specs.count <= HolderSpec.maxTmpfsMounts else { throw .invalidParams("create: at most \(HolderSpec.maxTmpfsMounts) tmpfs mounts") }
         var seen = Set<String>()
         var mounts: [TmpfsMount] = []
         for spec in specs {
-            let colon = spec.firstIndex(of: ":")
-            let path = try checkedPath(String(spec[..<(colon ?? spec.endIndex)]), "tmpfs path")
-            var size: String?
-            var mode = "0700"
-            if let colon {
-                for option in spec[spec.index(after: colon)...].split(separator: ",", omittingEmptySubsequences: false) {
-                    let parts = option.split(separator: "=", maxSplits: 1).map(String.init)
-                    guard parts.count == 2 else { throw .invalidParams("create: tmpfs option \"\(option)\" is not key=value") }
-                    switch parts[0] {
-                    case "size":
-                        guard Self.isTmpfsSize(parts[1]) else {
-                            throw .invalidParams("create: tmpfs size \"\(parts[1])\" must be a number with an optional k, m, g or %")
-                        }
-                        size = parts[1]
-                    case "mode":
-                        guard (3...4).contains(parts[1].count), parts[1].allSatisfy({ ("0"..."7").contains($0) }) else {
-                            throw .invalidParams("create: tmpfs mode \"\(parts[1])\" must be octal, like 1777 or 0755")
-                        }
-                        mode = parts[1]
-                    default:
-                        throw .invalidParams("create: unknown tmpfs option \"\(parts[0])\"; options are size and mode")
-                    }
+            let mount: TmpfsMount
+            do throws(TmpfsMount.SpecError) {
+                mount = try TmpfsMount(spec: spec)
+            } catch {
+                switch error {
+                case .path(let path): throw badPath(path, "tmpfs path")
+                case .notKeyValue(let option): throw .invalidParams("create: tmpfs option \"\(option)\" is not key=value")
+                case .size(let size): throw .invalidParams("create: tmpfs size \"\(size)\" must be a number with an optional k, m, g or %")
+                case .mode(let mode): throw .invalidParams("create: tmpfs mode \"\(mode)\" must be octal, like 1777 or 0755")
+                case .unknownOption(let key): throw .invalidParams("create: unknown tmpfs option \"\(key)\"; options are size and mode")
                 }
             }
-            guard seen.insert(path).inserted else { throw .invalidParams("create: tmpfs path \"\(path)\" is named twice") }
-            mounts.append(TmpfsMount(path: path, options: "mode=\(mode)" + (size.map { ",size=\($0)" } ?? "")))
+            guard seen.insert(mount.path).inserted else { throw .invalidParams("create: tmpfs path \"\(mount.path)\" is named twice") }
+            mounts.append(mount)
         }
         return mounts
-    }
-
-    static func isTmpfsSize(_ text: String) -> Bool {
-        var digits = Substring(text)
-        if let last = digits.last, "kmg%".contains(last) { digits = digits.dropLast() }
-        return (1...12).contains(digits.count) && digits.allSatisfy(\.isASCII) && digits.allSatisfy(\.isNumber) && digits.first != "0"
     }
 
     /// "SOURCE:TARGET" or "SOURCE:TARGET:ro".
     static func bindMounts(_ specs: [String], kinds: Set<NamespaceKind>) throws(RPCError) -> [BindMount] {
         guard !specs.isEmpty else { return [] }
         guard kinds.contains(.mnt) else { throw .invalidParams("create: \"binds\" needs a mnt namespace") }
-        guard specs.count <= maxTmpfsMounts else { throw .invalidParams("create: at most \(maxTmpfsMounts) bind mounts") }
+        guard specs.count <= HolderSpec.maxBindMounts else { throw .invalidParams("create: at most \(HolderSpec.maxBindMounts) bind mounts") }
         var mounts: [BindMount] = []
         for spec in specs {
-            let parts = spec.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
-            guard parts.count == 2 || (parts.count == 3 && (parts[2] == "ro" || parts[2] == "rw")) else {
-                throw .invalidParams("create: bind \(JSONValue.string(String(spec.prefix(256))).serialized()) must be SOURCE:TARGET or SOURCE:TARGET:ro")
+            do throws(BindMount.SpecError) {
+                mounts.append(try BindMount(spec: spec))
+            } catch {
+                switch error {
+                case .form:
+                    throw .invalidParams("create: bind \(JSONValue.string(String(spec.prefix(256))).serialized()) must be SOURCE:TARGET or SOURCE:TARGET:ro")
+                case .source(let path): throw badPath(path, "bind source")
+                case .target(let path): throw badPath(path, "bind target")
+                }
             }
-            mounts.append(BindMount(source: try checkedPath(parts[0], "bind source"), target: try checkedPath(parts[1], "bind target"),
-                                    readOnly: parts.count == 3 && parts[2] == "ro"))
         }
         return mounts
     }

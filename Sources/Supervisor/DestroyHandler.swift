@@ -3,13 +3,31 @@ import Glibc
 #endif
 import Namespaces
 import RPC
+import Systemd
 
-extension Supervisor {
+/// `destroy`, and the end of every group however it comes: the watch on each
+/// holder's pidfd, and what happens when the holder is gone.
+final class DestroyHandler {
+    private let loop: EventLoop
+    private let registry: GroupRegistry
+    /// Ends the sessions of a group going away.
+    private let sessions: SessionTable
+    private let bus: EventBus
+    private let audit: Audit
+
+    init(loop: EventLoop, registry: GroupRegistry, sessions: SessionTable, bus: EventBus, audit: Audit) {
+        self.loop = loop
+        self.registry = registry
+        self.sessions = sessions
+        self.bus = bus
+        self.audit = audit
+    }
+
     /// Kills the holder through its pidfd and answers once it has been
     /// reaped. In a group with a pid namespace the holder is PID 1, so the
     /// kernel takes every process of the group down with it.
     func destroy(_ params: NameParams, _ context: RequestContext) throws(RPCError) -> Reply {
-        let group = try group(params.name, context, action: "destroy", manage: true)
+        let group = try registry.group(params.name, caller: context.caller, action: "destroy", manage: true)
         if !group.destroying {
             group.destroying = true
             do {
@@ -22,22 +40,12 @@ extension Supervisor {
             }
             // Without a pid namespace the kernel does not take the group's
             // processes down with the holder: end what we started there.
-            killSessions(of: group)
+            sessions.killAll(in: group)
             CrashPoint.reach(.destroyKilled)
         }
         let connection = context.connection
         group.destroyWaiters.append { [weak connection] outcome in connection?.complete(outcome) }
         return .deferred
-    }
-
-    /// Removes /run/netns/NAME if the group published its net namespace there.
-    func unpublishNetns(of record: GroupRecord) {
-        guard let name = record.netnsName, let net = record.namespaces.first(where: { $0.kind == .net }) else { return }
-        NetnsPublisher.unpublish(name, inode: net.inode)
-    }
-
-    func killSessions(of group: Group) {
-        for session in group.sessions.values { try? session.pidfd.signal(SIGKILL) }
     }
 
     /// Watches the holder's pidfd, which becomes readable when it exits.
@@ -50,21 +58,18 @@ extension Supervisor {
 
     /// The holder is gone, by destroy or otherwise: reap it, drop the group
     /// and its record, and answer every destroy that waited.
-    func holderExited(_ group: Group) {
+    private func holderExited(_ group: Group) {
         let status = try? group.holder.reap()
         group.holderWatch?.cancel()
         group.holderWatch = nil
         CrashPoint.reach(.destroyReaped)
-        unpublishNetns(of: group.record)
-        if groups[group.name] === group {
-            groups[group.name] = nil
-            groupsChanged()
-        }
+        NetnsPublisher.unpublish(of: group.record)
+        registry.unregister(group)
         // Sessions do not outlive their group; they are still reaped and
         // reported by their own watches.
-        killSessions(of: group)
+        sessions.killAll(in: group)
         do {
-            try state.remove(name: group.name)
+            try registry.removeRecord(name: group.name)
         } catch {
             audit.logger.error("Failed to remove the state file of group \(group.name): \(error), ignoring")
         }
@@ -73,7 +78,7 @@ extension Supervisor {
             AuditField.ownerUID: String(group.owner),
             AuditField.holderPID: String(group.record.holderPID),
         ]
-        groupEvent(group.destroying ? .groupDestroyed : .groupFailed, group)
+        bus.groupEvent(group.destroying ? .groupDestroyed : .groupFailed, group)
         if group.destroying {
             audit.record(.groupDestroyed, "Destroyed group \(group.name)",
                          fields: fields.merging([AuditField.operation: "destroy", AuditField.result: "ok"]) { $1 })

@@ -4,7 +4,30 @@ import Glibc
 import Namespaces
 import RPC
 
-extension Supervisor {
+/// `enter`, and what may be done to a running session: `attach` and
+/// `signal`. Decides how each caller enters a group (EntryMode) and who may
+/// control a session (checkControl); the sessions themselves are the
+/// SessionTable's.
+final class EnterHandler {
+    private let registry: GroupRegistry
+    private let sessions: SessionTable
+    private let policies: PolicyHolder
+    private let subordinates: SubordinateOwners
+    private let audit: Audit
+    private let ttyGroup: gid_t
+
+    init(registry: GroupRegistry, sessions: SessionTable, policies: PolicyHolder, subordinates: SubordinateOwners,
+         audit: Audit, ttyGroup: gid_t) {
+        self.registry = registry
+        self.sessions = sessions
+        self.policies = policies
+        self.subordinates = subordinates
+        self.audit = audit
+        self.ttyGroup = ttyGroup
+    }
+
+    private var policy: Policy { policies.current }
+
     static let userSearchPath = "/usr/local/bin:/usr/bin:/bin"
     static let rootSearchPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     static let defaultTerm = "xterm-256color"
@@ -18,7 +41,7 @@ extension Supervisor {
     /// descriptors the caller passed.
     /// Routed.route has checked the descriptors against `params.tty`: none with a tty, else exactly 3.
     func enter(_ params: EnterParams, _ context: RequestContext, _ descriptors: ReceivedDescriptors) throws(RPCError) -> Reply {
-        let group = try group(params.name, context, action: "enter", manage: false)
+        let group = try registry.group(params.name, caller: context.caller, action: "enter", manage: false)
         guard !group.destroying else { throw .notFound(group: params.name) }
 
         let caller = context.caller
@@ -26,14 +49,14 @@ extension Supervisor {
         // process that connected (PROTOCOL.md §4). When that process cannot be verified
         // (gone, its socket handed to another), a session would start with an unset
         // loginuid, which it may set to anyone's, and the supervisor's limits: refused.
-        guard let process = PeerProcess.read(context.connection.socket.rawValue, pid: caller.pid) else {
+        guard let process = context.connection.connectingProcess() else {
             throw RPCError(.permissionDenied, "enter: the process that opened this connection (pid \(caller.pid)) is gone, so nsgroupd cannot verify its audit login uid and resource limits, which a session takes on; enter from the process that connects")
         }
         // Per-user limits bind everyone but root (admins are users with more access, not more quota).
         if caller.uid != 0 {
-            let running = sessionCount(uid: subordinates.chargedUID(caller.uid))
+            let running = sessions.count(chargedTo: subordinates.chargedUID(caller.uid))
             if running >= policy.sessionsPerUser {
-                throw RPCError(.limitExceeded, "\(chargedSubject(caller.uid)) \(counted(running, "session")) running, the most allowed (limits.sessions-per-user = \(policy.sessionsPerUser))")
+                throw RPCError(.limitExceeded, "\(subordinates.chargedSubject(caller.uid)) \(counted(running, "session")) running, the most allowed (limits.sessions-per-user = \(policy.sessionsPerUser))")
             }
         }
         let entry = try entryMode(group, caller, trustOwner: params.trustOwner)
@@ -139,21 +162,17 @@ extension Supervisor {
         descriptors.closeAll()
 
         let record = SessionRecord(
-            id: nextSessionID, pid: pidfd.pid, startTime: (try? ProcFS.startTime(pid: pidfd.pid)) ?? 0,
+            id: sessions.takeID(), pid: pidfd.pid, startTime: (try? ProcFS.startTime(pid: pidfd.pid)) ?? 0,
             uid: caller.uid, argv: argv, started: Timestamp.now(), tty: params.tty,
             callerGID: caller.gid, callerPID: caller.pid)
         let session = Session(record: record, pidfd: pidfd, adopted: false, connection: context.connection)
-        nextSessionID += 1
         do {
-            try watchSession(session, in: group)
+            try sessions.start(session, in: group)
         } catch {
             try? session.pidfd.signal(SIGKILL)
             _ = try? session.pidfd.reap(block: true)
             throw RPCError(.internalError, "cannot enter group \"\(params.name)\": cannot watch the process: \(error)")
         }
-        group.sessions[session.id] = session
-        saveSessions(of: group)
-        sessionEvent(.sessionStarted, session, in: group)
         audit.record(.sessionStarted, "Started session \(session.id) (pid \(session.pid)) in group \(group.name) for uid \(caller.uid): \(argv.joined(separator: " "))",
                      caller: caller, fields: [
                         AuditField.name: group.name,
@@ -220,76 +239,6 @@ extension Supervisor {
         return .trustingOwner
     }
 
-    /// Sessions charged to this person (their own uid and their subordinate uids) running in any group.
-    func sessionCount(uid: uid_t) -> Int {
-        groups.values.reduce(0) { total, group in
-            total + group.sessions.values.filter { subordinates.chargedUID($0.uid) == uid }.count
-        }
-    }
-
-    /// Watches a session's pidfd; when the process ends it is reaped, the
-    /// connection that started it is told, and the journal records it.
-    func watchSession(_ session: Session, in group: Group) throws {
-        // The group is held strongly: a session must still be reaped and
-        // reported after its group has left the registry. The cycle ends when
-        // the watch is cancelled in sessionExited.
-        session.watch = try loop.addIO(fd: session.pidfd.rawValue, events: .readable) { [weak self, weak session] _ in
-            guard let self, let session else { return }
-            self.sessionExited(session, in: group)
-        }
-    }
-
-    func sessionExited(_ session: Session, in group: Group) {
-        // A session an earlier supervisor started is not our child: init
-        // reaps it, and its exit status is not ours to know.
-        let status = session.adopted ? nil : ((try? session.pidfd.reap()) ?? nil)
-        session.watch?.cancel()
-        session.watch = nil
-        group.sessions[session.id] = nil
-        saveSessions(of: group)
-        let exited = ExitedNotification(session: session.id, code: status?.code, signal: status?.signal)
-        session.notifyExited(exited)
-        sessionEvent(.sessionEnded, session, in: group, ended: exited)
-        rememberEnded(exited, group: group, uid: session.uid)
-        var fields = [
-            AuditField.name: group.name,
-            AuditField.operation: "enter",
-            AuditField.result: status == nil ? "exit_status_unknown" : "ok",
-            AuditField.ownerUID: String(group.owner),
-            AuditField.sessionPID: String(session.pid),
-            AuditField.session: String(session.id),
-            AuditField.argv: session.argv.joined(separator: " "),
-        ]
-        if status != nil { fields[AuditField.exitCode] = String(exited.shellStatus) }
-        if let signal = status?.signal { fields[AuditField.signal] = String(signal) }
-        let how = status?.description ?? "ended; its exit status is unknown (it was started before the supervisor restarted)"
-        audit.record(.sessionEnded, "Session \(session.id) (pid \(session.pid)) in group \(group.name) \(how)",
-                     caller: session.caller, fields: fields)
-    }
-
-    /// Writes the group's running sessions into its state file, so that a
-    /// restarted supervisor can list them and notice them end.
-    func saveSessions(of group: Group) {
-        guard groups[group.name] === group, !group.destroying else { return }
-        group.record.sessions = group.sessions.values.map(\.record).sorted { $0.id < $1.id }
-        do {
-            try state.save(group.record)
-        } catch {
-            audit.logger.error("Failed to save the sessions of group \(group.name): \(error), ignoring")
-        }
-    }
-
-    /// How many ended sessions `attach` still knows about.
-    static let rememberedEndings = 1024
-
-    /// Keeps how a session ended for a while, for clients that attach after
-    /// the fact (a client whose supervisor restarted under it).
-    func rememberEnded(_ exited: ExitedNotification, group: Group, uid: uid_t) {
-        recentlyEnded[exited.session] = (group.name, group.instance, uid, exited)
-        endedOrder.append(exited.session)
-        if endedOrder.count > Self.rememberedEndings { recentlyEnded[endedOrder.removeFirst()] = nil }
-    }
-
     /// A session belongs to whoever started it: they and admins may attach to it or signal
     /// it; the group's owner may not touch the sessions of others (root's least of all).
     /// Passes when `caller` may control the session (`uid` is its user, nil when there is
@@ -309,11 +258,9 @@ extension Supervisor {
     /// once no group of that name exists).
     func attach(_ params: AttachParams, _ context: RequestContext) throws(RPCError) -> Reply {
         let caller = context.caller
-        let current = groups[params.name]
+        let current = registry[params.name]
         let live = current?.sessions[params.session]
-        let ended = recentlyEnded[params.session].flatMap { entry in
-            entry.group == params.name && (current == nil || current!.instance == entry.instance) ? entry : nil
-        }
+        let ended = sessions.ended(params.session, inGroupNamed: params.name, current: current)
         try checkControl(caller, of: live?.uid ?? ended?.uid, params.session, in: params.name, current, action: "attach to")
         if let live {
             live.addListener(context.connection)
@@ -326,7 +273,7 @@ extension Supervisor {
 
     /// `signal {name, session, signal}`: the session's own user and admins may signal it.
     func signal(_ params: SignalParams, _ context: RequestContext) throws(RPCError) -> Reply {
-        let group = groups[params.name]
+        let group = registry[params.name]
         let session = group?.sessions[params.session]
         try checkControl(context.caller, of: session?.uid, params.session, in: params.name, group, action: "signal")
         guard let session else { throw RPCError(.internalError, "session \(params.session) vanished") }

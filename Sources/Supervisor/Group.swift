@@ -6,7 +6,7 @@ import RPC
 import Systemd
 
 /// One live group: its record, and the holder that keeps its namespaces.
-/// Owned by the Supervisor's `groups`; touched only on the event loop's thread.
+/// Owned by the GroupRegistry; touched only on the event loop's thread.
 final class Group {
     /// Changes only through share and unshare (and is then saved).
     var record: GroupRecord { didSet { cachedInfoJSON = nil } }
@@ -17,10 +17,11 @@ final class Group {
     var destroying = false
     /// Replies waiting for the holder to be reaped (each destroy of this group).
     var destroyWaiters: [(PendingReply) -> Void] = []
-    /// Which registration of this name it is (Supervisor.register): records that
+    /// Which registration of this name it is (GroupRegistry.register): records that
     /// outlive the group, like ended sessions, name it, not just the name.
     var instance: UInt64 = 0
-    /// Processes started by `enter`, by session number.
+    /// Processes started by `enter`, by session number. Written only by the
+    /// SessionTable (a session's start, adoption and end).
     var sessions: [UInt64: Session] = [:] { didSet { cachedInfoJSON = nil } }
     /// `info.json`, kept between changes: `list` and `inspect` are most of what the
     /// supervisor answers, and building the description is most of their cost.

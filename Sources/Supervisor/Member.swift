@@ -39,6 +39,23 @@ enum Member: Sendable, Hashable, CustomStringConvertible {
         return .user(uid: entry.uid, name: entry.name)
     }
 
+    /// The most users and groups one group is shared with.
+    static let maxPerGroup = 64
+
+    /// Resolves a request's list of members (create, share, unshare), each
+    /// once, against the user and group databases.
+    static func resolve(_ names: [String], method: String) throws(RPCError) -> [Member] {
+        guard names.count <= maxPerGroup else {
+            throw .invalidParams("\(method): a group is shared with at most \(maxPerGroup) users and groups")
+        }
+        var members: [Member] = []
+        for name in names {
+            let member = try resolve(name, method: method)
+            if !members.contains(where: { $0.sameAs(member) }) { members.append(member) }
+        }
+        return members
+    }
+
     /// A decimal id as the kernel would print it (no sign, no leading zero),
     /// below 4294967295, which means "no id" to the kernel.
     private static func canonicalID(_ text: String) -> UInt32? {

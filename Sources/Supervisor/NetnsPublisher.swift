@@ -70,6 +70,12 @@ enum NetnsPublisher {
             && ns_filesystem_type(path(name)) == nsfsMagic
     }
 
+    /// Removes /run/netns/NAME if the group published its net namespace there.
+    static func unpublish(of record: GroupRecord) {
+        guard let name = record.netnsName, let net = record.namespaces.first(where: { $0.kind == .net }) else { return }
+        unpublish(name, inode: net.inode)
+    }
+
     /// Removes /run/netns/NAME if it holds that namespace (and nothing else:
     /// a file of the same name made by someone else is left alone).
     static func unpublish(_ name: String, inode: UInt64) {

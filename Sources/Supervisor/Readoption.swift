@@ -4,7 +4,22 @@ import Glibc
 import Namespaces
 import RPC
 
-extension Supervisor {
+/// At start-up, takes back the groups (and their sessions) an earlier
+/// supervisor left running, or drops their records.
+final class Readoption {
+    private let registry: GroupRegistry
+    private let sessions: SessionTable
+    /// Watches each holder taken back, as it watches every group's.
+    private let destroyer: DestroyHandler
+    private let audit: Audit
+
+    init(registry: GroupRegistry, sessions: SessionTable, destroyer: DestroyHandler, audit: Audit) {
+        self.registry = registry
+        self.sessions = sessions
+        self.destroyer = destroyer
+        self.audit = audit
+    }
+
     /// Takes back the groups an earlier supervisor left running. A group is
     /// taken back only if its record is trustworthy and its holder is alive
     /// with the recorded pid, start time and namespace inodes; every other
@@ -12,11 +27,10 @@ extension Supervisor {
     /// record says is acted on before it is verified: a process that merely
     /// has the recorded pid is never signalled.
     func readoptGroups() {
-        state.removeTemporaryFiles()
-        for name in state.storedNames() {
+        for name in registry.storedNames() {
             let record: GroupRecord
             do {
-                record = try state.load(name: name)
+                record = try registry.loadRecord(name: name)
             } catch {
                 drop(name, reason: error.reason, "its state file is refused: \(error)", record: nil)
                 continue
@@ -35,12 +49,12 @@ extension Supervisor {
             }
             let group = Group(record: record, holder: holder)
             do {
-                try watchHolder(group)
+                try destroyer.watchHolder(group)
             } catch {
                 drop(name, reason: "unreadable", "cannot watch its holder: \(error)", record: record)
                 continue
             }
-            register(group)
+            registry.register(group)
             readoptSessions(of: group)
             // A crash between recording and publishing leaves it unpublished: publish now.
             if let netns = record.netnsName, let net = record.namespaces.first(where: { $0.kind == .net }),
@@ -84,7 +98,7 @@ extension Supervisor {
     /// as ended while the supervisor was down.
     private func readoptSessions(of group: Group) {
         for record in group.record.sessions {
-            nextSessionID = max(nextSessionID, record.id + 1)
+            sessions.noteTaken(record.id)
             guard let pidfd = Self.verifiedSession(record) else {
                 audit.record(.sessionEnded, "Session \(record.id) (pid \(record.pid)) in group \(group.name) ended while the supervisor was down",
                              caller: PeerCredentials(pid: record.callerPID, uid: record.uid, gid: record.callerGID, groups: []),
@@ -96,13 +110,12 @@ extension Supervisor {
             }
             let session = Session(record: record, pidfd: pidfd, adopted: true, connection: nil)
             do {
-                try watchSession(session, in: group)
-                group.sessions[session.id] = session
+                try sessions.adopt(session, in: group)
             } catch {
                 audit.logger.error("Failed to watch session \(record.id) of group \(group.name): \(error), ignoring")
             }
         }
-        saveSessions(of: group)
+        registry.saveSessions(of: group)
     }
 
     /// A pidfd for the recorded session if that very process still runs.
@@ -117,8 +130,8 @@ extension Supervisor {
     /// Removes an untrusted or stale record. Sessions it lists that are
     /// verifiably still running are ended: they do not outlive their group.
     private func drop(_ name: String, reason: String, _ why: String, record: GroupRecord?) {
-        state.discard(name: name)
-        if let record { unpublishNetns(of: record) }
+        registry.discardRecord(name: name)
+        if let record { NetnsPublisher.unpublish(of: record) }
         var ended = 0
         for session in record?.sessions ?? [] {
             if let pidfd = Self.verifiedSession(session), (try? pidfd.signal(SIGKILL)) != nil { ended += 1 }

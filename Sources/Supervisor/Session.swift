@@ -6,8 +6,8 @@ import RPC
 import Systemd
 
 /// A process started inside a group by `enter`. The supervisor is its
-/// parent and watches it through its pidfd; when it ends, the connection
-/// that started it (if still there) gets an `exited` notification.
+/// parent, and the SessionTable watches it through its pidfd; when it ends,
+/// the connection that started it (if still there) gets an `exited` notification.
 final class Session {
     let record: SessionRecord
     let pidfd: Pidfd

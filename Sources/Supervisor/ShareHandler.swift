@@ -1,17 +1,24 @@
 import RPC
 
-extension Supervisor {
+/// `share` and `unshare`: who besides the owner may see and enter a group.
+final class ShareHandler {
+    private let registry: GroupRegistry
+
+    init(registry: GroupRegistry) {
+        self.registry = registry
+    }
+
     /// `share` / `unshare {name, members}`: the owner and admins change who
     /// else may enter. The record is saved before the answer; a member
     /// removed while in a session keeps that session (it already entered).
     func share(_ params: ShareParams, _ context: RequestContext, adding: Bool) throws(RPCError) -> Reply {
         let method = adding ? "share" : "unshare"
-        let group = try group(params.name, context, action: "change the sharing of", manage: true)
-        let changes = try Self.members(params.members, method: method)
+        let group = try registry.group(params.name, caller: context.caller, action: "change the sharing of", manage: true)
+        let changes = try Member.resolve(params.members, method: method)
         if adding {
             let added = changes.filter { new in !group.record.members.contains { $0.sameAs(new) } }
-            if group.record.members.count + added.count > Self.maxMembers {
-                throw .invalidParams("\(method): a group is shared with at most \(Self.maxMembers) users and groups")
+            if group.record.members.count + added.count > Member.maxPerGroup {
+                throw .invalidParams("\(method): a group is shared with at most \(Member.maxPerGroup) users and groups")
             }
         }
         var updated = group.record
@@ -24,7 +31,7 @@ extension Supervisor {
         }
         if updated != group.record {
             do {
-                try state.save(updated)
+                try registry.save(updated)
             } catch {
                 throw RPCError(.internalError, "cannot \(method) group \"\(params.name)\": writing its state file failed: \(error)")
             }

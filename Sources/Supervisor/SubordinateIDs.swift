@@ -105,6 +105,15 @@ final class SubordinateOwners {
     /// The uid that per-user limits count `uid` against.
     func chargedUID(_ uid: uid_t) -> uid_t { owner(of: uid)?.uid ?? uid }
 
+    /// Who a per-user limit is about, as the subject of its message: "uid
+    /// 1001 has" for a person, "uid 100007 is a subordinate uid of alice
+    /// (uid 1001), who has" for an id charged to its range's owner. The verb
+    /// is `has` unless given.
+    func chargedSubject(_ uid: uid_t, _ verb: String = "has") -> String {
+        guard let owner = owner(of: uid) else { return "uid \(uid) \(verb)" }
+        return "uid \(uid) is a subordinate uid of \(owner.name) (uid \(owner.uid)), who \(verb)"
+    }
+
     /// Reads the file again if its identity, size or modification time changed.
     func refreshIfChanged() {
         if currentSignature() != signature { reload() }

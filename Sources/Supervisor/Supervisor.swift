@@ -6,42 +6,30 @@ import Namespaces
 import RPC
 import Systemd
 
-/// The supervisor: owns the listening socket, the connections, the groups and
-/// their holders. Everything runs on the one thread that runs the event loop;
-/// state has that single owner and no locks.
+/// The supervisor: builds the parts that hold its state, each the one owner
+/// of what it holds (see docs/ARCHITECTURE.md, "Who owns what"), hands each
+/// request handler the parts it needs, and routes every request to its
+/// handler. Everything runs on the one thread that runs the event loop; no locks.
 public final class Supervisor {
     let configuration: SupervisorConfiguration
     let loop: EventLoop
     let audit: Audit
-    let holders: HolderSpawner
-    let state: StateStore
     /// The policy in force; replaced as a whole by reloadPolicy().
-    private(set) var policy: Policy
-    let ttyGroup: gid_t
-
-    var groups: [String: Group] = [:]
-    /// Numbers each Group object this supervisor registers: a name re-created is a new instance.
-    private var nextGroupInstance: UInt64 = 1
-    var nextSessionID: UInt64 = 1
-    /// How recently ended sessions ended, for `attach`; oldest first in endedOrder. Keyed
-    /// by session, and kept with the instance of the group it ran in, so that a group
-    /// re-created under the same name does not inherit the old one's sessions.
-    var recentlyEnded: [UInt64: (group: String, instance: UInt64, uid: uid_t, exited: ExitedNotification)] = [:]
-    var endedOrder: [UInt64] = []
-    private var connections: [UInt64: Connection] = [:]
-    /// Open connections per charged person (see SubordinateOwners).
-    private var connectionsPerUID: [uid_t: Int] = [:]
-    /// The receive buffer, and the per-person counts of buffered request bytes and of unread output.
-    let connectionInput = ConnectionInput()
+    private let policies: PolicyHolder
     /// Owners of subordinate uids, from /etc/subuid.
-    let subordinates: SubordinateOwners
-    /// Connections that asked for events (subscribe).
-    var subscribers: [ObjectIdentifier: WeakConnection] = [:]
-    private var sweepTimer: EventSource?
-    private var nextConnectionID: UInt64 = 1
-    private var listener: FileDescriptor?
-    private var listenerSource: EventSource?
-    private var ownsSocketPath = false
+    private let subordinates: SubordinateOwners
+    private let registry: GroupRegistry
+    private let sessions: SessionTable
+    private let bus: EventBus
+    /// The per-person counts of buffered request bytes and of unread output all connections share.
+    private let connectionInput = ConnectionInput()
+    private let listener: Listener
+    private let readHandler: ReadHandler
+    private let createHandler: CreateHandler
+    private let destroyHandler: DestroyHandler
+    private let enterHandler: EnterHandler
+    private let shareHandler: ShareHandler
+    private let readoption: Readoption
 
     public init(configuration: SupervisorConfiguration, loop: EventLoop, logger: Logger) throws(SupervisorError) {
         self.configuration = configuration
@@ -51,21 +39,40 @@ public final class Supervisor {
         var logger = logger
         logger[metadataKey: "NSGROUP_SOCKET"] = .string(configuration.socketPath)
         subordinates = SubordinateOwners()
-        self.audit = Audit(logger: logger, subordinates: subordinates)
+        let audit = Audit(logger: logger, subordinates: subordinates)
+        self.audit = audit
+        let holders: HolderSpawner
         do {
             holders = try HolderSpawner(executablePath: configuration.holderPath)
         } catch {
             throw SupervisorError(.startup, "cannot open the holder program \(configuration.holderPath): \(error)")
         }
-        state = try StateStore(directory: configuration.stateDirectory)
-        ttyGroup = UserDatabase.groupID(named: "tty") ?? 5
+        let state = try StateStore(directory: configuration.stateDirectory)
+        let ttyGroup = UserDatabase.groupID(named: "tty") ?? 5
         do {
-            policy = try PolicyFile.load(path: configuration.configPath, required: configuration.configRequired)
+            policies = PolicyHolder(try PolicyFile.load(path: configuration.configPath, required: configuration.configRequired))
         } catch {
             throw SupervisorError(.startup, "bad configuration: \(error)")
         }
-        connectionInput.setOutputBudget(policy.outputPerUser)
+        connectionInput.setOutputBudget(policies.current.outputPerUser)
+
+        registry = GroupRegistry(state: state, policies: policies, subordinates: subordinates, audit: audit,
+                                 socketPath: configuration.socketPath)
+        bus = EventBus(policies: policies, input: connectionInput, subordinates: subordinates, logger: audit.logger)
+        sessions = SessionTable(loop: loop, registry: registry, bus: bus, subordinates: subordinates, audit: audit)
+        listener = Listener(socketPath: configuration.socketPath, loop: loop, policies: policies, audit: audit,
+                            subordinates: subordinates, input: connectionInput, sessions: sessions, bus: bus)
+        readHandler = ReadHandler(serverName: configuration.serverName, registry: registry)
+        destroyHandler = DestroyHandler(loop: loop, registry: registry, sessions: sessions, bus: bus, audit: audit)
+        createHandler = CreateHandler(holders: holders, registry: registry, destroyer: destroyHandler, bus: bus,
+                                      policies: policies, subordinates: subordinates, audit: audit, ttyGroup: ttyGroup)
+        enterHandler = EnterHandler(registry: registry, sessions: sessions, policies: policies,
+                                    subordinates: subordinates, audit: audit, ttyGroup: ttyGroup)
+        shareHandler = ShareHandler(registry: registry)
+        readoption = Readoption(registry: registry, sessions: sessions, destroyer: destroyHandler, audit: audit)
     }
+
+    private var policy: Policy { policies.current }
 
     /// Reads the configuration (and /etc/subuid) again (SIGHUP). A file that
     /// does not parse is refused and the policy in force stays; either way
@@ -76,7 +83,7 @@ public final class Supervisor {
         subordinates.reload()
         do {
             let reloaded = try PolicyFile.load(path: configuration.configPath, required: configuration.configRequired)
-            policy = reloaded
+            policies.replace(with: reloaded)
             connectionInput.setOutputBudget(reloaded.outputPerUser)
             audit.record(.policyReloaded, "Reloaded policy from \(configuration.configPath)",
                          fields: fields.merging([AuditField.result: "ok"]) { $1 })
@@ -87,234 +94,28 @@ public final class Supervisor {
         }
     }
 
-    /// Binds the socket (replacing a stale one) and starts accepting.
     /// Binds the socket (replacing a stale one), or takes the listening
-    /// socket systemd passed (socket activation: then it is systemd's, and is
-    /// neither bound, chmod'ed nor removed here). Then takes back the groups
+    /// socket systemd passed (see Listener.start). Then takes back the groups
     /// an earlier supervisor left, and starts accepting.
     public func start(activatedSocket: Int32? = nil) throws(SupervisorError) {
-        let socket: FileDescriptor
-        if let activatedSocket {
-            socket = FileDescriptor(adopting: activatedSocket)
-            do { try socket.setNonBlocking() } catch { throw SupervisorError(.startup, "cannot use the socket from systemd: \(error)") }
-        } else {
-            socket = try bindSocket(configuration.socketPath)
-        }
-        do {
-            listenerSource = try loop.addIO(fd: socket.rawValue, events: .readable) { [weak self] _ in
-                self?.acceptConnections()
-            }
-        } catch {
-            throw SupervisorError(.startup, "cannot watch the socket: \(error)")
-        }
-        listener = consume socket
-        do {
-            sweepTimer = try loop.addRepeatingTimer(everyMicroseconds: 1_000_000) { [weak self] in self?.sweepConnections() }
-        } catch {
-            throw SupervisorError(.startup, "cannot start the connection timer: \(error)")
+        try listener.start(activatedSocket: activatedSocket) { [unowned self] connection, request, routed, descriptors in
+            self.dispatch(connection, request, routed, descriptors)
         }
         audit.record(.supervisorStarted, "Supervisor started on \(configuration.socketPath)\(activatedSocket != nil ? " (socket from systemd)" : "")")
         // Connections wait in the backlog until the groups are taken back.
-        readoptGroups()
-    }
-
-    /// Puts a group in the registry as a new instance of its name.
-    func register(_ group: Group) {
-        group.instance = nextGroupInstance
-        nextGroupInstance += 1
-        groups[group.name] = group
-    }
-
-    /// Tells the service manager how many groups there are (STATUS=).
-    func groupsChanged() {
-        ServiceManager.status("Serving \(counted(groups.count, "group")) on \(configuration.socketPath)")
+        readoption.readoptGroups()
     }
 
     /// Stops accepting, closes every connection and removes the socket.
     /// Groups and their holders keep running.
     public func shutdown() {
-        sweepTimer?.cancel()
-        listenerSource?.cancel()
-        listenerSource = nil
-        listener = nil
-        if ownsSocketPath { unlink(configuration.socketPath) }
-        for connection in Array(connections.values) { connection.close() }
-        audit.record(.supervisorStopped, "Supervisor stopped; \(groups.count) group(s) keep running",
-                     fields: ["NSGROUP_GROUPS": String(groups.count)])
+        listener.shutdown()
+        audit.record(.supervisorStopped, "Supervisor stopped; \(registry.count) group(s) keep running",
+                     fields: ["NSGROUP_GROUPS": String(registry.count)])
     }
 
     /// How many groups are alive.
-    public var groupCount: Int { groups.count }
-
-    // MARK: Socket
-
-    private func bindSocket(_ path: String) throws(SupervisorError) -> FileDescriptor {
-        let directory = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
-        if !directory.isEmpty {
-            var st = stat()
-            if stat(directory, &st) < 0 {
-                if mkdir(directory, 0o755) < 0 && errno != EEXIST {
-                    throw SupervisorError(.startup, "cannot create socket directory \(directory): \(Errno.current)")
-                }
-                chmod(directory, 0o755)
-            }
-        }
-        var st = stat()
-        if lstat(path, &st) == 0 {
-            guard st.st_mode & S_IFMT == S_IFSOCK else {
-                throw SupervisorError(.startup, "\(path) exists and is not a socket; remove it or choose another --socket")
-            }
-            if (try? UnixSocket.connect(path: path)) != nil {
-                throw SupervisorError(.startup, "another nsgroupd is already listening on \(path)")
-            }
-            unlink(path)  // stale: nobody answers on it
-        }
-        let socket: FileDescriptor
-        do {
-            socket = try UnixSocket.listen(path: path)
-        } catch {
-            throw SupervisorError(.startup, "cannot listen on \(path): \(error)")
-        }
-        ownsSocketPath = true
-        // Everyone may connect: who may do what is decided per request from SO_PEERCRED.
-        if chmod(path, 0o666) < 0 {
-            throw SupervisorError(.startup, "cannot make \(path) reachable: \(Errno.current)")
-        }
-        return socket
-    }
-
-    private func acceptConnections() {
-        guard let listenerFD = listener?.rawValue else { return }
-        for _ in 0..<64 {
-            let accepted: FileDescriptor?
-            do {
-                accepted = try UnixSocket.accept(listenerFD)
-            } catch {
-                audit.logger.warning("Failed to accept a connection: \(error), ignoring")
-                return
-            }
-            guard let socket = accepted else { return }
-            let peer: PeerCredentials
-            do {
-                peer = try PeerCredentials.of(socket: socket.rawValue)
-            } catch {
-                audit.logger.warning("Failed to read peer credentials: \(error), closing the connection")
-                continue
-            }
-            // One stat of /etc/subuid per connection; it is read again only if it changed.
-            subordinates.refreshIfChanged()
-            let charged = subordinates.chargedUID(peer.uid)
-            if let refusal = connectionRefusal(for: peer, charged: charged) {
-                // One error line, then the connection is closed; nothing else is read.
-                _ = try? refusal.line.withBytes { (raw) throws(Errno) in
-                    _ = try UnixSocket.send(socket.rawValue, raw)
-                }
-                continue
-            }
-            let id = nextConnectionID
-            nextConnectionID += 1
-            let connection = Connection(
-                id: id, socket: socket, peer: peer, maxLineLength: policy.maxLine,
-                input: connectionInput, chargedUID: charged,
-                budgetCheck: { [unowned self] connection, held in self.bufferRefusal(connection, held: held) },
-                dispatch: { [unowned self] connection, request, routed, descriptors in
-                    self.dispatch(connection, request, routed, descriptors)
-                },
-                onClose: { [weak self] connection in self?.connectionClosed(connection) })
-            do {
-                try connection.start(on: loop)
-            } catch {
-                audit.logger.warning("Failed to watch a connection: \(error), closing it")
-                continue
-            }
-            connections[id] = connection
-            connectionsPerUID[charged, default: 0] += 1
-        }
-    }
-
-    /// The error line for a connection over the caps, or nil. The last
-    /// connections.reserved-for-admins places are for root and admins, so
-    /// that a flood from one person cannot lock them out.
-    private func connectionRefusal(for peer: PeerCredentials, charged: uid_t) -> JSONValue? {
-        let error: RPCError
-        let open = connectionsPerUID[charged, default: 0]
-        if connections.count >= policy.maxConnections {
-            error = RPCError(.limitExceeded, "nsgroupd serves at most \(counted(policy.maxConnections, "connection")) at once (connections.max); try again later")
-        } else if connections.count >= policy.maxConnections - policy.reservedConnections, !policy.isAdmin(peer) {
-            error = RPCError(.limitExceeded, "nsgroupd serves at most \(counted(policy.maxConnections - policy.reservedConnections, "connection")) at once for users other than \(Policy.listed(policy.admins)) (connections.max = \(policy.maxConnections), connections.reserved-for-admins = \(policy.reservedConnections)); try again later")
-        } else if open >= policy.connectionsPerUser {
-            error = RPCError(.limitExceeded, "\(chargedSubject(peer.uid)) \(counted(open, "connection")) open, the most allowed (connections.per-user = \(policy.connectionsPerUser))")
-        } else {
-            return nil
-        }
-        audit.record(.requestRefused, level: .notice, "Refused a connection from uid \(peer.uid): \(error.message)",
-                     caller: peer, fields: [AuditField.operation: "connect", AuditField.result: error.reason.rawValue])
-        return Response.error(id: .null, error)
-    }
-
-    private func connectionClosed(_ connection: Connection) {
-        guard connections.removeValue(forKey: connection.id) != nil else { return }
-        recordReads(of: connection)
-        subscribers[ObjectIdentifier(connection)] = nil
-        let uid = connection.chargedUID
-        let left = connectionsPerUID[uid, default: 1] - 1
-        connectionsPerUID[uid] = left > 0 ? left : nil
-    }
-
-    /// Who a per-user limit is about, as the subject of its message: "uid
-    /// 1001 has" for a person, "uid 100007 is a subordinate uid of alice
-    /// (uid 1001), who has" for an id charged to its range's owner. The verb
-    /// is `has` unless given.
-    func chargedSubject(_ uid: uid_t, _ verb: String = "has") -> String {
-        guard let owner = subordinates.owner(of: uid) else { return "uid \(uid) \(verb)" }
-        return "uid \(uid) is a subordinate uid of \(owner.name) (uid \(owner.uid)), who \(verb)"
-    }
-
-    /// The refusal for a connection whose person holds `held` bytes of
-    /// unfinished requests in all, past connections.buffer-per-user.
-    private func bufferRefusal(_ connection: Connection, held: Int) -> RPCError? {
-        guard held > policy.bufferBudget else { return nil }
-        let error = RPCError(.limitExceeded, "\(chargedSubject(connection.peer.uid)) \(held) bytes of unfinished requests buffered across all connections, more than allowed (connections.buffer-per-user = \(policy.bufferBudget)); closing the connection")
-        audit.record(.requestRefused, level: .notice, "Refused buffered requests from uid \(connection.peer.uid): \(error.message)",
-                     caller: connection.peer, fields: [AuditField.operation: "receive", AuditField.result: error.reason.rawValue])
-        return error
-    }
-
-    /// Once a second: closes connections that are idle past idle-timeout
-    /// (unless a session reports to them, they subscribed, or a reply of
-    /// theirs is pending), those with part of a request line waiting longer
-    /// than idle-timeout (whatever they are), and those whose unread replies
-    /// (over 1 MiB, or any while their person is over output-per-user) have
-    /// not moved for write-timeout.
-    func sweepConnections() {
-        let now = monotonicSeconds()
-        var listening = Set<ObjectIdentifier>()
-        for group in groups.values {
-            for session in group.sessions.values { listening.formUnion(session.listenerIDs) }
-        }
-        listening.formUnion(subscribers.keys)
-        for connection in Array(connections.values) {
-            if let since = connection.reads.since, now - since >= Double(policy.readSummaryInterval) {
-                recordReads(of: connection)
-            }
-            if connection.isStuckWriting(now: now, timeout: policy.writeTimeout) {
-                let person = connectionInput.isHeldBack(connection.chargedUID)
-                    ? "; \(chargedSubject(connection.peer.uid)) \(connectionInput.unreadBytes[connection.chargedUID, default: 0]) bytes unread across all connections (connections.output-per-user = \(policy.outputPerUser))"
-                    : ""
-                audit.logger.notice("Closing a connection of uid \(connection.peer.uid): it has not read its replies for \(policy.writeTimeout) s (connections.write-timeout)\(person)",
-                                    metadata: [AuditField.callerUID: .string(String(connection.peer.uid))])
-                connection.close()
-            } else if connection.hasStalledLine(now: now, timeout: policy.idleTimeout) {
-                // Subscribers and sessions' connections included: half a line is never worth keeping.
-                audit.logger.notice("Closing a connection of uid \(connection.peer.uid): \(connection.bufferedRequestBytes) bytes of a request line unfinished for \(policy.idleTimeout) s (connections.idle-timeout)",
-                                    metadata: [AuditField.callerUID: .string(String(connection.peer.uid))])
-                connection.close()
-            } else if !listening.contains(ObjectIdentifier(connection)),
-                      connection.isIdle(now: now, timeout: policy.idleTimeout) {
-                connection.close()
-            }
-        }
-    }
+    public var groupCount: Int { registry.count }
 
     // MARK: Requests
 
@@ -329,17 +130,19 @@ public final class Supervisor {
         do throws(RPCError) {
             let context = RequestContext(caller: caller, connection: connection, request: request)
             switch try routed.get() {
-            case .version: reply = version()
-            case .create(let params): reply = try create(params, context)
-            case .list: reply = list(context)
-            case .inspect(let params): reply = try inspect(params, context)
-            case .destroy(let params): reply = try destroy(params, context)
-            case .enter(let params): reply = try enter(params, context, descriptors)
-            case .signal(let params): reply = try signal(params, context)
-            case .share(let params): reply = try share(params, context, adding: true)
-            case .unshare(let params): reply = try share(params, context, adding: false)
-            case .attach(let params): reply = try attach(params, context)
-            case .subscribe: reply = subscribe(context)
+            case .version: reply = readHandler.version()
+            case .create(let params): reply = try createHandler.create(params, context)
+            case .list: reply = readHandler.list(context)
+            case .inspect(let params): reply = try readHandler.inspect(params, context)
+            case .destroy(let params): reply = try destroyHandler.destroy(params, context)
+            case .enter(let params): reply = try enterHandler.enter(params, context, descriptors)
+            case .signal(let params): reply = try enterHandler.signal(params, context)
+            case .share(let params): reply = try shareHandler.share(params, context, adding: true)
+            case .unshare(let params): reply = try shareHandler.share(params, context, adding: false)
+            case .attach(let params): reply = try enterHandler.attach(params, context)
+            case .subscribe:
+                bus.subscribe(connection)
+                reply = .result(.object([:]))
             }
         } catch {
             audit.record(.requestRefused, level: .notice,
@@ -350,7 +153,7 @@ public final class Supervisor {
         }
         descriptors.closeAll()
         if case .success(let call) = routed, call.method.isRead, !policy.recordEachRead {
-            connection.reads.add(call.method, name: name, now: monotonicSeconds())
+            connection.countRead(call.method, name: name, now: monotonicSeconds())
         } else {
             audit.record(.requestAccepted, "Accepted \(request.method) from uid \(caller.uid)",
                          caller: caller, fields: recordFields(request, name: name, result: "ok"))
@@ -358,42 +161,10 @@ public final class Supervisor {
         return reply
     }
 
-    /// Writes one `reads-summarized` record for the reads a connection has had accepted
-    /// since the last one (see ReadTally for why reads are not recorded one by one).
-    func recordReads(of connection: Connection) {
-        let tally = connection.reads
-        guard let since = tally.since else { return }
-        connection.reads = ReadTally()
-        let caller = connection.peer
-        let counts = tally.countsField
-        let names = tally.namesField
-        var fields = [AuditField.operation: "read", AuditField.result: "ok", AuditField.reads: counts]
-        if !names.isEmpty { fields[AuditField.names] = names }
-        let seconds = Int((monotonicSeconds() - since).rounded())
-        audit.record(.readsSummarized,
-                     "uid \(caller.uid) (pid \(caller.pid)) had \(counted(tally.total, "read")) accepted in \(seconds) s: \(counts)"
-                        + (names.isEmpty ? "" : "; inspected \(names)"),
-                     caller: caller, fields: fields)
-    }
-
     private func recordFields(_ request: Request, name: String?, result: String) -> [String: String] {
         var fields = [AuditField.operation: String(request.method.prefix(64)), AuditField.result: result]
         if let name, GroupName.isValid(name) { fields[AuditField.name] = name }
         return fields
-    }
-
-    /// The group named by a request, if the caller may do `action` with it:
-    /// manage (destroy, share) needs owner or admin; use (inspect, enter)
-    /// also admits members. A group the caller may not see (not owner, member or admin)
-    /// is not_found, word for word as one that does not exist: names are not an oracle.
-    func group(_ name: String, _ context: RequestContext, action: String, manage: Bool) throws(RPCError) -> Group {
-        let caller = context.caller
-        guard let group = groups[name], policy.mayUse(caller, group) else { throw .notFound(group: name) }
-        guard !manage || policy.mayManage(caller, group) else {
-            let who = ["its owner"] + policy.admins
-            throw RPCError(.permissionDenied, "uid \(caller.uid) may not \(action) group \"\(name)\": only \(Policy.listed(who)) may")
-        }
-        return group
     }
 }
 

@@ -604,9 +604,9 @@ struct TmpfsPolicyTests {
         #expect(ByteSize.format(1536 << 10) == "1536k")
         #expect(ByteSize.format(1000) == "1000")
         #expect(ByteSize.format(12 << 20) == "12m")
-        #expect(Supervisor.tmpfsSize("mode=0700,size=8m") == "8m")
-        #expect(Supervisor.tmpfsSize("mode=0700") == nil)
-        #expect(Supervisor.tmpfsBytes("8m") == 8 << 20)
-        #expect(Supervisor.tmpfsBytes("100%") == UInt64(sysconf(Int32(_SC_PHYS_PAGES))) * UInt64(sysconf(Int32(_SC_PAGESIZE))) / 100 * 100)
+        #expect(TmpfsMount(path: "/t", options: "mode=0700,size=8m").size == "8m")
+        #expect(TmpfsMount(path: "/t", options: "mode=0700").size == nil)
+        #expect(CreateHandler.tmpfsBytes("8m") == 8 << 20)
+        #expect(CreateHandler.tmpfsBytes("100%") == UInt64(sysconf(Int32(_SC_PHYS_PAGES))) * UInt64(sysconf(Int32(_SC_PAGESIZE))) / 100 * 100)
     }
 }

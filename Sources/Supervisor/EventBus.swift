@@ -1,10 +1,26 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Logging
 import RPC
 
-extension Supervisor {
+/// Events: the connections that subscribed, and the fan-out of every change
+/// to a group to those of them whose caller may see the group (list, inspect).
+final class EventBus {
+    private let policies: PolicyHolder
+    /// Read for each subscriber's person: their unread output (connections.output-per-user).
+    private let input: ConnectionInput
+    private let subordinates: SubordinateOwners
+    private let logger: Logger
+    /// Connections that asked for events (subscribe), held weakly.
+    private var subscribers: [ObjectIdentifier: WeakConnection] = [:]
+
+    init(policies: PolicyHolder, input: ConnectionInput, subordinates: SubordinateOwners, logger: Logger) {
+        self.policies = policies
+        self.input = input
+        self.subordinates = subordinates
+        self.logger = logger
+    }
+
+    private var policy: Policy { policies.current }
+
     /// `subscribe {}`: from now on this connection gets an `event`
     /// notification for everything that happens to a group its caller may
     /// see (list, inspect). It keeps answering requests too, and is never
@@ -12,14 +28,18 @@ extension Supervisor {
     /// more than connections.subscriber-buffer of them pile up is dropped,
     /// rather than slowing the supervisor or holding its memory; so is one
     /// behind on its events while its person is over connections.output-per-user.
-    func subscribe(_ context: RequestContext) -> Reply {
-        // A small kernel buffer, so that the cap below (not the socket's own
-        // couple of hundred KiB) decides when a subscriber is too slow.
-        var size: Int32 = 32 << 10
-        _ = setsockopt(context.connection.socket.rawValue, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
-        subscribers[ObjectIdentifier(context.connection)] = WeakConnection(context.connection)
-        return .result(.object([:]))
+    func subscribe(_ connection: Connection) {
+        connection.becomeSubscriber()
+        subscribers[ObjectIdentifier(connection)] = WeakConnection(connection)
     }
+
+    /// Forgets a connection that closed.
+    func unsubscribe(_ connection: Connection) {
+        subscribers[ObjectIdentifier(connection)] = nil
+    }
+
+    /// The subscribed connections (exempt from idle timeouts).
+    var subscriberIDs: Dictionary<ObjectIdentifier, WeakConnection>.Keys { subscribers.keys }
 
     /// Sends an event about `group` to every subscriber who may see it.
     func emit(_ event: EventNotification, about group: Group) {
@@ -37,12 +57,12 @@ extension Supervisor {
             // Events are pushed, not asked for, so they cannot wait for the person's
             // budget: a subscriber behind on them while its person is over
             // connections.output-per-user is dropped, as one over its own buffer is.
-            if overSelf || (unread > 0 && connectionInput.isHeldBack(connection.chargedUID)) {
+            if overSelf || (unread > 0 && input.isHeldBack(connection.chargedUID)) {
                 let why = overSelf
                     ? "(connections.subscriber-buffer = \(policy.subscriberBuffer))"
-                    : "while \(chargedSubject(connection.peer.uid)) \(connectionInput.unreadBytes[connection.chargedUID, default: 0]) bytes unread across all connections (connections.output-per-user = \(policy.outputPerUser))"
-                audit.logger.notice("Dropping an event subscriber of uid \(connection.peer.uid): \(unread) bytes of events unread \(why)",
-                                    metadata: [AuditField.callerUID: .string(String(connection.peer.uid))])
+                    : "while \(subordinates.chargedSubject(connection.peer.uid)) \(input.unreadBytes[connection.chargedUID, default: 0]) bytes unread across all connections (connections.output-per-user = \(policy.outputPerUser))"
+                logger.notice("Dropping an event subscriber of uid \(connection.peer.uid): \(unread) bytes of events unread \(why)",
+                              metadata: [AuditField.callerUID: .string(String(connection.peer.uid))])
                 subscribers[id] = nil
                 connection.close()
             }

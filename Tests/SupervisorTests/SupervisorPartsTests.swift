@@ -1,0 +1,250 @@
+import Testing
+import Glibc
+import Logging
+@testable import Supervisor
+import Namespaces
+import RPC
+import Systemd
+
+// The parts the supervisor is wired from, each on its own: no socket to
+// listen on, no holder program.
+
+/// A registry, session table and event bus over a scratch state directory.
+private final class Parts {
+    let scratch: ScratchDirectory
+    let loop: EventLoop
+    let policies: PolicyHolder
+    let subordinates = SubordinateOwners(path: "/nonexistent/subuid")
+    let input = ConnectionInput()
+    let registry: GroupRegistry
+    let bus: EventBus
+    let sessions: SessionTable
+
+    init(policy: Policy = Policy()) throws {
+        scratch = try ScratchDirectory()
+        loop = try EventLoop()
+        policies = PolicyHolder(policy)
+        let audit = Audit(logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }), subordinates: subordinates)
+        registry = GroupRegistry(state: try StateStore(directory: scratch.path), policies: policies,
+                                 subordinates: subordinates, audit: audit, socketPath: scratch.path + "/socket")
+        bus = EventBus(policies: policies, input: input, subordinates: subordinates, logger: audit.logger)
+        sessions = SessionTable(loop: loop, registry: registry, bus: bus, subordinates: subordinates, audit: audit)
+    }
+
+    /// A group whose "holder" is this test process (never signalled here).
+    func group(_ name: String, owner: uid_t, members: [Member] = []) throws -> Group {
+        let record = GroupRecord(name: name, owner: owner, ownerName: String(owner), namespaces: [],
+                                 holderPID: getpid(), holderStartTime: 0, created: 0, hostname: nil, tmpfs: [],
+                                 members: members, sessions: [])
+        return Group(record: record, holder: try Pidfd.open(pid: getpid()))
+    }
+}
+
+private func caller(_ uid: uid_t) -> PeerCredentials {
+    PeerCredentials(pid: getpid(), uid: uid, gid: uid, groups: [])
+}
+
+/// A Connection on one end of a socket pair; the test holds the other end and reads nothing unless asked.
+private final class Peer {
+    let client: Int32
+    let connection: Connection
+    var closed = false
+
+    init(uid: uid_t, input: ConnectionInput, loop: EventLoop) throws {
+        var fds: [Int32] = [-1, -1]
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else {
+            throw ScratchError("socketpair: \(String(cString: strerror(errno)))")
+        }
+        client = fds[0]
+        _ = fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK)
+        _ = fcntl(fds[1], F_SETFL, fcntl(fds[1], F_GETFL) | O_NONBLOCK)
+        var onClose: (() -> Void)?
+        connection = Connection(
+            id: UInt64(uid), socket: FileDescriptor(adopting: fds[1]), peer: caller(uid), maxLineLength: 1 << 16,
+            input: input, dispatch: { _, _, _, descriptors in
+                descriptors.closeAll()
+                return .result(.object([:]))
+            },
+            onClose: { _ in onClose?() })
+        onClose = { [weak self] in self?.closed = true }
+        try connection.start(on: loop)
+    }
+
+    deinit {
+        connection.close()
+        close(client)
+    }
+
+    /// Everything the supervisor has written so far, as text.
+    func received() -> String {
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = read(client, &buffer, buffer.count)
+            if n <= 0 { break }
+            bytes += buffer[0..<n]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+@Suite("GroupRegistry: instances, visibility, per-person counts")
+struct GroupRegistryTests {
+    @Test func eachRegistrationIsANewInstanceOfItsName() throws {
+        let parts = try Parts()
+        let first = try parts.group("web", owner: 4242)
+        parts.registry.register(first)
+        let other = try parts.group("db", owner: 4242)
+        parts.registry.register(other)
+        #expect(first.instance == 1)
+        #expect(other.instance == 2)
+        #expect(parts.registry.unregister(first))
+        #expect(!parts.registry.unregister(first), "an instance goes once")
+        let again = try parts.group("web", owner: 4242)
+        parts.registry.register(again)
+        #expect(again.instance == 3)
+        // The old instance can no longer take the name's new one out.
+        #expect(!parts.registry.unregister(first))
+        #expect(parts.registry["web"] === again)
+        #expect(parts.registry.count == 2)
+    }
+
+    @Test func aGroupTheCallerMayNotSeeIsNotFoundWordForWord() throws {
+        let parts = try Parts()
+        parts.registry.register(try parts.group("mine", owner: 4242, members: [.user(uid: 4343, name: "friend")]))
+        parts.registry.register(try parts.group("theirs", owner: 4444))
+        #expect(parts.registry.visible(to: caller(4242)).map(\.name) == ["mine"])
+        #expect(parts.registry.visible(to: caller(4343)).map(\.name) == ["mine"])
+        #expect(parts.registry.visible(to: caller(0)).map(\.name) == ["mine", "theirs"])
+
+        let hidden = try #require(refusal { () throws(RPCError) in
+            try parts.registry.group("theirs", caller: caller(4242), action: "inspect", manage: false)
+        })
+        let missing = try #require(refusal { () throws(RPCError) in
+            try parts.registry.group("nothing", caller: caller(4242), action: "inspect", manage: false)
+        })
+        #expect(hidden.reason == .notFound)
+        #expect(hidden.message == missing.message.replacingOccurrences(of: "nothing", with: "theirs"))
+
+        // A member sees the group but may not manage it.
+        let denied = try #require(refusal { () throws(RPCError) in
+            try parts.registry.group("mine", caller: caller(4343), action: "destroy", manage: true)
+        })
+        #expect(denied.reason == .permissionDenied)
+        #expect(denied.message == #"uid 4343 may not destroy group "mine": only its owner and root may"#)
+        #expect(try parts.registry.group("mine", caller: caller(4242), action: "destroy", manage: true).name == "mine")
+    }
+
+    @Test func groupsAreChargedToTheirOwner() throws {
+        let parts = try Parts()
+        parts.registry.register(try parts.group("a", owner: 4242))
+        parts.registry.register(try parts.group("b", owner: 4242))
+        parts.registry.register(try parts.group("c", owner: 4343))
+        #expect(parts.registry.groups(chargedTo: 4242).map(\.name).sorted() == ["a", "b"])
+        #expect(parts.registry.groups(chargedTo: 4444).isEmpty)
+    }
+}
+
+@Suite("SessionTable: ids and ended sessions")
+struct SessionTableTests {
+    @Test func idsAreNeverReused() throws {
+        let parts = try Parts()
+        #expect(parts.sessions.takeID() == 1)
+        #expect(parts.sessions.takeID() == 2)
+        parts.sessions.noteTaken(10)  // a session an earlier supervisor started
+        #expect(parts.sessions.takeID() == 11)
+        parts.sessions.noteTaken(5)
+        #expect(parts.sessions.takeID() == 12)
+    }
+
+    @Test func anEndedSessionIsFoundOnlyUnderItsGroupsInstance() throws {
+        let parts = try Parts()
+        let old = try parts.group("web", owner: 4242)
+        parts.registry.register(old)
+        parts.sessions.rememberEnded(ExitedNotification(session: 7, code: 3, signal: nil), group: old, uid: 4242)
+        #expect(parts.sessions.ended(7, inGroupNamed: "web", current: old)?.exited.code == 3)
+        #expect(parts.sessions.ended(7, inGroupNamed: "web", current: old)?.uid == 4242)
+        #expect(parts.sessions.ended(7, inGroupNamed: "db", current: nil) == nil)
+        parts.registry.unregister(old)
+        // No group of that name: found by name.
+        #expect(parts.sessions.ended(7, inGroupNamed: "web", current: nil) != nil)
+        // The name re-created: the new group does not inherit the old one's sessions.
+        let new = try parts.group("web", owner: 4242)
+        parts.registry.register(new)
+        #expect(parts.sessions.ended(7, inGroupNamed: "web", current: new) == nil)
+    }
+
+    @Test func onlyTheLatestEndingsAreKept() throws {
+        let parts = try Parts()
+        let group = try parts.group("web", owner: 4242)
+        parts.registry.register(group)
+        let count = UInt64(SessionTable.rememberedEndings)
+        for id in 1...(count + 1) {
+            parts.sessions.rememberEnded(ExitedNotification(session: id, code: 0, signal: nil), group: group, uid: 4242)
+        }
+        #expect(parts.sessions.ended(1, inGroupNamed: "web", current: group) == nil, "the oldest is forgotten")
+        #expect(parts.sessions.ended(2, inGroupNamed: "web", current: group) != nil)
+        #expect(parts.sessions.ended(count + 1, inGroupNamed: "web", current: group) != nil)
+    }
+
+    @Test func noSessionsCountNothing() throws {
+        let parts = try Parts()
+        parts.registry.register(try parts.group("web", owner: 4242))
+        #expect(parts.sessions.count(chargedTo: 4242) == 0)
+        #expect(parts.sessions.listeningConnections.isEmpty)
+    }
+}
+
+@Suite("EventBus: who gets events, and who is dropped")
+struct EventBusTests {
+    @Test func onlySubscribersWhoMaySeeTheGroupGetItsEvents() throws {
+        let parts = try Parts()
+        let owner = try Peer(uid: 4242, input: parts.input, loop: parts.loop)
+        let stranger = try Peer(uid: 4343, input: parts.input, loop: parts.loop)
+        let admin = try Peer(uid: 0, input: parts.input, loop: parts.loop)
+        for peer in [owner, stranger, admin] { parts.bus.subscribe(peer.connection) }
+        #expect(Set(parts.bus.subscriberIDs) == Set([owner, stranger, admin].map { ObjectIdentifier($0.connection) }))
+        parts.bus.groupEvent(.groupCreated, try parts.group("web", owner: 4242))
+        #expect(owner.received().contains(#""group":"web""#))
+        #expect(admin.received().contains(#""group":"web""#))
+        #expect(stranger.received().isEmpty)
+        parts.bus.unsubscribe(owner.connection)
+        parts.bus.groupEvent(.groupDestroyed, try parts.group("web", owner: 4242))
+        #expect(owner.received().isEmpty)
+        #expect(admin.received().contains("group-destroyed"))
+    }
+
+    @Test func aSubscriberThatDoesNotReadIsDropped() throws {
+        var policy = Policy()
+        policy.subscriberBuffer = 4096
+        let parts = try Parts(policy: policy)
+        let slow = try Peer(uid: 4242, input: parts.input, loop: parts.loop)
+        parts.bus.subscribe(slow.connection)
+        let group = try parts.group("web", owner: 4242)
+        // The kernel's (small) send buffer fills first, then the connection's own queue.
+        for _ in 0..<5000 where !slow.closed { parts.bus.groupEvent(.groupCreated, group) }
+        #expect(slow.closed)
+        #expect(parts.bus.subscriberIDs.isEmpty)
+    }
+}
+
+@Suite("Connection: reads are counted through its methods")
+struct ConnectionReadCountTests {
+    @Test func readsAreTakenOnce() throws {
+        let loop = try EventLoop()
+        let peer = try Peer(uid: 4242, input: ConnectionInput(), loop: loop)
+        let connection = peer.connection
+        #expect(connection.readsPendingSince == nil)
+        #expect(connection.takeReads() == nil)
+        connection.countRead(.list, name: nil, now: 100)
+        connection.countRead(.inspect, name: "web", now: 101)
+        connection.countRead(.inspect, name: "web", now: 102)
+        #expect(connection.readsPendingSince == 100)
+        let tally = try #require(connection.takeReads())
+        #expect(tally.countsField == "inspect=2 list=1")
+        #expect(tally.namesField == "web")
+        #expect(tally.total == 3)
+        #expect(connection.readsPendingSince == nil)
+        #expect(connection.takeReads() == nil, "taken reads are not written twice")
+    }
+}
