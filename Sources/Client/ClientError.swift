@@ -1,4 +1,4 @@
-import Namespaces
+import POSIX
 import RPC
 
 /// Why a call to the supervisor did not give a result.

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CSpawn
+import POSIX
 
 /// Runs short programs to completion (fork, optional drop to a user, exec,
 /// wait), with stdio on /dev/null. For measuring and testing, not for sessions.

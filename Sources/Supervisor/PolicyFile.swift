@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Namespaces
+import POSIX
 
 /// nsgroupd.conf: INI-style `key = value` lines in sections.
 ///

@@ -3,7 +3,7 @@ import Glibc
 #endif
 import CBench
 import Client
-import Namespaces
+import POSIX
 import RPC
 
 /// Where the binaries of this build are: next to nsgroup-bench.

@@ -4,6 +4,7 @@ import Glibc
 import ArgumentParser
 import Client
 import Namespaces
+import POSIX
 import RPC
 
 /// Create + destroy of a group against one `unshare` of the same kinds.

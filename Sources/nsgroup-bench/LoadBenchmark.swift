@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import ArgumentParser
-import Namespaces
 
 /// Many clients at once, then checks that nothing was lost, doubled or leaked.
 struct LoadBenchmark: ParsableCommand {

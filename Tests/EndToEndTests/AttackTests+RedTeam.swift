@@ -1,6 +1,6 @@
 import Foundation
 import Glibc
-import Namespaces
+import POSIX
 import Testing
 
 /// Red-team findings against the trust boundary of 549d3d8: each test replays an attack

@@ -1,6 +1,6 @@
 import Foundation
 import Glibc
-import Namespaces
+import POSIX
 import Testing
 
 /// nsgroupd as a systemd service, with systemd's own tools: sd_notify to a

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSpawn
+import CPOSIX
 
 /// AF_UNIX stream sockets: listening, connecting, and passing descriptors.
 public enum UnixSocket {
