@@ -74,12 +74,13 @@ let package = Package(
             linkerSettings: [.unsafeFlags(["-static-executable"], .when(configuration: .release))]
         ),
         // The benchmark's C side: the line server that `nsgroup-bench throughput`
-        // measures nsgroupd against, and the client loop that drives both.
-        .target(name: "CBench"),
+        // measures nsgroupd against, the client loop that drives both, and the
+        // fork-exec-wait runner behind ProgramRunner.
+        .target(name: "CBench", dependencies: ["CPOSIX"]),
         // Benchmarks against anchors (nsenter, unshare, a C echo server), run by `make bench`.
         .executableTarget(
             name: "nsgroup-bench",
-            dependencies: ["CBench", "Client", "RPC", "POSIX", "Namespaces", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["CBench", "Client", "RPC", "POSIX", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict
         ),
         .testTarget(name: "RPCTests", dependencies: ["RPC"], swiftSettings: strict),

@@ -67,7 +67,8 @@ public enum ProcFS {
         return line.split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { gid_t($0) }
     }
 
-    /// Resident set size in KiB (VmRSS of /proc/PID/status).
+    /// Resident set size in KiB (VmRSS of /proc/PID/status): what the benchmark and the
+    /// end-to-end tests watch of a supervisor.
     public static func residentKiB(pid: pid_t) throws(Errno) -> Int {
         guard let value = try statusField(pid: pid, "VmRSS"),
               let kib = Int(value.split(separator: " ").first ?? "")

@@ -3,7 +3,6 @@ import Glibc
 #endif
 import ArgumentParser
 import Client
-import Namespaces
 import POSIX
 import RPC
 

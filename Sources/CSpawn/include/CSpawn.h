@@ -3,6 +3,5 @@
 
 #include "ns_report.h"
 #include "ns_spawn.h"
-#include "ns_run.h"
 
 #endif
