@@ -83,7 +83,10 @@ let package = Package(
             dependencies: ["CBench", "Client", "RPC", "POSIX", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict
         ),
-        .testTarget(name: "RPCTests", dependencies: ["RPC"], swiftSettings: strict),
+        // What the tests share, and the protocol fuzz driver (also built into the libFuzzer
+        // target by `make fuzz-build`). For test targets and the fuzzer only, never a product.
+        .target(name: "TestSupport", dependencies: ["RPC"], swiftSettings: strict),
+        .testTarget(name: "RPCTests", dependencies: ["RPC", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "NamespacesTests", dependencies: ["Namespaces", "POSIX", "CPOSIX"], swiftSettings: strict),
         .testTarget(name: "SystemdTests", dependencies: ["Systemd"], swiftSettings: strict),
         .testTarget(name: "SupervisorTests", dependencies: ["Supervisor", "POSIX"], swiftSettings: strict),
