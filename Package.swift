@@ -43,7 +43,7 @@ let package = Package(
         .target(name: "Namespaces", dependencies: ["POSIX", "CPOSIX", "CSpawn"], swiftSettings: strict),
         .target(
             name: "Systemd",
-            dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CSystemd", "POSIX", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .target(
@@ -88,7 +88,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["RPC"], swiftSettings: strict),
         .testTarget(name: "RPCTests", dependencies: ["RPC", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "NamespacesTests", dependencies: ["Namespaces", "POSIX", "CPOSIX"], swiftSettings: strict),
-        .testTarget(name: "SystemdTests", dependencies: ["Systemd"], swiftSettings: strict),
+        .testTarget(name: "SystemdTests", dependencies: ["Systemd", "POSIX"], swiftSettings: strict),
         .testTarget(name: "SupervisorTests", dependencies: ["Supervisor", "POSIX"], swiftSettings: strict),
         .testTarget(
             name: "EndToEndTests",
