@@ -266,12 +266,3 @@ enum PolicyFile {
         return String(text).trimmed
     }
 }
-
-extension String {
-    var trimmed: String {
-        var s = self[...]
-        while let f = s.first, f == " " || f == "\t" || f == "\r" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" || l == "\r" { s = s.dropLast() }
-        return String(s)
-    }
-}
