@@ -111,12 +111,16 @@ clean:
 #
 # Both fail on any crash, broken invariant, leak, timeout or sanitizer report, print the
 # end of the log and leave the input that did it in $(FUZZ_DIR)/artifacts/. The target
-# (Fuzz/RPCFuzzer/FuzzTarget.swift) runs Sources/RPC/ProtocolFuzzDriver.swift: the
+# (Fuzz/RPCFuzzer/FuzzTarget.swift) runs Sources/TestSupport/ProtocolFuzzDriver.swift: the
 # supervisor's path from bytes to a decoded request, with its invariants. Keep what it finds,
 # minimized, in Fuzz/RPCFuzzer/regressions/: the RPCTests replay every file there.
 #
-# The RPC sources are compiled straight with swiftc, every file with -sanitize=fuzzer,address
-# (SwiftPM cannot instrument one target's sources), as one module with the target file.
+# SwiftPM cannot instrument one target's sources, so the fuzzer is built here with swiftc,
+# every file with -sanitize=fuzzer,address, as two modules, the way SwiftPM builds them: RPC
+# (exactly Sources/RPC, one object and its .swiftmodule), then the driver, its random number
+# generator and the target file as the module RPCFuzzer, which says `import RPC` like the
+# TestSupport target does and so sees only RPC's public API. Nothing else of TestSupport (what
+# the test suites share) goes in.
 # Inputs are at most FUZZ_MAX_LEN (4096) bytes: the driver also frames each input with a
 # 64-byte limit and one near its first line's length, which reach every branch of the
 # too-long path, so inputs of 1 MiB (slow to mutate) are not needed for it; the 1 MiB
@@ -131,19 +135,27 @@ FUZZ_MAX_LEN       ?= 4096
 FUZZ_TIMEOUT       ?= 10
 FUZZ_RSS_LIMIT_MB  ?= 2048
 FUZZ_FLAGS         ?=
-FUZZ_SOURCES        = $(sort $(wildcard Sources/RPC/*.swift Sources/RPC/Methods/*.swift Fuzz/RPCFuzzer/*.swift))
+FUZZ_RPC_SOURCES    = $(sort $(wildcard Sources/RPC/*.swift Sources/RPC/Methods/*.swift))
+FUZZ_RPC_OBJECT     = $(FUZZ_DIR)/RPC.o
+FUZZ_DRIVER_SOURCES = Sources/TestSupport/ProtocolFuzzDriver.swift Sources/TestSupport/SplitMix64.swift \
+                      $(sort $(wildcard Fuzz/RPCFuzzer/*.swift))
 # The RPC target's Swift settings (Package.swift), then the fuzzer's; lld, because gold
 # warns about every ASan register helper.
 FUZZ_SWIFTFLAGS     = -swift-version 6 -enable-upcoming-feature ExistentialAny \
-                      -sanitize=fuzzer,address -parse-as-library -O -g -use-ld=lld \
-                      -module-name RPCFuzzer -module-cache-path $(FUZZ_DIR)/module-cache
+                      -sanitize=fuzzer,address -parse-as-library -O -g \
+                      -module-cache-path $(FUZZ_DIR)/module-cache
 FUZZ_RUN            = FUZZ_MAX_LEN=$(FUZZ_MAX_LEN) FUZZ_TIMEOUT=$(FUZZ_TIMEOUT) \
                       FUZZ_RSS_LIMIT_MB=$(FUZZ_RSS_LIMIT_MB) FUZZ_FLAGS="$(FUZZ_FLAGS)" \
                       Fuzz/RPCFuzzer/run-fuzzer.sh $(FUZZER) $(FUZZ_DIR)
 
-$(FUZZER): $(FUZZ_SOURCES)
+$(FUZZ_RPC_OBJECT): $(FUZZ_RPC_SOURCES)
 	@mkdir -p $(FUZZ_DIR)
-	$(SWIFTC) $(FUZZ_SWIFTFLAGS) $(FUZZ_SOURCES) -o $@
+	$(SWIFTC) $(FUZZ_SWIFTFLAGS) -module-name RPC -whole-module-optimization -c $(FUZZ_RPC_SOURCES) \
+	  -emit-module -emit-module-path $(FUZZ_DIR)/RPC.swiftmodule -o $@
+
+$(FUZZER): $(FUZZ_RPC_OBJECT) $(FUZZ_DRIVER_SOURCES)
+	$(SWIFTC) $(FUZZ_SWIFTFLAGS) -module-name RPCFuzzer -I $(FUZZ_DIR) -use-ld=lld \
+	  $(FUZZ_DRIVER_SOURCES) $(FUZZ_RPC_OBJECT) -o $@
 
 fuzz-build: deps $(FUZZER)
 

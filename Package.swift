@@ -23,8 +23,11 @@ let package = Package(
             pkgConfig: "libsystemd",
             providers: [.apt(["libsystemd-dev"])]
         ),
-        // Everything between fork and exec, and the socket ancillary-data code.
-        .target(name: "CSpawn"),
+        // The C side of the POSIX layer: raw system calls (pidfd, close_range, signalfd, …),
+        // SCM_RIGHTS and peer credentials, pty opening.
+        .target(name: "CPOSIX"),
+        // Everything between fork and exec (it calls CPOSIX's close_range there).
+        .target(name: "CSpawn", dependencies: ["CPOSIX"]),
         // The holder: a tiny static C program, PID 1 of a group's pid namespace.
         // It is linked statically with no Swift runtime so that it stays well under
         // 1 MiB of RSS (see Sources/nsgroup-holder/runtime_stubs.c).
@@ -34,18 +37,21 @@ let package = Package(
             linkerSettings: [.unsafeFlags(["-static-executable", "-Xlinker", "--gc-sections"])]
         ),
         .target(name: "RPC", swiftSettings: strict),
-        .target(name: "Namespaces", dependencies: ["CSpawn"], swiftSettings: strict),
+        // Descriptors, errno, Unix sockets, directories, /proc, pidfds, ptys, NSS: the POSIX
+        // layer every other module of ours stands on. Knows nothing of namespaces or JSON.
+        .target(name: "POSIX", dependencies: ["CPOSIX"], swiftSettings: strict),
+        .target(name: "Namespaces", dependencies: ["POSIX", "CPOSIX", "CSpawn"], swiftSettings: strict),
         .target(
             name: "Systemd",
-            dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CSystemd", "POSIX", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .target(
             name: "Supervisor",
-            dependencies: ["RPC", "Namespaces", "CSpawn", "Systemd", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["RPC", "Namespaces", "POSIX", "CPOSIX", "Systemd", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
-        .target(name: "Client", dependencies: ["RPC", "Namespaces"], swiftSettings: strict),
+        .target(name: "Client", dependencies: ["RPC", "POSIX"], swiftSettings: strict),
         .executableTarget(
             name: "nsgroupd",
             dependencies: [
@@ -63,26 +69,30 @@ let package = Package(
         // need glibc's NSS modules at run time; the CLI never calls them.
         .executableTarget(
             name: "nsgroup",
-            dependencies: ["Client", "RPC", "Namespaces", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Client", "RPC", "POSIX", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict,
             linkerSettings: [.unsafeFlags(["-static-executable"], .when(configuration: .release))]
         ),
         // The benchmark's C side: the line server that `nsgroup-bench throughput`
-        // measures nsgroupd against, and the client loop that drives both.
-        .target(name: "CBench"),
+        // measures nsgroupd against, the client loop that drives both, and the
+        // fork-exec-wait runner behind ProgramRunner.
+        .target(name: "CBench", dependencies: ["CPOSIX"]),
         // Benchmarks against anchors (nsenter, unshare, a C echo server), run by `make bench`.
         .executableTarget(
             name: "nsgroup-bench",
-            dependencies: ["CBench", "Client", "RPC", "Namespaces", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["CBench", "Client", "RPC", "POSIX", "Namespaces", "Supervisor", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict
         ),
-        .testTarget(name: "RPCTests", dependencies: ["RPC"], swiftSettings: strict),
-        .testTarget(name: "NamespacesTests", dependencies: ["Namespaces"], swiftSettings: strict),
-        .testTarget(name: "SystemdTests", dependencies: ["Systemd"], swiftSettings: strict),
-        .testTarget(name: "SupervisorTests", dependencies: ["Supervisor"], swiftSettings: strict),
+        // What the tests share, and the protocol fuzz driver (also built into the libFuzzer
+        // target by `make fuzz-build`). For test targets and the fuzzer only, never a product.
+        .target(name: "TestSupport", dependencies: ["RPC"], swiftSettings: strict),
+        .testTarget(name: "RPCTests", dependencies: ["RPC", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "NamespacesTests", dependencies: ["Namespaces", "POSIX", "CPOSIX"], swiftSettings: strict),
+        .testTarget(name: "SystemdTests", dependencies: ["Systemd", "POSIX"], swiftSettings: strict),
+        .testTarget(name: "SupervisorTests", dependencies: ["Supervisor", "POSIX"], swiftSettings: strict),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["Client", "RPC", "Namespaces", "Supervisor", "nsgroupd", "nsgroup", "nsgroup-holder", "nsgroup-bench"],
+            dependencies: ["Client", "RPC", "Namespaces", "POSIX", "Supervisor", "nsgroupd", "nsgroup", "nsgroup-holder", "nsgroup-bench"],
             swiftSettings: strict
         ),
     ]

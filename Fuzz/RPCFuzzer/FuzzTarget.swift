@@ -1,8 +1,9 @@
 // libFuzzer entry point for the supervisor's request path.
 //
-// Built by `make fuzz-build` with swiftc from Sources/RPC plus this file, all with
-// -sanitize=fuzzer,address (one module, so no `import RPC`). The work, and the invariants,
-// are in Sources/RPC/ProtocolFuzzDriver.swift, which Tests/RPCTests/FuzzRegressionTests.swift
+// Built by `make fuzz-build` with swiftc, all with -sanitize=fuzzer,address: Sources/RPC as
+// the module RPC, then this file with the driver and its random number generator as one module
+// (so the driver is in scope without an import). The work, and the invariants, are in
+// Sources/TestSupport/ProtocolFuzzDriver.swift, which Tests/RPCTests/FuzzRegressionTests.swift
 // also runs on every input kept in Fuzz/RPCFuzzer/regressions/.
 
 @_cdecl("LLVMFuzzerTestOneInput")

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Namespaces
+import POSIX
 import RPC
 
 /// Why a call to the supervisor did not give a result.

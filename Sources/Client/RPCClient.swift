@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Namespaces
+import POSIX
 import RPC
 
 /// A blocking JSON-RPC client on the supervisor's socket, for short-lived

@@ -1,7 +1,9 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CPOSIX
 import CSpawn
+import POSIX
 
 /// A tmpfs the holder mounts inside a group's mount namespace.
 public struct TmpfsMount: Sendable, Hashable {
@@ -290,12 +292,4 @@ public struct HolderSpawner: ~Copyable {
         try write("gid_map", maps.gids.map { "\($0)\n" }.joined())
         try write("uid_map", maps.uids.map { "\($0)\n" }.joined())
     }
-}
-
-/// Runs `body` with a NULL-terminated C array of copies of `strings`.
-func withCStringArray<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
-    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
-    pointers.append(nil)
-    defer { for p in pointers { free(p) } }
-    return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
 }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import POSIX
 
 /// One kind of Linux namespace, named as the kernel names it in /proc/PID/ns.
 public enum NamespaceKind: String, CaseIterable, Sendable, Hashable, Comparable {

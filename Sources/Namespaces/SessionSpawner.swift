@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CSpawn
+import POSIX
 
 /// Everything needed to start one process inside a group as its caller.
 public struct SessionSpec {

@@ -1,4 +1,5 @@
 import CSpawn
+import POSIX
 
 /// A step of starting a process that failed, with the errno it failed with:
 /// `setns(net): Operation not permitted`, `execve(/bin/zsh): No such file or directory`.

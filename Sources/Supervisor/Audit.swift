@@ -1,5 +1,5 @@
 import Logging
-import Namespaces
+import POSIX
 
 /// Journal fields the supervisor writes (documented in the README's audit section).
 enum AuditField {

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Namespaces
+import POSIX
 import RPC
 
 /// `create`: checks a request against the rules of each concept and the

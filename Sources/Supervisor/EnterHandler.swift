@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Namespaces
+import POSIX
 import RPC
 
 /// `enter`, and what may be done to a running session: `attach` and

@@ -1,4 +1,5 @@
 import Namespaces
+import POSIX
 import RPC
 
 /// How a step the kernel refused becomes a protocol error: `operation_failed`,

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Namespaces
+import POSIX
 import RPC
 
 /// Someone a group is shared with: a user, or every member of a Unix group.

@@ -1,8 +1,9 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSpawn
+import CPOSIX
 import Namespaces
+import POSIX
 
 /// Publishing a group's net namespace at /run/netns/NAME, the way `ip netns
 /// add` makes its own, so that `ip netns exec NAME`, `ip netns identify` and

@@ -1,5 +1,5 @@
 import RPC
-import Namespaces
+import POSIX
 
 /// How a request ends: a result (maybe with descriptors to pass beside it),
 /// an error, or later, once something the handler started has finished.

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Namespaces
+import POSIX
 
 /// Who may do what, and how much: read from nsgroupd.conf (see PolicyFile),
 /// replaced as a whole on SIGHUP. Identity is always the caller's kernel

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Namespaces
+import POSIX
 
 /// nsgroupd.conf: INI-style `key = value` lines in sections.
 ///
@@ -245,14 +246,5 @@ enum PolicyFile {
         var text = line
         if let mark = text.firstIndex(where: { $0 == "#" || $0 == ";" }) { text = text[..<mark] }
         return String(text).trimmed
-    }
-}
-
-extension String {
-    var trimmed: String {
-        var s = self[...]
-        while let f = s.first, f == " " || f == "\t" || f == "\r" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" || l == "\r" { s = s.dropLast() }
-        return String(s)
     }
 }

@@ -1,3 +1,4 @@
+import POSIX
 import RPC
 
 /// `version`, `list` and `inspect`: the reads. They change nothing, and

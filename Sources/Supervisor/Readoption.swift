@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Namespaces
+import POSIX
 import RPC
 
 /// At start-up, takes back the groups (and their sessions) an earlier

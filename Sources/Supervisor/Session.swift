@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Namespaces
+import POSIX
 import RPC
 import Systemd
 

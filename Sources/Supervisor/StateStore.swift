@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Namespaces
+import POSIX
 import RPC
 
 /// The state directory: one file per group, `<dir>/groups/<name>.json`, in a

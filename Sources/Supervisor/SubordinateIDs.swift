@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Namespaces
+import POSIX
 
 /// /etc/subuid and /etc/subgid: the ranges of ids a user may map into user
 /// namespaces of theirs, as newuidmap(1) and newgidmap(1) read them.

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Logging
 import Namespaces
+import POSIX
 import RPC
 import Systemd
 

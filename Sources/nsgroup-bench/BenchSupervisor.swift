@@ -3,7 +3,7 @@ import Glibc
 #endif
 import CBench
 import Client
-import Namespaces
+import POSIX
 import RPC
 
 /// Where the binaries of this build are: next to nsgroup-bench.
@@ -55,15 +55,13 @@ final class BenchSupervisor {
         close(configFD)
         let arguments = [Binaries.nsgroupd, "--socket", socketPath, "--state-dir", dir + "/state", "--config", config]
         var pid: pid_t = 0
-        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-        defer { for p in argv { free(p) } }
         // Its output goes to a log beside its socket, not into the report.
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 1, dir + "/nsgroupd.log", O_WRONLY | O_CREAT | O_APPEND, 0o600)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        let spawned = posix_spawn(&pid, Binaries.nsgroupd, &actions, nil, &argv, environ)
+        let spawned = withCStringArray(arguments) { argv in posix_spawn(&pid, Binaries.nsgroupd, &actions, nil, argv, environ) }
         guard spawned == 0 else { throw BenchError("cannot start \(Binaries.nsgroupd): \(Errno(rawValue: spawned))") }
         process = pid
         for _ in 0..<500 {

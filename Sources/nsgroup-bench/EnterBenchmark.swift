@@ -3,7 +3,6 @@ import Glibc
 #endif
 import ArgumentParser
 import Client
-import Namespaces
 import RPC
 
 /// `nsgroup enter g -- true` against `nsenter -t HOLDER -a setpriv … true` on the same group.

@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import Client
-import Namespaces
 import RPC
 import Synchronization
 

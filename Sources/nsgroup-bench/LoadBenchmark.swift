@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import ArgumentParser
-import Namespaces
+import POSIX
 
 /// Many clients at once, then checks that nothing was lost, doubled or leaked.
 struct LoadBenchmark: ParsableCommand {
@@ -67,16 +67,7 @@ struct LoadBenchmark: ParsableCommand {
 }
 
 func parseKinds(_ text: String) -> [String] {
-    text.split(separator: ",").map { String($0).trimmingSpacesAround() }.filter { !$0.isEmpty }
-}
-
-extension String {
-    func trimmingSpacesAround() -> String {
-        var s = Substring(self)
-        while s.first == " " { s = s.dropFirst() }
-        while s.last == " " { s = s.dropLast() }
-        return String(s)
-    }
+    text.split(separator: ",").map(\.trimmed).filter { !$0.isEmpty }
 }
 
 /// The load command's body.

@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import Client
-import Namespaces
 import RPC
 
 /// One pass of the load mix that `load` runs once and `soak` runs again and

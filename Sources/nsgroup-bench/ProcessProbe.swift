@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Namespaces
+import POSIX
 
 /// What the benchmark watches of the supervisor: open descriptors, resident
 /// memory and threads, read from /proc.

@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import CBench
-import Namespaces
+import POSIX
 
 /// A connection driven by the C client loop (`cbench_roundtrips`): one
 /// request outstanding, replies checked only for their first bytes, so that

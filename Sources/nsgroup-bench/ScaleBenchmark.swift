@@ -3,7 +3,7 @@ import Glibc
 #endif
 import ArgumentParser
 import Client
-import Namespaces
+import POSIX
 import RPC
 
 /// `list` against the number of groups, and what a group costs in memory.

@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import ArgumentParser
-import Namespaces
 
 /// The load mix again and again for minutes, watching the supervisor for growth.
 ///

@@ -34,6 +34,8 @@ enum Summary {
 }
 
 extension String {
+    /// Drops the padding `padded` left after a table line's last cell. Trailing only, so not
+    /// POSIX's `trimmed` (both ends): the front of a line is its first cell, kept as it is.
     func trimmingTrailingSpaces() -> String {
         var s = Substring(self)
         while s.last == " " { s = s.dropLast() }

@@ -4,7 +4,7 @@ import Glibc
 import ArgumentParser
 import CBench
 import Client
-import Namespaces
+import POSIX
 import RPC
 
 /// `list` requests per second, nsgroupd against a minimal C line server.

@@ -3,7 +3,7 @@ import Glibc
 #endif
 import ArgumentParser
 import Client
-import Namespaces
+import POSIX
 import RPC
 
 struct Enter: ParsableCommand {

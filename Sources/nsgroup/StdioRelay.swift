@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import Client
-import Namespaces
+import POSIX
 
 /// Our stdin, stdout and stderr carried through three pipes of our own, for a session that
 /// may not hold our descriptors: root entering a group through its owner's user namespace

@@ -2,7 +2,7 @@ import Foundation
 import Client
 import RPC
 import Glibc
-import Namespaces
+import POSIX
 import Testing
 
 /// Who runs whose files: the owner of a group shapes its mount tree (as root inside her

@@ -1,6 +1,6 @@
 import Foundation
 import Glibc
-import Namespaces
+import POSIX
 import Testing
 
 /// Red-team findings against the trust boundary of 549d3d8: each test replays an attack
@@ -171,13 +171,6 @@ extension AttackTests {
 }
 
 extension AttackTests {
-    /// The supervisor's resident memory in KiB.
-    static func residentKiB(_ pid: pid_t) throws -> Int {
-        let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
-        let line = try #require(status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") })
-        return try #require(Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]))
-    }
-
     /// Unfinished requests are budgeted per person (connections.buffer-per-user), but replies
     /// are not: every connection may queue 1 MiB of replies its client never reads. One
     /// ordinary user with 64 connections that pipeline `version` and never read makes the
@@ -186,7 +179,7 @@ extension AttackTests {
         let supervisor = try TestSupervisor()
         let alice = try TestUser.alice()
         _ = try supervisor.nsgroup(["version"])
-        let before = try Self.residentKiB(supervisor.pid)
+        let before = try ProcFS.residentKiB(pid: supervisor.pid)
         let script = """
             import errno, socket, sys, time
             line = b'{"jsonrpc":"2.0","id":1,"method":"version"}\\n'
@@ -216,7 +209,7 @@ extension AttackTests {
         defer { greedy.stop(SIGKILL) }
         try #require(eventually(timeoutSeconds: 15) { ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("READY") })
         usleep(1_000_000)
-        let after = try Self.residentKiB(supervisor.pid)
+        let after = try ProcFS.residentKiB(pid: supervisor.pid)
         #expect(after - before < 24 * 1024, "one user's unread replies grew the supervisor by \((after - before) / 1024) MiB (connections.buffer-per-user and connections.output-per-user are 4 MiB)")
         // Holding alice's connections back delays nobody else.
         let bob = try TestUser.bob()

@@ -1,7 +1,6 @@
 import Client
 import Foundation
 import Glibc
-import Namespaces
 import RPC
 import Testing
 

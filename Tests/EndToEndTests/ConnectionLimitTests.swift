@@ -1,7 +1,7 @@
 import Client
 import Foundation
 import Glibc
-import Namespaces
+import POSIX
 import RPC
 import Testing
 

@@ -2,6 +2,7 @@ import Client
 import Foundation
 import Glibc
 import Namespaces
+import POSIX
 import RPC
 import Testing
 

@@ -1,6 +1,6 @@
 import Foundation
 import Glibc
-import Namespaces
+import POSIX
 import Testing
 
 /// The packaging: `make deb`, the systemd units and the files beside them,

@@ -1,6 +1,6 @@
 import Foundation
 import Glibc
-import Namespaces
+import POSIX
 import Testing
 
 /// The nsgroupd process itself: start-up, its socket, stopping.

@@ -1,6 +1,6 @@
 import Foundation
 import Glibc
-import Namespaces
+import POSIX
 import Supervisor
 import Testing
 
@@ -16,12 +16,7 @@ import Testing
         init(path: String) throws {
             self.path = path
             fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            var address = sockaddr_un()
-            address.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }
-            let bound = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-            }
+            let bound = try UnixSocket.withAddress(path) { bind(fd, $0, $1) }
             guard bound == 0 else { throw HarnessError("bind \(path): \(Errno.current)") }
         }
 

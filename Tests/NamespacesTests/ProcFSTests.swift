@@ -1,6 +1,7 @@
 import Testing
 import Glibc
 import Namespaces
+import POSIX
 
 @Suite("ProcFS")
 struct ProcFSTests {

@@ -1,6 +1,7 @@
 import Testing
 import Glibc
 import Namespaces
+import POSIX
 
 private let tiocgptn: UInt = 0x8004_5430  // TIOCGPTN: the pty number of a master
 

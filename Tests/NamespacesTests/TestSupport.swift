@@ -1,7 +1,8 @@
 import Testing
 import Glibc
 import Namespaces
-import CSpawn
+import POSIX
+import CPOSIX
 
 // MARK: - Helpers shared by the Namespaces tests
 

@@ -1,6 +1,7 @@
 import Testing
 import Glibc
 import Namespaces
+import POSIX
 
 /// A connected AF_UNIX stream pair, closed when the value goes away.
 private final class SocketPair {

@@ -1,5 +1,6 @@
 import Foundation
 import RPC
+import TestSupport
 import Testing
 
 /// Replays every input kept in Fuzz/RPCFuzzer/regressions/ — what the fuzzer found, and

@@ -1,5 +1,6 @@
 import Testing
 import RPC
+import TestSupport
 
 // MARK: - Helpers
 

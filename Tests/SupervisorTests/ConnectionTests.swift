@@ -1,7 +1,7 @@
 import Testing
 import Glibc
 @testable import Supervisor
-import Namespaces
+import POSIX
 import RPC
 import Systemd
 

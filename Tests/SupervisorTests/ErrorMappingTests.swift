@@ -1,5 +1,6 @@
 import Glibc
 import Namespaces
+import POSIX
 import RPC
 @testable import Supervisor
 import Testing

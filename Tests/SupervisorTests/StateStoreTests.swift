@@ -2,6 +2,7 @@ import Testing
 import Glibc
 @testable import Supervisor
 import Namespaces
+import POSIX
 import RPC
 
 // MARK: - Helpers

@@ -1,10 +1,11 @@
-import Testing
 import Glibc
 import Logging
-@testable import Supervisor
 import Namespaces
+import POSIX
 import RPC
+@testable import Supervisor
 import Systemd
+import Testing
 
 // The parts the supervisor is wired from, each on its own: no socket to
 // listen on, no holder program.

@@ -1,4 +1,5 @@
 import Glibc
+import POSIX
 import Systemd
 
 /// Small helpers shared by the tests.
@@ -71,15 +72,7 @@ enum TestSupport {
     static func bindUnixSocket(path: String, type: Int32, listen shouldListen: Bool = false) -> Int32 {
         let fd = socket(AF_UNIX, type | Int32(SOCK_CLOEXEC.rawValue), 0)
         precondition(fd >= 0, "socket failed")
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        precondition(bytes.count < MemoryLayout.size(ofValue: address.sun_path))
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
-        let length = socklen_t(MemoryLayout<sa_family_t>.size + bytes.count + 1)
-        let r = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
-        }
+        let r = try? UnixSocket.withAddress(path) { bind(fd, $0, $1) }
         precondition(r == 0, "bind \(path) failed: errno \(errno)")
         if shouldListen { precondition(listen(fd, 4) == 0, "listen failed") }
         return fd

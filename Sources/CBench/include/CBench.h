@@ -60,4 +60,6 @@ int cbench_is_tmpfs(const char *path);
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t cbench_now_ns(void);
 
+#include "ns_run.h"
+
 #endif

@@ -3,9 +3,5 @@
 
 #include "ns_report.h"
 #include "ns_spawn.h"
-#include "ns_sys.h"
-#include "ns_fdpass.h"
-#include "ns_pty.h"
-#include "ns_run.h"
 
 #endif

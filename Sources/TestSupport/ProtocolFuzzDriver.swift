@@ -24,6 +24,8 @@
 // found: the fuzz target traps on a violation, the tests record it. A new method needs a case
 // in LineChecker.checkCall (the switch over Call is exhaustive on purpose).
 
+import RPC
+
 /// Runs one fuzz input through the request path; see the comment at the top of the file.
 public enum ProtocolFuzzDriver {
     /// The supervisor's default line limit (connections.max-line, PROTOCOL.md §2).

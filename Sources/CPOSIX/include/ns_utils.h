@@ -1,4 +1,5 @@
-/* Small helpers shared by the C files. Everything here is async-signal-safe. */
+/* Small helpers shared by the C files of CPOSIX, CSpawn and CBench (not part of
+ * the CPOSIX module that Swift imports). Everything here is async-signal-safe. */
 #ifndef NSGROUP_NS_UTILS_H
 #define NSGROUP_NS_UTILS_H
 

@@ -1,4 +1,4 @@
-/* Running a short program to completion, for the benchmark and tests. */
+/* Running a short program to completion, for the benchmark. */
 #ifndef NSGROUP_NS_RUN_H
 #define NSGROUP_NS_RUN_H
 

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSpawn
+import CPOSIX
 
 /// Signals taken synchronously through a signalfd (signalfd(2)) instead of
 /// handlers, so they can wait in poll(2) beside other descriptors.

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSpawn
+import CPOSIX
 
 /// An error number from a system call, as the kernel returned it.
 ///

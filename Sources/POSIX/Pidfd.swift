@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSpawn
+import CPOSIX
 
 /// How a process ended.
 public struct ExitStatus: Sendable, Hashable, CustomStringConvertible {

@@ -56,7 +56,7 @@ public enum ProcFS {
     public static func statusField(pid: pid_t, _ key: String) throws(Errno) -> String? {
         let text = try readText("/proc/\(pid)/status")
         for line in text.split(separator: "\n") where line.hasPrefix(key + ":") {
-            return line.dropFirst(key.count + 1).trimmingSpaces()
+            return line.dropFirst(key.count + 1).trimmed
         }
         return nil
     }
@@ -67,7 +67,8 @@ public enum ProcFS {
         return line.split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { gid_t($0) }
     }
 
-    /// Resident set size in KiB (VmRSS of /proc/PID/status).
+    /// Resident set size in KiB (VmRSS of /proc/PID/status): what the benchmark and the
+    /// end-to-end tests watch of a supervisor.
     public static func residentKiB(pid: pid_t) throws(Errno) -> Int {
         guard let value = try statusField(pid: pid, "VmRSS"),
               let kib = Int(value.split(separator: " ").first ?? "")
@@ -84,14 +85,5 @@ public enum ProcFS {
             if entry.pointee.d_name.0 != UInt8(ascii: ".") { count += 1 }
         }
         return count
-    }
-}
-
-extension Substring {
-    func trimmingSpaces() -> String {
-        var s = self[...]
-        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
-        return String(s)
     }
 }

@@ -1,14 +1,16 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSpawn
+import CPOSIX
 
 /// AF_UNIX stream sockets: listening, connecting, and passing descriptors.
 public enum UnixSocket {
     /// The most descriptors one message may carry (NS_MAX_FDS).
     public static let maxDescriptors = Int(NS_MAX_FDS)
 
-    private static func withAddress<R>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) throws(Errno) -> R {
+    /// Calls `body` with the `sockaddr_un` of `path` and its length, for bind(2), connect(2)
+    /// and sendto(2); ENAMETOOLONG when `path` is empty, has a NUL or does not fit sun_path.
+    public static func withAddress<R>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) throws(Errno) -> R {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSpawn
+import CPOSIX
 
 /// A new pseudo-terminal pair for an interactive session.
 public struct Pty: ~Copyable {

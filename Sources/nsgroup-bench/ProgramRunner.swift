@@ -1,10 +1,11 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSpawn
+import CBench
+import POSIX
 
 /// Runs short programs to completion (fork, optional drop to a user, exec,
-/// wait), with stdio on /dev/null. For measuring and testing, not for sessions.
+/// wait), with stdio on /dev/null. For measuring, not for sessions.
 public enum ProgramRunner {
     /// Runs `path` with `arguments` (argv[0] included); `user` drops to that
     /// uid and gid with no supplementary groups first. Returns the exit
