@@ -64,51 +64,81 @@ final class Group {
 
 /// What must be known of a group to describe it and to recognise its holder
 /// again after a restart. This is what the state file holds.
-struct GroupRecord: Sendable, Equatable {
-    var name: String
-    var owner: uid_t
-    var ownerName: String
-    var namespaces: [NamespaceID]
-    var holderPID: pid_t
+package struct GroupRecord: Sendable, Equatable {
+    package var name: String
+    package var owner: uid_t
+    package var ownerName: String
+    package var namespaces: [NamespaceID]
+    package var holderPID: pid_t
     /// The holder's start time in clock ticks since boot (/proc/PID/stat field 22).
-    var holderStartTime: UInt64
+    package var holderStartTime: UInt64
     /// Seconds since the epoch.
-    var created: Int64
-    var hostname: String?
-    var tmpfs: [TmpfsMount]
+    package var created: Int64
+    package var hostname: String?
+    package var tmpfs: [TmpfsMount]
     /// Who besides the owner may enter.
-    var members: [Member]
+    package var members: [Member]
     /// Processes started by enter and still running when this was written.
-    var sessions: [SessionRecord]
-    var binds: [BindMount] = []
+    package var sessions: [SessionRecord]
+    package var binds: [BindMount] = []
     /// With a user namespace: the maps written for it.
-    var userMaps: UserMaps?
+    package var userMaps: UserMaps?
     /// With a time namespace: its offsets.
-    var monotonicOffset: Int64 = 0
-    var boottimeOffset: Int64 = 0
+    package var monotonicOffset: Int64 = 0
+    package var boottimeOffset: Int64 = 0
     /// /run/netns/NAME, when the net namespace is published there.
-    var netnsName: String?
+    package var netnsName: String?
 
-    var kinds: Set<NamespaceKind> { Set(namespaces.map(\.kind)) }
+    package var kinds: Set<NamespaceKind> { Set(namespaces.map(\.kind)) }
+
+    package init(name: String, owner: uid_t, ownerName: String, namespaces: [NamespaceID], holderPID: pid_t,
+                 holderStartTime: UInt64, created: Int64, hostname: String?, tmpfs: [TmpfsMount], members: [Member],
+                 sessions: [SessionRecord]) {
+        self.name = name
+        self.owner = owner
+        self.ownerName = ownerName
+        self.namespaces = namespaces
+        self.holderPID = holderPID
+        self.holderStartTime = holderStartTime
+        self.created = created
+        self.hostname = hostname
+        self.tmpfs = tmpfs
+        self.members = members
+        self.sessions = sessions
+    }
 }
 
 /// What must be known of a session to list it, and to recognise its process
 /// again after a restart.
-struct SessionRecord: Sendable, Equatable {
-    var id: UInt64
-    var pid: pid_t
+package struct SessionRecord: Sendable, Equatable {
+    package var id: UInt64
+    package var pid: pid_t
     /// Clock ticks since boot, /proc/PID/stat field 22.
-    var startTime: UInt64
-    var uid: uid_t
-    var argv: [String]
+    package var startTime: UInt64
+    package var uid: uid_t
+    package var argv: [String]
     /// Seconds since the epoch.
-    var started: Int64
-    var tty: Bool
+    package var started: Int64
+    package var tty: Bool
     /// Who asked for it (for the journal record of its end).
-    var callerGID: gid_t
-    var callerPID: pid_t
+    package var callerGID: gid_t
+    package var callerPID: pid_t
     /// Read back from a state file, which keeps argv cut as events do.
-    var argvTruncated = false
+    package var argvTruncated = false
+
+    package init(id: UInt64, pid: pid_t, startTime: UInt64, uid: uid_t, argv: [String], started: Int64, tty: Bool,
+                 callerGID: gid_t, callerPID: pid_t, argvTruncated: Bool = false) {
+        self.id = id
+        self.pid = pid
+        self.startTime = startTime
+        self.uid = uid
+        self.argv = argv
+        self.started = started
+        self.tty = tty
+        self.callerGID = callerGID
+        self.callerPID = callerPID
+        self.argvTruncated = argvTruncated
+    }
 }
 
 extension GroupInfo {

@@ -6,12 +6,12 @@ import RPC
 
 /// Someone a group is shared with: a user, or every member of a Unix group.
 /// Kept by id (names can be reused); the name is what it was when shared.
-enum Member: Sendable, Hashable, CustomStringConvertible {
+package enum Member: Sendable, Hashable, CustomStringConvertible {
     case user(uid: uid_t, name: String)
     case group(gid: gid_t, name: String)
 
     /// As it is written on the wire and in the CLI: "alice" or "@devs".
-    var description: String {
+    package var description: String {
         switch self {
         case .user(_, let name): return name
         case .group(_, let name): return "@" + name

@@ -8,11 +8,11 @@ import POSIX
 /// Publishing a group's net namespace at /run/netns/NAME, the way `ip netns
 /// add` makes its own, so that `ip netns exec NAME`, `ip netns identify` and
 /// `nsenter --net=/run/netns/NAME` work on it.
-enum NetnsPublisher {
+package enum NetnsPublisher {
     static let directory = "/run/netns"
 
     /// `^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`: a file name that cannot be "." or "..".
-    static func isValidName(_ name: String) -> Bool {
+    package static func isValidName(_ name: String) -> Bool {
         let bytes = Array(name.utf8)
         func alnum(_ b: UInt8) -> Bool {
             (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)

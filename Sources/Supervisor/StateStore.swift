@@ -150,11 +150,12 @@ final class StateStore {
     }
 }
 
-/// The state file's format: one JSON object, version 1.
-enum StateCodec {
+/// The state file's format: one JSON object, version 1. Package-visible for
+/// `nsgroup-bench codable`, which times it.
+package enum StateCodec {
     static let version = 1
 
-    static func encode(_ r: GroupRecord) -> JSONValue {
+    package static func encode(_ r: GroupRecord) -> JSONValue {
         var o: JSONObject = [
             "version": .number(JSONNumber(version)),
             "name": .string(r.name),
@@ -213,7 +214,7 @@ extension StateCodec {
     /// Reads a record back, strictly: every field present with its type and
     /// range, the name equal to the file's, namespace ids in the kernel's
     /// spelling with each kind at most once.
-    static func decode(_ value: JSONValue, name fileName: String) throws(SupervisorError) -> GroupRecord {
+    package static func decode(_ value: JSONValue, name fileName: String) throws(SupervisorError) -> GroupRecord {
         func malformed(_ message: String) -> SupervisorError { SupervisorError(.stateFile(.malformed), message) }
         guard let o = value.objectValue else { throw malformed("the record is not a JSON object") }
         func field(_ key: String) throws(SupervisorError) -> JSONValue {

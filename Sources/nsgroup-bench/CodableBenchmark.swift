@@ -4,6 +4,7 @@ import Glibc
 import ArgumentParser
 import FoundationEssentials
 import RPC
+import Supervisor
 
 /// Hand-written JSON mapping against Codable, on the payloads nsgroup moves
 /// (docs/json-and-codable.md).
@@ -104,7 +105,7 @@ struct CodableRun {
         do {
             let record = CodablePayloads.stateRecord(sessions: 16)
             var handBytes: [UInt8] = []
-            HandStateCodec.encode(record).serialize(into: &handBytes)
+            StateCodec.encode(record).serialize(into: &handBytes)
             handBytes.append(0x0A)
             let data = Data(handBytes)
             let label = "state file, 16 sessions"
@@ -114,14 +115,14 @@ struct CodableRun {
             var codableBytes = try encoder.encode(EncodableStateRecord(record: record))
             codableBytes.append(0x0A)
             sameness.append(try Self.compare(label, hand: handBytes, codable: Array(codableBytes)))
-            let byHand = try HandStateCodec.decode(try JSONParser.parse(handBytes), name: record.name)
+            let byHand = try StateCodec.decode(try JSONParser.parse(handBytes), name: record.name)
             let byCodable = try stateDecoder.decode(StrictStateRecord.self, from: data).record
             guard byHand == record, byCodable == record else { throw BenchError("codable: the two decoders read different state records") }
 
             figures.append(Figure(payload: label, bytes: handBytes.count, step: "encode",
                                   hand: {
                                       var bytes: [UInt8] = []
-                                      HandStateCodec.encode(record).serialize(into: &bytes)
+                                      StateCodec.encode(record).serialize(into: &bytes)
                                       bytes.append(0x0A)
                                       return bytes.count
                                   },
@@ -131,7 +132,7 @@ struct CodableRun {
                                       return bytes.count
                                   }))
             figures.append(Figure(payload: label, bytes: handBytes.count, step: "decode",
-                                  hand: { try HandStateCodec.decode(try JSONParser.parse(handBytes), name: record.name).sessions.count },
+                                  hand: { try StateCodec.decode(try JSONParser.parse(handBytes), name: record.name).sessions.count },
                                   codable: { try stateDecoder.decode(StrictStateRecord.self, from: data).record.sessions.count }))
         }
 

@@ -1,15 +1,16 @@
 // What `nsgroup-bench codable` measures: the payloads, the Codable mirrors of
-// the RPC results, and a copy of the state file's codec in both styles.
+// the RPC results, and the state file's format written with Codable.
 //
 // The mirrors write the same JSON as RPC's hand-written `json` properties (the
 // benchmark checks it before timing anything), so that the two ways are timed
-// on the same bytes. StateCodec is internal to Supervisor, so the state file's
-// format is written out again here, by hand (as StateCodec does it) and with
-// Codable (as a migration would do it), with the same checks.
+// on the same bytes. For the state file the hand-written side is Supervisor's
+// own StateCodec (package-visible for this), and the Codable side here is what
+// a migration would write, with the same checks.
 
 import FoundationEssentials
 import Namespaces
 import RPC
+import Supervisor
 
 // MARK: - Payloads
 
@@ -50,19 +51,19 @@ enum CodablePayloads {
         uid: 1000, argv: ["/usr/bin/make", "-C", "/home/alice/src/nsgroup", "-j2", "check"], code: 2, signal: nil)
 
     /// A state record of a group with a user namespace and `sessions` sessions.
-    static func stateRecord(sessions count: Int) -> BenchStateRecord {
+    static func stateRecord(sessions count: Int) -> GroupRecord {
         let kinds: [NamespaceKind] = [.mnt, .uts, .ipc, .pid, .net, .user, .cgroup]
         var namespaces: [NamespaceID] = []
         for (offset, kind) in kinds.enumerated() { namespaces.append(NamespaceID(kind: kind, inode: 4_026_532_200 + UInt64(offset))) }
-        var sessions: [BenchSessionRecord] = []
+        var sessions: [SessionRecord] = []
         for s in 0..<count {
             let argv = s % 2 == 0 ? ["/bin/bash", "-l"] : ["/usr/bin/make", "-C", "/home/alice/src", "-j2", "check"]
-            sessions.append(BenchSessionRecord(
+            sessions.append(SessionRecord(
                 id: UInt64(s + 1), pid: Int32(30_000 + s), startTime: 1_300_000 + UInt64(s) * 17, uid: 1000, argv: argv,
                 started: 1_780_000_100 + Int64(s) * 30, tty: s % 2 == 0, callerGID: 1000, callerPID: Int32(29_000 + s)))
         }
         let maps = [IDMapping(inside: 0, outside: 1000, count: 1), IDMapping(inside: 1, outside: 100_000, count: 65536)]
-        var record = BenchStateRecord(
+        var record = GroupRecord(
             name: "lab-3", owner: 1000, ownerName: "alice", namespaces: namespaces,
             holderPID: 20_003, holderStartTime: 1_234_567, created: 1_780_000_000, hostname: "lab-3",
             tmpfs: [TmpfsMount(path: "/tmp"), TmpfsMount(path: "/var/tmp", options: "mode=1777,size=64m")],
@@ -234,234 +235,19 @@ struct EventC: Codable, Equatable {
 
 // MARK: - The state file, both ways
 
-struct BenchSessionRecord: Equatable {
-    var id: UInt64
-    var pid: Int32
-    var startTime: UInt64
-    var uid: UInt32
-    var argv: [String]
-    var started: Int64
-    var tty: Bool
-    var callerGID: UInt32
-    var callerPID: Int32
-    var argvTruncated = false
-}
+// The hand-written side is Supervisor's own StateCodec (package-visible), on its
+// GroupRecord; only the Codable side is written here.
 
-enum BenchMember: Equatable {
-    case user(uid: UInt32, name: String)
-    case group(gid: UInt32, name: String)
-}
-
-/// Supervisor's GroupRecord, as far as the state file goes.
-struct BenchStateRecord: Equatable {
-    var name: String
-    var owner: UInt32
-    var ownerName: String
-    var namespaces: [NamespaceID]
-    var holderPID: Int32
-    var holderStartTime: UInt64
-    var created: Int64
-    var hostname: String?
-    var tmpfs: [TmpfsMount]
-    var members: [BenchMember]
-    var sessions: [BenchSessionRecord]
-    var binds: [BindMount] = []
-    var userMaps: UserMaps?
-    var monotonicOffset: Int64 = 0
-    var boottimeOffset: Int64 = 0
-    var netnsName: String?
-}
-
+/// Why the Codable decoder refused a state file.
 struct StateProblem: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
 }
 
-/// The state file's format, version 1, by hand: what Supervisor's StateCodec
-/// does (same members, order, checks and messages).
-enum HandStateCodec {
-    static func encode(_ r: BenchStateRecord) -> JSONValue {
-        var o: JSONObject = [
-            "version": 1,
-            "name": .string(r.name),
-            "owner": .number(JSONNumber(r.owner)),
-            "ownerName": .string(r.ownerName),
-            "namespaces": .array(r.namespaces.map { .string($0.description) }),
-            "holderPID": .number(JSONNumber(r.holderPID)),
-            "holderStartTime": .number(JSONNumber(r.holderStartTime)),
-            "created": .number(JSONNumber(r.created)),
-            "tmpfs": .array(r.tmpfs.map { .object(["path": .string($0.path), "options": .string($0.options)]) }),
-        ]
-        if let hostname = r.hostname { o["hostname"] = .string(hostname) }
-        o["binds"] = .array(r.binds.map { .object(["source": .string($0.source), "target": .string($0.target), "readOnly": .bool($0.readOnly)]) })
-        if let maps = r.userMaps {
-            func lines(_ m: [IDMapping]) -> JSONValue {
-                .array(m.map { .array([.number(JSONNumber($0.inside)), .number(JSONNumber($0.outside)), .number(JSONNumber($0.count))]) })
-            }
-            o["uidMap"] = lines(maps.uids)
-            o["gidMap"] = lines(maps.gids)
-        }
-        if r.namespaces.contains(where: { $0.kind == .time }) {
-            o["monotonicOffset"] = .number(JSONNumber(r.monotonicOffset))
-            o["boottimeOffset"] = .number(JSONNumber(r.boottimeOffset))
-        }
-        if let netns = r.netnsName { o["netnsName"] = .string(netns) }
-        o["sessions"] = .array(r.sessions.map { session in
-            let argv = EventNotification.truncated(session.argv)
-            var s: JSONObject = [
-                "id": .number(JSONNumber(session.id)),
-                "pid": .number(JSONNumber(session.pid)),
-                "startTime": .number(JSONNumber(session.startTime)),
-                "uid": .number(JSONNumber(session.uid)),
-                "argv": .array(argv.argv.map { .string($0) }),
-                "started": .number(JSONNumber(session.started)),
-                "tty": .bool(session.tty),
-                "callerGID": .number(JSONNumber(session.callerGID)),
-                "callerPID": .number(JSONNumber(session.callerPID)),
-            ]
-            if argv.truncated || session.argvTruncated { s["argvTruncated"] = .bool(true) }
-            return .object(s)
-        })
-        o["members"] = .array(r.members.map { member in
-            switch member {
-            case .user(let uid, let name): return .object(["user": .number(JSONNumber(uid)), "name": .string(name)])
-            case .group(let gid, let name): return .object(["group": .number(JSONNumber(gid)), "name": .string(name)])
-            }
-        })
-        return .object(o)
-    }
-
-    static func decode(_ value: JSONValue, name fileName: String) throws(StateProblem) -> BenchStateRecord {
-        guard let o = value.objectValue else { throw StateProblem("the record is not a JSON object") }
-        func field(_ key: String) throws(StateProblem) -> JSONValue {
-            guard let v = o[key] else { throw StateProblem("\"\(key)\" is missing") }
-            return v
-        }
-        func integer(_ key: String, _ range: ClosedRange<Int64>, in object: JSONObject? = nil) throws(StateProblem) -> Int64 {
-            let v = object == nil ? try field(key) : object![key]
-            guard let n = v?.int64Value, range.contains(n) else { throw StateProblem("\"\(key)\" is not a number in range") }
-            return n
-        }
-        func string(_ value: JSONValue?, _ what: String) throws(StateProblem) -> String {
-            guard let s = value?.stringValue else { throw StateProblem("\(what) is not a string") }
-            return s
-        }
-        guard try integer("version", 0...Int64.max) == 1 else { throw StateProblem("version \(o["version"]?.serialized() ?? "?") is not 1") }
-        let name = try string(o["name"], "\"name\"")
-        guard name == fileName, GroupName.isValid(name) else {
-            throw StateProblem("it names group \(JSONValue.string(String(name.prefix(64))).serialized()), not \"\(fileName)\"")
-        }
-        var namespaces: [NamespaceID] = []
-        guard let nsArray = try field("namespaces").arrayValue, !nsArray.isEmpty else {
-            throw StateProblem("\"namespaces\" is not a non-empty array")
-        }
-        for element in nsArray {
-            guard let id = element.stringValue.flatMap(NamespaceID.init), !namespaces.contains(where: { $0.kind == id.kind }) else {
-                throw StateProblem("\"namespaces\" holds \(element.serialized()), not a namespace id of a kind not yet named")
-            }
-            namespaces.append(id)
-        }
-        var tmpfs: [TmpfsMount] = []
-        for element in try field("tmpfs").arrayValue ?? [] {
-            guard let m = element.objectValue, let path = m["path"]?.stringValue, let options = m["options"]?.stringValue else {
-                throw StateProblem("\"tmpfs\" holds \(element.serialized())")
-            }
-            tmpfs.append(TmpfsMount(path: path, options: options))
-        }
-        var members: [BenchMember] = []
-        for element in o["members"]?.arrayValue ?? [] {
-            guard let m = element.objectValue, let memberName = m["name"]?.stringValue else {
-                throw StateProblem("\"members\" holds \(element.serialized())")
-            }
-            if let uid = m["user"]?.int64Value, (0...Int64(UInt32.max - 1)).contains(uid) {
-                members.append(.user(uid: UInt32(uid), name: memberName))
-            } else if let gid = m["group"]?.int64Value, (0...Int64(UInt32.max - 1)).contains(gid) {
-                members.append(.group(gid: UInt32(gid), name: memberName))
-            } else {
-                throw StateProblem("\"members\" holds \(element.serialized())")
-            }
-        }
-        var sessions: [BenchSessionRecord] = []
-        for element in o["sessions"]?.arrayValue ?? [] {
-            guard let s = element.objectValue, let argv = s["argv"]?.arrayValue?.compactMap(\.stringValue),
-                  let tty = s["tty"]?.boolValue
-            else { throw StateProblem("\"sessions\" holds \(element.serialized())") }
-            let argvTruncated = s["argvTruncated"]
-            guard argvTruncated == nil || argvTruncated?.boolValue != nil else {
-                throw StateProblem("\"argvTruncated\" is \(argvTruncated!.serialized()), not true or false")
-            }
-            sessions.append(BenchSessionRecord(
-                id: UInt64(try integer("id", 1...Int64.max, in: s)),
-                pid: Int32(try integer("pid", 1...Int64(Int32.max), in: s)),
-                startTime: UInt64(try integer("startTime", 0...Int64.max, in: s)),
-                uid: UInt32(try integer("uid", 0...Int64(UInt32.max - 1), in: s)),
-                argv: argv, started: try integer("started", 0...Int64.max, in: s), tty: tty,
-                callerGID: UInt32(try integer("callerGID", 0...Int64(UInt32.max - 1), in: s)),
-                callerPID: Int32(try integer("callerPID", 0...Int64(Int32.max), in: s)),
-                argvTruncated: argvTruncated?.boolValue ?? false))
-        }
-        let hostname = try o["hostname"].map { (v) throws(StateProblem) in try string(v, "\"hostname\"") }
-        var binds: [BindMount] = []
-        for element in o["binds"]?.arrayValue ?? [] {
-            guard let b = element.objectValue, let source = b["source"]?.stringValue, let target = b["target"]?.stringValue,
-                  let readOnly = b["readOnly"]?.boolValue
-            else { throw StateProblem("\"binds\" holds \(element.serialized())") }
-            binds.append(BindMount(source: source, target: target, readOnly: readOnly))
-        }
-        func mapping(_ key: String) throws(StateProblem) -> [IDMapping]? {
-            guard let lines = o[key] else { return nil }
-            var result: [IDMapping] = []
-            for line in lines.arrayValue ?? [] {
-                let numbers = line.arrayValue?.compactMap(\.int64Value) ?? []
-                guard numbers.count == 3, numbers.allSatisfy({ (0...Int64(UInt32.max)).contains($0) }) else {
-                    throw StateProblem("\"\(key)\" holds \(line.serialized())")
-                }
-                result.append(IDMapping(inside: UInt32(numbers[0]), outside: UInt32(numbers[1]), count: UInt32(numbers[2])))
-            }
-            guard !result.isEmpty else { throw StateProblem("\"\(key)\" is empty") }
-            return result
-        }
-        let uidMap = try mapping("uidMap")
-        let gidMap = try mapping("gidMap")
-        guard (uidMap == nil) == (gidMap == nil), (uidMap != nil) == namespaces.contains(where: { $0.kind == .user }) else {
-            throw StateProblem("\"uidMap\" and \"gidMap\" go with a user namespace, and only with one")
-        }
-        let offsets = CreateParams.maxOffset
-        var record = BenchStateRecord(
-            name: name,
-            owner: UInt32(try integer("owner", 0...Int64(UInt32.max - 1))),
-            ownerName: try string(o["ownerName"], "\"ownerName\""),
-            namespaces: namespaces,
-            holderPID: Int32(try integer("holderPID", 2...Int64(Int32.max))),
-            holderStartTime: UInt64(try integer("holderStartTime", 0...Int64.max)),
-            created: try integer("created", 0...Int64.max),
-            hostname: hostname, tmpfs: tmpfs, members: members, sessions: sessions)
-        record.binds = binds
-        if let uidMap, let gidMap { record.userMaps = UserMaps(uids: uidMap, gids: gidMap) }
-        if namespaces.contains(where: { $0.kind == .time }) {
-            record.monotonicOffset = try integer("monotonicOffset", -offsets...offsets)
-            record.boottimeOffset = try integer("boottimeOffset", -offsets...offsets)
-        }
-        if let netns = o["netnsName"] {
-            guard let name = netns.stringValue, isValidNetnsName(name) else { throw StateProblem("\"netnsName\" is \(netns.serialized())") }
-            record.netnsName = name
-        }
-        return record
-    }
-
-    /// NetnsPublisher.isValidName: 1 to 63 of A-Z a-z 0-9 _ . -, starting alphanumeric.
-    static func isValidNetnsName(_ name: String) -> Bool {
-        let bytes = Array(name.utf8)
-        func alnum(_ b: UInt8) -> Bool { (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) }
-        guard let first = bytes.first, alnum(first), bytes.count <= 63 else { return false }
-        return bytes.allSatisfy { alnum($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") }
-    }
-}
-
 /// The same format with Codable, as a migration of StateCodec would write it:
 /// a custom encode(to:) (the domain types are not the file's shape) ...
 struct EncodableStateRecord: Encodable {
-    let record: BenchStateRecord
+    let record: GroupRecord
 
     func encode(to encoder: any Encoder) throws {
         let r = record
@@ -533,7 +319,7 @@ struct EncodableStateRecord: Encodable {
 struct StrictStateRecord: Decodable {
     static let fileNameKey = CodingUserInfoKey(rawValue: "nsgroup.fileName")!
 
-    let record: BenchStateRecord
+    let record: GroupRecord
 
     private typealias Object = KeyedDecodingContainer<AnyKey>
 
@@ -593,7 +379,7 @@ struct StrictStateRecord: Decodable {
             }
             tmpfs.append(TmpfsMount(path: path, options: options))
         }
-        var members: [BenchMember] = []
+        var members: [Member] = []
         for m in try Self.objects(o, "members") {
             guard let memberName = try? m.decode(String.self, forKey: AnyKey("name")) else {
                 throw StateProblem("\"members\" holds an element without a string name")
@@ -607,7 +393,7 @@ struct StrictStateRecord: Decodable {
                 throw StateProblem("\"members\" holds an element that is neither a user nor a group")
             }
         }
-        var sessions: [BenchSessionRecord] = []
+        var sessions: [SessionRecord] = []
         for s in try Self.objects(o, "sessions") {
             guard let argv = try? s.decode([String].self, forKey: AnyKey("argv")), let tty = try? s.decode(Bool.self, forKey: AnyKey("tty")) else {
                 throw StateProblem("\"sessions\" holds an element without argv and tty")
@@ -619,7 +405,7 @@ struct StrictStateRecord: Decodable {
                 }
                 argvTruncated = flag
             }
-            sessions.append(BenchSessionRecord(
+            sessions.append(SessionRecord(
                 id: UInt64(try Self.integer(s, "id", 1...Int64.max, missing: false)),
                 pid: Int32(try Self.integer(s, "pid", 1...Int64(Int32.max), missing: false)),
                 startTime: UInt64(try Self.integer(s, "startTime", 0...Int64.max, missing: false)),
@@ -651,7 +437,7 @@ struct StrictStateRecord: Decodable {
             throw StateProblem("\"uidMap\" and \"gidMap\" go with a user namespace, and only with one")
         }
         let offsets = CreateParams.maxOffset
-        var record = BenchStateRecord(
+        var record = GroupRecord(
             name: name,
             owner: UInt32(try Self.integer(o, "owner", 0...Int64(UInt32.max - 1))),
             ownerName: try Self.string(o, "ownerName"),
@@ -667,7 +453,7 @@ struct StrictStateRecord: Decodable {
             record.boottimeOffset = try Self.integer(o, "boottimeOffset", -offsets...offsets)
         }
         if o.contains(AnyKey("netnsName")) {
-            guard let name = try? o.decode(String.self, forKey: AnyKey("netnsName")), HandStateCodec.isValidNetnsName(name) else {
+            guard let name = try? o.decode(String.self, forKey: AnyKey("netnsName")), NetnsPublisher.isValidName(name) else {
                 throw StateProblem("\"netnsName\" is not a valid name")
             }
             record.netnsName = name
