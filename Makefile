@@ -112,7 +112,7 @@ clean:
 # Both fail on any crash, broken invariant, leak, timeout or sanitizer report, print the
 # end of the log and leave the input that did it in $(FUZZ_DIR)/artifacts/. The target
 # (Fuzz/RPCFuzzer/FuzzTarget.swift) runs Sources/TestSupport/ProtocolFuzzDriver.swift: the
-# supervisor's path from bytes to a decoded request, with its invariants. Keep what it finds,
+# supervisor's path from bytes to a routed call (LineFramer, Routed.route), with its invariants. Keep what it finds,
 # minimized, in Fuzz/RPCFuzzer/regressions/: the RPCTests replay every file there.
 #
 # SwiftPM cannot instrument one target's sources, so the fuzzer is built here with swiftc,
