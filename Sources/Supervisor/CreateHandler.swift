@@ -326,8 +326,3 @@ final class CreateHandler {
         return name
     }
 }
-
-/// "1 group", "3 groups".
-func counted(_ n: Int, _ noun: String) -> String {
-    "\(n) \(noun)\(n == 1 ? "" : "s")"
-}

@@ -13,7 +13,6 @@ import Systemd
 /// handler. Everything runs on the one thread that runs the event loop; no locks.
 public final class Supervisor {
     let configuration: SupervisorConfiguration
-    let loop: EventLoop
     let audit: Audit
     /// The policy in force; replaced as a whole by reloadPolicy().
     private let policies: PolicyHolder
@@ -34,7 +33,6 @@ public final class Supervisor {
 
     public init(configuration: SupervisorConfiguration, loop: EventLoop, logger: Logger) throws(SupervisorError) {
         self.configuration = configuration
-        self.loop = loop
         // Every record names the socket, so records of several supervisors on
         // one host (a system one, a test's) stay apart.
         var logger = logger

@@ -60,7 +60,7 @@ struct Nsgroupd: ParsableCommand {
             limit.rlim_cur = limit.rlim_max
             _ = setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
         }
-        var configuration = SupervisorConfiguration(
+        let configuration = SupervisorConfiguration(
             socketPath: socket, stateDirectory: stateDirectory,
             holderPath: holder ?? Self.defaultHolderPath(), serverName: "nsgroupd \(nsgroupVersion)",
             configPath: config)
