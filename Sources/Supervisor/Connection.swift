@@ -255,6 +255,14 @@ final class Connection {
         }
     }
 
+    /// The completion of the deferred request, which closing the connection cancels.
+    private weak var pending: Completion?
+
+    /// Called by RequestContext.later: the request being handled is answered later.
+    func awaitCompletion(_ completion: Completion) {
+        pending = completion
+    }
+
     private func reply(to request: Request, _ outcome: Reply) {
         guard let id = request.id else { return }  // notifications are never answered
         switch outcome {
@@ -268,17 +276,14 @@ final class Connection {
         }
     }
 
-    /// Completes the deferred request and resumes reading.
-    func complete(_ outcome: PendingReply) {
+    /// Completes the deferred request (through its Completion) and resumes reading.
+    /// Descriptors of a reply that is not sent close with it (ReceivedDescriptors).
+    func complete(_ outcome: Reply) {
         guard case .some(let id) = waiting else { return }
         waiting = nil
+        pending = nil
         if isClosed { return }
-        if let id {
-            switch outcome {
-            case .result(let value): send(Response.result(id: id, value))
-            case .error(let error): send(Response.error(id: id, error))
-            }
-        }
+        reply(to: Request(id: id, method: "", params: nil), outcome)
         processLines()
         finishIfDone()
     }
@@ -418,6 +423,7 @@ final class Connection {
         input.release(self)
         dropBuffered()
         onClose(self)
+        pending?.cancel()
     }
 
     /// Forgets every request byte and descriptor not yet handled, and their charge.

@@ -43,8 +43,7 @@ final class DestroyHandler {
             sessions.killAll(in: group)
             CrashPoint.reach(.destroyKilled)
         }
-        let connection = context.connection
-        group.destroyWaiters.append { [weak connection] outcome in connection?.complete(outcome) }
+        group.destroyWaiters.append(context.later())
         return .deferred
     }
 
@@ -90,6 +89,6 @@ final class DestroyHandler {
         }
         let waiters = group.destroyWaiters
         group.destroyWaiters.removeAll()
-        for waiter in waiters { waiter(.result(.object([:]))) }
+        for waiter in waiters { waiter.finish(.result(.object([:]))) }
     }
 }

@@ -17,7 +17,7 @@ final class Group {
     /// Set once destroy has killed the holder; the group goes when it is reaped.
     var destroying = false
     /// Replies waiting for the holder to be reaped (each destroy of this group).
-    var destroyWaiters: [(PendingReply) -> Void] = []
+    var destroyWaiters: [Completion] = []
     /// Which registration of this name it is (GroupRegistry.register): records that
     /// outlive the group, like ended sessions, name it, not just the name.
     var instance: UInt64 = 0

@@ -120,14 +120,18 @@ public final class Supervisor {
 
     /// Every request that reaches a handler or was refused on the way
     /// (Routed.route: method, descriptor rules, params) passes here: the
-    /// handler, and one journal record of the decision.
+    /// handler, and one journal record of the decision (for a deferred
+    /// answer, when its Completion finishes).
     func dispatch(_ connection: Connection, _ request: Request, _ routed: Result<Call, RPCError>,
                   _ descriptors: ReceivedDescriptors) -> Reply {
         let caller = connection.peer
         let name = request.params?["name"]?.stringValue
+        let journal: (Result<Void, RPCError>) -> Void = { [weak self] outcome in
+            self?.record(outcome, of: request, from: caller, name: name)
+        }
         let reply: Reply
         do throws(RPCError) {
-            let context = RequestContext(caller: caller, connection: connection, request: request)
+            let context = RequestContext(caller: caller, connection: connection, request: request, journal: journal)
             switch try routed.get() {
             case .version: reply = readHandler.version()
             case .create(let params): reply = try createHandler.create(params, context)
@@ -144,20 +148,31 @@ public final class Supervisor {
                 reply = .result(.object([:]))
             }
         } catch {
+            journal(.failure(error))
+            return .error(error)
+        }
+        descriptors.closeAll()
+        if case .deferred = reply { return reply }
+        if case .success(let call) = routed, call.method.isRead, !policy.recordEachRead {
+            connection.countRead(call.method, name: name, now: monotonicSeconds())
+        } else {
+            journal(.success(()))
+        }
+        return reply
+    }
+
+    /// The one journal record of a request's outcome.
+    private func record(_ outcome: Result<Void, RPCError>, of request: Request, from caller: PeerCredentials, name: String?) {
+        switch outcome {
+        case .success:
+            audit.record(.requestAccepted, "Accepted \(request.method) from uid \(caller.uid)",
+                         caller: caller, fields: recordFields(request, name: name, result: "ok"))
+        case .failure(let error):
             audit.record(.requestRefused, level: .notice,
                          "Refused \(request.method) from uid \(caller.uid): \(error.message)",
                          caller: caller,
                          fields: recordFields(request, name: name, result: error.reason.rawValue))
-            return .error(error)
         }
-        descriptors.closeAll()
-        if case .success(let call) = routed, call.method.isRead, !policy.recordEachRead {
-            connection.countRead(call.method, name: name, now: monotonicSeconds())
-        } else {
-            audit.record(.requestAccepted, "Accepted \(request.method) from uid \(caller.uid)",
-                         caller: caller, fields: recordFields(request, name: name, result: "ok"))
-        }
-        return reply
     }
 
     private func recordFields(_ request: Request, name: String?, result: String) -> [String: String] {
@@ -172,6 +187,16 @@ struct RequestContext {
     let caller: PeerCredentials
     let connection: Connection
     let request: Request
+    /// Journals the request's outcome (dispatch's record).
+    let journal: (Result<Void, RPCError>) -> Void
+
+    /// For a handler that answers later: it returns `.deferred` and finishes
+    /// the completion when its work is done.
+    func later() -> Completion {
+        let completion = Completion(connection: connection, journal: journal)
+        connection.awaitCompletion(completion)
+        return completion
+    }
 }
 
 /// Seconds on the monotonic clock.
