@@ -6,7 +6,7 @@
 #include <linux/openat2.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
-#include <stdio.h>
+#include <string.h>
 #include <sys/sysmacros.h>
 #include <sys/vfs.h>
 #include <termios.h>
@@ -54,8 +54,16 @@ static int open_group_ptmx(int root_fd, int flags) {
         errno = ENOTTY;
         return -1;
     }
-    char proc[64];
-    snprintf(proc, sizeof proc, "/proc/self/fd/%d", path);
+    /* "/proc/self/fd/N" without snprintf: this runs in a child before exec. */
+    char proc[32] = "/proc/self/fd/";
+    char digits[12];
+    int n = 0;
+    for (unsigned value = (unsigned)path; n == 0 || value > 0; value /= 10)
+        digits[n++] = (char)('0' + value % 10);
+    size_t at = strlen(proc);
+    while (n > 0)
+        proc[at++] = digits[--n];
+    proc[at] = '\0';
     NS_AUTOCLOSE int master = (int)NS_RETRY(open(proc, flags | O_NONBLOCK));
     if (master < 0)
         return -1;

@@ -15,12 +15,15 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "ns_fdpass.h"
+#include "ns_pty.h"
 #include "ns_sys.h"
 
 #ifndef KEYCTL_JOIN_SESSION_KEYRING
@@ -101,11 +104,11 @@ static int place_fd(int from, int to) {
     return dup2(from, to);
 }
 
-/* A process that shares the supervisor's memory (vfork-style) or is about to
- * become a user must not be ptrace-able or dumpable by that user before it
- * execs; exec makes a process dumpable again as its new credentials allow.
- * Dumpability belongs to the memory: in a vfork-style child this marks the
- * supervisor's too, which ns_spawn_enter gives back afterwards. */
+/* A process that is about to become a user must not be ptrace-able or
+ * dumpable by that user before it execs (it holds a copy of the supervisor's
+ * memory); exec makes a process dumpable again as its new credentials allow.
+ * Dumpability belongs to the memory, which the children of an enter never
+ * share with the supervisor. */
 static int not_dumpable(void) {
     return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
@@ -292,7 +295,7 @@ static int set_rlimit(int r, const struct ns_rlimit *want) {
     return (int)syscall(SYS_prlimit64, 0, r, &capped, NULL);
 }
 
-__attribute__((noreturn)) static void session_child(const struct ns_enter_spec *spec, int status) {
+__attribute__((noreturn)) static void session_child(const struct ns_enter_spec *spec, int status, int terminal) {
     /* Keep the status pipe clear of 0-2, which are about to be replaced. */
     if (status < 3 && (status = fcntl(status, F_DUPFD_CLOEXEC, 3)) < 0)
         _exit(127);
@@ -304,7 +307,7 @@ __attribute__((noreturn)) static void session_child(const struct ns_enter_spec *
 
     int moved[3];
     for (int i = 0; i < 3; i++)
-        if ((moved[i] = fcntl(spec->stdio[i], F_DUPFD_CLOEXEC, 3)) < 0)
+        if ((moved[i] = fcntl(terminal >= 0 ? terminal : spec->stdio[i], F_DUPFD_CLOEXEC, 3)) < 0)
             fail(status, NS_STAGE_STDIO, i);
     for (int i = 0; i < 3; i++)
         if (dup2(moved[i], i) < 0)
@@ -351,25 +354,40 @@ __attribute__((noreturn)) static void session_child(const struct ns_enter_spec *
     fail(status, NS_STAGE_EXECVE, -1);
 }
 
-/* What the two children of an enter need; lives on the supervisor's stack,
- * which the children may read because the supervisor waits for them. */
+/* What the two children of an enter need. It lives on the supervisor's stack
+ * when the first child is cloned, so the first child (a copy of the
+ * supervisor's memory) and the session (sharing the first child's memory, or
+ * a copy of it) find it at the same address. */
 struct enter_context {
     const struct ns_enter_spec *spec;
     int status;
-    char *session_stack; /* top of the session's stack, when sharing memory */
+    int terminal; /* the pty's slave, once the first child opened it; else -1 */
 };
 
 static int session_entry(void *arg) {
     const struct enter_context *ctx = arg;
-    session_child(ctx->spec, ctx->status);
+    session_child(ctx->spec, ctx->status, ctx->terminal);
 }
 
-__attribute__((noreturn)) static void enter_child(const struct enter_context *ctx) {
+__attribute__((noreturn)) static void enter_child(struct enter_context *ctx) {
     const struct ns_enter_spec *spec = ctx->spec;
     int status = ctx->status;
     reset_signal_dispositions();
     if (not_dumpable() < 0)
         fail(status, NS_STAGE_DUMPABLE, -1);
+    /* The terminal, through the group's tree as root of the host, before any
+     * setns: the slave's owner and group are host ids. Its master goes back
+     * to the supervisor beside a report; the session gets the slave. */
+    if (spec->pty) {
+        int master = -1, slave = -1;
+        if (ns_pty_open(spec->pty_root_fd, spec->pty_uid, spec->tty_gid, spec->rows, spec->cols, &master, &slave) < 0)
+            fail(status, NS_STAGE_OPEN_PTY, -1);
+        struct ns_report r = { .stage = NS_STAGE_PTY_MASTER, .error = 0, .index = -1, .pid = 0 };
+        if (ns_send_with_fds(status, &r, sizeof r, &master, 1) != (ssize_t)sizeof r)
+            fail(status, NS_STAGE_OPEN_PTY, -1);
+        close(master);
+        ctx->terminal = slave;
+    }
     /* The caller's audit identity, while /proc is still the host's. */
     if (spec->set_loginuid && write_loginuid(spec->loginuid) < 0)
         fail(status, NS_STAGE_LOGINUID, -1);
@@ -399,10 +417,26 @@ __attribute__((noreturn)) static void enter_child(const struct enter_context *ct
 
     /* A pid namespace applies to children only: the session is a child of
      * this process, but with CLONE_PARENT it becomes the supervisor's own
-     * child, so the supervisor can watch and reap it by pidfd. */
+     * child, so the supervisor can watch and reap it by pidfd. Its pid is
+     * reported at once, before it execs, so that the supervisor can kill it
+     * whenever it likes (spawn-timeout, a client gone).
+     *
+     * It shares this process's memory (itself a private copy of the
+     * supervisor's) on a stack of its own, without CLONE_VFORK: this process
+     * reports and exits while the session goes on alone in that memory,
+     * which nobody else touches any more. Not with a time namespace, whose
+     * offsets only a process with a memory of its own can take on. */
     long child;
-    if (ctx->session_stack) {
-        child = clone(session_entry, ctx->session_stack, CLONE_VM | CLONE_VFORK | CLONE_PARENT, (void *)ctx);
+    if (spec->share_memory) {
+        const size_t stack_size = 256 * 1024, page = 4096;
+        char *stack = mmap(NULL, stack_size + page, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        if (stack == MAP_FAILED)
+            fail(status, NS_STAGE_CLONE, -1);
+        /* A guard page below the stack. */
+        if (mprotect(stack, page, PROT_NONE) < 0)
+            fail(status, NS_STAGE_CLONE, -1);
+        child = clone(session_entry, stack + stack_size + page, CLONE_VM | CLONE_PARENT, (void *)ctx);
     } else {
         struct clone_args args;
         memset(&args, 0, sizeof args);
@@ -410,7 +444,7 @@ __attribute__((noreturn)) static void enter_child(const struct enter_context *ct
         args.exit_signal = 0; /* required with CLONE_PARENT; SIGCHLD is inherited */
         child = clone3_raw(&args);
         if (child == 0)
-            session_child(spec, status);
+            session_child(spec, status, ctx->terminal);
     }
     if (child < 0)
         fail(status, NS_STAGE_CLONE, -1);
@@ -418,115 +452,48 @@ __attribute__((noreturn)) static void enter_child(const struct enter_context *ct
     _exit(0);
 }
 
-static int enter_entry(void *arg) {
-    enter_child(arg);
-}
-
-static int read_report(int fd, struct ns_report *r) {
-    size_t got = 0;
-    while (got < sizeof *r) {
-        ssize_t n = NS_RETRY(read(fd, (char *)r + got, sizeof *r - got));
-        if (n <= 0)
-            return got == 0 ? 0 : -1;
-        got += (size_t)n;
-    }
-    return 1;
-}
-
-int ns_spawn_enter(const struct ns_enter_spec *spec, pid_t *pid, struct ns_report *out) {
-    memset(out, 0, sizeof *out);
-    out->index = -1;
+int ns_spawn_enter_start(const struct ns_enter_spec *spec, int *status_fd, pid_t *first_pid, int *first_pidfd) {
+    /* A socket pair rather than a pipe: the terminal's master comes back on it. */
     int pipefd[2];
-    if (pipe2(pipefd, O_CLOEXEC) < 0) {
-        out->stage = NS_STAGE_CLONE;
-        out->error = errno;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pipefd) < 0)
         return -1;
-    }
-    NS_AUTOCLOSE int rd = pipefd[0];
-    NS_AUTOCLOSE int wr = pipefd[1];
-
-    /* Two stacks for the vfork-style children, one mapping with a guard
-     * page below each. */
-    const size_t stack_size = 256 * 1024, page = 4096;
-    char *stacks = NULL;
-    struct enter_context ctx = { .spec = spec, .status = wr, .session_stack = NULL };
-    if (spec->share_memory) {
-        stacks = mmap(NULL, 2 * (stack_size + page), PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-        if (stacks == MAP_FAILED) {
-            out->stage = NS_STAGE_CLONE;
-            out->error = errno;
-            return -1;
-        }
-        /* Without its guard page a stack overflow would run into the other
-         * stack or the supervisor's memory: no spawn then. */
-        if (mprotect(stacks, page, PROT_NONE) < 0 || mprotect(stacks + stack_size + page, page, PROT_NONE) < 0) {
-            out->stage = NS_STAGE_CLONE;
-            out->error = errno;
-            munmap(stacks, 2 * (stack_size + page));
-            return -1;
-        }
-        ctx.session_stack = stacks + 2 * (stack_size + page);
-    }
-
-    /* PR_SET_DUMPABLE is per memory: children sharing ours clear it for us too. */
-    int dumpable = spec->share_memory ? prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) : -1;
+    struct enter_context ctx = { .spec = spec, .status = pipefd[1], .terminal = -1 };
 
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    long first;
-    if (spec->share_memory) {
-        first = clone(enter_entry, stacks + stack_size + page, CLONE_VM | CLONE_VFORK | SIGCHLD, &ctx);
-    } else {
-        struct clone_args args;
-        memset(&args, 0, sizeof args);
-        args.exit_signal = SIGCHLD;
-        first = clone3_raw(&args);
-        if (first == 0) {
-            close(rd);
-            enter_child(&ctx);
-        }
+    int pidfd = -1;
+    struct clone_args args;
+    memset(&args, 0, sizeof args);
+    args.flags = CLONE_PIDFD;
+    args.pidfd = (uint64_t)(uintptr_t)&pidfd;
+    args.exit_signal = SIGCHLD;
+    long first = clone3_raw(&args);
+    if (first == 0) {
+        close(pipefd[0]);
+        enter_child(&ctx);
     }
     int saved = errno;
-    /* The children no longer use this memory: both have exited or exec'd. */
-    if (dumpable == 1)
-        (void)prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (stacks)
-        munmap(stacks, 2 * (stack_size + page));
-    ns_close(&wr);
+    close(pipefd[1]);
     if (first < 0) {
-        out->stage = NS_STAGE_CLONE;
-        out->error = saved;
+        close(pipefd[0]);
+        errno = saved;
         return -1;
     }
-    (void)NS_RETRY(waitpid((pid_t)first, NULL, __WALL));
-
-    /* End of file arrives once the first child has exited and the session
-     * has exec'd (the pipe is close-on-exec) or died. */
-    pid_t session = 0;
-    int failed = 0;
-    struct ns_report r;
-    int got;
-    while ((got = read_report(rd, &r)) > 0) {
-        if (r.stage == NS_STAGE_FORKED)
-            session = r.pid;
-        else if (r.stage != NS_STAGE_OK && !failed) {
-            *out = r;
-            failed = 1;
-        }
-    }
-    if (!failed && (got < 0 || session <= 0)) {
-        out->stage = NS_STAGE_CLONE;
-        out->error = ECHILD;
-        failed = 1;
-    }
-    if (failed) {
-        if (session > 0)
-            (void)NS_RETRY(waitpid(session, NULL, __WALL));
+    /* The supervisor reads reports when the loop says there are some. */
+    int flags = fcntl(pipefd[0], F_GETFL);
+    if (flags < 0 || fcntl(pipefd[0], F_SETFL, flags | O_NONBLOCK) < 0) {
+        saved = errno;
+        (void)ns_pidfd_send_signal(pidfd, SIGKILL);
+        (void)NS_RETRY(waitpid((pid_t)first, NULL, __WALL));
+        close(pidfd);
+        close(pipefd[0]);
+        errno = saved;
         return -1;
     }
-    *pid = session;
+    *status_fd = pipefd[0];
+    *first_pid = (pid_t)first;
+    *first_pidfd = pidfd;
     return 0;
 }

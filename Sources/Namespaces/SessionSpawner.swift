@@ -75,22 +75,84 @@ public struct NamespaceFiles: ~Copyable {
     }
 }
 
-/// Starts processes inside groups (see ns_spawn_enter in CSpawn).
-public enum SessionSpawner {
-    /// Starts the process and returns its pidfd once it has exec'd. The
-    /// supervisor is its parent. `stdio` are borrowed: the caller still owns them.
-    public static func spawn(_ spec: SessionSpec, namespaces: borrowing NamespaceFiles,
-                             stdio: (Int32, Int32, Int32)) throws(SpawnError) -> Pidfd {
+/// The terminal a session gets, opened by the launch's first child (never on
+/// the supervisor's thread: it is reached through the group's tree).
+public struct TerminalRequest {
+    /// The group's /proc/HOLDER/root (O_PATH), borrowed until `SessionLaunch.start`
+    /// returns; nil for the host's /dev/ptmx.
+    public var groupRoot: Int32?
+    /// The slave's owner; its group is `ttyGroup`, its mode 0620.
+    public var uid: uid_t
+    public var ttyGroup: gid_t
+    public var rows: UInt16
+    public var columns: UInt16
+
+    public init(groupRoot: Int32?, uid: uid_t, ttyGroup: gid_t, rows: UInt16, columns: UInt16) {
+        self.groupRoot = groupRoot
+        self.uid = uid
+        self.ttyGroup = ttyGroup
+        self.rows = rows
+        self.columns = columns
+    }
+}
+
+/// A process on its way into a group (ns_spawn_enter_start): started without
+/// waiting, then followed through its status channel, which the owner of the
+/// launch watches (an event source in nsgroupd) and hands to `advance()`
+/// whenever it is readable. Nothing here blocks.
+///
+/// Whoever owns it reaps what it started: the first child (`takeFirstChild`)
+/// always, and the session when the launch failed or was killed.
+public final class SessionLaunch {
+    /// How far it is.
+    public enum State {
+        /// The children are still at work (the channel is open).
+        case running
+        /// The session has exec'd its program: `takeSession()` gives its pidfd.
+        case started
+        /// A step failed, or the launch was killed; nothing will run the program.
+        case failed(SpawnError)
+    }
+
+    /// The supervisor's end of the status channel (non-blocking, close-on-exec).
+    public let channel: FileDescriptor
+    private var firstChild: Pidfd?
+    private var session: Pidfd?
+    private var terminal: FileDescriptor?
+    private var failure: SpawnError?
+    private var ended: State?
+    private let kinds: [NamespaceKind]
+    private let cwd: String
+    private let file: String
+
+    private init(channel: consuming FileDescriptor, firstChild: consuming Pidfd, kinds: [NamespaceKind], cwd: String, file: String) {
+        self.channel = channel
+        self.firstChild = consume firstChild
+        self.kinds = kinds
+        self.cwd = cwd
+        self.file = file
+    }
+
+    /// The pid of the session, once the first child has reported it.
+    public var sessionPID: pid_t? { session?.pid }
+
+    /// Starts the two children of an enter and returns at once. `stdio` are
+    /// borrowed (the children have their own copies when this returns), as is
+    /// `terminal.groupRoot`; with `terminal`, stdio is the new terminal's slave
+    /// and `stdio` is ignored.
+    public static func start(_ spec: SessionSpec, namespaces: borrowing NamespaceFiles, stdio: (Int32, Int32, Int32),
+                             terminal: TerminalRequest? = nil) throws(SpawnError) -> SessionLaunch {
         let nsFDs = namespaces.files.rawValues
         let nsTypes = namespaces.kinds.map(\.cloneFlag)
-        var pid: pid_t = 0
-        var report = ns_report()
         let file = spec.executable
         // Exactly one per resource, or none.
         if let given = spec.resourceLimits, given.count != Int(NS_RLIMIT_COUNT) {
             throw SpawnError(step: .resourceLimitCount(given.count), errno: Errno(rawValue: EINVAL))
         }
         let limits = spec.resourceLimits?.map { ns_rlimit(cur: $0.soft, max: $0.hard) }
+        var channel: Int32 = -1
+        var firstPID: pid_t = 0
+        var firstPidfd: Int32 = -1
         let status = withCStringArray(spec.argv) { argv in
             withCStringArray(spec.environment) { envp in
                 nsFDs.withUnsafeBufferPointer { fds in
@@ -111,8 +173,16 @@ public enum SessionSpawner {
                                             c.groups = groups.baseAddress
                                             c.ngroups = groups.count
                                             c.stdio = stdio
+                                            if let terminal {
+                                                c.pty = 1
+                                                c.pty_root_fd = terminal.groupRoot ?? -1
+                                                c.pty_uid = terminal.uid
+                                                c.tty_gid = terminal.ttyGroup
+                                                c.rows = terminal.rows
+                                                c.cols = terminal.columns
+                                            }
                                             c.controlling_tty = spec.controllingTerminal ? 1 : 0
-                                            // setns into a time namespace needs a private mm.
+                                            // setns into a time namespace needs a memory of one's own.
                                             c.share_memory = namespaces.kinds.contains(.time) ? 0 : 1
                                             c.rlimits = rlimits
                                             c.userns_root = spec.userNamespaceRoot ? 1 : 0
@@ -122,7 +192,7 @@ public enum SessionSpawner {
                                             c.search_path = path
                                             c.argv = argv
                                             c.envp = envp
-                                            return ns_spawn_enter(&c, &pid, &report)
+                                            return ns_spawn_enter_start(&c, &channel, &firstPID, &firstPidfd)
                                         }
                                     }
                                 }
@@ -132,17 +202,90 @@ public enum SessionSpawner {
                 }
             }
         }
-        if status < 0 {
-            throw SpawnError(report: report, namespaces: namespaces.kinds, cwd: spec.cwd, file: file)
-        }
-        // The session is our unreaped child: its pid cannot be reused before
-        // we reap it, so opening the pidfd by pid is safe.
-        do {
-            return try Pidfd.open(pid: pid)
-        } catch {
-            throw SpawnError(step: .pidfdOpen(pid: pid), errno: error)
+        if status < 0 { throw SpawnError(step: .clone3, errno: .current) }
+        return SessionLaunch(channel: FileDescriptor(adopting: channel), firstChild: Pidfd(pid: firstPID, adopting: firstPidfd),
+                             kinds: namespaces.kinds, cwd: spec.cwd, file: file)
+    }
+
+    /// Reads every report waiting on the channel. `.running` until end of
+    /// file; then, and from then on, how it ended.
+    public func advance() -> State {
+        if let ended { return ended }
+        var record = ns_report()
+        let size = MemoryLayout<ns_report>.size
+        while true {
+            let received: UnixSocket.Received
+            do {
+                received = try withUnsafeMutableBytes(of: &record) { (raw) throws(Errno) in
+                    try UnixSocket.receive(channel.rawValue, into: raw)
+                }
+            } catch {
+                if error.rawValue == EAGAIN || error.rawValue == EWOULDBLOCK { return .running }
+                return end(SpawnError(step: .clone3, errno: error))
+            }
+            let descriptors = ReceivedDescriptors(received.descriptors)
+            if received.count == 0 { return end(nil) }
+            guard received.count == size else { continue }
+            switch ns_stage(UInt32(record.stage)) {
+            case NS_STAGE_PTY_MASTER:
+                if terminal == nil { terminal = descriptors.take(0) }
+            case NS_STAGE_FORKED:
+                // Our child (CLONE_PARENT) and not reaped: its pid cannot be reused before we reap it.
+                do {
+                    session = try Pidfd.open(pid: record.pid)
+                } catch {
+                    if failure == nil { failure = SpawnError(step: .pidfdOpen(pid: record.pid), errno: error) }
+                }
+            case NS_STAGE_OK:
+                break
+            default:
+                if failure == nil { failure = SpawnError(report: record, namespaces: kinds, cwd: cwd, file: file) }
+            }
         }
     }
+
+    private func end(_ error: SpawnError?) -> State {
+        let state: State
+        if let error = failure ?? error {
+            state = .failed(error)
+        } else if session == nil {
+            state = .failed(SpawnError(step: .clone3, errno: Errno(rawValue: ECHILD)))
+        } else {
+            state = .started
+        }
+        ended = state
+        return state
+    }
+
+    /// Ends the launch: SIGKILL to both children. The channel then reaches
+    /// end of file (once they are gone) and the launch ends as failed.
+    public func kill() {
+        try? session?.signal(SIGKILL)
+        try? firstChild?.signal(SIGKILL)
+        if failure == nil { failure = SpawnError(step: .killed, errno: Errno(rawValue: ECANCELED)) }
+    }
+
+    /// Ends the launch for having taken longer than `seconds`: kills both
+    /// children and says so from now on.
+    public func timeOut(after seconds: Int) -> State {
+        _ = advance()  // what has arrived counts: the session's pid, above all
+        try? session?.signal(SIGKILL)
+        try? firstChild?.signal(SIGKILL)
+        if case .started = ended ?? .running { return .started }
+        if let ended, case .failed = ended { return ended }
+        let state = State.failed(SpawnError(step: .waitingForSession(seconds: seconds), errno: .timedOut))
+        ended = state
+        return state
+    }
+
+    /// The first child's pidfd, for reaping (it exits on its own, right after its report).
+    public func takeFirstChild() -> Pidfd? { firstChild.take() }
+
+    /// The session's pidfd: to watch once started, to reap after a failure.
+    public func takeSession() -> Pidfd? { session.take() }
+
+    /// The terminal's master, when the launch opened one.
+    public func takeTerminal() -> FileDescriptor? { terminal.take() }
 }
 
 /// Calls `body` with a pointer to `array`'s elements, or with nil when there is no array.

@@ -44,6 +44,10 @@ extension SpawnError {
         case resourceLimitCount(Int)
         /// Opening the pidfd of a session that has exec'd.
         case pidfdOpen(pid: Int32)
+        /// The session did not exec (or fail) within the spawn timeout.
+        case waitingForSession(seconds: Int)
+        /// The launch was killed before its program ran (its client went away).
+        case killed
 
         // In the supervisor, around a group that exists.
         /// Opening a holder's namespace files for an enter.
@@ -113,6 +117,8 @@ extension SpawnError {
             case .recordHolder: "record the holder"
             case .resourceLimitCount(let count): "resource limits (\(count), not \(NS_RLIMIT_COUNT))"
             case .pidfdOpen(let pid): "pidfd_open(\(pid))"
+            case .waitingForSession(let seconds): "waiting \(seconds) s for the session to start"
+            case .killed: "stopped: the client went away"
             case .openNamespaces(let pid): "open(/proc/\(pid)/ns)"
             case .openPtmx: "open(/dev/pts/ptmx)"
             case .signal: "pidfd_send_signal"
@@ -202,6 +208,7 @@ extension SpawnError {
         case NS_STAGE_RESOLVE_AS: step = .resolveAs(path: item(tmpfs))
         case NS_STAGE_RLIMIT: step = .setResourceLimit(index)
         case NS_STAGE_TMPFS_NOT_OWNED: step = .tmpfsTargetNotOwned(path: item(tmpfs))
+        case NS_STAGE_OPEN_PTY: step = .openPtmx
         default: step = .stage(report.stage)
         }
         self.init(step: step, errno: Errno(rawValue: report.error))

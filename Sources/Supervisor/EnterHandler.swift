@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CPOSIX
 import Namespaces
 import POSIX
 import RPC
@@ -12,15 +13,19 @@ import RPC
 final class EnterHandler {
     private let registry: GroupRegistry
     private let sessions: SessionTable
+    private let launches: Launches
+    private let reaper: Reaper
     private let policies: PolicyHolder
     private let subordinates: SubordinateOwners
     private let audit: Audit
     private let ttyGroup: gid_t
 
-    init(registry: GroupRegistry, sessions: SessionTable, policies: PolicyHolder, subordinates: SubordinateOwners,
-         audit: Audit, ttyGroup: gid_t) {
+    init(registry: GroupRegistry, sessions: SessionTable, launches: Launches, reaper: Reaper, policies: PolicyHolder,
+         subordinates: SubordinateOwners, audit: Audit, ttyGroup: gid_t) {
         self.registry = registry
         self.sessions = sessions
+        self.launches = launches
+        self.reaper = reaper
         self.policies = policies
         self.subordinates = subordinates
         self.audit = audit
@@ -41,6 +46,14 @@ final class EnterHandler {
     /// whose master goes back beside the reply. Scripted: on the three
     /// descriptors the caller passed.
     /// Routed.route has checked the descriptors against `params.tty`: none with a tty, else exactly 3.
+    ///
+    /// The answer comes once the process has exec'd its program or failed
+    /// (Launches): nothing here waits for a child, so a session whose program
+    /// or directory sits on a file a user can stall (a lease, FUSE, a hung
+    /// NFS server) stalls only its own enter, and only until
+    /// limits.spawn-timeout. The places a launch can wait: the terminal's
+    /// path in the group's tree, the session's directory, the program's path
+    /// and file; all are in its children (CSpawn, ns_spawn_enter_start).
     func enter(_ params: EnterParams, _ context: RequestContext, _ descriptors: ReceivedDescriptors) throws(RPCError) -> Reply {
         let group = try registry.group(params.name, caller: context.caller, action: "enter", manage: false)
         guard !group.destroying else { throw .notFound(group: params.name) }
@@ -54,8 +67,10 @@ final class EnterHandler {
             throw RPCError(.permissionDenied, "enter: the process that opened this connection (pid \(caller.pid)) is gone, so nsgroupd cannot verify its audit login uid and resource limits, which a session takes on; enter from the process that connects")
         }
         // Per-user limits bind everyone but root (admins are users with more access, not more quota).
+        // Sessions still starting count: concurrent enters cannot pass the limit together.
+        let charged = subordinates.chargedUID(caller.uid)
         if caller.uid != 0 {
-            let running = sessions.count(chargedTo: subordinates.chargedUID(caller.uid))
+            let running = sessions.count(chargedTo: charged) + launches.count(chargedTo: charged)
             if running >= policy.sessionsPerUser {
                 throw RPCError(.limitExceeded, "\(subordinates.chargedSubject(caller.uid)) \(counted(running, "session")) running, the most allowed (limits.sessions-per-user = \(policy.sessionsPerUser))")
             }
@@ -135,62 +150,120 @@ final class EnterHandler {
                                            step: .openNamespaces(pid: group.record.holderPID), errno: error)
         }
 
-        var master: FileDescriptor?
-        let pidfd: Pidfd
-        do throws(SpawnError) {
-            if params.tty {
-                let pty: Pty
-                do {
-                    pty = try Pty.open(holderPID: group.record.kinds.contains(.mnt) ? group.record.holderPID : nil,
-                                       // The terminal is the session's: through a user namespace, its root's (the owner).
-                                       uid: entry.isNamespaceRoot ? group.owner : caller.uid, ttyGroup: ttyGroup,
-                                       rows: params.rows ?? 0, columns: params.columns ?? 0)
-                } catch {
-                    throw SpawnError(step: .openPtmx, errno: error)
-                }
-                let slave = pty.slave.rawValue
-                pidfd = try SessionSpawner.spawn(spec, namespaces: namespaces, stdio: (slave, slave, slave))
-                master = try? pty.master.duplicate()
-            } else {
-                let fds = descriptors.rawValues
-                pidfd = try SessionSpawner.spawn(spec, namespaces: namespaces, stdio: (fds[0], fds[1], fds[2]))
+        // The terminal is opened by the launch's first child, through the group's
+        // tree (/proc/HOLDER/root, whose magic link no user's file system is on).
+        var groupRoot: FileDescriptor?
+        if params.tty, group.record.kinds.contains(.mnt) {
+            do {
+                groupRoot = try FileDescriptor.open("/proc/\(group.record.holderPID)/root", NS_O_PATH | O_DIRECTORY)
+            } catch {
+                throw RPCError.operationFailed("cannot enter group \"\(params.name)\"", step: .openPtmx, errno: error)
             }
+        }
+        // The terminal is the session's: through a user namespace, its root's (the owner).
+        let terminal = params.tty
+            ? TerminalRequest(groupRoot: groupRoot?.rawValue, uid: entry.isNamespaceRoot ? group.owner : caller.uid,
+                              ttyGroup: ttyGroup, rows: params.rows ?? 0, columns: params.columns ?? 0)
+            : nil
+        let fds = descriptors.rawValues
+        let launch: SessionLaunch
+        do throws(SpawnError) {
+            launch = try SessionLaunch.start(spec, namespaces: namespaces,
+                                             stdio: params.tty ? (-1, -1, -1) : (fds[0], fds[1], fds[2]), terminal: terminal)
         } catch {
             throw RPCError.operationFailed("cannot enter group \"\(params.name)\"", error)
         }
-        // Our copies of the caller's stdio (or of the pty slave) close here:
-        // only the process holds them now.
+        // Our copies of the caller's stdio close here: only the children hold them now.
         descriptors.closeAll()
+        _ = consume groupRoot
 
+        let completion = context.later()
+        let started = Started(group: group, caller: caller, argv: argv, tty: params.tty, entry: entry,
+                              connection: context.connection, completion: completion)
+        do {
+            try launches.watch(launch, chargedTo: charged, timeoutSeconds: policy.spawnTimeout) { [weak self] launch, state in
+                self?.launched(launch, state, started)
+            }
+        } catch {
+            launch.kill()
+            if let first = launch.takeFirstChild() { reaper.reap(first) }
+            if let session = launch.takeSession() { reaper.reap(session) }
+            completion.finish(.error(RPCError(.internalError, "cannot enter group \"\(params.name)\": cannot watch the new process: \(error)")))
+            return .deferred
+        }
+        // A client that goes away before the answer takes its launch with it.
+        completion.onCancel = { [weak launches, weak launch] in
+            guard let launches, let launch else { return }
+            launches.cancel(launch)
+        }
+        return .deferred
+    }
+
+    /// What a launch needs to know when it ends.
+    private struct Started {
+        let group: Group
+        let caller: PeerCredentials
+        let argv: [String]
+        let tty: Bool
+        let entry: EntryMode
+        let connection: Connection
+        let completion: Completion
+    }
+
+    /// A launch ended: the session runs (register, journal, answer with its
+    /// terminal), or it failed (answer why).
+    private func launched(_ launch: SessionLaunch, _ state: SessionLaunch.State, _ started: Started) {
+        let group = started.group
+        let caller = started.caller
+        let name = group.name
+        if case .failed(let error) = state {
+            started.completion.finish(.error(RPCError.operationFailed("cannot enter group \"\(name)\"", error)))
+            return
+        }
+        guard let pidfd = launch.takeSession() else { return }
+        // The group went away while its session started (destroy killed what it knew of),
+        // or the client did: this one goes too.
+        if group.destroying || registry[name] !== group || started.completion.isCancelled {
+            try? pidfd.signal(SIGKILL)
+            reaper.reap(pidfd)
+            started.completion.finish(.error(group.destroying || registry[name] !== group
+                ? .notFound(group: name)
+                : RPCError.operationFailed("cannot enter group \"\(name)\"", step: .killed, errno: Errno(rawValue: ECANCELED))))
+            return
+        }
+        let master = launch.takeTerminal()
+        let pid = pidfd.pid
         let record = SessionRecord(
-            id: sessions.takeID(), pid: pidfd.pid, startTime: (try? ProcFS.startTime(pid: pidfd.pid)) ?? 0,
-            uid: caller.uid, argv: argv, started: Timestamp.now(), tty: params.tty,
+            id: sessions.takeID(), pid: pid, startTime: (try? ProcFS.startTime(pid: pid)) ?? 0,
+            uid: caller.uid, argv: started.argv, started: Timestamp.now(), tty: started.tty,
             callerGID: caller.gid, callerPID: caller.pid)
-        let session = Session(record: record, pidfd: pidfd, adopted: false, connection: context.connection)
+        let session = Session(record: record, pidfd: pidfd, adopted: false, connection: started.connection)
         do {
             try sessions.start(session, in: group)
         } catch {
             try? session.pidfd.signal(SIGKILL)
-            _ = try? session.pidfd.reap(block: true)
-            throw RPCError(.internalError, "cannot enter group \"\(params.name)\": cannot watch the process: \(error)")
+            _ = try? session.pidfd.reap()
+            started.completion.finish(.error(RPCError(.internalError, "cannot enter group \"\(name)\": cannot watch the process: \(error)")))
+            return
         }
-        audit.record(.sessionStarted, "Started session \(session.id) (pid \(session.pid)) in group \(group.name) for uid \(caller.uid): \(argv.joined(separator: " "))",
+        audit.record(.sessionStarted, "Started session \(session.id) (pid \(session.pid)) in group \(name) for uid \(caller.uid): \(started.argv.joined(separator: " "))",
                      caller: caller, fields: [
-                        AuditField.name: group.name,
+                        AuditField.name: name,
                         AuditField.operation: "enter",
                         AuditField.result: "ok",
                         AuditField.ownerUID: String(group.owner),
                         AuditField.holderPID: String(group.record.holderPID),
                         AuditField.sessionPID: String(session.pid),
                         AuditField.session: String(session.id),
-                        AuditField.argv: argv.joined(separator: " "),
-                        AuditField.enteredAs: entry.auditName,
+                        AuditField.argv: started.argv.joined(separator: " "),
+                        AuditField.enteredAs: started.entry.auditName,
                      ])
         let result = EnterResult(session: session.id, pid: session.pid).json
         if let master {
-            return .result(result, descriptors: ReceivedDescriptors([master.release()]))
+            started.completion.finish(.result(result, descriptors: ReceivedDescriptors([master.release()])))
+        } else {
+            started.completion.finish(.result(result))
         }
-        return .result(result)
     }
 
     /// How a caller enters a group: who controls the files a session may run decides it

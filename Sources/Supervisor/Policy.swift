@@ -34,6 +34,9 @@ struct Policy: Sendable, Equatable {
     var groupsPerUser = 16
     var sessionsPerUser = 64
     var maxGroups = 4096
+    /// Seconds a child being started (an enter's session, a create's holder)
+    /// may take to report before it is killed and the request fails.
+    var spawnTimeout = 30
     /// Connections at once, in all and per person (root included; a
     /// subordinate uid counts as its range's owner).
     var maxConnections = 4096
@@ -75,7 +78,7 @@ struct Policy: Sendable, Equatable {
     static func == (a: Policy, b: Policy) -> Bool {
         a.create == b.create && a.adminGroup?.name == b.adminGroup?.name && a.adminGroup?.gid == b.adminGroup?.gid
             && a.namespaces == b.namespaces && a.groupsPerUser == b.groupsPerUser
-            && a.sessionsPerUser == b.sessionsPerUser && a.maxGroups == b.maxGroups
+            && a.sessionsPerUser == b.sessionsPerUser && a.maxGroups == b.maxGroups && a.spawnTimeout == b.spawnTimeout
             && a.maxConnections == b.maxConnections && a.connectionsPerUser == b.connectionsPerUser
             && a.reservedConnections == b.reservedConnections && a.bufferBudget == b.bufferBudget
             && a.outputPerUser == b.outputPerUser

@@ -19,6 +19,7 @@ import POSIX
 /// groups-per-user = 16
 /// sessions-per-user = 64
 /// groups = 4096
+/// spawn-timeout = 30
 ///
 /// [connections]
 /// max = 4096
@@ -73,7 +74,7 @@ enum PolicyFile {
 
     static let keys: [String: Set<String>] = [
         "access": ["create", "admin-group", "namespaces", "tmpfs-paths"],
-        "limits": ["groups-per-user", "sessions-per-user", "groups", "tmpfs-size", "tmpfs-per-user"],
+        "limits": ["groups-per-user", "sessions-per-user", "groups", "tmpfs-size", "tmpfs-per-user", "spawn-timeout"],
         "connections": ["max", "per-user", "reserved-for-admins", "buffer-per-user", "output-per-user", "max-line", "idle-timeout",
                         "write-timeout", "subscriber-buffer"],
         "audit": ["reads", "read-summary-interval"],
@@ -189,6 +190,8 @@ enum PolicyFile {
             policy.sessionsPerUser = try count(value, invalid: invalid)
         case ("limits", "groups"):
             policy.maxGroups = try count(value, invalid: invalid)
+        case ("limits", "spawn-timeout"):
+            policy.spawnTimeout = try count(value, from: 1, to: 3600, invalid: invalid)
         case ("connections", "max"):
             policy.maxConnections = try count(value, from: 1, invalid: invalid)
         case ("connections", "per-user"):

@@ -28,6 +28,9 @@ public final class Supervisor {
     private let createHandler: CreateHandler
     private let destroyHandler: DestroyHandler
     private let enterHandler: EnterHandler
+    /// Sessions being started, and the children nobody waits for but the kernel.
+    private let launches: Launches
+    private let reaper: Reaper
     private let shareHandler: ShareHandler
     private let readoption: Readoption
 
@@ -65,8 +68,11 @@ public final class Supervisor {
         destroyHandler = DestroyHandler(loop: loop, registry: registry, sessions: sessions, bus: bus, audit: audit)
         createHandler = CreateHandler(holders: holders, registry: registry, destroyer: destroyHandler, bus: bus,
                                       policies: policies, subordinates: subordinates, audit: audit, ttyGroup: ttyGroup)
-        enterHandler = EnterHandler(registry: registry, sessions: sessions, policies: policies,
-                                    subordinates: subordinates, audit: audit, ttyGroup: ttyGroup)
+        let auditLogger = audit.logger
+        reaper = Reaper(loop: loop) { message in auditLogger.warning("\(message)") }
+        launches = Launches(loop: loop, reaper: reaper)
+        enterHandler = EnterHandler(registry: registry, sessions: sessions, launches: launches, reaper: reaper,
+                                    policies: policies, subordinates: subordinates, audit: audit, ttyGroup: ttyGroup)
         shareHandler = ShareHandler(registry: registry)
         readoption = Readoption(registry: registry, sessions: sessions, destroyer: destroyHandler, audit: audit)
     }

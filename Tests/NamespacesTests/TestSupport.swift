@@ -321,3 +321,35 @@ final class StdioPipes {
         }
     }
 }
+
+/// SessionLaunch run to its end, blocking: what the tests of the spawn path want (nsgroupd
+/// itself never waits; see Supervisor's Launches). Returns the session's pidfd once it has
+/// exec'd; throws the launch's failure after reaping what it started.
+enum SessionSpawner {
+    static func spawn(_ spec: SessionSpec, namespaces: borrowing NamespaceFiles, stdio: (Int32, Int32, Int32),
+                      terminal: TerminalRequest? = nil, timeoutMilliseconds: Int32 = 20_000) throws(SpawnError) -> Pidfd {
+        let launch = try SessionLaunch.start(spec, namespaces: namespaces, stdio: stdio, terminal: terminal)
+        var state = launch.advance()
+        while case .running = state {
+            var fds = pollfd(fd: launch.channel.rawValue, events: Int16(POLLIN), revents: 0)
+            if poll(&fds, 1, timeoutMilliseconds) == 0 {
+                state = launch.timeOut(after: Int(timeoutMilliseconds / 1000))
+                break
+            }
+            state = launch.advance()
+        }
+        if let first = launch.takeFirstChild() { _ = try? first.reap(block: true) }
+        switch state {
+        case .started:
+            return launch.takeSession()!
+        case .failed(let error):
+            if let session = launch.takeSession() {
+                try? session.signal(SIGKILL)
+                _ = try? session.reap(block: true)
+            }
+            throw error
+        case .running:
+            preconditionFailure("the loop above ends only when the launch has")
+        }
+    }
+}

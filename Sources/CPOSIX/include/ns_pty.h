@@ -11,7 +11,8 @@
  * (character device 5:2 on a devpts file system), so nothing else planted
  * there (a FIFO, a host device) is ever opened: that fails with ENOTTY. The slave is unlocked, opened through TIOCGPTPEER (never by
  * path), owned by uid with group tty_gid and mode 0620, and sized rows x cols
- * when both are non-zero. Returns 0 with *master and *slave set, or -1 with errno. */
+ * when both are non-zero. Returns 0 with *master and *slave set, or -1 with errno.
+ * Async-signal-safe: an enter's first child calls it, off the supervisor's thread. */
 int ns_pty_open(int root_fd, uid_t uid, gid_t tty_gid, unsigned short rows, unsigned short cols,
                 int *master, int *slave);
 

@@ -53,6 +53,8 @@ typedef enum ns_stage {
     NS_STAGE_RESOLVE_AS,        /* holder: taking on or giving back the caller's fs ids (index: tmpfs) */
     NS_STAGE_RLIMIT,            /* enter, second child: setting the caller's limit (index: resource) */
     NS_STAGE_TMPFS_NOT_OWNED,   /* holder, --require-owner: a tmpfs target is not the caller's (index: tmpfs) */
+    NS_STAGE_OPEN_PTY,          /* enter, first child: opening the session's terminal failed */
+    NS_STAGE_PTY_MASTER,        /* enter, first child: the terminal's master is attached (SCM_RIGHTS) */
 } ns_stage;
 
 struct ns_report {

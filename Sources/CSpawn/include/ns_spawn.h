@@ -55,7 +55,16 @@ struct ns_enter_spec {
     gid_t gid;
     const gid_t *groups;      /* supplementary groups, exactly the caller's */
     size_t ngroups;
-    int stdio[3];             /* become fds 0, 1 and 2 */
+    int stdio[3];             /* become fds 0, 1 and 2 (unless pty is set) */
+    int pty;                  /* open a terminal for the session (its slave becomes fds 0-2, and
+                                 the controlling terminal with controlling_tty); the first child
+                                 opens it, before any setns, and sends the master back beside an
+                                 NS_STAGE_PTY_MASTER report */
+    int pty_root_fd;          /* with pty: the group's /proc/HOLDER/root (O_PATH), whose
+                                 dev/pts/ptmx is used, or -1 for the host's /dev/ptmx */
+    uid_t pty_uid;            /* with pty: the slave's owner; its group is tty_gid, mode 0620 */
+    gid_t tty_gid;
+    unsigned short rows, cols; /* with pty: its size, when both are non-zero */
     int controlling_tty;      /* make stdio[0] the controlling terminal */
     const struct ns_rlimit *rlimits; /* NS_RLIMIT_COUNT limits, the caller's, set in the session
                                   process before it drops to uid (raising a hard limit needs
@@ -69,30 +78,40 @@ struct ns_enter_spec {
     int set_loginuid;         /* write loginuid to /proc/self/loginuid before entering any
                                  namespace (the host's /proc); the session inherits it */
     uint32_t loginuid;        /* the caller's audit loginuid; 4294967295 means "unset" */
-    int share_memory;         /* start both children vfork-style (CLONE_VM|CLONE_VFORK); not
-                                 with a time namespace, whose setns needs a private mm */
+    int share_memory;         /* the session shares the first child's memory (CLONE_VM, a stack
+                                 of its own) instead of a copy; not with a time namespace */
     const char *file;         /* argv[0] to run: a path, or a name searched in search_path */
     const char *search_path;  /* PATH used when file has no '/' */
     char *const *argv;
     char *const *envp;
 };
 
-/* Starts the process in two steps, in nsenter's order: a first child enters
- * every namespace with setns, then clones the session process (CLONE_PARENT,
- * so the supervisor is its parent) because a new pid namespace applies only
- * to children. With share_memory both children run on stacks of their own in
- * the supervisor's memory, as posix_spawn does, so no page table is copied;
- * the supervisor's thread is suspended until the session has exec'd. Both
- * children make themselves non-dumpable first; the first writes the
+/* Starts the process in two steps, in nsenter's order, and returns without
+ * waiting for either: a first child (a copy of the supervisor's memory)
+ * enters every namespace with setns, then clones the session process
+ * (CLONE_PARENT, so the supervisor is its parent) because a new pid
+ * namespace applies only to children, reports NS_STAGE_FORKED with its pid
+ * and exits. Both make themselves non-dumpable first; the first writes the
  * caller's loginuid (set_loginuid) before any setns. The session process
  * starts a new session, installs its stdio, takes the caller's resource
- * limits (rlimits), drops to the caller's groups,
- * gid and uid, then changes directory with the caller's rights, sets
- * no_new_privs, marks every other fd close-on-exec and execs.
+ * limits (rlimits), drops to the caller's groups, gid and uid, then changes
+ * directory with the caller's rights, sets no_new_privs, marks every other
+ * fd close-on-exec and execs.
  *
- * Returns 0 with *pid set once the process has exec'd. Returns -1 with
- * *report naming the failed step and its errno otherwise; then nothing is
- * left running. */
-int ns_spawn_enter(const struct ns_enter_spec *spec, pid_t *pid, struct ns_report *report);
+ * With pty, the first child opens the terminal first (ns_pty_open, through
+ * the group's tree, which its owner shapes: never on the supervisor's thread).
+ *
+ * Returns 0 with *status_fd (the supervisor's end of the status channel, a
+ * SOCK_SEQPACKET socket pair: close-on-exec and non-blocking), *first_pid
+ * and *first_pidfd set, or -1 with errno set (socketpair, clone3). The
+ * channel then carries one ns_report per message, in order: with pty,
+ * NS_STAGE_PTY_MASTER with the master attached; then a failure of the first
+ * child (and nothing more), or NS_STAGE_FORKED with the session's pid
+ * followed by the session's failure if it fails before exec. End of file
+ * comes once the first child has exited and the session has exec'd (the
+ * channel is close-on-exec) or died: end of file after FORKED and no failure
+ * means the session runs the program. Nothing here waits; the caller watches
+ * the channel, reaps the first child and watches the session. */
+int ns_spawn_enter_start(const struct ns_enter_spec *spec, int *status_fd, pid_t *first_pid, int *first_pidfd);
 
 #endif
