@@ -10,17 +10,25 @@ public enum UnixSocket {
 
     /// Calls `body` with the `sockaddr_un` of `path` and its length, for bind(2), connect(2)
     /// and sendto(2); ENAMETOOLONG when `path` is empty, has a NUL or does not fit sun_path.
-    public static func withAddress<R>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) throws(Errno) -> R {
+    /// With `abstract`, a path that starts with "@" names a socket in the abstract namespace
+    /// (as `NOTIFY_SOCKET` may).
+    public static func withAddress<R>(_ path: String, abstract: Bool = false,
+                                      _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) throws(Errno) -> R {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
+        var bytes = Array(path.utf8)
         let capacity = MemoryLayout.size(ofValue: address.sun_path)
-        guard !bytes.isEmpty, bytes.count < capacity, !bytes.contains(0) else { throw Errno(rawValue: ENAMETOOLONG) }
+        let isAbstract = abstract && bytes.first == UInt8(ascii: "@") && bytes.count > 1
+        if isAbstract { bytes[0] = 0 }
+        guard !bytes.isEmpty, bytes.count < capacity, !bytes.dropFirst(isAbstract ? 1 : 0).contains(0) else {
+            throw Errno(rawValue: ENAMETOOLONG)
+        }
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
             raw.copyBytes(from: bytes)
             raw[bytes.count] = 0
         }
-        let length = socklen_t(MemoryLayout<sa_family_t>.size + bytes.count + 1)
+        // An abstract name is exactly its bytes; a path counts its terminating NUL.
+        let length = socklen_t(MemoryLayout<sa_family_t>.size + bytes.count + (isAbstract ? 0 : 1))
         return withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, length) }
         }

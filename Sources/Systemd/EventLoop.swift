@@ -108,11 +108,18 @@ public final class EventLoop {
     // MARK: - Watchdog
 
     /// Pings the service manager's watchdog from the loop when `WATCHDOG_USEC` (and `WATCHDOG_PID`, if
-    /// set, naming this process) is in the environment (`sd_event_set_watchdog`). The first ping is sent
-    /// at once, then about every half period while the loop runs. Returns whether it is on.
+    /// set, naming this process) is in the environment. The first ping is sent at once, then every
+    /// half period while the loop runs, through `ServiceManager.notify`, which never blocks (unlike
+    /// `sd_event_set_watchdog`'s own pings, which go through sd_notify). Returns whether it is on.
     public func enableWatchdog() throws(SystemdError) -> Bool {
-        try SystemdError.check(sd_event_set_watchdog(event, 1), "sd_event_set_watchdog") > 0
+        guard let period = ServiceManager.watchdogIntervalMicroseconds() else { return false }
+        ServiceManager.notify("WATCHDOG=1")
+        watchdog = try addRepeatingTimer(everyMicroseconds: max(period / 2, 1)) { ServiceManager.notify("WATCHDOG=1") }
+        return true
     }
+
+    /// The watchdog's ping timer, while it is on.
+    private var watchdog: EventSource?
 
     // MARK: - Running
 

@@ -1,17 +1,30 @@
 import CSystemd
 import Glibc
+import POSIX
 
 /// sd_notify and friends, for running as a `Type=notify` service.
 ///
 /// All of these read the environment (`NOTIFY_SOCKET`, `WATCHDOG_USEC`, `LISTEN_FDS`, …) and do
 /// nothing when it is not set, so they are harmless outside systemd.
 public enum ServiceManager {
-    /// Sends `state` (newline-separated `KEY=value` assignments) to the service manager
-    /// (`sd_notify(0, …)`). Returns true if a message was sent; false when `NOTIFY_SOCKET` is unset or
-    /// sending failed.
+    /// Sends `state` (newline-separated `KEY=value` assignments) to the service manager: one
+    /// datagram to `NOTIFY_SOCKET` (a path, or "@name" in the abstract namespace), as sd_notify
+    /// does, but never waiting: sd_notify's send blocks while the manager's queue is full, and
+    /// this runs on the loop (watchdog pings, STATUS= on every group change). A message that does
+    /// not fit is dropped; the next ping or status replaces it. Returns true if it was sent; false
+    /// when `NOTIFY_SOCKET` is unset or sending failed.
     @discardableResult
     public static func notify(_ state: String) -> Bool {
-        sd_notify(0, state) > 0
+        guard let raw = getenv("NOTIFY_SOCKET") else { return false }
+        let path = String(cString: raw)
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        let bytes = Array(state.utf8)
+        let sent = try? UnixSocket.withAddress(path, abstract: true) { address, length in
+            bytes.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT), address, length) }
+        }
+        return sent == bytes.count
     }
 
     /// `READY=1` with a status line: startup is complete.
