@@ -24,6 +24,10 @@ import Systemd
 /// is over connections.output-per-user, none of their connections reads or
 /// handles requests; they resume once the person's unread output falls below
 /// three quarters of it (ConnectionInput wakes them).
+///
+/// Who the peer is in the user database (`identity`) is looked up off the
+/// loop when the connection is accepted (Listener, NameService); until the
+/// answer is there (or has timed out), the connection reads nothing.
 final class Connection {
     /// Hands a routed request to the supervisor: the call, or why it was refused before any handler.
     typealias Dispatch = (Connection, Request, Result<Call, RPCError>, ReceivedDescriptors) -> Reply
@@ -36,6 +40,11 @@ final class Connection {
     /// Whom per-user limits count this connection against: the peer's uid, or
     /// the owner of the subordinate range it lies in.
     let chargedUID: uid_t
+    /// The peer's passwd entry (name, home, shell), looked up once at accept.
+    /// Until `identify` is called it holds the fallbacks (the uid in digits, /, /bin/sh).
+    private(set) var identity: CallerIdentity
+    /// Set by `awaitIdentity`: nothing is read until `identify`.
+    private var awaitingIdentity = false
     private let input: ConnectionInput
     private let budgetCheck: BudgetCheck?
     /// Bytes of this connection's framer charged to chargedUID in `input`.
@@ -78,6 +87,7 @@ final class Connection {
         self.socket = socket
         self.peer = peer
         self.chargedUID = chargedUID ?? peer.uid
+        self.identity = CallerIdentity(uid: peer.uid, entry: nil)
         self.input = input
         self.budgetCheck = budgetCheck
         self.framer = LineFramer(maxLineLength: maxLineLength)
@@ -87,23 +97,40 @@ final class Connection {
 
     func start(on loop: EventLoop) throws(SystemdError) {
         if input.loop == nil { input.loop = loop }
-        source = try loop.addIO(fd: socket.rawValue, events: [.readable, .readHangup]) { [weak self] events in
+        interest = isReading ? [.readable, .readHangup] : []
+        source = try loop.addIO(fd: socket.rawValue, events: interest) { [weak self] events in
             self?.handle(events)
         }
+    }
+
+    /// Called before `start` when the peer's identity is being looked up:
+    /// the connection reads nothing until `identify`.
+    func awaitIdentity() {
+        awaitingIdentity = true
+    }
+
+    /// The peer's identity is known (or its lookup timed out: then `entry`
+    /// is nil and the fallbacks apply); the connection starts reading.
+    func identify(_ identity: CallerIdentity) {
+        self.identity = identity
+        guard awaitingIdentity else { return }
+        awaitingIdentity = false
+        source?.isEnabled = true
+        resume()
     }
 
     // MARK: Events
 
     /// Whether the next buffered request may be handled now.
     private var canProcess: Bool {
-        !isClosed && waiting == nil && !closeWhenFlushed && queuedBytes < Self.maxQueuedOutput
+        !isClosed && !awaitingIdentity && waiting == nil && !closeWhenFlushed && queuedBytes < Self.maxQueuedOutput
             && !input.isHeldBack(chargedUID)
     }
 
     /// Held back only because its person's unread output is over budget: the
     /// connection would read (or handle buffered lines) otherwise.
     private var isHeldBackByPerson: Bool {
-        !isClosed && waiting == nil && !closeWhenFlushed && queuedBytes < Self.maxQueuedOutput
+        !isClosed && !awaitingIdentity && waiting == nil && !closeWhenFlushed && queuedBytes < Self.maxQueuedOutput
             && input.isHeldBack(chargedUID) && (!inputClosed || framer.hasCompleteFrame)
     }
 
@@ -118,6 +145,13 @@ final class Connection {
     private func handle(_ events: IOEvents) {
         if events.contains(.writable) { flush() }
         if isClosed { return }
+        if awaitingIdentity {
+            // A client that sent its request and hung up is still answered as
+            // far as it can be: its lines are read once the identity is known.
+            // Until then the level-triggered hang-up must not spin the loop.
+            if !events.isDisjoint(with: [.hangup, .error]) { source?.isEnabled = false }
+            return
+        }
         if canProcess, framer.hasCompleteFrame {
             processLines()  // lines that waited while the client was not reading its replies
         }
@@ -332,7 +366,7 @@ final class Connection {
     /// unread replies: its requests may wait unread in the socket, and it goes
     /// on when the person reads (or their non-reader is closed, write-timeout).
     func isIdle(now: Double, timeout: Int) -> Bool {
-        waiting == nil && !isHeldBackByPerson && now - lastProgress >= Double(timeout)
+        !awaitingIdentity && waiting == nil && !isHeldBackByPerson && now - lastProgress >= Double(timeout)
     }
 
     /// Stalled: part of a request line has waited for its end for `timeout`

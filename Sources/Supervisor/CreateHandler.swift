@@ -39,11 +39,11 @@ final class CreateHandler {
         let requestedTmpfs = try Self.tmpfsMounts(params.tmpfs, kinds: kinds)
         let binds = try Self.bindMounts(params.binds, kinds: kinds)
         try Self.distinctTargets(binds: binds, tmpfs: requestedTmpfs)
-        let members = try Member.resolve(params.members, method: "create")
+        let members = try Member.resolve(params.members, method: "create", names: context.names)
         let offsets = try Self.timeOffsets(params, kinds: kinds)
         let netnsName = try Self.netnsName(params.netnsName, kinds: kinds)
         try checkCreatePolicy(context.caller, name: params.name, kinds: kinds)
-        let tmpfs = try checkTmpfsPolicy(requestedTmpfs, caller: context.caller, kinds: kinds)
+        let tmpfs = try checkTmpfsPolicy(requestedTmpfs, caller: context.caller, home: context.identity.entry?.home, kinds: kinds)
         if (!binds.isEmpty || netnsName != nil) && !policy.isAdmin(context.caller) {
             throw RPCError(.permissionDenied, binds.isEmpty
                 ? "create: publishing a net namespace in /run/netns is for \(Policy.listed(policy.admins)): the names are the host's"
@@ -52,7 +52,7 @@ final class CreateHandler {
         if let netnsName, NetnsPublisher.exists(netnsName) {
             throw RPCError(.alreadyExists, "\(NetnsPublisher.path(netnsName)) already exists")
         }
-        let userMaps = kinds.contains(.user) ? SubordinateIDs.maps(for: context.caller) : nil
+        let userMaps = kinds.contains(.user) ? SubordinateIDs.maps(for: context.caller, name: context.identity.entry?.name) : nil
 
         // Without a user namespace the holder is host root: each tmpfs belongs to the owner.
         let owned = kinds.contains(.user) ? tmpfs : tmpfs.map {
@@ -76,7 +76,7 @@ final class CreateHandler {
                 CrashPoint.reach(.createCloned)
                 var record = GroupRecord(
                     name: params.name, owner: owner,
-                    ownerName: UserDatabase.user(uid: owner)?.name ?? String(owner),
+                    ownerName: context.identity.name,
                     namespaces: namespaces, holderPID: pid, holderStartTime: startTime,
                     created: Timestamp.now(), hostname: hostname, tmpfs: tmpfs, members: members, sessions: [])
                 record.binds = binds
@@ -169,10 +169,9 @@ final class CreateHandler {
     /// where it opens the target as the caller: `--require-owner`). Sizes are bounded per mount (limits.tmpfs-size; a mount that names
     /// none gets that size) and per person over all their groups (limits.tmpfs-per-user); root
     /// is not bound, as with the other per-user limits. Returns the mounts with their sizes.
-    func checkTmpfsPolicy(_ mounts: [TmpfsMount], caller: PeerCredentials, kinds: Set<NamespaceKind>) throws(RPCError) -> [TmpfsMount] {
+    func checkTmpfsPolicy(_ mounts: [TmpfsMount], caller: PeerCredentials, home: String?, kinds: Set<NamespaceKind>) throws(RPCError) -> [TmpfsMount] {
         guard !mounts.isEmpty else { return [] }
         if !kinds.contains(.user) && !policy.isAdmin(caller) {
-            let home = UserDatabase.user(uid: caller.uid)?.home
             for mount in mounts where !policy.tmpfsPaths.contains(where: { $0.admits(mount.path, home: home) }) {
                 if policy.tmpfsPaths.isEmpty {
                     throw RPCError(.permissionDenied, "create: tmpfs mounts in a group without a user namespace are for \(Policy.listed(policy.admins)) (access.tmpfs-paths is empty)")

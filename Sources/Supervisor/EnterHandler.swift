@@ -85,8 +85,8 @@ final class EnterHandler {
             throw RPCError(.permissionDenied, "enter: root enters group \"\(group.name)\" through the user namespace of its owner (uid \(group.owner)), who could take the session's descriptors: stdin, stdout and stderr must be pipes, which the client relays (nsgroup does)",
                            details: ["needs": "pipes"])
         }
-        let user = UserDatabase.user(uid: caller.uid)
-        let shell = user.map { $0.shell.isEmpty ? "/bin/sh" : $0.shell } ?? "/bin/sh"
+        let user = context.identity  // looked up off the loop at accept (NameService)
+        let shell = user.shell
         // Root, entering through someone else's user namespace, is that namespace's
         // root, not itself: its name and home, which the owner's rights may well not
         // reach (then the session starts in /).
@@ -95,7 +95,7 @@ final class EnterHandler {
         if case .namespaceRoot(_, owner: false) = entry {
             (home, userName) = ("/root", "root")
         } else {
-            (home, userName) = (user?.home ?? "/", user?.name ?? String(caller.uid))
+            (home, userName) = (user.home, user.name)
         }
 
         // What to run: the request's argv, or the login shell as a login shell.

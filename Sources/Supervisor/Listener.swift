@@ -18,6 +18,8 @@ final class Listener {
     private let policies: PolicyHolder
     private let audit: Audit
     private let subordinates: SubordinateOwners
+    /// Looks up each peer's passwd entry off the loop.
+    private let names: NameService
     /// The receive buffer, and the per-person counts of buffered request bytes and of unread output.
     private let input: ConnectionInput
     /// Whose connections the sweep leaves open while idle: sessions' and subscribers'.
@@ -35,7 +37,8 @@ final class Listener {
     private var dispatch: Connection.Dispatch?
 
     init(socketPath: String, loop: EventLoop, policies: PolicyHolder, audit: Audit, subordinates: SubordinateOwners,
-         input: ConnectionInput, sessions: SessionTable, bus: EventBus) {
+         names: NameService, input: ConnectionInput, sessions: SessionTable, bus: EventBus) {
+        self.names = names
         self.socketPath = socketPath
         self.loop = loop
         self.policies = policies
@@ -139,7 +142,8 @@ final class Listener {
                 audit.logger.warning("Failed to read peer credentials: \(error), closing the connection")
                 continue
             }
-            // One stat of /etc/subuid per connection; it is read again only if it changed.
+            // One stat of /etc/subuid per connection; it is read again only if it
+            // changed, on the NameService's worker (it resolves owner names).
             subordinates.refreshIfChanged()
             let charged = subordinates.chargedUID(peer.uid)
             if let refusal = connectionRefusal(for: peer, charged: charged) {
@@ -157,6 +161,15 @@ final class Listener {
                 budgetCheck: { [unowned self] connection, held in self.bufferRefusal(connection, held: held) },
                 dispatch: dispatch,
                 onClose: { [weak self] connection in self?.connectionClosed(connection) })
+            // Who the peer is (name, home, shell): from the cache, or looked up
+            // off the loop while the connection reads nothing (NameService).
+            let identityQuery = NameQuery.user(uid: peer.uid)
+            let known = names.cached(identityQuery)
+            if let known {
+                connection.identify(CallerIdentity(uid: peer.uid, entry: known.userEntry))
+            } else {
+                connection.awaitIdentity()
+            }
             do {
                 try connection.start(on: loop)
             } catch {
@@ -165,6 +178,11 @@ final class Listener {
             }
             connections[id] = connection
             connectionsPerUID[charged, default: 0] += 1
+            if known == nil {
+                names.lookUp(identityQuery) { [weak connection] answer in
+                    connection?.identify(CallerIdentity(uid: peer.uid, entry: answer.userEntry))
+                }
+            }
         }
     }
 

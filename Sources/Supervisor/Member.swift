@@ -18,39 +18,64 @@ package enum Member: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    /// Reads "alice", "1001", "@devs" or "@1002" against the user and group
-    /// databases; an unknown name is an error, a bare number is taken as is.
-    static func resolve(_ text: String, method: String) throws(RPCError) -> Member {
+    /// The database question `text` ("alice", "1001", "@devs", "@1002")
+    /// needs, or nil for text that is refused before any lookup.
+    static func query(_ text: String) -> NameQuery? {
+        let isGroup = text.hasPrefix("@")
+        let name = isGroup ? String(text.dropFirst()) : text
+        guard !name.isEmpty, !name.utf8.contains(0), name.utf8.count <= 256 else { return nil }
+        if let id = canonicalID(name) { return isGroup ? .group(gid: id) : .user(uid: id) }
+        return isGroup ? .groupNamed(name) : .userNamed(name)
+    }
+
+    /// The questions a request's member list needs (create, share, unshare),
+    /// none when the list is refused before any lookup.
+    static func queries(_ texts: [String]) -> Set<NameQuery> {
+        guard texts.count <= maxPerGroup else { return [] }
+        return Set(texts.compactMap(query))
+    }
+
+    /// Reads "alice", "1001", "@devs" or "@1002" against the answers of the
+    /// user and group databases (looked up off the loop before the handler
+    /// ran, see NameService); an unknown name is an error, a bare number is
+    /// taken as is.
+    static func resolve(_ text: String, method: String, names: NameAnswers) throws(RPCError) -> Member {
         let isGroup = text.hasPrefix("@")
         let name = isGroup ? String(text.dropFirst()) : text
         let shown = JSONValue.string(String(name.prefix(64))).serialized()
-        guard !name.isEmpty, !name.utf8.contains(0), name.utf8.count <= 256 else {
+        guard let query = query(text) else {
             throw .invalidParams("\(method): invalid \(isGroup ? "group" : "user") name \(shown)")
         }
-        if let id = canonicalID(name) {
-            return isGroup ? .group(gid: id, name: UserDatabase.groupName(gid: id) ?? name)
-                           : .user(uid: id, name: UserDatabase.user(uid: id)?.name ?? name)
+        let answer = names.answer(query)
+        if answer == .unknown {
+            throw RPCError(.internalError, "\(method): the \(isGroup ? "group" : "user") database did not answer for \(shown) in time; try again later")
         }
-        if isGroup {
-            guard let gid = UserDatabase.groupID(named: name) else { throw .invalidParams("\(method): no group named \(shown)") }
+        switch query {
+        case .user(let uid): return .user(uid: uid, name: answer.userEntry?.name ?? name)
+        case .group(let gid):
+            if case .group(_, let found) = answer { return .group(gid: gid, name: found) }
             return .group(gid: gid, name: name)
+        case .groupNamed:
+            guard case .group(let gid, _) = answer else { throw .invalidParams("\(method): no group named \(shown)") }
+            return .group(gid: gid, name: name)
+        case .userNamed:
+            guard let entry = answer.userEntry else { throw .invalidParams("\(method): no user named \(shown)") }
+            return .user(uid: entry.uid, name: entry.name)
         }
-        guard let entry = UserDatabase.user(named: name) else { throw .invalidParams("\(method): no user named \(shown)") }
-        return .user(uid: entry.uid, name: entry.name)
     }
 
     /// The most users and groups one group is shared with.
     static let maxPerGroup = 64
 
     /// Resolves a request's list of members (create, share, unshare), each
-    /// once, against the user and group databases.
-    static func resolve(_ names: [String], method: String) throws(RPCError) -> [Member] {
+    /// once, against the answers looked up for it.
+    static func resolve(_ names: [String], method: String, names answers: NameAnswers) throws(RPCError) -> [Member] {
         guard names.count <= maxPerGroup else {
             throw .invalidParams("\(method): a group is shared with at most \(maxPerGroup) users and groups")
         }
         var members: [Member] = []
         for name in names {
-            let member = try resolve(name, method: method)
+            let member = try resolve(name, method: method, names: answers)
             if !members.contains(where: { $0.sameAs(member) }) { members.append(member) }
         }
         return members

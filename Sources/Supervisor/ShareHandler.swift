@@ -14,7 +14,7 @@ final class ShareHandler {
     func share(_ params: ShareParams, _ context: RequestContext, adding: Bool) throws(RPCError) -> Reply {
         let method = adding ? "share" : "unshare"
         let group = try registry.group(params.name, caller: context.caller, action: "change the sharing of", manage: true)
-        let changes = try Member.resolve(params.members, method: method)
+        let changes = try Member.resolve(params.members, method: method, names: context.names)
         if adding {
             let added = changes.filter { new in !group.record.members.contains { $0.sameAs(new) } }
             if group.record.members.count + added.count > Member.maxPerGroup {

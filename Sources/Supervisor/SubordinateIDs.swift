@@ -13,9 +13,9 @@ enum SubordinateIDs {
     /// The maps for a group with a user namespace owned by `owner`: root
     /// inside is the owner (uid and primary gid), and 1, 2, … are the owner's
     /// own subordinate ranges, in file order, if it has any; nobody else's.
-    static func maps(for owner: PeerCredentials) -> UserMaps {
-        let name = UserDatabase.user(uid: owner.uid)?.name
-        return UserMaps(uids: [IDMapping(inside: 0, outside: owner.uid, count: 1)] + ranges(uidFile, name: name, id: owner.uid),
+    /// `name` is the owner's user name (CallerIdentity), if it has one.
+    static func maps(for owner: PeerCredentials, name: String?) -> UserMaps {
+        UserMaps(uids: [IDMapping(inside: 0, outside: owner.uid, count: 1)] + ranges(uidFile, name: name, id: owner.uid),
                         gids: [IDMapping(inside: 0, outside: owner.gid, count: 1)] + ranges(gidFile, name: name, id: owner.uid))
     }
 
@@ -62,7 +62,10 @@ enum SubordinateIDs {
 /// on SIGHUP (reload) and whenever one stat(2) shows the file changed
 /// (refreshIfChanged, once per accepted connection). Nothing here reads the
 /// file per request, and owner names are resolved when the file is read,
-/// not on the request path.
+/// not on the request path; once the loop runs, that reading (and its NSS
+/// lookups) happens on the NameService's worker and the result is swapped
+/// in on the loop, so a connection accepted meanwhile is charged by the
+/// table in force until then.
 ///
 /// A process running as one of these ids (root inside its owner's user
 /// namespace switching to a mapped id, as `setpriv --reuid` does) is that
@@ -73,13 +76,17 @@ final class SubordinateOwners {
         let name: String
     }
 
-    private struct Range {
+    struct Range: Sendable {
         let start: UInt64
         let end: UInt64  // exclusive
         let owner: Owner
     }
 
     let path: String
+    /// Set by the Supervisor: re-reads then run on its worker (see reload).
+    var names: NameService?
+    private var rereading = false
+    private var rereadAgain = false
     private var ranges: [Range] = []
     private var lookups: [uid_t: Owner?] = [:]
     private var signature: [Int64]?
@@ -117,14 +124,54 @@ final class SubordinateOwners {
 
     /// Reads the file again if its identity, size or modification time changed.
     func refreshIfChanged() {
-        if currentSignature() != signature { reload() }
+        // A re-read already under way reads the file as it is when it runs.
+        if !rereading, currentSignature() != signature { reload() }
     }
 
-    /// Reads the file (missing or unreadable: nobody has subordinate ids).
+    /// Reads the file again (missing or unreadable: nobody has subordinate
+    /// ids). Without a NameService (start-up, tests) at once; with one, on its
+    /// worker, since owner names are resolved through NSS: the table in force
+    /// stays until the new one is swapped in on the loop. If the worker does
+    /// not finish in time, the old table stays and the next accept tries again
+    /// (the file's signature is not taken).
     func reload() {
-        signature = currentSignature()
+        guard let names else {
+            apply(Self.read(path))
+            return
+        }
+        guard !rereading else {
+            rereadAgain = true  // what is being read may predate the change that asked
+            return
+        }
+        rereading = true
+        let path = self.path
+        names.run({ Self.read(path) }) { [weak self] table in
+            guard let self else { return }
+            self.rereading = false
+            if let table { self.apply(table) }
+            if self.rereadAgain {
+                self.rereadAgain = false
+                self.reload()
+            }
+        }
+    }
+
+    private func apply(_ table: Table) {
+        signature = table.signature
+        ranges = table.ranges
         lookups.removeAll()
-        ranges = []
+    }
+
+    /// One reading of the file: its signature and its ranges with their owners
+    /// resolved (NSS: run on the NameService's worker, or before the loop runs).
+    struct Table: Sendable {
+        let signature: [Int64]?
+        let ranges: [Range]
+    }
+
+    static func read(_ path: String) -> Table {
+        let signature = signature(path)
+        var ranges: [Range] = []
         var names: [String: Owner?] = [:]
         for entry in SubordinateIDs.entries(path) {
             let key = entry.owner
@@ -142,9 +189,12 @@ final class SubordinateOwners {
             guard let owner else { continue }
             ranges.append(Range(start: UInt64(entry.start), end: UInt64(entry.start) + UInt64(entry.count), owner: owner))
         }
+        return Table(signature: signature, ranges: ranges)
     }
 
-    private func currentSignature() -> [Int64]? {
+    private func currentSignature() -> [Int64]? { Self.signature(path) }
+
+    private static func signature(_ path: String) -> [Int64]? {
         var st = stat()
         guard stat(path, &st) == 0 else { return nil }
         return [Int64(st.st_dev), Int64(st.st_ino), Int64(st.st_size),

@@ -18,6 +18,8 @@ public final class Supervisor {
     private let policies: PolicyHolder
     /// Owners of subordinate uids, from /etc/subuid.
     private let subordinates: SubordinateOwners
+    /// User and group database lookups, off the loop.
+    private let names: NameService
     private let registry: GroupRegistry
     private let sessions: SessionTable
     private let bus: EventBus
@@ -34,7 +36,14 @@ public final class Supervisor {
     private let shareHandler: ShareHandler
     private let readoption: Readoption
 
-    public init(configuration: SupervisorConfiguration, loop: EventLoop, logger: Logger) throws(SupervisorError) {
+    public convenience init(configuration: SupervisorConfiguration, loop: EventLoop, logger: Logger) throws(SupervisorError) {
+        try self.init(configuration: configuration, loop: loop, logger: logger, nameLookup: NameAnswer.fromDatabase)
+    }
+
+    /// `nameLookup` answers the NameService's questions on its worker thread:
+    /// the databases, but for tests that prove the loop does not wait on them.
+    init(configuration: SupervisorConfiguration, loop: EventLoop, logger: Logger,
+         nameLookup: @escaping NameService.Lookup, nameLimits: NameService.Limits = NameService.Limits()) throws(SupervisorError) {
         self.configuration = configuration
         // Every record names the socket, so records of several supervisors on
         // one host (a system one, a test's) stay apart.
@@ -50,6 +59,8 @@ public final class Supervisor {
             throw SupervisorError(.startup, "cannot open the holder program \(configuration.holderPath): \(error)")
         }
         let state = try StateStore(directory: configuration.stateDirectory)
+        // Start-up may look names up on this thread: the loop does not run yet.
+        // From here on, lookups go through the NameService.
         let ttyGroup = UserDatabase.groupID(named: "tty") ?? 5
         do {
             policies = PolicyHolder(try PolicyFile.load(path: configuration.configPath, required: configuration.configRequired))
@@ -57,13 +68,15 @@ public final class Supervisor {
             throw SupervisorError(.startup, "bad configuration: \(error)")
         }
         connectionInput.setOutputBudget(policies.current.outputPerUser)
+        names = try NameService(loop: loop, limits: nameLimits, lookup: nameLookup)
+        subordinates.names = names
 
         registry = GroupRegistry(state: state, policies: policies, subordinates: subordinates, audit: audit,
                                  socketPath: configuration.socketPath)
         bus = EventBus(policies: policies, input: connectionInput, subordinates: subordinates, logger: audit.logger)
         sessions = SessionTable(loop: loop, registry: registry, bus: bus, subordinates: subordinates, audit: audit)
         listener = Listener(socketPath: configuration.socketPath, loop: loop, policies: policies, audit: audit,
-                            subordinates: subordinates, input: connectionInput, sessions: sessions, bus: bus)
+                            subordinates: subordinates, names: names, input: connectionInput, sessions: sessions, bus: bus)
         readHandler = ReadHandler(serverName: configuration.serverName, registry: registry)
         destroyHandler = DestroyHandler(loop: loop, registry: registry, sessions: sessions, bus: bus, audit: audit)
         createHandler = CreateHandler(holders: holders, registry: registry, destroyer: destroyHandler, bus: bus,
@@ -81,22 +94,37 @@ public final class Supervisor {
 
     /// Reads the configuration (and /etc/subuid) again (SIGHUP). A file that
     /// does not parse is refused and the policy in force stays; either way
-    /// the journal says so.
+    /// the journal says so. The file names users and groups, so it is read
+    /// and parsed on the NameService's worker and swapped in on the loop when
+    /// done; one that takes longer than the name service's timeout is refused.
     public func reloadPolicy() {
         let fields = [AuditField.operation: "reload", "NSGROUP_CONFIG": configuration.configPath]
         // Who owns which subordinate uids is read again whether or not the file parses.
         subordinates.reload()
-        do {
-            let reloaded = try PolicyFile.load(path: configuration.configPath, required: configuration.configRequired)
-            policies.replace(with: reloaded)
-            connectionInput.setOutputBudget(reloaded.outputPerUser)
-            audit.record(.policyReloaded, "Reloaded policy from \(configuration.configPath)",
-                         fields: fields.merging([AuditField.result: "ok"]) { $1 })
-        } catch {
-            audit.record(.policyReloaded, level: .error,
-                         "Failed to reload policy: \(error), keeping the policy in force",
-                         fields: fields.merging([AuditField.result: "refused", AuditField.reason: error.description]) { $1 })
-        }
+        let path = configuration.configPath
+        let required = configuration.configRequired
+        names.run({ () -> Result<Policy, SupervisorError> in
+            do throws(SupervisorError) {
+                return .success(try PolicyFile.load(path: path, required: required))
+            } catch {
+                return .failure(error)
+            }
+        }, completion: { [weak self] loaded in
+            guard let self else { return }
+            let outcome = loaded ?? .failure(SupervisorError(.configuration(path: path, line: 0),
+                "the user and group databases did not answer within \(self.names.limits.timeout) s"))
+            switch outcome {
+            case .success(let reloaded):
+                self.policies.replace(with: reloaded)
+                self.connectionInput.setOutputBudget(reloaded.outputPerUser)
+                self.audit.record(.policyReloaded, "Reloaded policy from \(path)",
+                                  fields: fields.merging([AuditField.result: "ok"]) { $1 })
+            case .failure(let error):
+                self.audit.record(.policyReloaded, level: .error,
+                                  "Failed to reload policy: \(error), keeping the policy in force",
+                                  fields: fields.merging([AuditField.result: "refused", AuditField.reason: error.description]) { $1 })
+            }
+        })
     }
 
     /// Binds the socket (replacing a stale one), or takes the listening
@@ -137,22 +165,27 @@ public final class Supervisor {
         }
         let reply: Reply
         do throws(RPCError) {
-            let context = RequestContext(caller: caller, connection: connection, request: request, journal: journal)
-            switch try routed.get() {
-            case .version: reply = readHandler.version()
-            case .create(let params): reply = try createHandler.create(params, context)
-            case .list: reply = readHandler.list(context)
-            case .inspect(let params): reply = try readHandler.inspect(params, context)
-            case .destroy(let params): reply = try destroyHandler.destroy(params, context)
-            case .enter(let params): reply = try enterHandler.enter(params, context, descriptors)
-            case .signal(let params): reply = try enterHandler.signal(params, context)
-            case .share(let params): reply = try shareHandler.share(params, context, adding: true)
-            case .unshare(let params): reply = try shareHandler.share(params, context, adding: false)
-            case .attach(let params): reply = try enterHandler.attach(params, context)
-            case .subscribe:
-                bus.subscribe(connection)
-                reply = .result(.object([:]))
+            var context = RequestContext(caller: caller, connection: connection, request: request, journal: journal)
+            let call = try routed.get()
+            let questions = Self.nameQueries(call)
+            if !questions.isEmpty {
+                if let answers = names.cached(questions) {
+                    context.names = NameAnswers(answers)
+                } else {
+                    // Names not in the cache: looked up off the loop, then the
+                    // handler runs (these methods take no descriptors).
+                    descriptors.closeAll()
+                    let completion = context.later()
+                    names.lookUp(questions) { [weak self, context] answers in
+                        var answered = context
+                        answered.names = NameAnswers(answers)
+                        answered.completion = completion
+                        self?.handleLater(call, answered, completion)
+                    }
+                    return .deferred
+                }
             }
+            reply = try handle(call, context, descriptors)
         } catch {
             journal(.failure(error))
             return .error(error)
@@ -165,6 +198,51 @@ public final class Supervisor {
             journal(.success(()))
         }
         return reply
+    }
+
+    /// Calls the handler of `call`.
+    private func handle(_ call: Call, _ context: RequestContext, _ descriptors: ReceivedDescriptors) throws(RPCError) -> Reply {
+        switch call {
+        case .version: return readHandler.version()
+        case .create(let params): return try createHandler.create(params, context)
+        case .list: return readHandler.list(context)
+        case .inspect(let params): return try readHandler.inspect(params, context)
+        case .destroy(let params): return try destroyHandler.destroy(params, context)
+        case .enter(let params): return try enterHandler.enter(params, context, descriptors)
+        case .signal(let params): return try enterHandler.signal(params, context)
+        case .share(let params): return try shareHandler.share(params, context, adding: true)
+        case .unshare(let params): return try shareHandler.share(params, context, adding: false)
+        case .attach(let params): return try enterHandler.attach(params, context)
+        case .subscribe:
+            bus.subscribe(context.connection)
+            return .result(.object([:]))
+        }
+    }
+
+    /// Runs a handler whose request waited for names (dispatch) and finishes
+    /// its completion with the reply; a handler that answers later itself
+    /// (returns .deferred) was handed this same completion by `later()`.
+    /// The request is carried out even if its client has gone meanwhile, as
+    /// one handled at once would have been.
+    private func handleLater(_ call: Call, _ context: RequestContext, _ completion: Completion) {
+        let reply: Reply
+        do throws(RPCError) {
+            reply = try handle(call, context, ReceivedDescriptors())
+        } catch {
+            completion.finish(.error(error))
+            return
+        }
+        if case .deferred = reply { return }
+        completion.finish(reply)
+    }
+
+    /// The user and group names a request needs looked up before its handler runs.
+    private static func nameQueries(_ call: Call) -> Set<NameQuery> {
+        switch call {
+        case .create(let params): return Member.queries(params.members)
+        case .share(let params), .unshare(let params): return Member.queries(params.members)
+        default: return []
+        }
     }
 
     /// The one journal record of a request's outcome.
@@ -195,10 +273,19 @@ struct RequestContext {
     let request: Request
     /// Journals the request's outcome (dispatch's record).
     let journal: (Result<Void, RPCError>) -> Void
+    /// The answers for the user and group names in the request (members),
+    /// looked up off the loop before the handler ran (Supervisor.dispatch).
+    var names = NameAnswers([:])
+    /// The request's completion when it already waited for names: `later()` hands back this one.
+    var completion: Completion?
+
+    /// Who the caller is in the user database, looked up when its connection was accepted.
+    var identity: CallerIdentity { connection.identity }
 
     /// For a handler that answers later: it returns `.deferred` and finishes
     /// the completion when its work is done.
     func later() -> Completion {
+        if let completion { return completion }
         let completion = Completion(connection: connection, journal: journal)
         connection.awaitCompletion(completion)
         return completion

@@ -519,13 +519,13 @@ struct PolicyDecisionTests {
     }
 
     @Test func membersResolveNamesAndNumbers() throws {
-        #expect(try Member.resolve("root", method: "share") == .user(uid: 0, name: "root"))
-        #expect(try Member.resolve("@root", method: "share") == .group(gid: 0, name: "root"))
-        #expect(try Member.resolve("0", method: "share") == .user(uid: 0, name: "root"))
-        #expect(try Member.resolve("@0", method: "share") == .group(gid: 0, name: "root"))
+        #expect(try Member.resolve("root", method: "share", names: .database) == .user(uid: 0, name: "root"))
+        #expect(try Member.resolve("@root", method: "share", names: .database) == .group(gid: 0, name: "root"))
+        #expect(try Member.resolve("0", method: "share", names: .database) == .user(uid: 0, name: "root"))
+        #expect(try Member.resolve("@0", method: "share", names: .database) == .group(gid: 0, name: "root"))
         // A number nobody has is taken as is.
-        #expect(try Member.resolve("3999999", method: "share") == .user(uid: 3_999_999, name: "3999999"))
-        #expect(try Member.resolve("@3999999", method: "share") == .group(gid: 3_999_999, name: "3999999"))
+        #expect(try Member.resolve("3999999", method: "share", names: .database) == .user(uid: 3_999_999, name: "3999999"))
+        #expect(try Member.resolve("@3999999", method: "share", names: .database) == .group(gid: 3_999_999, name: "3999999"))
         let cases: [(String, String)] = [
             ("nsg-no-such-user", #"create: no user named "nsg-no-such-user""#),
             ("@nsg-no-such-group", #"create: no group named "nsg-no-such-group""#),
@@ -536,7 +536,7 @@ struct PolicyDecisionTests {
             ("4294967295", #"create: no user named "4294967295""#),
         ]
         for (text, message) in cases {
-            let error = try #require(refusal { () throws(RPCError) in try Member.resolve(text, method: "create") })
+            let error = try #require(refusal { () throws(RPCError) in try Member.resolve(text, method: "create", names: .database) })
             #expect(error.reason == .invalidParams)
             #expect(error.message == message)
         }
