@@ -3,16 +3,18 @@ import Glibc
 #endif
 import ArgumentParser
 
-/// enter, throughput, scale, cycle and codable at their default sizes, then one table.
+/// enter, latency, enter-throughput, create-throughput, throughput, scale, cycle and codable
+/// at their default sizes, then one table.
 struct AllBenchmark: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "all",
-        abstract: "Run enter, throughput, scale, cycle and codable, then print one summary table, ratios first.",
+        abstract: "Run enter, latency, enter-throughput, create-throughput, throughput, scale, cycle and codable, then print one summary table, ratios first.",
         discussion: """
             Each benchmark starts its own private supervisor (unless --socket is given) and \
             prints its own report first. load and soak are correctness runs, not figures: run \
             them on their own. Exits non-zero if a benchmark could not run; a goal not met is \
-            reported, not an error.
+            reported, not an error; a correctness check of latency, enter-throughput or \
+            create-throughput that fails is an error.
             """)
 
     @Flag(help: "Tiny counts: check that everything runs, measure nothing worth reading.")
@@ -28,6 +30,21 @@ struct AllBenchmark: ParsableCommand {
         Interrupt.install()
         let benchmarks: [(name: String, run: () throws -> [SummaryRow])] = [
             ("enter", { try EnterRun(runs: quick ? 3 : 200, warmup: quick ? 1 : 20, user: user, socket: socket).run() }),
+            ("latency", {
+                let outcome = try LatencyRun(seconds: quick ? 0.5 : 3, intervalMilliseconds: 2, clients: 8, user: user, socket: socket).run()
+                guard outcome.passed else { throw BenchError("a correctness check failed (see above)") }
+                return outcome.rows
+            }),
+            ("enter-throughput", {
+                let outcome = try EnterThroughputRun(seconds: quick ? 0.2 : 2, rounds: quick ? 1 : 3, clients: 8, user: user, socket: socket).run()
+                guard outcome.passed else { throw BenchError("a correctness check failed (see above)") }
+                return outcome.rows
+            }),
+            ("create-throughput", {
+                let outcome = try CreateThroughputRun(seconds: quick ? 0.2 : 2, rounds: quick ? 1 : 3, clients: 8, user: user, socket: socket).run()
+                guard outcome.passed else { throw BenchError("a correctness check failed (see above)") }
+                return outcome.rows
+            }),
             ("throughput", { try ThroughputRun(seconds: quick ? 0.2 : 2, rounds: quick ? 1 : 3, connections: 8, socket: socket).run() }),
             ("scale", { try ScaleRun(requests: quick ? 10 : 200, counts: quick ? [1, 10] : [1, 100, 1000], socket: socket).run() }),
             ("cycle", { try CycleRun(runs: quick ? 3 : 100, warmup: quick ? 1 : 10, user: user, socket: socket).run() }),

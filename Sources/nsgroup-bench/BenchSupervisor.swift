@@ -46,13 +46,20 @@ final class BenchSupervisor {
         directory = dir
         directoryPath = dir
         socketPath = dir + "/nsgroupd.sock"
-        // An empty configuration file: the defaults, whatever the host's
+        // A configuration of its own: the defaults, whatever the host's
         // /etc/nsgroup/nsgroupd.conf says (a smaller limits.groups there
-        // would stop `scale` at its 1000 groups).
+        // would stop `scale` at its 1000 groups), except the per-user counts,
+        // raised so that up to 64 concurrent clients of one unprivileged user
+        // (create-throughput, enter-throughput) each have a group and a
+        // session; root, who makes the groups of the other benchmarks, has
+        // no group limit anyway.
         let config = dir + "/nsgroupd.conf"
         let configFD = open(config, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard configFD >= 0 else { throw BenchError("cannot create \(config): \(Errno.current)") }
+        let text = Array(Self.configuration.utf8)
+        let written = text.withUnsafeBytes { write(configFD, $0.baseAddress, $0.count) }
         close(configFD)
+        guard written == text.count else { throw BenchError("cannot write \(config): \(Errno.current)") }
         let arguments = [Binaries.nsgroupd, "--socket", socketPath, "--state-dir", dir + "/state", "--config", config]
         var pid: pid_t = 0
         // Its output goes to a log beside its socket, not into the report.
@@ -70,6 +77,14 @@ final class BenchSupervisor {
         }
         throw BenchError("nsgroupd did not start on \(socketPath)")
     }
+
+    /// What a private supervisor is configured with.
+    static let configuration = """
+        [limits]
+        groups-per-user = 128
+        sessions-per-user = 256
+
+        """
 
     /// Where private supervisors keep their state: on a tmpfs, as nsgroupd's
     /// default, /run/nsgroup, is on every systemd machine. Each create

@@ -50,6 +50,60 @@ import Testing
         #expect(holderProcessesNamed(prefix: prefix).isEmpty, "no group of the run is left")
     }
 
+    /// The lease attack, bounded: one enter held on a leased file for the
+    /// window (1 s per phase here), then let go. Whatever the supervisor does
+    /// meanwhile, every request must be answered and the stuck enter must end
+    /// with status 0; how long `list` waited is reported, not judged.
+    @Test func latencyRunsAndChecksItsRequests() throws {
+        _ = try TestUser.alice()
+        let result = try run(Self.bench, ["latency", "--seconds", "1"])
+        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        for phase in ["(a) idle ", "(b) 8 enter loops ", "(c) one enter stuck "] {
+            for request in ["list ", "inspect "] {
+                // phase, request, count, p50, p99, max (each "N ms" or "N s"), requests over 1 s.
+                let line = lines.first { $0.hasPrefix(phase) && $0.dropFirst(22).hasPrefix(request) }
+                #expect(line.map { $0.split(separator: " ").filter { $0 == "ms" || $0 == "s" }.count == 3 } == true,
+                        "\(phase)\(request)\n\(result.stdout)")
+            }
+        }
+        #expect(result.stdout.contains("goal (stuck): at most 2.00"))
+        #expect(result.stdout.contains("longest list/inspect while the enter was stuck: "))
+        for check in ["every enter of the loops exited 0", "the stuck enter finished once the lease was given up, status 0",
+                      "the stuck enter's exec reached the leased file (lease break pending)",
+                      "every probe request of (a) idle answered", "every probe request of (b) 8 enter loops answered",
+                      "every probe request of (c) one enter stuck answered", "the group destroyed at the end"] {
+            #expect(result.stdout.contains("PASS  " + check), "\(check)\n\(result.stdout)")
+        }
+        #expect(result.stdout.contains("latency: PASS"))
+        #expect(holderProcessesNamed(prefix: "blt").isEmpty)
+    }
+
+    @Test func enterThroughputRunsAndChecksEveryEnter() throws {
+        _ = try TestUser.alice()
+        let result = try run(Self.bench, ["enter-throughput", "--seconds", "0.3", "--rounds", "1"])
+        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+        #expect(result.stdout.contains("ratio RPC / anchor: "))
+        #expect(result.stdout.contains("ratio CLI / anchor: "))
+        #expect(result.stdout.contains("PASS  every enter exited 0"))
+        #expect(result.stdout.contains("PASS  every way completed enters"))
+        #expect(result.stdout.contains("enter-throughput: PASS"))
+        #expect(holderProcessesNamed(prefix: "bet").isEmpty)
+    }
+
+    @Test func createThroughputRunsAndDestroysEveryGroup() throws {
+        _ = try TestUser.alice()
+        let result = try run(Self.bench, ["create-throughput", "--seconds", "0.3", "--rounds", "1"])
+        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+        #expect(result.stdout.contains("ratio RPC / anchor: "))
+        #expect(result.stdout.contains("ratio CLI / anchor: "))
+        for check in ["every create and destroy succeeded", "every way completed groups", "every group destroyed, no holder left"] {
+            #expect(result.stdout.contains("PASS  " + check), "\(check)\n\(result.stdout)")
+        }
+        #expect(result.stdout.contains("create-throughput: PASS"))
+        #expect(holderProcessesNamed(prefix: "bct").isEmpty)
+    }
+
     @Test func throughputRunsAndReportsRatios() throws {
         let result = try run(Self.bench, ["throughput", "--seconds", "0.2", "--rounds", "1", "--connections", "4"])
         #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
@@ -112,14 +166,16 @@ import Testing
         _ = try TestUser.alice()
         let result = try run(Self.bench, ["all", "--quick"])
         #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
-        for name in ["enter", "throughput", "scale", "cycle", "codable"] {
+        for name in ["enter", "latency", "enter-throughput", "create-throughput", "throughput", "scale", "cycle", "codable"] {
             #expect(result.stdout.contains("==== nsgroup-bench \(name)\n"))
         }
         let summary = try #require(result.stdout.components(separatedBy: "==== summary").last)
         let rows = summary.split(separator: "\n").dropFirst(2)
-        // Ratios first: enter, throughput ×2, cycle ×2, codable ×2, then the absolute figures.
-        #expect(rows.prefix(7).allSatisfy { $0.first?.isNumber == true }, "\(summary)")
-        #expect(rows.dropFirst(7).allSatisfy { $0.hasPrefix("-") }, "\(summary)")
-        #expect(rows.count == 10, "\(summary)")
+        // Ratios first: enter, latency ×4, enter-throughput ×2, create-throughput ×2,
+        // throughput ×2, cycle ×2, codable ×2; then the absolute figures: latency's
+        // longest request, and scale's three.
+        #expect(rows.prefix(15).allSatisfy { $0.first?.isNumber == true }, "\(summary)")
+        #expect(rows.dropFirst(15).allSatisfy { $0.hasPrefix("-") }, "\(summary)")
+        #expect(rows.count == 19, "\(summary)")
     }
 }

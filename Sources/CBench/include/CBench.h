@@ -60,6 +60,22 @@ int cbench_is_tmpfs(const char *path);
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t cbench_now_ns(void);
 
+/*
+ * A write lease on `path` (see lease.c): returns the read-only descriptor
+ * that holds it, or -1 with errno set (EAGAIN: another descriptor is open on
+ * the file). SIGIO is ignored from then on, process-wide.
+ */
+int cbench_lease_take(const char *path);
+
+/* 1 once somebody has opened the leased file (a break is pending or done),
+ * 0 while the lease is untouched, -1 with errno on error. */
+int cbench_lease_broken(int fd);
+
+/* Gives the lease up (so a waiting open proceeds at once) and closes `fd`.
+ * 0, or -1 with errno if F_UNLCK failed (the descriptor is closed anyway,
+ * which ends the lease too). */
+int cbench_lease_release(int fd);
+
 #include "ns_run.h"
 
 #endif
