@@ -139,28 +139,10 @@ public struct HolderSpec: Sendable {
     }
 }
 
-/// A running holder, as `HolderSpawner` hands it over: the caller owns its pidfd.
-public struct SpawnedHolder: ~Copyable {
-    public let pidfd: Pidfd
-    /// The process start time (clock ticks since boot), to recognise it after a restart.
-    public let startTime: UInt64
-    /// The group's namespaces, as the kernel names them.
-    public let namespaces: [NamespaceID]
-
-    public var pid: pid_t { pidfd.pid }
-
-    /// Hands the pidfd on to its long-term owner.
-    public consuming func takePidfd() -> Pidfd {
-        pidfd
-    }
-}
-
 /// Starts holders: the program `nsgroup-holder`, cloned straight into a new
 /// group's namespaces.
 public struct HolderSpawner: ~Copyable {
     private let executable: FileDescriptor
-    /// How long a holder may take to report that it is set up.
-    public var setupTimeoutMilliseconds: Int32 = 10_000
 
     /// Opens the holder executable once, so that later replacing the file on
     /// disk (an upgrade) cannot change what runs as a holder.
@@ -172,21 +154,11 @@ public struct HolderSpawner: ~Copyable {
         executable = file
     }
 
-    /// Clones the holder into new namespaces and waits until it reports that
-    /// it is set up. On any failure nothing is left: the holder is killed and
-    /// reaped before the error is thrown.
-    ///
-    /// The holder is cloned waiting: it does nothing until it reads a byte
-    /// on its go-ahead pipe. In between, `commit` receives the holder's
-    /// identity (pid, start time, namespace ids — the namespaces exist from
-    /// the clone on) and records it, so that a supervisor killed at any
-    /// moment leaves either a record to check at its next start, or nothing:
-    /// if the supervisor dies before the go-ahead, the pipe's write end
-    /// closes and the holder exits on its own. A `commit` that fails fails
-    /// the spawn with the step `recordHolder` and its errno.
-    public func spawn(_ spec: HolderSpec,
-                      commit: (_ pid: pid_t, _ startTime: UInt64, _ namespaces: [NamespaceID]) throws(Errno) -> Void = { _, _, _ in }
-    ) throws(SpawnError) -> SpawnedHolder {
+    /// Clones the holder into new namespaces and returns at once with its
+    /// launch, which the caller follows through its status pipe (see
+    /// `HolderLaunch`). With a user namespace its maps are written first (as
+    /// root of the parent user namespace, through /proc: no user's files).
+    public func start(_ spec: HolderSpec) throws(SpawnError) -> HolderLaunch {
         // The holder makes its time namespace itself, for its children only,
         // so that the offsets can be written before any process is inside.
         var flags: UInt64 = 0
@@ -214,66 +186,14 @@ public struct HolderSpawner: ~Copyable {
         _ = consume writer  // only the holder may hold these ends now
         _ = consume goReader
         if status < 0 { throw SpawnError(step: .clone3, errno: cloneError) }
-        let pidfd = Pidfd(pid: pid, adopting: pidfdRaw)
-
+        let launch = HolderLaunch(spec: spec, pidfd: Pidfd(pid: pid, adopting: pidfdRaw), status: reader, go: goWriter)
         do throws(SpawnError) {
-            // With a user namespace, its maps first: the first byte on the
-            // go-ahead pipe lets the child become root inside and exec.
-            if let maps = spec.userMaps {
-                try Self.writeMaps(maps, pid: pid)
-                var mapped: UInt8 = 1
-                if write(goWriter.rawValue, &mapped, 1) != 1 { throw SpawnError(step: .writeGoAhead, errno: .current) }
-            }
-            // The holder says when its namespaces are final (its time
-            // namespace made); until then they cannot be recorded.
-            try awaitReport(NS_STAGE_CLONED, reader: reader, spec: spec)
-            let startTime: UInt64
-            do { startTime = try ProcFS.startTime(pid: pid) } catch {
-                throw SpawnError(step: .readStat(pid: pid), errno: error)
-            }
-            var ids: [NamespaceID] = []
-            for kind in spec.namespaces.sorted() {
-                do { ids.append(try NamespaceID.read(pid: pid, kind: kind, entry: kind.holderEntry)) } catch {
-                    throw SpawnError(step: .readNamespaceLink(pid: pid, entry: kind.holderEntry), errno: error)
-                }
-            }
-            // The ids were read by pid: make sure it was our holder all along.
-            guard pidfd.isAlive else {
-                throw SpawnError(step: .holderExitedDuringSetup, errno: Errno(rawValue: EPIPE))
-            }
-            do throws(Errno) { try commit(pid, startTime, ids) } catch {
-                throw SpawnError(step: .recordHolder, errno: error)
-            }
-            var go: UInt8 = 1
-            if write(goWriter.rawValue, &go, 1) != 1 { throw SpawnError(step: .writeGoAhead, errno: .current) }
-            try awaitReport(NS_STAGE_OK, reader: reader, spec: spec)
-            return SpawnedHolder(pidfd: pidfd, startTime: startTime, namespaces: ids)
+            try launch.prepare()
         } catch {
-            try? pidfd.signal(SIGKILL)
-            _ = try? pidfd.reap(block: true)
+            launch.kill()
             throw error
         }
-    }
-
-    /// Waits for the holder's next report, which must be `expected`.
-    private func awaitReport(_ expected: ns_stage, reader: borrowing FileDescriptor, spec: HolderSpec) throws(SpawnError) {
-        var fds = pollfd(fd: reader.rawValue, events: Int16(POLLIN), revents: 0)
-        let ready = try? retryOnInterrupt { poll(&fds, 1, setupTimeoutMilliseconds) }
-        if ready == nil || ready == 0 {
-            throw SpawnError(step: .waitingForHolder, errno: .timedOut)
-        }
-        var report = ns_report()
-        let size = MemoryLayout<ns_report>.size
-        let n = withUnsafeMutableBytes(of: &report) { raw in
-            try? retryOnInterrupt { read(reader.rawValue, raw.baseAddress, size) }
-        }
-        guard let n, n == size else {
-            throw SpawnError(step: .holderExitedDuringSetup, errno: Errno(rawValue: EPIPE))
-        }
-        if report.stage != Int32(expected.rawValue) {
-            throw SpawnError(report: report, tmpfs: spec.tmpfs.map(\.path), binds: spec.binds.map(\.target),
-                             bindSources: spec.binds.map(\.source))
-        }
+        return launch
     }
 
     /// Writes /proc/PID/setgroups ("deny" for a single-gid map), gid_map and
@@ -291,5 +211,121 @@ public struct HolderSpawner: ~Copyable {
         if maps.deniesSetgroups { try write("setgroups", "deny") }
         try write("gid_map", maps.gids.map { "\($0)\n" }.joined())
         try write("uid_map", maps.uids.map { "\($0)\n" }.joined())
+    }
+}
+
+/// A holder on its way (HolderSpawner.start), followed through its status
+/// pipe, which the owner watches (an event source in nsgroupd) and hands to
+/// `advance()` whenever it is readable. Nothing here blocks.
+///
+/// The holder is cloned waiting: it does nothing until it reads a byte on its
+/// go-ahead pipe. When it says its namespaces are final, `advance()` returns
+/// `.cloned` with its identity (start time, namespace ids); the owner records
+/// it, so that a supervisor killed at any moment leaves either a record to
+/// check at its next start, or nothing (the go-ahead pipe closes with the
+/// supervisor and the holder exits), then calls `proceed()`. The holder then
+/// sets up its mounts (tmpfs targets and bind sources: paths a user may
+/// stall) and says `.ready`. On failure, or when killed, the owner reaps it.
+public final class HolderLaunch {
+    public enum State {
+        case running
+        /// The namespaces are final: record them, then `proceed()`.
+        case cloned(startTime: UInt64, namespaces: [NamespaceID])
+        /// Set up and running: `takePidfd()` hands it over.
+        case ready
+        case failed(SpawnError)
+    }
+
+    /// The read end of the status pipe (non-blocking).
+    public let status: FileDescriptor
+    private let go: FileDescriptor
+    private var pidfd: Pidfd?
+    public let pid: pid_t
+    private let spec: HolderSpec
+    private var expected = NS_STAGE_CLONED
+    private var ended: State?
+
+    init(spec: HolderSpec, pidfd: consuming Pidfd, status: consuming FileDescriptor, go: consuming FileDescriptor) {
+        self.spec = spec
+        self.pid = pidfd.pid
+        self.pidfd = consume pidfd
+        self.status = status
+        self.go = go
+    }
+
+    /// The status pipe non-blocking; with a user namespace, its maps: the
+    /// first byte on the go-ahead pipe then lets the child become root
+    /// inside and exec.
+    fileprivate func prepare() throws(SpawnError) {
+        let flags = fcntl(status.rawValue, F_GETFL)
+        if flags < 0 || fcntl(status.rawValue, F_SETFL, flags | O_NONBLOCK) < 0 {
+            throw SpawnError(step: .pipe2, errno: .current)
+        }
+        if let maps = spec.userMaps {
+            try HolderSpawner.writeMaps(maps, pid: pid)
+            var mapped: UInt8 = 1
+            if write(go.rawValue, &mapped, 1) != 1 { throw SpawnError(step: .writeGoAhead, errno: .current) }
+        }
+    }
+
+    /// Reads the holder's next report, if one is there.
+    public func advance() -> State {
+        if let ended { return ended }
+        var report = ns_report()
+        let size = MemoryLayout<ns_report>.size
+        let n = withUnsafeMutableBytes(of: &report) { raw in read(status.rawValue, raw.baseAddress, size) }
+        if n < 0 && (errno == EAGAIN || errno == EINTR) { return .running }
+        guard n == size else {
+            return end(.failed(SpawnError(step: .holderExitedDuringSetup, errno: Errno(rawValue: EPIPE))))
+        }
+        guard report.stage == Int32(expected.rawValue) else {
+            return end(.failed(SpawnError(report: report, tmpfs: spec.tmpfs.map(\.path), binds: spec.binds.map(\.target),
+                                          bindSources: spec.binds.map(\.source))))
+        }
+        if expected == NS_STAGE_OK { return end(.ready) }
+        // The holder says when its namespaces are final (its time namespace
+        // made); until then they cannot be recorded.
+        let startTime: UInt64
+        do { startTime = try ProcFS.startTime(pid: pid) } catch {
+            return end(.failed(SpawnError(step: .readStat(pid: pid), errno: error)))
+        }
+        var ids: [NamespaceID] = []
+        for kind in spec.namespaces.sorted() {
+            do { ids.append(try NamespaceID.read(pid: pid, kind: kind, entry: kind.holderEntry)) } catch {
+                return end(.failed(SpawnError(step: .readNamespaceLink(pid: pid, entry: kind.holderEntry), errno: error)))
+            }
+        }
+        // The ids were read by pid: make sure it was our holder all along.
+        guard pidfd?.isAlive == true else {
+            return end(.failed(SpawnError(step: .holderExitedDuringSetup, errno: Errno(rawValue: EPIPE))))
+        }
+        expected = NS_STAGE_OK
+        return .cloned(startTime: startTime, namespaces: ids)
+    }
+
+    /// Lets the holder go on with its set-up, once its identity is recorded.
+    public func proceed() throws(SpawnError) {
+        var byte: UInt8 = 1
+        if write(go.rawValue, &byte, 1) != 1 { throw SpawnError(step: .writeGoAhead, errno: .current) }
+    }
+
+    /// Ends it as failed with `error` (a step of the owner's, or the timeout) and kills the holder.
+    @discardableResult
+    public func fail(_ error: SpawnError) -> State {
+        kill()
+        return end(.failed(error))
+    }
+
+    /// SIGKILL to the holder (the owner reaps it).
+    public func kill() {
+        try? pidfd?.signal(SIGKILL)
+    }
+
+    /// The holder's pidfd: to keep once ready, to reap otherwise.
+    public func takePidfd() -> Pidfd? { pidfd.take() }
+
+    private func end(_ state: State) -> State {
+        if ended == nil { ended = state }
+        return ended!
     }
 }

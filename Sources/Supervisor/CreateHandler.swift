@@ -11,6 +11,8 @@ import RPC
 final class CreateHandler {
     private let holders: HolderSpawner
     private let registry: GroupRegistry
+    private let launches: Launches
+    private let reaper: Reaper
     /// Watches each new holder, as it watches every group's.
     private let destroyer: DestroyHandler
     private let bus: EventBus
@@ -19,10 +21,13 @@ final class CreateHandler {
     private let audit: Audit
     private let ttyGroup: gid_t
 
-    init(holders: consuming HolderSpawner, registry: GroupRegistry, destroyer: DestroyHandler, bus: EventBus,
-         policies: PolicyHolder, subordinates: SubordinateOwners, audit: Audit, ttyGroup: gid_t) {
+    init(holders: consuming HolderSpawner, registry: GroupRegistry, launches: Launches, reaper: Reaper,
+         destroyer: DestroyHandler, bus: EventBus, policies: PolicyHolder, subordinates: SubordinateOwners,
+         audit: Audit, ttyGroup: gid_t) {
         self.holders = holders
         self.registry = registry
+        self.launches = launches
+        self.reaper = reaper
         self.destroyer = destroyer
         self.bus = bus
         self.policies = policies
@@ -68,70 +73,149 @@ final class CreateHandler {
             spec.resolveAs = ResolveCredentials(uid: context.caller.uid, gid: context.caller.gid, groups: context.caller.groups,
                                                 requireOwner: !policy.isAdmin(context.caller))
         }
-        let owner = context.caller.uid
-        var recorded: GroupRecord?
-        let spawned: SpawnedHolder
+        let launch: HolderLaunch
         do throws(SpawnError) {
-            spawned = try holders.spawn(spec) { pid, startTime, namespaces throws(Errno) in
-                CrashPoint.reach(.createCloned)
-                var record = GroupRecord(
-                    name: params.name, owner: owner,
-                    ownerName: context.identity.name,
-                    namespaces: namespaces, holderPID: pid, holderStartTime: startTime,
-                    created: Timestamp.now(), hostname: hostname, tmpfs: tmpfs, members: members, sessions: [])
-                record.binds = binds
-                record.userMaps = userMaps
-                record.monotonicOffset = offsets.monotonic
-                record.boottimeOffset = offsets.boottime
-                record.netnsName = netnsName
-                // On disk before the holder may go on: a supervisor killed
-                // from here on leaves a record its successor checks.
-                try registry.save(record)
-                recorded = record
-                CrashPoint.reach(.createRecorded)
-            }
+            launch = try holders.start(spec)
         } catch {
-            if recorded != nil { try? registry.removeRecord(name: params.name) }
-            // The state file could not be written: the supervisor's fault, not the group's.
-            if error.step == .recordHolder {
-                throw RPCError(.internalError, "cannot create group \"\(params.name)\": writing its state file failed: \(error.errno)")
-            }
             throw RPCError.operationFailed("cannot create group \"\(params.name)\"", error)
         }
+        // From here the name is taken and the group counts towards the limits, while the
+        // holder sets itself up; the answer comes when it has (or has failed).
+        let charged = subordinates.chargedUID(context.caller.uid)
+        registry.reserve(params.name, chargedTo: charged, tmpfs: tmpfs)
+        var record = GroupRecord(
+            name: params.name, owner: context.caller.uid, ownerName: context.identity.name,
+            namespaces: [], holderPID: launch.pid, holderStartTime: 0,
+            created: Timestamp.now(), hostname: hostname, tmpfs: tmpfs, members: members, sessions: [])
+        record.binds = binds
+        record.userMaps = userMaps
+        record.monotonicOffset = offsets.monotonic
+        record.boottimeOffset = offsets.boottime
+        record.netnsName = netnsName
+        let pending = Pending(launch: launch, record: record, caller: context.caller, completion: context.later())
+        let timeout = policy.spawnTimeout
+        do {
+            try launches.watch(.holder, channel: launch.status.rawValue, chargedTo: charged, timeoutSeconds: timeout,
+                               readable: { [weak self] in self?.advance(pending) ?? true },
+                               expired: { [weak self] in
+                                   self?.settle(pending, launch.fail(SpawnError(step: .waitingForHolder, errno: .timedOut)))
+                               })
+        } catch {
+            settle(pending, launch.fail(SpawnError(step: .killed, errno: Errno(rawValue: ECANCELED))),
+                   error: RPCError(.internalError, "cannot create group \"\(params.name)\": cannot watch its holder: \(error)"))
+            return .deferred
+        }
+        // A client that goes away before the answer takes its holder with it.
+        pending.completion.onCancel = { [weak launch] in launch?.kill() }
+        return .deferred
+    }
+
+    /// A create whose holder is setting itself up.
+    private final class Pending {
+        let launch: HolderLaunch
+        var record: GroupRecord
+        /// Whether the record is on disk (then a failure removes it).
+        var recorded = false
+        let caller: PeerCredentials
+        let completion: Completion
+
+        init(launch: HolderLaunch, record: GroupRecord, caller: PeerCredentials, completion: Completion) {
+            self.launch = launch
+            self.record = record
+            self.caller = caller
+            self.completion = completion
+        }
+    }
+
+    /// What the holder said. Once its namespaces are final, the group is
+    /// recorded before the holder may go on: a supervisor killed from then on
+    /// leaves a record its successor checks. True when the create has ended.
+    private func advance(_ pending: Pending) -> Bool {
+        let launch = pending.launch
+        switch launch.advance() {
+        case .running:
+            return false
+        case .cloned(let startTime, let namespaces):
+            CrashPoint.reach(.createCloned)
+            pending.record.namespaces = namespaces
+            pending.record.holderStartTime = startTime
+            do {
+                try registry.save(pending.record)
+            } catch {
+                // The state file could not be written: the supervisor's fault, not the group's.
+                settle(pending, launch.fail(SpawnError(step: .recordHolder, errno: error)),
+                       error: RPCError(.internalError, "cannot create group \"\(pending.record.name)\": writing its state file failed: \(error)"))
+                return true
+            }
+            pending.recorded = true
+            CrashPoint.reach(.createRecorded)
+            do throws(SpawnError) {
+                try launch.proceed()
+            } catch {
+                settle(pending, launch.fail(error))
+                return true
+            }
+            return false
+        case let state:
+            settle(pending, state)
+            return true
+        }
+    }
+
+    /// The holder is set up (the group joins the registry and the answer is
+    /// its description) or failed (it is killed and reaped, its record goes).
+    private func settle(_ pending: Pending, _ state: HolderLaunch.State, error: RPCError? = nil) {
+        let record = pending.record
+        let name = record.name
+        registry.release(name)
+        guard case .ready = state, let pidfd = pending.launch.takePidfd() else {
+            pending.launch.kill()
+            if let pidfd = pending.launch.takePidfd() { reaper.reap(pidfd) }
+            if pending.recorded { try? registry.removeRecord(name: name) }
+            let failure: RPCError
+            if let error {
+                failure = error
+            } else if case .failed(let spawnError) = state {
+                failure = RPCError.operationFailed("cannot create group \"\(name)\"", spawnError)
+            } else {
+                failure = RPCError(.internalError, "cannot create group \"\(name)\": its holder ended unexpectedly")
+            }
+            pending.completion.finish(.error(failure))
+            return
+        }
         CrashPoint.reach(.createStarted)
-        let record = recorded!
-        let group = Group(record: record, holder: spawned.takePidfd())
-        if let netnsName {
+        let group = Group(record: record, holder: pidfd)
+        func abandon(_ error: RPCError) {
+            try? group.holder.signal(SIGKILL)
+            _ = try? group.holder.reap()
+            try? registry.removeRecord(name: name)
+            pending.completion.finish(.error(error))
+        }
+        if let netnsName = record.netnsName {
             do {
                 try NetnsPublisher.publish(netnsName, holder: group.holder)
             } catch {
-                try? group.holder.signal(SIGKILL)
-                _ = try? group.holder.reap(block: true)
-                try? registry.removeRecord(name: record.name)
-                throw RPCError.operationFailed("cannot create group \"\(params.name)\"", error)
+                return abandon(RPCError.operationFailed("cannot create group \"\(name)\"", error))
             }
         }
         do {
             try destroyer.watchHolder(group)
         } catch {
-            try? group.holder.signal(SIGKILL)
-            _ = try? group.holder.reap(block: true)
-            try? registry.removeRecord(name: record.name)
-            throw RPCError(.internalError, "cannot create group \"\(params.name)\": cannot watch its holder: \(error)")
+            return abandon(RPCError(.internalError, "cannot create group \"\(name)\": cannot watch its holder: \(error)"))
         }
         registry.register(group)
         registry.groupsChanged()
         bus.groupEvent(.groupCreated, group)
-        audit.record(.groupCreated, "Created group \(record.name) for uid \(record.owner), holder \(record.holderPID)",
-                     caller: context.caller, fields: [
-                        AuditField.name: record.name,
+        audit.record(.groupCreated, "Created group \(name) for uid \(record.owner), holder \(record.holderPID)",
+                     caller: pending.caller, fields: [
+                        AuditField.name: name,
                         AuditField.operation: "create",
                         AuditField.result: "ok",
                         AuditField.ownerUID: String(record.owner),
                         AuditField.holderPID: String(record.holderPID),
                         AuditField.namespaces: record.namespaces.map(\.description).joined(separator: " "),
                      ])
-        return .result(group.info.json)
+        pending.completion.finish(.result(group.info.json))
     }
 
     /// The create rule, the allowed namespace kinds and the group limits.
@@ -146,16 +230,18 @@ final class CreateHandler {
         if !policy.isAdmin(caller), let refused = kinds.sorted().first(where: { !policy.namespaces.contains($0) }) {
             throw RPCError(.permissionDenied, "namespace kind \"\(refused.rawValue)\" is not allowed by nsgroupd.conf (access.namespaces = \(policy.namespaces.sorted().map(\.rawValue).joined(separator: ", ")))")
         }
-        guard registry[name] == nil else {
+        // A group being created (its holder setting up) counts as one that exists.
+        guard registry[name] == nil, !registry.isReserved(name) else {
             throw RPCError(.alreadyExists, "a group named \"\(name)\" already exists")
         }
-        if registry.count >= policy.maxGroups {
-            throw RPCError(.limitExceeded, "there are \(counted(registry.count, "group")), the most allowed (limits.groups = \(policy.maxGroups))")
+        let total = registry.count + registry.reservedCount
+        if total >= policy.maxGroups {
+            throw RPCError(.limitExceeded, "there are \(counted(total, "group")), the most allowed (limits.groups = \(policy.maxGroups))")
         }
         if caller.uid != 0 {
             // Counted by the charged person: groups of her subordinate uids are hers.
             let charged = subordinates.chargedUID(caller.uid)
-            let owned = registry.groups(chargedTo: charged).count
+            let owned = registry.groups(chargedTo: charged).count + registry.reservedCount(chargedTo: charged)
             if owned >= policy.groupsPerUser {
                 throw RPCError(.limitExceeded, "\(subordinates.chargedSubject(caller.uid, "owns")) \(counted(owned, "group")), the most allowed (limits.groups-per-user = \(policy.groupsPerUser))")
             }
@@ -196,8 +282,8 @@ final class CreateHandler {
         }
         // Counted by the charged person: tmpfs mounts of her subordinate uids' groups are hers.
         let charged = subordinates.chargedUID(caller.uid)
-        let held = registry.groups(chargedTo: charged)
-            .flatMap(\.record.tmpfs).reduce(UInt64(0)) { $0 + ($1.size.flatMap(Self.tmpfsBytes) ?? policy.tmpfsSize) }
+        let held = (registry.groups(chargedTo: charged).flatMap(\.record.tmpfs) + registry.reservedTmpfs(chargedTo: charged))
+            .reduce(UInt64(0)) { $0 + ($1.size.flatMap(Self.tmpfsBytes) ?? policy.tmpfsSize) }
         guard held + total <= policy.tmpfsPerUser else {
             throw RPCError(.limitExceeded, "create: \(subordinates.chargedSubject(caller.uid, "would have")) \(ByteSize.format(held + total)) of tmpfs mounts, more than allowed (limits.tmpfs-per-user = \(ByteSize.format(policy.tmpfsPerUser)))")
         }

@@ -70,7 +70,7 @@ final class EnterHandler {
         // Sessions still starting count: concurrent enters cannot pass the limit together.
         let charged = subordinates.chargedUID(caller.uid)
         if caller.uid != 0 {
-            let running = sessions.count(chargedTo: charged) + launches.count(chargedTo: charged)
+            let running = sessions.count(chargedTo: charged) + launches.count(.session, chargedTo: charged)
             if running >= policy.sessionsPerUser {
                 throw RPCError(.limitExceeded, "\(subordinates.chargedSubject(caller.uid)) \(counted(running, "session")) running, the most allowed (limits.sessions-per-user = \(policy.sessionsPerUser))")
             }
@@ -180,22 +180,25 @@ final class EnterHandler {
         let completion = context.later()
         let started = Started(group: group, caller: caller, argv: argv, tty: params.tty, entry: entry,
                               connection: context.connection, completion: completion)
+        let timeout = policy.spawnTimeout
         do {
-            try launches.watch(launch, chargedTo: charged, timeoutSeconds: policy.spawnTimeout) { [weak self] launch, state in
-                self?.launched(launch, state, started)
-            }
+            try launches.watch(.session, channel: launch.channel.rawValue, chargedTo: charged, timeoutSeconds: timeout,
+                               readable: { [weak self] in
+                                   let state = launch.advance()
+                                   if case .running = state { return false }
+                                   self?.ended(launch, state, started)
+                                   return true
+                               },
+                               expired: { [weak self] in self?.ended(launch, launch.timeOut(after: timeout), started) })
         } catch {
             launch.kill()
-            if let first = launch.takeFirstChild() { reaper.reap(first) }
-            if let session = launch.takeSession() { reaper.reap(session) }
-            completion.finish(.error(RPCError(.internalError, "cannot enter group \"\(params.name)\": cannot watch the new process: \(error)")))
+            ended(launch, .failed(SpawnError(step: .killed, errno: Errno(rawValue: ECANCELED))), started,
+                  error: RPCError(.internalError, "cannot enter group \"\(params.name)\": cannot watch the new process: \(error)"))
             return .deferred
         }
-        // A client that goes away before the answer takes its launch with it.
-        completion.onCancel = { [weak launches, weak launch] in
-            guard let launches, let launch else { return }
-            launches.cancel(launch)
-        }
+        // A client that goes away before the answer takes its launch with it: killed, its
+        // channel reaches end of file, and it ends as failed.
+        completion.onCancel = { [weak launch] in launch?.kill() }
         return .deferred
     }
 
@@ -210,14 +213,20 @@ final class EnterHandler {
         let completion: Completion
     }
 
-    /// A launch ended: the session runs (register, journal, answer with its
-    /// terminal), or it failed (answer why).
-    private func launched(_ launch: SessionLaunch, _ state: SessionLaunch.State, _ started: Started) {
+    /// A launch ended: its first child goes to the Reaper, and so does its
+    /// session if it failed; then the session runs (register, journal,
+    /// answer with its terminal), or the answer says why not.
+    private func ended(_ launch: SessionLaunch, _ state: SessionLaunch.State, _ started: Started, error: RPCError? = nil) {
+        if let first = launch.takeFirstChild() { reaper.reap(first) }
         let group = started.group
         let caller = started.caller
         let name = group.name
-        if case .failed(let error) = state {
-            started.completion.finish(.error(RPCError.operationFailed("cannot enter group \"\(name)\"", error)))
+        if case .failed(let failure) = state {
+            if let session = launch.takeSession() {
+                try? session.signal(SIGKILL)
+                reaper.reap(session)
+            }
+            started.completion.finish(.error(error ?? RPCError.operationFailed("cannot enter group \"\(name)\"", failure)))
             return
         }
         guard let pidfd = launch.takeSession() else { return }

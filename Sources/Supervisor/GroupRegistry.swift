@@ -50,6 +50,27 @@ final class GroupRegistry {
         groups[group.name] = group
     }
 
+    // MARK: Groups being created
+
+    /// Names taken by creates whose holder is setting up, with whom they are
+    /// charged to and their tmpfs mounts: they count as groups for names and limits.
+    private var reserved: [String: (charged: uid_t, tmpfs: [TmpfsMount])] = [:]
+
+    func reserve(_ name: String, chargedTo charged: uid_t, tmpfs: [TmpfsMount]) {
+        reserved[name] = (charged, tmpfs)
+    }
+
+    func release(_ name: String) {
+        reserved[name] = nil
+    }
+
+    func isReserved(_ name: String) -> Bool { reserved[name] != nil }
+    var reservedCount: Int { reserved.count }
+    func reservedCount(chargedTo charged: uid_t) -> Int { reserved.values.filter { $0.charged == charged }.count }
+    func reservedTmpfs(chargedTo charged: uid_t) -> [TmpfsMount] {
+        reserved.values.filter { $0.charged == charged }.flatMap(\.tmpfs)
+    }
+
     /// Takes a group out, if it is still the instance registered under its
     /// name, and tells the service manager. Whether it was.
     @discardableResult

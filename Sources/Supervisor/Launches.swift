@@ -1,104 +1,101 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Namespaces
 import POSIX
 import Systemd
 
-/// Sessions on their way: every `enter` between its clone and the moment its
-/// program runs (or fails). The loop never waits for one. Each launch's
-/// status channel is an event source; what arrives is handed to the launch,
-/// and its end to whoever started it. A launch that has not ended within
-/// `limits.spawn-timeout` is killed and ends as failed at once (its children
-/// go to the Reaper). The places where a launch can wait on something a user
-/// controls are all in its children: the pty's path in the group's tree, the
-/// session's directory, the program's path and file (a lease, FUSE, a hung
-/// NFS server).
+/// Children on their way: every `enter` between its clone and the moment its
+/// program runs (or fails), every `create` between the clone of its holder
+/// and the holder's "set up". The loop never waits for one: each launch's
+/// status channel is an event source, and what arrives is handed to whoever
+/// started it. A launch that has not ended within `limits.spawn-timeout` is
+/// taken off the watch and its owner told to end it (kill, answer, reap
+/// through the Reaper). The places where a launch can wait on something a
+/// user controls are all in the children: a session's terminal path in the
+/// group's tree, its directory, its program's path and file (a lease, FUSE, a
+/// hung NFS server); a holder's tmpfs targets and bind sources.
 ///
-/// Pending launches count towards `limits.sessions-per-user` with the
-/// running sessions, so that a burst of concurrent enters cannot pass it.
+/// Launches still under way count towards the per-person limits with what is
+/// running (sessions-per-user; groups-per-user and groups for holders), so
+/// that a burst of concurrent requests cannot pass them together.
 final class Launches {
-    /// One launch being watched.
-    private final class Pending {
-        let launch: SessionLaunch
-        let chargedUID: uid_t
-        let deadline: Double
-        let timeout: Int
-        var source: EventSource?
-        let done: (SessionLaunch, SessionLaunch.State) -> Void
+    enum Kind { case session, holder }
 
-        init(launch: SessionLaunch, chargedUID: uid_t, timeout: Int, done: @escaping (SessionLaunch, SessionLaunch.State) -> Void) {
-            self.launch = launch
+    /// A watched launch; the owner keeps it to stop watching (`finish`).
+    final class Ticket {
+        let kind: Kind
+        let chargedUID: uid_t
+        fileprivate let deadline: Double
+        fileprivate var source: EventSource?
+        fileprivate let expired: () -> Void
+
+        fileprivate init(kind: Kind, chargedUID: uid_t, deadline: Double, expired: @escaping () -> Void) {
+            self.kind = kind
             self.chargedUID = chargedUID
-            self.timeout = timeout
-            self.deadline = monotonicSeconds() + Double(timeout)
-            self.done = done
+            self.deadline = deadline
+            self.expired = expired
         }
     }
 
     private let loop: EventLoop
-    private let reaper: Reaper
-    private var pending: [ObjectIdentifier: Pending] = [:]
-    /// Once a second while anything is pending: the spawn timeout.
+    private var watched: [ObjectIdentifier: Ticket] = [:]
+    /// Once a second while anything is watched: the spawn timeout.
     private var clock: EventSource?
 
-    init(loop: EventLoop, reaper: Reaper) {
+    init(loop: EventLoop) {
         self.loop = loop
-        self.reaper = reaper
     }
 
-    /// Launches charged to this person that have not ended yet.
-    func count(chargedTo uid: uid_t) -> Int {
-        pending.values.reduce(0) { $0 + ($1.chargedUID == uid ? 1 : 0) }
+    /// Launches of this kind charged to this person that have not ended yet.
+    func count(_ kind: Kind, chargedTo uid: uid_t) -> Int {
+        watched.values.reduce(0) { $0 + ($1.kind == kind && $1.chargedUID == uid ? 1 : 0) }
     }
 
-    var isEmpty: Bool { pending.isEmpty }
+    /// Launches of this kind under way, whoever's.
+    func count(_ kind: Kind) -> Int {
+        watched.values.reduce(0) { $0 + ($1.kind == kind ? 1 : 0) }
+    }
 
-    /// Watches a launch until it ends, then calls `done` once, on the loop,
-    /// with `.started` (take the session's pidfd and terminal) or `.failed`
-    /// (its children are already on their way to the Reaper).
-    func watch(_ launch: SessionLaunch, chargedTo uid: uid_t, timeoutSeconds: Int,
-               done: @escaping (SessionLaunch, SessionLaunch.State) -> Void) throws(SystemdError) {
-        let entry = Pending(launch: launch, chargedUID: uid, timeout: timeoutSeconds, done: done)
-        let key = ObjectIdentifier(launch)
-        entry.source = try loop.addIO(fd: launch.channel.rawValue, events: .readable) { [weak self, weak entry] _ in
-            guard let self, let entry else { return }
-            let state = entry.launch.advance()
-            if case .running = state { return }
-            self.finish(entry, state)
+    /// Watches `channel` (the launch's status pipe or socket): `readable` runs on
+    /// the loop whenever it is, and returns true once the launch has ended (the
+    /// watch then stops). If it has not ended `timeoutSeconds` from now, the
+    /// watch stops and `expired` runs instead, once.
+    @discardableResult
+    func watch(_ kind: Kind, channel: Int32, chargedTo uid: uid_t, timeoutSeconds: Int,
+               readable: @escaping () -> Bool, expired: @escaping () -> Void) throws(SystemdError) -> Ticket {
+        let ticket = Ticket(kind: kind, chargedUID: uid, deadline: monotonicSeconds() + Double(timeoutSeconds), expired: expired)
+        ticket.source = try loop.addIO(fd: channel, events: .readable) { [weak self, weak ticket] _ in
+            guard let self, let ticket else { return }
+            if readable() { self.finish(ticket) }
         }
         if clock == nil {
-            clock = try loop.addRepeatingTimer(everyMicroseconds: 1_000_000) { [weak self] in self?.expire() }
+            do {
+                clock = try loop.addRepeatingTimer(everyMicroseconds: 1_000_000) { [weak self] in self?.expire() }
+            } catch {
+                ticket.source?.cancel()
+                throw error
+            }
         }
-        pending[key] = entry
+        watched[ObjectIdentifier(ticket)] = ticket
+        return ticket
     }
 
-    /// Kills a launch (its client went away). It still ends through `done`, as failed.
-    func cancel(_ launch: SessionLaunch) {
-        guard pending[ObjectIdentifier(launch)] != nil else { return }
-        launch.kill()
+    /// Stops watching (the owner ended the launch itself).
+    func finish(_ ticket: Ticket) {
+        guard watched.removeValue(forKey: ObjectIdentifier(ticket)) != nil else { return }
+        ticket.source?.cancel()
+        ticket.source = nil
+        if watched.isEmpty {
+            clock?.cancel()
+            clock = nil
+        }
     }
 
     private func expire() {
         let now = monotonicSeconds()
-        for entry in Array(pending.values) where now >= entry.deadline {
-            finish(entry, entry.launch.timeOut(after: entry.timeout))
+        for ticket in Array(watched.values) where now >= ticket.deadline {
+            finish(ticket)
+            ticket.expired()
         }
-    }
-
-    private func finish(_ entry: Pending, _ state: SessionLaunch.State) {
-        guard pending.removeValue(forKey: ObjectIdentifier(entry.launch)) != nil else { return }
-        entry.source?.cancel()
-        entry.source = nil
-        if pending.isEmpty {
-            clock?.cancel()
-            clock = nil
-        }
-        if let first = entry.launch.takeFirstChild() { reaper.reap(first) }
-        if case .failed = state, let session = entry.launch.takeSession() {
-            try? session.signal(SIGKILL)
-            reaper.reap(session)
-        }
-        entry.done(entry.launch, state)
     }
 }

@@ -79,11 +79,12 @@ public final class Supervisor {
                             subordinates: subordinates, names: names, input: connectionInput, sessions: sessions, bus: bus)
         readHandler = ReadHandler(serverName: configuration.serverName, registry: registry)
         destroyHandler = DestroyHandler(loop: loop, registry: registry, sessions: sessions, bus: bus, audit: audit)
-        createHandler = CreateHandler(holders: holders, registry: registry, destroyer: destroyHandler, bus: bus,
-                                      policies: policies, subordinates: subordinates, audit: audit, ttyGroup: ttyGroup)
         let auditLogger = audit.logger
         reaper = Reaper(loop: loop) { message in auditLogger.warning("\(message)") }
-        launches = Launches(loop: loop, reaper: reaper)
+        launches = Launches(loop: loop)
+        createHandler = CreateHandler(holders: holders, registry: registry, launches: launches, reaper: reaper,
+                                      destroyer: destroyHandler, bus: bus, policies: policies, subordinates: subordinates,
+                                      audit: audit, ttyGroup: ttyGroup)
         enterHandler = EnterHandler(registry: registry, sessions: sessions, launches: launches, reaper: reaper,
                                     policies: policies, subordinates: subordinates, audit: audit, ttyGroup: ttyGroup)
         shareHandler = ShareHandler(registry: registry)

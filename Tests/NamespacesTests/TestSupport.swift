@@ -353,3 +353,59 @@ enum SessionSpawner {
         }
     }
 }
+
+/// A running holder, as `HolderSpawner.spawn` below hands it over: the test owns its pidfd.
+struct SpawnedHolder: ~Copyable {
+    let pidfd: Pidfd
+    /// The process start time (clock ticks since boot).
+    let startTime: UInt64
+    /// The group's namespaces, as the kernel names them.
+    let namespaces: [NamespaceID]
+
+    var pid: pid_t { pidfd.pid }
+
+    /// Hands the pidfd on.
+    consuming func takePidfd() -> Pidfd { pidfd }
+}
+
+extension HolderSpawner {
+    /// HolderLaunch run to its end, blocking, with `commit` called where nsgroupd records
+    /// the group (nsgroupd itself never waits; see Supervisor's CreateHandler). On failure
+    /// the holder is killed and reaped before the error is thrown.
+    func spawn(_ spec: HolderSpec, timeoutMilliseconds: Int32 = 20_000,
+               commit: (_ pid: pid_t, _ startTime: UInt64, _ namespaces: [NamespaceID]) throws(Errno) -> Void = { _, _, _ in }
+    ) throws(SpawnError) -> SpawnedHolder {
+        let launch = try start(spec)
+        var identity: (startTime: UInt64, namespaces: [NamespaceID])?
+        var state = launch.advance()
+        while true {
+            switch state {
+            case .running:
+                var fds = pollfd(fd: launch.status.rawValue, events: Int16(POLLIN), revents: 0)
+                if poll(&fds, 1, timeoutMilliseconds) == 0 {
+                    state = launch.fail(SpawnError(step: .waitingForHolder, errno: .timedOut))
+                } else {
+                    state = launch.advance()
+                }
+            case .cloned(let startTime, let namespaces):
+                identity = (startTime, namespaces)
+                do throws(Errno) { try commit(launch.pid, startTime, namespaces) } catch {
+                    state = launch.fail(SpawnError(step: .recordHolder, errno: error))
+                    continue
+                }
+                do throws(SpawnError) { try launch.proceed() } catch {
+                    state = launch.fail(error)
+                    continue
+                }
+                state = launch.advance()
+            case .ready:
+                let pidfd = launch.takePidfd()!
+                return SpawnedHolder(pidfd: pidfd, startTime: identity!.startTime, namespaces: identity!.namespaces)
+            case .failed(let error):
+                launch.kill()
+                if let pidfd = launch.takePidfd() { _ = try? pidfd.reap(block: true) }
+                throw error
+            }
+        }
+    }
+}

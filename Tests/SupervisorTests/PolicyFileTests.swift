@@ -69,6 +69,7 @@ struct PolicyFileAcceptedTests {
         #expect(policy.groupsPerUser == 16)
         #expect(policy.sessionsPerUser == 64)
         #expect(policy.maxGroups == 4096)
+        #expect(policy.spawnTimeout == 30)
         // The admin group is nsgroup-admin when the system has one, else there is none.
         if let gid = UserDatabase.groupID(named: "nsgroup-admin") {
             #expect(policy.adminGroup?.name == "nsgroup-admin")
@@ -100,6 +101,7 @@ struct PolicyFileAcceptedTests {
             groups-per-user = 3
             sessions-per-user = 7
             groups = 11
+            spawn-timeout = 5
             """
         let policy = try PolicyFile.parse(text, path: confPath)
         #expect(policy.create == .everyone)
@@ -110,6 +112,7 @@ struct PolicyFileAcceptedTests {
         #expect(policy.groupsPerUser == 3)
         #expect(policy.sessionsPerUser == 7)
         #expect(policy.maxGroups == 11)
+        #expect(policy.spawnTimeout == 5)
     }
 
     @Test func auditReadsIsSummaryOrEach() throws {
@@ -237,7 +240,7 @@ struct PolicyFileAcceptedTests {
     @Test func crlfErrorsNameTheirLine() throws {
         let error = try #require(parseError("[limits]\r\ngroups = 5\r\nbogus = 1\r\n"))
         #expect(error.kind == .configuration(path: confPath, line: 3))
-        #expect(error.description == #"/etc/nsgroup/nsgroupd.conf:3: unknown key "bogus" in [limits]; keys there are groups, groups-per-user, sessions-per-user, tmpfs-per-user, tmpfs-size"#)
+        #expect(error.description == #"/etc/nsgroup/nsgroupd.conf:3: unknown key "bogus" in [limits]; keys there are groups, groups-per-user, sessions-per-user, spawn-timeout, tmpfs-per-user, tmpfs-size"#)
     }
 }
 
@@ -255,10 +258,11 @@ struct PolicyFileErrorTests {
         ("[limits # closed in a comment ]", 1, "a section header must end with ]"),
         // Keys.
         ("[access]\ncreat = *", 2, #"unknown key "creat" in [access]; keys there are admin-group, create, namespaces, tmpfs-paths"#),
-        ("[limits]\ncreate = *", 2, #"unknown key "create" in [limits]; keys there are groups, groups-per-user, sessions-per-user, tmpfs-per-user, tmpfs-size"#),
+        ("[limits]\ncreate = *", 2, #"unknown key "create" in [limits]; keys there are groups, groups-per-user, sessions-per-user, spawn-timeout, tmpfs-per-user, tmpfs-size"#),
         ("[access]\ngroups = 5", 2, #"unknown key "groups" in [access]; keys there are admin-group, create, namespaces, tmpfs-paths"#),
-        ("[limits]\nGroups = 5", 2, #"unknown key "Groups" in [limits]; keys there are groups, groups-per-user, sessions-per-user, tmpfs-per-user, tmpfs-size"#),
-        ("[limits]\n= 5", 2, #"unknown key "" in [limits]; keys there are groups, groups-per-user, sessions-per-user, tmpfs-per-user, tmpfs-size"#),
+        ("[limits]\nspawn-timeout = 0", 2, #"limits.spawn-timeout: "0" is not a whole number from 1 to 3600"#),
+        ("[limits]\nGroups = 5", 2, #"unknown key "Groups" in [limits]; keys there are groups, groups-per-user, sessions-per-user, spawn-timeout, tmpfs-per-user, tmpfs-size"#),
+        ("[limits]\n= 5", 2, #"unknown key "" in [limits]; keys there are groups, groups-per-user, sessions-per-user, spawn-timeout, tmpfs-per-user, tmpfs-size"#),
         ("create = *", 1, #""create" must be inside a section ([access], [limits], [connections] or [audit])"#),
         ("# first\n\ngroups = 5\n[limits]", 3, #""groups" must be inside a section ([access], [limits], [connections] or [audit])"#),
         ("[access]\ncreate", 2, "expected key = value"),
@@ -348,7 +352,7 @@ struct PolicyFileLoadTests {
         }
         try writeConfig(path, Array("[limits]\ngroups = 5\nbogus = 1\n".utf8))
         let error = try #require(loadError(path, required: false))
-        #expect(error.description == #"\#(path):3: unknown key "bogus" in [limits]; keys there are groups, groups-per-user, sessions-per-user, tmpfs-per-user, tmpfs-size"#)
+        #expect(error.description == #"\#(path):3: unknown key "bogus" in [limits]; keys there are groups, groups-per-user, sessions-per-user, spawn-timeout, tmpfs-per-user, tmpfs-size"#)
     }
 
     /// O_NOFOLLOW: a symlink is refused even when it points at a good file,
