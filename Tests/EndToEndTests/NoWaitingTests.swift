@@ -209,4 +209,27 @@ import Testing
         #expect(all.filter { $0.status == 0 }.count == 3, "\(all.map(\.stderr))")
         #expect(all.filter { $0.stderr.contains("limits.sessions-per-user = 3") }.count == 5, "\(all.map(\.stderr))")
     }
+
+    @Test func concurrentCreatesCannotPassTheGroupLimitOrShareAName() throws {
+        let supervisor = try TestSupervisor(config: "[limits]\ngroups-per-user = 3\n")
+        let alice = try TestUser.alice()
+        let distinct = Mutex<[CommandResult]>([])
+        Self.atOnce(8) { n in
+            if let result = try? supervisor.nsgroup(["create", "many-\(n)"], as: alice) {
+                distinct.withLock { $0.append(result) }
+            }
+        }
+        let created = distinct.withLock { $0 }
+        #expect(created.filter { $0.status == 0 }.count == 3, "\(created.map(\.stderr))")
+        #expect(created.filter { $0.stderr.contains("limits.groups-per-user = 3") }.count == 5, "\(created.map(\.stderr))")
+
+        let same = Mutex<[CommandResult]>([])
+        Self.atOnce(6) { _ in
+            if let result = try? supervisor.nsgroup(["create", "one-name"]) { same.withLock { $0.append(result) } }
+        }
+        let results = same.withLock { $0 }
+        #expect(results.filter { $0.status == 0 }.count == 1, "\(results.map(\.stderr))")
+        #expect(results.filter { $0.stderr.contains("a group named \"one-name\" already exists") }.count == 5,
+                "\(results.map(\.stderr))")
+    }
 }
