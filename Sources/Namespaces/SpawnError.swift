@@ -38,7 +38,7 @@ extension SpawnError {
         case waitingForHolder
         /// Writing /proc/PID/setgroups, gid_map or uid_map of a holder.
         case writeMap(path: String)
-        /// The caller's `commit` could not record the holder (see `HolderSpawner.spawn`).
+        /// The group could not be recorded once its holder said its namespaces are final (see `HolderLaunch`).
         case recordHolder
         /// A session spec with the wrong number of resource limits.
         case resourceLimitCount(Int)
