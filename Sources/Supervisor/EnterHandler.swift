@@ -196,6 +196,7 @@ final class EnterHandler {
                   error: RPCError(.internalError, "cannot enter group \"\(params.name)\": cannot watch the new process: \(error)"))
             return .deferred
         }
+        group.launching[ObjectIdentifier(launch)] = launch
         // A client that goes away before the answer takes its launch with it: killed, its
         // channel reaches end of file, and it ends as failed.
         completion.onCancel = { [weak launch] in launch?.kill() }
@@ -219,6 +220,7 @@ final class EnterHandler {
     private func ended(_ launch: SessionLaunch, _ state: SessionLaunch.State, _ started: Started, error: RPCError? = nil) {
         if let first = launch.takeFirstChild() { reaper.reap(first) }
         let group = started.group
+        group.launching[ObjectIdentifier(launch)] = nil
         let caller = started.caller
         let name = group.name
         if case .failed(let failure) = state {

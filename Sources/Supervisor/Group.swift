@@ -24,6 +24,10 @@ final class Group {
     /// Processes started by `enter`, by session number. Written only by the
     /// SessionTable (a session's start, adoption and end).
     var sessions: [UInt64: Session] = [:] { didSet { cachedInfoJSON = nil } }
+    /// Enters under way into this group (their process has not exec'd yet), so that
+    /// ending the group ends them too: none may start in a group that is gone. Written
+    /// only by the EnterHandler.
+    var launching: [ObjectIdentifier: SessionLaunch] = [:]
     /// `info.json`, kept between changes: `list` and `inspect` are most of what the
     /// supervisor answers, and building the description is most of their cost.
     private var cachedInfoJSON: JSONValue?

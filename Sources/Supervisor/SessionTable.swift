@@ -99,8 +99,10 @@ final class SessionTable {
     /// Kills every session of the group (destroy, and a holder's end: without
     /// a pid namespace the kernel does not take them down with the holder).
     /// Each is still reaped and reported by its own watch.
+    /// Enters still under way are killed too (their launches then end as failed).
     func killAll(in group: Group) {
         for session in group.sessions.values { try? session.pidfd.signal(SIGKILL) }
+        for launch in group.launching.values { launch.kill() }
     }
 
     /// Watches a session's pidfd; when the process ends it is reaped, the

@@ -175,6 +175,28 @@ import Testing
         #expect(state.contains("\"sessions\":[]"), "\(state)")
     }
 
+    /// An enter under way into a group that is destroyed ends with the group: nothing may
+    /// start, and so keep the namespaces of a group that is gone, after its destroy.
+    @Test func destroyEndsTheEntersUnderWay() throws {
+        let supervisor = try TestSupervisor()
+        let alice = try TestUser.alice()
+        #expect(try supervisor.nsgroup(["create", "doomed", "--ns", "mnt,uts,ipc,net"], as: alice).status == 0)
+        let program = try LeasedProgram(in: supervisor.directory)
+        let enter = try supervisor.startEnter("doomed", [program.path], as: alice)
+        try waitUntil("the session waits on the lease", timeoutSeconds: 5) {
+            !Self.children(of: supervisor.pid, uid: alice.uid).isEmpty
+        }
+        #expect(try supervisor.nsgroup(["destroy", "doomed"], as: alice).status == 0)
+        let destroyed = Date()
+        enter.waitUntilExit()
+        // Answered at once (not at spawn-timeout, 30 s), and nothing of it runs.
+        #expect(Date().timeIntervalSince(destroyed) < 5)
+        #expect(enter.terminationStatus != 0)
+        #expect(eventually(timeoutSeconds: 5) { Self.children(of: supervisor.pid, uid: alice.uid).isEmpty },
+                "\(Self.children(of: supervisor.pid, uid: alice.uid))")
+        program.release()
+    }
+
     @Test func thirtyTwoConcurrentEntersKeepTheirOwnStdioAndExitCodes() throws {
         let supervisor = try TestSupervisor()
         let alice = try TestUser.alice()
