@@ -22,30 +22,12 @@ struct CreateThroughputBenchmark: ParsableCommand {
             over, never on a slow figure.
             """)
 
-    @Option(help: "Seconds of each measurement.")
-    var seconds = 2.0
-
-    @Option(help: "Rounds; each measures every way once.")
-    var rounds = 3
-
-    @Option(help: "Concurrent clients of each way.")
-    var clients = 8
-
-    @Option(help: "The unprivileged user who runs the CLI (default: nsg-alice, else nobody).")
-    var user: String?
-
-    @Option(help: "Use the supervisor on this socket instead of starting one.")
-    var socket: String?
-
-    func validate() throws {
-        guard seconds > 0, seconds <= 600, rounds > 0, clients > 0, clients <= 64 else {
-            throw ValidationError("--seconds in (0, 600], --rounds > 0, --clients in 1...64")
-        }
-    }
+    @OptionGroup var options: ConcurrentRunOptions
 
     func run() throws {
         Interrupt.install()
-        let outcome = try CreateThroughputRun(seconds: seconds, rounds: rounds, clients: clients, user: user, socket: socket).run()
+        let o = options
+        let outcome = try CreateThroughputRun(seconds: o.seconds, rounds: o.rounds, clients: o.clients, user: o.user, socket: o.socket).run()
         if !outcome.passed { throw ExitCode.failure }
     }
 }
@@ -118,21 +100,11 @@ struct CreateThroughputRun {
                                              Self.anchorArguments.joined(separator: " ")])
         try rates.run(rounds: rounds, threads: clients.count, seconds: seconds, ways)
 
-        let rpcRatio = rates.rate(0) / rates.rate(2)
-        let cliRatio = rates.rate(1) / rates.rate(2)
         print("nsgroup-bench create-throughput: \(clients.count) clients at once per way, \(rounds) rounds × \(formatFixed(seconds, 1)) s, interleaved; "
               + "groups of the default kinds; group names start with \(prefix)")
         print(supervisor.stateDescription)
         print("")
-        let width = rates.labels.map(\.count).max()! + 2
-        print(padded("", width) + padded("groups/s", 12) + padded("groups", 9) + "ratio to anchor")
-        for way in 0..<3 {
-            print(padded(rates.labels[way], width) + padded(formatRate(rates.rate(way)), 12) + padded(String(rates.tallies[way].completed), 9)
-                  + (way == 2 ? "-" : formatRatio(rates.rate(way) / rates.rate(2))))
-        }
-        print("")
-        print("ratio RPC / anchor: \(formatRatio(rpcRatio))   goal: at least 0.50   \(metText(rpcRatio >= 0.5))")
-        print("ratio CLI / anchor: \(formatRatio(cliRatio))   (two starts of the nsgroup CLI per group)")
+        let (rpcRatio, cliRatio) = rates.report(unit: "groups", goal: 0.5, cliNote: "two starts of the nsgroup CLI per group")
 
         let all = LoopTally.sum(rates.tallies) + LoopTally.sum(warm.tallies)
         var checks = [

@@ -21,6 +21,18 @@ struct EnterThroughputBenchmark: ParsableCommand {
             never on a slow figure.
             """)
 
+    @OptionGroup var options: ConcurrentRunOptions
+
+    func run() throws {
+        Interrupt.install()
+        let o = options
+        let outcome = try EnterThroughputRun(seconds: o.seconds, rounds: o.rounds, clients: o.clients, user: o.user, socket: o.socket).run()
+        if !outcome.passed { throw ExitCode.failure }
+    }
+}
+
+/// The options enter-throughput and create-throughput share.
+struct ConcurrentRunOptions: ParsableArguments {
     @Option(help: "Seconds of each measurement.")
     var seconds = 2.0
 
@@ -30,7 +42,7 @@ struct EnterThroughputBenchmark: ParsableCommand {
     @Option(help: "Concurrent clients of each way.")
     var clients = 8
 
-    @Option(help: "The unprivileged user who owns the group and runs the CLI (default: nsg-alice, else nobody).")
+    @Option(help: "The unprivileged user who runs the CLI (and owns the group entered; default: nsg-alice, else nobody).")
     var user: String?
 
     @Option(help: "Use the supervisor on this socket instead of starting one.")
@@ -40,12 +52,6 @@ struct EnterThroughputBenchmark: ParsableCommand {
         guard seconds > 0, seconds <= 600, rounds > 0, clients > 0, clients <= 64 else {
             throw ValidationError("--seconds in (0, 600], --rounds > 0, --clients in 1...64")
         }
-    }
-
-    func run() throws {
-        Interrupt.install()
-        let outcome = try EnterThroughputRun(seconds: seconds, rounds: rounds, clients: clients, user: user, socket: socket).run()
-        if !outcome.passed { throw ExitCode.failure }
     }
 }
 
@@ -69,6 +75,23 @@ struct ConcurrentRates {
     }
 
     func rate(_ way: Int) -> Double { Double(tallies[way].completed) / (Double(nanoseconds[way]) / 1e9) }
+
+    /// Prints the rate of each way (RPC, CLI, the anchor last) and the two ratios to the
+    /// anchor, the first against `goal`; returns (RPC, CLI) / anchor.
+    func report(unit: String, goal: Double, cliNote: String) -> (rpc: Double, cli: Double) {
+        let rpc = rate(0) / rate(2)
+        let cli = rate(1) / rate(2)
+        let width = labels.map(\.count).max()! + 2
+        print(padded("", width) + padded("\(unit)/s", 12) + padded(unit, 9) + "ratio to anchor")
+        for way in 0..<3 {
+            print(padded(labels[way], width) + padded(formatRate(rate(way)), 12) + padded(String(tallies[way].completed), 9)
+                  + (way == 2 ? "-" : formatRatio(rate(way) / rate(2))))
+        }
+        print("")
+        print("ratio RPC / anchor: \(formatRatio(rpc))   goal: at least \(formatFixed(goal, 2))   \(metText(rpc >= goal))")
+        print("ratio CLI / anchor: \(formatRatio(cli))   (\(cliNote))")
+        return (rpc, cli)
+    }
 
     /// Measures way `way` once: `threads` threads run `operation` from a common
     /// start for `seconds`; the time runs until the last operation under way
@@ -161,20 +184,10 @@ struct EnterThroughputRun {
                                              anchor.joined(separator: " ")])
         try rates.run(rounds: rounds, threads: clients, seconds: seconds, [overRPC, throughCLI, throughNsenter])
 
-        let rpcRatio = rates.rate(0) / rates.rate(2)
-        let cliRatio = rates.rate(1) / rates.rate(2)
         print("nsgroup-bench enter-throughput: \(clients) clients at once per way, \(rounds) rounds × \(formatFixed(seconds, 1)) s, interleaved")
         print(supervisor.stateDescription)
         print("")
-        let width = rates.labels.map(\.count).max()! + 2
-        print(padded("", width) + padded("enters/s", 12) + padded("enters", 9) + "ratio to anchor")
-        for way in 0..<3 {
-            print(padded(rates.labels[way], width) + padded(formatRate(rates.rate(way)), 12) + padded(String(rates.tallies[way].completed), 9)
-                  + (way == 2 ? "-" : formatRatio(rates.rate(way) / rates.rate(2))))
-        }
-        print("")
-        print("ratio RPC / anchor: \(formatRatio(rpcRatio))   goal: at least 0.70   \(metText(rpcRatio >= 0.7))")
-        print("ratio CLI / anchor: \(formatRatio(cliRatio))   (with a start of the nsgroup CLI per enter)")
+        let (rpcRatio, cliRatio) = rates.report(unit: "enters", goal: 0.7, cliNote: "with a start of the nsgroup CLI per enter")
 
         let warmFailures = LoopTally.sum(warm.tallies)
         let failures = LoopTally.sum(rates.tallies) + warmFailures
