@@ -40,4 +40,28 @@ import Testing
         #expect(eventually(timeoutSeconds: 3) { Self.zombies(of: supervisor.pid).isEmpty },
                 "zombie children of nsgroupd: \(Self.zombies(of: supervisor.pid))")
     }
+
+    /// A session stalled before it execs (its program under a lease of its own
+    /// user's) already runs as that user: it must hold its stdio and its status
+    /// channel, nothing of the supervisor's (connections, other groups'
+    /// namespaces, other launches' terminals).
+    @Test func aStalledSessionHoldsNoneOfTheSupervisorsDescriptors() throws {
+        let supervisor = try TestSupervisor(config: "[limits]\nspawn-timeout = 10\n")
+        let alice = try TestUser.alice()
+        #expect(try supervisor.nsgroup(["create", "fds"], as: alice).status == 0)
+        #expect(try supervisor.nsgroup(["create", "other"]).status == 0)
+        let program = try NoWaitingTests.LeasedProgram(in: supervisor.directory)
+        let enter = try supervisor.startEnter("fds", [program.path], as: alice)
+        defer { enter.terminate(); program.release() }
+        var session: pid_t = 0
+        try waitUntil("the session waits on the lease", timeoutSeconds: 5) {
+            session = NoWaitingTests.children(of: supervisor.pid, uid: alice.uid).first ?? 0
+            return session != 0
+        }
+        let supervisorFDs = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(supervisor.pid)/fd"))?.count ?? 0
+        let held = (try FileManager.default.contentsOfDirectory(atPath: "/proc/\(session)/fd"))
+            .compactMap { Int32($0) }.sorted()
+        let targets = held.map { (try? ProcFS.readLink("/proc/\(session)/fd/\($0)")) ?? "?" }
+        #expect(held.count <= 4, "the stalled session holds \(held.count) descriptors (nsgroupd has \(supervisorFDs)): \(zip(held, targets).map { "\($0)->\($1)" })")
+    }
 }
