@@ -315,6 +315,19 @@ __attribute__((noreturn)) static void session_child(const struct ns_enter_spec *
     if (spec->controlling_tty && ioctl(0, TIOCSCTTY, 0) < 0)
         fail(status, NS_STAGE_TIOCSCTTY, -1);
 
+    /* This process holds a copy of the supervisor's whole descriptor table
+     * (its connections, other groups' namespaces and holders' pidfds, other
+     * launches' terminals), and from setresuid on it runs as the caller, who
+     * can stall it before exec (a lease, FUSE): only the status channel
+     * stays, on 3. Closed, not just marked close-on-exec. */
+    if (status != 3) {
+        if (dup3(status, 3, O_CLOEXEC) < 0)
+            fail(status, NS_STAGE_CLOSE_FDS, -1);
+        status = 3;
+    }
+    if (ns_close_range(4, ~0U, 0) < 0)
+        fail(status, NS_STAGE_CLOSE_FDS, -1);
+
     /* The caller's resource limits, while this process still has
      * CAP_SYS_RESOURCE (a hard limit above the supervisor's needs it; see
      * set_rlimit for a supervisor without it):

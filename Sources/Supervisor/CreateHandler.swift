@@ -186,8 +186,12 @@ final class CreateHandler {
         CrashPoint.reach(.createStarted)
         let group = Group(record: record, holder: pidfd)
         func abandon(_ error: RPCError) {
+            // Killed, but not dead yet: the Reaper waits for it on a pidfd of its own
+            // (an unreaped child's pid cannot be reused, so this is still the holder).
             try? group.holder.signal(SIGKILL)
-            _ = try? group.holder.reap()
+            if (try? group.holder.reap()) == nil, let pidfd = try? Pidfd.open(pid: group.holder.pid) {
+                reaper.reap(pidfd)
+            }
             try? registry.removeRecord(name: name)
             pending.completion.finish(.error(error))
         }

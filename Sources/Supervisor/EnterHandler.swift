@@ -253,7 +253,9 @@ final class EnterHandler {
             try sessions.start(session, in: group)
         } catch {
             try? session.pidfd.signal(SIGKILL)
-            _ = try? session.pidfd.reap()
+            if (try? session.pidfd.reap()) == nil, let pidfd = try? Pidfd.open(pid: session.pid) {
+                reaper.reap(pidfd)
+            }
             started.completion.finish(.error(RPCError(.internalError, "cannot enter group \"\(name)\": cannot watch the process: \(error)")))
             return
         }

@@ -239,6 +239,9 @@ final class NameService {
     /// How many answers are cached (expired ones included until they are next touched).
     var cachedCount: Int { cache.count }
 
+    /// Slots of the insertion order still kept (tests: it stays bounded).
+    var insertionOrderCount: Int { insertionOrder.count - insertionHead }
+
     /// Questions and jobs with the worker.
     var outstandingCount: Int { outstanding.count }
 
@@ -260,6 +263,14 @@ final class NameService {
         }
         if insertionHead > 1024, insertionHead * 2 > insertionOrder.count {
             insertionOrder.removeFirst(insertionHead)
+            insertionHead = 0
+        }
+        // A key stored again (its answer expired and was asked anew) leaves a stale slot
+        // behind; with the cache under its capacity nothing above ever drops those. Keep
+        // only the live slots once the stale ones outnumber what the cache may hold
+        // (amortised: at most `capacity` slots survive each pass).
+        if insertionOrder.count - insertionHead > 2 * limits.capacity + 1024 {
+            insertionOrder = insertionOrder[insertionHead...].filter { cache[$0.0]?.serial == $0.1 }
             insertionHead = 0
         }
     }

@@ -89,6 +89,25 @@ struct NameServiceTests {
         #expect(answers?.count == 2)
     }
 
+    /// One name asked again each time its answer expires (a user who keeps
+    /// naming someone who does not exist, or simply a busy account) must not
+    /// grow the supervisor's bookkeeping without end while the cache stays small.
+    @Test func reaskingExpiredNamesKeepsTheBookkeepingBounded() throws {
+        let loop = try EventLoop()
+        let clock = Clock()
+        var limits = NameService.Limits()
+        limits.capacity = 8
+        limits.negativeTTL = 5
+        let names = try NameService(loop: loop, limits: limits, lookup: { _ in .absent }, now: { clock.seconds })
+        for _ in 0..<3000 {
+            _ = try answer(names, loop, .userNamed("nsg-no-such-user"))
+            clock.seconds += 6
+        }
+        #expect(names.cachedCount == 1)
+        #expect(names.insertionOrderCount <= 2 * limits.capacity + 1024,
+                "\(names.insertionOrderCount) slots kept for \(names.cachedCount) cached answer")
+    }
+
     @Test func aLookupPastTheTimeoutIsUnknownAndLaterOnesDoNotQueueBehindIt() throws {
         let loop = try EventLoop()
         var limits = NameService.Limits()
