@@ -375,10 +375,25 @@ struct enter_context {
     const struct ns_enter_spec *spec;
     int status;
     int terminal; /* the pty's slave, once the first child opened it; else -1 */
+    int gate[2];  /* the session waits on gate[0] until the first child has reported its pid */
 };
+
+/* The session goes on only once the supervisor knows its pid: the first child
+ * writes one byte on the gate after its NS_STAGE_FORKED report. A first child
+ * killed in between (its client went away, spawn-timeout) closes the gate
+ * unwritten, and the session, whose pid nobody knows, exits before it does
+ * anything as the caller. */
+static void pass_gate(const struct enter_context *ctx) {
+    close(ctx->gate[1]);
+    char byte;
+    if (NS_RETRY(read(ctx->gate[0], &byte, 1)) != 1)
+        _exit(127);
+    close(ctx->gate[0]);
+}
 
 static int session_entry(void *arg) {
     const struct enter_context *ctx = arg;
+    pass_gate(ctx);
     session_child(ctx->spec, ctx->status, ctx->terminal);
 }
 
@@ -439,6 +454,8 @@ __attribute__((noreturn)) static void enter_child(struct enter_context *ctx) {
      * reports and exits while the session goes on alone in that memory,
      * which nobody else touches any more. Not with a time namespace, whose
      * offsets only a process with a memory of its own can take on. */
+    if (pipe2(ctx->gate, O_CLOEXEC) < 0)
+        fail(status, NS_STAGE_CLONE, -1);
     long child;
     if (spec->share_memory) {
         const size_t stack_size = 256 * 1024, page = 4096;
@@ -456,12 +473,15 @@ __attribute__((noreturn)) static void enter_child(struct enter_context *ctx) {
         args.flags = CLONE_PARENT;
         args.exit_signal = 0; /* required with CLONE_PARENT; SIGCHLD is inherited */
         child = clone3_raw(&args);
-        if (child == 0)
+        if (child == 0) {
+            pass_gate(ctx);
             session_child(spec, status, ctx->terminal);
+        }
     }
     if (child < 0)
         fail(status, NS_STAGE_CLONE, -1);
     report(status, NS_STAGE_FORKED, 0, -1, (pid_t)child);
+    (void)NS_RETRY(write(ctx->gate[1], "1", 1));
     _exit(0);
 }
 

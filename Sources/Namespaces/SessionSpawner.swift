@@ -268,15 +268,18 @@ public final class SessionLaunch {
     /// Ends the launch for having taken longer than `seconds`: kills both
     /// children and says so from now on.
     public func timeOut(after seconds: Int) -> State {
-        _ = advance()  // what has arrived counts: the session's pid, above all
+        // What has arrived counts: the session's pid, above all, and an end
+        // that came in the same pass as the timer (then it stands).
+        let state = advance()
+        if case .started = state { return state }
         try? session?.signal(SIGKILL)
         try? firstChild?.signal(SIGKILL)
-        if case .started = ended ?? .running { return .started }
-        if let ended, case .failed = ended { return ended }
-        let state = State.failed(SpawnError(step: .waitingForSession(seconds: seconds), errno: .timedOut))
-        ended = state
-        return state
+        if case .failed = state { return state }
+        let failed = State.failed(SpawnError(step: .waitingForSession(seconds: seconds), errno: .timedOut))
+        ended = failed
+        return failed
     }
+
 
     /// The first child's pidfd, for reaping (it exits on its own, right after its report).
     public func takeFirstChild() -> Pidfd? { firstChild.take() }
