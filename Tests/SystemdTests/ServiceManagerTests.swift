@@ -65,6 +65,43 @@ struct ServiceManagerTests {
         }
     }
 
+    /// NOTIFY_SOCKET may name a socket in the abstract namespace ("@name"), as systemd's own does.
+    @Test func anAbstractNotifySocketIsReached() throws {
+        let name = "nsgroup-test-notify-\(getpid())"
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = [UInt8(0)] + Array(name.utf8)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
+        let length = socklen_t(MemoryLayout<sa_family_t>.size + bytes.count)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        }
+        try #require(bound == 0)
+        Self.withEnvironment(["NOTIFY_SOCKET": "@" + name]) {
+            #expect(ServiceManager.notify("READY=1"))
+        }
+        var buffer = [UInt8](repeating: 0, count: 64)
+        let n = recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+        #expect(n > 0 && String(decoding: buffer[0..<max(n, 0)], as: UTF8.self) == "READY=1")
+    }
+
+    /// A manager that does not read its queue never holds the caller up: the loop pings the
+    /// watchdog from its only thread. sd_notify blocks there (unix_wait_for_peer).
+    @Test func aFullNotifyQueueDropsTheMessageAtOnce() {
+        let socket = NotifySocket()
+        Self.withEnvironment(["NOTIFY_SOCKET": socket.path]) {
+            let start = monotonicNanoseconds()
+            var sent = 0
+            for _ in 0..<2000 where ServiceManager.notify("WATCHDOG=1") { sent += 1 }
+            let seconds = Double(monotonicNanoseconds() - start) / 1e9
+            #expect(sent < 2000, "the queue never filled: \(sent) sent")
+            #expect(seconds < 2, "2000 notifications to a full queue took \(seconds) s")
+        }
+    }
+
     @Test func watchdogInterval() {
         Self.withEnvironment(["WATCHDOG_USEC": nil, "WATCHDOG_PID": nil]) {
             #expect(ServiceManager.watchdogIntervalMicroseconds() == nil)
@@ -139,4 +176,11 @@ struct ServiceManagerTests {
         #expect(fds.allSatisfy { $0 >= 3 && $0 <= highest })
         #expect(fcntl(listener, F_GETFD) & FD_CLOEXEC != 0)
     }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds.
+private func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
