@@ -133,9 +133,6 @@ public final class SessionLaunch {
         self.file = file
     }
 
-    /// The pid of the session, once the first child has reported it.
-    public var sessionPID: pid_t? { session?.pid }
-
     /// Starts the two children of an enter and returns at once. `stdio` are
     /// borrowed (the children have their own copies when this returns), as is
     /// `terminal.groupRoot`; with `terminal`, stdio is the new terminal's slave

@@ -15,9 +15,10 @@ import Systemd
 /// group's tree, its directory, its program's path and file (a lease, FUSE, a
 /// hung NFS server); a holder's tmpfs targets and bind sources.
 ///
-/// Launches still under way count towards the per-person limits with what is
-/// running (sessions-per-user; groups-per-user and groups for holders), so
-/// that a burst of concurrent requests cannot pass them together.
+/// Enters still under way count towards sessions-per-user with the sessions
+/// that run (`count(.session, chargedTo:)`); a create under way holds its name
+/// and counts towards the group limits through GroupRegistry.reserve. So a
+/// burst of concurrent requests cannot pass a limit together.
 final class Launches {
     enum Kind { case session, holder }
 
@@ -49,11 +50,6 @@ final class Launches {
     /// Launches of this kind charged to this person that have not ended yet.
     func count(_ kind: Kind, chargedTo uid: uid_t) -> Int {
         watched.values.reduce(0) { $0 + ($1.kind == kind && $1.chargedUID == uid ? 1 : 0) }
-    }
-
-    /// Launches of this kind under way, whoever's.
-    func count(_ kind: Kind) -> Int {
-        watched.values.reduce(0) { $0 + ($1.kind == kind ? 1 : 0) }
     }
 
     /// Watches `channel` (the launch's status pipe or socket): `readable` runs on

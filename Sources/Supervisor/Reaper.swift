@@ -25,9 +25,6 @@ final class Reaper {
         self.logger = logger
     }
 
-    /// How many children are waited for (tests, and the journal at shutdown).
-    var count: Int { watched.count }
-
     func reap(_ pidfd: consuming Pidfd) {
         if (try? pidfd.reap()) != nil { return }
         let child = Child(pidfd)
