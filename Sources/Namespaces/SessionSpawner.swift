@@ -257,8 +257,7 @@ public final class SessionLaunch {
     /// Ends the launch: SIGKILL to both children. The channel then reaches
     /// end of file (once they are gone) and the launch ends as failed.
     public func kill() {
-        try? session?.signal(SIGKILL)
-        try? firstChild?.signal(SIGKILL)
+        signalChildren()
         if failure == nil { failure = SpawnError(step: .killed, errno: Errno(rawValue: ECANCELED)) }
     }
 
@@ -269,14 +268,18 @@ public final class SessionLaunch {
         // that came in the same pass as the timer (then it stands).
         let state = advance()
         if case .started = state { return state }
-        try? session?.signal(SIGKILL)
-        try? firstChild?.signal(SIGKILL)
+        signalChildren()
         if case .failed = state { return state }
         let failed = State.failed(SpawnError(step: .waitingForSession(seconds: seconds), errno: .timedOut))
         ended = failed
         return failed
     }
 
+
+    private func signalChildren() {
+        try? session?.signal(SIGKILL)
+        try? firstChild?.signal(SIGKILL)
+    }
 
     /// The first child's pidfd, for reaping (it exits on its own, right after its report).
     public func takeFirstChild() -> Pidfd? { firstChild.take() }

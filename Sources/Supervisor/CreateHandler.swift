@@ -169,8 +169,7 @@ final class CreateHandler {
         let name = record.name
         registry.release(name)
         guard case .ready = state, let pidfd = pending.launch.takePidfd() else {
-            pending.launch.kill()
-            if let pidfd = pending.launch.takePidfd() { reaper.reap(pidfd) }
+            if let pidfd = pending.launch.takePidfd() { reaper.kill(pidfd) }
             if pending.recorded { try? registry.removeRecord(name: name) }
             let failure: RPCError
             if let error {
@@ -186,12 +185,7 @@ final class CreateHandler {
         CrashPoint.reach(.createStarted)
         let group = Group(record: record, holder: pidfd)
         func abandon(_ error: RPCError) {
-            // Killed, but not dead yet: the Reaper waits for it on a pidfd of its own
-            // (an unreaped child's pid cannot be reused, so this is still the holder).
-            try? group.holder.signal(SIGKILL)
-            if (try? group.holder.reap()) == nil, let pidfd = try? Pidfd.open(pid: group.holder.pid) {
-                reaper.reap(pidfd)
-            }
+            reaper.kill(borrowing: group.holder)
             try? registry.removeRecord(name: name)
             pending.completion.finish(.error(error))
         }

@@ -224,20 +224,17 @@ final class EnterHandler {
         let caller = started.caller
         let name = group.name
         if case .failed(let failure) = state {
-            if let session = launch.takeSession() {
-                try? session.signal(SIGKILL)
-                reaper.reap(session)
-            }
+            if let session = launch.takeSession() { reaper.kill(session) }
             started.completion.finish(.error(error ?? RPCError.operationFailed("cannot enter group \"\(name)\"", failure)))
             return
         }
         guard let pidfd = launch.takeSession() else { return }
         // The group went away while its session started (destroy killed what it knew of),
         // or the client did: this one goes too.
-        if group.destroying || registry[name] !== group || started.completion.isCancelled {
-            try? pidfd.signal(SIGKILL)
-            reaper.reap(pidfd)
-            started.completion.finish(.error(group.destroying || registry[name] !== group
+        let groupGone = group.destroying || registry[name] !== group
+        if groupGone || started.completion.isCancelled {
+            reaper.kill(pidfd)
+            started.completion.finish(.error(groupGone
                 ? .notFound(group: name)
                 : RPCError.operationFailed("cannot enter group \"\(name)\"", step: .killed, errno: Errno(rawValue: ECANCELED))))
             return
@@ -252,10 +249,7 @@ final class EnterHandler {
         do {
             try sessions.start(session, in: group)
         } catch {
-            try? session.pidfd.signal(SIGKILL)
-            if (try? session.pidfd.reap()) == nil, let pidfd = try? Pidfd.open(pid: session.pid) {
-                reaper.reap(pidfd)
-            }
+            reaper.kill(borrowing: session.pidfd)
             started.completion.finish(.error(RPCError(.internalError, "cannot enter group \"\(name)\": cannot watch the process: \(error)")))
             return
         }

@@ -25,6 +25,22 @@ final class Reaper {
         self.logger = logger
     }
 
+    /// SIGKILL, then reaped as `reap` does.
+    func kill(_ pidfd: consuming Pidfd) {
+        try? pidfd.signal(SIGKILL)
+        reap(pidfd)
+    }
+
+    /// SIGKILL to a child whose pidfd stays with its owner (a group's holder, a
+    /// session): reaped at once if it is already gone, else through a pidfd of the
+    /// Reaper's own (an unreaped child's pid cannot be reused, so it is the same process).
+    func kill(borrowing pidfd: borrowing Pidfd) {
+        try? pidfd.signal(SIGKILL)
+        if (try? pidfd.reap()) == nil, let own = try? Pidfd.open(pid: pidfd.pid) {
+            reap(own)
+        }
+    }
+
     func reap(_ pidfd: consuming Pidfd) {
         if (try? pidfd.reap()) != nil { return }
         let child = Child(pidfd)
