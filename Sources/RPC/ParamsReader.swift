@@ -52,6 +52,26 @@ public struct ParamsReader {
         return i
     }
 
+    /// A number (a fraction is allowed) within `range`.
+    public mutating func number(_ key: String, in range: ClosedRange<Double>) throws(RPCError) -> Double? {
+        guard let v = value(key) else { return nil }
+        guard case .number(let n) = v, let d = n.doubleValue, range.contains(d) else {
+            throw typeError(key, "a number from \(Self.spell(range.lowerBound)) to \(Self.spell(range.upperBound))")
+        }
+        return d
+    }
+
+    private static func spell(_ d: Double) -> String {
+        d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : String(d)
+    }
+
+    /// An object, read with a reader of its own (named `method.key` in its errors).
+    public mutating func object(_ key: String) throws(RPCError) -> ParamsReader? {
+        guard let v = value(key) else { return nil }
+        guard v.objectValue != nil else { throw typeError(key, "an object") }
+        return try ParamsReader(v, method: "\(method): \"\(key)\"")
+    }
+
     public mutating func stringArray(_ key: String) throws(RPCError) -> [String]? {
         guard let v = value(key) else { return nil }
         guard let array = v.arrayValue else { throw typeError(key, "an array of strings") }

@@ -1,5 +1,5 @@
 /// `create {name, namespaces?, hostname?, tmpfs?, binds?, members?,
-/// monotonicOffset?, boottimeOffset?, netnsName?}` → the new group.
+/// monotonicOffset?, boottimeOffset?, netnsName?, limits?, lifetime?, idle?}` → the new group.
 public struct CreateParams: Sendable, Equatable {
     public var name: String
     /// Kernel names of the kinds to create; nil means the default set.
@@ -16,8 +16,16 @@ public struct CreateParams: Sendable, Equatable {
     public var boottimeOffset: Int64?
     /// Publish the net namespace at /run/netns/NAME for `ip netns` (root and admins only).
     public var netnsName: String?
+    /// Resource limits of the group's cgroup; what is not given comes from nsgroupd.conf.
+    public var limits = GroupLimits()
+    /// Seconds after which the group is destroyed.
+    public var lifetime: Int64?
+    /// Seconds without a running session after which the group is destroyed.
+    public var idle: Int64?
 
     public static let maxOffset: Int64 = 10 * 366 * 86_400
+    /// Lifetimes and idle times: one second to ten years.
+    public static let durationRange: ClosedRange<Int64> = 1...(10 * 366 * 86_400)
 
     public init(name: String, namespaces: [String]? = nil, hostname: String? = nil, tmpfs: [String] = [],
                 binds: [String] = [], members: [String] = [], monotonicOffset: Int64? = nil,
@@ -44,6 +52,9 @@ public struct CreateParams: Sendable, Equatable {
         monotonicOffset = try r.integer("monotonicOffset", in: -Self.maxOffset...Self.maxOffset)
         boottimeOffset = try r.integer("boottimeOffset", in: -Self.maxOffset...Self.maxOffset)
         netnsName = try r.string("netnsName")
+        if var limitsReader = try r.object("limits") { limits = try GroupLimits(reader: &limitsReader) }
+        lifetime = try r.integer("lifetime", in: Self.durationRange)
+        idle = try r.integer("idle", in: Self.durationRange)
         try r.finish()
         try GroupName.validate(name)
     }
@@ -58,6 +69,9 @@ public struct CreateParams: Sendable, Equatable {
         if let monotonicOffset { o["monotonicOffset"] = .number(JSONNumber(monotonicOffset)) }
         if let boottimeOffset { o["boottimeOffset"] = .number(JSONNumber(boottimeOffset)) }
         if let netnsName { o["netnsName"] = .string(netnsName) }
+        if !limits.isEmpty { o["limits"] = limits.json }
+        if let lifetime { o["lifetime"] = .number(JSONNumber(lifetime)) }
+        if let idle { o["idle"] = .number(JSONNumber(idle)) }
         return .object(o)
     }
 }

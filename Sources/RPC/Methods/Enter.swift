@@ -206,6 +206,10 @@ public struct SessionInfo: Sendable, Equatable {
     /// RFC 3339, UTC.
     public var started: String
     public var tty: Bool
+    /// What the session's cgroup uses now (the session and whatever it started).
+    public var usage: ResourceUsage?
+    /// The session's cgroup in the unified hierarchy.
+    public var cgroup: String?
 
     public init(session: UInt64, pid: Int32, uid: UInt32, argv: [String], started: String, tty: Bool) {
         self.session = session
@@ -217,14 +221,17 @@ public struct SessionInfo: Sendable, Equatable {
     }
 
     public var json: JSONValue {
-        .object([
+        var o: JSONObject = [
             "session": .number(JSONNumber(session)),
             "pid": .number(JSONNumber(pid)),
             "uid": .number(JSONNumber(uid)),
             "argv": .array(argv.map { .string($0) }),
             "started": .string(started),
             "tty": .bool(tty),
-        ])
+        ]
+        if let usage { o["usage"] = usage.json }
+        if let cgroup { o["cgroup"] = .string(cgroup) }
+        return .object(o)
     }
 
     public init(json: JSONValue) throws(RPCError) {
@@ -235,6 +242,8 @@ public struct SessionInfo: Sendable, Equatable {
         argv = try r.stringArray("argv") ?? []
         started = try r.string("started") ?? ""
         tty = try r.bool("tty") ?? false
+        if let value = json["usage"] { usage = try ResourceUsage(json: value) }
+        cgroup = try r.string("cgroup")
     }
 }
 

@@ -24,6 +24,19 @@ public struct GroupInfo: Sendable, Equatable {
     public var boottimeOffset: Int64?
     /// Where the net namespace is published for `ip netns`, if it is.
     public var netnsName: String?
+    /// The limits in force on the group's cgroup (those asked for, and nsgroupd.conf's defaults).
+    public var limits = GroupLimits()
+    /// What the group uses now (holder and every session).
+    public var usage: ResourceUsage?
+    /// Stopped by `freeze` until `thaw`.
+    public var frozen = false
+    /// The group's cgroup, as a path in the unified hierarchy ("/nsgroupd/users/1001/lab").
+    public var cgroup: String?
+    /// With a lifetime: its length in seconds, and when it ends (RFC 3339, UTC).
+    public var lifetime: Int64?
+    public var expires: String?
+    /// With an idle time: seconds without a running session before the group is destroyed.
+    public var idle: Int64?
 
     public init(name: String, owner: UInt32, ownerName: String, namespaces: [(kind: String, id: String)],
                 holder: Int32, created: String, hostname: String?, tmpfs: [String], sessions: [SessionInfo] = [],
@@ -62,6 +75,13 @@ public struct GroupInfo: Sendable, Equatable {
         if let monotonicOffset { o["monotonicOffset"] = .number(JSONNumber(monotonicOffset)) }
         if let boottimeOffset { o["boottimeOffset"] = .number(JSONNumber(boottimeOffset)) }
         if let netnsName { o["netnsName"] = .string(netnsName) }
+        o["limits"] = limits.json
+        if let usage { o["usage"] = usage.json }
+        o["frozen"] = .bool(frozen)
+        if let cgroup { o["cgroup"] = .string(cgroup) }
+        if let lifetime { o["lifetime"] = .number(JSONNumber(lifetime)) }
+        if let expires { o["expires"] = .string(expires) }
+        if let idle { o["idle"] = .number(JSONNumber(idle)) }
         o["sessions"] = .array(sessions.map(\.json))
         return .object(o)
     }
@@ -86,6 +106,13 @@ public struct GroupInfo: Sendable, Equatable {
         monotonicOffset = try r.integer("monotonicOffset", in: Int64.min...Int64.max)
         boottimeOffset = try r.integer("boottimeOffset", in: Int64.min...Int64.max)
         netnsName = try r.string("netnsName")
+        if var limitsReader = try r.object("limits") { limits = try GroupLimits(reader: &limitsReader) }
+        if let value = json["usage"] { usage = try ResourceUsage(json: value) }
+        frozen = try r.bool("frozen") ?? false
+        cgroup = try r.string("cgroup")
+        lifetime = try r.integer("lifetime", in: 0...Int64.max)
+        expires = try r.string("expires")
+        idle = try r.integer("idle", in: 0...Int64.max)
     }
 }
 
