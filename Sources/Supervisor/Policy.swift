@@ -34,6 +34,17 @@ struct Policy: Sendable, Equatable {
     var groupsPerUser = 16
     var sessionsPerUser = 64
     var maxGroups = 4096
+    /// Memory (bytes), processes and CPUs (CPU time per wall-clock time) on cgroups; nil
+    /// is no limit. The per-user values go on users/UID, where the kernel holds all of a
+    /// person's groups and sessions to them together; the per-group values are what a
+    /// group gets when its create names none, and the most one may ask for. memoryPerUser
+    /// is nil here and half the machine's memory in `defaults()`, which reads it.
+    var memoryPerUser: UInt64?
+    var memoryPerGroup: UInt64?
+    var pidsPerUser: UInt64? = 4096
+    var pidsPerGroup: UInt64?
+    var cpusPerUser: Double?
+    var cpusPerGroup: Double?
     /// Seconds a child being started (an enter's session, a create's holder)
     /// may take to report before it is killed and the request fails.
     var spawnTimeout = 30
@@ -86,11 +97,17 @@ struct Policy: Sendable, Equatable {
             && a.subscriberBuffer == b.subscriberBuffer && a.recordEachRead == b.recordEachRead
             && a.readSummaryInterval == b.readSummaryInterval
             && a.tmpfsPaths == b.tmpfsPaths && a.tmpfsSize == b.tmpfsSize && a.tmpfsPerUser == b.tmpfsPerUser
+            && a.memoryPerUser == b.memoryPerUser && a.memoryPerGroup == b.memoryPerGroup
+            && a.pidsPerUser == b.pidsPerUser && a.pidsPerGroup == b.pidsPerGroup
+            && a.cpusPerUser == b.cpusPerUser && a.cpusPerGroup == b.cpusPerGroup
     }
 
-    /// The defaults: everyone may create, `nsgroup-admin` (if it exists) administers.
+    /// The defaults: everyone may create, `nsgroup-admin` (if it exists) administers, one
+    /// person's groups and sessions share at most half the machine's memory (no limit when
+    /// /proc/meminfo gives no MemTotal).
     static func defaults() -> Policy {
         var policy = Policy()
+        policy.memoryPerUser = MachineMemory.total().map { MachineMemory.share(50, of: $0) }
         if let gid = UserDatabase.groupID(named: PolicyFile.defaultAdminGroup) {
             policy.adminGroup = (PolicyFile.defaultAdminGroup, gid)
         }

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Namespaces
 import POSIX
+import RPC
 
 /// nsgroupd.conf: INI-style `key = value` lines in sections.
 ///
@@ -20,6 +21,12 @@ import POSIX
 /// sessions-per-user = 64
 /// groups = 4096
 /// spawn-timeout = 30
+/// memory-per-user = 50%          # or a size, or max
+/// memory-per-group = max
+/// pids-per-user = 4096
+/// pids-per-group = max
+/// cpus-per-user = max            # or a number of CPUs: 1.5
+/// cpus-per-group = max
 ///
 /// [connections]
 /// max = 4096
@@ -74,7 +81,8 @@ enum PolicyFile {
 
     static let keys: [String: Set<String>] = [
         "access": ["create", "admin-group", "namespaces", "tmpfs-paths"],
-        "limits": ["groups-per-user", "sessions-per-user", "groups", "tmpfs-size", "tmpfs-per-user", "spawn-timeout"],
+        "limits": ["groups-per-user", "sessions-per-user", "groups", "tmpfs-size", "tmpfs-per-user", "spawn-timeout",
+                   "memory-per-user", "memory-per-group", "pids-per-user", "pids-per-group", "cpus-per-user", "cpus-per-group"],
         "connections": ["max", "per-user", "reserved-for-admins", "buffer-per-user", "output-per-user", "max-line", "idle-timeout",
                         "write-timeout", "subscriber-buffer"],
         "audit": ["reads", "read-summary-interval"],
@@ -192,6 +200,18 @@ enum PolicyFile {
             policy.maxGroups = try count(value, invalid: invalid)
         case ("limits", "spawn-timeout"):
             policy.spawnTimeout = try count(value, from: 1, to: 3600, invalid: invalid)
+        case ("limits", "memory-per-user"):
+            policy.memoryPerUser = try memory(value, invalid: invalid)
+        case ("limits", "memory-per-group"):
+            policy.memoryPerGroup = try memory(value, invalid: invalid)
+        case ("limits", "pids-per-user"):
+            policy.pidsPerUser = try pids(value, invalid: invalid)
+        case ("limits", "pids-per-group"):
+            policy.pidsPerGroup = try pids(value, invalid: invalid)
+        case ("limits", "cpus-per-user"):
+            policy.cpusPerUser = try cpus(value, invalid: invalid)
+        case ("limits", "cpus-per-group"):
+            policy.cpusPerGroup = try cpus(value, invalid: invalid)
         case ("connections", "max"):
             policy.maxConnections = try count(value, from: 1, invalid: invalid)
         case ("connections", "per-user"):
@@ -239,6 +259,61 @@ enum PolicyFile {
             throw invalid("\"\(value)\" is not a size from 1m to 1t (bytes, or a number with k, m, g or t)")
         }
         return bytes
+    }
+
+    /// A memory limit on a cgroup: bytes (with an optional k, m, g or t) from 1m to 1024t, as
+    /// create may ask for them; a whole percentage of MemTotal (see MachineMemory); or max
+    /// (also infinity, as systemd writes it) for none.
+    private static func memory(_ value: String, invalid: (String) -> SupervisorError) throws(SupervisorError) -> UInt64? {
+        if value == "max" || value == "infinity" { return nil }
+        let range = GroupLimits.memoryRange
+        let expected = "a size from \(ByteSize.format(UInt64(range.lowerBound))) to \(ByteSize.format(UInt64(range.upperBound))) "
+            + "(bytes, or a number with k, m, g or t), a percentage of the machine's memory from 1% to 100%, or max"
+        guard value.hasSuffix("%") else {
+            guard let bytes = ByteSize.parse(value), bytes >= UInt64(range.lowerBound), bytes <= UInt64(range.upperBound) else {
+                throw invalid("\"\(value)\" is not \(expected)")
+            }
+            return bytes
+        }
+        let digits = value.dropLast()
+        guard isDigits(digits), let percent = UInt64(digits), (1...100).contains(percent) else {
+            throw invalid("\"\(value)\" is not \(expected)")
+        }
+        guard let total = MachineMemory.total() else {
+            throw invalid("\"\(value)\" is a share of the machine's memory, and /proc/meminfo gives no MemTotal")
+        }
+        let bytes = MachineMemory.share(percent, of: total)
+        guard bytes >= UInt64(range.lowerBound) else {
+            throw invalid("\(value) of this machine's memory is \(ByteSize.format(bytes)), less than \(ByteSize.format(UInt64(range.lowerBound)))")
+        }
+        return bytes
+    }
+
+    /// A limit on processes and threads (pids.max), in the range create may ask for; max for none.
+    private static func pids(_ value: String, invalid: (String) -> SupervisorError) throws(SupervisorError) -> UInt64? {
+        if value == "max" { return nil }
+        let range = GroupLimits.pidsRange
+        guard isDigits(value), let n = Int64(value), range.contains(n) else {
+            throw invalid("\"\(value)\" is not a whole number from \(range.lowerBound) to \(range.upperBound), or max")
+        }
+        return UInt64(n)
+    }
+
+    /// CPU time per wall-clock time (cpu.max): a decimal number such as 1.5, in the range
+    /// create may ask for; max for none. No sign, exponent, inf or nan, which Double(_:) takes.
+    private static func cpus(_ value: String, invalid: (String) -> SupervisorError) throws(SupervisorError) -> Double? {
+        if value == "max" { return nil }
+        let range = GroupLimits.cpusRange
+        let parts = value.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.allSatisfy(isDigits), let n = Double(value), range.contains(n) else {
+            throw invalid("\"\(value)\" is not a number of CPUs from \(LimitText.cpus(range.lowerBound)) to \(LimitText.cpus(range.upperBound)) (such as 1.5), or max")
+        }
+        return n
+    }
+
+    /// One or more ASCII digits.
+    private static func isDigits(_ text: some StringProtocol) -> Bool {
+        !text.isEmpty && text.utf8.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
     }
 
     private static func list(_ value: String) -> [String] {

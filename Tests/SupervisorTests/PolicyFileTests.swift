@@ -240,7 +240,7 @@ struct PolicyFileAcceptedTests {
     @Test func crlfErrorsNameTheirLine() throws {
         let error = try #require(parseError("[limits]\r\ngroups = 5\r\nbogus = 1\r\n"))
         #expect(error.kind == .configuration(path: confPath, line: 3))
-        #expect(error.description == #"/etc/nsgroup/nsgroupd.conf:3: unknown key "bogus" in [limits]; keys there are groups, groups-per-user, sessions-per-user, spawn-timeout, tmpfs-per-user, tmpfs-size"#)
+        #expect(error.description == #"/etc/nsgroup/nsgroupd.conf:3: unknown key "bogus" in [limits]; keys there are cpus-per-group, cpus-per-user, groups, groups-per-user, memory-per-group, memory-per-user, pids-per-group, pids-per-user, sessions-per-user, spawn-timeout, tmpfs-per-user, tmpfs-size"#)
     }
 }
 
@@ -258,11 +258,11 @@ struct PolicyFileErrorTests {
         ("[limits # closed in a comment ]", 1, "a section header must end with ]"),
         // Keys.
         ("[access]\ncreat = *", 2, #"unknown key "creat" in [access]; keys there are admin-group, create, namespaces, tmpfs-paths"#),
-        ("[limits]\ncreate = *", 2, #"unknown key "create" in [limits]; keys there are groups, groups-per-user, sessions-per-user, spawn-timeout, tmpfs-per-user, tmpfs-size"#),
+        ("[limits]\ncreate = *", 2, #"unknown key "create" in [limits]; keys there are cpus-per-group, cpus-per-user, groups, groups-per-user, memory-per-group, memory-per-user, pids-per-group, pids-per-user, sessions-per-user, spawn-timeout, tmpfs-per-user, tmpfs-size"#),
         ("[access]\ngroups = 5", 2, #"unknown key "groups" in [access]; keys there are admin-group, create, namespaces, tmpfs-paths"#),
         ("[limits]\nspawn-timeout = 0", 2, #"limits.spawn-timeout: "0" is not a whole number from 1 to 3600"#),
-        ("[limits]\nGroups = 5", 2, #"unknown key "Groups" in [limits]; keys there are groups, groups-per-user, sessions-per-user, spawn-timeout, tmpfs-per-user, tmpfs-size"#),
-        ("[limits]\n= 5", 2, #"unknown key "" in [limits]; keys there are groups, groups-per-user, sessions-per-user, spawn-timeout, tmpfs-per-user, tmpfs-size"#),
+        ("[limits]\nGroups = 5", 2, #"unknown key "Groups" in [limits]; keys there are cpus-per-group, cpus-per-user, groups, groups-per-user, memory-per-group, memory-per-user, pids-per-group, pids-per-user, sessions-per-user, spawn-timeout, tmpfs-per-user, tmpfs-size"#),
+        ("[limits]\n= 5", 2, #"unknown key "" in [limits]; keys there are cpus-per-group, cpus-per-user, groups, groups-per-user, memory-per-group, memory-per-user, pids-per-group, pids-per-user, sessions-per-user, spawn-timeout, tmpfs-per-user, tmpfs-size"#),
         ("create = *", 1, #""create" must be inside a section ([access], [limits], [connections] or [audit])"#),
         ("# first\n\ngroups = 5\n[limits]", 3, #""groups" must be inside a section ([access], [limits], [connections] or [audit])"#),
         ("[access]\ncreate", 2, "expected key = value"),
@@ -352,7 +352,7 @@ struct PolicyFileLoadTests {
         }
         try writeConfig(path, Array("[limits]\ngroups = 5\nbogus = 1\n".utf8))
         let error = try #require(loadError(path, required: false))
-        #expect(error.description == #"\#(path):3: unknown key "bogus" in [limits]; keys there are groups, groups-per-user, sessions-per-user, spawn-timeout, tmpfs-per-user, tmpfs-size"#)
+        #expect(error.description == #"\#(path):3: unknown key "bogus" in [limits]; keys there are cpus-per-group, cpus-per-user, groups, groups-per-user, memory-per-group, memory-per-user, pids-per-group, pids-per-user, sessions-per-user, spawn-timeout, tmpfs-per-user, tmpfs-size"#)
     }
 
     /// O_NOFOLLOW: a symlink is refused even when it points at a good file,
