@@ -1,3 +1,50 @@
+import RPC
+
+/// The [limits] keys on cgroups, as a create and a user's cgroup take them.
+extension Policy {
+    /// The limits a create gets for what it asked (`GroupLimits`' ranges already checked):
+    /// memory, pids and cpus each at most limits.X-per-group and limits.X-per-user, where
+    /// set; one not asked for is limits.X-per-group (nil: none, beyond its owner's).
+    /// cpuWeight is only a share between groups and passes as asked.
+    ///
+    /// A value above either setting is refused with `limit_exceeded`, naming the tighter
+    /// setting it is above (the per-group one when both are the same): `"memory" 1g is
+    /// above limits.memory-per-group (512m)`. Who is bound (root is not, for the other
+    /// per-user limits) is the caller's to decide.
+    func resolve(_ requested: GroupLimits) throws(RPCError) -> GroupLimits {
+        var limits = requested
+        limits.memory = try Self.resolve("memory", requested.memory, perGroup: memoryPerGroup, perUser: memoryPerUser,
+                                         text: ByteSize.format)
+        limits.pids = try Self.resolve("pids", requested.pids, perGroup: pidsPerGroup, perUser: pidsPerUser,
+                                       text: { String($0) })
+        limits.cpus = try Self.resolve("cpus", requested.cpus, perGroup: cpusPerGroup, perUser: cpusPerUser,
+                                       text: LimitText.cpus)
+        return limits
+    }
+
+    /// What goes on users/UID's cgroup, over all of one person's groups and sessions.
+    var userLimits: GroupLimits {
+        GroupLimits(memory: memoryPerUser, pids: pidsPerUser, cpuWeight: nil, cpus: cpusPerUser)
+    }
+
+    /// One kind of limit: `field` is both the create parameter and the start of its keys.
+    private static func resolve<Value: Comparable>(_ field: String, _ requested: Value?, perGroup: Value?, perUser: Value?,
+                                                   text: (Value) -> String) throws(RPCError) -> Value? {
+        guard let requested else { return perGroup }
+        var exceeded: (scope: String, setting: Value)?
+        for (scope, setting) in [("per-group", perGroup), ("per-user", perUser)] {
+            guard let setting, requested > setting else { continue }
+            if let tighter = exceeded, tighter.setting <= setting { continue }
+            exceeded = (scope, setting)
+        }
+        if let exceeded {
+            throw RPCError(.limitExceeded,
+                           "\"\(field)\" \(text(requested)) is above limits.\(field)-\(exceeded.scope) (\(text(exceeded.setting)))")
+        }
+        return requested
+    }
+}
+
 /// Limits as refusals and nsgroupd.conf write them.
 enum LimitText {
     /// A number of CPUs: "2" for 2.0, "1.5", "0.01".

@@ -36,9 +36,10 @@ struct Policy: Sendable, Equatable {
     var maxGroups = 4096
     /// Memory (bytes), processes and CPUs (CPU time per wall-clock time) on cgroups; nil
     /// is no limit. The per-user values go on users/UID, where the kernel holds all of a
-    /// person's groups and sessions to them together; the per-group values are what a
-    /// group gets when its create names none, and the most one may ask for. memoryPerUser
-    /// is nil here and half the machine's memory in `defaults()`, which reads it.
+    /// person's groups and sessions to them together (`userLimits`); the per-group values
+    /// are what a group gets when its create names none, and the most one may ask for
+    /// (`resolve(_:)`). memoryPerUser is nil here and half the machine's memory in
+    /// `defaults()`, which reads it.
     var memoryPerUser: UInt64?
     var memoryPerGroup: UInt64?
     var pidsPerUser: UInt64? = 4096

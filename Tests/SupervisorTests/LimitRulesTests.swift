@@ -233,3 +233,161 @@ struct MachineMemoryTests {
         #expect(MachineMemory.share(100, of: .max) == UInt64.max & ~((1 << 20) - 1))
     }
 }
+
+// MARK: - Resolving a create's limits
+
+@Suite("Limits: resolve and userLimits")
+struct LimitRulesTests {
+    /// A policy with these limits only (no default read from the machine).
+    func policy(memory: (group: UInt64?, user: UInt64?) = (nil, nil), pids: (group: UInt64?, user: UInt64?) = (nil, nil),
+                cpus: (group: Double?, user: Double?) = (nil, nil)) -> Policy {
+        var policy = Policy()
+        policy.memoryPerGroup = memory.group
+        policy.memoryPerUser = memory.user
+        policy.pidsPerGroup = pids.group
+        policy.pidsPerUser = pids.user
+        policy.cpusPerGroup = cpus.group
+        policy.cpusPerUser = cpus.user
+        return policy
+    }
+
+    /// The refusal `resolve` throws, or nil (with an issue recorded) when it accepts.
+    func refusal(_ policy: Policy, _ requested: GroupLimits, sourceLocation: SourceLocation = #_sourceLocation) -> RPCError? {
+        do throws(RPCError) {
+            let limits = try policy.resolve(requested)
+            Issue.record("\(requested) was resolved to \(limits)", sourceLocation: sourceLocation)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test func withNoSettingsWhatIsAskedIsWhatIsGiven() throws {
+        let open = policy()
+        #expect(try open.resolve(GroupLimits()) == GroupLimits())
+        let asked = GroupLimits(memory: 1 << 50, pids: 4_194_304, cpuWeight: 10_000, cpus: 1024)
+        #expect(try open.resolve(asked) == asked)
+    }
+
+    @Test func whatIsNotAskedIsThePerGroupSetting() throws {
+        let policy = policy(memory: (512 << 20, 4 << 30), pids: (100, 4096), cpus: (2, 8))
+        #expect(try policy.resolve(GroupLimits()) == GroupLimits(memory: 512 << 20, pids: 100, cpus: 2))
+        // Each on its own.
+        #expect(try policy.resolve(GroupLimits(memory: 1 << 20)) == GroupLimits(memory: 1 << 20, pids: 100, cpus: 2))
+        #expect(try policy.resolve(GroupLimits(pids: 7)) == GroupLimits(memory: 512 << 20, pids: 7, cpus: 2))
+        #expect(try policy.resolve(GroupLimits(cpus: 0.5)) == GroupLimits(memory: 512 << 20, pids: 100, cpus: 0.5))
+    }
+
+    /// Without a per-group setting, a limit not asked for stays none: the per-user one
+    /// binds the group through its parent cgroup.
+    @Test func withoutAPerGroupSettingWhatIsNotAskedStaysNone() throws {
+        let policy = policy(memory: (nil, 4 << 30), pids: (nil, 4096), cpus: (nil, 8))
+        #expect(try policy.resolve(GroupLimits()) == GroupLimits())
+        #expect(try policy.resolve(GroupLimits(pids: 10)) == GroupLimits(pids: 10))
+    }
+
+    @Test func upToEitherSettingIsGivenAsAsked() throws {
+        let policy = policy(memory: (512 << 20, 4 << 30), pids: (100, 4096), cpus: (2, 8))
+        let asked = GroupLimits(memory: 100 << 20, pids: 50, cpuWeight: 200, cpus: 1.5)
+        #expect(try policy.resolve(asked) == asked)
+        let atTheLimit = GroupLimits(memory: 512 << 20, pids: 100, cpus: 2)
+        #expect(try policy.resolve(atTheLimit) == atTheLimit)
+    }
+
+    @Test func aboveThePerGroupSettingIsRefused() throws {
+        let policy = policy(memory: (512 << 20, nil), pids: (100, nil), cpus: (2, nil))
+        let cases: [(GroupLimits, String)] = [
+            (GroupLimits(memory: 1 << 30), #""memory" 1g is above limits.memory-per-group (512m)"#),
+            (GroupLimits(memory: (512 << 20) + 1), #""memory" 536870913 is above limits.memory-per-group (512m)"#),
+            (GroupLimits(pids: 101), #""pids" 101 is above limits.pids-per-group (100)"#),
+            (GroupLimits(cpus: 3), #""cpus" 3 is above limits.cpus-per-group (2)"#),
+            (GroupLimits(cpus: 2.01), #""cpus" 2.01 is above limits.cpus-per-group (2)"#),
+        ]
+        for (asked, message) in cases {
+            let error = try #require(refusal(policy, asked))
+            #expect(error.reason == .limitExceeded)
+            #expect(error.message == message)
+        }
+    }
+
+    @Test func aboveThePerUserSettingIsRefused() throws {
+        let policy = policy(memory: (nil, 4 << 30), pids: (nil, 4096), cpus: (nil, 1.25))
+        let cases: [(GroupLimits, String)] = [
+            (GroupLimits(memory: 5 << 30), #""memory" 5g is above limits.memory-per-user (4g)"#),
+            (GroupLimits(pids: 5000), #""pids" 5000 is above limits.pids-per-user (4096)"#),
+            (GroupLimits(cpus: 1.5), #""cpus" 1.5 is above limits.cpus-per-user (1.25)"#),
+        ]
+        for (asked, message) in cases {
+            let error = try #require(refusal(policy, asked))
+            #expect(error.reason == .limitExceeded)
+            #expect(error.message == message)
+            #expect(error.json["data"]?["reason"] == .string("limit_exceeded"))
+        }
+    }
+
+    /// Over both, the refusal names the lower setting, so that one answer says what would pass.
+    @Test func aboveBothTheTighterSettingIsNamed() throws {
+        let groupTighter = policy(memory: (1 << 30, 2 << 30), pids: (100, 200), cpus: (1, 2))
+        #expect(refusal(groupTighter, GroupLimits(memory: 3 << 30))?.message == #""memory" 3g is above limits.memory-per-group (1g)"#)
+        #expect(refusal(groupTighter, GroupLimits(pids: 300))?.message == #""pids" 300 is above limits.pids-per-group (100)"#)
+        #expect(refusal(groupTighter, GroupLimits(cpus: 3))?.message == #""cpus" 3 is above limits.cpus-per-group (1)"#)
+        let userTighter = policy(memory: (8 << 30, 4 << 30), pids: (5000, 4096), cpus: (4, 2))
+        #expect(refusal(userTighter, GroupLimits(memory: 9 << 30))?.message == #""memory" 9g is above limits.memory-per-user (4g)"#)
+        #expect(refusal(userTighter, GroupLimits(pids: 6000))?.message == #""pids" 6000 is above limits.pids-per-user (4096)"#)
+        #expect(refusal(userTighter, GroupLimits(cpus: 5))?.message == #""cpus" 5 is above limits.cpus-per-user (2)"#)
+        // Between the two: only the per-user setting is passed.
+        #expect(refusal(userTighter, GroupLimits(memory: 6 << 30))?.message == #""memory" 6g is above limits.memory-per-user (4g)"#)
+        // The same value in both: the per-group key is named.
+        let same = policy(pids: (100, 100))
+        #expect(refusal(same, GroupLimits(pids: 101))?.message == #""pids" 101 is above limits.pids-per-group (100)"#)
+    }
+
+    /// A per-group setting above the per-user one is still what a group gets unasked:
+    /// the kernel holds it to the user's through the parent cgroup.
+    @Test func aPerGroupSettingAboveThePerUserOneIsTheDefault() throws {
+        let policy = policy(memory: (8 << 30, 4 << 30))
+        #expect(try policy.resolve(GroupLimits()).memory == 8 << 30)
+    }
+
+    /// The first kind over its settings is refused, whatever the others ask.
+    @Test func oneKindOverIsEnoughToRefuse() throws {
+        let policy = policy(memory: (1 << 30, nil), pids: (100, nil), cpus: (2, nil))
+        let error = try #require(refusal(policy, GroupLimits(memory: 1 << 20, pids: 50, cpuWeight: 100, cpus: 4)))
+        #expect(error.message == #""cpus" 4 is above limits.cpus-per-group (2)"#)
+    }
+
+    @Test func cpuWeightPassesAsAsked() throws {
+        let policy = policy(memory: (1 << 30, 2 << 30), pids: (100, 200), cpus: (1, 2))
+        for weight: UInt64? in [nil, 1, 100, 10_000] {
+            #expect(try policy.resolve(GroupLimits(cpuWeight: weight)).cpuWeight == weight)
+        }
+    }
+
+    @Test func theDefaultPolicyBindsMemoryAndPids() throws {
+        let policy = Policy.defaults()
+        let half = try percentOfMemory(50)
+        #expect(try policy.resolve(GroupLimits()) == GroupLimits())
+        #expect(try policy.resolve(GroupLimits(memory: half, pids: 4096, cpus: 1024)) == GroupLimits(memory: half, pids: 4096, cpus: 1024))
+        let error = try #require(refusal(policy, GroupLimits(memory: half + 1)))
+        #expect(error.message == "\"memory\" \(ByteSize.format(half + 1)) is above limits.memory-per-user (\(ByteSize.format(half)))")
+        #expect(refusal(policy, GroupLimits(pids: 4097))?.message == #""pids" 4097 is above limits.pids-per-user (4096)"#)
+    }
+
+    @Test func userLimitsAreThePerUserSettings() throws {
+        let policy = policy(memory: (1 << 30, 8 << 30), pids: (100, 2000), cpus: (1, 3.5))
+        #expect(policy.userLimits == GroupLimits(memory: 8 << 30, pids: 2000, cpuWeight: nil, cpus: 3.5))
+        #expect(self.policy().userLimits == GroupLimits())
+        let defaults = Policy.defaults()
+        #expect(defaults.userLimits == GroupLimits(memory: try percentOfMemory(50), pids: 4096))
+        let configured = try PolicyFile.parse("[limits]\nmemory-per-user = max\npids-per-user = max\ncpus-per-user = 0.5\n", path: confPath)
+        #expect(configured.userLimits == GroupLimits(cpus: 0.5))
+    }
+
+    @Test func cpusAreWrittenShort() {
+        #expect(LimitText.cpus(2) == "2")
+        #expect(LimitText.cpus(1024) == "1024")
+        #expect(LimitText.cpus(1.5) == "1.5")
+        #expect(LimitText.cpus(0.01) == "0.01")
+        #expect(LimitText.cpus(0.1 + 0.2) == "0.30000000000000004")
+    }
+}
