@@ -156,10 +156,11 @@ extension CgroupNode {
     public func usage() -> CgroupUsage {
         var usage = CgroupUsage()
         guard invalidName == nil else { return usage }
+        let unified = unifiedDirectory
         switch layout.place(of: .memory) {
         case .unified:
-            usage.memory = CgroupFiles.number(unifiedDirectory + "/memory.current")
-            usage.memoryPeak = CgroupFiles.number(unifiedDirectory + "/memory.peak")
+            usage.memory = CgroupFiles.number(unified + "/memory.current")
+            usage.memoryPeak = CgroupFiles.number(unified + "/memory.peak")
         case .legacy:
             let directory = directory(for: .memory)!
             usage.memory = CgroupFiles.number(directory + "/memory.usage_in_bytes")
@@ -170,7 +171,7 @@ extension CgroupNode {
         if let directory = directory(for: .pids) {
             usage.pids = CgroupFiles.number(directory + "/pids.current")
         }
-        usage.cpuUsec = CgroupFiles.number("usage_usec", in: unifiedDirectory + "/cpu.stat")
+        usage.cpuUsec = CgroupFiles.number("usage_usec", in: unified + "/cpu.stat")
         if usage.cpuUsec == nil, let directory = directory(in: layout.cpuAccounting),
            let nanoseconds = CgroupFiles.number(directory + "/cpuacct.usage") {
             usage.cpuUsec = nanoseconds / 1000

@@ -9,16 +9,16 @@ import POSIX
 /// made until a method is called.
 public struct CgroupNode: Sendable, Equatable {
     public let layout: CgroupLayout
-    /// The base below our own cgroup, "" for our own cgroup ("nsgroupd").
-    public let base: String
+    /// The tree's base below our own cgroup ("nsgroupd"; "" when the base is our own cgroup).
+    public let subdirectory: String
     /// The path below the base: "users/1001/lab"; "" for the base itself.
     public let relative: String
     /// The first component that is not a plain name, if any: every change throws then.
     let invalidName: String?
 
-    init(layout: CgroupLayout, base: String, relative: String, invalidName: String?) {
+    init(layout: CgroupLayout, subdirectory: String, relative: String, invalidName: String?) {
         self.layout = layout
-        self.base = base
+        self.subdirectory = subdirectory
         self.relative = relative
         self.invalidName = invalidName
     }
@@ -39,15 +39,15 @@ public struct CgroupNode: Sendable, Equatable {
 
     /// The node named `name` below this one.
     public func child(_ name: String) -> CgroupNode {
-        CgroupNode(layout: layout, base: base, relative: relative.isEmpty ? name : relative + "/" + name,
+        CgroupNode(layout: layout, subdirectory: subdirectory, relative: relative.isEmpty ? name : relative + "/" + name,
                    invalidName: invalidName ?? (Self.isValidName(name[...]) ? nil : name))
     }
 
-    /// base and relative joined: the path below our own cgroup, "" for our own cgroup.
+    /// subdirectory and relative joined: the path below our own cgroup, "" for our own cgroup.
     private var belowOwn: String {
-        if base.isEmpty { return relative }
-        if relative.isEmpty { return base }
-        return base + "/" + relative
+        if subdirectory.isEmpty { return relative }
+        if relative.isEmpty { return subdirectory }
+        return subdirectory + "/" + relative
     }
 
     /// The path in the unified hierarchy: "/nsgroupd/users/1001/lab" (what /proc/PID/cgroup
@@ -125,7 +125,9 @@ public struct CgroupNode: Sendable, Equatable {
         let wanted = layout.unifiedControllers
         guard !wanted.isEmpty else { return }
         let path = unifiedDirectory + "/cgroup.subtree_control"
-        let enabled = CgroupFiles.text(path)?.split(whereSeparator: { $0 == " " || $0 == "\n" }) ?? []
+        // The kernel lists them as "memory pids"; a fake tree keeps what was written, "+memory".
+        let enabled = (CgroupFiles.text(path)?.split(whereSeparator: { $0 == " " || $0 == "\n" }) ?? [])
+            .map { $0.hasPrefix("+") ? $0.dropFirst() : $0 }
         let missing = wanted.filter { !enabled.contains($0.rawValue[...]) }
         guard !missing.isEmpty else { return }
         try write(missing.map { "+" + $0.rawValue }.joined(separator: " "), path)
@@ -134,8 +136,12 @@ public struct CgroupNode: Sendable, Equatable {
     /// rmdir(2), depth first, children before their parent, in every hierarchy (all are tried
     /// before the first failure is thrown). A directory already gone is fine; one that still
     /// has processes fails with EBUSY.
+    /// Our own cgroup (the base of a tree without subdirectory) is never removed: that throws.
     public func remove() throws(CgroupError) {
         try checkName()
+        if belowOwn.isEmpty {
+            throw CgroupError(operation: "rmdir", path: unifiedDirectory, reason: "this is our own cgroup, which is not ours to remove")
+        }
         var failure: CgroupError?
         for directory in allDirectories {
             do {
@@ -185,7 +191,9 @@ public struct CgroupNode: Sendable, Equatable {
     /// v1 memberships are different: the namespace takes the v1 cgroups the child has at the
     /// clone, its parent's, and the child joins this node's v1 cgroups only after, through
     /// `openLegacyProcs()`; its v1 lines then show the node's path relative to the parent's
-    /// cgroup (as "/nsgroupd/users/0/lab/holder" from a parent in the v1 root).
+    /// cgroup (as "/nsgroupd/users/0/lab/holder" from a parent in the v1 root). A child that
+    /// wants every hierarchy rooted at the node would instead unshare(CLONE_NEWCGROUP) after
+    /// its v1 writes (not measured here).
     public func openForClone() throws(CgroupError) -> FileDescriptor {
         try checkName()
         do {
@@ -276,8 +284,14 @@ public struct CgroupNode: Sendable, Equatable {
     /// also takes processes forked meanwhile. Where the file is missing, each process of
     /// `processes()` gets SIGKILL through a pidfd, repeated while new ones appear (at most
     /// 16 rounds). Processes have not necessarily gone on return: watch `isPopulated`.
+    ///
+    /// The base itself is refused (it holds the supervisor leaf, the daemon); a node below it
+    /// that is not "supervisor" is what this is for.
     public func killAll() throws(CgroupError) {
         try checkName()
+        if relative.isEmpty {
+            throw CgroupError(operation: "kill", path: unifiedDirectory, reason: "the base holds the supervisor itself")
+        }
         let path = unifiedDirectory + "/cgroup.kill"
         do {
             // Never created, in a fake tree neither: a missing file means an older kernel.

@@ -45,7 +45,7 @@ public struct CgroupTree: Sendable {
     /// Components are checked as `init` says; a node with a bad one throws on every change.
     public func node(_ components: [String]) -> CgroupNode {
         let bad = invalidName ?? components.first { !CgroupNode.isValidName($0[...]) }
-        return CgroupNode(layout: layout, base: subdirectory, relative: components.joined(separator: "/"), invalidName: bad)
+        return CgroupNode(layout: layout, subdirectory: subdirectory, relative: components.joined(separator: "/"), invalidName: bad)
     }
 
     /// users/UID.
@@ -75,7 +75,7 @@ public struct CgroupTree: Sendable {
         // Every level of the base, then its two children.
         var levelNodes: [CgroupNode] = []
         for count in 0...levels.count {
-            levelNodes.append(CgroupNode(layout: layout, base: levels[..<count].joined(separator: "/"), relative: "", invalidName: nil))
+            levelNodes.append(CgroupNode(layout: layout, subdirectory: levels[..<count].joined(separator: "/"), relative: "", invalidName: nil))
         }
         for level in levelNodes.dropFirst() { try level.create() }
         try supervisorLeaf.create()
@@ -94,7 +94,7 @@ public struct CgroupTree: Sendable {
         if let invalidName { throw CgroupNode.nameError(invalidName) }
         let levels = subdirectory.isEmpty ? [] : subdirectory.split(separator: "/").map(String.init)
         for count in 0..<levels.count {
-            try CgroupNode(layout: layout, base: levels[...count].joined(separator: "/"), relative: "", invalidName: nil).create()
+            try CgroupNode(layout: layout, subdirectory: levels[...count].joined(separator: "/"), relative: "", invalidName: nil).create()
         }
         try supervisorLeaf.create()
         try supervisorLeaf.move(getpid())

@@ -254,6 +254,15 @@ import POSIX
         try Sys.writeFile(root + "/sys/fs/cgroup/unified" + own + "/users/cpu.stat", "usage_usec 7\n")
         #expect(node.usage().cpuUsec == 7)
         #expect(node.usage().memory == nil)
+
+        // The base is our own cgroup here: it is not removed, and a base is never killed.
+        let notRemoved = try #require(throws: CgroupError.self) { try tree.base.remove() }
+        #expect(notRemoved.description.contains("our own cgroup"))
+        #expect(Sys.isDirectory(root + "/sys/fs/cgroup/unified" + own + "/users"))
+        try Sys.writeFile(root + "/sys/fs/cgroup/unified" + own + "/cgroup.kill", "")
+        let notKilled = try #require(throws: CgroupError.self) { try tree.base.killAll() }
+        #expect(notKilled.description.contains("supervisor"))
+        #expect(Sys.readFile(root + "/sys/fs/cgroup/unified" + own + "/cgroup.kill") == "")
     }
 
     @Test func aLimitForAnAbsentControllerIsRefusedBeforeAnythingIsWritten() throws {

@@ -182,11 +182,15 @@ enum Sys {
         return String(decoding: result, as: UTF8.self)
     }
 
-    /// Every process whose /proc/PID/cgroup puts it at `path` or below in the unified hierarchy.
+    /// Every live process whose /proc/PID/cgroup puts it at `path` or below in the unified
+    /// hierarchy. Zombies are left out: the kernel takes a process out of its cgroup when it
+    /// exits, while /proc keeps showing the cgroup it died in until it is reaped (and this
+    /// VM's PID 1 reaps orphans late).
     static func processesInUnifiedCgroup(_ path: String) -> Set<pid_t> {
         var found: Set<pid_t> = []
         for entry in (try? Directory.entries("/proc")) ?? [] {
-            guard let pid = pid_t(entry), let text = readFile("/proc/\(pid)/cgroup") else { continue }
+            guard let pid = pid_t(entry), let text = readFile("/proc/\(pid)/cgroup"),
+                  let status = readFile("/proc/\(pid)/status"), !status.contains("\nState:\tZ") else { continue }
             for line in text.split(separator: "\n") where line.hasPrefix("0::") {
                 let cgroup = line.dropFirst(3)
                 if cgroup == path || cgroup.hasPrefix(path + "/") { found.insert(pid) }
