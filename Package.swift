@@ -41,6 +41,9 @@ let package = Package(
         // layer every other module of ours stands on. Knows nothing of namespaces or JSON.
         .target(name: "POSIX", dependencies: ["CPOSIX"], swiftSettings: strict),
         .target(name: "Namespaces", dependencies: ["POSIX", "CPOSIX", "CSpawn"], swiftSettings: strict),
+        // Each group's cgroup: the layout of this host's hierarchies (cgroup2, and v1 ones in a
+        // hybrid), nsgroupd's subtree, limits, usage, kill-all and freeze.
+        .target(name: "Cgroups", dependencies: ["POSIX", "CPOSIX"], swiftSettings: strict),
         .target(
             name: "Systemd",
             dependencies: ["CSystemd", "POSIX", .product(name: "Logging", package: "swift-log")],
@@ -88,6 +91,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["RPC"], swiftSettings: strict),
         .testTarget(name: "RPCTests", dependencies: ["RPC", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "NamespacesTests", dependencies: ["Namespaces", "POSIX", "CPOSIX"], swiftSettings: strict),
+        .testTarget(name: "CgroupsTests", dependencies: ["Cgroups", "POSIX", "CPOSIX"], swiftSettings: strict),
         .testTarget(name: "SystemdTests", dependencies: ["Systemd", "POSIX"], swiftSettings: strict),
         .testTarget(name: "SupervisorTests", dependencies: ["Supervisor", "POSIX"], swiftSettings: strict),
         .testTarget(

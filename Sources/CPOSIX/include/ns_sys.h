@@ -16,6 +16,8 @@
 
 /* O_PATH, which Swift's Glibc module does not export. */
 static const int NS_O_PATH = 010000000;
+/* openat2's RESOLVE_NO_SYMLINKS (linux/openat2.h): no symlink in any component of the path. */
+static const uint64_t NS_RESOLVE_NO_SYMLINKS = 0x04;
 
 /* pidfd_open(2): a file descriptor that refers to process pid. */
 int ns_pidfd_open(pid_t pid, unsigned int flags);
