@@ -40,7 +40,7 @@ struct Events: ParsableCommand {
     static func describe(_ e: EventNotification) -> String {
         var line = "\(e.time)  \(e.kind.rawValue.padding(to: 16))\(e.group)"
         switch e.kind {
-        case .groupCreated, .groupDestroyed, .groupFailed:
+        case .groupCreated, .groupDestroyed, .groupFailed, .groupFrozen, .groupThawed, .groupOOM:
             line += " (owner \(e.owner))"
         case .sessionStarted:
             line += " session \(e.session ?? 0) pid \(e.pid ?? 0) uid \(e.uid ?? 0): \((e.argv ?? []).joined(separator: " "))"
