@@ -195,6 +195,19 @@ struct GroupContainmentTests {
         #expect(GroupLimits(memory: 1 << 20, pids: 2, cpuWeight: 3).json.serialized() == #"{"memory":1048576,"pids":2,"cpuWeight":3}"#)
     }
 
+    /// A client ignores what it does not know, limits included, and holds a server's
+    /// reply to the types' ranges only, not to what create may ask for.
+    @Test func aGroupFromANewerServer() throws {
+        let info = try GroupInfo(json: json(
+            #"{"name":"new","owner":1,"limits":{"memory":4096,"pids":0,"cpus":2048.5,"ioWeight":10},"usage":{"memory":1,"ioBytes":2},"frozen":false}"#))
+        #expect(info.limits == GroupLimits(memory: 4096, pids: 0, cpus: 2048.5))
+        #expect(info.usage == ResourceUsage(memory: 1))
+        let nulls = try GroupInfo(json: json(#"{"name":"n","owner":1,"limits":null,"usage":null,"sessions":[{"session":1,"usage":null}]}"#))
+        #expect(nulls.limits.isEmpty && nulls.usage == nil && nulls.sessions.first?.usage == nil)
+        #expect(refusal { () throws(RPCError) in try GroupInfo(json: json(#"{"name":"n","limits":{"memory":"1G"}}"#)) } != nil)
+        #expect(refusal { () throws(RPCError) in try GroupInfo(json: json(#"{"name":"n","limits":[]}"#)) } != nil)
+    }
+
     /// What a server without containment sends: a client reads it as unlimited and running.
     @Test func aGroupFromAnOlderServer() throws {
         let info = try GroupInfo(json: json(#"{"name":"old","owner":1}"#))

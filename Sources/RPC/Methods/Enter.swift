@@ -242,7 +242,7 @@ public struct SessionInfo: Sendable, Equatable {
         argv = try r.stringArray("argv") ?? []
         started = try r.string("started") ?? ""
         tty = try r.bool("tty") ?? false
-        if let value = json["usage"] { usage = try ResourceUsage(json: value) }
+        if let value = json["usage"], !value.isNull { usage = try ResourceUsage(json: value) }
         cgroup = try r.string("cgroup")
     }
 }
