@@ -94,6 +94,9 @@ let package = Package(
         .testTarget(name: "CgroupsTests", dependencies: ["Cgroups", "POSIX", "CPOSIX"], swiftSettings: strict),
         .testTarget(name: "SystemdTests", dependencies: ["Systemd", "POSIX"], swiftSettings: strict),
         .testTarget(name: "SupervisorTests", dependencies: ["Supervisor", "POSIX"], swiftSettings: strict),
+        // The CLI's own logic that needs no supervisor: the limit flags' parsers and how
+        // sizes, durations and tables are shown (@testable import of the executable).
+        .testTarget(name: "nsgroupTests", dependencies: ["nsgroup", "RPC"], swiftSettings: strict),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["Client", "RPC", "Namespaces", "POSIX", "Supervisor", "nsgroupd", "nsgroup", "nsgroup-holder", "nsgroup-bench"],

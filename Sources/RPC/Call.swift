@@ -12,6 +12,9 @@ public enum Call: Sendable {
     case unshare(ShareParams)
     case attach(AttachParams)
     case subscribe
+    case freeze(NameParams)
+    case thaw(NameParams)
+    case processes(NameParams)
 
     public var method: MethodName {
         switch self {
@@ -26,6 +29,9 @@ public enum Call: Sendable {
         case .unshare: .unshare
         case .attach: .attach
         case .subscribe: .subscribe
+        case .freeze: .freeze
+        case .thaw: .thaw
+        case .processes: .processes
         }
     }
 
@@ -43,6 +49,9 @@ public enum Call: Sendable {
         case .share: self = .share(try ShareParams(params: params, method: method.rawValue))
         case .unshare: self = .unshare(try ShareParams(params: params, method: method.rawValue))
         case .attach: self = .attach(try AttachParams(params: params))
+        case .freeze: self = .freeze(try NameParams(params: params, method: method.rawValue))
+        case .thaw: self = .thaw(try NameParams(params: params, method: method.rawValue))
+        case .processes: self = .processes(try NameParams(params: params, method: method.rawValue))
         }
     }
 }

@@ -18,6 +18,8 @@ public enum ErrorReason: String, Sendable, CaseIterable {
     case limitExceeded = "limit_exceeded"
     /// The kernel refused a step of a valid request; data.step and data.errno say which and why.
     case operationFailed = "operation_failed"
+    /// `enter` into a group that is frozen: thaw it first.
+    case frozen = "frozen"
     /// A fault of the supervisor itself.
     case internalError = "internal"
 
@@ -35,6 +37,7 @@ public enum ErrorReason: String, Sendable, CaseIterable {
         case .permissionDenied: return -32003
         case .limitExceeded: return -32004
         case .operationFailed: return -32005
+        case .frozen: return -32006
         }
     }
 }

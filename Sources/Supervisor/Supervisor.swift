@@ -217,6 +217,9 @@ public final class Supervisor {
         case .subscribe:
             bus.subscribe(context.connection)
             return .result(.object([:]))
+        case .freeze, .thaw, .processes:
+            // Stub until the cgroup handlers land (issue 14).
+            throw RPCError(.internalError, "\(call.method.rawValue) is not implemented yet")
         }
     }
 

@@ -749,7 +749,7 @@ private struct LineChecker {
             break
         case .create(let decoded):
             roundTrip(decoded, decoded.name) { (json) throws(RPCError) in try CreateParams(params: json) }
-        case .inspect(let decoded), .destroy(let decoded):
+        case .inspect(let decoded), .destroy(let decoded), .freeze(let decoded), .thaw(let decoded), .processes(let decoded):
             roundTrip(decoded, decoded.name) { (json) throws(RPCError) in try NameParams(params: json, method: method) }
         case .enter(let decoded):
             // EnterParams' == compares .json, which would hide a member .json leaves out.
@@ -795,7 +795,7 @@ private struct LineChecker {
             case .create:
                 let decoded = try CreateParams(params: params)
                 roundTrip(decoded, decoded.name) { (json) throws(RPCError) in try CreateParams(params: json) }
-            case .inspect, .destroy:
+            case .inspect, .destroy, .freeze, .thaw, .processes:
                 let decoded = try NameParams(params: params, method: method.rawValue)
                 roundTrip(decoded, decoded.name) { (json) throws(RPCError) in try NameParams(params: json, method: method.rawValue) }
             case .enter:

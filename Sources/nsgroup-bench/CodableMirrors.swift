@@ -118,6 +118,8 @@ struct SessionInfoC: Codable, Equatable {
     var argv: [String]
     var started: String
     var tty: Bool
+    var usage: ResourceUsageC?
+    var cgroup: String?
 
     init(_ s: SessionInfo) {
         session = s.session
@@ -126,6 +128,36 @@ struct SessionInfoC: Codable, Equatable {
         argv = s.argv
         started = s.started
         tty = s.tty
+        usage = s.usage.map(ResourceUsageC.init)
+        cgroup = s.cgroup
+    }
+}
+
+struct GroupLimitsC: Codable, Equatable {
+    var memory: UInt64?
+    var pids: UInt64?
+    var cpuWeight: UInt64?
+    var cpus: Double?
+
+    init(_ l: GroupLimits) {
+        memory = l.memory
+        pids = l.pids
+        cpuWeight = l.cpuWeight
+        cpus = l.cpus
+    }
+}
+
+struct ResourceUsageC: Codable, Equatable {
+    var memory: UInt64?
+    var memoryPeak: UInt64?
+    var pids: UInt64?
+    var cpuUsec: UInt64?
+
+    init(_ u: ResourceUsage) {
+        memory = u.memory
+        memoryPeak = u.memoryPeak
+        pids = u.pids
+        cpuUsec = u.cpuUsec
     }
 }
 
@@ -146,6 +178,13 @@ struct GroupInfoC: Codable, Equatable {
     var monotonicOffset: Int64?
     var boottimeOffset: Int64?
     var netnsName: String?
+    var limits: GroupLimitsC
+    var usage: ResourceUsageC?
+    var frozen: Bool
+    var cgroup: String?
+    var lifetime: Int64?
+    var expires: String?
+    var idle: Int64?
     var sessions: [SessionInfoC]
 
     init(_ g: GroupInfo) {
@@ -164,6 +203,13 @@ struct GroupInfoC: Codable, Equatable {
         monotonicOffset = g.monotonicOffset
         boottimeOffset = g.boottimeOffset
         netnsName = g.netnsName
+        limits = GroupLimitsC(g.limits)
+        usage = g.usage.map(ResourceUsageC.init)
+        frozen = g.frozen
+        cgroup = g.cgroup
+        lifetime = g.lifetime
+        expires = g.expires
+        idle = g.idle
         sessions = g.sessions.map(SessionInfoC.init)
     }
 }
@@ -187,7 +233,8 @@ struct NotificationC<Params: Codable>: Codable {
 }
 
 /// EventNotification's wire form: `code` and `signal` are written as null
-/// for session-ended, left out otherwise; `argvTruncated` only when true.
+/// for session-ended, left out otherwise; `argvTruncated` only when true;
+/// `reason` and `oomKills` only when set.
 struct EventC: Codable, Equatable {
     var type: String
     var group: String
@@ -200,6 +247,8 @@ struct EventC: Codable, Equatable {
     var argvTruncated: Bool?
     var code: Int32?
     var signal: Int32?
+    var reason: String?
+    var oomKills: UInt64?
 
     init(_ e: EventNotification) {
         type = e.kind.rawValue
@@ -213,6 +262,8 @@ struct EventC: Codable, Equatable {
         argvTruncated = e.argvTruncated ? true : nil
         code = e.code
         signal = e.signal
+        reason = e.reason
+        oomKills = e.oomKills
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -230,6 +281,8 @@ struct EventC: Codable, Equatable {
             try c.encode(code, forKey: .code)
             try c.encode(signal, forKey: .signal)
         }
+        try c.encodeIfPresent(reason, forKey: .reason)
+        try c.encodeIfPresent(oomKills, forKey: .oomKills)
     }
 }
 

@@ -6,7 +6,11 @@ struct Create: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "create",
         abstract: "Create a group and start its holder.",
-        discussion: "The group belongs to you. Its namespaces live until you destroy it.")
+        discussion: """
+            The group belongs to you. Its namespaces live until you destroy it, its lifetime \
+            ends, or it has been without a session for its idle time. Limits the server's \
+            configuration sets apply whether or not you ask for any: inspect shows those in force.
+            """)
 
     @OptionGroup var global: GlobalOptions
 
@@ -38,14 +42,41 @@ struct Create: ParsableCommand {
     @Option(name: .customLong("member"), help: ArgumentHelp("Let this user (or @group) enter too. Repeatable.", valueName: "user|@group"))
     var members: [String] = []
 
+    @Option(help: ArgumentHelp("The most memory the group may use: bytes, or a whole number with K, M, G or T (powers of 1024), e.g. 512M.", valueName: "size"),
+            transform: LimitArguments.memory)
+    var memory: UInt64?
+
+    @Option(help: ArgumentHelp("The most processes and threads the group may have at once.", valueName: "count"),
+            transform: LimitArguments.pids)
+    var pids: UInt64?
+
+    @Option(name: .customLong("cpu-weight"), help: ArgumentHelp("The group's share of contended CPU time relative to other groups, 1 to 10000 (100 is the default share).", valueName: "weight"),
+            transform: LimitArguments.cpuWeight)
+    var cpuWeight: UInt64?
+
+    @Option(help: ArgumentHelp("The most CPU time the group may use, in CPUs: 0.5 is half of one, 2 is two.", valueName: "cpus"),
+            transform: LimitArguments.cpus)
+    var cpus: Double?
+
+    @Option(help: ArgumentHelp("Destroy the group this long after it is created: seconds, or e.g. 90s, 30m, 1h30m, 2d.", valueName: "duration"),
+            transform: LimitArguments.duration)
+    var lifetime: Int64?
+
+    @Option(help: ArgumentHelp("Destroy the group once it has been this long without a running session (same units as --lifetime).", valueName: "duration"),
+            transform: LimitArguments.duration)
+    var idle: Int64?
+
     @Flag(help: "Print the protocol's result as JSON.")
     var json = false
 
     func run() {
         let kinds = namespaces.map { $0.split(separator: ",").map { String($0) } }
-        let params = CreateParams(name: name, namespaces: kinds, hostname: hostname, tmpfs: tmpfs, binds: bind,
+        var params = CreateParams(name: name, namespaces: kinds, hostname: hostname, tmpfs: tmpfs, binds: bind,
                                   members: members, monotonicOffset: monotonicOffset, boottimeOffset: boottimeOffset,
                                   netnsName: netnsName)
+        params.limits = GroupLimits(memory: memory, pids: pids, cpuWeight: cpuWeight, cpus: cpus)
+        params.lifetime = lifetime
+        params.idle = idle
         let result = withClient(global) { client throws(ClientError) in try client.call("create", params.json).result }
         if json { return printJSON(result) }
         let group = (try? GroupInfo(json: result))

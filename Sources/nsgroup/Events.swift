@@ -10,8 +10,10 @@ struct Events: ParsableCommand {
         commandName: "events",
         abstract: "Print what happens to the groups you may see, as it happens.",
         discussion: """
-            Groups created, destroyed and failed (their holder died); sessions started and \
-            ended, with their exit status. Runs until interrupted or until nsgroupd goes away.
+            Groups created, destroyed (and why) and failed (their holder died), frozen and \
+            thawed; processes the kernel killed for want of memory (at the group's memory \
+            limit); sessions started and ended, with their exit status. Runs until interrupted \
+            or until nsgroupd goes away.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -40,8 +42,19 @@ struct Events: ParsableCommand {
     static func describe(_ e: EventNotification) -> String {
         var line = "\(e.time)  \(e.kind.rawValue.padding(to: 16))\(e.group)"
         switch e.kind {
-        case .groupCreated, .groupDestroyed, .groupFailed:
+        case .groupCreated, .groupFailed, .groupFrozen, .groupThawed:
             line += " (owner \(e.owner))"
+        case .groupDestroyed:
+            line += " (owner \(e.owner))"
+            switch e.reason.flatMap(EventNotification.DestroyReason.init(rawValue:)) {
+            case .request?: line += ": on request"
+            case .lifetime?: line += ": its lifetime ended"
+            case .idle?: line += ": idle, no session for its idle time"
+            case nil: if let reason = e.reason { line += ": \(reason)" }
+            }
+        case .groupOOM:
+            line += " (owner \(e.owner)): out of memory, a process was killed"
+            if let kills = e.oomKills { line += " (\(kills) OOM kill\(kills == 1 ? "" : "s") so far)" }
         case .sessionStarted:
             line += " session \(e.session ?? 0) pid \(e.pid ?? 0) uid \(e.uid ?? 0): \((e.argv ?? []).joined(separator: " "))"
         case .sessionEnded:

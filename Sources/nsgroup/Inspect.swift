@@ -37,13 +37,52 @@ struct Inspect: ParsableCommand {
             print("Clocks:      boottime \(boot > 0 ? "+" : "")\(boot) s, monotonic \(mono > 0 ? "+" : "")\(mono) s")
         }
         if let netns = g.netnsName { print("Netns:       /run/netns/\(netns)") }
+        if let cgroup = g.cgroup { print("Cgroup:      \(cgroup)") }
+        print("Frozen:      \(g.frozen ? "yes" : "no")")
+        print("Limits:      \(Self.describe(g.limits))")
+        if let usage = g.usage.map(Self.describe), !usage.isEmpty { print("Usage:       \(usage)") }
+        if let lifetime = g.lifetime {
+            var line = Units.duration(lifetime)
+            if let expires = g.expires {
+                let left = Timestamp.parse(expires).map { $0 - Timestamp.now() }
+                line += ", expires \(expires)" + (left.map { $0 > 0 ? " (in \(formatAge($0)))" : " (due now)" } ?? "")
+            }
+            print("Lifetime:    \(line)")
+        }
+        if let idle = g.idle { print("Idle:        \(Units.duration(idle)) (destroyed after that long without a session)") }
         print("Namespaces:")
         for ns in g.namespaces { print("  \(ns.kind.padding(to: 8))\(ns.id)") }
         if !g.sessions.isEmpty {
             print("Sessions:")
-            for s in g.sessions {
-                print("  \(String(s.session).padding(to: 6))pid \(String(s.pid).padding(to: 8))uid \(String(s.uid).padding(to: 7))\(s.tty ? "tty " : "    ")\(s.started)  \(s.argv.joined(separator: " "))")
+            let usages = g.sessions.map { $0.usage.map(Self.describe) ?? "" }
+            let width = usages.map(\.count).max() ?? 0
+            for (s, usage) in zip(g.sessions, usages) {
+                let used = width == 0 ? "" : usage.padding(to: width + 2)
+                print("  \(String(s.session).padding(to: 6))pid \(String(s.pid).padding(to: 8))uid \(String(s.uid).padding(to: 7))\(s.tty ? "tty " : "    ")\(s.started)  \(used)\(s.argv.joined(separator: " "))")
             }
         }
+    }
+
+    /// "memory 512M, pids 256, cpu weight none, cpus 1.5": every limit, "none" where there is none.
+    static func describe(_ limits: GroupLimits) -> String {
+        [
+            "memory " + (limits.memory.map(Units.exactSize) ?? "none"),
+            "pids " + (limits.pids.map { String($0) } ?? "none"),
+            "cpu weight " + (limits.cpuWeight.map { String($0) } ?? "none"),
+            "cpus " + (limits.cpus.map(Units.cpus) ?? "none"),
+        ].joined(separator: ", ")
+    }
+
+    /// "memory 12.3M (peak 40.1M), pids 3, cpu 1.23 s": what the host counts, nothing for what it does not.
+    static func describe(_ usage: ResourceUsage) -> String {
+        var parts: [String] = []
+        if let memory = usage.memory {
+            parts.append("memory \(Units.size(memory))" + (usage.memoryPeak.map { " (peak \(Units.size($0)))" } ?? ""))
+        } else if let peak = usage.memoryPeak {
+            parts.append("memory peak \(Units.size(peak))")
+        }
+        if let pids = usage.pids { parts.append("pids \(pids)") }
+        if let cpu = usage.cpuUsec { parts.append("cpu \(Units.cpuTime(microseconds: cpu))") }
+        return parts.joined(separator: ", ")
     }
 }

@@ -18,10 +18,14 @@ struct List: ParsableCommand {
         let groups: [GroupInfo]
         do { groups = try ListResult(json: result).groups } catch { fail("unexpected reply from nsgroupd: \(error)") }
         let now = Timestamp.now()
-        var rows = [["NAME", "OWNER", "NAMESPACES", "PID", "AGE"]]
+        var rows = [["NAME", "OWNER", "NAMESPACES", "PID", "STATE", "MEM", "PIDS", "AGE"]]
         for g in groups {
             let age = Timestamp.parse(g.created).map { formatAge(now - $0) } ?? "?"
-            rows.append([g.name, g.ownerName, g.namespaces.map(\.kind).joined(separator: ","), String(g.holder), age])
+            // "-" where the host does not count it (or the server does not say).
+            let memory = g.usage?.memory.map(Units.size) ?? "-"
+            let pids = g.usage?.pids.map { String($0) } ?? "-"
+            rows.append([g.name, g.ownerName, g.namespaces.map(\.kind).joined(separator: ","), String(g.holder),
+                         g.frozen ? "frozen" : "running", memory, pids, age])
         }
         printTable(rows)
     }

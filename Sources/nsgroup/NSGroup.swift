@@ -11,7 +11,8 @@ struct NSGroup: ParsableCommand {
             user who created them and outlive any shell.
             """,
         version: nsgroupVersion,
-        subcommands: [Create.self, List.self, Inspect.self, Enter.self, Share.self, Unshare.self, Destroy.self, Events.self, Version.self])
+        subcommands: [Create.self, List.self, Inspect.self, Ps.self, Enter.self, Share.self, Unshare.self, Freeze.self, Thaw.self,
+                      Destroy.self, Events.self, Version.self])
 
     // Declared here too so that `nsgroup --socket PATH list` works as well as
     // `nsgroup list --socket PATH`; subcommands read the same values.

@@ -123,7 +123,7 @@ import Testing
         let table = try supervisor.nsgroup(["list"])
         let lines = table.stdout.split(separator: "\n").map(String.init)
         #expect(lines.count == 3)
-        #expect(lines[0].split(separator: " ", omittingEmptySubsequences: true) == ["NAME", "OWNER", "NAMESPACES", "PID", "AGE"])
+        #expect(lines[0].split(separator: " ", omittingEmptySubsequences: true) == ["NAME", "OWNER", "NAMESPACES", "PID", "STATE", "MEM", "PIDS", "AGE"])
         #expect(lines[1].hasPrefix("a-first "))
         #expect(lines[1].contains(" root "))
         #expect(lines[1].contains("mnt,uts,ipc,pid,net,cgroup"))

@@ -17,6 +17,7 @@ struct ErrorTests {
         ("permission_denied", -32003),
         ("limit_exceeded", -32004),
         ("operation_failed", -32005),
+        ("frozen", -32006),
     ]
 
     @Test(arguments: documented)

@@ -109,6 +109,11 @@ struct FuzzRegressionTests {
         "envelope-errors":
             Expected(lines: 19, errors: [.invalidRequest: 12, .invalidParams: 2, .methodNotFound: 3, .parseError: 2],
                      notifications: 1),
+        // freeze, thaw and processes take a name and nothing else; create's limits, lifetime
+        // and idle are checked for range, and "limits" for unknown members.
+        "cgroup-methods-and-limits":
+            Expected(lines: 10, accepted: [.freeze: 2, .thaw: 1, .processes: 1, .create: 1],
+                     errors: [.invalidParams: 4, .invalidName: 1], notifications: 1),
         "every-method-valid":
             Expected(lines: 12, accepted: [.version: 2, .create: 1, .list: 1, .inspect: 1, .enter: 1, .signal: 1,
                                            .share: 1, .unshare: 1, .attach: 1, .destroy: 2],

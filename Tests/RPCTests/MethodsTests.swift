@@ -308,7 +308,10 @@ struct ResultRoundTripTests {
         #expect(json["owner"] == .number(JSONNumber(1000)))
         #expect(json["holder"] == .number(JSONNumber(4242)))
         #expect(json["namespaces"]?["mnt"] == .string("mnt:[4026532299]"))
-        #expect(json.objectValue?.keys == ["name", "owner", "ownerName", "namespaces", "holder", "created", "hostname", "tmpfs", "members", "sessions"])
+        #expect(json.objectValue?.keys == ["name", "owner", "ownerName", "namespaces", "holder", "created", "hostname", "tmpfs", "members",
+                                           "limits", "frozen", "sessions"])
+        #expect(json["limits"] == .object([:]), "limits is there even when nothing limits the group")
+        #expect(json["frozen"] == .bool(false))
     }
 
     @Test func groupInfoIsLenientAboutOptionalFields() throws {

@@ -64,11 +64,38 @@ import Testing
         #expect(request.id == .string("a") && params.members == ["bob"])
     }
 
+    @Test(arguments: [MethodName.freeze, .thaw, .processes])
+    func theCgroupMethodsTakeANameAndNothingElse(_ method: MethodName) {
+        let line = #"{"jsonrpc":"2.0","id":1,"method":"\#(method.rawValue)","params":{"name":"web"}}"#
+        let routed = Self.route(line)
+        switch (method, routed) {
+        case (.freeze, .call(_, .freeze(let params))), (.thaw, .call(_, .thaw(let params))),
+             (.processes, .call(_, .processes(let params))):
+            #expect(params == NameParams(name: "web"))
+        default:
+            Issue.record("\(method) routed as \(routed)")
+        }
+        #expect(Self.refusal(line, descriptors: 1)?.message == "\(method.rawValue) takes no file descriptors")
+        let extra = #"{"jsonrpc":"2.0","id":1,"method":"\#(method.rawValue)","params":{"name":"web","all":true}}"#
+        #expect(Self.refusal(extra)?.message == #"\#(method.rawValue): unknown parameter "all""#)
+        let missing = #"{"jsonrpc":"2.0","id":1,"method":"\#(method.rawValue)"}"#
+        #expect(Self.refusal(missing)?.message == #"\#(method.rawValue): "name" is required"#)
+        let badName = #"{"jsonrpc":"2.0","id":1,"method":"\#(method.rawValue)","params":{"name":"../web"}}"#
+        #expect(Self.refusal(badName)?.reason == .invalidName)
+    }
+
+    @Test func onlyProcessesOfTheNewMethodsIsARead() {
+        #expect(MethodName.processes.isRead)
+        #expect(!MethodName.freeze.isRead && !MethodName.thaw.isRead)
+        #expect(!MethodName.freeze.acceptsDescriptors && !MethodName.thaw.acceptsDescriptors && !MethodName.processes.acceptsDescriptors)
+        #expect(MethodName.allCases.map(\.rawValue).suffix(3) == ["freeze", "thaw", "processes"])
+    }
+
     @Test func everyMethodRoutesToItsOwnCall() {
         for method in MethodName.allCases {
             let params: String = switch method {
             case .version, .list, .subscribe: "{}"
-            case .create, .inspect, .destroy: #"{"name":"web"}"#
+            case .create, .inspect, .destroy, .freeze, .thaw, .processes: #"{"name":"web"}"#
             case .enter: #"{"name":"web","tty":true}"#
             case .signal: #"{"name":"web","session":1,"signal":15}"#
             case .share, .unshare: #"{"name":"web","members":["bob"]}"#

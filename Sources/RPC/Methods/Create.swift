@@ -76,7 +76,8 @@ public struct CreateParams: Sendable, Equatable {
     }
 }
 
-/// `inspect {name}`, `destroy {name}`: methods that name one group.
+/// `inspect {name}`, `destroy {name}`, `freeze {name}`, `thaw {name}`,
+/// `processes {name}`: methods that name one group.
 public struct NameParams: Sendable, Equatable {
     public var name: String
 

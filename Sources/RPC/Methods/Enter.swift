@@ -242,7 +242,7 @@ public struct SessionInfo: Sendable, Equatable {
         argv = try r.stringArray("argv") ?? []
         started = try r.string("started") ?? ""
         tty = try r.bool("tty") ?? false
-        if let value = json["usage"] { usage = try ResourceUsage(json: value) }
+        if let value = json["usage"], !value.isNull { usage = try ResourceUsage(json: value) }
         cgroup = try r.string("cgroup")
     }
 }
@@ -284,6 +284,12 @@ public struct EventNotification: Sendable, Equatable {
         case groupFailed = "group-failed"
         case sessionStarted = "session-started"
         case sessionEnded = "session-ended"
+        /// `freeze` stopped every process of the group.
+        case groupFrozen = "group-frozen"
+        /// `thaw` let them go on.
+        case groupThawed = "group-thawed"
+        /// The kernel's OOM killer killed a process of the group (at its memory limit).
+        case groupOOM = "group-oom"
     }
 
     public var kind: Kind
@@ -300,6 +306,18 @@ public struct EventNotification: Sendable, Equatable {
     public var argvTruncated: Bool
     public var code: Int32?
     public var signal: Int32?
+    /// group-destroyed: why ("request": a destroy; "lifetime": it expired;
+    /// "idle": it had no session for its idle time).
+    public var reason: String?
+    /// group-oom: the group's OOM kills so far, this one included.
+    public var oomKills: UInt64?
+
+    /// The values of `reason` on group-destroyed.
+    public enum DestroyReason: String, Sendable, CaseIterable {
+        case request
+        case lifetime
+        case idle
+    }
 
     /// How much of a session's argv events (and state files) carry, so that
     /// one session's arguments cannot outgrow a watcher's buffer.
@@ -327,7 +345,8 @@ public struct EventNotification: Sendable, Equatable {
     }
 
     public init(kind: Kind, group: String, time: String, owner: UInt32, session: UInt64? = nil, pid: Int32? = nil,
-                uid: UInt32? = nil, argv: [String]? = nil, argvTruncated: Bool = false, code: Int32? = nil, signal: Int32? = nil) {
+                uid: UInt32? = nil, argv: [String]? = nil, argvTruncated: Bool = false, code: Int32? = nil, signal: Int32? = nil,
+                reason: String? = nil, oomKills: UInt64? = nil) {
         self.kind = kind
         self.group = group
         self.time = time
@@ -339,6 +358,8 @@ public struct EventNotification: Sendable, Equatable {
         self.argvTruncated = argvTruncated
         self.code = code
         self.signal = signal
+        self.reason = reason
+        self.oomKills = oomKills
     }
 
     public var json: JSONValue {
@@ -353,6 +374,8 @@ public struct EventNotification: Sendable, Equatable {
             o["code"] = code.map { .number(JSONNumber(Int($0))) } ?? .null
             o["signal"] = signal.map { .number(JSONNumber(Int($0))) } ?? .null
         }
+        if let reason { o["reason"] = .string(reason) }
+        if let oomKills { o["oomKills"] = .number(JSONNumber(oomKills)) }
         return .object(o)
     }
 
@@ -371,5 +394,7 @@ public struct EventNotification: Sendable, Equatable {
         argvTruncated = json["argvTruncated"]?.boolValue ?? false
         code = json["code"]?.int64Value.map { Int32(truncatingIfNeeded: $0) }
         signal = json["signal"]?.int64Value.map { Int32(truncatingIfNeeded: $0) }
+        reason = json["reason"]?.stringValue
+        if case .number(let n)? = json["oomKills"] { oomKills = n.uint64Value }
     }
 }

@@ -106,8 +106,8 @@ public struct GroupInfo: Sendable, Equatable {
         monotonicOffset = try r.integer("monotonicOffset", in: Int64.min...Int64.max)
         boottimeOffset = try r.integer("boottimeOffset", in: Int64.min...Int64.max)
         netnsName = try r.string("netnsName")
-        if var limitsReader = try r.object("limits") { limits = try GroupLimits(reader: &limitsReader) }
-        if let value = json["usage"] { usage = try ResourceUsage(json: value) }
+        if let value = json["limits"], !value.isNull { limits = try GroupLimits(json: value) }
+        if let value = json["usage"], !value.isNull { usage = try ResourceUsage(json: value) }
         frozen = try r.bool("frozen") ?? false
         cgroup = try r.string("cgroup")
         lifetime = try r.integer("lifetime", in: 0...Int64.max)

@@ -34,6 +34,18 @@ public struct GroupLimits: Sendable, Equatable {
         try r.finish()
     }
 
+    /// Reads the limits a group object shows, as a client does: members it does not
+    /// know are ignored (a newer server may limit more), and the ranges are only those
+    /// of the types, so that a server's reply is not held to what `create` may ask.
+    public init(json: JSONValue) throws(RPCError) {
+        var r = try ParamsReader(json, method: "limits")
+        let all: ClosedRange<Int64> = 0...Int64.max
+        memory = try r.integer("memory", in: all).map(UInt64.init)
+        pids = try r.integer("pids", in: all).map(UInt64.init)
+        cpuWeight = try r.integer("cpuWeight", in: all).map(UInt64.init)
+        cpus = try r.number("cpus", in: 0...Double.greatestFiniteMagnitude)
+    }
+
     public var json: JSONValue {
         var o = JSONObject()
         if let memory { o["memory"] = .number(JSONNumber(memory)) }

@@ -11,13 +11,16 @@ public enum MethodName: String, CaseIterable, Sendable {
     case unshare
     case attach
     case subscribe
+    case freeze
+    case thaw
+    case processes
 
     /// How many descriptors a request may carry beside it: `enter` with
     /// `tty: false` carries exactly the caller's stdin, stdout and stderr.
     public var acceptsDescriptors: Bool { self == .enter }
 
     /// Methods that only read: they change nothing on the server.
-    public var isRead: Bool { self == .version || self == .list || self == .inspect }
+    public var isRead: Bool { self == .version || self == .list || self == .inspect || self == .processes }
 }
 
 /// Notifications the server sends.

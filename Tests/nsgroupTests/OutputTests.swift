@@ -1,0 +1,45 @@
+@testable import nsgroup
+import RPC
+import Testing
+
+@Suite("What inspect, ps and events print")
+struct OutputTests {
+    @Test func limitsSayNoneWhereThereIsNone() {
+        #expect(Inspect.describe(GroupLimits()) == "memory none, pids none, cpu weight none, cpus none")
+        #expect(Inspect.describe(GroupLimits(memory: 512 << 20, pids: 256, cpuWeight: 50, cpus: 1.5))
+                == "memory 512M, pids 256, cpu weight 50, cpus 1.5")
+    }
+
+    @Test func usageShowsWhatIsCounted() {
+        #expect(Inspect.describe(ResourceUsage(memory: 12_900_000, memoryPeak: 40_000_000, pids: 3, cpuUsec: 1_234_567))
+                == "memory 12.3M (peak 38.1M), pids 3, cpu 1.23 s")
+        #expect(Inspect.describe(ResourceUsage(pids: 1)) == "pids 1")
+        #expect(Inspect.describe(ResourceUsage()) == "")
+    }
+
+    @Test func psRows() {
+        let rows = Ps.rows([
+            ProcessInfo(pid: 4242, nspid: 1, uid: 1000, user: "alice", command: "nsgroup-holder"),
+            ProcessInfo(pid: 4250, nspid: 7, uid: 100_001, session: 7, command: "[cc1]"),
+        ])
+        #expect(rows == [["PID", "NSPID", "USER", "SESSION", "COMMAND"],
+                         ["4242", "1", "alice", "holder", "nsgroup-holder"],
+                         ["4250", "7", "100001", "7", "[cc1]"]])
+    }
+
+    @Test func eventsSayWhyAndHowMany() {
+        func line(_ kind: EventNotification.Kind, reason: String? = nil, oomKills: UInt64? = nil) -> String {
+            Events.describe(EventNotification(kind: kind, group: "box", time: "T", owner: 1000, reason: reason, oomKills: oomKills))
+        }
+        #expect(line(.groupDestroyed, reason: "request") == "T  group-destroyed box (owner 1000): on request")
+        #expect(line(.groupDestroyed, reason: "lifetime") == "T  group-destroyed box (owner 1000): its lifetime ended")
+        #expect(line(.groupDestroyed, reason: "idle") == "T  group-destroyed box (owner 1000): idle, no session for its idle time")
+        #expect(line(.groupDestroyed, reason: "quota") == "T  group-destroyed box (owner 1000): quota")
+        #expect(line(.groupDestroyed) == "T  group-destroyed box (owner 1000)")
+        #expect(line(.groupFrozen) == "T  group-frozen    box (owner 1000)")
+        #expect(line(.groupThawed) == "T  group-thawed    box (owner 1000)")
+        #expect(line(.groupOOM, oomKills: 1) == "T  group-oom       box (owner 1000): out of memory, a process was killed (1 OOM kill so far)")
+        #expect(line(.groupOOM, oomKills: 4) == "T  group-oom       box (owner 1000): out of memory, a process was killed (4 OOM kills so far)")
+        #expect(line(.groupOOM) == "T  group-oom       box (owner 1000): out of memory, a process was killed")
+    }
+}
