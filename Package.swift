@@ -51,14 +51,14 @@ let package = Package(
         ),
         .target(
             name: "Supervisor",
-            dependencies: ["RPC", "Namespaces", "POSIX", "CPOSIX", "Systemd", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["RPC", "Namespaces", "Cgroups", "POSIX", "CPOSIX", "Systemd", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .target(name: "Client", dependencies: ["RPC", "POSIX"], swiftSettings: strict),
         .executableTarget(
             name: "nsgroupd",
             dependencies: [
-                "Supervisor", "Systemd", "RPC",
+                "Supervisor", "Systemd", "RPC", "Cgroups",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -83,7 +83,7 @@ let package = Package(
         // Benchmarks against anchors (nsenter, unshare, a C echo server), run by `make bench`.
         .executableTarget(
             name: "nsgroup-bench",
-            dependencies: ["CBench", "Client", "RPC", "POSIX", "Namespaces", "Supervisor", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["CBench", "Client", "RPC", "POSIX", "Namespaces", "Cgroups", "Supervisor", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict
         ),
         // What the tests share, and the protocol fuzz driver (also built into the libFuzzer

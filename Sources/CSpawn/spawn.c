@@ -181,6 +181,14 @@ static void exec_search(const char *file, const char *path, char *const argv[], 
     errno = saw_eacces ? EACCES : last_error;
 }
 
+/* Joins the cgroup whose cgroup.procs each of fds is (opened by the
+ * supervisor) by writing "0": this process. */
+static void join_cgroups(int status, const int *fds, size_t count) {
+    for (size_t i = 0; i < count; i++)
+        if (NS_RETRY(write(fds[i], "0", 1)) != 1)
+            fail(status, NS_STAGE_CGROUP_JOIN, (int)i);
+}
+
 /* ---- the holder ---------------------------------------------------------- */
 
 __attribute__((noreturn)) static void holder_child(const struct ns_holder_spec *spec) {
@@ -188,6 +196,16 @@ __attribute__((noreturn)) static void holder_child(const struct ns_holder_spec *
     reset_signal_dispositions();
     if (not_dumpable() < 0)
         fail(status, NS_STAGE_DUMPABLE, -1);
+
+    /* Already in the group's unified cgroup (CLONE_INTO_CGROUP); now its v1
+     * ones, then the cgroup namespace, whose root is where this process is
+     * when it is made, then the holder's own leaf. Nothing here needs the id
+     * maps: a child of CLONE_NEWUSER has every capability in its namespace,
+     * and the cgroup.procs files were opened by the supervisor. */
+    join_cgroups(status, spec->join_fds, spec->join_count);
+    if (spec->unshare_cgroup && unshare(CLONE_NEWCGROUP) < 0)
+        fail(status, NS_STAGE_UNSHARE_CGROUP, -1);
+    join_cgroups(status, spec->leaf_fds, spec->leaf_count);
 
     /* In a new user namespace this process is an unmapped user until the
      * supervisor writes the maps, and exec would drop every capability of
@@ -241,6 +259,10 @@ int ns_spawn_holder(const struct ns_holder_spec *spec, pid_t *pid, int *pidfd) {
     args.flags = spec->clone_flags | CLONE_PIDFD;
     args.pidfd = (uint64_t)(uintptr_t)&fd;
     args.exit_signal = SIGCHLD;
+    if (spec->cgroup_fd >= 0) {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = (uint64_t)spec->cgroup_fd;
+    }
 
     sigset_t all, old;
     sigfillset(&all);
@@ -403,6 +425,9 @@ __attribute__((noreturn)) static void enter_child(struct enter_context *ctx) {
     reset_signal_dispositions();
     if (not_dumpable() < 0)
         fail(status, NS_STAGE_DUMPABLE, -1);
+    /* The session's v1 cgroups (its unified one came with the clone), before
+     * anything this process or the session does is charged anywhere else. */
+    join_cgroups(status, spec->join_fds, spec->join_count);
     /* The terminal, through the group's tree as root of the host, before any
      * setns: the slave's owner and group are host ids. Its master goes back
      * to the supervisor beside a report; the session gets the slave. */
@@ -501,6 +526,10 @@ int ns_spawn_enter_start(const struct ns_enter_spec *spec, int *status_fd, pid_t
     args.flags = CLONE_PIDFD;
     args.pidfd = (uint64_t)(uintptr_t)&pidfd;
     args.exit_signal = SIGCHLD;
+    if (spec->cgroup_fd >= 0) {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = (uint64_t)spec->cgroup_fd;
+    }
     long first = clone3_raw(&args);
     if (first == 0) {
         close(pipefd[0]);

@@ -180,13 +180,25 @@ extension CgroupNode {
     }
 
     /// How many times the OOM killer has killed a process in the node or below: memory.events
-    /// "oom_kill" (v1 memory.oom_control "oom_kill", Linux 4.13); nil when unreadable.
+    /// "oom_kill", which v2 counts in every ancestor of the victim's cgroup too; v1 counts a
+    /// kill only in the victim's own cgroup (memory.oom_control "oom_kill", Linux 4.13), so
+    /// there the node's and every descendant's are added up. A kill in a v1 cgroup that was
+    /// removed since is not counted any more: `countsKillsOfRemovedChildren` says whether it is.
+    /// nil when unreadable.
     public func oomKills() -> UInt64? {
         guard invalidName == nil else { return nil }
         switch layout.place(of: .memory) {
         case .unified: return CgroupFiles.number("oom_kill", in: unifiedDirectory + "/memory.events")
-        case .legacy: return CgroupFiles.number("oom_kill", in: directory(for: .memory)! + "/memory.oom_control")
+        case .legacy:
+            guard var total = CgroupFiles.number("oom_kill", in: directory(for: .memory)! + "/memory.oom_control") else {
+                return nil
+            }
+            for name in childNames() { total += child(name).oomKills() ?? 0 }
+            return total
         case .absent: return nil
         }
     }
+
+    /// Whether `oomKills()` of a node still counts the kills in a child after the child is removed (v2).
+    public var countsKillsOfRemovedChildren: Bool { layout.place(of: .memory) == .unified }
 }

@@ -207,9 +207,21 @@ public struct CgroupNode: Sendable, Equatable {
     /// controllers (not the unified one): cgroup v1 has no CLONE_INTO_CGROUP, so a child
     /// writes "0" into each (itself) before it does anything else. Empty on a pure v2 host.
     public func openLegacyProcs() throws(CgroupError) -> CgroupProcsDescriptors {
+        try openProcs(in: legacyDirectories)
+    }
+
+    /// Opens cgroup.procs in the unified hierarchy and every v1 one: a child
+    /// that is already somewhere in the group writes "0" into each to move
+    /// into this node everywhere (the holder into its leaf, once its cgroup
+    /// namespace is made).
+    public func openAllProcs() throws(CgroupError) -> CgroupProcsDescriptors {
+        try openProcs(in: allDirectories)
+    }
+
+    private func openProcs(in directories: [String]) throws(CgroupError) -> CgroupProcsDescriptors {
         try checkName()
         var descriptors = CgroupProcsDescriptors()
-        for directory in legacyDirectories {
+        for directory in directories {
             let path = directory + "/cgroup.procs"
             do {
                 let fd = try CgroupFiles.open(path, O_WRONLY | (creating ? O_CREAT : 0), mode: 0o644)
@@ -334,7 +346,7 @@ public struct CgroupProcsDescriptors: ~Copyable {
     /// The descriptors, for a child to write "0" into; they stay owned here.
     public private(set) var rawValues: [Int32] = []
 
-    init() {}
+    public init() {}
 
     mutating func append(_ fd: consuming FileDescriptor) {
         rawValues.append(fd.release())

@@ -139,6 +139,25 @@ public struct HolderSpec: Sendable {
     }
 }
 
+/// Where a new holder goes in the cgroup hierarchies. The descriptors are
+/// borrowed: the caller keeps them open until `start` returns.
+public struct HolderCgroup: Sendable {
+    /// The group's cgroup in the unified hierarchy (a directory): the clone lands there.
+    public var groupDirectory: Int32
+    /// cgroup.procs of the group's cgroup in each v1 hierarchy, joined next.
+    public var groupProcs: [Int32]
+    /// cgroup.procs of the holder's own leaf in every hierarchy, joined last
+    /// (after the group's cgroup namespace is made, so that its root is the
+    /// group's cgroup and sessions, siblings of the leaf, are inside it).
+    public var leafProcs: [Int32]
+
+    public init(groupDirectory: Int32, groupProcs: [Int32], leafProcs: [Int32]) {
+        self.groupDirectory = groupDirectory
+        self.groupProcs = groupProcs
+        self.leafProcs = leafProcs
+    }
+}
+
 /// Starts holders: the program `nsgroup-holder`, cloned straight into a new
 /// group's namespaces.
 public struct HolderSpawner: ~Copyable {
@@ -158,11 +177,16 @@ public struct HolderSpawner: ~Copyable {
     /// launch, which the caller follows through its status pipe (see
     /// `HolderLaunch`). With a user namespace its maps are written first (as
     /// root of the parent user namespace, through /proc: no user's files).
-    public func start(_ spec: HolderSpec) throws(SpawnError) -> HolderLaunch {
+    public func start(_ spec: HolderSpec, cgroup: HolderCgroup? = nil) throws(SpawnError) -> HolderLaunch {
         // The holder makes its time namespace itself, for its children only,
-        // so that the offsets can be written before any process is inside.
+        // so that the offsets can be written before any process is inside;
+        // and its cgroup namespace, when it has a cgroup to go to, once it is
+        // in the group's cgroup in every hierarchy.
+        let unshareCgroup = cgroup != nil && spec.namespaces.contains(.cgroup)
         var flags: UInt64 = 0
-        for kind in spec.namespaces where kind != .time { flags |= UInt64(UInt32(bitPattern: kind.cloneFlag)) }
+        for kind in spec.namespaces where kind != .time && !(kind == .cgroup && unshareCgroup) {
+            flags |= UInt64(UInt32(bitPattern: kind.cloneFlag))
+        }
 
         var statusPipe: [Int32] = [-1, -1]
         if ns_pipe_cloexec(&statusPipe) < 0 { throw SpawnError(step: .pipe2, errno: .current) }
@@ -175,12 +199,20 @@ public struct HolderSpawner: ~Copyable {
 
         var pid: pid_t = 0
         var pidfdRaw: Int32 = -1
+        let join = cgroup?.groupProcs ?? []
+        let leaf = cgroup?.leafProcs ?? []
         let status = withCStringArray(spec.arguments) { argv in
-            var holderSpec = ns_holder_spec(
-                clone_flags: flags, exe_fd: executable.rawValue, argv: argv,
-                status_fd: writer.rawValue, sync_fd: goReader.rawValue,
-                user_namespace: spec.namespaces.contains(.user) ? 1 : 0)
-            return ns_spawn_holder(&holderSpec, &pid, &pidfdRaw)
+            join.withUnsafeBufferPointer { join in
+                leaf.withUnsafeBufferPointer { leaf in
+                    var holderSpec = ns_holder_spec(
+                        clone_flags: flags, exe_fd: executable.rawValue, argv: argv,
+                        status_fd: writer.rawValue, sync_fd: goReader.rawValue,
+                        user_namespace: spec.namespaces.contains(.user) ? 1 : 0,
+                        cgroup_fd: cgroup?.groupDirectory ?? -1, join_fds: join.baseAddress, join_count: join.count,
+                        unshare_cgroup: unshareCgroup ? 1 : 0, leaf_fds: leaf.baseAddress, leaf_count: leaf.count)
+                    return ns_spawn_holder(&holderSpec, &pid, &pidfdRaw)
+                }
+            }
         }
         let cloneError = Errno.current
         _ = consume writer  // only the holder may hold these ends now

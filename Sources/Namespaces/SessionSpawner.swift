@@ -96,6 +96,20 @@ public struct TerminalRequest {
     }
 }
 
+/// Where a session goes in the cgroup hierarchies: the first child of the
+/// enter is cloned into `directory` (unified) and joins each v1 hierarchy
+/// through `procs`; the session inherits both. Borrowed descriptors: the
+/// caller keeps them open until `start` returns.
+public struct SessionCgroup: Sendable {
+    public var directory: Int32
+    public var procs: [Int32]
+
+    public init(directory: Int32, procs: [Int32]) {
+        self.directory = directory
+        self.procs = procs
+    }
+}
+
 /// A process on its way into a group (ns_spawn_enter_start): started without
 /// waiting, then followed through its status channel, which the owner of the
 /// launch watches (an event source in nsgroupd) and hands to `advance()`
@@ -138,7 +152,8 @@ public final class SessionLaunch {
     /// `terminal.groupRoot`; with `terminal`, stdio is the new terminal's slave
     /// and `stdio` is ignored.
     public static func start(_ spec: SessionSpec, namespaces: borrowing NamespaceFiles, stdio: (Int32, Int32, Int32),
-                             terminal: TerminalRequest? = nil) throws(SpawnError) -> SessionLaunch {
+                             terminal: TerminalRequest? = nil, cgroup: SessionCgroup? = nil) throws(SpawnError) -> SessionLaunch {
+        let join = cgroup?.procs ?? []
         let nsFDs = namespaces.files.rawValues
         let nsTypes = namespaces.kinds.map(\.cloneFlag)
         let file = spec.executable
@@ -159,7 +174,11 @@ public final class SessionLaunch {
                                 file.withCString { filePointer in
                                     spec.searchPath.withCString { path in
                                         withOptionalBuffer(limits) { rlimits in
+                                          join.withUnsafeBufferPointer { join in
                                             var c = ns_enter_spec()
+                                            c.cgroup_fd = cgroup?.directory ?? -1
+                                            c.join_fds = join.baseAddress
+                                            c.join_count = join.count
                                             c.ns_fds = fds.baseAddress
                                             c.ns_types = types.baseAddress
                                             c.ns_count = fds.count
@@ -190,6 +209,7 @@ public final class SessionLaunch {
                                             c.argv = argv
                                             c.envp = envp
                                             return ns_spawn_enter_start(&c, &channel, &firstPID, &firstPidfd)
+                                          }
                                         }
                                     }
                                 }

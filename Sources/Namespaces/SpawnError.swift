@@ -101,6 +101,9 @@ extension SpawnError {
         /// Setting a resource limit, by its number (see `resourceNames`).
         case setResourceLimit(Int)
         case tmpfsTargetNotOwned(path: String)
+        /// Joining a cgroup by writing to its cgroup.procs (index: which one).
+        case joinCgroup(Int)
+        case unshareCgroup
         /// A stage this code does not know (a newer holder).
         case stage(Int32)
 
@@ -159,6 +162,8 @@ extension SpawnError {
             case .setResourceLimit(let index):
                 "prlimit(\(SpawnError.resourceNames.indices.contains(index) ? SpawnError.resourceNames[index] : "resource \(index)"))"
             case .tmpfsTargetNotOwned(let path): "tmpfs target \(path) is not the caller's"
+            case .joinCgroup(let index): "write(cgroup.procs #\(index))"
+            case .unshareCgroup: "unshare(CLONE_NEWCGROUP)"
             case .stage(let number): "stage \(number)"
             }
         }
@@ -209,6 +214,8 @@ extension SpawnError {
         case NS_STAGE_RLIMIT: step = .setResourceLimit(index)
         case NS_STAGE_TMPFS_NOT_OWNED: step = .tmpfsTargetNotOwned(path: item(tmpfs))
         case NS_STAGE_OPEN_PTY: step = .openPtmx
+        case NS_STAGE_CGROUP_JOIN: step = .joinCgroup(index)
+        case NS_STAGE_UNSHARE_CGROUP: step = .unshareCgroup
         default: step = .stage(report.stage)
         }
         self.init(step: step, errno: Errno(rawValue: report.error))

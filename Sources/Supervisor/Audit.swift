@@ -25,6 +25,11 @@ enum AuditField {
     static let signal = "NSGROUP_SIGNAL"
     static let namespaces = "NSGROUP_NAMESPACES"
     static let reason = "NSGROUP_REASON"
+    /// A group's cgroup (path in the unified hierarchy) and its limits ("memory=64m pids=50").
+    static let cgroup = "NSGROUP_CGROUP"
+    static let limits = "NSGROUP_LIMITS"
+    /// The OOM killer's kills in a group so far.
+    static let oomKills = "NSGROUP_OOM_KILLS"
     static let reads = "NSGROUP_READS"
     static let names = "NSGROUP_NAMES"
     static let messageID = "MESSAGE_ID"

@@ -15,6 +15,7 @@ public enum AuditEvent: String, CaseIterable, Sendable {
     case groupAdopted = "group-adopted"
     case groupDropped = "group-dropped"
     case readsSummarized = "reads-summarized"
+    case groupOOM = "group-oom"
 
     public var messageID: String {
         switch self {
@@ -31,6 +32,7 @@ public enum AuditEvent: String, CaseIterable, Sendable {
         case .groupAdopted: return "180c0f5ec88b439ba5420351cd175657"
         case .groupDropped: return "fcadf41a4afb448882bebd0d4cd2399d"
         case .readsSummarized: return "12bd6b7dcf834517bfc4e7f3e5cd090b"
+        case .groupOOM: return "08ae6054fb0248c2b04e6c78c26e0cb4"
         }
     }
 }

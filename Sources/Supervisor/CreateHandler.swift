@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Cgroups
 import Namespaces
 import POSIX
 import RPC
@@ -20,10 +21,12 @@ final class CreateHandler {
     private let subordinates: SubordinateOwners
     private let audit: Audit
     private let ttyGroup: gid_t
+    private let containment: Containment
 
     init(holders: consuming HolderSpawner, registry: GroupRegistry, launches: Launches, reaper: Reaper,
          destroyer: DestroyHandler, bus: EventBus, policies: PolicyHolder, subordinates: SubordinateOwners,
-         audit: Audit, ttyGroup: gid_t) {
+         audit: Audit, ttyGroup: gid_t, containment: Containment) {
+        self.containment = containment
         self.holders = holders
         self.registry = registry
         self.launches = launches
@@ -48,6 +51,7 @@ final class CreateHandler {
         let offsets = try Self.timeOffsets(params, kinds: kinds)
         let netnsName = try Self.netnsName(params.netnsName, kinds: kinds)
         try checkCreatePolicy(context.caller, name: params.name, kinds: kinds)
+        let limits = try resolveLimits(params.limits, caller: context.caller)
         let tmpfs = try checkTmpfsPolicy(requestedTmpfs, caller: context.caller, home: context.identity.entry?.home, kinds: kinds)
         if (!binds.isEmpty || netnsName != nil) && !policy.isAdmin(context.caller) {
             throw RPCError(.permissionDenied, binds.isEmpty
@@ -73,15 +77,26 @@ final class CreateHandler {
             spec.resolveAs = ResolveCredentials(uid: context.caller.uid, gid: context.caller.gid, groups: context.caller.groups,
                                                 requireOwner: !policy.isAdmin(context.caller))
         }
+        // Its cgroup first, below its person's (a subordinate uid's groups are
+        // its owner's: one person, one per-user limit): the holder is cloned into it, and everything it and
+        // its sessions start is counted, limited and killed there.
+        let charged = subordinates.chargedUID(context.caller.uid)
+        let cgroup: (node: CgroupNode, files: CgroupFiles)
+        do throws(CgroupError) {
+            cgroup = try containment.prepareGroup(user: charged, name: params.name, limits: limits)
+        } catch {
+            throw RPCError(.operationFailed, "cannot create group \"\(params.name)\": its cgroup: \(error)")
+        }
         let launch: HolderLaunch
         do throws(SpawnError) {
-            launch = try holders.start(spec)
+            launch = try holders.start(spec, cgroup: cgroup.files.holder)
         } catch {
+            containment.discardGroup(user: charged, name: params.name)
             throw RPCError.operationFailed("cannot create group \"\(params.name)\"", error)
         }
+        withExtendedLifetime(cgroup.files) {}
         // From here the name is taken and the group counts towards the limits, while the
         // holder sets itself up; the answer comes when it has (or has failed).
-        let charged = subordinates.chargedUID(context.caller.uid)
         registry.reserve(params.name, chargedTo: charged, tmpfs: tmpfs)
         var record = GroupRecord(
             name: params.name, owner: context.caller.uid, ownerName: context.identity.name,
@@ -92,6 +107,13 @@ final class CreateHandler {
         record.monotonicOffset = offsets.monotonic
         record.boottimeOffset = offsets.boottime
         record.netnsName = netnsName
+        record.limits = limits
+        record.cgroupUser = charged
+        if let lifetime = params.lifetime {
+            record.lifetime = lifetime
+            record.expires = record.created + lifetime
+        }
+        record.idle = params.idle
         let pending = Pending(launch: launch, record: record, caller: context.caller, completion: context.later())
         let timeout = policy.spawnTimeout
         do {
@@ -171,6 +193,7 @@ final class CreateHandler {
         guard case .ready = state, let pidfd = pending.launch.takePidfd() else {
             if let pidfd = pending.launch.takePidfd() { reaper.kill(pidfd) }
             if pending.recorded { try? registry.removeRecord(name: name) }
+            containment.discardGroup(user: record.cgroupUser, name: name)
             let failure: RPCError
             if let error {
                 failure = error
@@ -187,6 +210,7 @@ final class CreateHandler {
         func abandon(_ error: RPCError) {
             reaper.kill(borrowing: group.holder)
             try? registry.removeRecord(name: name)
+            containment.discardGroup(user: record.cgroupUser, name: name)
             pending.completion.finish(.error(error))
         }
         if let netnsName = record.netnsName {
@@ -201,6 +225,7 @@ final class CreateHandler {
         } catch {
             return abandon(RPCError(.internalError, "cannot create group \"\(name)\": cannot watch its holder: \(error)"))
         }
+        containment.groupReady(containment.node(of: group))
         registry.register(group)
         registry.groupsChanged()
         bus.groupEvent(.groupCreated, group)
@@ -212,8 +237,25 @@ final class CreateHandler {
                         AuditField.ownerUID: String(record.owner),
                         AuditField.holderPID: String(record.holderPID),
                         AuditField.namespaces: record.namespaces.map(\.description).joined(separator: " "),
+                        AuditField.cgroup: containment.node(of: group).unifiedPath,
+                        AuditField.limits: record.limits.auditText,
                      ])
-        pending.completion.finish(.result(group.info.json))
+        pending.completion.finish(.result(containment.describe(group, detailed: true)))
+    }
+
+    /// The limits of the new group's cgroup: those asked for, within
+    /// nsgroupd.conf's maxima, and its defaults for the rest.
+    private func resolveLimits(_ requested: GroupLimits, caller: PeerCredentials) throws(RPCError) -> GroupLimits {
+        if caller.uid == 0 {
+            // Root is not held to the maxima (as with the other per-user limits); the defaults still apply.
+            var limits = (try? policy.resolve(GroupLimits())) ?? GroupLimits()
+            limits.memory = requested.memory ?? limits.memory
+            limits.pids = requested.pids ?? limits.pids
+            limits.cpus = requested.cpus ?? limits.cpus
+            limits.cpuWeight = requested.cpuWeight
+            return limits
+        }
+        return try policy.resolve(requested)
     }
 
     /// The create rule, the allowed namespace kinds and the group limits.

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Cgroups
 import POSIX
 import RPC
 import Systemd
@@ -14,37 +15,71 @@ final class DestroyHandler {
     private let sessions: SessionTable
     private let bus: EventBus
     private let audit: Audit
+    private let containment: Containment
 
-    init(loop: EventLoop, registry: GroupRegistry, sessions: SessionTable, bus: EventBus, audit: Audit) {
+    init(loop: EventLoop, registry: GroupRegistry, sessions: SessionTable, bus: EventBus, audit: Audit,
+         containment: Containment) {
         self.loop = loop
         self.registry = registry
         self.sessions = sessions
         self.bus = bus
         self.audit = audit
+        self.containment = containment
     }
 
-    /// Kills the holder through its pidfd and answers once it has been
-    /// reaped. In a group with a pid namespace the holder is PID 1, so the
-    /// kernel takes every process of the group down with it.
+    /// Kills everything in the group's cgroup and answers once the holder
+    /// has been reaped.
     func destroy(_ params: NameParams, _ context: RequestContext) throws(RPCError) -> Reply {
         let group = try registry.group(params.name, caller: context.caller, action: "destroy", manage: true)
         if !group.destroying {
-            group.destroying = true
-            do {
-                try group.holder.signal(SIGKILL)
-            } catch where error.rawValue == ESRCH {
-                // Already gone: its pidfd reports it on the next loop iteration.
+            do throws(Errno) {
+                try end(group, reason: "request")
             } catch {
-                group.destroying = false
                 throw RPCError(.internalError, "cannot destroy group \"\(params.name)\": pidfd_send_signal: \(error)")
             }
-            // Without a pid namespace the kernel does not take the group's
-            // processes down with the holder: end what we started there.
-            sessions.killAll(in: group)
-            CrashPoint.reach(.destroyKilled)
         }
         group.destroyWaiters.append(context.later())
         return .deferred
+    }
+
+    /// Destroys a group nobody asked to destroy: its lifetime is over, or it
+    /// was idle too long. The journal and the event stream say why.
+    func expire(_ group: Group, reason: String) {
+        guard !group.destroying else { return }
+        do throws(Errno) {
+            try end(group, reason: reason)
+        } catch {
+            audit.logger.error("Failed to destroy group \(group.name) (\(reason)): pidfd_send_signal: \(error)")
+        }
+    }
+
+    /// Kills the holder through its pidfd and every process of the group
+    /// through its cgroup (cgroup.kill): with a pid namespace the kernel
+    /// would take them down with the holder, its PID 1; without one, what a
+    /// session double-forked would live on. Then what was started here.
+    private func end(_ group: Group, reason: String) throws(Errno) {
+        group.destroying = true
+        group.destroyReason = reason
+        do {
+            try group.holder.signal(SIGKILL)
+        } catch where error.rawValue == ESRCH {
+            // Already gone: its pidfd reports it on the next loop iteration.
+        } catch {
+            group.destroying = false
+            throw error
+        }
+        killContents(of: group)
+        CrashPoint.reach(.destroyKilled)
+    }
+
+    /// Everything in the group's cgroup, and enters still under way.
+    private func killContents(of group: Group) {
+        do throws(CgroupError) {
+            try containment.node(of: group).killAll()
+        } catch {
+            audit.logger.error("Failed to kill the processes of group \(group.name) through \(containment.node(of: group).unifiedPath): \(error)")
+        }
+        sessions.killAll(in: group)
     }
 
     /// Watches the holder's pidfd, which becomes readable when it exits.
@@ -64,9 +99,11 @@ final class DestroyHandler {
         CrashPoint.reach(.destroyReaped)
         NetnsPublisher.unpublish(of: group.record)
         registry.unregister(group)
-        // Sessions do not outlive their group; they are still reaped and
-        // reported by their own watches.
-        sessions.killAll(in: group)
+        // Nothing outlives its group (a holder that died leaves what the
+        // group started); sessions are still reaped and reported by their
+        // own watches. Its cgroup goes once empty.
+        killContents(of: group)
+        containment.discardGroup(user: group.record.cgroupUser, name: group.name)
         do {
             try registry.removeRecord(name: group.name)
         } catch {
@@ -77,10 +114,17 @@ final class DestroyHandler {
             AuditField.ownerUID: String(group.owner),
             AuditField.holderPID: String(group.record.holderPID),
         ]
-        bus.groupEvent(group.destroying ? .groupDestroyed : .groupFailed, group)
+        bus.groupEvent(group.destroying ? .groupDestroyed : .groupFailed, group,
+                       reason: group.destroying ? group.destroyReason : nil)
         if group.destroying {
-            audit.record(.groupDestroyed, "Destroyed group \(group.name)",
-                         fields: fields.merging([AuditField.operation: "destroy", AuditField.result: "ok"]) { $1 })
+            let why = switch group.destroyReason {
+            case "lifetime": ": its lifetime of \(group.record.lifetime.map { "\($0) s" } ?? "?") is over"
+            case "idle": ": no session ran for \(group.record.idle.map { "\($0) s" } ?? "?")"
+            default: ""
+            }
+            audit.record(.groupDestroyed, "Destroyed group \(group.name)\(why)",
+                         fields: fields.merging([AuditField.operation: "destroy", AuditField.result: "ok",
+                                                 AuditField.reason: group.destroyReason]) { $1 })
         } else {
             let how = status.map { $0.description } ?? "ended"
             audit.record(.holderDied, level: .warning,

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CPOSIX
+import Cgroups
 import Namespaces
 import POSIX
 import RPC
@@ -19,9 +20,11 @@ final class EnterHandler {
     private let subordinates: SubordinateOwners
     private let audit: Audit
     private let ttyGroup: gid_t
+    private let containment: Containment
 
     init(registry: GroupRegistry, sessions: SessionTable, launches: Launches, reaper: Reaper, policies: PolicyHolder,
-         subordinates: SubordinateOwners, audit: Audit, ttyGroup: gid_t) {
+         subordinates: SubordinateOwners, audit: Audit, ttyGroup: gid_t, containment: Containment) {
+        self.containment = containment
         self.registry = registry
         self.sessions = sessions
         self.launches = launches
@@ -57,6 +60,10 @@ final class EnterHandler {
     func enter(_ params: EnterParams, _ context: RequestContext, _ descriptors: ReceivedDescriptors) throws(RPCError) -> Reply {
         let group = try registry.group(params.name, caller: context.caller, action: "enter", manage: false)
         guard !group.destroying else { throw .notFound(group: params.name) }
+        // A frozen group's processes do not run: a session would hang where it starts.
+        guard !group.frozen else {
+            throw RPCError(.frozen, "group \"\(params.name)\" is frozen: nothing runs in it until it is thawed (nsgroup thaw \(params.name))")
+        }
 
         let caller = context.caller
         // A session takes on its caller's audit loginuid and resource limits, read from the
@@ -165,21 +172,32 @@ final class EnterHandler {
             ? TerminalRequest(groupRoot: groupRoot?.rawValue, uid: entry.isNamespaceRoot ? group.owner : caller.uid,
                               ttyGroup: ttyGroup, rows: params.rows ?? 0, columns: params.columns ?? 0)
             : nil
+        // The session's own cgroup in the group's, numbered as the session will be.
+        let id = sessions.takeID()
+        let cgroup: (node: CgroupNode, files: CgroupFiles)
+        do throws(CgroupError) {
+            cgroup = try containment.prepareSession(id, of: group)
+        } catch {
+            throw RPCError(.operationFailed, "cannot enter group \"\(params.name)\": its session's cgroup: \(error)")
+        }
         let fds = descriptors.rawValues
         let launch: SessionLaunch
         do throws(SpawnError) {
             launch = try SessionLaunch.start(spec, namespaces: namespaces,
-                                             stdio: params.tty ? (-1, -1, -1) : (fds[0], fds[1], fds[2]), terminal: terminal)
+                                             stdio: params.tty ? (-1, -1, -1) : (fds[0], fds[1], fds[2]), terminal: terminal,
+                                             cgroup: cgroup.files.session)
         } catch {
-            throw RPCError.operationFailed("cannot enter group \"\(params.name)\"", error)
+            containment.discard(cgroup.node)
+            throw Self.spawnFailure(params.name, error)
         }
+        withExtendedLifetime(cgroup.files) {}
         // Our copies of the caller's stdio close here: only the children hold them now.
         descriptors.closeAll()
         _ = consume groupRoot
 
         let completion = context.later()
-        let started = Started(group: group, caller: caller, argv: argv, tty: params.tty, entry: entry,
-                              connection: context.connection, completion: completion)
+        let started = Started(id: id, cgroup: cgroup.node, group: group, caller: caller, argv: argv, tty: params.tty,
+                              entry: entry, connection: context.connection, completion: completion)
         let timeout = policy.spawnTimeout
         do {
             try launches.watch(.session, channel: launch.channel.rawValue, chargedTo: charged, timeoutSeconds: timeout,
@@ -205,6 +223,8 @@ final class EnterHandler {
 
     /// What a launch needs to know when it ends.
     private struct Started {
+        let id: UInt64
+        let cgroup: CgroupNode
         let group: Group
         let caller: PeerCredentials
         let argv: [String]
@@ -225,7 +245,9 @@ final class EnterHandler {
         let name = group.name
         if case .failed(let failure) = state {
             if let session = launch.takeSession() { reaper.kill(session) }
-            started.completion.finish(.error(error ?? RPCError.operationFailed("cannot enter group \"\(name)\"", failure)))
+            try? started.cgroup.killAll()
+            containment.discard(started.cgroup)
+            started.completion.finish(.error(error ?? Self.spawnFailure(name, failure)))
             return
         }
         guard let pidfd = launch.takeSession() else { return }
@@ -234,6 +256,8 @@ final class EnterHandler {
         let groupGone = group.destroying || registry[name] !== group
         if groupGone || started.completion.isCancelled {
             reaper.kill(pidfd)
+            try? started.cgroup.killAll()
+            containment.discard(started.cgroup)
             started.completion.finish(.error(groupGone
                 ? .notFound(group: name)
                 : RPCError.operationFailed("cannot enter group \"\(name)\"", step: .killed, errno: Errno(rawValue: ECANCELED))))
@@ -242,7 +266,7 @@ final class EnterHandler {
         let master = launch.takeTerminal()
         let pid = pidfd.pid
         let record = SessionRecord(
-            id: sessions.takeID(), pid: pid, startTime: (try? ProcFS.startTime(pid: pid)) ?? 0,
+            id: started.id, pid: pid, startTime: (try? ProcFS.startTime(pid: pid)) ?? 0,
             uid: caller.uid, argv: started.argv, started: Timestamp.now(), tty: started.tty,
             callerGID: caller.gid, callerPID: caller.pid)
         let session = Session(record: record, pidfd: pidfd, adopted: false, connection: started.connection)
@@ -250,6 +274,8 @@ final class EnterHandler {
             try sessions.start(session, in: group)
         } catch {
             reaper.kill(borrowing: session.pidfd)
+            try? started.cgroup.killAll()
+            containment.discard(started.cgroup)
             started.completion.finish(.error(RPCError(.internalError, "cannot enter group \"\(name)\": cannot watch the process: \(error)")))
             return
         }
@@ -271,6 +297,15 @@ final class EnterHandler {
         } else {
             started.completion.finish(.result(result))
         }
+    }
+
+    /// A launch that failed. A clone refused with EAGAIN in a group's cgroup
+    /// is its pids limit (or its owner's): said so, as limit_exceeded.
+    static func spawnFailure(_ name: String, _ error: SpawnError) -> RPCError {
+        if error.step == .clone3, error.errno.rawValue == EAGAIN {
+            return RPCError(.limitExceeded, "cannot enter group \"\(name)\": no process can start in it: its pids limit, or its owner's, is reached (\(error))")
+        }
+        return RPCError.operationFailed("cannot enter group \"\(name)\"", error)
     }
 
     /// How a caller enters a group: who controls the files a session may run decides it

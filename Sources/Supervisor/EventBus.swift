@@ -69,9 +69,12 @@ final class EventBus {
         }
     }
 
-    func groupEvent(_ kind: EventNotification.Kind, _ group: Group) {
-        emit(EventNotification(kind: kind, group: group.name, time: Timestamp.format(secondsSinceEpoch: Timestamp.now()),
-                               owner: group.owner), about: group)
+    func groupEvent(_ kind: EventNotification.Kind, _ group: Group, reason: String? = nil, oomKills: UInt64? = nil) {
+        var event = EventNotification(kind: kind, group: group.name, time: Timestamp.format(secondsSinceEpoch: Timestamp.now()),
+                                      owner: group.owner)
+        event.reason = reason
+        event.oomKills = oomKills
+        emit(event, about: group)
     }
 
     /// Session events carry the argv cut as EventNotification.truncated does

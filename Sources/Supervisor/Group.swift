@@ -18,6 +18,16 @@ final class Group {
     var destroying = false
     /// Replies waiting for the holder to be reaped (each destroy of this group).
     var destroyWaiters: [Completion] = []
+    /// Why it is being destroyed: "request", "lifetime" or "idle" (events, journal).
+    var destroyReason = "request"
+    /// Stopped by `freeze` (cgroup.freeze) until `thaw`.
+    var frozen = false
+    /// When a session last ran (monotonic seconds), for `idle`.
+    var lastActive = monotonicSeconds()
+    /// OOM kills in its cgroup already reported.
+    var oomKillsReported: UInt64 = 0
+    /// OOM kills in session cgroups removed since (v1 counts them only there).
+    var oomKillsOfRemovedSessions: UInt64 = 0
     /// Which registration of this name it is (GroupRegistry.register): records that
     /// outlive the group, like ended sessions, name it, not just the name.
     var instance: UInt64 = 0
@@ -92,6 +102,16 @@ package struct GroupRecord: Sendable, Equatable {
     package var boottimeOffset: Int64 = 0
     /// /run/netns/NAME, when the net namespace is published there.
     package var netnsName: String?
+    /// Whose cgroup the group's is in (users/UID/NAME): the person it is
+    /// charged to, its owner or, for a subordinate uid, that uid's owner.
+    package var cgroupUser: uid_t = 0
+    /// The limits on the group's cgroup, as they were set at create.
+    package var limits = GroupLimits()
+    /// With a lifetime: its length in seconds, and when it ends (seconds since the epoch).
+    package var lifetime: Int64?
+    package var expires: Int64?
+    /// With an idle time: seconds without a running session before the group is destroyed.
+    package var idle: Int64?
 
     package var kinds: Set<NamespaceKind> { Set(namespaces.map(\.kind)) }
 
@@ -109,6 +129,7 @@ package struct GroupRecord: Sendable, Equatable {
         self.tmpfs = tmpfs
         self.members = members
         self.sessions = sessions
+        self.cgroupUser = owner
     }
 }
 
@@ -157,6 +178,10 @@ extension GroupInfo {
             info.boottimeOffset = record.boottimeOffset
         }
         info.netnsName = record.netnsName
+        info.limits = record.limits
+        info.lifetime = record.lifetime
+        info.expires = record.expires.map { Timestamp.format(secondsSinceEpoch: $0) }
+        info.idle = record.idle
         return info
     }
 }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Cgroups
 import Namespaces
 import POSIX
 import RPC
@@ -13,12 +14,14 @@ final class Readoption {
     /// Watches each holder taken back, as it watches every group's.
     private let destroyer: DestroyHandler
     private let audit: Audit
+    private let containment: Containment
 
-    init(registry: GroupRegistry, sessions: SessionTable, destroyer: DestroyHandler, audit: Audit) {
+    init(registry: GroupRegistry, sessions: SessionTable, destroyer: DestroyHandler, audit: Audit, containment: Containment) {
         self.registry = registry
         self.sessions = sessions
         self.destroyer = destroyer
         self.audit = audit
+        self.containment = containment
     }
 
     /// Takes back the groups an earlier supervisor left running. A group is
@@ -43,7 +46,8 @@ final class Readoption {
                 drop(name, reason: "holder_gone", "its holder \(record.holderPID) is gone", record: record)
                 continue
             }
-            if let mismatch = Self.mismatch(record, holder) {
+            let leaf = containment.tree.group(owner: record.cgroupUser, name: record.name).child("holder")
+            if let mismatch = Self.mismatch(record, holder) ?? Self.outside(leaf, record) {
                 let reason = holder.isAlive ? "mismatch" : "holder_gone"
                 drop(name, reason: reason, reason == "mismatch" ? mismatch : "its holder \(record.holderPID) is gone", record: record)
                 continue
@@ -56,6 +60,8 @@ final class Readoption {
                 continue
             }
             registry.register(group)
+            group.frozen = containment.node(of: group).isFrozen
+            group.oomKillsReported = containment.oomKills(group) ?? 0
             readoptSessions(of: group)
             // A crash between recording and publishing leaves it unpublished: publish now.
             if let netns = record.netnsName, let net = record.namespaces.first(where: { $0.kind == .net }),
@@ -66,6 +72,19 @@ final class Readoption {
                          fields: [AuditField.name: name, AuditField.ownerUID: String(record.owner),
                                   AuditField.holderPID: String(record.holderPID), AuditField.result: "ok"])
         }
+        // What groups that are gone left in their cgroups dies now: nothing outlives its group.
+        let live = Set(registry.all.map { containment.node(of: $0).relative })
+        let strays = containment.removeStrays(keeping: live)
+        if strays > 0 {
+            audit.logger.notice("Emptied and removed the cgroups of \(counted(strays, "group")) that ended while the supervisor was down")
+        }
+    }
+
+    /// Why the holder is not in its group's cgroup, or nil: a group is taken
+    /// back only where its limits and kill-all still hold.
+    static func outside(_ leaf: CgroupNode, _ record: GroupRecord) -> String? {
+        let found = unifiedCgroup(ofProcess: record.holderPID)
+        return found == leaf.unifiedPath ? nil : "its holder is in cgroup \(found ?? "?"), not \(leaf.unifiedPath)"
     }
 
     /// Why the live process `holder` is not the holder `record` describes, or nil.

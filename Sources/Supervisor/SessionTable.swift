@@ -32,6 +32,8 @@ final class SessionTable {
     private let subordinates: SubordinateOwners
     private let audit: Audit
     private var nextID: UInt64 = 1
+    /// Called once a session has ended and been reported (its cgroup goes then).
+    var onEnded: ((Session, Group) -> Void)?
     /// Keyed by session; oldest first in endedOrder.
     private var recentlyEnded: [UInt64: Ended] = [:]
     private var endedOrder: [UInt64] = []
@@ -143,6 +145,7 @@ final class SessionTable {
         let how = status?.description ?? "ended; its exit status is unknown (it was started before the supervisor restarted)"
         audit.record(.sessionEnded, "Session \(session.id) (pid \(session.pid)) in group \(group.name) \(how)",
                      caller: session.caller, fields: fields)
+        onEnded?(session, group)
     }
 
     /// Keeps how a session ended for a while, for clients that attach after

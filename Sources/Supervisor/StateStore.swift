@@ -181,6 +181,13 @@ package enum StateCodec {
             o["boottimeOffset"] = .number(JSONNumber(r.boottimeOffset))
         }
         if let netns = r.netnsName { o["netnsName"] = .string(netns) }
+        if r.cgroupUser != r.owner { o["cgroupUser"] = .number(JSONNumber(r.cgroupUser)) }
+        if !r.limits.isEmpty { o["limits"] = r.limits.json }
+        if let lifetime = r.lifetime, let expires = r.expires {
+            o["lifetime"] = .number(JSONNumber(lifetime))
+            o["expires"] = .number(JSONNumber(expires))
+        }
+        if let idle = r.idle { o["idle"] = .number(JSONNumber(idle)) }
         // The file is rewritten on every session change: each session's argv
         // is kept cut as events carry it (EventNotification.truncated), so a
         // group with many sessions of long commands still has a small file.
@@ -334,6 +341,21 @@ extension StateCodec {
             }
             record.netnsName = name
         }
+        if o["cgroupUser"] != nil { record.cgroupUser = uid_t(try integer("cgroupUser", 0...Int64(UInt32.max - 1))) }
+        if let limits = o["limits"] {
+            do throws(RPCError) {
+                var reader = try ParamsReader(limits, method: "limits")
+                record.limits = try GroupLimits(reader: &reader)
+            } catch {
+                throw malformed("\"limits\" is \(limits.serialized()): \(error.message)")
+            }
+        }
+        let durations = CreateParams.durationRange
+        if o["lifetime"] != nil || o["expires"] != nil {
+            record.lifetime = try integer("lifetime", durations)
+            record.expires = try integer("expires", 0...Int64.max)
+        }
+        if o["idle"] != nil { record.idle = try integer("idle", durations) }
         return record
     }
 }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Cgroups
 import Logging
 import Namespaces
 import POSIX
@@ -35,6 +36,10 @@ public final class Supervisor {
     private let reaper: Reaper
     private let shareHandler: ShareHandler
     private let readoption: Readoption
+    /// The cgroups of groups and sessions.
+    private let containment: Containment
+    private let cgroupHandler: CgroupHandler
+    private let sweep: Sweep
 
     public convenience init(configuration: SupervisorConfiguration, loop: EventLoop, logger: Logger) throws(SupervisorError) {
         try self.init(configuration: configuration, loop: loop, logger: logger, nameLookup: NameAnswer.fromDatabase)
@@ -68,6 +73,14 @@ public final class Supervisor {
             throw SupervisorError(.startup, "bad configuration: \(error)")
         }
         connectionInput.setOutputBudget(policies.current.outputPerUser)
+        let layout: CgroupLayout
+        do throws(CgroupError) {
+            layout = try CgroupLayout.detect()
+        } catch {
+            throw SupervisorError(.startup, "\(error)")
+        }
+        let subdirectory = configuration.cgroupDirectory ?? (layout.ownUnified == "/" ? "nsgroupd" : nil)
+        containment = Containment(tree: CgroupTree(layout: layout, subdirectory: subdirectory), policies: policies, audit: audit)
         names = try NameService(loop: loop, limits: nameLimits, lookup: nameLookup)
         subordinates.names = names
 
@@ -77,18 +90,33 @@ public final class Supervisor {
         sessions = SessionTable(loop: loop, registry: registry, bus: bus, subordinates: subordinates, audit: audit)
         listener = Listener(socketPath: configuration.socketPath, loop: loop, policies: policies, audit: audit,
                             subordinates: subordinates, names: names, input: connectionInput, sessions: sessions, bus: bus)
-        readHandler = ReadHandler(serverName: configuration.serverName, registry: registry)
-        destroyHandler = DestroyHandler(loop: loop, registry: registry, sessions: sessions, bus: bus, audit: audit)
+        readHandler = ReadHandler(serverName: configuration.serverName, registry: registry, containment: containment)
+        destroyHandler = DestroyHandler(loop: loop, registry: registry, sessions: sessions, bus: bus, audit: audit,
+                                        containment: containment)
         let auditLogger = audit.logger
         reaper = Reaper(loop: loop) { message in auditLogger.warning("\(message)") }
         launches = Launches(loop: loop)
         createHandler = CreateHandler(holders: holders, registry: registry, launches: launches, reaper: reaper,
                                       destroyer: destroyHandler, bus: bus, policies: policies, subordinates: subordinates,
-                                      audit: audit, ttyGroup: ttyGroup)
+                                      audit: audit, ttyGroup: ttyGroup, containment: containment)
         enterHandler = EnterHandler(registry: registry, sessions: sessions, launches: launches, reaper: reaper,
-                                    policies: policies, subordinates: subordinates, audit: audit, ttyGroup: ttyGroup)
+                                    policies: policies, subordinates: subordinates, audit: audit, ttyGroup: ttyGroup,
+                                    containment: containment)
         shareHandler = ShareHandler(registry: registry)
-        readoption = Readoption(registry: registry, sessions: sessions, destroyer: destroyHandler, audit: audit)
+        readoption = Readoption(registry: registry, sessions: sessions, destroyer: destroyHandler, audit: audit,
+                                containment: containment)
+        cgroupHandler = try CgroupHandler(registry: registry, containment: containment, bus: bus, names: names, loop: loop)
+        do {
+            sweep = try Sweep(loop: loop, registry: registry, containment: containment, destroyer: destroyHandler,
+                              bus: bus, audit: audit)
+        } catch {
+            throw SupervisorError(.startup, "cannot start the once-a-second sweep: \(error)")
+        }
+        // A session's end: its cgroup goes, and an OOM kill that ended it is said at once.
+        sessions.onEnded = { [containment, sweep] session, group in
+            containment.sessionEnded(session.id, of: group)
+            sweep.reportOOMKills(group)
+        }
     }
 
     private var policy: Policy { policies.current }
@@ -118,6 +146,7 @@ public final class Supervisor {
             case .success(let reloaded):
                 self.policies.replace(with: reloaded)
                 self.connectionInput.setOutputBudget(reloaded.outputPerUser)
+                self.containment.applyUserLimits()
                 self.audit.record(.policyReloaded, "Reloaded policy from \(path)",
                                   fields: fields.merging([AuditField.result: "ok"]) { $1 })
             case .failure(let error):
@@ -132,10 +161,12 @@ public final class Supervisor {
     /// socket systemd passed (see Listener.start). Then takes back the groups
     /// an earlier supervisor left, and starts accepting.
     public func start(activatedSocket: Int32? = nil) throws(SupervisorError) {
+        try containment.start(joiningSupervisorLeaf: configuration.joinSupervisorLeaf)
         try listener.start(activatedSocket: activatedSocket) { [unowned self] connection, request, routed, descriptors in
             self.dispatch(connection, request, routed, descriptors)
         }
-        audit.record(.supervisorStarted, "Supervisor started on \(configuration.socketPath)\(activatedSocket != nil ? " (socket from systemd)" : "")")
+        audit.record(.supervisorStarted, "Supervisor started on \(configuration.socketPath)\(activatedSocket != nil ? " (socket from systemd)" : ""); cgroups: \(containment.tree.basePath) on \(containment.tree.layout.summary)",
+                     fields: [AuditField.cgroup: containment.tree.basePath])
         // Connections wait in the backlog until the groups are taken back.
         readoption.readoptGroups()
     }
@@ -217,9 +248,9 @@ public final class Supervisor {
         case .subscribe:
             bus.subscribe(context.connection)
             return .result(.object([:]))
-        case .freeze, .thaw, .processes:
-            // Stub until the cgroup handlers land (issue 14).
-            throw RPCError(.internalError, "\(call.method.rawValue) is not implemented yet")
+        case .freeze(let params): return try cgroupHandler.freeze(params, context, frozen: true)
+        case .thaw(let params): return try cgroupHandler.freeze(params, context, frozen: false)
+        case .processes(let params): return try cgroupHandler.processes(params, context)
         }
     }
 

@@ -14,6 +14,14 @@ public struct SupervisorConfiguration: Sendable {
     /// nsgroupd.conf; `configRequired` when it was named explicitly (--config).
     public var configPath: String
     public var configRequired: Bool
+    /// The directory nsgroupd makes below its own cgroup for its tree
+    /// (`--cgroup-dir`); nil: none when its own cgroup is not the root (a
+    /// systemd unit with Delegate=yes: the unit's cgroup is the tree), else
+    /// "nsgroupd".
+    public var cgroupDirectory: String?
+    /// Whether the supervisor moves itself into its tree's `supervisor` leaf
+    /// (always, but for tests that run a supervisor inside the test process).
+    public var joinSupervisorLeaf = true
 
     public init(socketPath: String = defaultSocketPath, stateDirectory: String = defaultStateDirectory,
                 holderPath: String, serverName: String,

@@ -60,7 +60,9 @@ final class BenchSupervisor {
         let written = text.withUnsafeBytes { write(configFD, $0.baseAddress, $0.count) }
         close(configFD)
         guard written == text.count else { throw BenchError("cannot write \(config): \(Errno.current)") }
-        let arguments = [Binaries.nsgroupd, "--socket", socketPath, "--state-dir", dir + "/state", "--config", config]
+        // A cgroup tree of its own, named after its directory, beside any other supervisor's.
+        let arguments = [Binaries.nsgroupd, "--socket", socketPath, "--state-dir", dir + "/state", "--config", config,
+                         "--cgroup-dir", String(dir.split(separator: "/").last ?? "nsgroup-bench")]
         var pid: pid_t = 0
         // Its output goes to a log beside its socket, not into the report.
         var actions = posix_spawn_file_actions_t()

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import ArgumentParser
+import Cgroups
 import Logging
 import RPC
 import Supervisor
@@ -19,7 +20,16 @@ struct Nsgroupd: ParsableCommand {
             parse is refused and the policy in force stays). SIGTERM and SIGINT stop the \
             supervisor; groups keep running.
             """,
-        version: nsgroupVersion)
+        version: "\(nsgroupVersion)\ncgroups: \(cgroupSummary())")
+
+    /// What nsgroupd finds of the cgroup hierarchies here (`--version`).
+    static func cgroupSummary() -> String {
+        do throws(CgroupError) {
+            return try CgroupLayout.detect().summary
+        } catch {
+            return "\(error)"
+        }
+    }
 
     @Option(name: .long, help: ArgumentHelp("The socket to listen on.", valueName: "path"))
     var socket: String = SupervisorConfiguration.defaultSocketPath
@@ -29,6 +39,9 @@ struct Nsgroupd: ParsableCommand {
 
     @Option(name: .long, help: ArgumentHelp("The configuration file (default: /etc/nsgroup/nsgroupd.conf, if it exists).", valueName: "path"))
     var config: String?
+
+    @Option(name: .customLong("cgroup-dir"), help: ArgumentHelp("The directory nsgroupd makes below its own cgroup for its tree (default: none under systemd with Delegate=yes, where the unit's cgroup is the tree; \"nsgroupd\" when nsgroupd runs in the root cgroup).", valueName: "name"))
+    var cgroupDirectory: String?
 
     @Option(name: .long, help: ArgumentHelp("The nsgroup-holder program (default: next to nsgroupd, or ../libexec/nsgroup/).", valueName: "path"))
     var holder: String?
@@ -64,9 +77,11 @@ struct Nsgroupd: ParsableCommand {
             socketPath: socket, stateDirectory: stateDirectory,
             holderPath: holder ?? Self.defaultHolderPath(), serverName: "nsgroupd \(nsgroupVersion)",
             configPath: config)
+        var configured = configuration
+        configured.cgroupDirectory = cgroupDirectory
         do {
             let loop = try EventLoop()
-            let supervisor = try Supervisor(configuration: configuration, loop: loop, logger: logger)
+            let supervisor = try Supervisor(configuration: configured, loop: loop, logger: logger)
             // Socket activation: systemd's listening socket, when it passed one.
             try supervisor.start(activatedSocket: ServiceManager.listenFileDescriptors().first)
             var signalSources: [EventSource] = []

@@ -141,10 +141,20 @@ final class TestSupervisor: @unchecked Sendable {
 
     deinit {
         stop(destroyGroups: true)
+        CgroupCleanup.remove(cgroupDirectory)
         try? FileManager.default.removeItem(atPath: directory)
     }
 
-    var arguments: [String] { ["--socket", socketPath, "--state-dir", stateDirectory, "--config", configPath] }
+    /// Each test supervisor has a cgroup tree of its own below the test's
+    /// cgroup, named after its directory: "nsg-e2e-XXXXXX".
+    var cgroupDirectory: String { String(directory.split(separator: "/").last!) }
+
+    /// Its tree in the unified hierarchy, e.g. "/nsg-e2e-AbC123" (the test runs in the root cgroup).
+    var cgroupBase: String { CgroupCleanup.ownUnified.appendingPathComponent(cgroupDirectory) }
+
+    var arguments: [String] {
+        ["--socket", socketPath, "--state-dir", stateDirectory, "--config", configPath, "--cgroup-dir", cgroupDirectory]
+    }
 
     /// Starts nsgroupd (again: the same socket, state and log) with extra
     /// arguments and environment variables.
@@ -389,4 +399,48 @@ func settledDescriptorCount(_ pid: pid_t, sourceLocation: SourceLocation = #_sou
     try #require(steady >= 5, "the descriptor count of pid \(pid) did not settle within 4 s (last \(last))",
                  sourceLocation: sourceLocation)
     return last
+}
+
+/// Removes a test supervisor's cgroup tree from every hierarchy once it has
+/// stopped: whatever still runs there is killed first (cgroup.kill), then the
+/// directories go, deepest first.
+enum CgroupCleanup {
+    static let unifiedMount = FileManager.default.fileExists(atPath: "/sys/fs/cgroup/unified/cgroup.procs")
+        ? "/sys/fs/cgroup/unified" : "/sys/fs/cgroup"
+
+    /// This process's cgroup in a hierarchy: "0::" for the unified one, else the line naming the controller.
+    static func own(_ controller: String?) -> String {
+        let text = (try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8)) ?? ""
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard parts.count == 3 else { continue }
+            let matches = controller.map { parts[1].split(separator: ",").contains(Substring($0)) } ?? (parts[0] == "0")
+            if matches { return String(parts[2]) }
+        }
+        return "/"
+    }
+
+    static var ownUnified: String { own(nil) }
+
+    /// Every directory that holds the tree named `name`: unified, and each v1 controller nsgroupd uses.
+    static func directories(_ name: String) -> [String] {
+        var result = [unifiedMount + ownUnified.appendingPathComponent(name)]
+        for controller in ["memory", "pids", "cpu"] where FileManager.default.fileExists(atPath: "/sys/fs/cgroup/\(controller)/cgroup.procs") {
+            result.append("/sys/fs/cgroup/\(controller)" + own(controller).appendingPathComponent(name))
+        }
+        return result
+    }
+
+    static func remove(_ name: String) {
+        let dirs = directories(name)
+        guard FileManager.default.fileExists(atPath: dirs[0]) else { return }
+        _ = try? run("/bin/sh", ["-c", "echo 1 > \"$1/cgroup.kill\" 2>/dev/null; for i in 1 2 3 4 5 6 7 8 9 10; do ok=1; for d in \"$@\"; do [ -d \"$d\" ] && { find \"$d\" -depth -type d -exec rmdir {} + 2>/dev/null || ok=0; }; done; [ $ok = 1 ] && break; sleep 0.1; done", "sh"] + dirs)
+    }
+}
+
+extension String {
+    /// "/a" + "b" → "/a/b"; "/" + "b" → "/b".
+    func appendingPathComponent(_ component: String) -> String {
+        hasSuffix("/") ? self + component : self + "/" + component
+    }
 }

@@ -55,6 +55,8 @@ typedef enum ns_stage {
     NS_STAGE_TMPFS_NOT_OWNED,   /* holder, --require-owner: a tmpfs target is not the caller's (index: tmpfs) */
     NS_STAGE_OPEN_PTY,          /* enter, first child: opening the session's terminal failed */
     NS_STAGE_PTY_MASTER,        /* enter, first child: the terminal's master is attached (SCM_RIGHTS) */
+    NS_STAGE_CGROUP_JOIN,       /* holder or first child: joining a cgroup (index: which cgroup.procs) */
+    NS_STAGE_UNSHARE_CGROUP,    /* holder: unshare(CLONE_NEWCGROUP) once in the group's cgroup */
 } ns_stage;
 
 struct ns_report {

@@ -21,6 +21,20 @@ struct ns_holder_spec {
                                        waits for one byte on sync_fd (its maps are written) and
                                        becomes root inside, so that exec keeps its capabilities
                                        there */
+    /* Cgroups. With cgroup_fd >= 0 the clone lands in that directory of the
+     * unified hierarchy (CLONE_INTO_CGROUP): the group's cgroup. The child
+     * then writes "0" to each of join_fds (cgroup.procs of the group's cgroup
+     * in every v1 hierarchy, which has no CLONE_INTO_CGROUP), makes its cgroup
+     * namespace with unshare_cgroup (so that its root is the group's cgroup
+     * in every hierarchy, not the supervisor's), and last moves into its own
+     * leaf by writing "0" to each of leaf_fds (the holder's cgroup.procs, in
+     * the unified hierarchy and every v1 one). All before anything else. */
+    int cgroup_fd;
+    const int *join_fds;
+    size_t join_count;
+    int unshare_cgroup;
+    const int *leaf_fds;
+    size_t leaf_count;
 };
 
 /* Clones a child straight into new namespaces (clone3 with CLONE_PIDFD) and
@@ -84,6 +98,14 @@ struct ns_enter_spec {
     const char *search_path;  /* PATH used when file has no '/' */
     char *const *argv;
     char *const *envp;
+    /* The session's cgroup: the first child is cloned into cgroup_fd (a
+     * directory of the unified hierarchy, CLONE_INTO_CGROUP) when it is >= 0,
+     * and writes "0" to each of join_fds (its cgroup.procs in every v1
+     * hierarchy) before anything else; the session, its child, inherits
+     * both. */
+    int cgroup_fd;
+    const int *join_fds;
+    size_t join_count;
 };
 
 /* Starts the process in two steps, in nsenter's order, and returns without

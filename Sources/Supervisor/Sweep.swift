@@ -1,0 +1,69 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Cgroups
+import POSIX
+import RPC
+import Systemd
+
+/// Once a second, on the loop: groups whose lifetime is over or that were
+/// idle too long are destroyed, OOM kills in a group are reported, and
+/// cgroups left behind by ended groups and sessions are removed once empty.
+/// Each turn reads a few cgroupfs files per group that has a lifetime, an
+/// idle time or a memory limit: kernel files, which never wait on a user.
+final class Sweep {
+    private let registry: GroupRegistry
+    private let containment: Containment
+    private let destroyer: DestroyHandler
+    private let bus: EventBus
+    private let audit: Audit
+    private var timer: EventSource?
+
+    static let intervalMicroseconds: UInt64 = 1_000_000
+
+    init(loop: EventLoop, registry: GroupRegistry, containment: Containment, destroyer: DestroyHandler, bus: EventBus,
+         audit: Audit) throws {
+        self.registry = registry
+        self.containment = containment
+        self.destroyer = destroyer
+        self.bus = bus
+        self.audit = audit
+        timer = try loop.addRepeatingTimer(everyMicroseconds: Self.intervalMicroseconds) { [weak self] in self?.turn() }
+    }
+
+    deinit { timer?.cancel() }
+
+    func turn() {
+        let now = monotonicSeconds()
+        let wallClock = Timestamp.now()
+        for group in registry.all where !group.destroying {
+            if let expires = group.record.expires, wallClock >= expires {
+                destroyer.expire(group, reason: "lifetime")
+                continue
+            }
+            if let idle = group.record.idle {
+                if !group.sessions.isEmpty || !group.launching.isEmpty || containment.hasRunningSession(group) {
+                    group.lastActive = now
+                } else if now - group.lastActive >= Double(idle) {
+                    destroyer.expire(group, reason: "idle")
+                    continue
+                }
+            }
+            reportOOMKills(group)
+        }
+        containment.sweepLeftovers()
+    }
+
+    /// A rise in the OOM kill count of the group's cgroup: the journal and the event stream say so.
+    func reportOOMKills(_ group: Group) {
+        guard let kills = containment.oomKills(group), kills > group.oomKillsReported else { return }
+        let new = kills - group.oomKillsReported
+        group.oomKillsReported = kills
+        let limit = group.record.limits.memory.map { " (memory limit \(ByteSize.format($0)))" } ?? ""
+        audit.record(.groupOOM, level: .warning,
+                     "The OOM killer ended \((new == 1 ? "1 process" : "\(new) processes")) in group \(group.name)\(limit)",
+                     fields: [AuditField.name: group.name, AuditField.ownerUID: String(group.owner),
+                              AuditField.oomKills: String(kills), AuditField.cgroup: containment.node(of: group).unifiedPath])
+        bus.groupEvent(.groupOOM, group, oomKills: kills)
+    }
+}
