@@ -13,6 +13,7 @@ final class CgroupHandler {
     private let containment: Containment
     private let bus: EventBus
     private let names: NameService
+    private let policies: PolicyHolder
     /// Reads what the processes of a group run, off the loop: /proc/PID/cmdline
     /// reads the process's memory, and a process whose memory waits (a page
     /// of a FUSE file its owner serves) makes the reader wait too. Its own
@@ -22,7 +23,9 @@ final class CgroupHandler {
 
     static let readerLimits = NameService.Limits(timeout: 2, maxOutstanding: 16)
 
-    init(registry: GroupRegistry, containment: Containment, bus: EventBus, names: NameService, loop: EventLoop) throws(SupervisorError) {
+    init(registry: GroupRegistry, containment: Containment, bus: EventBus, names: NameService, policies: PolicyHolder,
+         loop: EventLoop) throws(SupervisorError) {
+        self.policies = policies
         self.registry = registry
         self.containment = containment
         self.bus = bus
@@ -33,10 +36,20 @@ final class CgroupHandler {
     /// `freeze {name}` / `thaw {name}`: the owner and admins. Every process
     /// of the group stops (cgroup.freeze) or goes on; freezing a frozen group
     /// (or thawing a running one) changes nothing and is no error.
+    ///
+    /// Freezing stops every session in the group, as SIGSTOP would: the owner
+    /// may not signal the sessions of others (EnterHandler.checkControl), so
+    /// she may not freeze a group while someone else's session runs there
+    /// either. Admins may.
     func freeze(_ params: NameParams, _ context: RequestContext, frozen: Bool) throws(RPCError) -> Reply {
         let action = frozen ? "freeze" : "thaw"
-        let group = try registry.group(params.name, caller: context.caller, action: action, manage: true)
+        let caller = context.caller
+        let group = try registry.group(params.name, caller: caller, action: action, manage: true)
         guard !group.destroying else { throw .notFound(group: params.name) }
+        if frozen, !group.frozen, !policies.current.isAdmin(caller),
+           let other = group.sessions.values.sorted(by: { $0.id < $1.id }).first(where: { $0.uid != caller.uid }) {
+            throw RPCError(.permissionDenied, "uid \(caller.uid) may not freeze group \"\(group.name)\" while session \(other.id) of uid \(other.uid) runs in it: freezing stops it, and only \(Policy.listed(["its own user"] + policies.current.admins)) may stop a session")
+        }
         do throws(CgroupError) {
             try containment.node(of: group).setFrozen(frozen)
         } catch {

@@ -105,7 +105,8 @@ public final class Supervisor {
         shareHandler = ShareHandler(registry: registry)
         readoption = Readoption(registry: registry, sessions: sessions, destroyer: destroyHandler, audit: audit,
                                 containment: containment)
-        cgroupHandler = try CgroupHandler(registry: registry, containment: containment, bus: bus, names: names, loop: loop)
+        cgroupHandler = try CgroupHandler(registry: registry, containment: containment, bus: bus, names: names,
+                                          policies: policies, loop: loop)
         do {
             sweep = try Sweep(loop: loop, registry: registry, containment: containment, destroyer: destroyHandler,
                               bus: bus, audit: audit)

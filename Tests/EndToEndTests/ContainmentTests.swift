@@ -270,6 +270,33 @@ import Testing
         try waitUntil("the counter's session to end") { !counter.isRunning }
     }
 
+    /// Freezing stops every session in the group, as SIGSTOP would, and the owner of a group may
+    /// not signal the sessions of others. Before the rule, alice froze bob's running session.
+    @Test func theOwnerMayNotFreezeWhileSomeoneElsesSessionRuns() throws {
+        let supervisor = try TestSupervisor()
+        let alice = try TestUser.alice()
+        let bob = try TestUser.bob()
+        let carol = try TestUser.carol()
+        #expect(try supervisor.nsgroup(["create", "shared", "--ns", "uts,ipc"], as: alice).status == 0)
+        #expect(try supervisor.nsgroup(["share", "shared", bob.name], as: alice).status == 0)
+        let bobs = try supervisor.startEnter("shared", ["/bin/sleep", "1000"], as: bob)
+        defer { bobs.terminate() }
+        try waitUntil("bob's session") { ((try? supervisor.inspect("shared"))?["sessions"] as? [Any])?.count == 1 }
+
+        let refused = try supervisor.nsgroup(["freeze", "shared"], as: alice)
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("may not freeze"), "\(refused.stderr)")
+        #expect(!Self.file(Self.directory(supervisor, "users/\(alice.uid)/shared") + "/cgroup.freeze").hasPrefix("1"))
+        #expect(try supervisor.inspect("shared")["frozen"] as? Bool == false)
+        // An admin may, and the owner may thaw what is frozen.
+        #expect(try supervisor.nsgroup(["freeze", "shared"], as: carol).status == 0)
+        #expect(try supervisor.nsgroup(["thaw", "shared"], as: alice).status == 0)
+        // Once only her own sessions run, the owner may.
+        bobs.terminate()
+        try waitUntil("bob's session to end") { ((try? supervisor.inspect("shared"))?["sessions"] as? [Any])?.isEmpty == true }
+        #expect(try supervisor.nsgroup(["freeze", "shared"], as: alice).status == 0)
+    }
+
     @Test func idleAndLifetimeDestroyGroupsAndSayWhy() throws {
         try JournalTests.requireJournald()
         let supervisor = try TestSupervisor()
