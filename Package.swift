@@ -93,7 +93,7 @@ let package = Package(
         .testTarget(name: "NamespacesTests", dependencies: ["Namespaces", "POSIX", "CPOSIX"], swiftSettings: strict),
         .testTarget(name: "CgroupsTests", dependencies: ["Cgroups", "POSIX", "CPOSIX"], swiftSettings: strict),
         .testTarget(name: "SystemdTests", dependencies: ["Systemd", "POSIX"], swiftSettings: strict),
-        .testTarget(name: "SupervisorTests", dependencies: ["Supervisor", "POSIX"], swiftSettings: strict),
+        .testTarget(name: "SupervisorTests", dependencies: ["Supervisor", "Cgroups", "POSIX"], swiftSettings: strict),
         // The CLI's own logic that needs no supervisor: the limit flags' parsers and how
         // sizes, durations and tables are shown (@testable import of the executable).
         .testTarget(name: "nsgroupTests", dependencies: ["nsgroup", "RPC"], swiftSettings: strict),

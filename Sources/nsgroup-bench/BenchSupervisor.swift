@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CBench
+import Cgroups
 import Client
 import POSIX
 import RPC
@@ -138,6 +139,15 @@ final class BenchSupervisor {
             var status: Int32 = 0
             waitpid(process, &status, 0)
             process = 0
+            // Its cgroup tree, empty now that its groups are destroyed.
+            if let directory, let layout = try? CgroupLayout.detect() {
+                let name = String(directory.split(separator: "/").last ?? "")
+                do throws(CgroupError) {
+                    try CgroupTree(layout: layout, subdirectory: name).base.remove()
+                } catch {
+                    printError("nsgroup-bench: clean-up: \(error)")
+                }
+            }
         }
         if let directory {
             Directory.removeTree(directory)

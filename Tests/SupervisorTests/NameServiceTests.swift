@@ -1,3 +1,4 @@
+import Cgroups
 import Glibc
 import Logging
 import POSIX
@@ -181,23 +182,34 @@ private final class SlowNamesSupervisor {
     let scratch: ScratchDirectory
     let loop: EventLoop
     let supervisor: Supervisor
+    let cgroupDirectory: String
     var socketPath: String { scratch.path + "/socket" }
 
     init(lookup: @escaping NameService.Lookup, limits: NameService.Limits = NameService.Limits()) throws {
         scratch = try ScratchDirectory()
+        cgroupDirectory = "nsg-unit-" + String(scratch.path.split(separator: "/").last ?? "x")
         loop = try EventLoop()
         let configuration = SupervisorConfiguration(
             socketPath: scratch.path + "/socket", stateDirectory: scratch.path + "/state",
             holderPath: "/bin/true", serverName: "test")
         var unrequired = configuration
         unrequired.configPath = scratch.path + "/nsgroupd.conf"  // missing, and not required: the defaults
+        // A cgroup tree of its own, and the test process stays where it is.
+        unrequired.cgroupDirectory = cgroupDirectory
+        unrequired.joinSupervisorLeaf = false
         supervisor = try Supervisor(configuration: unrequired, loop: loop,
                                     logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
                                     nameLookup: lookup, nameLimits: limits)
         try supervisor.start()
     }
 
-    deinit { supervisor.shutdown() }
+    deinit {
+        supervisor.shutdown()
+        if let layout = try? CgroupLayout.detect() {
+            try? CgroupTree(layout: layout, subdirectory: cgroupDirectory).base.remove()
+        }
+    }
+
 
     /// A client connection: sends lines, collects reply lines.
     final class Client {
