@@ -140,6 +140,41 @@ import Testing
         }
     }
 
+    /// The issue's own trial: a pids limit around the whole service (systemd's TasksMax) and one
+    /// user's loop of `sleep &`. The supervisor keeps 64 of it; the users' cgroup gets the rest, so
+    /// the supervisor goes on answering and starting holders, and another user's enter fails
+    /// cleanly only once the users' share is gone.
+    @Test func theSupervisorKeepsItsReserveOfALimitAroundItsTree() throws {
+        let supervisor = try TestSupervisor(start: false, config: "[limits]\npids-per-user = 4096\n")
+        let alice = try TestUser.alice()
+        let bob = try TestUser.bob()
+        let base = Self.directory(supervisor, "", "pids")
+        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: false)
+        try "200".write(toFile: base + "/pids.max", atomically: false, encoding: .utf8)
+        try supervisor.start()
+        #expect(Self.file(base + "/users/pids.max") == "136")
+        #expect(Self.file(base + "/supervisor/pids.max") == "max")
+
+        #expect(try supervisor.nsgroup(["create", "greedy", "--cpus", "0.2"], as: alice).status == 0)
+        let greedy = try supervisor.startEnter("greedy", ["/bin/sh", "-c", "while :; do sleep 1000 & done"], as: alice)
+        defer { greedy.terminate() }
+        try waitUntil("alice to take the users' share", timeoutSeconds: 20) {
+            Int(Self.file(base + "/users/pids.current")) ?? 0 >= 130
+        }
+        for round in 0..<3 {
+            #expect(try supervisor.nsgroup(["list"], as: bob).status == 0, "round \(round)")
+            // On this hybrid host a new holder counts in the supervisor's v1 pids cgroup until it
+            // joins its group's (a move, which no pids limit refuses): a create still works.
+            #expect(try supervisor.nsgroup(["create", "late\(round)"], as: bob).status == 0, "a holder still starts")
+        }
+        let refused = try supervisor.nsgroup(["enter", "late0", "--", "/bin/true"], as: bob)
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("pids limit"), "\(refused.stderr)")
+        #expect(try supervisor.nsgroup(["destroy", "greedy"], as: alice).status == 0)
+        try waitUntil("the users' share to come back") { Int(Self.file(base + "/users/pids.current")) ?? 999 < 20 }
+        #expect(try supervisor.nsgroup(["enter", "late0", "--", "/bin/true"], as: bob).status == 0)
+    }
+
     @Test func aGroupOverItsMemoryIsOOMKilledInsideAndTheJournalAndEventsSaySo() throws {
         try JournalTests.requireJournald()
         let supervisor = try TestSupervisor()
