@@ -12,6 +12,8 @@ import Testing
 ///
 /// The attacks live in extensions of this suite, one file per area:
 /// AttackTests+Entering (who runs whose files), AttackTests+Spawn (what a session is made
-/// of), AttackTests+Limits (what a user can spend).
+/// of), AttackTests+Limits (what a user can spend). Issue 14's cgroups are attacked in
+/// AttackTests+Containment, a serialized suite of its own (ContainmentAttackTests), whose
+/// tests each say whether they fail on the current code (a finding) or hold.
 @Suite("Attacks on the trust boundary")
 struct AttackTests {}
