@@ -53,10 +53,27 @@ public struct CgroupTree: Sendable {
         node(["users", String(uid)])
     }
 
-    /// users/UID/NAME. The group node's children are "holder" and "session-ID".
+    /// users/UID/group-NAME. The group node's children are "holder" and "session-ID".
+    /// The prefix keeps a group's directory apart from the interface files cgroupfs puts
+    /// beside it ("tasks", "cgroup.procs", "pids.max" are valid group names).
     public func group(owner: UInt32, name: String) -> CgroupNode {
-        node(["users", String(owner), name])
+        node(["users", String(owner), Self.prefixed(Self.groupPrefix, name)])
     }
+
+    /// users/UID/guest-NAME: the sessions a user who is not its owner runs in group NAME
+    /// ("session-ID" children), charged to that user.
+    public func guest(_ uid: UInt32, inGroup name: String) -> CgroupNode {
+        node(["users", String(uid), Self.prefixed(Self.guestPrefix, name)])
+    }
+
+    /// The prefixed name; a name that is not plain on its own stays as it is, so that the
+    /// node refuses it ("", ".", "..", "a/b" make no group).
+    private static func prefixed(_ prefix: String, _ name: String) -> String {
+        CgroupNode.isValidName(Substring(name)) ? prefix + name : name
+    }
+
+    public static let groupPrefix = "group-"
+    public static let guestPrefix = "guest-"
 
     /// Makes base, base/supervisor and base/users (mkdir(2); EEXIST is fine) in the unified
     /// hierarchy and in every v1 hierarchy that carries one of our controllers, and enables

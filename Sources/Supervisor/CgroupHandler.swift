@@ -51,7 +51,7 @@ final class CgroupHandler {
             throw RPCError(.permissionDenied, "uid \(caller.uid) may not freeze group \"\(group.name)\" while session \(other.id) of uid \(other.uid) runs in it: freezing stops it, and only \(Policy.listed(["its own user"] + policies.current.admins)) may stop a session")
         }
         do throws(CgroupError) {
-            try containment.node(of: group).setFrozen(frozen)
+            try containment.setFrozen(frozen, group)
         } catch {
             throw RPCError(.operationFailed, "cannot \(action) group \"\(params.name)\": \(error)")
         }
@@ -68,17 +68,20 @@ final class CgroupHandler {
     /// in the group by then (its pid reused) is left out.
     func processes(_ params: NameParams, _ context: RequestContext) throws(RPCError) -> Reply {
         let group = try registry.group(params.name, caller: context.caller, action: "inspect", manage: false)
-        let node = containment.node(of: group)
-        let found = node.processes()
+        // Each pid with its leaf and the cgroup it was found in (the group's, or a guest's).
+        let found = containment.nodes(of: group).flatMap { node in
+            node.processes().map { (pid: $0.pid, leaf: $0.leaf, prefix: node.unifiedPath) }
+        }
         let pids = found.map(\.pid)
         let leaves = found.map(\.leaf)
-        let prefix = node.unifiedPath
+        let prefixes = found.map(\.prefix)
         let inPidNamespace = group.record.kinds.contains(.pid)
         let name = group.name
         let completion = context.later()
         reader.run({ () -> [ProcessInfo] in
-            zip(pids, leaves).compactMap { pid, leaf in
-                ProcessReading.read(pid: pid, leaf: leaf, cgroupPrefix: prefix, inPidNamespace: inPidNamespace)
+            pids.indices.compactMap { index in
+                ProcessReading.read(pid: pids[index], leaf: leaves[index], cgroupPrefix: prefixes[index],
+                                    inPidNamespace: inPidNamespace)
             }.sorted { $0.pid < $1.pid }
         }, completion: { [weak self] read in
             guard let self else { return }

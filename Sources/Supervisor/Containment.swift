@@ -68,19 +68,24 @@ final class Containment {
         let node = tree.user(uid)
         if !node.exists() {
             try node.create()
-            try node.apply(CgroupLimits(policy.userLimits))
+            try node.apply(limits(ofUser: uid))
             try node.delegateControllersToChildren()
         }
         return node
     }
 
-    /// After a reload: the per-user limits as nsgroupd.conf says now, on every user's cgroup.
+    /// The per-user limits of nsgroupd.conf; none for root, whom per-user limits do not bind.
+    private func limits(ofUser uid: uid_t) -> CgroupLimits {
+        uid == 0 ? CgroupLimits() : CgroupLimits(policy.userLimits)
+    }
+
+    /// After a reload or a restart: the per-user limits as nsgroupd.conf says now, on every
+    /// user's cgroup (users whose groups outlived a supervisor included).
     func applyUserLimits() {
-        let limits = CgroupLimits(policy.userLimits)
         for name in tree.node(["users"]).childNames() {
             guard let uid = uid_t(name) else { continue }
             do throws(CgroupError) {
-                try tree.user(uid).apply(limits)
+                try tree.user(uid).apply(limits(ofUser: uid))
             } catch {
                 audit.logger.error("Failed to apply the per-user limits to uid \(uid): \(error), ignoring")
             }
@@ -128,9 +133,55 @@ final class Containment {
         }
     }
 
-    /// The cgroup of a new session and the descriptors its first child is cloned with.
-    func prepareSession(_ id: UInt64, of group: Group) throws(CgroupError) -> (node: CgroupNode, files: CgroupFiles) {
-        let node = self.node(of: group).child("session-\(id)")
+    /// Where session `id` runs: in the group's cgroup, or (`guestOf`) in the
+    /// cgroup of the person it is charged to.
+    func sessionNode(_ id: UInt64, guestOf: uid_t?, of group: Group) -> CgroupNode {
+        (guestOf.map { tree.guest($0, inGroup: group.name) } ?? node(of: group)).child("session-\(id)")
+    }
+
+    /// Whether a cgroup for session `id` is still there with processes in it
+    /// (what an earlier session of that number left): the number is not used again.
+    func isTaken(_ id: UInt64, guestOf: uid_t?, of group: Group) -> Bool {
+        let node = sessionNode(id, guestOf: guestOf, of: group)
+        return node.exists() && node.isPopulated
+    }
+
+    /// Who a session of `charged` is a guest of the group as: nil when it is
+    /// charged to the group's person, else `charged`.
+    func guestOf(_ charged: uid_t, in group: Group) -> uid_t? {
+        charged == group.record.cgroupUser ? nil : charged
+    }
+
+    /// The cgroups of a group's guests: users/UID/guest-NAME of everyone who ran a session there.
+    func guests(of group: Group) -> [CgroupNode] {
+        tree.node(["users"]).childNames().compactMap { name -> CgroupNode? in
+            guard let uid = uid_t(name) else { return nil }
+            let guest = tree.guest(uid, inGroup: group.name)
+            return guest.exists() ? guest : nil
+        }
+    }
+
+    /// The group's cgroup and its guests'.
+    func nodes(of group: Group) -> [CgroupNode] { [node(of: group)] + guests(of: group) }
+
+    /// The cgroup of a new session and the descriptors its first child is
+    /// cloned with. A session of the group's person runs in the group's
+    /// cgroup; anyone else's (a member's, root's) in a cgroup of the group's
+    /// below that person's own, users/UID/guest-NAME, which has the group's
+    /// limits too: what a member spends in someone's group is charged to
+    /// the member, and bounded by the group's limits as well as her own.
+    func prepareSession(_ id: UInt64, guestOf: uid_t?, of group: Group) throws(CgroupError) -> (node: CgroupNode, files: CgroupFiles) {
+        if let guestOf {
+            _ = try userNode(guestOf)
+            let guest = tree.guest(guestOf, inGroup: group.name)
+            if !guest.exists() {
+                try guest.create()
+                try guest.apply(CgroupLimits(group.record.limits))
+                try guest.delegateControllersToChildren()
+            }
+            if group.frozen { try guest.setFrozen(true) }
+        }
+        let node = sessionNode(id, guestOf: guestOf, of: group)
         if node.exists() {
             try node.remove()
             leftovers[node.relative] = nil
@@ -147,16 +198,30 @@ final class Containment {
 
     /// A session ended: its cgroup goes (once empty). Where the group's count
     /// of OOM kills would lose the session's with it (v1), the group keeps them.
-    func sessionEnded(_ id: UInt64, of group: Group) {
-        let leaf = node(of: group).child("session-\(id)")
+    func sessionEnded(_ id: UInt64, guestOf: uid_t?, of group: Group) {
+        let leaf = sessionNode(id, guestOf: guestOf, of: group)
         if !leaf.countsKillsOfRemovedChildren, !leaf.isPopulated { group.oomKillsOfRemovedSessions += leaf.oomKills() ?? 0 }
         if leaf.isPopulated { leftovers[leaf.relative] = leaf } else { discard(leaf) }
     }
 
-    /// OOM kills in the group so far, sessions that ended included.
+    /// OOM kills in the group so far, its guests' and sessions that ended included.
     func oomKills(_ group: Group) -> UInt64? {
-        node(of: group).oomKills().map { $0 + group.oomKillsOfRemovedSessions }
+        guard let own = node(of: group).oomKills() else { return nil }
+        return guests(of: group).reduce(own + group.oomKillsOfRemovedSessions) { $0 + ($1.oomKills() ?? 0) }
     }
+
+    /// Every process of the group, its guests' included (cgroup.kill).
+    func killAll(_ group: Group) throws(CgroupError) {
+        for node in nodes(of: group) { try node.killAll() }
+    }
+
+    /// Freezes or thaws the group's cgroup and its guests'.
+    func setFrozen(_ frozen: Bool, _ group: Group) throws(CgroupError) {
+        for node in nodes(of: group) { try node.setFrozen(frozen) }
+    }
+
+    /// Whether no process is left in the group's cgroups.
+    func isEmpty(_ group: Group) -> Bool { nodes(of: group).allSatisfy { !$0.isPopulated } }
 
     /// Removes a cgroup whose group or session ended; while something still
     /// runs in it, the sweep tries again.
@@ -169,11 +234,18 @@ final class Containment {
         }
     }
 
-    /// A group's end: its cgroup and, when it was the owner's last, the owner's.
+    /// A group's end: its cgroup and its guests', and the cgroups of people left with nothing in them.
     func discardGroup(user uid: uid_t, name: String) {
         discard(tree.group(owner: uid, name: name))
-        let user = tree.user(uid)
-        if user.childNames().isEmpty { try? user.remove() }
+        for userName in tree.node(["users"]).childNames() {
+            guard let other = uid_t(userName) else { continue }
+            let guest = tree.guest(other, inGroup: name)
+            if guest.exists() { discard(guest) }
+            let user = tree.user(other)
+            if other == uid || guest.exists() || user.childNames().isEmpty {
+                if user.childNames().isEmpty { try? user.remove() }
+            }
+        }
     }
 
     /// Once a second: cgroups left behind that are empty now go.
@@ -187,26 +259,35 @@ final class Containment {
     /// that are no longer (their holder died while the supervisor was down)
     /// are emptied (cgroup.kill: nothing a group started outlives it) and
     /// removed, and so are empty session cgroups.
-    func removeStrays(keeping live: Set<String>) -> Int {
+    /// `live`: the names of the groups taken back, with whose cgroup each is in.
+    /// Returns how many groups' cgroups went, and the highest session number
+    /// a cgroup still has (the numbering goes on above it).
+    func removeStrays(keeping live: [String: uid_t]) -> (removed: Int, highestSession: UInt64) {
         var removed = 0
-        let users = tree.node(["users"])
-        for userName in users.childNames() {
+        var highest: UInt64 = 0
+        for userName in tree.node(["users"]).childNames() {
             guard let uid = uid_t(userName) else { continue }
-            for groupName in tree.user(uid).childNames() {
-                let node = tree.group(owner: uid, name: groupName)
-                if live.contains(node.relative) {
-                    for child in node.childNames() where child.hasPrefix("session-") && !node.child(child).isPopulated {
-                        discard(node.child(child))
+            let user = tree.user(uid)
+            for child in user.childNames() {
+                let isGroup = child.hasPrefix(CgroupTree.groupPrefix)
+                guard isGroup || child.hasPrefix(CgroupTree.guestPrefix) else { continue }
+                let name = String(child.dropFirst(isGroup ? CgroupTree.groupPrefix.count : CgroupTree.guestPrefix.count))
+                let node = user.child(child)
+                if let owner = live[name], !isGroup || owner == uid {
+                    for leaf in node.childNames() where leaf.hasPrefix("session-") {
+                        highest = max(highest, UInt64(leaf.dropFirst("session-".count)) ?? 0)
+                        let session = node.child(leaf)
+                        if session.isPopulated { leftovers[session.relative] = session } else { discard(session) }
                     }
                     continue
                 }
                 try? node.killAll()
                 discard(node)
-                removed += 1
+                if isGroup { removed += 1 }
             }
-            if tree.user(uid).childNames().isEmpty { try? tree.user(uid).remove() }
+            if user.childNames().isEmpty { try? user.remove() }
         }
-        return removed
+        return (removed, highest)
     }
 
     // MARK: Reading
@@ -223,7 +304,7 @@ final class Containment {
         if detailed, case .array(let sessions)? = o["sessions"] {
             o["sessions"] = .array(sessions.map { session in
                 guard case .object(var s) = session, let id = s["session"]?.int64Value else { return session }
-                let leaf = node.child("session-\(id)")
+                let leaf = sessionNode(UInt64(id), guestOf: group.sessions[UInt64(id)]?.record.guestOf, of: group)
                 s["usage"] = ResourceUsage(leaf.usage()).json
                 s["cgroup"] = .string(leaf.unifiedPath)
                 return .object(s)
@@ -232,10 +313,11 @@ final class Containment {
         return .object(o)
     }
 
-    /// Whether a session cgroup of the group still has processes (for `idle`).
+    /// Whether a session cgroup of the group (or of its guests) still has processes (for `idle`).
     func hasRunningSession(_ group: Group) -> Bool {
-        let node = self.node(of: group)
-        return node.childNames().contains { $0.hasPrefix("session-") && node.child($0).isPopulated }
+        nodes(of: group).contains { node in
+            node.childNames().contains { $0.hasPrefix("session-") && node.child($0).isPopulated }
+        }
     }
 }
 

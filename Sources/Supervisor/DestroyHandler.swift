@@ -75,7 +75,7 @@ final class DestroyHandler {
     /// Everything in the group's cgroup, and enters still under way.
     private func killContents(of group: Group) {
         do throws(CgroupError) {
-            try containment.node(of: group).killAll()
+            try containment.killAll(group)
         } catch {
             audit.logger.error("Failed to kill the processes of group \(group.name) through \(containment.node(of: group).unifiedPath): \(error)")
         }
@@ -101,9 +101,8 @@ final class DestroyHandler {
         registry.unregister(group)
         // Nothing outlives its group (a holder that died leaves what the
         // group started); sessions are still reaped and reported by their
-        // own watches. Its cgroup goes once empty.
+        // own watches. Its cgroup goes once empty (drained, below).
         killContents(of: group)
-        containment.discardGroup(user: group.record.cgroupUser, name: group.name)
         do {
             try registry.removeRecord(name: group.name)
         } catch {
@@ -131,8 +130,46 @@ final class DestroyHandler {
                          "Holder \(group.record.holderPID) of group \(group.name) \(how) unexpectedly; group removed",
                          fields: fields.merging([AuditField.result: "holder_died"]) { $1 })
         }
-        let waiters = group.destroyWaiters
-        group.destroyWaiters.removeAll()
-        for waiter in waiters { waiter.finish(.result(.object([:]))) }
+        drain(group)
+    }
+
+    /// How long a destroy waits for the processes cgroup.kill ended to be
+    /// gone (a process in uninterruptible sleep, on a hung NFS server, takes
+    /// its time), checking every `drainTick` microseconds.
+    static let drainSeconds = 10.0
+    static let drainTick: UInt64 = 10_000
+
+    /// Answers the destroys that waited once nothing is left in the group's
+    /// cgroups, and removes them: when `{}` arrives, the name can be taken
+    /// again at once (PROTOCOL.md, destroy). Until then the name stays taken.
+    /// Nothing waits: a timer on the loop looks again every few milliseconds,
+    /// for at most `drainSeconds`; after that the answer goes anyway and the
+    /// cgroups are left for the sweep.
+    private func drain(_ group: Group) {
+        let finish = { [registry, containment] in
+            registry.release(group.name)
+            containment.discardGroup(user: group.record.cgroupUser, name: group.name)
+            let waiters = group.destroyWaiters
+            group.destroyWaiters.removeAll()
+            for waiter in waiters { waiter.finish(.result(.object([:]))) }
+        }
+        if containment.isEmpty(group) { return finish() }
+        registry.reserve(group.name, chargedTo: group.record.cgroupUser, tmpfs: [])
+        let deadline = monotonicSeconds() + Self.drainSeconds
+        var timer: EventSource?
+        do {
+            timer = try loop.addRepeatingTimer(everyMicroseconds: Self.drainTick) { [containment, audit] in
+                let empty = containment.isEmpty(group)
+                guard empty || monotonicSeconds() >= deadline else { return }
+                if !empty {
+                    audit.logger.warning("Processes of group \(group.name) still run \(Int(Self.drainSeconds)) s after cgroup.kill; its cgroup is left for later")
+                }
+                timer?.cancel()
+                timer = nil
+                finish()
+            }
+        } catch {
+            finish()
+        }
     }
 }

@@ -172,11 +172,16 @@ final class EnterHandler {
             ? TerminalRequest(groupRoot: groupRoot?.rawValue, uid: entry.isNamespaceRoot ? group.owner : caller.uid,
                               ttyGroup: ttyGroup, rows: params.rows ?? 0, columns: params.columns ?? 0)
             : nil
-        // The session's own cgroup in the group's, numbered as the session will be.
-        let id = sessions.takeID()
+        // The session's own cgroup, numbered as the session will be: in the group's when it
+        // is charged to the group's person, else below the caller's (Containment.prepareSession).
+        // A number whose cgroup still has processes (a daemon an earlier session left, before
+        // a restart) is passed over.
+        let guestOf = containment.guestOf(charged, in: group)
+        var id = sessions.takeID()
+        for _ in 0..<64 where containment.isTaken(id, guestOf: guestOf, of: group) { id = sessions.takeID() }
         let cgroup: (node: CgroupNode, files: CgroupFiles)
         do throws(CgroupError) {
-            cgroup = try containment.prepareSession(id, of: group)
+            cgroup = try containment.prepareSession(id, guestOf: guestOf, of: group)
         } catch {
             throw RPCError(.operationFailed, "cannot enter group \"\(params.name)\": its session's cgroup: \(error)")
         }
@@ -196,7 +201,7 @@ final class EnterHandler {
         _ = consume groupRoot
 
         let completion = context.later()
-        let started = Started(id: id, cgroup: cgroup.node, group: group, caller: caller, argv: argv, tty: params.tty,
+        let started = Started(id: id, guestOf: guestOf, cgroup: cgroup.node, group: group, caller: caller, argv: argv, tty: params.tty,
                               entry: entry, connection: context.connection, completion: completion)
         let timeout = policy.spawnTimeout
         do {
@@ -224,6 +229,7 @@ final class EnterHandler {
     /// What a launch needs to know when it ends.
     private struct Started {
         let id: UInt64
+        let guestOf: uid_t?
         let cgroup: CgroupNode
         let group: Group
         let caller: PeerCredentials
@@ -265,11 +271,14 @@ final class EnterHandler {
         }
         let master = launch.takeTerminal()
         let pid = pidfd.pid
-        let record = SessionRecord(
+        var record = SessionRecord(
             id: started.id, pid: pid, startTime: (try? ProcFS.startTime(pid: pid)) ?? 0,
             uid: caller.uid, argv: started.argv, started: Timestamp.now(), tty: started.tty,
             callerGID: caller.gid, callerPID: caller.pid)
+        record.guestOf = started.guestOf
         let session = Session(record: record, pidfd: pidfd, adopted: false, connection: started.connection)
+        // A session that starts (and, in SessionTable, one that ends) is use: the idle clock starts again.
+        group.lastActive = monotonicSeconds()
         do {
             try sessions.start(session, in: group)
         } catch {

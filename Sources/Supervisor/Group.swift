@@ -150,6 +150,10 @@ package struct SessionRecord: Sendable, Equatable {
     package var callerPID: pid_t
     /// Read back from a state file, which keeps argv cut as events do.
     package var argvTruncated = false
+    /// Whose cgroup the session runs in when it is not the group's: the person it
+    /// is charged to (users/UID/guest-NAME/session-ID), someone other than the
+    /// group's owner. nil: the group's own (users/OWNER/group-NAME/session-ID).
+    package var guestOf: uid_t?
 
     package init(id: UInt64, pid: pid_t, startTime: UInt64, uid: uid_t, argv: [String], started: Int64, tty: Bool,
                  callerGID: gid_t, callerPID: pid_t, argvTruncated: Bool = false) {

@@ -73,10 +73,11 @@ final class Readoption {
                                   AuditField.holderPID: String(record.holderPID), AuditField.result: "ok"])
         }
         // What groups that are gone left in their cgroups dies now: nothing outlives its group.
-        let live = Set(registry.all.map { containment.node(of: $0).relative })
+        let live = Dictionary(registry.all.map { ($0.name, $0.record.cgroupUser) }, uniquingKeysWith: { first, _ in first })
         let strays = containment.removeStrays(keeping: live)
-        if strays > 0 {
-            audit.logger.notice("Emptied and removed the cgroups of \(counted(strays, "group")) that ended while the supervisor was down")
+        sessions.noteTaken(strays.highestSession)
+        if strays.removed > 0 {
+            audit.logger.notice("Emptied and removed the cgroups of \(counted(strays.removed, "group")) that ended while the supervisor was down")
         }
     }
 

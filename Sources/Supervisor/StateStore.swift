@@ -205,6 +205,7 @@ package enum StateCodec {
                 "callerPID": .number(JSONNumber(session.callerPID)),
             ]
             if argv.truncated || session.argvTruncated { s["argvTruncated"] = .bool(true) }
+            if let guestOf = session.guestOf { s["guestOf"] = .number(JSONNumber(guestOf)) }
             return .object(s)
         })
         o["members"] = .array(r.members.map { member in
@@ -283,6 +284,8 @@ extension StateCodec {
             guard argvTruncated == nil || argvTruncated?.boolValue != nil else {
                 throw malformed("\"argvTruncated\" is \(argvTruncated!.serialized()), not true or false")
             }
+            var guestOf: uid_t?
+            if s["guestOf"] != nil { guestOf = uid_t(try integer("guestOf", 0...Int64(UInt32.max - 1), in: s)) }
             sessions.append(SessionRecord(
                 id: UInt64(try integer("id", 1...Int64.max, in: s)),
                 pid: pid_t(try integer("pid", 1...Int64(Int32.max), in: s)),
@@ -292,6 +295,7 @@ extension StateCodec {
                 callerGID: gid_t(try integer("callerGID", 0...Int64(UInt32.max - 1), in: s)),
                 callerPID: pid_t(try integer("callerPID", 0...Int64(Int32.max), in: s)),
                 argvTruncated: argvTruncated?.boolValue ?? false))
+            sessions[sessions.count - 1].guestOf = guestOf
         }
         let hostname = try o["hostname"].map { (v) throws(SupervisorError) in try string(v, "\"hostname\"") }
         var binds: [BindMount] = []

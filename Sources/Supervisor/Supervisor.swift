@@ -115,7 +115,8 @@ public final class Supervisor {
         }
         // A session's end: its cgroup goes, and an OOM kill that ended it is said at once.
         sessions.onEnded = { [containment, sweep] session, group in
-            containment.sessionEnded(session.id, of: group)
+            group.lastActive = monotonicSeconds()
+            containment.sessionEnded(session.id, guestOf: session.record.guestOf, of: group)
             sweep.reportOOMKills(group)
         }
     }
@@ -170,6 +171,8 @@ public final class Supervisor {
                      fields: [AuditField.cgroup: containment.tree.basePath])
         // Connections wait in the backlog until the groups are taken back.
         readoption.readoptGroups()
+        // nsgroupd.conf may have changed while no supervisor ran.
+        containment.applyUserLimits()
     }
 
     /// Stops accepting, closes every connection and removes the socket.

@@ -73,19 +73,20 @@ import POSIX
         }
         #expect(Sys.isDirectory(host.base + "/supervisor"))
 
-        let lab = host.tree.node(["users", "1001", "lab"])
+        let lab = host.tree.node(["users", "1001", "group-lab"])
         #expect(lab == host.tree.group(owner: 1001, name: "lab"))
-        #expect(lab.relative == "users/1001/lab")
-        #expect(lab.unifiedPath == "/system.slice/nsgroupd.service/nsgroupd/users/1001/lab")
+        #expect(lab.relative == "users/1001/group-lab")
+        #expect(lab.unifiedPath == "/system.slice/nsgroupd.service/nsgroupd/users/1001/group-lab")
+        #expect(host.tree.guest(1002, inGroup: "lab").relative == "users/1002/guest-lab")
         #expect(lab.child("holder").unifiedPath == lab.unifiedPath + "/holder")
-        let directory = host.base + "/users/1001/lab"
+        let directory = host.base + "/users/1001/group-lab"
         #expect(lab.unifiedDirectory == directory)
         #expect(lab.directory(for: .memory) == directory)
         try host.tree.user(1001).create()
         try host.tree.user(1001).delegateControllersToChildren()
         try lab.create()
         #expect(lab.exists())
-        #expect(host.tree.user(1001).childNames() == ["lab"])
+        #expect(host.tree.user(1001).childNames() == ["group-lab"])
 
         let limits = CgroupLimits(memory: 64 << 20, pids: 5, cpuWeight: 50, cpus: 1.5)
         try lab.apply(limits)
@@ -147,7 +148,7 @@ import POSIX
     @Test func processesComeWithTheirLeaf() throws {
         let host = try PureHost()
         let lab = host.tree.group(owner: 1001, name: "lab")
-        let directory = host.base + "/users/1001/lab"
+        let directory = host.base + "/users/1001/group-lab"
         try Sys.writeFile(directory + "/cgroup.procs", "")
         try Sys.writeFile(directory + "/holder/cgroup.procs", "10\n11\n")
         try Sys.writeFile(directory + "/session-3/cgroup.procs", "12\n")
@@ -189,8 +190,8 @@ import POSIX
         let lab = host.tree.group(owner: 1001, name: "lab")
         try host.tree.user(1001).create()
         try lab.create()
-        let relative = "/users/1001/lab"
-        #expect(lab.unifiedPath == "/nsgroupd/users/1001/lab")
+        let relative = "/users/1001/group-lab"
+        #expect(lab.unifiedPath == "/nsgroupd/users/1001/group-lab")
         #expect(lab.directory(for: .memory) == host.memory + relative)
         #expect(lab.legacyDirectories == [host.memory + relative, host.pids + relative, host.cpu + relative])
 
@@ -340,13 +341,13 @@ import POSIX
         let error = try #require(throws: CgroupError.self) { try lab.create() }
         #expect(error.errno == Errno(rawValue: ENOTDIR))
         // The symlink on the way: RESOLVE_NO_SYMLINKS says ELOOP.
-        #expect(mkdir(elsewhere + "/lab", 0o755) == 0)
+        #expect(mkdir(elsewhere + "/group-lab", 0o755) == 0)
         let moving = try #require(throws: CgroupError.self) { try lab.move(1) }
         #expect(moving.errno == Errno(rawValue: ELOOP))
         #expect(lab.usage() == CgroupUsage())
         #expect(lab.childNames().isEmpty)
-        #expect(rmdir(elsewhere + "/lab") == 0)
-        #expect(!Sys.exists(elsewhere + "/lab"))
+        #expect(rmdir(elsewhere + "/group-lab") == 0)
+        #expect(!Sys.exists(elsewhere + "/group-lab"))
         #expect(!Sys.exists(elsewhere + "/cgroup.procs"))
     }
 }

@@ -210,7 +210,7 @@ import POSIX
         _ = process
 
         let lines = Set(output.split(separator: "\n").map(String.init))
-        let below = "/" + real.tree.subdirectory + "/users/0/lab/holder"
+        let below = "/" + real.tree.subdirectory + "/users/0/group-lab/holder"
         let memory = try #require(Sys.ownLegacyCgroup("memory"))
         if newNamespace {
             // The new namespace's root is the node in the unified hierarchy; in v1 it is where

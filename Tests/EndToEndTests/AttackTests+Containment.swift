@@ -21,7 +21,7 @@ struct ContainmentAttackTests {
         ["/bin/sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > \(file); sleep 0.01; done"]
     }
 
-    static func count(_ file: String) -> Int { Int(C.file(file)) ?? 0 }
+    static func count(_ file: String) -> Int { C.counted(file) }
 
     /// The uid a process runs as (host view), or nil when it is gone.
     static func uid(of pid: pid_t) -> uid_t? {
@@ -64,7 +64,7 @@ struct ContainmentAttackTests {
         #expect(!inside.stdout.contains("NO-"), "\(inside.stdout)")
         #expect(!inside.stdout.contains("WROTE") && !inside.stdout.contains("MKDIR"), "\(inside.stdout)")
         #expect(inside.stdout.contains("0::/session-"), "\(inside.stdout)")
-        let group = "users/\(alice.uid)/jail"
+        let group = "users/\(alice.uid)/group-jail"
         #expect(C.file(C.directory(supervisor, group, "memory") + "/memory.limit_in_bytes") == String(64 << 20))
         #expect(C.file(C.directory(supervisor, group) + "/cgroup.freeze") == "0")
 
@@ -187,8 +187,8 @@ struct ContainmentAttackTests {
         let created = try run("/usr/bin/setpriv", ["--reuid=\(start + 7)", "--regid=\(start + 7)", "--clear-groups", "--",
                                                    Products.nsgroup, "--socket", supervisor.socketPath, "create", "sub", "--ns", "uts"])
         try #require(created.status == 0, "\(created.stderr)")
-        #expect(try supervisor.inspect("sub")["cgroup"] as? String == supervisor.cgroupBase + "/users/\(alice.uid)/sub")
-        #expect(C.cgroup(of: try supervisor.holderPID("sub")) == supervisor.cgroupBase + "/users/\(alice.uid)/sub/holder")
+        #expect(try supervisor.inspect("sub")["cgroup"] as? String == supervisor.cgroupBase + "/users/\(alice.uid)/group-sub")
+        #expect(C.cgroup(of: try supervisor.holderPID("sub")) == supervisor.cgroupBase + "/users/\(alice.uid)/group-sub/holder")
         #expect(C.file(C.directory(supervisor, "users/\(alice.uid)", "pids") + "/pids.max") == "77")
         #expect(!FileManager.default.fileExists(atPath: C.directory(supervisor, "users/\(start + 7)")))
     }
@@ -250,7 +250,7 @@ struct ContainmentAttackTests {
         let hog = try supervisor.startEnter("big", ["/usr/bin/python3", "-c",
                                                     "import time\nx = b'\\x01' * (2 << 30)\ntime.sleep(1000)"], as: alice)
         defer { hog.terminate() }
-        let usage = C.directory(supervisor, "users/\(alice.uid)/big", "memory") + "/memory.usage_in_bytes"
+        let usage = C.directory(supervisor, "users/\(alice.uid)/group-big", "memory") + "/memory.usage_in_bytes"
         try waitUntil("the session to hold its 2 GiB", timeoutSeconds: 30) { (UInt64(C.file(usage)) ?? 0) >= 2 << 30 }
 
         // The documented script, as alice.
@@ -277,7 +277,7 @@ struct ContainmentAttackTests {
         #expect(try supervisor.nsgroup(["create", "keep", "--ns", "uts"], as: alice).status == 0)
         let daemon = try supervisor.nsgroup(["enter", "keep", "--", "/bin/sh", "-c", C.daemon], as: alice)
         #expect(daemon.status == 0, "\(daemon.stderr)")
-        let group = C.directory(supervisor, "users/\(alice.uid)/keep")
+        let group = C.directory(supervisor, "users/\(alice.uid)/group-keep")
         var leftover = ""
         try waitUntil("the daemon in a session cgroup of its own") {
             leftover = ((try? FileManager.default.contentsOfDirectory(atPath: group)) ?? [])
@@ -342,12 +342,12 @@ struct ContainmentAttackTests {
         let alice = try TestUser.alice()
         let created = try supervisor.nsgroup(["create", name, "--ns", "uts"], as: alice)
         #expect(created.status == 0, "\(created.stderr)")
+        // The users/UID files are untouched.
+        #expect(C.file(C.directory(supervisor, "users/\(alice.uid)", "pids") + "/pids.max") == "4096")
         if created.status == 0 {
             #expect(try supervisor.nsgroup(["enter", name, "--", "/bin/true"], as: alice).status == 0)
             #expect(try supervisor.nsgroup(["destroy", name], as: alice).status == 0)
         }
-        // The users/UID files are untouched either way.
-        #expect(C.file(C.directory(supervisor, "users/\(alice.uid)", "pids") + "/pids.max") == "4096")
     }
 
     /// holds. Names like the tree's own leaves ("supervisor", "holder", "session-1", "users")
@@ -359,10 +359,10 @@ struct ContainmentAttackTests {
         for name in ["supervisor", "holder", "session-1", "users"] {
             let created = try supervisor.nsgroup(["create", name, "--ns", "uts"], as: alice)
             try #require(created.status == 0, "\(created.stderr)")
-            #expect(try supervisor.inspect(name)["cgroup"] as? String == supervisor.cgroupBase + "/users/\(alice.uid)/\(name)")
+            #expect(try supervisor.inspect(name)["cgroup"] as? String == supervisor.cgroupBase + "/users/\(alice.uid)/group-\(name)")
         }
         let inside = try supervisor.nsgroup(["enter", "holder", "--", "/bin/cat", "/proc/self/cgroup"], as: alice)
-        #expect(inside.stdout.contains("0::\(supervisor.cgroupBase)/users/\(alice.uid)/holder/session-"), "\(inside.stdout)")
+        #expect(inside.stdout.contains("0::\(supervisor.cgroupBase)/users/\(alice.uid)/group-holder/session-"), "\(inside.stdout)")
         #expect(try supervisor.nsgroup(["destroy", "supervisor"], as: alice).status == 0)
         #expect(C.isAlive(supervisor.pid))
         #expect(C.cgroup(of: supervisor.pid) == supervisor.cgroupBase + "/supervisor")

@@ -49,6 +49,16 @@ import Testing
     /// A daemon as one starts it: double-forked into a session of its own, its stdio on /dev/null.
     static let daemon = "/usr/bin/setsid -f /bin/sleep 1000 </dev/null >/dev/null 2>&1"
 
+    /// What a counter (`echo $i > FILE` in a loop) has written: read again when a read falls
+    /// between the shell's truncation and its write, up to a few times.
+    static func counted(_ path: String) -> Int {
+        for _ in 0..<20 {
+            if let value = Int(file(path)) { return value }
+            usleep(1_000)
+        }
+        return 0
+    }
+
     static func isAlive(_ pid: pid_t) -> Bool {
         kill(pid, 0) == 0 && !file("/proc/\(pid)/stat").contains(") Z ")
     }
@@ -61,7 +71,7 @@ import Testing
         let created = try supervisor.nsgroup(["create", "box", "--memory", "64M", "--pids", "50", "--cpu-weight", "50",
                                               "--cpus", "0.5"], as: alice)
         #expect(created.status == 0, "\(created.stderr)")
-        let group = "users/\(alice.uid)/box"
+        let group = "users/\(alice.uid)/group-box"
 
         // The supervisor itself is in its own leaf; the holder in the group's.
         #expect(Self.cgroup(of: supervisor.pid) == supervisor.cgroupBase + "/supervisor")
@@ -117,7 +127,7 @@ import Testing
         #expect(try supervisor.nsgroup(["create", "calm"], as: bob).status == 0)
         let bomb = try supervisor.startEnter("bomb", ["/bin/sh", "-c", "f() { f | f & }; f; sleep 1000"], as: alice)
         defer { bomb.terminate() }
-        let pidsFile = Self.directory(supervisor, "users/\(alice.uid)/bomb", "pids") + "/pids.current"
+        let pidsFile = Self.directory(supervisor, "users/\(alice.uid)/group-bomb", "pids") + "/pids.current"
         try waitUntil("the bomb to fill its group", timeoutSeconds: 20) { Int(Self.file(pidsFile)) ?? 0 >= 45 }
 
         // Others go on: bob enters his group and creates another, the supervisor answers.
@@ -136,7 +146,7 @@ import Testing
         // And destroy ends all of it.
         #expect(try supervisor.nsgroup(["destroy", "bomb"], as: alice).status == 0)
         try waitUntil("the bomb's cgroup to go") {
-            !FileManager.default.fileExists(atPath: Self.directory(supervisor, "users/\(alice.uid)/bomb"))
+            !FileManager.default.fileExists(atPath: Self.directory(supervisor, "users/\(alice.uid)/group-bomb"))
         }
     }
 
@@ -221,7 +231,7 @@ import Testing
         #expect(try supervisor.nsgroup(["create", "two"], as: alice).status == 0)
         let user = "users/\(alice.uid)"
         #expect(Self.file(Self.directory(supervisor, user, "pids") + "/pids.max") == "60")
-        #expect(Self.file(Self.directory(supervisor, user + "/one", "pids") + "/pids.max") == "40", "the default is the maximum")
+        #expect(Self.file(Self.directory(supervisor, user + "/group-one", "pids") + "/pids.max") == "40", "the default is the maximum")
         #expect((try supervisor.inspect("one")["limits"] as? [String: Any])?["pids"] as? Int == 40)
 
         // 35 sleepers in each: the first group takes 35 (and its holder), the second only what is left of 60.
@@ -229,13 +239,13 @@ import Testing
         let first = try supervisor.startEnter("one", ["/bin/sh", "-c", sleepers], as: alice)
         defer { first.terminate() }
         try waitUntil("the first group's sleepers", timeoutSeconds: 15) {
-            Int(Self.file(Self.directory(supervisor, user + "/one", "pids") + "/pids.current")) ?? 0 >= 37
+            Int(Self.file(Self.directory(supervisor, user + "/group-one", "pids") + "/pids.current")) ?? 0 >= 37
         }
         let second = try supervisor.startEnter("two", ["/bin/sh", "-c", sleepers], as: alice)
         defer { second.terminate() }
         usleep(2_000_000)
         let total = Int(Self.file(Self.directory(supervisor, user, "pids") + "/pids.current")) ?? 999
-        let inSecond = Int(Self.file(Self.directory(supervisor, user + "/two", "pids") + "/pids.current")) ?? 999
+        let inSecond = Int(Self.file(Self.directory(supervisor, user + "/group-two", "pids") + "/pids.current")) ?? 999
         #expect(total <= 60)
         #expect(inSecond < 36, "the second group got \(inSecond) of alice's 60")
     }
@@ -249,7 +259,7 @@ import Testing
         // Detached from everything, stdio included (the CLI waits for its stdout to close).
         let started = try supervisor.nsgroup(["enter", "flat", "--", "/bin/sh", "-c", Self.daemon], as: alice)
         #expect(started.status == 0, "\(started.stderr)")
-        let group = Self.directory(supervisor, "users/\(alice.uid)/flat")
+        let group = Self.directory(supervisor, "users/\(alice.uid)/group-flat")
         let holder = try supervisor.holderPID("flat")
         var daemon: pid_t = 0
         try waitUntil("the daemon in the group's cgroup") {
@@ -271,7 +281,7 @@ import Testing
         #expect(try supervisor.nsgroup(["create", "ice", "--ns", "uts,ipc"], as: alice).status == 0)
         let counter = try supervisor.startEnter("ice", ["/bin/sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > \(scratch)/n; done"], as: alice)
         defer { counter.terminate() }
-        func count() -> Int { Int(Self.file(scratch + "/n")) ?? 0 }
+        func count() -> Int { Self.counted(scratch + "/n") }
         try waitUntil("the counter to count") { count() > 100 }
 
         // Not everyone may.
@@ -281,7 +291,7 @@ import Testing
 
         #expect(try supervisor.nsgroup(["freeze", "ice"], as: alice).status == 0)
         try waitUntil("the kernel to report the group frozen") {
-            Self.file(Self.directory(supervisor, "users/\(alice.uid)/ice") + "/cgroup.events").contains("frozen 1")
+            Self.file(Self.directory(supervisor, "users/\(alice.uid)/group-ice") + "/cgroup.events").contains("frozen 1")
         }
         let stopped = count()
         usleep(500_000)
@@ -321,7 +331,7 @@ import Testing
         let refused = try supervisor.nsgroup(["freeze", "shared"], as: alice)
         #expect(refused.status != 0)
         #expect(refused.stderr.contains("may not freeze"), "\(refused.stderr)")
-        #expect(!Self.file(Self.directory(supervisor, "users/\(alice.uid)/shared") + "/cgroup.freeze").hasPrefix("1"))
+        #expect(!Self.file(Self.directory(supervisor, "users/\(alice.uid)/group-shared") + "/cgroup.freeze").hasPrefix("1"))
         #expect(try supervisor.inspect("shared")["frozen"] as? Bool == false)
         // An admin may, and the owner may thaw what is frozen.
         #expect(try supervisor.nsgroup(["freeze", "shared"], as: carol).status == 0)
@@ -373,7 +383,7 @@ import Testing
         let session = try supervisor.startEnter("keep", ["/bin/sleep", "1000"], as: alice)
         defer { session.terminate() }
         #expect(try supervisor.nsgroup(["enter", "lost", "--", "/bin/sh", "-c", Self.daemon], as: alice).status == 0)
-        let lost = Self.directory(supervisor, "users/\(alice.uid)/lost")
+        let lost = Self.directory(supervisor, "users/\(alice.uid)/group-lost")
         let lostHolder = try supervisor.holderPID("lost")
         var orphan: pid_t = 0
         try waitUntil("the orphan-to-be") {
@@ -391,8 +401,8 @@ import Testing
         #expect((info["limits"] as? [String: Any])?["pids"] as? Int == 77)
         #expect((info["limits"] as? [String: Any])?["memory"] as? Int == 100 << 20)
         #expect((info["sessions"] as? [Any])?.count == 1)
-        #expect(Self.cgroup(of: holder) == supervisor.cgroupBase + "/users/\(alice.uid)/keep/holder")
-        #expect(Self.file(Self.directory(supervisor, "users/\(alice.uid)/keep", "pids") + "/pids.max") == "77")
+        #expect(Self.cgroup(of: holder) == supervisor.cgroupBase + "/users/\(alice.uid)/group-keep/holder")
+        #expect(Self.file(Self.directory(supervisor, "users/\(alice.uid)/group-keep", "pids") + "/pids.max") == "77")
         #expect(Self.cgroup(of: supervisor.pid) == supervisor.cgroupBase + "/supervisor")
         try waitUntil("the lost group's orphan to be ended") { !Self.isAlive(orphan) }
         try waitUntil("the lost group's cgroup to go") { !FileManager.default.fileExists(atPath: lost) }
@@ -417,7 +427,7 @@ import Testing
 
         let listed = try #require(try Self.json(try supervisor.nsgroup(["ps", "seen", "--json"], as: alice))["processes"] as? [[String: Any]])
         let pids = Set(listed.compactMap { $0["pid"] as? Int }.map { pid_t($0) })
-        #expect(pids == Self.pids(below: Self.directory(supervisor, "users/\(alice.uid)/seen")), "exactly the cgroup's")
+        #expect(pids == Self.pids(below: Self.directory(supervisor, "users/\(alice.uid)/group-seen")), "exactly the cgroup's")
         let holderRow = listed.first { $0["pid"] as? Int == Int(holder) }
         #expect(holderRow?["nspid"] as? Int == 1)
         #expect(holderRow?["session"] == nil || holderRow?["session"] is NSNull)
