@@ -44,6 +44,8 @@ extension SpawnError {
         case resourceLimitCount(Int)
         /// Opening the pidfd of a session that has exec'd.
         case pidfdOpen(pid: Int32)
+        /// Reading the command lines of a group's processes (`processes`) did not finish in time.
+        case readProcesses
         /// The session did not exec (or fail) within the spawn timeout.
         case waitingForSession(seconds: Int)
         /// The launch was killed before its program ran (its client went away).
@@ -120,6 +122,7 @@ extension SpawnError {
             case .recordHolder: "record the holder"
             case .resourceLimitCount(let count): "resource limits (\(count), not \(NS_RLIMIT_COUNT))"
             case .pidfdOpen(let pid): "pidfd_open(\(pid))"
+            case .readProcesses: "read(/proc/PID/cmdline)"
             case .waitingForSession(let seconds): "waiting \(seconds) s for the session to start"
             case .killed: "stopped: the client went away"
             case .openNamespaces(let pid): "open(/proc/\(pid)/ns)"

@@ -53,7 +53,7 @@ final class CgroupHandler {
         do throws(CgroupError) {
             try containment.setFrozen(frozen, group)
         } catch {
-            throw RPCError(.operationFailed, "cannot \(action) group \"\(params.name)\": \(error)")
+            throw RPCError.operationFailed("cannot \(action) group \"\(params.name)\"", error)
         }
         if group.frozen != frozen {
             group.frozen = frozen
@@ -86,7 +86,9 @@ final class CgroupHandler {
         }, completion: { [weak self] read in
             guard let self else { return }
             guard let read else {
-                completion.finish(.error(RPCError(.operationFailed, "cannot list the processes of group \"\(name)\": reading them took longer than \(Int(Self.readerLimits.timeout)) s (a process of the group does not let its memory be read)")))
+                completion.finish(.error(RPCError.operationFailed(
+                    "cannot list the processes of group \"\(name)\": reading them did not finish within \(Int(Self.readerLimits.timeout)) s (a process whose memory cannot be read holds up the reader, or it has too many lists to read)",
+                    step: .readProcesses, errno: .timedOut)))
                 return
             }
             let queries = Set(read.map { NameQuery.user(uid: $0.uid) })

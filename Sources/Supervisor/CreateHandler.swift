@@ -85,7 +85,7 @@ final class CreateHandler {
         do throws(CgroupError) {
             cgroup = try containment.prepareGroup(user: charged, name: params.name, limits: limits)
         } catch {
-            throw RPCError(.operationFailed, "cannot create group \"\(params.name)\": its cgroup: \(error)")
+            throw RPCError.operationFailed("cannot create group \"\(params.name)\": its cgroup", error)
         }
         let launch: HolderLaunch
         do throws(SpawnError) {

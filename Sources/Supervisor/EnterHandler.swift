@@ -183,7 +183,7 @@ final class EnterHandler {
         do throws(CgroupError) {
             cgroup = try containment.prepareSession(id, guestOf: guestOf, of: group)
         } catch {
-            throw RPCError(.operationFailed, "cannot enter group \"\(params.name)\": its session's cgroup: \(error)")
+            throw RPCError.operationFailed("cannot enter group \"\(params.name)\": its session's cgroup", error)
         }
         let fds = descriptors.rawValues
         let launch: SessionLaunch

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Cgroups
 import Namespaces
 import POSIX
 import RPC
@@ -16,5 +20,14 @@ extension RPCError {
     /// `operation_failed` with a message of the caller's own and the step and errno as data.
     static func operationFailed(_ message: String, step: SpawnError.Step, errno: Errno) -> RPCError {
         RPCError(.operationFailed, message, details: ["step": .string(step.description), "errno": .string(errno.name)])
+    }
+
+    /// `operation_failed` for a cgroup that could not be made, written or read: the step is
+    /// the operation on its file ("mkdir(/sys/fs/cgroup/…)", "write(…/cgroup.freeze)"), the
+    /// errno the kernel's (EINVAL when no system call failed, such as a controller the host lacks).
+    static func operationFailed(_ what: String, _ error: CgroupError) -> RPCError {
+        RPCError(.operationFailed, "\(what): \(error)",
+                 details: ["step": .string("\(error.operation)(\(error.path))"),
+                           "errno": .string((error.errno ?? Errno(rawValue: EINVAL)).name)])
     }
 }

@@ -3,9 +3,11 @@ import RPC
 /// `share` and `unshare`: who besides the owner may see and enter a group.
 final class ShareHandler {
     private let registry: GroupRegistry
+    private let containment: Containment
 
-    init(registry: GroupRegistry) {
+    init(registry: GroupRegistry, containment: Containment) {
         self.registry = registry
+        self.containment = containment
     }
 
     /// `share` / `unshare {name, members}`: the owner and admins change who
@@ -37,6 +39,6 @@ final class ShareHandler {
             }
             group.record = updated
         }
-        return .result(group.info.json)
+        return .result(containment.describe(group, detailed: true))
     }
 }

@@ -102,7 +102,7 @@ public final class Supervisor {
         enterHandler = EnterHandler(registry: registry, sessions: sessions, launches: launches, reaper: reaper,
                                     policies: policies, subordinates: subordinates, audit: audit, ttyGroup: ttyGroup,
                                     containment: containment)
-        shareHandler = ShareHandler(registry: registry)
+        shareHandler = ShareHandler(registry: registry, containment: containment)
         readoption = Readoption(registry: registry, sessions: sessions, destroyer: destroyHandler, audit: audit,
                                 containment: containment)
         cgroupHandler = try CgroupHandler(registry: registry, containment: containment, bus: bus, names: names,

@@ -9,8 +9,9 @@ import Systemd
 /// Once a second, on the loop: groups whose lifetime is over or that were
 /// idle too long are destroyed, OOM kills in a group are reported, and
 /// cgroups left behind by ended groups and sessions are removed once empty.
-/// Each turn reads a few cgroupfs files per group that has a lifetime, an
-/// idle time or a memory limit: kernel files, which never wait on a user.
+/// Each turn reads a few cgroupfs files per group (its OOM count, and its
+/// sessions' cgroups when it has an idle time): kernel files, which never
+/// wait on a user.
 final class Sweep {
     private let registry: GroupRegistry
     private let containment: Containment
