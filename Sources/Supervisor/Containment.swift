@@ -75,8 +75,16 @@ final class Containment {
     }
 
     /// The per-user limits of nsgroupd.conf; none for root, whom per-user limits do not bind.
+    /// A limit of a controller this host lacks is left out: the defaults must not make every
+    /// create fail there (a limit a create asks for is still refused).
     private func limits(ofUser uid: uid_t) -> CgroupLimits {
-        uid == 0 ? CgroupLimits() : CgroupLimits(policy.userLimits)
+        guard uid != 0 else { return CgroupLimits() }
+        var limits = CgroupLimits(policy.userLimits)
+        let layout = tree.layout
+        if layout.place(of: .memory) == .absent { limits.memory = nil }
+        if layout.place(of: .pids) == .absent { limits.pids = nil }
+        if layout.place(of: .cpu) == .absent { limits.cpus = nil; limits.cpuWeight = nil }
+        return limits
     }
 
     /// After a reload or a restart: the per-user limits as nsgroupd.conf says now, on every
