@@ -7,8 +7,9 @@ import POSIX
 /// cgroup itself when subdirectory is nil), and in each v1 hierarchy that carries one of our
 /// controllers the same relative subdirectory below our own cgroup there.
 ///
-/// Below the base: "supervisor", the daemon's own leaf, and "users/UID/NAME/{holder,
-/// session-ID}", a group per NAME. Processes live in leaves only: in cgroup2 a cgroup with
+/// Below the base: "supervisor", the daemon's own leaf, "users/UID/group-NAME/{holder,
+/// session-ID}", a group per NAME, and "users/UID/guest-NAME/session-ID", the sessions UID
+/// runs in someone else's group NAME. Processes live in leaves only: in cgroup2 a cgroup with
 /// controllers enabled for its children may hold no process itself.
 public struct CgroupTree: Sendable {
     public let layout: CgroupLayout

@@ -309,10 +309,11 @@ final class EnterHandler {
     }
 
     /// A launch that failed. A clone refused with EAGAIN in a group's cgroup
-    /// is its pids limit (or its owner's): said so, as limit_exceeded.
+    /// is a pids limit (the group's, or that of the person the session is charged to): said so,
+    /// as limit_exceeded.
     static func spawnFailure(_ name: String, _ error: SpawnError) -> RPCError {
         if error.step == .clone3, error.errno.rawValue == EAGAIN {
-            return RPCError(.limitExceeded, "cannot enter group \"\(name)\": no process can start in it: its pids limit, or its owner's, is reached (\(error))")
+            return RPCError(.limitExceeded, "cannot enter group \"\(name)\": no process can start there: a pids limit is reached (the group's, or the per-user limit of whom the session is charged to) (\(error))")
         }
         return RPCError.operationFailed("cannot enter group \"\(name)\"", error)
     }

@@ -27,7 +27,7 @@ extension RPCError {
     /// errno the kernel's (EINVAL when no system call failed, such as a controller the host lacks).
     static func operationFailed(_ what: String, _ error: CgroupError) -> RPCError {
         RPCError(.operationFailed, "\(what): \(error)",
-                 details: ["step": .string("\(error.operation)(\(error.path))"),
+                 details: ["step": .string("\(error.operation.split(separator: " ").first ?? "")(\(error.path))"),
                            "errno": .string((error.errno ?? Errno(rawValue: EINVAL)).name)])
     }
 }
