@@ -302,11 +302,21 @@ final class Containment {
 
     /// A group's description with what changes all the time: its usage, its
     /// cgroup, whether it is frozen, and (`detailed`, for inspect) each
-    /// session's usage. `list` reads four small kernel files per group.
+    /// session's usage. `inspect` reads the usage now (a few small kernel
+    /// files); `list` shows the Sweep's snapshot, at most a second old, and
+    /// reads no file: a list of thousands of groups costs what it did before
+    /// groups had cgroups.
     func describe(_ group: Group, detailed: Bool) -> JSONValue {
+        if !detailed, let cached = group.cachedListJSON { return cached }
         guard case .object(var o) = group.infoJSON else { return group.infoJSON }
         let node = self.node(of: group)
-        o["usage"] = ResourceUsage(node.usage()).json
+        if detailed {
+            o["usage"] = ResourceUsage(node.usage()).json
+        } else {
+            // The Sweep's snapshot; read now only for a group it has not reached yet.
+            if group.usageSnapshot == nil { group.usageSnapshot = ResourceUsage(node.usage()) }
+            o["usage"] = group.usageSnapshot?.json
+        }
         o["frozen"] = .bool(group.frozen)
         o["cgroup"] = .string(node.unifiedPath)
         if detailed, case .array(let sessions)? = o["sessions"] {
@@ -318,7 +328,9 @@ final class Containment {
                 return .object(s)
             })
         }
-        return .object(o)
+        let json = JSONValue.object(o)
+        if !detailed { group.cachedListJSON = json }
+        return json
     }
 
     /// Whether a session cgroup of the group (or of its guests) still has processes (for `idle`).

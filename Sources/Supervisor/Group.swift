@@ -10,7 +10,7 @@ import Systemd
 /// Owned by the GroupRegistry; touched only on the event loop's thread.
 final class Group {
     /// Changes only through share and unshare (and is then saved).
-    var record: GroupRecord { didSet { cachedInfoJSON = nil } }
+    var record: GroupRecord { didSet { cachedInfoJSON = nil; cachedListJSON = nil } }
     let holder: Pidfd
     /// Watches the holder's pidfd: readable once the holder has exited.
     var holderWatch: EventSource?
@@ -21,7 +21,12 @@ final class Group {
     /// Why it is being destroyed: "request", "lifetime" or "idle" (events, journal).
     var destroyReason = "request"
     /// Stopped by `freeze` (cgroup.freeze) until `thaw`.
-    var frozen = false
+    var frozen = false { didSet { cachedListJSON = nil } }
+    /// What its cgroup used when the Sweep last read it (at most a second ago): what
+    /// `list` shows, so that a list of thousands of groups reads no file.
+    var usageSnapshot: ResourceUsage? { didSet { if oldValue != usageSnapshot { cachedListJSON = nil } } }
+    /// `list`'s entry for the group: the description with the snapshot, kept between changes.
+    var cachedListJSON: JSONValue?
     /// When a session last ran (monotonic seconds), for `idle`.
     var lastActive = monotonicSeconds()
     /// OOM kills in its cgroup already reported.
@@ -33,7 +38,7 @@ final class Group {
     var instance: UInt64 = 0
     /// Processes started by `enter`, by session number. Written only by the
     /// SessionTable (a session's start, adoption and end).
-    var sessions: [UInt64: Session] = [:] { didSet { cachedInfoJSON = nil } }
+    var sessions: [UInt64: Session] = [:] { didSet { cachedInfoJSON = nil; cachedListJSON = nil } }
     /// Enters under way into this group (their process has not exec'd yet), so that
     /// ending the group ends them too: none may start in a group that is gone. Written
     /// only by the EnterHandler.

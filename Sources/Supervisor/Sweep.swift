@@ -6,12 +6,13 @@ import POSIX
 import RPC
 import Systemd
 
-/// Once a second, on the loop: groups whose lifetime is over or that were
-/// idle too long are destroyed, OOM kills in a group are reported, and
-/// cgroups left behind by ended groups and sessions are removed once empty.
-/// Each turn reads a few cgroupfs files per group (its OOM count, and its
-/// sessions' cgroups when it has an idle time): kernel files, which never
-/// wait on a user.
+/// Once a second for each group, on the loop: a group whose lifetime is
+/// over or that was idle too long is destroyed, its usage snapshot (what
+/// `list` shows) is read again, and OOM kills in it are reported; cgroups
+/// left behind by ended groups and sessions are removed once empty. The work
+/// is spread over ten turns a second, a tenth of the groups each, so that
+/// thousands of groups never hold the loop for long at once. Each group costs
+/// a few reads of cgroupfs files: kernel files, which never wait on a user.
 final class Sweep {
     private let registry: GroupRegistry
     private let containment: Containment
@@ -19,8 +20,9 @@ final class Sweep {
     private let bus: EventBus
     private let audit: Audit
     private var timer: EventSource?
+    private var tick = 0
 
-    static let intervalMicroseconds: UInt64 = 1_000_000
+    static let turnsPerSecond = 10
 
     init(loop: EventLoop, registry: GroupRegistry, containment: Containment, destroyer: DestroyHandler, bus: EventBus,
          audit: Audit) throws {
@@ -29,15 +31,19 @@ final class Sweep {
         self.destroyer = destroyer
         self.bus = bus
         self.audit = audit
-        timer = try loop.addRepeatingTimer(everyMicroseconds: Self.intervalMicroseconds) { [weak self] in self?.turn() }
+        timer = try loop.addRepeatingTimer(everyMicroseconds: UInt64(1_000_000 / Self.turnsPerSecond)) { [weak self] in
+            self?.turn()
+        }
     }
 
     deinit { timer?.cancel() }
 
     func turn() {
+        let slice = tick % Self.turnsPerSecond
+        tick += 1
         let now = monotonicSeconds()
         let wallClock = Timestamp.now()
-        for group in registry.all where !group.destroying {
+        for (index, group) in registry.all.enumerated() where index % Self.turnsPerSecond == slice && !group.destroying {
             if let expires = group.record.expires, wallClock >= expires {
                 destroyer.expire(group, reason: "lifetime")
                 continue
@@ -50,9 +56,10 @@ final class Sweep {
                     continue
                 }
             }
+            group.usageSnapshot = ResourceUsage(containment.node(of: group).usage())
             reportOOMKills(group)
         }
-        containment.sweepLeftovers()
+        if slice == 0 { containment.sweepLeftovers() }
     }
 
     /// A rise in the OOM kill count of the group's cgroup: the journal and the event stream say so.
