@@ -108,7 +108,7 @@ final class CgroupHandler {
 /// /proc, read on the reader's worker thread for `processes`.
 enum ProcessReading {
     static func read(pid: pid_t, leaf: String, cgroupPrefix: String, inPidNamespace: Bool) -> ProcessInfo? {
-        guard let status = text("/proc/\(pid)/status", limit: 8192) else { return nil }
+        guard let status = try? ProcFS.readText("/proc/\(pid)/status", limit: 8192) else { return nil }
         var uid: UInt32?
         var nspid = pid
         var comm = ""
@@ -124,8 +124,8 @@ enum ProcessReading {
         }
         guard let uid else { return nil }
         var arguments: [String] = []
-        if let raw = bytes("/proc/\(pid)/cmdline", limit: ProcessInfo.maxCommandBytes + 1) {
-            arguments = raw.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+        if let raw = try? ProcFS.readText("/proc/\(pid)/cmdline", limit: ProcessInfo.maxCommandBytes + 1) {
+            arguments = raw.split(separator: "\0", omittingEmptySubsequences: false).map(String.init)
             if arguments.last == "" { arguments.removeLast() }
         }
         let command = ProcessInfo.command(argv: arguments, name: comm)
@@ -135,14 +135,5 @@ enum ProcessReading {
         }
         let session = leaf.hasPrefix("session-") ? UInt64(leaf.dropFirst("session-".count)) : nil
         return ProcessInfo(pid: pid, nspid: nspid, uid: uid, user: nil, session: session, command: command)
-    }
-
-    private static func bytes(_ path: String, limit: Int) -> [UInt8]? {
-        guard let fd = try? FileDescriptor.open(path, O_RDONLY | O_CLOEXEC) else { return nil }
-        return try? fd.readAll(limit: limit)
-    }
-
-    private static func text(_ path: String, limit: Int) -> String? {
-        bytes(path, limit: limit).map { String(decoding: $0, as: UTF8.self) }
     }
 }

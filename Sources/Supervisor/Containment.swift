@@ -160,13 +160,10 @@ final class Containment {
         charged == group.record.cgroupUser ? nil : charged
     }
 
-    /// The cgroups of a group's guests: users/UID/guest-NAME of everyone who ran a session there.
+    /// The cgroups of a group's guests: users/UID/guest-NAME of everyone who ran a session
+    /// there (Group.guests, kept as they are made and found again at start-up).
     func guests(of group: Group) -> [CgroupNode] {
-        tree.node(["users"]).childNames().compactMap { name -> CgroupNode? in
-            guard let uid = uid_t(name) else { return nil }
-            let guest = tree.guest(uid, inGroup: group.name)
-            return guest.exists() ? guest : nil
-        }
+        group.guests.sorted().map { tree.guest($0, inGroup: group.name) }
     }
 
     /// The group's cgroup and its guests'.
@@ -184,6 +181,7 @@ final class Containment {
             let guest = tree.guest(guestOf, inGroup: group.name)
             if !guest.exists() {
                 try guest.create()
+                group.guests.insert(guestOf)
                 try guest.apply(CgroupLimits(group.record.limits))
                 try guest.delegateControllersToChildren()
             }
@@ -208,8 +206,12 @@ final class Containment {
     /// of OOM kills would lose the session's with it (v1), the group keeps them.
     func sessionEnded(_ id: UInt64, guestOf: uid_t?, of group: Group) {
         let leaf = sessionNode(id, guestOf: guestOf, of: group)
-        if !leaf.countsKillsOfRemovedChildren, !leaf.isPopulated { group.oomKillsOfRemovedSessions += leaf.oomKills() ?? 0 }
-        if leaf.isPopulated { leftovers[leaf.relative] = leaf } else { discard(leaf) }
+        if leaf.isPopulated {
+            leftovers[leaf.relative] = leaf
+            return
+        }
+        if !leaf.countsKillsOfRemovedChildren { group.oomKillsOfRemovedSessions += leaf.oomKills() ?? 0 }
+        discard(leaf)
     }
 
     /// OOM kills in the group so far, its guests' and sessions that ended included.
@@ -242,17 +244,14 @@ final class Containment {
         }
     }
 
-    /// A group's end: its cgroup and its guests', and the cgroups of people left with nothing in them.
-    func discardGroup(user uid: uid_t, name: String) {
+    /// A group's end: its cgroup and its guests' (`guests`), and the cgroups of those people
+    /// when nothing is left in them.
+    func discardGroup(user uid: uid_t, name: String, guests: Set<uid_t> = []) {
         discard(tree.group(owner: uid, name: name))
-        for userName in tree.node(["users"]).childNames() {
-            guard let other = uid_t(userName) else { continue }
-            let guest = tree.guest(other, inGroup: name)
-            if guest.exists() { discard(guest) }
-            let user = tree.user(other)
-            if other == uid || guest.exists() || user.childNames().isEmpty {
-                if user.childNames().isEmpty { try? user.remove() }
-            }
+        for person in [uid] + guests.sorted() {
+            if person != uid { discard(tree.guest(person, inGroup: name)) }
+            let user = tree.user(person)
+            if user.childNames().isEmpty { try? user.remove() }
         }
     }
 
@@ -267,10 +266,10 @@ final class Containment {
     /// that are no longer (their holder died while the supervisor was down)
     /// are emptied (cgroup.kill: nothing a group started outlives it) and
     /// removed, and so are empty session cgroups.
-    /// `live`: the names of the groups taken back, with whose cgroup each is in.
-    /// Returns how many groups' cgroups went, and the highest session number
-    /// a cgroup still has (the numbering goes on above it).
-    func removeStrays(keeping live: [String: uid_t]) -> (removed: Int, highestSession: UInt64) {
+    /// `live`: the groups taken back, by name; each learns its guests' cgroups here.
+    /// Returns how many groups' cgroups went, and the highest session number a cgroup
+    /// still has (the numbering goes on above it).
+    func removeStrays(keeping live: [String: Group]) -> (removed: Int, highestSession: UInt64) {
         var removed = 0
         var highest: UInt64 = 0
         for userName in tree.node(["users"]).childNames() {
@@ -281,7 +280,8 @@ final class Containment {
                 guard isGroup || child.hasPrefix(CgroupTree.guestPrefix) else { continue }
                 let name = String(child.dropFirst(isGroup ? CgroupTree.groupPrefix.count : CgroupTree.guestPrefix.count))
                 let node = user.child(child)
-                if let owner = live[name], !isGroup || owner == uid {
+                if let group = live[name], !isGroup || group.record.cgroupUser == uid {
+                    if !isGroup { group.guests.insert(uid) }
                     for leaf in node.childNames() where leaf.hasPrefix("session-") {
                         highest = max(highest, UInt64(leaf.dropFirst("session-".count)) ?? 0)
                         let session = node.child(leaf)

@@ -51,7 +51,9 @@ final class CreateHandler {
         let offsets = try Self.timeOffsets(params, kinds: kinds)
         let netnsName = try Self.netnsName(params.netnsName, kinds: kinds)
         try checkCreatePolicy(context.caller, name: params.name, kinds: kinds)
-        let limits = try resolveLimits(params.limits, caller: context.caller)
+        // The limits of its cgroup: those asked for, within nsgroupd.conf's maxima (root is not
+        // held to them, as to the other per-user limits), and its defaults for the rest.
+        let limits = try policy.resolve(params.limits, holdingToMaxima: context.caller.uid != 0)
         let tmpfs = try checkTmpfsPolicy(requestedTmpfs, caller: context.caller, home: context.identity.entry?.home, kinds: kinds)
         if (!binds.isEmpty || netnsName != nil) && !policy.isAdmin(context.caller) {
             throw RPCError(.permissionDenied, binds.isEmpty
@@ -241,21 +243,6 @@ final class CreateHandler {
                         AuditField.limits: record.limits.auditText,
                      ])
         pending.completion.finish(.result(containment.describe(group, detailed: true)))
-    }
-
-    /// The limits of the new group's cgroup: those asked for, within
-    /// nsgroupd.conf's maxima, and its defaults for the rest.
-    private func resolveLimits(_ requested: GroupLimits, caller: PeerCredentials) throws(RPCError) -> GroupLimits {
-        if caller.uid == 0 {
-            // Root is not held to the maxima (as with the other per-user limits); the defaults still apply.
-            var limits = (try? policy.resolve(GroupLimits())) ?? GroupLimits()
-            limits.memory = requested.memory ?? limits.memory
-            limits.pids = requested.pids ?? limits.pids
-            limits.cpus = requested.cpus ?? limits.cpus
-            limits.cpuWeight = requested.cpuWeight
-            return limits
-        }
-        return try policy.resolve(requested)
     }
 
     /// The create rule, the allowed namespace kinds and the group limits.

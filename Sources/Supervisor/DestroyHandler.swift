@@ -148,7 +148,7 @@ final class DestroyHandler {
     private func drain(_ group: Group) {
         let finish = { [registry, containment] in
             registry.release(group.name)
-            containment.discardGroup(user: group.record.cgroupUser, name: group.name)
+            containment.discardGroup(user: group.record.cgroupUser, name: group.name, guests: group.guests)
             let waiters = group.destroyWaiters
             group.destroyWaiters.removeAll()
             for waiter in waiters { waiter.finish(.result(.object([:]))) }

@@ -31,6 +31,9 @@ final class Group {
     var lastActive = monotonicSeconds()
     /// OOM kills in its cgroup already reported.
     var oomKillsReported: UInt64 = 0
+    /// Who has a guest cgroup in the group (users/UID/guest-NAME): everyone but its person
+    /// who ran a session there. Written only by Containment.
+    var guests: Set<uid_t> = []
     /// OOM kills in session cgroups removed since (v1 counts them only there).
     var oomKillsOfRemovedSessions: UInt64 = 0
     /// Which registration of this name it is (GroupRegistry.register): records that

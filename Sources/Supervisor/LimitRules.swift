@@ -9,16 +9,17 @@ extension Policy {
     ///
     /// A value above either setting is refused with `limit_exceeded`, naming the tighter
     /// setting it is above (the per-group one when both are the same): `"memory" 1g is
-    /// above limits.memory-per-group (512m)`. Who is bound (root is not, for the other
-    /// per-user limits) is the caller's to decide.
-    func resolve(_ requested: GroupLimits) throws(RPCError) -> GroupLimits {
+    /// above limits.memory-per-group (512m)`. Who is bound is the caller's to decide: with
+    /// `holdingToMaxima` false (root, whom per-user limits do not bind) what is asked is
+    /// given as it is, and only what is not asked comes from the settings.
+    func resolve(_ requested: GroupLimits, holdingToMaxima: Bool = true) throws(RPCError) -> GroupLimits {
         var limits = requested
         limits.memory = try Self.resolve("memory", requested.memory, perGroup: memoryPerGroup, perUser: memoryPerUser,
-                                         text: ByteSize.format)
+                                         holding: holdingToMaxima, text: ByteSize.format)
         limits.pids = try Self.resolve("pids", requested.pids, perGroup: pidsPerGroup, perUser: pidsPerUser,
-                                       text: { String($0) })
+                                       holding: holdingToMaxima, text: { String($0) })
         limits.cpus = try Self.resolve("cpus", requested.cpus, perGroup: cpusPerGroup, perUser: cpusPerUser,
-                                       text: LimitText.cpus)
+                                       holding: holdingToMaxima, text: LimitText.cpus)
         return limits
     }
 
@@ -29,8 +30,9 @@ extension Policy {
 
     /// One kind of limit: `field` is both the create parameter and the start of its keys.
     private static func resolve<Value: Comparable>(_ field: String, _ requested: Value?, perGroup: Value?, perUser: Value?,
-                                                   text: (Value) -> String) throws(RPCError) -> Value? {
+                                                   holding: Bool, text: (Value) -> String) throws(RPCError) -> Value? {
         guard let requested else { return perGroup }
+        guard holding else { return requested }
         var exceeded: (scope: String, setting: Value)?
         for (scope, setting) in [("per-group", perGroup), ("per-user", perUser)] {
             guard let setting, requested > setting else { continue }

@@ -61,7 +61,6 @@ final class Readoption {
             }
             registry.register(group)
             group.frozen = containment.node(of: group).isFrozen
-            group.oomKillsReported = containment.oomKills(group) ?? 0
             readoptSessions(of: group)
             // A crash between recording and publishing leaves it unpublished: publish now.
             if let netns = record.netnsName, let net = record.namespaces.first(where: { $0.kind == .net }),
@@ -73,9 +72,11 @@ final class Readoption {
                                   AuditField.holderPID: String(record.holderPID), AuditField.result: "ok"])
         }
         // What groups that are gone left in their cgroups dies now: nothing outlives its group.
-        let live = Dictionary(registry.all.map { ($0.name, $0.record.cgroupUser) }, uniquingKeysWith: { first, _ in first })
+        let live = Dictionary(registry.all.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         let strays = containment.removeStrays(keeping: live)
         sessions.noteTaken(strays.highestSession)
+        // OOM kills from before the restart are not new (the guests' cgroups are known now).
+        for group in registry.all { group.oomKillsReported = containment.oomKills(group) ?? 0 }
         if strays.removed > 0 {
             audit.logger.notice("Emptied and removed the cgroups of \(counted(strays.removed, "group")) that ended while the supervisor was down")
         }
