@@ -99,7 +99,7 @@ let package = Package(
         .testTarget(name: "nsgroupTests", dependencies: ["nsgroup", "RPC"], swiftSettings: strict),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["Client", "RPC", "Namespaces", "POSIX", "Supervisor", "nsgroupd", "nsgroup", "nsgroup-holder", "nsgroup-bench"],
+            dependencies: ["Client", "RPC", "Namespaces", "Cgroups", "POSIX", "Supervisor", "nsgroupd", "nsgroup", "nsgroup-holder", "nsgroup-bench"],
             swiftSettings: strict
         ),
     ]

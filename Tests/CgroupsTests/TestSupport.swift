@@ -44,20 +44,7 @@ enum Sys {
     }
 
     /// A whole file's text; nil when it cannot be opened.
-    static func readFile(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var result: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            result += chunk[0..<n]
-        }
-        return String(decoding: result, as: UTF8.self)
-    }
+    static func readFile(_ path: String) -> String? { try? ProcFS.readText(path) }
 
     static func isDirectory(_ path: String) -> Bool {
         var status = stat()

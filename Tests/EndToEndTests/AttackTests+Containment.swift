@@ -1,3 +1,4 @@
+import Cgroups
 import Foundation
 import Glibc
 import POSIX
@@ -188,7 +189,7 @@ struct ContainmentAttackTests {
                                                    Products.nsgroup, "--socket", supervisor.socketPath, "create", "sub", "--ns", "uts"])
         try #require(created.status == 0, "\(created.stderr)")
         #expect(try supervisor.inspect("sub")["cgroup"] as? String == supervisor.cgroupBase + "/users/\(alice.uid)/group-sub")
-        #expect(C.cgroup(of: try supervisor.holderPID("sub")) == supervisor.cgroupBase + "/users/\(alice.uid)/group-sub/holder")
+        #expect(unifiedCgroup(ofProcess: try supervisor.holderPID("sub")) == supervisor.cgroupBase + "/users/\(alice.uid)/group-sub/holder")
         #expect(C.file(C.directory(supervisor, "users/\(alice.uid)", "pids") + "/pids.max") == "77")
         #expect(!FileManager.default.fileExists(atPath: C.directory(supervisor, "users/\(start + 7)")))
     }
@@ -365,7 +366,7 @@ struct ContainmentAttackTests {
         #expect(inside.stdout.contains("0::\(supervisor.cgroupBase)/users/\(alice.uid)/group-holder/session-"), "\(inside.stdout)")
         #expect(try supervisor.nsgroup(["destroy", "supervisor"], as: alice).status == 0)
         #expect(C.isAlive(supervisor.pid))
-        #expect(C.cgroup(of: supervisor.pid) == supervisor.cgroupBase + "/supervisor")
+        #expect(unifiedCgroup(ofProcess: supervisor.pid) == supervisor.cgroupBase + "/supervisor")
         #expect(try supervisor.nsgroup(["list"], as: alice).status == 0)
         #expect(try supervisor.groupNames().sorted() == ["holder", "session-1", "users"])
     }

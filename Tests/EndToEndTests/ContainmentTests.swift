@@ -1,3 +1,4 @@
+import Cgroups
 import Foundation
 import Glibc
 import POSIX
@@ -20,11 +21,6 @@ import Testing
 
     static func file(_ path: String) -> String {
         ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
-    }
-
-    /// The unified cgroup of a process, as the host sees it.
-    static func cgroup(of pid: pid_t) -> String? {
-        file("/proc/\(pid)/cgroup").split(separator: "\n").first { $0.hasPrefix("0::") }.map { String($0.dropFirst(3)) }
     }
 
     /// Every pid in a unified cgroup and below it.
@@ -74,9 +70,9 @@ import Testing
         let group = "users/\(alice.uid)/group-box"
 
         // The supervisor itself is in its own leaf; the holder in the group's.
-        #expect(Self.cgroup(of: supervisor.pid) == supervisor.cgroupBase + "/supervisor")
+        #expect(unifiedCgroup(ofProcess: supervisor.pid) == supervisor.cgroupBase + "/supervisor")
         let holder = try supervisor.holderPID("box")
-        #expect(Self.cgroup(of: holder) == supervisor.cgroupBase + "/" + group + "/holder")
+        #expect(unifiedCgroup(ofProcess: holder) == supervisor.cgroupBase + "/" + group + "/holder")
 
         // The kernel holds the limits, in the v1 hierarchies of this host.
         #expect(Self.file(Self.directory(supervisor, group, "memory") + "/memory.limit_in_bytes") == String(64 << 20))
@@ -401,9 +397,9 @@ import Testing
         #expect((info["limits"] as? [String: Any])?["pids"] as? Int == 77)
         #expect((info["limits"] as? [String: Any])?["memory"] as? Int == 100 << 20)
         #expect((info["sessions"] as? [Any])?.count == 1)
-        #expect(Self.cgroup(of: holder) == supervisor.cgroupBase + "/users/\(alice.uid)/group-keep/holder")
+        #expect(unifiedCgroup(ofProcess: holder) == supervisor.cgroupBase + "/users/\(alice.uid)/group-keep/holder")
         #expect(Self.file(Self.directory(supervisor, "users/\(alice.uid)/group-keep", "pids") + "/pids.max") == "77")
-        #expect(Self.cgroup(of: supervisor.pid) == supervisor.cgroupBase + "/supervisor")
+        #expect(unifiedCgroup(ofProcess: supervisor.pid) == supervisor.cgroupBase + "/supervisor")
         try waitUntil("the lost group's orphan to be ended") { !Self.isAlive(orphan) }
         try waitUntil("the lost group's cgroup to go") { !FileManager.default.fileExists(atPath: lost) }
         #expect(try !supervisor.groupNames().contains("lost"))
