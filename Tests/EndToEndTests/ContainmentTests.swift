@@ -405,6 +405,29 @@ import Testing
         #expect(try !supervisor.groupNames().contains("lost"))
     }
 
+    /// A member's session runs in a cgroup below the member's own (guest-NAME). The supervisor
+    /// keeps which guests a group has; after a restart it learns them from the tree again, so
+    /// that destroy still ends what a member left running in the group.
+    @Test func aRestartedSupervisorStillEndsWhatAGuestLeftInTheGroup() throws {
+        let supervisor = try TestSupervisor()
+        let alice = try TestUser.alice()
+        let bob = try TestUser.bob()
+        #expect(try supervisor.nsgroup(["create", "visited", "--ns", "uts,ipc", "--member", bob.name], as: alice).status == 0)
+        #expect(try supervisor.nsgroup(["enter", "visited", "--", "/bin/sh", "-c", Self.daemon], as: bob).status == 0)
+        let guest = Self.directory(supervisor, "users/\(bob.uid)/guest-visited")
+        var daemon: pid_t = 0
+        try waitUntil("bob's daemon in his guest cgroup") {
+            daemon = Self.pids(below: guest).first ?? 0
+            return daemon != 0
+        }
+        supervisor.stop()
+        try supervisor.start()
+        #expect(Self.isAlive(daemon), "a restart ends nothing")
+        #expect(try supervisor.nsgroup(["destroy", "visited"], as: alice).status == 0)
+        try waitUntil("bob's daemon to be gone") { !Self.isAlive(daemon) }
+        try waitUntil("the guest cgroup to go") { !FileManager.default.fileExists(atPath: guest) }
+    }
+
     @Test func psListsExactlyTheGroupsProcesses() throws {
         let supervisor = try TestSupervisor()
         let alice = try TestUser.alice()
