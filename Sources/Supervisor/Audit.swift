@@ -1,5 +1,7 @@
 import Logging
 import POSIX
+import RPC
+import Systemd
 
 /// Journal fields the supervisor writes (documented in the README's audit section).
 enum AuditField {
@@ -32,7 +34,97 @@ enum AuditField {
     static let oomKills = "NSGROUP_OOM_KILLS"
     static let reads = "NSGROUP_READS"
     static let names = "NSGROUP_NAMES"
+    /// What kind of refusal a request-refused record is (RefusalKind): invalid, conflict, policy, failure, internal.
+    static let refusal = "NSGROUP_REFUSAL"
     static let messageID = "MESSAGE_ID"
+}
+
+/// A journal MESSAGE. Literal text is the supervisor's own; every value interpolated into it
+/// is escaped (MessageText.escaped), so that nothing a user chose can start a line, hide the
+/// record as a blob or reach an administrator's terminal as a control sequence. Integers go in
+/// as they are. There is no way to put a string in unescaped.
+struct AuditText: ExpressibleByStringInterpolation, CustomStringConvertible {
+    private(set) var description: String
+
+    init(stringLiteral value: String) { description = value }
+
+    init(stringInterpolation: StringInterpolation) { description = stringInterpolation.text }
+
+    struct StringInterpolation: StringInterpolationProtocol {
+        fileprivate var text = ""
+
+        init(literalCapacity: Int, interpolationCount: Int) {
+            text.reserveCapacity(literalCapacity + 16 * interpolationCount)
+        }
+
+        mutating func appendLiteral(_ literal: String) { text += literal }
+
+        mutating func appendInterpolation(_ value: some BinaryInteger) { text += String(value) }
+
+        mutating func appendInterpolation(_ value: some CustomStringConvertible) {
+            text += MessageText.escaped(value.description)
+        }
+
+        /// Another message's text, already escaped.
+        mutating func appendInterpolation(_ value: AuditText) { text += value.description }
+
+        /// At most `limit` characters of `value`, escaped, then `…` when some were left out.
+        mutating func appendInterpolation(_ value: String, limit: Int) {
+            text += MessageText.escaped(value.count > limit ? value.prefix(limit) + "…" : value)
+        }
+    }
+
+    static func + (lhs: AuditText, rhs: AuditText) -> AuditText {
+        var joined = lhs
+        joined.description += rhs.description
+        return joined
+    }
+}
+
+/// What a refusal was, for its priority and NSGROUP_REFUSAL: a request that made no sense
+/// (`invalid`, info), one about a group that is not there or not in that state (`conflict`,
+/// info), one the policy forbids (`policy`, notice), or one the kernel or the supervisor failed
+/// (`failure`, warning; `internal`, error). `journalctl -p notice` then shows what policy
+/// refused and what failed, not typos.
+enum RefusalKind: String {
+    case invalid, conflict, policy, failure, `internal`
+
+    /// `hidden`: a not_found that hides a group the caller may not see (it exists): policy.
+    init(_ reason: ErrorReason, hidden: Bool = false) {
+        switch reason {
+        case .parseError, .invalidRequest, .lineTooLong, .methodNotFound, .invalidParams, .invalidName:
+            self = .invalid
+        case .notFound:
+            self = hidden ? .policy : .conflict
+        case .alreadyExists, .frozen:
+            self = .conflict
+        case .permissionDenied, .limitExceeded:
+            self = .policy
+        case .operationFailed:
+            self = .failure
+        case .internalError:
+            self = .internal
+        }
+    }
+
+    var level: Logger.Level {
+        switch self {
+        case .invalid, .conflict: .info
+        case .policy: .notice
+        case .failure: .warning
+        case .internal: .error
+        }
+    }
+}
+
+/// The fields of one request's record (request-accepted or request-refused): what the request
+/// asked, filled in by dispatch from its parameters (RequestFields), and what its handler found
+/// or changed (the members a share really added, the session an enter started), added by the
+/// handler while it works. Shared by the request's context and its completion, so a record
+/// written later still has everything.
+final class RequestDetails {
+    var fields: [String: String] = [:]
+    var lists: [String: [String]] = [:]
 }
 
 /// Writes the supervisor's decisions and lifecycle events as structured
@@ -49,8 +141,10 @@ struct Audit {
         self.subordinates = subordinates
     }
 
-    func record(_ event: AuditEvent, level: Logger.Level = .info, _ message: String,
-                caller: PeerCredentials? = nil, fields: [String: String] = [:]) {
+    /// One record. `fields` are single fields; each entry of `lists` is a field repeated once
+    /// per value (journald keeps them all; `journalctl NAME=value` matches any one).
+    func record(_ event: AuditEvent, level: Logger.Level = .info, _ message: AuditText,
+                caller: PeerCredentials? = nil, fields: [String: String] = [:], lists: [String: [String]] = [:]) {
         var metadata: Logger.Metadata = [AuditField.messageID: .string(event.messageID)]
         if let caller {
             metadata[AuditField.callerUID] = .string(String(caller.uid))
@@ -62,6 +156,7 @@ struct Audit {
             }
         }
         for (key, value) in fields { metadata[key] = .string(value) }
-        logger.log(level: level, "\(message)", metadata: metadata)
+        for (key, values) in lists where !values.isEmpty { metadata[key] = .array(values.map { .string($0) }) }
+        logger.log(level: level, "\(message.description)", metadata: metadata)
     }
 }

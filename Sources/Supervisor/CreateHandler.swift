@@ -231,6 +231,8 @@ final class CreateHandler {
         registry.register(group)
         registry.groupsChanged()
         bus.groupEvent(.groupCreated, group)
+        // The decision (request-accepted) first, then what it made.
+        pending.completion.finish(.result(containment.describe(group, detailed: true)))
         audit.record(.groupCreated, "Created group \(name) for uid \(record.owner), holder \(record.holderPID)",
                      caller: pending.caller, fields: [
                         AuditField.name: name,
@@ -242,7 +244,6 @@ final class CreateHandler {
                         AuditField.cgroup: containment.node(of: group).unifiedPath,
                         AuditField.limits: record.limits.auditText,
                      ])
-        pending.completion.finish(.result(containment.describe(group, detailed: true)))
     }
 
     /// The create rule, the allowed namespace kinds and the group limits.

@@ -288,6 +288,13 @@ final class EnterHandler {
             started.completion.finish(.error(RPCError(.internalError, "cannot enter group \"\(name)\": cannot watch the process: \(error)")))
             return
         }
+        // The decision (request-accepted) first, then what it started.
+        let result = EnterResult(session: session.id, pid: session.pid).json
+        if let master {
+            started.completion.finish(.result(result, descriptors: ReceivedDescriptors([master.release()])))
+        } else {
+            started.completion.finish(.result(result))
+        }
         audit.record(.sessionStarted, "Started session \(session.id) (pid \(session.pid)) in group \(name) for uid \(caller.uid): \(started.argv.joined(separator: " "))",
                      caller: caller, fields: [
                         AuditField.name: name,
@@ -300,12 +307,6 @@ final class EnterHandler {
                         AuditField.argv: started.argv.joined(separator: " "),
                         AuditField.enteredAs: started.entry.auditName,
                      ])
-        let result = EnterResult(session: session.id, pid: session.pid).json
-        if let master {
-            started.completion.finish(.result(result, descriptors: ReceivedDescriptors([master.release()])))
-        } else {
-            started.completion.finish(.result(result))
-        }
     }
 
     /// A launch that failed. A clone refused with EAGAIN in a group's cgroup

@@ -202,7 +202,8 @@ final class Listener {
             return nil
         }
         audit.record(.requestRefused, level: .notice, "Refused a connection from uid \(peer.uid): \(error.message)",
-                     caller: peer, fields: [AuditField.operation: "connect", AuditField.result: error.reason.rawValue])
+                     caller: peer, fields: [AuditField.operation: "connect", AuditField.result: error.reason.rawValue,
+                             AuditField.refusal: RefusalKind.policy.rawValue])
         return Response.error(id: .null, error)
     }
 
@@ -221,7 +222,8 @@ final class Listener {
         guard held > policy.bufferBudget else { return nil }
         let error = RPCError(.limitExceeded, "\(subordinates.chargedSubject(connection.peer.uid)) \(held) bytes of unfinished requests buffered across all connections, more than allowed (connections.buffer-per-user = \(policy.bufferBudget)); closing the connection")
         audit.record(.requestRefused, level: .notice, "Refused buffered requests from uid \(connection.peer.uid): \(error.message)",
-                     caller: connection.peer, fields: [AuditField.operation: "receive", AuditField.result: error.reason.rawValue])
+                     caller: connection.peer, fields: [AuditField.operation: "receive", AuditField.result: error.reason.rawValue,
+                             AuditField.refusal: RefusalKind.policy.rawValue])
         return error
     }
 

@@ -196,12 +196,15 @@ public final class Supervisor {
                   _ descriptors: ReceivedDescriptors) -> Reply {
         let caller = connection.peer
         let name = request.params?["name"]?.stringValue
+        let details = RequestDetails()
+        if case .success(let call) = routed { RequestFields.describe(call, into: details) }
         let journal: (Result<Void, RPCError>) -> Void = { [weak self] outcome in
-            self?.record(outcome, of: request, from: caller, name: name)
+            self?.record(outcome, of: request, from: caller, name: name, details: details)
         }
         let reply: Reply
         do throws(RPCError) {
-            var context = RequestContext(caller: caller, connection: connection, request: request, journal: journal)
+            var context = RequestContext(caller: caller, connection: connection, request: request, journal: journal,
+                                         details: details)
             let call = try routed.get()
             let questions = Self.nameQueries(call)
             if !questions.isEmpty {
@@ -285,21 +288,29 @@ public final class Supervisor {
     }
 
     /// The one journal record of a request's outcome.
-    private func record(_ outcome: Result<Void, RPCError>, of request: Request, from caller: PeerCredentials, name: String?) {
+    private func record(_ outcome: Result<Void, RPCError>, of request: Request, from caller: PeerCredentials, name: String?,
+                        details: RequestDetails) {
         switch outcome {
         case .success:
             audit.record(.requestAccepted, "Accepted \(request.method) from uid \(caller.uid)",
-                         caller: caller, fields: recordFields(request, name: name, result: "ok"))
+                         caller: caller, fields: recordFields(request, name: name, result: "ok", details: details),
+                         lists: details.lists)
         case .failure(let error):
-            audit.record(.requestRefused, level: .notice,
-                         "Refused \(request.method) from uid \(caller.uid): \(error.message)",
-                         caller: caller,
-                         fields: recordFields(request, name: name, result: error.reason.rawValue))
+            // A not_found about a group that exists hid it from someone who may not see it: policy.
+            let hidden = error.reason == .notFound && name.map { GroupName.isValid($0) && registry[$0] != nil } == true
+            let kind = RefusalKind(error.reason, hidden: hidden)
+            var fields = recordFields(request, name: name, result: error.reason.rawValue, details: details)
+            fields[AuditField.refusal] = kind.rawValue
+            audit.record(.requestRefused, level: kind.level,
+                         "Refused \(request.method, limit: 64) from uid \(caller.uid): \(error.message)",
+                         caller: caller, fields: fields, lists: details.lists)
         }
     }
 
-    private func recordFields(_ request: Request, name: String?, result: String) -> [String: String] {
-        var fields = [AuditField.operation: String(request.method.prefix(64)), AuditField.result: result]
+    private func recordFields(_ request: Request, name: String?, result: String, details: RequestDetails) -> [String: String] {
+        var fields = details.fields
+        fields[AuditField.operation] = String(request.method.prefix(64))
+        fields[AuditField.result] = result
         if let name, GroupName.isValid(name) { fields[AuditField.name] = name }
         return fields
     }
@@ -312,6 +323,8 @@ struct RequestContext {
     let request: Request
     /// Journals the request's outcome (dispatch's record).
     let journal: (Result<Void, RPCError>) -> Void
+    /// The fields of that record: a handler adds what it found or changed.
+    let details: RequestDetails
     /// The answers for the user and group names in the request (members),
     /// looked up off the loop before the handler ran (Supervisor.dispatch).
     var names = NameAnswers([:])
