@@ -36,6 +36,34 @@ enum AuditField {
     static let names = "NSGROUP_NAMES"
     /// What kind of refusal a request-refused record is (RefusalKind): invalid, conflict, policy, failure, internal.
     static let refusal = "NSGROUP_REFUSAL"
+    /// What a request asked (RequestFields), each in a field of its own.
+    /// create: the namespace kinds as asked ("default" when not given), the hostname, each
+    /// tmpfs and bind as asked (repeated), each member as asked (repeated), the clock offsets,
+    /// the net namespace's published name, the limits as asked, the lifetime and idle time.
+    static let namespacesRequested = "NSGROUP_NAMESPACES_REQUESTED"
+    static let hostname = "NSGROUP_HOSTNAME"
+    static let tmpfs = "NSGROUP_TMPFS"
+    static let bind = "NSGROUP_BIND"
+    static let memberRequested = "NSGROUP_MEMBER_REQUESTED"
+    static let monotonicOffset = "NSGROUP_MONOTONIC_OFFSET"
+    static let boottimeOffset = "NSGROUP_BOOTTIME_OFFSET"
+    static let netnsName = "NSGROUP_NETNS_NAME"
+    static let limitsRequested = "NSGROUP_LIMITS_REQUESTED"
+    static let lifetime = "NSGROUP_LIFETIME"
+    static let idle = "NSGROUP_IDLE"
+    /// enter: the number of arguments, whether NSGROUP_ARGV was cut, the directory asked for,
+    /// the names (never the values) of the environment variables asked for (repeated), `pty`
+    /// or `stdio`, and trustOwner when sent.
+    static let argc = "NSGROUP_ARGC"
+    static let argvTruncated = "NSGROUP_ARGV_TRUNCATED"
+    static let cwd = "NSGROUP_CWD"
+    static let envNames = "NSGROUP_ENV_NAMES"
+    static let tty = "NSGROUP_TTY"
+    static let trustOwner = "NSGROUP_TRUST_OWNER"
+    /// Everyone a group is shared with after a create, share or unshare (repeated).
+    static let members = "NSGROUP_MEMBERS"
+    /// The user who owns a session a request was about (signal, attach).
+    static let sessionUID = "NSGROUP_SESSION_UID"
     static let messageID = "MESSAGE_ID"
 }
 

@@ -48,12 +48,15 @@ final class CreateHandler {
         let binds = try Self.bindMounts(params.binds, kinds: kinds)
         try Self.distinctTargets(binds: binds, tmpfs: requestedTmpfs)
         let members = try Member.resolve(params.members, method: "create", names: context.names)
+        RequestFields.memberFields(members, added: true, into: context.details)
+        RequestFields.membersAfter(members, into: context.details)
         let offsets = try Self.timeOffsets(params, kinds: kinds)
         let netnsName = try Self.netnsName(params.netnsName, kinds: kinds)
         try checkCreatePolicy(context.caller, name: params.name, kinds: kinds)
         // The limits of its cgroup: those asked for, within nsgroupd.conf's maxima (root is not
         // held to them, as to the other per-user limits), and its defaults for the rest.
         let limits = try policy.resolve(params.limits, holdingToMaxima: context.caller.uid != 0)
+        context.details.fields[AuditField.limits] = limits.auditText
         let tmpfs = try checkTmpfsPolicy(requestedTmpfs, caller: context.caller, home: context.identity.entry?.home, kinds: kinds)
         if (!binds.isEmpty || netnsName != nil) && !policy.isAdmin(context.caller) {
             throw RPCError(.permissionDenied, binds.isEmpty

@@ -404,6 +404,8 @@ final class EnterHandler {
         let session = group?.sessions[params.session]
         try checkControl(context.caller, of: session?.uid, params.session, in: params.name, group, action: "signal")
         guard let session else { throw RPCError(.internalError, "session \(params.session) vanished") }
+        context.details.fields[AuditField.sessionUID] = String(session.uid)
+        context.details.fields[AuditField.sessionPID] = String(session.pid)
         do {
             try session.pidfd.signal(params.signal)
         } catch where error.rawValue == ESRCH {

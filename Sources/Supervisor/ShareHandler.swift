@@ -24,11 +24,15 @@ final class ShareHandler {
             }
         }
         var updated = group.record
+        // What really changed, for the record: a member shared twice is added once.
+        var changed: [Member] = []
         if adding {
             for member in changes where !updated.members.contains(where: { $0.sameAs(member) }) {
                 updated.members.append(member)
+                changed.append(member)
             }
         } else {
+            changed = updated.members.filter { existing in changes.contains { $0.sameAs(existing) } }
             updated.members.removeAll { existing in changes.contains { $0.sameAs(existing) } }
         }
         if updated != group.record {
@@ -39,6 +43,8 @@ final class ShareHandler {
             }
             group.record = updated
         }
+        RequestFields.memberFields(changed, added: adding, into: context.details)
+        RequestFields.membersAfter(group.record.members, into: context.details)
         return .result(containment.describe(group, detailed: true))
     }
 }

@@ -104,3 +104,25 @@ struct JournalFieldTests {
         #expect(fields.first { $0.name == "NSGROUP_Q" }?.value == "call")
     }
 }
+
+@Suite("Message text")
+struct MessageTextTests {
+    @Test(arguments: [
+        ("plain text, é and 日本", "plain text, é and 日本"),
+        ("a\nb", "a\\nb"),
+        ("tab\there\r", "tab\\there\\r"),
+        ("nul\u{0}end", "nul\\000end"),
+        ("esc\u{1b}[2J", "esc\\033[2J"),
+        ("del\u{7f}", "del\\177"),
+        ("back\\slash", "back\\\\slash"),
+        ("bell\u{07}vt\u{0b}ff\u{0c}bs\u{08}", "bell\\avt\\vff\\fbs\\b"),
+        ("line\u{2028}sep", "line\\342\\200\\250sep"),
+        ("rtl\u{202e}txt", "rtl\\342\\200\\256txt"),
+        ("c1\u{85}", "c1\\302\\205"),
+        ("\"quotes\" stay", "\"quotes\" stay"),
+    ])
+    func userTextIsEscapedAsCescapeDoes(_ text: String, _ expected: String) {
+        #expect(MessageText.escaped(text) == expected)
+        #expect(!MessageText.escaped(text).unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7f })
+    }
+}
