@@ -153,6 +153,9 @@ enum RefusalKind: String {
 final class RequestDetails {
     var fields: [String: String] = [:]
     var lists: [String: [String]] = [:]
+    /// What an accepted request did, in words, after the MESSAGE's "Accepted share of group
+    /// lab from uid 1001": "added nsg-dave (uid 1004)".
+    var summary: AuditText?
 }
 
 /// Writes the supervisor's decisions and lifecycle events as structured

@@ -48,7 +48,7 @@ final class CreateHandler {
         let binds = try Self.bindMounts(params.binds, kinds: kinds)
         try Self.distinctTargets(binds: binds, tmpfs: requestedTmpfs)
         let members = try Member.resolve(params.members, method: "create", names: context.names)
-        RequestFields.memberFields(members, added: true, into: context.details)
+        if !members.isEmpty { RequestFields.memberFields(members, added: true, into: context.details) }
         RequestFields.membersAfter(members, into: context.details)
         let offsets = try Self.timeOffsets(params, kinds: kinds)
         let netnsName = try Self.netnsName(params.netnsName, kinds: kinds)

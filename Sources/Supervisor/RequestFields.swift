@@ -33,8 +33,10 @@ enum RequestFields {
         case .signal(let params):
             details.fields[AuditField.session] = String(params.session)
             details.fields[AuditField.signal] = String(params.signal)
+            details.summary = "signal \(params.signal) to session \(params.session)"
         case .attach(let params):
             details.fields[AuditField.session] = String(params.session)
+            details.summary = "session \(params.session)"
         case .share(let params), .unshare(let params):
             details.lists[AuditField.memberRequested] = params.members
         case .version, .list, .inspect, .destroy, .subscribe, .freeze, .thaw, .processes:
@@ -78,6 +80,14 @@ enum RequestFields {
         details.lists["NSGROUP_MEMBER_\(change)_USER"] = users
         details.lists["NSGROUP_MEMBER_\(change)_GID"] = gids
         details.lists["NSGROUP_MEMBER_\(change)_GROUP"] = groups
+        let people = members.map { member -> String in
+            switch member {
+            case .user(let uid, let name): "\(name) (uid \(uid))"
+            case .group(let gid, let name): "@\(name) (gid \(gid))"
+            }
+        }.joined(separator: ", ")
+        let said: AuditText = members.isEmpty ? "\(added ? "added" : "removed") nobody" : "\(added ? "added" : "removed") \(people)"
+        details.summary = details.summary.map { $0 + "; " + said } ?? said
     }
 
     /// NSGROUP_MEMBERS: everyone a group is shared with once the request is done ("nsg-bob",

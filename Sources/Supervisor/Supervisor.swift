@@ -292,7 +292,9 @@ public final class Supervisor {
                         details: RequestDetails) {
         switch outcome {
         case .success:
-            audit.record(.requestAccepted, "Accepted \(request.method) from uid \(caller.uid)",
+            let group: AuditText = name.map { GroupName.isValid($0) ? " of group \($0)" : "" } ?? ""
+            let summary: AuditText = details.summary.map { ": \($0)" } ?? ""
+            audit.record(.requestAccepted, "Accepted \(request.method)\(group) from uid \(caller.uid)\(summary)",
                          caller: caller, fields: recordFields(request, name: name, result: "ok", details: details),
                          lists: details.lists)
         case .failure(let error):

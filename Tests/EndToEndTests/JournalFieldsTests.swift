@@ -76,6 +76,7 @@ import Testing
         #expect(share["NSGROUP_CALLER_UID"] == "\(alice.uid)")
         #expect(share["NSGROUP_MEMBER_ADDED_UID"] == "\(dave.uid)")
         #expect(share["NSGROUP_MEMBER_ADDED_USER"] == dave.name)
+        #expect(share["MESSAGE"] == "Accepted share of group lab from uid \(alice.uid): added \(dave.name) (uid \(dave.uid))")
         #expect(try values(supervisor, "NSGROUP_MEMBER_REQUESTED", shared) == [bob.name, dave.name])
         #expect(try values(supervisor, "NSGROUP_MEMBERS", shared) == [bob.name, dave.name])
         // "Who gave dave access?" has one answer.
