@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Cgroups
 import Namespaces
+import Logging
 import POSIX
 import RPC
 
@@ -163,7 +164,12 @@ final class Readoption {
             fields[AuditField.ownerUID] = String(record.owner)
             fields[AuditField.holderPID] = String(record.holderPID)
         }
-        audit.record(.groupDropped, level: .warning,
+        // A holder that died while no supervisor ran is no one's doing; a process that is not
+        // the recorded holder may be a reused pid, or a forgery: warning; a state file refused
+        // (a symlink, writable by others, malformed) in root's own directory is an integrity
+        // problem: error.
+        let level: Logger.Level = reason == "holder_gone" ? .notice : record == nil ? .error : .warning
+        audit.record(.groupDropped, level: level,
                      "Dropped the record of group \(name): \(why)\(ended > 0 ? "; ended \(counted(ended, "session"))" : "")",
                      fields: fields)
     }

@@ -207,6 +207,12 @@ import Testing
         try write("pretender.json", record("pretender", pid: bystander.processIdentifier, startTime: startTime))
         try write("owned.json", record("owned", pid: 2, startTime: 1))
         chown(groups + "/owned.json", try TestUser.alice().uid, 0)
+        // A group whose holder ended while no supervisor ran: stale, nobody's doing.
+        let ended = Process()
+        ended.executableURL = URL(fileURLWithPath: "/bin/true")
+        try ended.run()
+        ended.waitUntilExit()
+        try write("gone.json", record("gone", pid: ended.processIdentifier, startTime: 1))
 
         try supervisor.start()
         #expect(try supervisor.groupNames().isEmpty, "nothing forged is taken back")
@@ -215,7 +221,11 @@ import Testing
         #expect(bystander.isRunning, "a process a forged record points at is never signalled")
 
         let expected = ["linked": "symlink", "writable": "writable", "truncated": "malformed", "renamed": "malformed",
-                        "foreign": "mismatch", "pretender": "mismatch", "owned": "not_root"]
+                        "foreign": "mismatch", "pretender": "mismatch", "owned": "not_root", "gone": "holder_gone"]
+        // A refused state file is an integrity problem (error); a live process that is not the
+        // holder may be a reused pid or a forgery (warning); a holder gone is stale (notice).
+        let priorities = ["linked": 3, "writable": 3, "truncated": 3, "renamed": 3, "owned": 3,
+                          "foreign": 4, "pretender": 4, "gone": 5]
         for (name, reason) in expected {
             var found = ""
             try waitUntil("a group-dropped record for \(name)", timeoutSeconds: 10) {
@@ -224,6 +234,7 @@ import Testing
                 return !found.isEmpty
             }
             #expect(found.contains("\"NSGROUP_REASON\":\"\(reason)\""), "\(name): \(found)")
+            #expect(found.contains("\"PRIORITY\":\"\(priorities[name]!)\""), "\(name): \(found)")
         }
     }
 
