@@ -11,6 +11,8 @@ enum AuditField {
     static let callerUID = "NSGROUP_CALLER_UID"
     static let callerGID = "NSGROUP_CALLER_GID"
     static let callerPID = "NSGROUP_CALLER_PID"
+    /// The caller's user name, on request records, when the user database had answered by then.
+    static let callerName = "NSGROUP_CALLER_NAME"
     /// When the caller's uid lies in someone's /etc/subuid range: that person's uid and name.
     static let callerSubuidOwner = "NSGROUP_CALLER_SUBUID_OWNER"
     static let callerSubuidOwnerName = "NSGROUP_CALLER_SUBUID_OWNER_NAME"

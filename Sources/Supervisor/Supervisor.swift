@@ -198,7 +198,9 @@ public final class Supervisor {
         let name = request.params?["name"]?.stringValue
         let details = RequestDetails()
         if case .success(let call) = routed { RequestFields.describe(call, into: details) }
-        let journal: (Result<Void, RPCError>) -> Void = { [weak self] outcome in
+        let journal: (Result<Void, RPCError>) -> Void = { [weak self, weak connection] outcome in
+            // The caller's user name, once the lookup at accept has answered (never waited for).
+            if let user = connection?.identity.entry?.name { details.fields[AuditField.callerName] = user }
             self?.record(outcome, of: request, from: caller, name: name, details: details)
         }
         let reply: Reply
