@@ -36,6 +36,13 @@ enum AuditField {
     static let names = "NSGROUP_NAMES"
     /// What kind of refusal a request-refused record is (RefusalKind): invalid, conflict, policy, failure, internal.
     static let refusal = "NSGROUP_REFUSAL"
+    /// A refusals-summarized record: how many refusals were not written one by one, by kind
+    /// ("enter/permission_denied=3 other/method_not_found=9990"), in how many seconds, and
+    /// from which uids when not only the person's own (RefusalBudget).
+    static let heldBack = "NSGROUP_HELD_BACK"
+    static let refusals = "NSGROUP_REFUSALS"
+    static let interval = "NSGROUP_INTERVAL"
+    static let uids = "NSGROUP_UIDS"
     static let messageID = "MESSAGE_ID"
 }
 
