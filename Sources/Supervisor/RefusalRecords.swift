@@ -28,12 +28,13 @@ final class RefusalRecords {
     }
 
     /// One refusal of `caller`'s: a request-refused record with these fields if its person is
-    /// within budget, else counted towards their summary by `operation` and `reason`.
-    func record(_ operation: RefusedOperation, _ reason: ErrorReason, level: Logger.Level, _ message: AuditText,
+    /// within budget, else counted towards their summary by `operation` and `reason`. The
+    /// message is only made (and escaped) for a record that is written.
+    func record(_ operation: RefusedOperation, _ reason: ErrorReason, level: Logger.Level, _ message: @autoclosure () -> AuditText,
                 caller: PeerCredentials, fields: [String: String], lists: [String: [String]] = [:]) {
         budget.limits = Self.limits(policies.current)
         guard budget.admit(caller.uid, RefusalBudget.Kind(operation, reason), now: monotonicSeconds()) else { return }
-        audit.record(.requestRefused, level: level, message, caller: caller, fields: fields, lists: lists)
+        audit.record(.requestRefused, level: level, message(), caller: caller, fields: fields, lists: lists)
     }
 
     /// Writes the summaries of the intervals that have ended (called once a second).
