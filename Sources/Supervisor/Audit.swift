@@ -66,6 +66,13 @@ enum AuditField {
     static let members = "NSGROUP_MEMBERS"
     /// The user who owns a session a request was about (signal, attach).
     static let sessionUID = "NSGROUP_SESSION_UID"
+    /// A refusals-summarized record: how many refusals were not written one by one, by kind
+    /// ("enter/permission_denied=3 other/method_not_found=9990"), in how many seconds, and
+    /// from which uids when not only the person's own (RefusalBudget).
+    static let heldBack = "NSGROUP_HELD_BACK"
+    static let refusals = "NSGROUP_REFUSALS"
+    static let interval = "NSGROUP_INTERVAL"
+    static let uids = "NSGROUP_UIDS"
     static let messageID = "MESSAGE_ID"
 }
 

@@ -16,6 +16,7 @@ public enum AuditEvent: String, CaseIterable, Sendable {
     case groupDropped = "group-dropped"
     case readsSummarized = "reads-summarized"
     case groupOOM = "group-oom"
+    case refusalsSummarized = "refusals-summarized"
 
     public var messageID: String {
         switch self {
@@ -33,6 +34,7 @@ public enum AuditEvent: String, CaseIterable, Sendable {
         case .groupDropped: return "fcadf41a4afb448882bebd0d4cd2399d"
         case .readsSummarized: return "12bd6b7dcf834517bfc4e7f3e5cd090b"
         case .groupOOM: return "08ae6054fb0248c2b04e6c78c26e0cb4"
+        case .refusalsSummarized: return "85644b5a9a0d46749b6c88b3747e5af7"
         }
     }
 }

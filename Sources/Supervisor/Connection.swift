@@ -33,6 +33,9 @@ final class Connection {
     typealias Dispatch = (Connection, Request, Result<Call, RPCError>, ReceivedDescriptors) -> Reply
     /// The error to close the connection with when its person's buffered bytes (given) are over budget, else nil.
     typealias BudgetCheck = (Connection, _ held: Int) -> RPCError?
+    /// Told of a line that is not a request (undecodable, or too long), with the error it was
+    /// answered with (or, a notification, would have been): for its journal record.
+    typealias LineRefusal = (Connection, RPCError) -> Void
 
     let id: UInt64
     private let socket: FileDescriptor
@@ -57,6 +60,7 @@ final class Connection {
     /// The events `source` was last set to wait for.
     private var interest: IOEvents = [.readable, .readHangup]
     private let dispatch: Dispatch
+    private let refuseLine: LineRefusal?
     private let onClose: (Connection) -> Void
     /// The id of the request whose reply is deferred, if any.
     private var waiting: RequestID??
@@ -82,7 +86,7 @@ final class Connection {
 
     init(id: UInt64, socket: consuming FileDescriptor, peer: PeerCredentials, maxLineLength: Int,
          input: ConnectionInput = ConnectionInput(), chargedUID: uid_t? = nil, budgetCheck: BudgetCheck? = nil,
-         dispatch: @escaping Dispatch, onClose: @escaping (Connection) -> Void) {
+         dispatch: @escaping Dispatch, refuseLine: LineRefusal? = nil, onClose: @escaping (Connection) -> Void) {
         self.id = id
         self.socket = socket
         self.peer = peer
@@ -92,6 +96,7 @@ final class Connection {
         self.budgetCheck = budgetCheck
         self.framer = LineFramer(maxLineLength: maxLineLength)
         self.dispatch = dispatch
+        self.refuseLine = refuseLine
         self.onClose = onClose
     }
 
@@ -230,8 +235,9 @@ final class Connection {
         while canProcess, let frame = framer.next() {
             switch frame {
             case .tooLong:
-                send(Response.error(id: .null, RPCError(.lineTooLong,
-                    "request line longer than \(framer.maxLineLength) bytes; closing the connection")))
+                let error = RPCError(.lineTooLong, "request line longer than \(framer.maxLineLength) bytes; closing the connection")
+                refuseLine?(self, error)
+                send(Response.error(id: .null, error))
                 closeWhenFlushed = true
                 for fd in framer.takeAllDescriptors() { _ = Glibc.close(fd) }
             case .line(let line):
@@ -273,6 +279,7 @@ final class Connection {
             return
         case .undecodable(let failure):
             // A well-formed notification with bad params is still a notification: no reply.
+            refuseLine?(self, failure.error)
             if !failure.isNotification { send(Response.error(id: failure.id, failure.error)) }
             return
         case .refused(let refused, let error):

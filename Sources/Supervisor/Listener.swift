@@ -10,13 +10,17 @@ import Systemd
 /// The listening socket and the connections accepted on it: accept, the
 /// connection caps (in all, per person, the places kept for admins), the
 /// budget of buffered request bytes per person, the once-a-second sweep of
-/// idle, stalled and stuck connections, the journal records of their reads,
-/// and closing them all at shutdown.
+/// idle, stalled and stuck connections, the journal records of their reads
+/// and of the lines they sent that are not requests, the once-a-second
+/// summaries of refusals held back (RefusalRecords), and closing them all at
+/// shutdown.
 final class Listener {
     private let socketPath: String
     private let loop: EventLoop
     private let policies: PolicyHolder
     private let audit: Audit
+    /// Where the refusals of connections, of buffered requests and of lines go.
+    private let refusals: RefusalRecords
     private let subordinates: SubordinateOwners
     /// Looks up each peer's passwd entry off the loop.
     private let names: NameService
@@ -36,13 +40,14 @@ final class Listener {
     /// Where each request goes (Supervisor.dispatch); set by start.
     private var dispatch: Connection.Dispatch?
 
-    init(socketPath: String, loop: EventLoop, policies: PolicyHolder, audit: Audit, subordinates: SubordinateOwners,
-         names: NameService, input: ConnectionInput, sessions: SessionTable, bus: EventBus) {
+    init(socketPath: String, loop: EventLoop, policies: PolicyHolder, audit: Audit, refusals: RefusalRecords,
+         subordinates: SubordinateOwners, names: NameService, input: ConnectionInput, sessions: SessionTable, bus: EventBus) {
         self.names = names
         self.socketPath = socketPath
         self.loop = loop
         self.policies = policies
         self.audit = audit
+        self.refusals = refusals
         self.subordinates = subordinates
         self.input = input
         self.sessions = sessions
@@ -160,6 +165,7 @@ final class Listener {
                 input: input, chargedUID: charged,
                 budgetCheck: { [unowned self] connection, held in self.bufferRefusal(connection, held: held) },
                 dispatch: dispatch,
+                refuseLine: { [unowned self] connection, error in self.recordLineRefusal(connection, error) },
                 onClose: { [weak self] connection in self?.connectionClosed(connection) })
             // Who the peer is (name, home, shell): from the cache, or looked up
             // off the loop while the connection reads nothing (NameService).
@@ -201,9 +207,9 @@ final class Listener {
         } else {
             return nil
         }
-        audit.record(.requestRefused, level: .notice, "Refused a connection from uid \(peer.uid): \(error.message)",
-                     caller: peer, fields: [AuditField.operation: "connect", AuditField.result: error.reason.rawValue,
-                             AuditField.refusal: RefusalKind.policy.rawValue])
+        refusals.record(.connect, error.reason, level: .notice, "Refused a connection from uid \(peer.uid): \(error.message)",
+                        caller: peer, fields: [AuditField.operation: "connect", AuditField.result: error.reason.rawValue,
+                                               AuditField.refusal: RefusalKind.policy.rawValue])
         return Response.error(id: .null, error)
     }
 
@@ -221,10 +227,23 @@ final class Listener {
     private func bufferRefusal(_ connection: Connection, held: Int) -> RPCError? {
         guard held > policy.bufferBudget else { return nil }
         let error = RPCError(.limitExceeded, "\(subordinates.chargedSubject(connection.peer.uid)) \(held) bytes of unfinished requests buffered across all connections, more than allowed (connections.buffer-per-user = \(policy.bufferBudget)); closing the connection")
-        audit.record(.requestRefused, level: .notice, "Refused buffered requests from uid \(connection.peer.uid): \(error.message)",
-                     caller: connection.peer, fields: [AuditField.operation: "receive", AuditField.result: error.reason.rawValue,
-                             AuditField.refusal: RefusalKind.policy.rawValue])
+        refusals.record(.receive, error.reason, level: .notice,
+                        "Refused buffered requests from uid \(connection.peer.uid): \(error.message)",
+                        caller: connection.peer, fields: [AuditField.operation: "receive", AuditField.result: error.reason.rawValue,
+                                                          AuditField.refusal: RefusalKind.policy.rawValue])
         return error
+    }
+
+    /// The record of a line that is not a request (it does not parse, is not a JSON-RPC 2.0
+    /// request, is too long, or is a notification with params that are not an object): it
+    /// was answered with `error` (a notification is not), and nothing ran. Its text is the
+    /// client's: only the start of the error's message goes in, escaped.
+    private func recordLineRefusal(_ connection: Connection, _ error: RPCError) {
+        let kind = RefusalKind(error.reason)
+        refusals.record(.line, error.reason, level: kind.level,
+                        "Refused a line from uid \(connection.peer.uid): \(error.message, limit: 256)",
+                        caller: connection.peer, fields: [AuditField.operation: "line", AuditField.result: error.reason.rawValue,
+                                                          AuditField.refusal: kind.rawValue])
     }
 
     /// Once a second: closes connections that are idle past idle-timeout
@@ -233,8 +252,9 @@ final class Listener {
     /// than idle-timeout (whatever they are), and those whose unread replies
     /// (over 1 MiB, or any while their person is over output-per-user) have
     /// not moved for write-timeout. Writes the reads of connections whose
-    /// summary is due.
+    /// summary is due, and the summaries of refusals whose interval ended.
     private func sweepConnections() {
+        refusals.writeEndedIntervals()
         let now = monotonicSeconds()
         var listening = sessions.listeningConnections
         listening.formUnion(bus.subscriberIDs)

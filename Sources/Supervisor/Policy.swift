@@ -86,6 +86,10 @@ struct Policy: Sendable, Equatable {
     var recordEachRead = false
     /// How long an open connection's summed-up reads may wait for their record. Seconds.
     var readSummaryInterval = 60
+    /// Refusals of one person written one by one in each refusalInterval (seconds); past that
+    /// they are counted and summed up in one record when the interval ends (RefusalBudget).
+    var refusalsPerInterval = 50
+    var refusalInterval = 60
 
     static func == (a: Policy, b: Policy) -> Bool {
         a.create == b.create && a.adminGroup?.name == b.adminGroup?.name && a.adminGroup?.gid == b.adminGroup?.gid
@@ -97,6 +101,7 @@ struct Policy: Sendable, Equatable {
             && a.maxLine == b.maxLine && a.idleTimeout == b.idleTimeout && a.writeTimeout == b.writeTimeout
             && a.subscriberBuffer == b.subscriberBuffer && a.recordEachRead == b.recordEachRead
             && a.readSummaryInterval == b.readSummaryInterval
+            && a.refusalsPerInterval == b.refusalsPerInterval && a.refusalInterval == b.refusalInterval
             && a.tmpfsPaths == b.tmpfsPaths && a.tmpfsSize == b.tmpfsSize && a.tmpfsPerUser == b.tmpfsPerUser
             && a.memoryPerUser == b.memoryPerUser && a.memoryPerGroup == b.memoryPerGroup
             && a.pidsPerUser == b.pidsPerUser && a.pidsPerGroup == b.pidsPerGroup

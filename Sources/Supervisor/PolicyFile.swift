@@ -42,6 +42,8 @@ import RPC
 /// [audit]
 /// reads = summary                 # or: each
 /// read-summary-interval = 60
+/// refusals-per-interval = 50      # refusals of one person recorded one by one per interval
+/// refusal-interval = 60           # seconds; the rest are summed up in one record
 /// ```
 ///
 /// `#` and `;` start comments (whole lines, or after a value). A missing key
@@ -85,7 +87,7 @@ enum PolicyFile {
                    "memory-per-user", "memory-per-group", "pids-per-user", "pids-per-group", "cpus-per-user", "cpus-per-group"],
         "connections": ["max", "per-user", "reserved-for-admins", "buffer-per-user", "output-per-user", "max-line", "idle-timeout",
                         "write-timeout", "subscriber-buffer"],
-        "audit": ["reads", "read-summary-interval"],
+        "audit": ["reads", "read-summary-interval", "refusals-per-interval", "refusal-interval"],
     ]
 
     static func parse(_ text: String, path: String) throws(SupervisorError) -> Policy {
@@ -238,6 +240,10 @@ enum PolicyFile {
             }
         case ("audit", "read-summary-interval"):
             policy.readSummaryInterval = try count(value, from: 1, to: 86_400, invalid: invalid)
+        case ("audit", "refusals-per-interval"):
+            policy.refusalsPerInterval = try count(value, from: 1, to: 1_000_000, invalid: invalid)
+        case ("audit", "refusal-interval"):
+            policy.refusalInterval = try count(value, from: 1, to: 86_400, invalid: invalid)
         default:
             throw invalid("unknown key")
         }

@@ -26,6 +26,8 @@ public final class Supervisor {
     private let bus: EventBus
     /// The per-person counts of buffered request bytes and of unread output all connections share.
     private let connectionInput = ConnectionInput()
+    /// Every refusal's record goes through its person's budget (RefusalBudget).
+    private let refusals: RefusalRecords
     private let listener: Listener
     private let readHandler: ReadHandler
     private let createHandler: CreateHandler
@@ -73,6 +75,7 @@ public final class Supervisor {
             throw SupervisorError(.startup, "bad configuration: \(error)")
         }
         connectionInput.setOutputBudget(policies.current.outputPerUser)
+        refusals = RefusalRecords(audit: audit, policies: policies, subordinates: subordinates)
         let layout: CgroupLayout
         do throws(CgroupError) {
             layout = try CgroupLayout.detect()
@@ -89,7 +92,8 @@ public final class Supervisor {
         bus = EventBus(policies: policies, input: connectionInput, subordinates: subordinates, logger: audit.logger)
         sessions = SessionTable(loop: loop, registry: registry, bus: bus, subordinates: subordinates, audit: audit)
         listener = Listener(socketPath: configuration.socketPath, loop: loop, policies: policies, audit: audit,
-                            subordinates: subordinates, names: names, input: connectionInput, sessions: sessions, bus: bus)
+                            refusals: refusals, subordinates: subordinates, names: names, input: connectionInput,
+                            sessions: sessions, bus: bus)
         readHandler = ReadHandler(serverName: configuration.serverName, registry: registry, containment: containment)
         destroyHandler = DestroyHandler(loop: loop, registry: registry, sessions: sessions, bus: bus, audit: audit,
                                         containment: containment)
@@ -176,9 +180,10 @@ public final class Supervisor {
     }
 
     /// Stops accepting, closes every connection and removes the socket.
-    /// Groups and their holders keep running.
+    /// Writes the summaries of refusals held back so far. Groups and their holders keep running.
     public func shutdown() {
         listener.shutdown()
+        refusals.writeAll()
         audit.record(.supervisorStopped, "Supervisor stopped; \(registry.count) group(s) keep running",
                      fields: ["NSGROUP_GROUPS": String(registry.count)])
     }
@@ -305,9 +310,9 @@ public final class Supervisor {
             let kind = RefusalKind(error.reason, hidden: hidden)
             var fields = recordFields(request, name: name, result: error.reason.rawValue, details: details)
             fields[AuditField.refusal] = kind.rawValue
-            audit.record(.requestRefused, level: kind.level,
-                         "Refused \(request.method, limit: 64) from uid \(caller.uid): \(error.message)",
-                         caller: caller, fields: fields, lists: details.lists)
+            refusals.record(RefusedOperation(method: request.method), error.reason, level: kind.level,
+                            "Refused \(request.method, limit: 64) from uid \(caller.uid): \(error.message, limit: 512)",
+                            caller: caller, fields: fields, lists: details.lists)
         }
     }
 

@@ -12,6 +12,8 @@ private final class ConnectionHarness {
     let connection: Connection
     /// Each dispatched request: its id and the descriptors that came with it (inode of each).
     var dispatched: [(id: RequestID?, method: String, inodes: [UInt64])] = []
+    /// The reason of each line the connection reported as not a request (refuseLine).
+    var refusedLines: [ErrorReason] = []
     var closed = false
 
     init() throws {
@@ -24,6 +26,7 @@ private final class ConnectionHarness {
         loop = try EventLoop()
         var record: ((RequestID?, String, [UInt64]) -> Void)?
         var onClose: (() -> Void)?
+        var refused: ((ErrorReason) -> Void)?
         connection = Connection(
             id: 1, socket: FileDescriptor(adopting: fds[1]),
             peer: PeerCredentials(pid: getpid(), uid: getuid(), gid: getgid(), groups: []),
@@ -37,9 +40,11 @@ private final class ConnectionHarness {
                 descriptors.closeAll()
                 return .result(.object([:]))
             },
+            refuseLine: { _, error in refused?(error.reason) },
             onClose: { _ in onClose?() })
         record = { [weak self] id, method, inodes in self?.dispatched.append((id, method, inodes)) }
         onClose = { [weak self] in self?.closed = true }
+        refused = { [weak self] reason in self?.refusedLines.append(reason) }
         try connection.start(on: loop)
     }
 
@@ -100,5 +105,40 @@ struct ConnectionDescriptorTests {
         #expect(harness.dispatched.map(\.id) == [.number(JSONNumber(1)), .number(JSONNumber(2))])
         #expect(harness.dispatched.first?.inodes == [], "the descriptors went to request 1, which did not carry them")
         #expect(harness.dispatched.last?.inodes == Array(repeating: inode(file), count: 3), "request 2 lost the descriptors it carried")
+    }
+}
+
+@Suite("Connection: lines that are not requests are reported for the journal")
+struct ConnectionLineRefusalTests {
+    @Test func undecodableLinesAreReportedAndRequestsAreNot() throws {
+        let harness = try ConnectionHarness()
+        try harness.send("{not json\n")
+        try harness.send("[1,2]\n")
+        try harness.send(#"{"jsonrpc":"1.0","id":7,"method":"list"}"# + "\n")
+        try harness.send(#"{"jsonrpc":"2.0","method":"list","params":[1]}"# + "\n")  // a notification: not answered
+        try harness.send("  \t\n")  // blank: neither answered nor refused
+        try harness.send(#"{"jsonrpc":"2.0","id":1,"method":"nope"}"# + "\n")  // a request: dispatched, not a line refusal
+        try harness.run(untilDispatched: 1)
+        #expect(harness.refusedLines == [.parseError, .invalidRequest, .invalidRequest, .invalidParams])
+        #expect(harness.dispatched.map(\.method) == ["nope"])
+    }
+
+    @Test func aLineTooLongIsReported() throws {
+        let harness = try ConnectionHarness()
+        let long = [UInt8](repeating: UInt8(ascii: "x"), count: (1 << 16) + 100)
+        // Sent as far as the socket takes it, while the loop reads.
+        var sent = 0
+        var turns = 0
+        while !harness.closed, harness.refusedLines.isEmpty, turns < 3000 {
+            if sent < long.count {
+                let n = long[sent...].withUnsafeBytes {
+                    Glibc.send(harness.client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+                }
+                if n > 0 { sent += n }
+            }
+            _ = try harness.loop.runOnce(timeoutMicroseconds: 10_000)
+            turns += 1
+        }
+        #expect(harness.refusedLines == [.lineTooLong])
     }
 }

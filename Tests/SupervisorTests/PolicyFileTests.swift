@@ -127,6 +127,43 @@ struct PolicyFileAcceptedTests {
                 == #"audit.read-summary-interval: "0" is not a whole number from 1 to 86400"#)
     }
 
+    @Test func auditRefusalBudgetKeys() throws {
+        let defaults = Policy.defaults()
+        #expect(defaults.refusalsPerInterval == 50)
+        #expect(defaults.refusalInterval == 60)
+        let policy = try PolicyFile.parse("[audit]\nrefusals-per-interval = 20\nrefusal-interval = 2\n", path: confPath)
+        #expect(policy.refusalsPerInterval == 20)
+        #expect(policy.refusalInterval == 2)
+        var expected = defaults
+        expected.refusalsPerInterval = 20
+        expected.refusalInterval = 2
+        #expect(policy == expected)
+        #expect(policy != defaults, "both keys count in ==")
+        var other = defaults
+        other.refusalInterval = 61
+        #expect(other != defaults)
+        #expect(try PolicyFile.parse("[audit]\nrefusals-per-interval = 1\nrefusal-interval = 86400\n", path: confPath).refusalInterval == 86_400)
+        #expect(try PolicyFile.parse("[audit]\nrefusals-per-interval = 1000000\n", path: confPath).refusalsPerInterval == 1_000_000)
+        for (text, message) in [
+            ("refusals-per-interval = 0", #"audit.refusals-per-interval: "0" is not a whole number from 1 to 1000000"#),
+            ("refusals-per-interval = 1000001", #"audit.refusals-per-interval: "1000001" is not a whole number from 1 to 1000000"#),
+            ("refusals-per-interval = unlimited", #"audit.refusals-per-interval: "unlimited" is not a whole number from 1 to 1000000"#),
+            ("refusals-per-interval = -5", #"audit.refusals-per-interval: "-5" is not a whole number from 1 to 1000000"#),
+            ("refusal-interval = 0", #"audit.refusal-interval: "0" is not a whole number from 1 to 86400"#),
+            ("refusal-interval = 86401", #"audit.refusal-interval: "86401" is not a whole number from 1 to 86400"#),
+            ("refusal-interval = 1m", #"audit.refusal-interval: "1m" is not a whole number from 1 to 86400"#),
+            ("refusal-interval =", #"audit.refusal-interval: "" is not a whole number from 1 to 86400"#),
+        ] {
+            let error = try #require(parseError("[audit]\n\(text)\n"))
+            #expect(error.message == message)
+            #expect(error.description.contains("\(confPath):2:"), "\(error)")
+        }
+        let twice = try #require(parseError("[audit]\nrefusal-interval = 5\nrefusal-interval = 6\n"))
+        #expect(twice.message == "audit.refusal-interval is set twice (first on line 2)")
+        let misplaced = try #require(parseError("[limits]\nrefusal-interval = 5\n"))
+        #expect(misplaced.message.hasPrefix("unknown key \"refusal-interval\" in [limits]"))
+    }
+
     @Test func aMissingKeyKeepsItsDefault() throws {
         let policy = try PolicyFile.parse("[limits]\ngroups = 9\n", path: confPath)
         var expected = Policy.defaults()
