@@ -26,10 +26,12 @@ private final class Parts {
         loop = try EventLoop()
         policies = PolicyHolder(policy)
         let audit = Audit(logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }), subordinates: subordinates)
-        registry = GroupRegistry(state: try StateStore(directory: scratch.path), policies: policies,
+        let state = try StateStore(directory: scratch.path)
+        registry = GroupRegistry(state: state, policies: policies,
                                  subordinates: subordinates, audit: audit, socketPath: scratch.path + "/socket")
         bus = EventBus(policies: policies, input: input, subordinates: subordinates, logger: audit.logger)
-        sessions = SessionTable(loop: loop, registry: registry, bus: bus, subordinates: subordinates, audit: audit)
+        sessions = SessionTable(loop: loop, registry: registry, bus: bus, subordinates: subordinates, audit: audit,
+                                numbers: SessionNumbers(state: state))
     }
 
     /// A group whose "holder" is this test process (never signalled here).
