@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/vfs.h>
 #include <sys/socket.h>
@@ -104,6 +105,10 @@ pid_t ns_siginfo_pid(const siginfo_t *info) {
 
 const char *ns_errno_name(int error) {
     return strerrorname_np(error);
+}
+
+ssize_t ns_getrandom(void *buffer, size_t length) {
+    return getrandom(buffer, length, 0);
 }
 
 int ns_pipe_cloexec(int fds[2]) {

@@ -20,6 +20,23 @@ enum AuditField {
     static let holderPID = "NSGROUP_HOLDER_PID"
     static let sessionPID = "NSGROUP_SESSION_PID"
     static let session = "NSGROUP_SESSION"
+    /// A session's random 128-bit id (32 lowercase hex digits), never reused, unlike its number
+    /// once the state directory is gone: every record about one session carries it.
+    static let sessionID = "NSGROUP_SESSION_ID"
+    /// A group's random 128-bit id, one per instance: a group re-created under the same
+    /// name gets a new one. Every record about the group carries it.
+    static let groupID = "NSGROUP_GROUP_ID"
+    /// When a session started (RFC 3339, UTC), how long it ran in microseconds (when known),
+    /// and what it ran on: `pty` or `stdio`.
+    static let sessionStarted = "NSGROUP_SESSION_STARTED"
+    static let durationMicroseconds = "NSGROUP_DURATION_USEC"
+    static let tty = "NSGROUP_TTY"
+    /// What ended a session (SessionEnd): exit, signal, signal-request, destroy, expired,
+    /// holder-died, supervisor-down or unknown; for signal-request and destroy, who
+    /// (NSGROUP_ENDED_BY_UID), and for signal-request the signal sent.
+    static let endedBy = "NSGROUP_ENDED_BY"
+    static let endedByUID = "NSGROUP_ENDED_BY_UID"
+    static let signalSent = "NSGROUP_SIGNAL_SENT"
     static let argv = "NSGROUP_ARGV"
     /// How a session entered its group: `namespace-root` (through the group's user namespace,
     /// as its root: the owner's rights), `caller` (as the caller, from the host's user
@@ -60,7 +77,6 @@ enum AuditField {
     static let argvTruncated = "NSGROUP_ARGV_TRUNCATED"
     static let cwd = "NSGROUP_CWD"
     static let envNames = "NSGROUP_ENV_NAMES"
-    static let tty = "NSGROUP_TTY"
     static let trustOwner = "NSGROUP_TRUST_OWNER"
     /// Everyone a group is shared with after a create, share or unshare (repeated).
     static let members = "NSGROUP_MEMBERS"

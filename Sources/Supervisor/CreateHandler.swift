@@ -119,7 +119,10 @@ final class CreateHandler {
             record.expires = record.created + lifetime
         }
         record.idle = params.idle
-        let pending = Pending(launch: launch, record: record, caller: context.caller, completion: context.later())
+        // This instance's id, in its state file and every record about it.
+        record.groupID = RandomID.make()
+        let pending = Pending(launch: launch, record: record, caller: context.caller, completion: context.later(),
+                              details: context.details)
         let timeout = policy.spawnTimeout
         do {
             try launches.watch(.holder, channel: launch.status.rawValue, chargedTo: charged, timeoutSeconds: timeout,
@@ -145,12 +148,16 @@ final class CreateHandler {
         var recorded = false
         let caller: PeerCredentials
         let completion: Completion
+        /// The fields of the request's record (the new group's id, once the group is ready).
+        let details: RequestDetails
 
-        init(launch: HolderLaunch, record: GroupRecord, caller: PeerCredentials, completion: Completion) {
+        init(launch: HolderLaunch, record: GroupRecord, caller: PeerCredentials, completion: Completion,
+             details: RequestDetails) {
             self.launch = launch
             self.record = record
             self.caller = caller
             self.completion = completion
+            self.details = details
         }
     }
 
@@ -235,10 +242,12 @@ final class CreateHandler {
         registry.groupsChanged()
         bus.groupEvent(.groupCreated, group)
         // The decision (request-accepted) first, then what it made.
+        pending.details.fields[AuditField.groupID] = group.id
         pending.completion.finish(.result(containment.describe(group, detailed: true)))
         audit.record(.groupCreated, "Created group \(name) for uid \(record.owner), holder \(record.holderPID)",
                      caller: pending.caller, fields: [
                         AuditField.name: name,
+                        AuditField.groupID: group.id,
                         AuditField.operation: "create",
                         AuditField.result: "ok",
                         AuditField.ownerUID: String(record.owner),

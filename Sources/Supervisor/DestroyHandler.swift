@@ -31,9 +31,11 @@ final class DestroyHandler {
     /// has been reaped.
     func destroy(_ params: NameParams, _ context: RequestContext) throws(RPCError) -> Reply {
         let group = try registry.group(params.name, caller: context.caller, action: "destroy", manage: true)
+        // The answer comes once the group has left the registry: its record names it here.
+        context.details.fields[AuditField.groupID] = group.id
         if !group.destroying {
             do throws(Errno) {
-                try end(group, reason: "request")
+                try end(group, reason: "request", by: context.caller.uid)
             } catch {
                 throw RPCError(.internalError, "cannot destroy group \"\(params.name)\": pidfd_send_signal: \(error)")
             }
@@ -57,9 +59,12 @@ final class DestroyHandler {
     /// through its cgroup (cgroup.kill): with a pid namespace the kernel
     /// would take them down with the holder, its PID 1; without one, what a
     /// session double-forked would live on. Then what was started here.
-    private func end(_ group: Group, reason: String) throws(Errno) {
+    /// What ended its sessions is marked first (`reason`, and `by` whom for a request):
+    /// their end records say so (SessionEnd).
+    private func end(_ group: Group, reason: String, by uid: uid_t? = nil) throws(Errno) {
         group.destroying = true
         group.destroyReason = reason
+        group.destroyedBy = uid
         do {
             try group.holder.signal(SIGKILL)
         } catch where error.rawValue == ESRCH {
@@ -110,6 +115,7 @@ final class DestroyHandler {
         }
         let fields = [
             AuditField.name: group.name,
+            AuditField.groupID: group.id,
             AuditField.ownerUID: String(group.owner),
             AuditField.holderPID: String(group.record.holderPID),
         ]

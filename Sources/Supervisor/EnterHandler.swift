@@ -202,7 +202,7 @@ final class EnterHandler {
 
         let completion = context.later()
         let started = Started(id: id, guestOf: guestOf, cgroup: cgroup.node, group: group, caller: caller, argv: argv, tty: params.tty,
-                              entry: entry, connection: context.connection, completion: completion)
+                              entry: entry, connection: context.connection, completion: completion, details: context.details)
         let timeout = policy.spawnTimeout
         do {
             try launches.watch(.session, channel: launch.channel.rawValue, chargedTo: charged, timeoutSeconds: timeout,
@@ -238,6 +238,8 @@ final class EnterHandler {
         let entry: EntryMode
         let connection: Connection
         let completion: Completion
+        /// The fields of the request's record (which session it started).
+        let details: RequestDetails
     }
 
     /// A launch ended: its first child goes to the Reaper, and so does its
@@ -276,6 +278,7 @@ final class EnterHandler {
             uid: caller.uid, argv: started.argv, started: Timestamp.now(), tty: started.tty,
             callerGID: caller.gid, callerPID: caller.pid)
         record.guestOf = started.guestOf
+        record.sessionID = RandomID.make()
         let session = Session(record: record, pidfd: pidfd, adopted: false, connection: started.connection)
         // A session that starts (and, in SessionTable, one that ends) is use: the idle clock starts again.
         group.lastActive = monotonicSeconds()
@@ -289,6 +292,9 @@ final class EnterHandler {
             return
         }
         // The decision (request-accepted) first, then what it started.
+        started.details.fields[AuditField.session] = String(session.id)
+        started.details.fields[AuditField.sessionID] = session.uniqueID
+        started.details.fields[AuditField.groupID] = group.id
         let result = EnterResult(session: session.id, pid: session.pid).json
         if let master {
             started.completion.finish(.result(result, descriptors: ReceivedDescriptors([master.release()])))
@@ -298,12 +304,16 @@ final class EnterHandler {
         audit.record(.sessionStarted, "Started session \(session.id) (pid \(session.pid)) in group \(name) for uid \(caller.uid): \(started.argv.joined(separator: " "))",
                      caller: caller, fields: [
                         AuditField.name: name,
+                        AuditField.groupID: group.id,
                         AuditField.operation: "enter",
                         AuditField.result: "ok",
                         AuditField.ownerUID: String(group.owner),
                         AuditField.holderPID: String(group.record.holderPID),
                         AuditField.sessionPID: String(session.pid),
                         AuditField.session: String(session.id),
+                        AuditField.sessionID: session.uniqueID,
+                        AuditField.sessionStarted: Timestamp.format(secondsSinceEpoch: session.record.started),
+                        AuditField.tty: session.record.tty ? "pty" : "stdio",
                         AuditField.argv: started.argv.joined(separator: " "),
                         AuditField.enteredAs: started.entry.auditName,
                      ])
@@ -406,6 +416,10 @@ final class EnterHandler {
         guard let session else { throw RPCError(.internalError, "session \(params.session) vanished") }
         context.details.fields[AuditField.sessionUID] = String(session.uid)
         context.details.fields[AuditField.sessionPID] = String(session.pid)
+        // Whoever sent it is named if this signal ends the session.
+        session.signalRequest = Session.SignalRequest(uid: context.caller.uid, signal: params.signal)
+        context.details.fields[AuditField.session] = String(session.id)
+        context.details.fields[AuditField.sessionID] = session.uniqueID
         do {
             try session.pidfd.signal(params.signal)
         } catch where error.rawValue == ESRCH {

@@ -20,6 +20,8 @@ final class Group {
     var destroyWaiters: [Completion] = []
     /// Why it is being destroyed: "request", "lifetime" or "idle" (events, journal).
     var destroyReason = "request"
+    /// Who asked for it to be destroyed (destroyReason "request"): its sessions' end records name them.
+    var destroyedBy: uid_t?
     /// Stopped by `freeze` (cgroup.freeze) until `thaw`.
     var frozen = false { didSet { cachedListJSON = nil } }
     /// What its cgroup used when the Sweep last read it (at most a second ago): what
@@ -50,12 +52,18 @@ final class Group {
     /// supervisor answers, and building the description is most of their cost.
     private var cachedInfoJSON: JSONValue?
 
+    /// A group whose record has no id yet (one an earlier version of the supervisor
+    /// wrote) gets one here; the next save keeps it.
     init(record: GroupRecord, holder: consuming Pidfd) {
+        var record = record
+        if record.groupID == nil { record.groupID = RandomID.make() }
         self.record = record
         self.holder = holder
     }
 
     var name: String { record.name }
+    /// NSGROUP_GROUP_ID: this instance's random id (always set once the group is built).
+    var id: String { record.groupID ?? "" }
     var owner: uid_t { record.owner }
     var members: [Member] { record.members }
 
@@ -120,6 +128,9 @@ package struct GroupRecord: Sendable, Equatable {
     package var expires: Int64?
     /// With an idle time: seconds without a running session before the group is destroyed.
     package var idle: Int64?
+    /// This instance's random 128-bit id (RandomID), made at create; nil only in a record
+    /// an earlier version wrote, until the group is taken back.
+    package var groupID: String?
 
     package var kinds: Set<NamespaceKind> { Set(namespaces.map(\.kind)) }
 
@@ -162,6 +173,9 @@ package struct SessionRecord: Sendable, Equatable {
     /// is charged to (users/UID/guest-NAME/session-ID), someone other than the
     /// group's owner. nil: the group's own (users/OWNER/group-NAME/session-ID).
     package var guestOf: uid_t?
+    /// Its random 128-bit id (RandomID), made when it started; nil only in a record an
+    /// earlier version wrote, until the session is taken back.
+    package var sessionID: String?
 
     package init(id: UInt64, pid: pid_t, startTime: UInt64, uid: uid_t, argv: [String], started: Int64, tty: Bool,
                  callerGID: gid_t, callerPID: pid_t, argvTruncated: Bool = false) {

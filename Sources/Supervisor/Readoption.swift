@@ -69,7 +69,7 @@ final class Readoption {
                 try? NetnsPublisher.publish(netns, holder: group.holder)
             }
             audit.record(.groupAdopted, "Took back group \(name) (holder \(record.holderPID)) with \(counted(group.sessions.count, "running session"))",
-                         fields: [AuditField.name: name, AuditField.ownerUID: String(record.owner),
+                         fields: [AuditField.name: name, AuditField.groupID: group.id, AuditField.ownerUID: String(record.owner),
                                   AuditField.holderPID: String(record.holderPID), AuditField.result: "ok"])
         }
         // What groups that are gone left in their cgroups dies now: nothing outlives its group.
@@ -118,17 +118,23 @@ final class Readoption {
 
     /// Sessions in the record that still run are watched again (their exit
     /// status will be unknown: init reaps them now); the others are recorded
-    /// as ended while the supervisor was down.
+    /// as ended while the supervisor was down. The group's record is saved once
+    /// after: without them, and with ids for a group and sessions an earlier version
+    /// recorded without (Group and Session make them).
     private func readoptSessions(of group: Group) {
         for record in group.record.sessions {
             sessions.noteTaken(record.id)
             guard let pidfd = Self.verifiedSession(record) else {
-                audit.record(.sessionEnded, "Session \(record.id) (pid \(record.pid)) in group \(group.name) ended while the supervisor was down",
+                // When it ended is not known, so neither is how long it ran.
+                var fields = SessionEnd.fields(record, .supervisorDown, microseconds: nil)
+                fields.merge([AuditField.name: group.name, AuditField.groupID: group.id, AuditField.operation: "enter",
+                              AuditField.result: "ended_while_down", AuditField.ownerUID: String(group.owner),
+                              AuditField.sessionPID: String(record.pid),
+                              AuditField.argv: record.argv.joined(separator: " ")]) { $1 }
+                audit.record(.sessionEnded, SessionEnd.message(session: record.id, pid: record.pid, group: group.name,
+                                                               .supervisorDown, microseconds: nil),
                              caller: PeerCredentials(pid: record.callerPID, uid: record.uid, gid: record.callerGID, groups: []),
-                             fields: [AuditField.name: group.name, AuditField.operation: "enter",
-                                      AuditField.result: "ended_while_down", AuditField.ownerUID: String(group.owner),
-                                      AuditField.session: String(record.id), AuditField.sessionPID: String(record.pid),
-                                      AuditField.argv: record.argv.joined(separator: " ")])
+                             fields: fields)
                 continue
             }
             let session = Session(record: record, pidfd: pidfd, adopted: true, connection: nil)
@@ -163,6 +169,7 @@ final class Readoption {
         if let record {
             fields[AuditField.ownerUID] = String(record.owner)
             fields[AuditField.holderPID] = String(record.holderPID)
+            if let id = record.groupID { fields[AuditField.groupID] = id }
         }
         // A holder that died while no supervisor ran is no one's doing; a process that is not
         // the recorded holder may be a reused pid, or a forgery: warning; a state file refused

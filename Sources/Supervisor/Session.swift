@@ -18,12 +18,44 @@ final class Session {
     /// the session, and any that attached to it later.
     private var listeners: [WeakConnection] = []
     var watch: EventSource?
+    /// The last `signal` request sent to it (EnterHandler.signal): if that signal ends it,
+    /// its end record says who sent it.
+    var signalRequest: SignalRequest?
+    /// When its process started, in seconds on CLOCK_BOOTTIME (which counts on through
+    /// suspend and across supervisor restarts), for how long it ran; nil when unknown.
+    let startedBoottime: Double?
 
+    struct SignalRequest {
+        let uid: uid_t
+        let signal: Int32
+    }
+
+    /// A session whose record has no id (one an earlier version of the supervisor wrote)
+    /// gets one here; the group's next save keeps it.
     init(record: SessionRecord, pidfd: consuming Pidfd, adopted: Bool, connection: Connection?) {
+        var record = record
+        if record.sessionID == nil { record.sessionID = RandomID.make() }
         self.record = record
         self.pidfd = pidfd
         self.adopted = adopted
+        // One started here began just now; one taken back, when its process did (/proc's
+        // start time is in clock ticks since boot, on the same clock).
+        if !adopted {
+            startedBoottime = boottimeSeconds()
+        } else if record.startTime > 0 {
+            startedBoottime = Double(record.startTime) / Double(sysconf(Int32(_SC_CLK_TCK)))
+        } else {
+            startedBoottime = nil
+        }
         if let connection { listeners.append(WeakConnection(connection)) }
+    }
+
+    /// NSGROUP_SESSION_ID (always set once the session is built).
+    var uniqueID: String { record.sessionID ?? "" }
+
+    /// How long it has run, in microseconds, if its start is known.
+    func runMicroseconds(now: Double = boottimeSeconds()) -> UInt64? {
+        startedBoottime.map { UInt64(max(0, (now - $0) * 1_000_000).rounded()) }
     }
 
     func addListener(_ connection: Connection) {
@@ -60,6 +92,13 @@ final class Session {
         SessionInfo(session: id, pid: pid, uid: uid, argv: argv,
                     started: Timestamp.format(secondsSinceEpoch: record.started), tty: record.tty)
     }
+}
+
+/// Seconds on CLOCK_BOOTTIME: since boot, suspend included.
+func boottimeSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_BOOTTIME, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
 struct WeakConnection {

@@ -31,30 +31,35 @@ final class SessionTable {
     private let bus: EventBus
     private let subordinates: SubordinateOwners
     private let audit: Audit
-    private var nextID: UInt64 = 1
+    /// Session numbers, never reused while the state directory lasts.
+    let numbers: SessionNumbers
     /// Called once a session has ended and been reported (its cgroup goes then).
     var onEnded: ((Session, Group) -> Void)?
     /// Keyed by session; oldest first in endedOrder.
     private var recentlyEnded: [UInt64: Ended] = [:]
     private var endedOrder: [UInt64] = []
 
-    init(loop: EventLoop, registry: GroupRegistry, bus: EventBus, subordinates: SubordinateOwners, audit: Audit) {
+    init(loop: EventLoop, registry: GroupRegistry, bus: EventBus, subordinates: SubordinateOwners, audit: Audit,
+         numbers: SessionNumbers) {
         self.loop = loop
         self.registry = registry
         self.bus = bus
         self.subordinates = subordinates
         self.audit = audit
+        self.numbers = numbers
+        numbers.onSaveFailure = { [audit] error in
+            audit.logger.error("Failed to write the session counter \(StateStore.sessionCounterFile) in the state directory: \(error); session numbers given now may be given again after a crash")
+        }
     }
 
     /// The number for a new session.
     func takeID() -> UInt64 {
-        defer { nextID += 1 }
-        return nextID
+        numbers.take()
     }
 
     /// Numbers given from now on are past `id` (a session an earlier supervisor started).
     func noteTaken(_ id: UInt64) {
-        nextID = max(nextID, id + 1)
+        numbers.noteTaken(id)
     }
 
     /// Sessions charged to this person (their own uid and their subordinate uids) running in any group.
@@ -131,19 +136,22 @@ final class SessionTable {
         session.notifyExited(exited)
         bus.sessionEvent(.sessionEnded, session, in: group, ended: exited)
         rememberEnded(exited, group: group, uid: session.uid)
-        var fields = [
+        let end = SessionEnd.of(session, in: group, status: status)
+        let microseconds = session.runMicroseconds()
+        var fields = SessionEnd.fields(session.record, end, microseconds: microseconds)
+        fields.merge([
             AuditField.name: group.name,
+            AuditField.groupID: group.id,
             AuditField.operation: "enter",
             AuditField.result: status == nil ? "exit_status_unknown" : "ok",
             AuditField.ownerUID: String(group.owner),
             AuditField.sessionPID: String(session.pid),
-            AuditField.session: String(session.id),
             AuditField.argv: session.argv.joined(separator: " "),
-        ]
+        ]) { $1 }
         if status != nil { fields[AuditField.exitCode] = String(exited.shellStatus) }
         if let signal = status?.signal { fields[AuditField.signal] = String(signal) }
-        let how = status?.description ?? "ended; its exit status is unknown (it was started before the supervisor restarted)"
-        audit.record(.sessionEnded, "Session \(session.id) (pid \(session.pid)) in group \(group.name) \(how)",
+        audit.record(.sessionEnded, SessionEnd.message(session: session.id, pid: session.pid, group: group.name, end,
+                                                       microseconds: microseconds),
                      caller: session.caller, fields: fields)
         onEnded?(session, group)
     }

@@ -5,7 +5,8 @@ import Namespaces
 import POSIX
 import RPC
 
-/// The state directory: one file per group, `<dir>/groups/<name>.json`, in a
+/// The state directory: one file per group, `<dir>/groups/<name>.json`, and the
+/// session counter, `<dir>/groups/session-counter` (SessionNumbers), in a
 /// root-owned 0700 directory. Files are written atomically (temporary file,
 /// fsync, rename, fsync of the directory) and opened with O_NOFOLLOW, so a
 /// reader sees a whole old record or a whole new one, never a mix.
@@ -61,10 +62,16 @@ final class StateStore {
 
     /// Writes a group's record atomically.
     func save(_ record: GroupRecord) throws(Errno) {
+        try write(StateCodec.encode(record), as: fileName(record.name))
+    }
+
+    /// Writes one JSON value and a newline to the file `name` in the groups directory:
+    /// a temporary file, fsync, rename over the old one, fsync of the directory.
+    private func write(_ value: JSONValue, as name: String) throws(Errno) {
         var bytes: [UInt8] = []
-        StateCodec.encode(record).serialize(into: &bytes)
+        value.serialize(into: &bytes)
         bytes.append(0x0A)
-        let temporary = "." + fileName(record.name) + ".tmp"
+        let temporary = "." + name + ".tmp"
         _ = unlinkat(groupsFD.rawValue, temporary, 0)
         let fd = openat(groupsFD.rawValue, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         if fd < 0 { throw Errno.current }
@@ -72,7 +79,7 @@ final class StateStore {
         do throws(Errno) {
             try file.writeAll(bytes)
             if fsync(file.rawValue) < 0 { throw Errno.current }
-            if renameat(groupsFD.rawValue, temporary, groupsFD.rawValue, fileName(record.name)) < 0 { throw Errno.current }
+            if renameat(groupsFD.rawValue, temporary, groupsFD.rawValue, name) < 0 { throw Errno.current }
         } catch {
             _ = unlinkat(groupsFD.rawValue, temporary, 0)
             throw error
@@ -101,7 +108,8 @@ final class StateStore {
 
     /// Temporary files a save interrupted by a crash left behind.
     func removeTemporaryFiles() {
-        for fileName in fileNames() where fileName.hasPrefix(".") && fileName.hasSuffix(".json.tmp") {
+        for fileName in fileNames() where fileName.hasPrefix(".")
+            && (fileName.hasSuffix(".json.tmp") || fileName == "." + Self.sessionCounterFile + ".tmp") {
             _ = unlinkat(groupsFD.rawValue, fileName, 0)
         }
     }
@@ -114,10 +122,15 @@ final class StateStore {
     /// of the group its name says. Refusals are `SupervisorError`s of kind
     /// `stateFile`, whose problem is the journal's reason.
     func load(name: String) throws(SupervisorError) -> GroupRecord {
+        try StateCodec.decode(try readJSON(fileName(name)), name: name)
+    }
+
+    /// The JSON value in the file `name` of the groups directory, read as `load` describes.
+    private func readJSON(_ name: String) throws(SupervisorError) -> JSONValue {
         func refused(_ problem: SupervisorError.StateFileProblem, _ message: String) -> SupervisorError {
             SupervisorError(.stateFile(problem), message)
         }
-        let fd = openat(groupsFD.rawValue, fileName(name), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        let fd = openat(groupsFD.rawValue, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         if fd < 0 {
             let error = Errno.current
             if error.rawValue == ELOOP { throw refused(.symlink, "it is a symbolic link") }
@@ -136,11 +149,43 @@ final class StateStore {
         do { bytes = try file.readAll(limit: Self.maxFileSize) } catch {
             throw refused(.unreadable, "cannot read it: \(error)")
         }
-        let value: JSONValue
-        do { value = try JSONParser.parse(bytes) } catch {
+        do { return try JSONParser.parse(bytes) } catch {
             throw refused(.malformed, "it is not JSON (truncated?): \(error)")
         }
-        return try StateCodec.decode(value, name: name)
+    }
+
+    // MARK: The session counter
+
+    /// The session counter's file: `{"version": 1, "next": N}`, N the first session number
+    /// no supervisor may have given yet (SessionNumbers).
+    static let sessionCounterFile = "session-counter"
+    /// The highest number the counter may hold: session numbers stay exact in any JSON reader.
+    static let maxSessionNumber: UInt64 = 1 << 53
+
+    /// The number in the session counter's file, or nil when there is none (a fresh state
+    /// directory). A file that is not trusted (as `load` checks a record) or that does not
+    /// hold a version 1 counter with a number in 1...maxSessionNumber is refused.
+    func loadSessionCounter() throws(SupervisorError) -> UInt64? {
+        var st = stat()
+        if fstatat(groupsFD.rawValue, Self.sessionCounterFile, &st, AT_SYMLINK_NOFOLLOW) < 0, errno == ENOENT { return nil }
+        let value = try readJSON(Self.sessionCounterFile)
+        func malformed(_ message: String) -> SupervisorError { SupervisorError(.stateFile(.malformed), message) }
+        guard let object = value.objectValue, object.keys.count == 2, Set(object.keys) == ["version", "next"] else {
+            throw malformed("it is not an object of \"version\" and \"next\"")
+        }
+        guard object["version"]?.int64Value == Int64(StateCodec.version) else {
+            throw malformed("version \(object["version"]!.serialized()) is not \(StateCodec.version)")
+        }
+        guard let next = object["next"]?.int64Value, next >= 1, UInt64(next) <= Self.maxSessionNumber else {
+            throw malformed("\"next\" is \(String(object["next"]!.serialized().prefix(64))), not a number from 1 to \(Self.maxSessionNumber)")
+        }
+        return UInt64(next)
+    }
+
+    /// Writes the session counter atomically.
+    func saveSessionCounter(next: UInt64) throws(Errno) {
+        try write(.object(["version": .number(JSONNumber(StateCodec.version)), "next": .number(JSONNumber(next))]),
+                  as: Self.sessionCounterFile)
     }
 
     /// Removes a record that is not trusted (a symlink itself, never its target).
@@ -188,6 +233,7 @@ package enum StateCodec {
             o["expires"] = .number(JSONNumber(expires))
         }
         if let idle = r.idle { o["idle"] = .number(JSONNumber(idle)) }
+        if let groupID = r.groupID { o["groupID"] = .string(groupID) }
         // The file is rewritten on every session change: each session's argv
         // is kept cut as events carry it (EventNotification.truncated), so a
         // group with many sessions of long commands still has a small file.
@@ -206,6 +252,7 @@ package enum StateCodec {
             ]
             if argv.truncated || session.argvTruncated { s["argvTruncated"] = .bool(true) }
             if let guestOf = session.guestOf { s["guestOf"] = .number(JSONNumber(guestOf)) }
+            if let sessionID = session.sessionID { s["sessionID"] = .string(sessionID) }
             return .object(s)
         })
         o["members"] = .array(r.members.map { member in
@@ -237,6 +284,14 @@ extension StateCodec {
         func string(_ value: JSONValue?, _ what: String) throws(SupervisorError) -> String {
             guard let s = value?.stringValue else { throw malformed("\(what) is not a string") }
             return s
+        }
+        /// A random id (RandomID), when there is one: records an earlier version wrote have none.
+        func randomID(_ key: String, in object: JSONObject) throws(SupervisorError) -> String? {
+            guard let value = object[key] else { return nil }
+            guard let id = value.stringValue, RandomID.isValid(id) else {
+                throw malformed("\"\(key)\" is \(String(value.serialized().prefix(64))), not 32 lowercase hex digits")
+            }
+            return id
         }
         guard try integer("version", 0...Int64.max) == Int64(version) else {
             throw malformed("version \(o["version"]?.serialized() ?? "?") is not \(version)")
@@ -296,6 +351,7 @@ extension StateCodec {
                 callerPID: pid_t(try integer("callerPID", 0...Int64(Int32.max), in: s)),
                 argvTruncated: argvTruncated?.boolValue ?? false))
             sessions[sessions.count - 1].guestOf = guestOf
+            sessions[sessions.count - 1].sessionID = try randomID("sessionID", in: s)
         }
         let hostname = try o["hostname"].map { (v) throws(SupervisorError) in try string(v, "\"hostname\"") }
         var binds: [BindMount] = []
@@ -360,6 +416,7 @@ extension StateCodec {
             record.expires = try integer("expires", 0...Int64.max)
         }
         if o["idle"] != nil { record.idle = try integer("idle", durations) }
+        record.groupID = try randomID("groupID", in: o)
         return record
     }
 }

@@ -90,7 +90,8 @@ public final class Supervisor {
         registry = GroupRegistry(state: state, policies: policies, subordinates: subordinates, audit: audit,
                                  socketPath: configuration.socketPath)
         bus = EventBus(policies: policies, input: connectionInput, subordinates: subordinates, logger: audit.logger)
-        sessions = SessionTable(loop: loop, registry: registry, bus: bus, subordinates: subordinates, audit: audit)
+        sessions = SessionTable(loop: loop, registry: registry, bus: bus, subordinates: subordinates, audit: audit,
+                                numbers: SessionNumbers(state: state))
         listener = Listener(socketPath: configuration.socketPath, loop: loop, policies: policies, audit: audit,
                             refusals: refusals, subordinates: subordinates, names: names, input: connectionInput,
                             sessions: sessions, bus: bus)
@@ -173,6 +174,10 @@ public final class Supervisor {
         }
         audit.record(.supervisorStarted, "Supervisor started on \(configuration.socketPath)\(activatedSocket != nil ? " (socket from systemd)" : ""); cgroups: \(containment.tree.basePath) on \(containment.tree.layout.summary)",
                      fields: [AuditField.cgroup: containment.tree.basePath])
+        if let problem = sessions.numbers.problem {
+            audit.logger.warning("Ignored the session counter \(configuration.stateDirectory)/groups/\(StateStore.sessionCounterFile): \(problem); session numbers go on past the highest still in use, and the counter is written anew",
+                                 metadata: [AuditField.reason: .string("session_counter_refused")])
+        }
         // Connections wait in the backlog until the groups are taken back.
         readoption.readoptGroups()
         // nsgroupd.conf may have changed while no supervisor ran.
@@ -320,7 +325,12 @@ public final class Supervisor {
         var fields = details.fields
         fields[AuditField.operation] = String(request.method.prefix(64))
         fields[AuditField.result] = result
-        if let name, GroupName.isValid(name) { fields[AuditField.name] = name }
+        if let name, GroupName.isValid(name) {
+            fields[AuditField.name] = name
+            // The instance it is about: one the handler named (create's new group, one that
+            // is gone by the answer), else the one of that name now.
+            if fields[AuditField.groupID] == nil, let group = registry[name] { fields[AuditField.groupID] = group.id }
+        }
         return fields
     }
 }

@@ -70,7 +70,7 @@ final class Sweep {
         let limit = group.record.limits.memory.map { " (memory limit \(ByteSize.format($0)))" } ?? ""
         audit.record(.groupOOM, level: .warning,
                      "The OOM killer ended \((new == 1 ? "1 process" : "\(new) processes")) in group \(group.name)\(limit)",
-                     fields: [AuditField.name: group.name, AuditField.ownerUID: String(group.owner),
+                     fields: [AuditField.name: group.name, AuditField.groupID: group.id, AuditField.ownerUID: String(group.owner),
                               AuditField.oomKills: String(kills), AuditField.cgroup: containment.node(of: group).unifiedPath])
         bus.groupEvent(.groupOOM, group, oomKills: kills)
     }

@@ -426,3 +426,243 @@ struct SupervisorErrorTests {
         }
     }
 }
+
+// MARK: - Random ids
+
+@Suite("Group and session ids in the state file")
+struct StateFileIDTests {
+    static let groupID = "0123456789abcdef0123456789abcdef"
+    static let sessionID = "fedcba9876543210fedcba9876543210"
+
+    func withIDs() -> GroupRecord {
+        var record = sampleRecord()
+        record.groupID = Self.groupID
+        record.sessions[0].sessionID = Self.sessionID
+        return record
+    }
+
+    @Test func randomIDsAre32LowercaseHexDigitsAndDiffer() {
+        let ids = (0..<64).map { _ in RandomID.make() }
+        #expect(ids.allSatisfy(RandomID.isValid))
+        #expect(Set(ids).count == ids.count)
+        #expect(ids.allSatisfy { $0.utf8.count == 32 && $0 == $0.lowercased() })
+        // All 128 bits vary: every hex digit position takes more than one value over 64 ids.
+        #expect((0..<32).allSatisfy { index in Set(ids.map { Array($0)[index] }).count > 1 })
+        #expect(RandomID.isValid(Self.groupID))
+        for bad in ["", "0123456789ABCDEF0123456789ABCDEF", "0123456789abcdef0123456789abcde",
+                    "0123456789abcdef0123456789abcdef0", "0123456789abcdef-123456789abcdef", "g123456789abcdef0123456789abcdef"] {
+            #expect(!RandomID.isValid(bad), "\(bad)")
+        }
+    }
+
+    @Test func idsAreWrittenAndReadBack() throws {
+        let scratch = try ScratchDirectory()
+        let store = try StateStore(directory: scratch.path)
+        try store.save(withIDs())
+        let json = StateCodec.encode(withIDs())
+        #expect(json["groupID"] == .string(Self.groupID))
+        #expect(json["sessions"]?.arrayValue?.first?["sessionID"] == .string(Self.sessionID))
+        let loaded = try store.load(name: "web")
+        #expect(loaded == withIDs())
+        #expect(loaded.groupID == Self.groupID)
+        #expect(loaded.sessions.first?.sessionID == Self.sessionID)
+    }
+
+    /// Records an earlier version wrote have no ids: they load, without.
+    @Test func recordsWithoutIDsLoadWithout() throws {
+        let scratch = try ScratchDirectory()
+        let store = try StateStore(directory: scratch.path)
+        try store.save(sampleRecord())
+        let text = String(decoding: try #require(readFile(scratch.path + "/groups/web.json")), as: UTF8.self)
+        #expect(!text.contains("groupID") && !text.contains("sessionID"))
+        let loaded = try store.load(name: "web")
+        #expect(loaded.groupID == nil)
+        #expect(loaded.sessions.first?.sessionID == nil)
+    }
+
+    /// A group or session built from such a record gets an id, which its record then keeps.
+    @Test func aGroupAndASessionWithoutIDsGetOne() throws {
+        let group = Group(record: sampleRecord(), holder: try Pidfd.open(pid: getpid()))
+        #expect(RandomID.isValid(group.id))
+        #expect(group.record.groupID == group.id)
+        let kept = Group(record: withIDs(), holder: try Pidfd.open(pid: getpid()))
+        #expect(kept.id == Self.groupID)
+        let session = Session(record: sampleRecord().sessions[0], pidfd: try Pidfd.open(pid: getpid()), adopted: true, connection: nil)
+        #expect(RandomID.isValid(session.uniqueID))
+        #expect(session.record.sessionID == session.uniqueID)
+        let keptSession = Session(record: withIDs().sessions[0], pidfd: try Pidfd.open(pid: getpid()), adopted: true, connection: nil)
+        #expect(keptSession.uniqueID == Self.sessionID)
+    }
+
+    @Test(arguments: [JSONValue.string("0123456789ABCDEF0123456789ABCDEF"), .string("short"), .number(JSONNumber(7)),
+                      .string("0123456789abcdef0123456789abcdef\n"), .null])
+    func aMalformedIDIsRefused(_ id: JSONValue) throws {
+        guard case .object(var object) = StateCodec.encode(withIDs()) else { Issue.record("not an object"); return }
+        object["groupID"] = id
+        #expect(throws: SupervisorError.self) { try StateCodec.decode(.object(object), name: "web") }
+        do throws(SupervisorError) {
+            _ = try StateCodec.decode(.object(object), name: "web")
+        } catch {
+            #expect(error.kind == .stateFile(.malformed))
+            #expect(error.message.hasPrefix("\"groupID\" is "), "\(error.message)")
+        }
+        guard case .object(var session) = StateCodec.encode(withIDs())["sessions"]?.arrayValue?.first,
+              case .object(var good) = StateCodec.encode(withIDs()) else { Issue.record("no session"); return }
+        session["sessionID"] = id
+        good["sessions"] = .array([.object(session)])
+        #expect(throws: SupervisorError.self) { try StateCodec.decode(.object(good), name: "web") }
+    }
+}
+
+// MARK: - The session counter
+
+@Suite("The session counter")
+struct SessionCounterTests {
+    let scratch: ScratchDirectory
+    let store: StateStore
+    var path: String { scratch.path + "/groups/" + StateStore.sessionCounterFile }
+
+    init() throws {
+        scratch = try ScratchDirectory()
+        store = try StateStore(directory: scratch.path)
+    }
+
+    /// The number the counter file holds, read as a test would (nil: no such file).
+    func onDisk() throws -> Int64? {
+        guard let bytes = readFile(path) else { return nil }
+        #expect(bytes.last == 0x0A)
+        let value = try JSONParser.parse(Array(bytes.dropLast()))
+        #expect(value["version"] == .number(JSONNumber(1)))
+        return value["next"]?.int64Value
+    }
+
+    @Test func aFreshDirectoryCountsFromOneAndReservesABlock() throws {
+        let numbers = SessionNumbers(state: store)
+        #expect(numbers.problem == nil)
+        #expect(try onDisk() == nil, "nothing is written before a number is given")
+        #expect(numbers.take() == 1)
+        #expect(try onDisk() == 1 + Int64(SessionNumbers.blockSize))
+        let st = try #require(lstatOf(path))
+        #expect(st.st_mode & S_IFMT == S_IFREG)
+        #expect(st.st_mode & 0o7777 == 0o600)
+        #expect(st.st_uid == 0)
+        // No temporary file is left, and the counter is not a group.
+        #expect(ScratchDirectory.entries(scratch.path + "/groups") == [StateStore.sessionCounterFile])
+        #expect(store.storedNames().isEmpty)
+    }
+
+    @Test func theFileIsWrittenOnlyWhenABlockIsUsedUp() throws {
+        let numbers = SessionNumbers(state: store)
+        let block = SessionNumbers.blockSize
+        #expect(numbers.take() == 1)
+        let inode = try #require(lstatOf(path)).st_ino
+        for expected in 2...block { #expect(numbers.take() == expected) }
+        #expect(try #require(lstatOf(path)).st_ino == inode, "the counter was written again within its block")
+        #expect(try onDisk() == Int64(block + 1))
+        #expect(numbers.take() == block + 1)
+        #expect(try #require(lstatOf(path)).st_ino != inode)
+        #expect(try onDisk() == Int64(2 * block + 1))
+    }
+
+    /// After a restart (or a crash) numbers go on past the reserved block: some are skipped, none repeats.
+    @Test func aRestartGoesOnPastTheReservedBlock() throws {
+        let first = SessionNumbers(state: store)
+        #expect(first.take() == 1)
+        #expect(first.take() == 2)
+        let second = SessionNumbers(state: try StateStore(directory: scratch.path))
+        #expect(second.problem == nil)
+        #expect(second.take() == 1 + SessionNumbers.blockSize)
+        #expect(try onDisk() == 1 + 2 * Int64(SessionNumbers.blockSize))
+    }
+
+    /// A number an earlier supervisor gave (a session taken back) is passed over, and the
+    /// block reserved next starts above it.
+    @Test func numbersTakenElsewhereArePassedOver() throws {
+        let numbers = SessionNumbers(state: store)
+        #expect(numbers.take() == 1)
+        numbers.noteTaken(1000)
+        #expect(numbers.take() == 1001)
+        #expect(try onDisk() == 1001 + Int64(SessionNumbers.blockSize))
+        numbers.noteTaken(5)
+        #expect(numbers.take() == 1002)
+    }
+
+    @Test func aMissingFileReadsAsNone() throws {
+        #expect(try store.loadSessionCounter() == nil)
+        try store.saveSessionCounter(next: 77)
+        #expect(try store.loadSessionCounter() == 77)
+    }
+
+    @Test func aTemporaryFileACrashLeftIsRemoved() throws {
+        #expect(writeFile(scratch.path + "/groups/." + StateStore.sessionCounterFile + ".tmp", "{\"version\":1,", mode: 0o600))
+        store.removeTemporaryFiles()
+        #expect(ScratchDirectory.entries(scratch.path + "/groups") == [])
+    }
+
+    /// What the counter file holds that is not a counter of ours: refused with the reason,
+    /// numbering starts at 1 (then past what is known to be taken), and the next number
+    /// given writes a good counter in its place.
+    @Test(arguments: [
+        (#"{"version":1,"next":0}"#, "\"next\" is 0, not a number from 1 to 9007199254740992"),
+        (#"{"version":1,"next":-3}"#, "\"next\" is -3, not a number from 1 to 9007199254740992"),
+        (#"{"version":1,"next":9007199254740993}"#, "\"next\" is 9007199254740993, not a number from 1 to 9007199254740992"),
+        (#"{"version":1,"next":"12"}"#, #""next" is "12", not a number from 1 to 9007199254740992"#),
+        (#"{"version":1,"next":1.5}"#, "\"next\" is 1.5, not a number from 1 to 9007199254740992"),
+        (#"{"version":2,"next":12}"#, "version 2 is not 1"),
+        (#"{"version":1,"next":12,"more":1}"#, "it is not an object of \"version\" and \"next\""),
+        (#"{"next":12}"#, "it is not an object of \"version\" and \"next\""),
+        (#"[1,12]"#, "it is not an object of \"version\" and \"next\""),
+        (#"{"version":1,"ne"#, "it is not JSON (truncated?): "),
+    ])
+    func aMalformedCounterIsRefused(_ text: String, _ problem: String) throws {
+        #expect(writeFile(path, text + "\n", mode: 0o600))
+        let numbers = SessionNumbers(state: store)
+        let found = try #require(numbers.problem)
+        #expect(found.hasPrefix(problem), "\(found)")
+        numbers.noteTaken(40)
+        #expect(numbers.take() == 41)
+        #expect(try onDisk() == 41 + Int64(SessionNumbers.blockSize))
+    }
+
+    @Test func aCounterOfSomeoneElseIsRefused() throws {
+        #expect(writeFile(path, #"{"version":1,"next":5000}"#, mode: 0o600))
+        #expect(chown(path, 65534, 65534) == 0)
+        let numbers = SessionNumbers(state: store)
+        #expect(numbers.problem == "it is owned by uid 65534, not root")
+        #expect(numbers.take() == 1)
+        #expect(try #require(lstatOf(path)).st_uid == 0)
+    }
+
+    @Test func aCounterOthersMayWriteIsRefused() throws {
+        #expect(writeFile(path, #"{"version":1,"next":5000}"#, mode: 0o600))
+        #expect(chmod(path, 0o666) == 0)
+        let numbers = SessionNumbers(state: store)
+        #expect(numbers.problem == "it is writable by others than root (mode 666)")
+        #expect(numbers.take() == 1)
+        #expect(try #require(lstatOf(path)).st_mode & 0o7777 == 0o600)
+    }
+
+    /// A symlink in its place is neither followed when read nor written through.
+    @Test func aSymlinkInPlaceOfTheCounterIsRefusedAndNotFollowed() throws {
+        let victim = scratch.path + "/victim"
+        #expect(writeFile(victim, #"{"version":1,"next":5000}"#, mode: 0o600))
+        #expect(symlink(victim, path) == 0)
+        let numbers = SessionNumbers(state: store)
+        #expect(numbers.problem == "it is a symbolic link")
+        #expect(numbers.take() == 1)
+        #expect(readFile(victim) == Array(#"{"version":1,"next":5000}"#.utf8))
+        #expect(try #require(lstatOf(path)).st_mode & S_IFMT == S_IFREG)
+    }
+
+    /// When the counter cannot be written, the number is still given, and whoever listens is told.
+    @Test func aCounterThatCannotBeWrittenIsSaid() throws {
+        #expect(mkdir(path, 0o700) == 0)  // rename cannot replace a directory by a file
+        let numbers = SessionNumbers(state: store)
+        #expect(numbers.problem == "it is not a regular file")
+        var failures: [Errno] = []
+        numbers.onSaveFailure = { failures.append($0) }
+        #expect(numbers.take() == 1)
+        #expect(numbers.take() == 2)
+        #expect(failures.count == 2, "each number given without a reservation on disk tries again")
+    }
+}

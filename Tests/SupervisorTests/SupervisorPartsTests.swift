@@ -26,10 +26,12 @@ private final class Parts {
         loop = try EventLoop()
         policies = PolicyHolder(policy)
         let audit = Audit(logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }), subordinates: subordinates)
-        registry = GroupRegistry(state: try StateStore(directory: scratch.path), policies: policies,
+        let state = try StateStore(directory: scratch.path)
+        registry = GroupRegistry(state: state, policies: policies,
                                  subordinates: subordinates, audit: audit, socketPath: scratch.path + "/socket")
         bus = EventBus(policies: policies, input: input, subordinates: subordinates, logger: audit.logger)
-        sessions = SessionTable(loop: loop, registry: registry, bus: bus, subordinates: subordinates, audit: audit)
+        sessions = SessionTable(loop: loop, registry: registry, bus: bus, subordinates: subordinates, audit: audit,
+                                numbers: SessionNumbers(state: state))
     }
 
     /// A group whose "holder" is this test process (never signalled here).
@@ -247,5 +249,85 @@ struct ConnectionReadCountTests {
         #expect(tally.total == 3)
         #expect(connection.readsPendingSince == nil)
         #expect(connection.takeReads() == nil, "taken reads are not written twice")
+    }
+}
+
+@Suite("SessionEnd: what ended a session, in the journal")
+struct SessionEndTests {
+    private func session(in group: Group) throws -> Session {
+        let record = SessionRecord(id: 12, pid: getpid(), startTime: 0, uid: 1001, argv: ["sleep", "9"],
+                                   started: 1_795_000_100, tty: false, callerGID: 1001, callerPID: getpid())
+        return Session(record: record, pidfd: try Pidfd.open(pid: getpid()), adopted: false, connection: nil)
+    }
+
+    @Test func anExitIsAnExitWhateverElseHappened() throws {
+        let group = try Parts().group("lab", owner: 1001)
+        let session = try session(in: group)
+        #expect(SessionEnd.of(session, in: group, status: ExitStatus(code: 3, signal: nil)) == .exit(code: 3))
+        group.destroying = true
+        #expect(SessionEnd.of(session, in: group, status: ExitStatus(code: 0, signal: nil)) == .exit(code: 0))
+    }
+
+    @Test func aSignalIsSaidByWhoSentIt() throws {
+        let group = try Parts().group("lab", owner: 1001)
+        let session = try session(in: group)
+        #expect(SessionEnd.of(session, in: group, status: ExitStatus(code: nil, signal: 15)) == .signal(15))
+        session.signalRequest = Session.SignalRequest(uid: 1002, signal: 15)
+        let requested = SessionEnd.of(session, in: group, status: ExitStatus(code: nil, signal: 15))
+        #expect(requested == .signalRequest(signal: 15, uid: 1002))
+        #expect(requested.fields == [AuditField.endedBy: "signal-request", AuditField.endedByUID: "1002", AuditField.signalSent: "15"])
+        // Another signal than the one sent ended it: not the request's doing.
+        #expect(SessionEnd.of(session, in: group, status: ExitStatus(code: nil, signal: 9)) == .signal(9))
+        // Status unknown (a session taken back): nothing to tell.
+        #expect(SessionEnd.of(session, in: group, status: nil) == .unknown)
+    }
+
+    @Test func aSessionThatWentWithItsGroupSaysWhy() throws {
+        let group = try Parts().group("lab", owner: 1001)
+        let session = try session(in: group)
+        group.destroying = true
+        group.destroyReason = "request"
+        group.destroyedBy = 1003
+        session.signalRequest = Session.SignalRequest(uid: 1002, signal: 9)
+        let destroyed = SessionEnd.of(session, in: group, status: ExitStatus(code: nil, signal: 9))
+        #expect(destroyed == .destroy(uid: 1003, signal: 9))
+        #expect(destroyed.fields == [AuditField.endedBy: "destroy", AuditField.endedByUID: "1003"])
+        #expect(SessionEnd.of(session, in: group, status: nil) == .destroy(uid: 1003, signal: nil))
+        group.destroyReason = "idle"
+        let expired = SessionEnd.of(session, in: group, status: ExitStatus(code: nil, signal: 9))
+        #expect(expired == .expired(reason: "idle", signal: 9))
+        #expect(expired.fields == [AuditField.endedBy: "expired", AuditField.reason: "idle"])
+    }
+
+    @Test func theMessageSaysItInWords() {
+        #expect(SessionEnd.message(session: 12, pid: 4711, group: "lab", .signalRequest(signal: 15, uid: 1001),
+                                   microseconds: 3_240_000).description
+            == "Session 12 (pid 4711) in group lab ended: killed by signal 15 sent by uid 1001, after 3.2 s")
+        #expect(SessionEnd.message(session: 3, pid: 9, group: "lab", .exit(code: 3), microseconds: 14_200).description
+            == "Session 3 (pid 9) in group lab ended: exited with code 3, after 14 ms")
+        #expect(SessionEnd.message(session: 3, pid: 9, group: "lab", .expired(reason: "lifetime", signal: 9), microseconds: nil).description
+            == "Session 3 (pid 9) in group lab ended: killed by signal 9 when the group's lifetime ran out")
+        #expect(SessionEnd.message(session: 3, pid: 9, group: "lab", .supervisorDown, microseconds: nil).description
+            == "Session 3 (pid 9) in group lab ended while the supervisor was down; how is not known")
+        #expect(SessionEnd.message(session: 3, pid: 9, group: "l\u{1b}[2Jab", .holderDied(signal: nil), microseconds: nil).description
+            == "Session 3 (pid 9) in group l\\033[2Jab ended when the group's holder died")
+        #expect(SessionEnd.message(session: 3, pid: 9, group: "lab", .unknown, microseconds: 2_000_000).description
+            == "Session 3 (pid 9) in group lab ended; its exit status is unknown (it was started before the supervisor restarted), after 2.0 s")
+        #expect(SessionEnd.duration(999_400).description == "999 ms")
+        #expect(SessionEnd.duration(999_600).description == "1.0 s")
+        #expect(SessionEnd.duration(59_940_000).description == "59.9 s")
+        #expect(SessionEnd.duration(125_000_000).description == "2 min 5 s")
+        #expect(SessionEnd.duration(11_520_000_000).description == "3 h 12 min")
+    }
+
+    @Test func theFieldsNameTheSession() {
+        var record = SessionRecord(id: 12, pid: 4711, startTime: 0, uid: 1001, argv: [], started: 1_795_000_100, tty: true,
+                                   callerGID: 1001, callerPID: 4700)
+        record.sessionID = "0123456789abcdef0123456789abcdef"
+        let fields = SessionEnd.fields(record, .exit(code: 0), microseconds: 5)
+        #expect(fields == [AuditField.endedBy: "exit", AuditField.session: "12",
+                           AuditField.sessionID: "0123456789abcdef0123456789abcdef",
+                           AuditField.sessionStarted: Timestamp.format(secondsSinceEpoch: 1_795_000_100),
+                           AuditField.tty: "pty", AuditField.durationMicroseconds: "5"])
     }
 }

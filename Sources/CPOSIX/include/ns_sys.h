@@ -38,6 +38,9 @@ pid_t ns_siginfo_pid(const siginfo_t *info);
 int ns_accept_nonblocking(int listener);
 /* The symbolic name of an errno value ("ENOENT"), or NULL (strerrorname_np). */
 const char *ns_errno_name(int error);
+/* getrandom(2) with no flags: length random bytes from the kernel's pool (blocks only
+ * until the pool is first initialised, early at boot). */
+ssize_t ns_getrandom(void *buffer, size_t length);
 /* pipe2(2) with O_CLOEXEC. */
 int ns_pipe_cloexec(int fds[2]);
 /* The magic number of the filesystem path is on (statfs f_type), or -1 with errno. */

@@ -1,0 +1,135 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import POSIX
+import RPC
+
+/// What ended a session, as its session-ended record says it (NSGROUP_ENDED_BY, and the
+/// MESSAGE in words): so that an administrator can tell a program that failed from one
+/// someone stopped, and who.
+enum SessionEnd: Equatable {
+    /// It exited by itself, with this code.
+    case exit(code: Int32)
+    /// Killed by a signal nobody sent through nsgroupd.
+    case signal(Int32)
+    /// Killed by the signal a `signal` request sent, and who sent it.
+    case signalRequest(signal: Int32, uid: uid_t)
+    /// Its group was destroyed at someone's request (nil: who is not known).
+    case destroy(uid: uid_t?, signal: Int32?)
+    /// Its group was destroyed because its lifetime was over or it was idle too long
+    /// (the group's destroyReason: "lifetime" or "idle").
+    case expired(reason: String, signal: Int32?)
+    /// Its group's holder died, and the group with it.
+    case holderDied(signal: Int32?)
+    /// It ended while no supervisor was running: how is not known.
+    case supervisorDown
+    /// A session an earlier supervisor started (not this one's child, so its exit
+    /// status is not known) that ended by itself or by something nsgroupd did not do.
+    case unknown
+
+    /// Works out what ended `session` of `group` from its exit status (nil: not known, for
+    /// a session taken back after a restart). A program that exited did so by itself;
+    /// one killed by a signal while its group was being destroyed, or after its holder
+    /// died, went with the group; else one killed by the signal a `signal` request sent
+    /// last was killed by that request.
+    static func of(_ session: Session, in group: Group, status: ExitStatus?) -> SessionEnd {
+        if let code = status?.code, status?.signal == nil { return .exit(code: code) }
+        let signal = status?.signal
+        if group.destroying {
+            return group.destroyReason == "request"
+                ? .destroy(uid: group.destroyedBy, signal: signal)
+                : .expired(reason: group.destroyReason, signal: signal)
+        }
+        if !group.holder.isAlive { return .holderDied(signal: signal) }
+        guard let signal else { return .unknown }
+        if let request = session.signalRequest, request.signal == signal {
+            return .signalRequest(signal: signal, uid: request.uid)
+        }
+        return .signal(signal)
+    }
+
+    /// NSGROUP_ENDED_BY.
+    var name: String {
+        switch self {
+        case .exit: "exit"
+        case .signal: "signal"
+        case .signalRequest: "signal-request"
+        case .destroy: "destroy"
+        case .expired: "expired"
+        case .holderDied: "holder-died"
+        case .supervisorDown: "supervisor-down"
+        case .unknown: "unknown"
+        }
+    }
+
+    /// NSGROUP_ENDED_BY and what goes with it: who (NSGROUP_ENDED_BY_UID), the signal a
+    /// request sent (NSGROUP_SIGNAL_SENT), why a group expired (NSGROUP_REASON).
+    var fields: [String: String] {
+        var fields = [AuditField.endedBy: name]
+        switch self {
+        case .signalRequest(let signal, let uid):
+            fields[AuditField.endedByUID] = String(uid)
+            fields[AuditField.signalSent] = String(signal)
+        case .destroy(let uid, _):
+            if let uid { fields[AuditField.endedByUID] = String(uid) }
+        case .expired(let reason, _):
+            fields[AuditField.reason] = reason
+        default:
+            break
+        }
+        return fields
+    }
+
+    /// How it ended, in words that follow "Session 12 (pid 4711) in group lab ": "ended:
+    /// exited with code 3", "ended: killed by signal 15 sent by uid 1001".
+    var words: AuditText {
+        func killed(_ signal: Int32?) -> AuditText { signal.map { "ended: killed by signal \($0)" } ?? "ended" }
+        switch self {
+        case .exit(let code): return "ended: exited with code \(code)"
+        case .signal(let signal): return "ended: killed by signal \(signal)"
+        case .signalRequest(let signal, let uid): return "ended: killed by signal \(signal) sent by uid \(uid)"
+        case .destroy(let uid, let signal):
+            return killed(signal) + (uid.map { " when uid \($0) destroyed the group" } ?? " when the group was destroyed")
+        case .expired(let reason, let signal):
+            let why: AuditText = switch reason {
+            case "lifetime": " when the group's lifetime ran out"
+            case "idle": " when the group had been idle too long"
+            default: " when the group expired (\(reason))"
+            }
+            return killed(signal) + why
+        case .holderDied(let signal): return killed(signal) + " when the group's holder died"
+        case .supervisorDown: return "ended while the supervisor was down; how is not known"
+        case .unknown: return "ended; its exit status is unknown (it was started before the supervisor restarted)"
+        }
+    }
+
+    /// A session-ended record's MESSAGE: "Session 12 (pid 4711) in group lab ended: killed by
+    /// signal 15 sent by uid 1001, after 3.2 s".
+    static func message(session id: UInt64, pid: pid_t, group: String, _ end: SessionEnd,
+                        microseconds: UInt64?) -> AuditText {
+        let after: AuditText = microseconds.map { ", after " + duration($0) } ?? ""
+        return "Session \(id) (pid \(pid)) in group \(group) " + end.words + after
+    }
+
+    /// A duration for people: "14 ms", "3.2 s", "59.9 s", "2 min 5 s", "3 h 12 min".
+    static func duration(_ microseconds: UInt64) -> AuditText {
+        if microseconds < 999_500 { return "\((microseconds + 500) / 1000) ms" }
+        let tenths = (microseconds + 50_000) / 100_000
+        if tenths < 600 { return "\(tenths / 10).\(tenths % 10) s" }
+        let seconds = (microseconds + 500_000) / 1_000_000
+        if seconds < 3600 { return "\(seconds / 60) min \(seconds % 60) s" }
+        return "\(seconds / 3600) h \(seconds % 3600 / 60) min"
+    }
+
+    /// The fields every session-ended record has: which session it was (number and id),
+    /// when it started, what it ran on, and what ended it.
+    static func fields(_ record: SessionRecord, _ end: SessionEnd, microseconds: UInt64?) -> [String: String] {
+        var fields = end.fields
+        fields[AuditField.session] = String(record.id)
+        if let id = record.sessionID { fields[AuditField.sessionID] = id }
+        fields[AuditField.sessionStarted] = Timestamp.format(secondsSinceEpoch: record.started)
+        fields[AuditField.tty] = record.tty ? "pty" : "stdio"
+        if let microseconds { fields[AuditField.durationMicroseconds] = String(microseconds) }
+        return fields
+    }
+}
