@@ -127,9 +127,13 @@ final class DestroyHandler {
             case "idle": ": no session ran for \(group.record.idle.map { "\($0) s" } ?? "?")"
             default: ""
             }
-            audit.record(.groupDestroyed, "Destroyed group \(group.name)\(why)",
+            // Who destroyed it (none for an expiry: the supervisor did).
+            var destroyer = [AuditField.endedBy: group.destroyReason == "request" ? "destroy" : "expired"]
+            if let uid = group.destroyedBy { destroyer[AuditField.endedByUID] = String(uid) }
+            let by: AuditText = group.destroyedBy.map { " by uid \($0)" } ?? ""
+            audit.record(.groupDestroyed, "Destroyed group \(group.name)\(by)\(why)",
                          fields: fields.merging([AuditField.operation: "destroy", AuditField.result: "ok",
-                                                 AuditField.reason: group.destroyReason]) { $1 })
+                                                 AuditField.reason: group.destroyReason]) { $1 }.merging(destroyer) { $1 })
         } else {
             let how = status.map { $0.description } ?? "ended"
             audit.record(.holderDied, level: .warning,

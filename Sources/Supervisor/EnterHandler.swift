@@ -301,22 +301,30 @@ final class EnterHandler {
         } else {
             started.completion.finish(.result(result))
         }
-        audit.record(.sessionStarted, "Started session \(session.id) (pid \(session.pid)) in group \(name) for uid \(caller.uid): \(started.argv.joined(separator: " "))",
-                     caller: caller, fields: [
-                        AuditField.name: name,
-                        AuditField.groupID: group.id,
-                        AuditField.operation: "enter",
-                        AuditField.result: "ok",
-                        AuditField.ownerUID: String(group.owner),
-                        AuditField.holderPID: String(group.record.holderPID),
-                        AuditField.sessionPID: String(session.pid),
-                        AuditField.session: String(session.id),
-                        AuditField.sessionID: session.uniqueID,
-                        AuditField.sessionStarted: Timestamp.format(secondsSinceEpoch: session.record.started),
-                        AuditField.tty: session.record.tty ? "pty" : "stdio",
-                        AuditField.argv: started.argv.joined(separator: " "),
-                        AuditField.enteredAs: started.entry.auditName,
-                     ])
+        // What the enter asked (cwd, environment names, ...) and what it started; the argv
+        // is the one that runs (the login shell's when none was asked), cut as requests' are.
+        let recorded = RequestDetails()
+        recorded.fields = started.details.fields
+        recorded.lists = started.details.lists
+        RequestFields.argvFields(started.argv, into: recorded)
+        recorded.fields.merge([
+            AuditField.name: name,
+            AuditField.groupID: group.id,
+            AuditField.operation: "enter",
+            AuditField.result: "ok",
+            AuditField.ownerUID: String(group.owner),
+            AuditField.holderPID: String(group.record.holderPID),
+            AuditField.sessionPID: String(session.pid),
+            AuditField.session: String(session.id),
+            AuditField.sessionID: session.uniqueID,
+            AuditField.sessionStarted: Timestamp.format(secondsSinceEpoch: session.record.started),
+            AuditField.tty: session.record.tty ? "pty" : "stdio",
+            AuditField.enteredAs: started.entry.auditName,
+        ]) { $1 }
+        // The caller's name, when the lookup at accept had answered by the request's record.
+        let who: AuditText = recorded.fields[AuditField.callerName].map { " (\($0))" } ?? ""
+        audit.record(.sessionStarted, "Started session \(session.id) (pid \(session.pid)) in group \(name) for uid \(caller.uid)\(who): \(started.argv.joined(separator: " "), limit: 256)",
+                     caller: caller, fields: recorded.fields, lists: recorded.lists)
     }
 
     /// A launch that failed. A clone refused with EAGAIN in a group's cgroup
