@@ -323,7 +323,7 @@ public final class Supervisor {
 
     private func recordFields(_ request: Request, name: String?, result: String, details: RequestDetails) -> [String: String] {
         var fields = details.fields
-        fields[AuditField.operation] = String(request.method.prefix(64))
+        fields[AuditField.operation] = request.method.scalarPrefix(64)
         fields[AuditField.result] = result
         if let name, GroupName.isValid(name) {
             fields[AuditField.name] = name
