@@ -117,7 +117,9 @@ import Testing
                                                  "NSGROUP_CALLER_UID=\(bob.uid)"]).last
         #expect(share?.fields["NSGROUP_RESULT"] as? String == "not_found")
         #expect(share?.fields["NSGROUP_REFUSAL"] as? String == "policy")
-        let members = share?.fields["NSGROUP_MEMBER_REQUESTED"] as? [String] ?? []
+        // journald keeps one of identical values of a field: the count says how many were asked.
+        let field = share?.fields["NSGROUP_MEMBER_REQUESTED"]
+        let members = field as? [String] ?? (field as? String).map { [$0] } ?? []
         #expect(!members.isEmpty && members.count <= 64, "\(members.count) values kept")
         #expect(members.allSatisfy { $0 == "nsg-bob" })
         #expect(share?.fields["NSGROUP_MEMBER_REQUESTED_COUNT"] as? String == "2000")
