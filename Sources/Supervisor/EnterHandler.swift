@@ -301,8 +301,10 @@ final class EnterHandler {
         } else {
             started.completion.finish(.result(result))
         }
-        audit.record(.sessionStarted, "Started session \(session.id) (pid \(session.pid)) in group \(name) for uid \(caller.uid): \(started.argv.joined(separator: " "))",
-                     caller: caller, fields: [
+        // The argv is cut as the request record cuts it (an argv may hold 128 KiB).
+        let argvFields = RequestFields.argvFields(started.argv)
+        audit.record(.sessionStarted, "Started session \(session.id) (pid \(session.pid)) in group \(name) for uid \(caller.uid): \(argvFields[AuditField.argv] ?? "", limit: SessionEnd.messageArgvLimit)",
+                     caller: caller, fields: argvFields.merging([
                         AuditField.name: name,
                         AuditField.groupID: group.id,
                         AuditField.operation: "enter",
@@ -314,9 +316,8 @@ final class EnterHandler {
                         AuditField.sessionID: session.uniqueID,
                         AuditField.sessionStarted: Timestamp.format(secondsSinceEpoch: session.record.started),
                         AuditField.tty: session.record.tty ? "pty" : "stdio",
-                        AuditField.argv: started.argv.joined(separator: " "),
                         AuditField.enteredAs: started.entry.auditName,
-                     ])
+                     ]) { $1 })
     }
 
     /// A launch that failed. A clone refused with EAGAIN in a group's cgroup
