@@ -348,6 +348,27 @@ import Testing
         #expect(ended["NSGROUP_ENDED_BY"] != "signal-request")
     }
 
+    /// A group-destroyed record says the group was destroyed at someone's request
+    /// (NSGROUP_REASON=request) but not whose: only the request-accepted record of the destroy
+    /// does, and that one is written when the destroy answers, after the group's processes
+    /// are gone (up to 10 s later). A supervisor stopped or killed in between leaves a
+    /// destroyed group and no one who destroyed it.
+    ///
+    /// Correct: the group-destroyed record names who destroyed the group
+    /// (NSGROUP_ENDED_BY_UID, as a session-ended record does, and in its MESSAGE).
+    @Test func aGroupDestroyedRecordNamesWhoDestroyedIt() throws {
+        try JournalTests.requireJournald()
+        let supervisor = try TestSupervisor()
+        let alice = try TestUser.alice()
+        let carol = try TestUser.carol()
+        #expect(try supervisor.nsgroup(["create", "whodunit", "--ns", "uts"], as: alice).status == 0)
+        #expect(try supervisor.nsgroup(["destroy", "whodunit"], as: carol).status == 0)
+        let destroyed = try journal.one(supervisor, "groupDestroyed", ["NSGROUP_NAME=whodunit"])
+        #expect(destroyed["NSGROUP_REASON"] == "request")
+        #expect(destroyed["NSGROUP_ENDED_BY_UID"] == "\(carol.uid)")
+        #expect(destroyed["MESSAGE"] == "Destroyed group whodunit at the request of uid \(carol.uid)")
+    }
+
     // MARK: Defences that hold
 
     /// Field values go to journald in its binary-safe form: a newline and `NAME=value` in a
