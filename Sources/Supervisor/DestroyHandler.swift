@@ -122,14 +122,18 @@ final class DestroyHandler {
         bus.groupEvent(group.destroying ? .groupDestroyed : .groupFailed, group,
                        reason: group.destroying ? group.destroyReason : nil)
         if group.destroying {
-            let why = switch group.destroyReason {
+            let why: AuditText = switch group.destroyReason {
             case "lifetime": ": its lifetime of \(group.record.lifetime.map { "\($0) s" } ?? "?") is over"
             case "idle": ": no session ran for \(group.record.idle.map { "\($0) s" } ?? "?")"
-            default: ""
+            default: group.destroyedBy.map { " at the request of uid \($0)" } ?? ""
             }
-            audit.record(.groupDestroyed, "Destroyed group \(group.name)\(why)",
-                         fields: fields.merging([AuditField.operation: "destroy", AuditField.result: "ok",
-                                                 AuditField.reason: group.destroyReason]) { $1 })
+            // Who destroyed it is said here too: the destroy's own record comes only when it
+            // answers, once the group's processes are gone, and a supervisor stopped before
+            // then never writes it.
+            var destroyed = fields.merging([AuditField.operation: "destroy", AuditField.result: "ok",
+                                            AuditField.reason: group.destroyReason]) { $1 }
+            if group.destroyReason == "request", let uid = group.destroyedBy { destroyed[AuditField.endedByUID] = String(uid) }
+            audit.record(.groupDestroyed, "Destroyed group \(group.name)" + why, fields: destroyed)
         } else {
             let how = status.map { $0.description } ?? "ended"
             audit.record(.holderDied, level: .warning,
