@@ -121,9 +121,11 @@ struct AuditText: ExpressibleByStringInterpolation, CustomStringConvertible {
         /// Another message's text, already escaped.
         mutating func appendInterpolation(_ value: AuditText) { text += value.description }
 
-        /// At most `limit` characters of `value`, escaped, then `…` when some were left out.
+        /// At most `limit` Unicode scalars of `value`, escaped, then `…` when some were left out.
+        /// Scalars, not Characters: one Character (a letter and any number of combining marks)
+        /// can be as long as the request line.
         mutating func appendInterpolation(_ value: String, limit: Int) {
-            text += MessageText.escaped(value.count > limit ? value.prefix(limit) + "…" : value)
+            text += MessageText.escaped(value.scalarPrefix(limit)) + (value.unicodeScalars.count > limit ? "…" : "")
         }
     }
 
@@ -214,5 +216,13 @@ struct Audit {
         for (key, value) in fields { metadata[key] = .string(value) }
         for (key, values) in lists where !values.isEmpty { metadata[key] = .array(values.map { .string($0) }) }
         logger.log(level: level, "\(message.description)", metadata: metadata)
+    }
+}
+
+extension String {
+    /// The first `count` Unicode scalars. (`prefix` counts Characters, extended grapheme
+    /// clusters, and a single one of those has no bound on its length.)
+    func scalarPrefix(_ count: Int) -> String {
+        String(String.UnicodeScalarView(unicodeScalars.prefix(count)))
     }
 }

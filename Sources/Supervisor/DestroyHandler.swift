@@ -122,10 +122,10 @@ final class DestroyHandler {
         bus.groupEvent(group.destroying ? .groupDestroyed : .groupFailed, group,
                        reason: group.destroying ? group.destroyReason : nil)
         if group.destroying {
-            let why = switch group.destroyReason {
+            let why: AuditText = switch group.destroyReason {
             case "lifetime": ": its lifetime of \(group.record.lifetime.map { "\($0) s" } ?? "?") is over"
             case "idle": ": no session ran for \(group.record.idle.map { "\($0) s" } ?? "?")"
-            default: ""
+            default: group.destroyedBy.map { " at the request of uid \($0)" } ?? ""
             }
             // Who destroyed it (none for an expiry: the supervisor did).
             var destroyer = [AuditField.endedBy: group.destroyReason == "request" ? "destroy" : "expired"]

@@ -323,7 +323,7 @@ final class EnterHandler {
         ]) { $1 }
         // The caller's name, when the lookup at accept had answered by the request's record.
         let who: AuditText = recorded.fields[AuditField.callerName].map { " (\($0))" } ?? ""
-        audit.record(.sessionStarted, "Started session \(session.id) (pid \(session.pid)) in group \(name) for uid \(caller.uid)\(who): \(started.argv.joined(separator: " "), limit: 256)",
+        audit.record(.sessionStarted, "Started session \(session.id) (pid \(session.pid)) in group \(name) for uid \(caller.uid)\(who): \(recorded.fields[AuditField.argv] ?? "", limit: SessionEnd.messageArgvLimit)",
                      caller: caller, fields: recorded.fields, lists: recorded.lists)
     }
 

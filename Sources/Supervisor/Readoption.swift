@@ -129,8 +129,8 @@ final class Readoption {
                 var fields = SessionEnd.fields(record, .supervisorDown, microseconds: nil)
                 fields.merge([AuditField.name: group.name, AuditField.groupID: group.id, AuditField.operation: "enter",
                               AuditField.result: "ended_while_down", AuditField.ownerUID: String(group.owner),
-                              AuditField.sessionPID: String(record.pid),
-                              AuditField.argv: record.argv.joined(separator: " ")]) { $1 }
+                              AuditField.sessionPID: String(record.pid)]) { $1 }
+                fields.merge(RequestFields.argvFields(record.argv, truncated: record.argvTruncated)) { $1 }
                 audit.record(.sessionEnded, SessionEnd.message(session: record.id, pid: record.pid, group: group.name,
                                                                .supervisorDown, microseconds: nil),
                              caller: PeerCredentials(pid: record.callerPID, uid: record.uid, gid: record.callerGID, groups: []),

@@ -103,6 +103,9 @@ enum SessionEnd: Equatable {
         }
     }
 
+    /// How many Unicode scalars of a session's argv its session-started MESSAGE keeps.
+    static let messageArgvLimit = 1024
+
     /// A session-ended record's MESSAGE: "Session 12 (pid 4711) in group lab ended: killed by
     /// signal 15 sent by uid 1001, after 3.2 s".
     static func message(session id: UInt64, pid: pid_t, group: String, _ end: SessionEnd,

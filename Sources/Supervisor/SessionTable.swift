@@ -146,8 +146,8 @@ final class SessionTable {
             AuditField.result: status == nil ? "exit_status_unknown" : "ok",
             AuditField.ownerUID: String(group.owner),
             AuditField.sessionPID: String(session.pid),
-            AuditField.argv: session.argv.joined(separator: " "),
         ]) { $1 }
+        fields.merge(RequestFields.argvFields(session.argv, truncated: session.record.argvTruncated)) { $1 }
         if status != nil { fields[AuditField.exitCode] = String(exited.shellStatus) }
         if let signal = status?.signal { fields[AuditField.signal] = String(signal) }
         audit.record(.sessionEnded, SessionEnd.message(session: session.id, pid: session.pid, group: group.name, end,

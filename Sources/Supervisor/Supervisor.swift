@@ -310,8 +310,10 @@ public final class Supervisor {
                          caller: caller, fields: recordFields(request, name: name, result: "ok", details: details),
                          lists: details.lists)
         case .failure(let error):
-            // A not_found about a group that exists hid it from someone who may not see it: policy.
-            let hidden = error.reason == .notFound && name.map { GroupName.isValid($0) && registry[$0] != nil } == true
+            // A not_found about a group that exists and the caller may not see hid it from them:
+            // policy. One about a group the caller sees (a session it does not have) is a conflict.
+            let hidden = error.reason == .notFound
+                && name.flatMap { GroupName.isValid($0) ? registry[$0] : nil }.map { !policy.mayUse(caller, $0) } == true
             let kind = RefusalKind(error.reason, hidden: hidden)
             var fields = recordFields(request, name: name, result: error.reason.rawValue, details: details)
             fields[AuditField.refusal] = kind.rawValue
@@ -323,7 +325,7 @@ public final class Supervisor {
 
     private func recordFields(_ request: Request, name: String?, result: String, details: RequestDetails) -> [String: String] {
         var fields = details.fields
-        fields[AuditField.operation] = String(request.method.prefix(64))
+        fields[AuditField.operation] = request.method.scalarPrefix(64)
         fields[AuditField.result] = result
         if let name, GroupName.isValid(name) {
             fields[AuditField.name] = name
