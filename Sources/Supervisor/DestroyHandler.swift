@@ -127,11 +127,12 @@ final class DestroyHandler {
             case "idle": ": no session ran for \(group.record.idle.map { "\($0) s" } ?? "?")"
             default: group.destroyedBy.map { " at the request of uid \($0)" } ?? ""
             }
-            // Who destroyed it (none for an expiry: the supervisor did).
+            // Who destroyed it is said here too (none for an expiry: the supervisor did): the
+            // destroy's own record comes only when it answers, once the group's processes are
+            // gone, and a supervisor stopped before then never writes it.
             var destroyer = [AuditField.endedBy: group.destroyReason == "request" ? "destroy" : "expired"]
-            if let uid = group.destroyedBy { destroyer[AuditField.endedByUID] = String(uid) }
-            let by: AuditText = group.destroyedBy.map { " by uid \($0)" } ?? ""
-            audit.record(.groupDestroyed, "Destroyed group \(group.name)\(by)\(why)",
+            if group.destroyReason == "request", let uid = group.destroyedBy { destroyer[AuditField.endedByUID] = String(uid) }
+            audit.record(.groupDestroyed, "Destroyed group \(group.name)\(why)",
                          fields: fields.merging([AuditField.operation: "destroy", AuditField.result: "ok",
                                                  AuditField.reason: group.destroyReason]) { $1 }.merging(destroyer) { $1 })
         } else {

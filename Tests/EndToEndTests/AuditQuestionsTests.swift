@@ -73,7 +73,7 @@ import Testing
             "Who destroyed `lab`, and which sessions did that end?": { lines in
                 #expect(lines.count == 2, "\(lines)")
                 #expect(lines.contains { $0.contains("when uid \(alice.uid) destroyed the group") }, "\(lines)")
-                #expect(lines.contains("Destroyed group lab by uid \(alice.uid)"), "\(lines)")
+                #expect(lines.contains("Destroyed group lab at the request of uid \(alice.uid)"), "\(lines)")
             },
             "What did the policy refuse today?": { lines in
                 // The three probes of a group that exists but is not the prober's to see.
