@@ -183,6 +183,9 @@ final class RequestDetails {
     /// What an accepted request did, in words, after the MESSAGE's "Accepted share of group
     /// lab from uid 1001": "added nsg-dave (uid 1004)".
     var summary: AuditText?
+    /// The request was accepted but found everything as asked already (a share of a member,
+    /// a freeze of a frozen group): summed up with the reads (ReadRecords), not one record each.
+    var changedNothing = false
 }
 
 /// Writes the supervisor's decisions and lifecycle events as structured

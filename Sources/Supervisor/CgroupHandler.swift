@@ -58,6 +58,8 @@ final class CgroupHandler {
         if group.frozen != frozen {
             group.frozen = frozen
             bus.groupEvent(frozen ? .groupFrozen : .groupThawed, group)
+        } else {
+            context.details.changedNothing = true
         }
         return .result(FreezeResult(name: group.name, frozen: frozen).json)
     }

@@ -139,9 +139,6 @@ final class Connection {
             && input.isHeldBack(chargedUID) && (!inputClosed || framer.hasCompleteFrame)
     }
 
-    /// Accepted read-only requests not yet written to the journal (Listener.recordReads).
-    private var reads = ReadTally()
-
     /// Descriptors a connection may have in flight for lines not yet complete.
     static let maxHeldDescriptors = 64
 
@@ -330,22 +327,6 @@ final class Connection {
     }
 
     // MARK: What handlers may do to a connection
-
-    /// Counts an accepted read (version, list, inspect) towards the next
-    /// `reads-summarized` record (see ReadTally).
-    func countRead(_ method: MethodName, name: String?, now: Double) {
-        reads.add(method, name: name, now: now)
-    }
-
-    /// When the first read not yet recorded was counted (monotonic seconds), if one was.
-    var readsPendingSince: Double? { reads.since }
-
-    /// The reads counted since the last take, or nil when there were none; counting starts over.
-    func takeReads() -> ReadTally? {
-        guard reads.since != nil else { return nil }
-        defer { reads = ReadTally() }
-        return reads
-    }
 
     /// Prepares the connection to carry events (subscribe): a small kernel
     /// send buffer, so that the supervisor's cap on unread events

@@ -28,9 +28,13 @@ final class EventBus {
     /// more than connections.subscriber-buffer of them pile up is dropped,
     /// rather than slowing the supervisor or holding its memory; so is one
     /// behind on its events while its person is over connections.output-per-user.
-    func subscribe(_ connection: Connection) {
+    /// Returns false when the connection was subscribed already (nothing changed).
+    @discardableResult
+    func subscribe(_ connection: Connection) -> Bool {
+        guard subscribers[ObjectIdentifier(connection)] == nil else { return false }
         connection.becomeSubscriber()
         subscribers[ObjectIdentifier(connection)] = WeakConnection(connection)
+        return true
     }
 
     /// Forgets a connection that closed.

@@ -21,6 +21,8 @@ final class Listener {
     private let audit: Audit
     /// Where the refusals of connections, of buffered requests and of lines go.
     private let refusals: RefusalRecords
+    /// Accepted requests that changed nothing, summed up per person.
+    private let reads: ReadRecords
     private let subordinates: SubordinateOwners
     /// Looks up each peer's passwd entry off the loop.
     private let names: NameService
@@ -41,13 +43,14 @@ final class Listener {
     private var dispatch: Connection.Dispatch?
 
     init(socketPath: String, loop: EventLoop, policies: PolicyHolder, audit: Audit, refusals: RefusalRecords,
-         subordinates: SubordinateOwners, names: NameService, input: ConnectionInput, sessions: SessionTable, bus: EventBus) {
+         reads: ReadRecords, subordinates: SubordinateOwners, names: NameService, input: ConnectionInput, sessions: SessionTable, bus: EventBus) {
         self.names = names
         self.socketPath = socketPath
         self.loop = loop
         self.policies = policies
         self.audit = audit
         self.refusals = refusals
+        self.reads = reads
         self.subordinates = subordinates
         self.input = input
         self.sessions = sessions
@@ -215,10 +218,10 @@ final class Listener {
 
     private func connectionClosed(_ connection: Connection) {
         guard connections.removeValue(forKey: connection.id) != nil else { return }
-        recordReads(of: connection)
         bus.unsubscribe(connection)
         let uid = connection.chargedUID
         let left = connectionsPerUID[uid, default: 1] - 1
+        reads.connectionClosed(person: uid, stillOpen: left > 0, now: monotonicSeconds())
         connectionsPerUID[uid] = left > 0 ? left : nil
     }
 
@@ -256,12 +259,10 @@ final class Listener {
     private func sweepConnections() {
         refusals.writeEndedIntervals()
         let now = monotonicSeconds()
+        reads.writeDue(now: now)
         var listening = sessions.listeningConnections
         listening.formUnion(bus.subscriberIDs)
         for connection in Array(connections.values) {
-            if let since = connection.readsPendingSince, now - since >= Double(policy.readSummaryInterval) {
-                recordReads(of: connection)
-            }
             if connection.isStuckWriting(now: now, timeout: policy.writeTimeout) {
                 let person = input.isHeldBack(connection.chargedUID)
                     ? "; \(subordinates.chargedSubject(connection.peer.uid)) \(input.unreadBytes[connection.chargedUID, default: 0]) bytes unread across all connections (connections.output-per-user = \(policy.outputPerUser))"
@@ -279,21 +280,5 @@ final class Listener {
                 connection.close()
             }
         }
-    }
-
-    /// Writes one `reads-summarized` record for the reads a connection has had accepted
-    /// since the last one (see ReadTally for why reads are not recorded one by one).
-    private func recordReads(of connection: Connection) {
-        guard let tally = connection.takeReads(), let since = tally.since else { return }
-        let caller = connection.peer
-        let counts = tally.countsField
-        let names = tally.namesField
-        var fields = [AuditField.operation: "read", AuditField.result: "ok", AuditField.reads: counts]
-        if !names.isEmpty { fields[AuditField.names] = names }
-        let seconds = Int((monotonicSeconds() - since).rounded())
-        audit.record(.readsSummarized,
-                     "uid \(caller.uid) (pid \(caller.pid)) had \(counted(tally.total, "read")) accepted in \(seconds) s: \(counts)"
-                        + (names.isEmpty ? "" : "; inspected \(names)"),
-                     caller: caller, fields: fields)
     }
 }

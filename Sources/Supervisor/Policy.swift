@@ -81,10 +81,10 @@ struct Policy: Sendable, Equatable {
     var writeTimeout = 45
     /// Unread events a subscriber may let pile up before it is dropped. Bytes.
     var subscriberBuffer = 256 << 10
-    /// Accepted reads (version, list, inspect): one record each, or summed up per
-    /// connection (the default; see ReadTally).
+    /// Accepted reads and requests that changed nothing: one record each, or summed up per
+    /// person (the default; see ReadRecords).
     var recordEachRead = false
-    /// How long an open connection's summed-up reads may wait for their record. Seconds.
+    /// How long a person's summed-up reads may wait for their record. Seconds.
     var readSummaryInterval = 60
     /// Refusals of one person written one by one in each refusalInterval (seconds); past that
     /// they are counted and summed up in one record when the interval ends (RefusalBudget).

@@ -1,8 +1,8 @@
 import RPC
 
-/// The read-only requests a connection had accepted (`version`, `list`, `inspect`), kept to
-/// be written as one `reads-summarized` journal record when the connection closes, or every
-/// `[audit] read-summary-interval` seconds (default 60) while it stays open.
+/// The read-only requests a person had accepted (`version`, `list`, `inspect`, …, and those
+/// that changed nothing), kept to be written as one `reads-summarized` journal record
+/// (ReadRecords says when).
 ///
 /// Why not one record per read: a client looping on `list` would make journald's rate limit
 /// (10,000 records per 30 s per service by default) suppress the records that matter — a

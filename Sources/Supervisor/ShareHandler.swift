@@ -43,6 +43,7 @@ final class ShareHandler {
             }
             group.record = updated
         }
+        context.details.changedNothing = changed.isEmpty
         RequestFields.memberFields(changed, added: adding, into: context.details)
         RequestFields.membersAfter(group.record.members, into: context.details)
         return .result(containment.describe(group, detailed: true))

@@ -28,6 +28,8 @@ public final class Supervisor {
     private let connectionInput = ConnectionInput()
     /// Every refusal's record goes through its person's budget (RefusalBudget).
     private let refusals: RefusalRecords
+    /// Accepted requests that change nothing, summed up per person.
+    private let reads: ReadRecords
     private let listener: Listener
     private let readHandler: ReadHandler
     private let createHandler: CreateHandler
@@ -76,6 +78,7 @@ public final class Supervisor {
         }
         connectionInput.setOutputBudget(policies.current.outputPerUser)
         refusals = RefusalRecords(audit: audit, policies: policies, subordinates: subordinates)
+        reads = ReadRecords(audit: audit, policies: policies, subordinates: subordinates)
         let layout: CgroupLayout
         do throws(CgroupError) {
             layout = try CgroupLayout.detect()
@@ -93,7 +96,7 @@ public final class Supervisor {
         sessions = SessionTable(loop: loop, registry: registry, bus: bus, subordinates: subordinates, audit: audit,
                                 numbers: SessionNumbers(state: state))
         listener = Listener(socketPath: configuration.socketPath, loop: loop, policies: policies, audit: audit,
-                            refusals: refusals, subordinates: subordinates, names: names, input: connectionInput,
+                            refusals: refusals, reads: reads, subordinates: subordinates, names: names, input: connectionInput,
                             sessions: sessions, bus: bus)
         readHandler = ReadHandler(serverName: configuration.serverName, registry: registry, containment: containment)
         destroyHandler = DestroyHandler(loop: loop, registry: registry, sessions: sessions, bus: bus, audit: audit,
@@ -188,6 +191,7 @@ public final class Supervisor {
     /// Writes the summaries of refusals held back so far. Groups and their holders keep running.
     public func shutdown() {
         listener.shutdown()
+        reads.writeAll(now: monotonicSeconds())
         refusals.writeAll()
         audit.record(.supervisorStopped, "Supervisor stopped; \(registry.count) group(s) keep running",
                      fields: ["NSGROUP_GROUPS": String(registry.count)])
@@ -243,11 +247,7 @@ public final class Supervisor {
         }
         descriptors.closeAll()
         if case .deferred = reply { return reply }
-        if case .success(let call) = routed, call.method.isRead, !policy.recordEachRead {
-            connection.countRead(call.method, name: name, now: monotonicSeconds())
-        } else {
-            journal(.success(()))
-        }
+        journal(.success(()))
         return reply
     }
 
@@ -265,7 +265,8 @@ public final class Supervisor {
         case .unshare(let params): return try shareHandler.share(params, context, adding: false)
         case .attach(let params): return try enterHandler.attach(params, context)
         case .subscribe:
-            bus.subscribe(context.connection)
+            // A connection that subscribes again changes nothing: summed up, not recorded again.
+            context.details.changedNothing = !bus.subscribe(context.connection)
             return .result(.object([:]))
         case .freeze(let params): return try cgroupHandler.freeze(params, context, frozen: true)
         case .thaw(let params): return try cgroupHandler.freeze(params, context, frozen: false)
@@ -304,6 +305,14 @@ public final class Supervisor {
                         details: RequestDetails) {
         switch outcome {
         case .success:
+            // Requests that only read or watch, and those that changed nothing, are summed up
+            // per person (ReadRecords) unless [audit] reads = each.
+            if !policy.recordEachRead, let method = MethodName(rawValue: request.method),
+               Self.onlyWatches(method) || details.changedNothing {
+                reads.count(method, name: name.flatMap { GroupName.isValid($0) ? $0 : nil }, caller: caller,
+                            now: monotonicSeconds())
+                return
+            }
             let group: AuditText = name.map { GroupName.isValid($0) ? " of group \($0)" : "" } ?? ""
             let summary: AuditText = details.summary.map { ": \($0)" } ?? ""
             audit.record(.requestAccepted, "Accepted \(request.method)\(group) from uid \(caller.uid)\(summary)",
@@ -321,6 +330,13 @@ public final class Supervisor {
                             "Refused \(request.method, limit: 64) from uid \(caller.uid): \(error.message, limit: 512)",
                             caller: caller, fields: fields, lists: details.lists)
         }
+    }
+
+    /// Methods that read and change nothing: version, list, inspect, processes, and attach
+    /// (to hear of a session's end). A connection's first subscribe is recorded: it starts a
+    /// watch; another on the same connection changes nothing.
+    static func onlyWatches(_ method: MethodName) -> Bool {
+        method.isRead || method == .attach
     }
 
     private func recordFields(_ request: Request, name: String?, result: String, details: RequestDetails) -> [String: String] {

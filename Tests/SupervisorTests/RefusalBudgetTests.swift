@@ -164,7 +164,7 @@ import RPC
 }
 
 /// A swift-log handler that keeps what is logged: message, level, single and repeated fields.
-private final class CapturedLog: @unchecked Sendable {
+final class CapturedLog: @unchecked Sendable {
     struct Entry {
         let level: Logger.Level
         let message: String

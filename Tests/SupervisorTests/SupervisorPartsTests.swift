@@ -231,27 +231,6 @@ struct EventBusTests {
     }
 }
 
-@Suite("Connection: reads are counted through its methods")
-struct ConnectionReadCountTests {
-    @Test func readsAreTakenOnce() throws {
-        let loop = try EventLoop()
-        let peer = try Peer(uid: 4242, input: ConnectionInput(), loop: loop)
-        let connection = peer.connection
-        #expect(connection.readsPendingSince == nil)
-        #expect(connection.takeReads() == nil)
-        connection.countRead(.list, name: nil, now: 100)
-        connection.countRead(.inspect, name: "web", now: 101)
-        connection.countRead(.inspect, name: "web", now: 102)
-        #expect(connection.readsPendingSince == 100)
-        let tally = try #require(connection.takeReads())
-        #expect(tally.countsField == "inspect=2 list=1")
-        #expect(tally.namesField == "web")
-        #expect(tally.total == 3)
-        #expect(connection.readsPendingSince == nil)
-        #expect(connection.takeReads() == nil, "taken reads are not written twice")
-    }
-}
-
 @Suite("SessionEnd: what ended a session, in the journal")
 struct SessionEndTests {
     private func session(in group: Group) throws -> Session {
