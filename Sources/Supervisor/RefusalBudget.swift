@@ -18,6 +18,20 @@ enum RefusedOperation: Hashable, Comparable, CustomStringConvertible {
         self = MethodName(rawValue: method).map { .method($0) } ?? .other
     }
 
+    /// The operation `description` names; nil for any other text (the state directory's
+    /// tallies of refusals held back are read back with it).
+    init?(name: String) {
+        switch name {
+        case "connect": self = .connect
+        case "receive": self = .receive
+        case "line": self = .line
+        case "other": self = .other
+        default:
+            guard let method = MethodName(rawValue: name) else { return nil }
+            self = .method(method)
+        }
+    }
+
     var description: String {
         switch self {
         case .method(let name): name.rawValue
@@ -70,6 +84,15 @@ final class RefusalBudget {
         /// `enter/permission_denied`.
         var description: String { "\(operation)/\(reason.rawValue)" }
 
+        /// The kind `description` names; nil for any other text.
+        init?(name: String) {
+            guard let slash = name.firstIndex(of: "/"),
+                  let operation = RefusedOperation(name: String(name[..<slash])),
+                  let reason = ErrorReason(rawValue: String(name[name.index(after: slash)...]))
+            else { return nil }
+            self.init(operation, reason)
+        }
+
         static func < (lhs: Kind, rhs: Kind) -> Bool { lhs.description < rhs.description }
     }
 
@@ -113,6 +136,10 @@ final class RefusalBudget {
     var limits: Limits
     private let subordinates: SubordinateOwners
     private var entries: [uid_t: Entry] = [:]
+    /// Moves whenever what is held back changes: a refusal held back, or a person with
+    /// refusals held back forgotten. RefusalRecords writes the tallies to the state directory
+    /// when it moved since the last write.
+    private(set) var heldBackChanges = 0
 
     init(limits: Limits, subordinates: SubordinateOwners) {
         self.limits = limits
@@ -133,6 +160,7 @@ final class RefusalBudget {
             return true
         }
         entry.heldBack += 1
+        heldBackChanges += 1
         entry.kinds[kind, default: 0] += 1
         if entry.uids.count < Self.maxUIDs || entry.uids.contains(uid) {
             entry.uids.insert(uid)
@@ -147,6 +175,7 @@ final class RefusalBudget {
     func endedIntervals(now: Double) -> [Summary] {
         let ended = entries.filter { now - $0.value.started >= Double(limits.interval) }
         for person in ended.keys { entries[person] = nil }
+        if ended.values.contains(where: { $0.heldBack > 0 }) { heldBackChanges += 1 }
         return ended.sorted { $0.key < $1.key }.compactMap { person, entry in
             Self.summary(person, entry, seconds: limits.interval)
         }
@@ -157,9 +186,19 @@ final class RefusalBudget {
     func takeAll(now: Double) -> [Summary] {
         let running = entries
         entries = [:]
+        if running.values.contains(where: { $0.heldBack > 0 }) { heldBackChanges += 1 }
         return running.sorted { $0.key < $1.key }.compactMap { person, entry in
             let elapsed = Int((now - entry.started).rounded(.up))
             return Self.summary(person, entry, seconds: min(max(elapsed, 1), limits.interval))
+        }
+    }
+
+    /// The summaries so far of every interval still running that held refusals back, each
+    /// with how long it has run by `now` (at least 1 s); nobody is forgotten. What the state
+    /// directory keeps of them in case the supervisor is killed before they end (RefusalRecords).
+    func heldBack(now: Double) -> [Summary] {
+        entries.sorted { $0.key < $1.key }.compactMap { person, entry in
+            Self.summary(person, entry, seconds: max(Int((now - entry.started).rounded(.up)), 1))
         }
     }
 

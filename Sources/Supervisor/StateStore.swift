@@ -5,8 +5,9 @@ import Namespaces
 import POSIX
 import RPC
 
-/// The state directory: one file per group, `<dir>/groups/<name>.json`, and the
-/// session counter, `<dir>/groups/session-counter` (SessionNumbers), in a
+/// The state directory: one file per group, `<dir>/groups/<name>.json`, the
+/// session counter, `<dir>/groups/session-counter` (SessionNumbers), and the
+/// refusals held back, `<dir>/groups/refusals-held-back` (RefusalRecords), in a
 /// root-owned 0700 directory. Files are written atomically (temporary file,
 /// fsync, rename, fsync of the directory) and opened with O_NOFOLLOW, so a
 /// reader sees a whole old record or a whole new one, never a mix.
@@ -109,7 +110,8 @@ final class StateStore {
     /// Temporary files a save interrupted by a crash left behind.
     func removeTemporaryFiles() {
         for fileName in fileNames() where fileName.hasPrefix(".")
-            && (fileName.hasSuffix(".json.tmp") || fileName == "." + Self.sessionCounterFile + ".tmp") {
+            && (fileName.hasSuffix(".json.tmp") || fileName == "." + Self.sessionCounterFile + ".tmp"
+                || fileName == "." + Self.refusalsHeldBackFile + ".tmp") {
             _ = unlinkat(groupsFD.rawValue, fileName, 0)
         }
     }
@@ -186,6 +188,38 @@ final class StateStore {
     func saveSessionCounter(next: UInt64) throws(Errno) {
         try write(.object(["version": .number(JSONNumber(StateCodec.version)), "next": .number(JSONNumber(next))]),
                   as: Self.sessionCounterFile)
+    }
+
+    // MARK: The refusals held back
+
+    /// The tallies of refusals held back in intervals that had not ended (HeldBackRefusals),
+    /// written by RefusalRecords while refusals are held back and removed when none are.
+    static let refusalsHeldBackFile = "refusals-held-back"
+
+    /// The tallies in the file, or nil when there is none. A file that is not trusted (as
+    /// `load` checks a record) or does not hold well-formed version 1 tallies is refused.
+    func loadRefusalsHeldBack() throws(SupervisorError) -> HeldBackRefusals? {
+        var st = stat()
+        if fstatat(groupsFD.rawValue, Self.refusalsHeldBackFile, &st, AT_SYMLINK_NOFOLLOW) < 0, errno == ENOENT { return nil }
+        return try HeldBackRefusals(json: try readJSON(Self.refusalsHeldBackFile))
+    }
+
+    /// Writes the tallies atomically, within the size `loadRefusalsHeldBack` accepts; returns
+    /// how many people were left out to stay within it (HeldBackRefusals.json(limit:)).
+    @discardableResult
+    func saveRefusalsHeldBack(_ refusals: HeldBackRefusals) throws(Errno) -> Int {
+        let (value, leftOut) = refusals.json(limit: Self.maxFileSize)
+        try write(value, as: Self.refusalsHeldBackFile)
+        return leftOut
+    }
+
+    /// Removes the tallies' file (a symlink itself, never its target); a missing file is not an error.
+    func removeRefusalsHeldBack() throws(Errno) {
+        if unlinkat(groupsFD.rawValue, Self.refusalsHeldBackFile, 0) < 0 {
+            if errno == ENOENT { return }
+            throw Errno.current
+        }
+        _ = fsync(groupsFD.rawValue)
     }
 
     /// Removes a record that is not trusted (a symlink itself, never its target).

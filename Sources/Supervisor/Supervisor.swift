@@ -77,7 +77,7 @@ public final class Supervisor {
             throw SupervisorError(.startup, "bad configuration: \(error)")
         }
         connectionInput.setOutputBudget(policies.current.outputPerUser)
-        refusals = RefusalRecords(audit: audit, policies: policies, subordinates: subordinates)
+        refusals = RefusalRecords(audit: audit, policies: policies, subordinates: subordinates, state: state, loop: loop)
         reads = ReadRecords(audit: audit, policies: policies, subordinates: subordinates)
         let layout: CgroupLayout
         do throws(CgroupError) {
@@ -181,6 +181,8 @@ public final class Supervisor {
             audit.logger.warning("Ignored the session counter \(configuration.stateDirectory)/groups/\(StateStore.sessionCounterFile): \(problem); session numbers go on past the highest still in use, and the counter is written anew",
                                  metadata: [AuditField.reason: .string("session_counter_refused")])
         }
+        // What an earlier supervisor held back and was killed before summing up.
+        refusals.writeHeldBackBeforeStop()
         // Connections wait in the backlog until the groups are taken back.
         readoption.readoptGroups()
         // nsgroupd.conf may have changed while no supervisor ran.
@@ -188,7 +190,8 @@ public final class Supervisor {
     }
 
     /// Stops accepting, closes every connection and removes the socket.
-    /// Writes the summaries of refusals held back so far. Groups and their holders keep running.
+    /// Writes the summaries of refusals held back so far (and removes their file from the
+    /// state directory). Groups and their holders keep running.
     public func shutdown() {
         listener.shutdown()
         reads.writeAll(now: monotonicSeconds())

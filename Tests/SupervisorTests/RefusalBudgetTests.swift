@@ -5,6 +5,7 @@ import Testing
 @testable import Supervisor
 import POSIX
 import RPC
+import Systemd
 
 /// The per-person budget of refusal records (RefusalBudget) and the records it lets through
 /// or sums up (RefusalRecords).
@@ -160,6 +161,118 @@ import RPC
         #expect(summary.message == "uid \(daemon) had 9 more refusals in 1 s than are recorded one by one (audit.refusals-per-interval = 2): enter/permission_denied=1 other/method_not_found=8; from uids 100003")
         refusals.writeAll()
         #expect(log.entries.count == 3, "nothing is summed up twice")
+    }
+
+    // MARK: The refusals held back, in the state directory
+
+    /// Records with refusals of `caller` (the first `perInterval` written one by one), their
+    /// tallies kept in `store`.
+    private static func records(_ scratch: ScratchDirectory, _ log: CapturedLog, store: StateStore, loop: EventLoop? = nil,
+                                perInterval: Int = 2) throws -> RefusalRecords {
+        var policy = Policy()
+        policy.refusalsPerInterval = perInterval
+        policy.refusalInterval = 3600
+        let owners = try Self.subordinates(scratch).owners
+        return RefusalRecords(audit: Audit(logger: log.logger, subordinates: owners), policies: PolicyHolder(policy),
+                              subordinates: owners, state: store, loop: loop)
+    }
+
+    private static func refuse(_ refusals: RefusalRecords, _ count: Int, uid: uid_t = 1007) {
+        let caller = PeerCredentials(pid: getpid(), uid: uid, gid: uid, groups: [])
+        for _ in 0..<count {
+            refusals.record(.method(.inspect), .notFound, level: .info, "Refused inspect", caller: caller, fields: [:])
+        }
+    }
+
+    /// What the tallies' file says was held back, by person (nil: no file).
+    private static func onDisk(_ store: StateStore) throws -> [uid_t: Int]? {
+        try store.loadRefusalsHeldBack().map { Dictionary(uniqueKeysWithValues: $0.tallies.map { ($0.person, $0.heldBack) }) }
+    }
+
+    /// A supervisor killed before the interval ended: the next one sums up what the file held,
+    /// with the exact counts, says why, and removes the file.
+    @Test func refusalsHeldBackOutliveAKilledSupervisor() throws {
+        let scratch = try ScratchDirectory()
+        let store = try StateStore(directory: scratch.path)
+        let log = CapturedLog()
+        let killed = try Self.records(scratch, log, store: store)
+        Self.refuse(killed, 10)
+        Self.refuse(killed, 3, uid: 1008)
+        #expect(try Self.onDisk(store) == nil, "without a loop, only the sweep writes")
+        killed.writeEndedIntervals()
+        #expect(try Self.onDisk(store) == [1007: 8, 1008: 1])
+        let before = try #require(try store.loadRefusalsHeldBack())
+        killed.writeEndedIntervals()
+        #expect(try store.loadRefusalsHeldBack() == before, "nothing changed, nothing written")
+        #expect(log.entries.count == 4, "4 written one by one, nothing summed up yet")
+        // killed here: a new supervisor starts.
+        let next = try Self.records(scratch, log, store: try StateStore(directory: scratch.path))
+        next.writeHeldBackBeforeStop()
+        let summaries = log.entries.dropFirst(4)
+        #expect(summaries.map { $0.metadata[AuditField.callerUID] } == ["1007", "1008"])
+        #expect(summaries.map { $0.metadata[AuditField.heldBack] } == ["8", "1"])
+        #expect(summaries.allSatisfy { $0.metadata[AuditField.messageID] == AuditEvent.refusalsSummarized.messageID })
+        #expect(summaries.allSatisfy { $0.metadata[AuditField.reason] == "supervisor_stopped" })
+        #expect(summaries.first?.metadata[AuditField.refusals] == "inspect/not_found=8")
+        #expect(summaries.first?.message.contains("; the supervisor stopped before the interval ended (counted until 20") == true,
+                "\(summaries.first?.message ?? "")")
+        #expect(ScratchDirectory.entries(scratch.path + "/groups") == [], "the file is removed")
+        next.writeHeldBackBeforeStop()
+        #expect(log.entries.count == 6, "nothing is summed up twice")
+    }
+
+    /// A clean stop sums everything up itself, and leaves no file behind; an interval that
+    /// ends takes its tally out of the file, and the last one the file.
+    @Test func theFileGoesWhenNothingIsHeldBack() throws {
+        let scratch = try ScratchDirectory()
+        let store = try StateStore(directory: scratch.path)
+        let log = CapturedLog()
+        let refusals = try Self.records(scratch, log, store: store)
+        Self.refuse(refusals, 5)
+        refusals.writeEndedIntervals()
+        #expect(try Self.onDisk(store) == [1007: 3])
+        refusals.writeAll()
+        #expect(log.entries.last?.metadata[AuditField.heldBack] == "3")
+        #expect(log.entries.last?.metadata[AuditField.reason] == nil)
+        #expect(ScratchDirectory.entries(scratch.path + "/groups") == [])
+    }
+
+    /// The burst that starts a flood is written right after the requests being handled (on
+    /// the loop, not per refusal); what follows within the second waits for the sweep.
+    @Test func aFloodIsWrittenDownAsItStartsThenOnceASecond() throws {
+        let scratch = try ScratchDirectory()
+        let store = try StateStore(directory: scratch.path)
+        let log = CapturedLog()
+        let loop = try EventLoop()
+        let refusals = try Self.records(scratch, log, store: store, loop: loop)
+        Self.refuse(refusals, 10)
+        #expect(try Self.onDisk(store) == nil, "not while the requests are handled")
+        _ = try loop.runOnce(timeoutMicroseconds: 0)
+        #expect(try Self.onDisk(store) == [1007: 8])
+        Self.refuse(refusals, 5)
+        _ = try loop.runOnce(timeoutMicroseconds: 0)
+        #expect(try Self.onDisk(store) == [1007: 8], "written at most once a second but by the sweep")
+        refusals.writeEndedIntervals()
+        #expect(try Self.onDisk(store) == [1007: 13])
+    }
+
+    /// A file that is not trusted: a warning, nothing from it summed up, and it is removed.
+    @Test func aForgedFileIsReportedAndRemoved() throws {
+        let scratch = try ScratchDirectory()
+        let store = try StateStore(directory: scratch.path)
+        try store.saveRefusalsHeldBack(HeldBackRefusals(written: 100, tallies: [
+            .init(person: 0, heldBack: 5, kinds: [Self.missing: 5], uids: [0], moreUIDs: false, started: 90),
+        ]))
+        let path = scratch.path + "/groups/" + StateStore.refusalsHeldBackFile
+        #expect(chmod(path, 0o666) == 0)
+        let log = CapturedLog()
+        try Self.records(scratch, log, store: store).writeHeldBackBeforeStop()
+        #expect(log.entries.count == 1)
+        let warning = try #require(log.entries.first)
+        #expect(warning.level == .warning)
+        #expect(warning.metadata[AuditField.reason] == "refusals_held_back_refused")
+        #expect(warning.message.contains("it is writable by others than root (mode 666)"), "\(warning.message)")
+        #expect(ScratchDirectory.entries(scratch.path + "/groups") == [])
     }
 }
 

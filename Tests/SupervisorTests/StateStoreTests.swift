@@ -666,3 +666,155 @@ struct SessionCounterTests {
         #expect(failures.count == 2, "each number given without a reservation on disk tries again")
     }
 }
+
+// MARK: - The refusals held back
+
+@Suite("The refusals held back")
+struct RefusalsHeldBackFileTests {
+    let scratch: ScratchDirectory
+    let store: StateStore
+    var path: String { scratch.path + "/groups/" + StateStore.refusalsHeldBackFile }
+
+    init() throws {
+        scratch = try ScratchDirectory()
+        store = try StateStore(directory: scratch.path)
+    }
+
+    static let sample = HeldBackRefusals(written: 1_795_000_100, tallies: [
+        .init(person: 1005, heldBack: 8, kinds: [RefusalBudget.Kind(.method(.inspect), .notFound): 8], uids: [1005],
+              moreUIDs: false, started: 1_795_000_090),
+        .init(person: 1, heldBack: 12, kinds: [RefusalBudget.Kind(.other, .methodNotFound): 9,
+                                               RefusalBudget.Kind(.connect, .limitExceeded): 2,
+                                               RefusalBudget.Kind(.line, .parseError): 1],
+              uids: Array(100_000..<100_032), moreUIDs: true, started: 1_795_000_000),
+    ])
+
+    /// The error a refused file gives, or nil when it loads.
+    func refusal() -> SupervisorError? {
+        do throws(SupervisorError) {
+            _ = try store.loadRefusalsHeldBack()
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test func writtenTalliesReadBack() throws {
+        #expect(try store.loadRefusalsHeldBack() == nil, "no file, nothing held back")
+        #expect(try store.saveRefusalsHeldBack(Self.sample) == 0)
+        #expect(try store.loadRefusalsHeldBack() == Self.sample)
+        let st = try #require(lstatOf(path))
+        #expect(st.st_mode & S_IFMT == S_IFREG)
+        #expect(st.st_mode & 0o7777 == 0o600)
+        #expect(st.st_uid == 0)
+        #expect(ScratchDirectory.entries(scratch.path + "/groups") == [StateStore.refusalsHeldBackFile])
+        #expect(store.storedNames().isEmpty, "the file is not a group")
+        let value = try JSONParser.parse(Array(try #require(readFile(path)).dropLast()))
+        #expect(value["people"]?.arrayValue?.first == [
+            "person": 1005, "heldBack": 8, "kinds": ["inspect/not_found": 8], "uids": [1005], "moreUIDs": false,
+            "started": 1_795_000_090,
+        ])
+        #expect(Self.sample.summaries.map(\.seconds) == [10, 100], "each interval ran until the file was written")
+        #expect(Self.sample.summaries.last?.kindsField == "connect/limit_exceeded=2 line/parse_error=1 other/method_not_found=9")
+    }
+
+    @Test func removalLeavesNothingAndToleratesNoFile() throws {
+        try store.saveRefusalsHeldBack(Self.sample)
+        try store.removeRefusalsHeldBack()
+        #expect(ScratchDirectory.entries(scratch.path + "/groups") == [])
+        #expect(try store.loadRefusalsHeldBack() == nil)
+        try store.removeRefusalsHeldBack()
+    }
+
+    @Test func aTemporaryFileACrashLeftIsRemoved() throws {
+        #expect(writeFile(scratch.path + "/groups/." + StateStore.refusalsHeldBackFile + ".tmp", "{\"version\":1,", mode: 0o600))
+        store.removeTemporaryFiles()
+        #expect(ScratchDirectory.entries(scratch.path + "/groups") == [])
+    }
+
+    /// Past the size a reader accepts, the people with the fewest refusals held back are left out.
+    @Test func theFileStaysWithinTheSizeAReaderAccepts() throws {
+        let kinds = Dictionary(uniqueKeysWithValues: MethodName.allCases.flatMap { method in
+            ErrorReason.allCases.map { (RefusalBudget.Kind(.method(method), $0), 1) }
+        })
+        let tallies = (0..<400).map { i in
+            HeldBackRefusals.Tally(person: uid_t(2000 + i), heldBack: kinds.count + 1 + i, kinds: kinds.merging(
+                [RefusalBudget.Kind(.other, .methodNotFound): 1 + i]) { $1 }, uids: Array(uid_t(300_000 + 100 * i)..<uid_t(300_032 + 100 * i)),
+                moreUIDs: true, started: 1_795_000_000)
+        }
+        let leftOut = try store.saveRefusalsHeldBack(HeldBackRefusals(written: 1_795_000_001, tallies: tallies))
+        #expect(leftOut > 0 && leftOut < 400)
+        #expect(try #require(lstatOf(path)).st_size <= StateStore.maxFileSize)
+        let kept = try #require(try store.loadRefusalsHeldBack()).tallies
+        #expect(kept.count == 400 - leftOut)
+        #expect(kept == Array(tallies.suffix(kept.count)), "the most held back are kept, in order")
+    }
+
+    /// What the file holds that is not tallies of ours is refused with the reason.
+    @Test(arguments: [
+        (#"{"version":2,"written":5,"people":[]}"#, "version 2 is not 1"),
+        (#"{"version":1,"written":5}"#, #"the file is not an object of "people", "version", "written""#),
+        (#"{"version":1,"written":5,"people":[],"more":1}"#, #"the file is not an object of "#),
+        (#"[]"#, "the file is not an object of "),
+        (#"{"version":1,"written":-1,"people":[]}"#, #""written" is -1, not a number from 0 to "#),
+        (#"{"version":1,"written":5,"people":{}}"#, #""people" is {}, not an array"#),
+        (#"{"version":1,"written":5,"people":[{"person":7,"heldBack":2,"kinds":{"inspect/not_found":2},"uids":[7],"moreUIDs":false}]}"#,
+         "a person is not an object of "),
+        (#"{"version":1,"written":5,"people":[{"person":-7,"heldBack":2,"kinds":{"inspect/not_found":2},"uids":[7],"moreUIDs":false,"started":1}]}"#,
+         #""person" is -7, not a number from 0 to 4294967294"#),
+        (#"{"version":1,"written":5,"people":[{"person":7,"heldBack":0,"kinds":{"inspect/not_found":0},"uids":[7],"moreUIDs":false,"started":1}]}"#,
+         #""heldBack" of person 7 is 0, not a number from 1 to "#),
+        (#"{"version":1,"written":5,"people":[{"person":7,"heldBack":2,"kinds":{"inspect/not_found":1},"uids":[7],"moreUIDs":false,"started":1}]}"#,
+         "the kinds of person 7 count 1 refusals, not 2"),
+        (#"{"version":1,"written":5,"people":[{"person":7,"heldBack":2,"kinds":{"rm -rf/not_found":2},"uids":[7],"moreUIDs":false,"started":1}]}"#,
+         #""kinds" of person 7 names "rm -rf/not_found", not a kind of refusal"#),
+        (#"{"version":1,"written":5,"people":[{"person":7,"heldBack":2,"kinds":{"inspect/bored":2},"uids":[7],"moreUIDs":false,"started":1}]}"#,
+         #""kinds" of person 7 names "inspect/bored", not a kind of refusal"#),
+        (#"{"version":1,"written":5,"people":[{"person":7,"heldBack":2,"kinds":{},"uids":[7],"moreUIDs":false,"started":1}]}"#,
+         #""kinds" of person 7 is {}, not an object of counts"#),
+        (#"{"version":1,"written":5,"people":[{"person":7,"heldBack":2,"kinds":{"inspect/not_found":2},"uids":[],"moreUIDs":false,"started":1}]}"#,
+         #""uids" of person 7 is [], not 1 to 32 uids"#),
+        (#"{"version":1,"written":5,"people":[{"person":7,"heldBack":2,"kinds":{"inspect/not_found":2},"uids":[9,8],"moreUIDs":false,"started":1}]}"#,
+         "the uids of person 7 are not ascending"),
+        (#"{"version":1,"written":5,"people":[{"person":7,"heldBack":2,"kinds":{"inspect/not_found":2},"uids":[7],"moreUIDs":true,"started":1}]}"#,
+         #""moreUIDs" of person 7 is true, not true (with 32 uids) or false"#),
+        (#"{"version":1,"written":5,"people":[{"person":7,"heldBack":2,"kinds":{"inspect/not_found":2},"uids":[7],"moreUIDs":false,"started":6}]}"#,
+         #""started" of person 7 is 6, not a number from 0 to 5"#),
+        (#"{"version":1,"written":5,"people":[{"person":7,"heldBack":1,"kinds":{"inspect/not_found":1},"uids":[7],"moreUIDs":false,"started":1},{"person":7,"heldBack":1,"kinds":{"inspect/not_found":1},"uids":[7],"moreUIDs":false,"started":1}]}"#,
+         "person 7 is there twice"),
+        (#"{"version":1,"written":5,"peo"#, "it is not JSON (truncated?): "),
+    ])
+    func malformedTalliesAreRefused(_ text: String, _ problem: String) throws {
+        #expect(writeFile(path, text + "\n", mode: 0o600))
+        let error = try #require(refusal())
+        #expect(error.kind == .stateFile(.malformed))
+        #expect(error.message.hasPrefix(problem), "\(error.message)")
+    }
+
+    @Test func aFileOfSomeoneElseIsRefused() throws {
+        try store.saveRefusalsHeldBack(Self.sample)
+        #expect(chown(path, 65534, 65534) == 0)
+        #expect(refusal()?.message == "it is owned by uid 65534, not root")
+    }
+
+    @Test func aFileOthersMayWriteIsRefused() throws {
+        try store.saveRefusalsHeldBack(Self.sample)
+        #expect(chmod(path, 0o666) == 0)
+        #expect(refusal()?.message == "it is writable by others than root (mode 666)")
+    }
+
+    /// A symlink in its place is neither followed when read nor when removed, nor written through.
+    @Test func aSymlinkInPlaceOfTheFileIsRefusedAndNotFollowed() throws {
+        let victim = scratch.path + "/victim"
+        #expect(writeFile(victim, "precious", mode: 0o600))
+        #expect(symlink(victim, path) == 0)
+        #expect(refusal()?.message == "it is a symbolic link")
+        try store.removeRefusalsHeldBack()
+        #expect(readFile(victim) == Array("precious".utf8))
+        #expect(lstatOf(path) == nil)
+        #expect(symlink(victim, path) == 0)
+        try store.saveRefusalsHeldBack(Self.sample)
+        #expect(readFile(victim) == Array("precious".utf8))
+        #expect(try store.loadRefusalsHeldBack() == Self.sample)
+    }
+}
