@@ -31,12 +31,20 @@ enum AuditField {
     static let sessionStarted = "NSGROUP_SESSION_STARTED"
     static let durationMicroseconds = "NSGROUP_DURATION_USEC"
     static let tty = "NSGROUP_TTY"
-    /// What ended a session (SessionEnd): exit, signal, signal-request, destroy, expired,
-    /// holder-died, supervisor-down or unknown; for signal-request and destroy, who
-    /// (NSGROUP_ENDED_BY_UID), and for signal-request the signal sent.
+    /// What ended a session (SessionEnd): exit, signal, signal-request (SIGKILL, after a
+    /// request sent SIGKILL), destroy, expired, holder-died, supervisor-down or unknown; for
+    /// signal-request and destroy, who (NSGROUP_ENDED_BY_UID), and for signal-request the
+    /// signal sent.
     static let endedBy = "NSGROUP_ENDED_BY"
     static let endedByUID = "NSGROUP_ENDED_BY_UID"
     static let signalSent = "NSGROUP_SIGNAL_SENT"
+    /// On a session-ended record with NSGROUP_ENDED_BY=signal: the last `signal` request sent
+    /// to the session (one for a signal that cannot end a process is not counted), told apart
+    /// from what killed it, since nsgroupd cannot know who sent a signal a program may catch
+    /// and survive: who sent it, which signal, and how many microseconds before the end.
+    static let signalRequestUID = "NSGROUP_SIGNAL_REQUEST_UID"
+    static let signalRequestSignal = "NSGROUP_SIGNAL_REQUEST_SIGNAL"
+    static let signalRequestMicroseconds = "NSGROUP_SIGNAL_REQUEST_USEC"
     static let argv = "NSGROUP_ARGV"
     /// How a session entered its group: `namespace-root` (through the group's user namespace,
     /// as its root: the owner's rights), `caller` (as the caller, from the host's user

@@ -424,12 +424,13 @@ final class EnterHandler {
         guard let session else { throw RPCError(.internalError, "session \(params.session) vanished") }
         context.details.fields[AuditField.sessionUID] = String(session.uid)
         context.details.fields[AuditField.sessionPID] = String(session.pid)
-        // Whoever sent it is named if this signal ends the session.
-        session.signalRequest = Session.SignalRequest(uid: context.caller.uid, signal: params.signal)
         context.details.fields[AuditField.session] = String(session.id)
         context.details.fields[AuditField.sessionID] = session.uniqueID
         do {
             try session.pidfd.signal(params.signal)
+            // Its end record tells of it: as what ended it only for a SIGKILL, which
+            // cannot be survived; else as the fact it is, beside the signal that did.
+            session.noteSignalRequest(Session.SignalRequest(uid: context.caller.uid, signal: params.signal))
         } catch where error.rawValue == ESRCH {
             // It has just ended; its exited notification is on its way.
         } catch {

@@ -18,16 +18,45 @@ final class Session {
     /// the session, and any that attached to it later.
     private var listeners: [WeakConnection] = []
     var watch: EventSource?
-    /// The last `signal` request sent to it (EnterHandler.signal): if that signal ends it,
-    /// its end record says who sent it.
-    var signalRequest: SignalRequest?
+    /// The last `signal` request sent to it that could end it (EnterHandler.signal, through
+    /// noteSignalRequest): its end record names the request's sender as what ended it only
+    /// for a SIGKILL, and otherwise tells it apart, as a fact beside the signal that did.
+    private(set) var signalRequest: SignalRequest?
     /// When its process started, in seconds on CLOCK_BOOTTIME (which counts on through
     /// suspend and across supervisor restarts), for how long it ran; nil when unknown.
     let startedBoottime: Double?
 
+    /// A `signal` request: who sent which signal, and when, in seconds on CLOCK_BOOTTIME.
     struct SignalRequest {
         let uid: uid_t
         let signal: Int32
+        let boottime: Double
+
+        init(uid: uid_t, signal: Int32, boottime: Double = boottimeSeconds()) {
+            self.uid = uid
+            self.signal = signal
+            self.boottime = boottime
+        }
+
+        /// Whether a signal can end a process at all: not 0 (no signal), not one that stops or
+        /// continues it, not one whose default is to be ignored. (A program may catch any
+        /// but SIGKILL and exit on it; it then ends by exiting, not by the signal.)
+        static func canEnd(_ signal: Int32) -> Bool {
+            ![0, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU, SIGCONT, SIGCHLD, SIGURG, SIGWINCH].contains(signal)
+        }
+
+        /// How long before `now` (seconds on CLOCK_BOOTTIME) it was sent, in microseconds.
+        func microseconds(before now: Double) -> UInt64 {
+            UInt64(max(0, (now - boottime) * 1_000_000).rounded())
+        }
+    }
+
+    /// Keeps a `signal` request the session was sent, as the one its end record tells of. One
+    /// for a signal that cannot end a process is not kept; and once a SIGKILL was sent,
+    /// nothing sent after it replaces it: the session is dying of that one.
+    func noteSignalRequest(_ request: SignalRequest) {
+        guard SignalRequest.canEnd(request.signal), signalRequest?.signal != SIGKILL else { return }
+        signalRequest = request
     }
 
     /// A session whose record has no id (one an earlier version of the supervisor wrote)

@@ -10,9 +10,12 @@ import RPC
 enum SessionEnd: Equatable {
     /// It exited by itself, with this code.
     case exit(code: Int32)
-    /// Killed by a signal nobody sent through nsgroupd.
-    case signal(Int32)
-    /// Killed by the signal a `signal` request sent, and who sent it.
+    /// Killed by a signal nsgroupd cannot say who sent: a catchable one may have been
+    /// survived when a `signal` request sent it, and sent again from outside. The last
+    /// request sent to the session, if any, goes with it as what it is.
+    case signal(Int32, request: Request? = nil)
+    /// Killed by SIGKILL after a `signal` request sent SIGKILL (which cannot be survived, so
+    /// that request ended it, or would have), and who sent it.
     case signalRequest(signal: Int32, uid: uid_t)
     /// Its group was destroyed at someone's request (nil: who is not known).
     case destroy(uid: uid_t?, signal: Int32?)
@@ -27,12 +30,22 @@ enum SessionEnd: Equatable {
     /// status is not known) that ended by itself or by something nsgroupd did not do.
     case unknown
 
+    /// A `signal` request sent to a session that a signal then killed, told apart from what
+    /// killed it: who sent which signal, how many microseconds before the end.
+    struct Request: Equatable {
+        let uid: uid_t
+        let signal: Int32
+        let microseconds: UInt64
+    }
+
     /// Works out what ended `session` of `group` from its exit status (nil: not known, for
-    /// a session taken back after a restart). A program that exited did so by itself;
-    /// one killed by a signal while its group was being destroyed, or after its holder
-    /// died, went with the group; else one killed by the signal a `signal` request sent
-    /// last was killed by that request.
-    static func of(_ session: Session, in group: Group, status: ExitStatus?) -> SessionEnd {
+    /// a session taken back after a restart) at `now` (seconds on CLOCK_BOOTTIME). A program
+    /// that exited did so by itself; one killed by a signal while its group was being
+    /// destroyed, or after its holder died, went with the group; one killed by SIGKILL after
+    /// a `signal` request sent SIGKILL was killed by that request. Any other signal may have
+    /// come from anyone: a request for it may have been caught and survived.
+    static func of(_ session: Session, in group: Group, status: ExitStatus?,
+                   now: Double = boottimeSeconds()) -> SessionEnd {
         if let code = status?.code, status?.signal == nil { return .exit(code: code) }
         let signal = status?.signal
         if group.destroying {
@@ -42,10 +55,12 @@ enum SessionEnd: Equatable {
         }
         if !group.holder.isAlive { return .holderDied(signal: signal) }
         guard let signal else { return .unknown }
-        if let request = session.signalRequest, request.signal == signal {
+        guard let request = session.signalRequest else { return .signal(signal) }
+        if signal == SIGKILL, request.signal == SIGKILL {
             return .signalRequest(signal: signal, uid: request.uid)
         }
-        return .signal(signal)
+        return .signal(signal, request: Request(uid: request.uid, signal: request.signal,
+                                                microseconds: request.microseconds(before: now)))
     }
 
     /// NSGROUP_ENDED_BY.
@@ -63,10 +78,15 @@ enum SessionEnd: Equatable {
     }
 
     /// NSGROUP_ENDED_BY and what goes with it: who (NSGROUP_ENDED_BY_UID), the signal a
-    /// request sent (NSGROUP_SIGNAL_SENT), why a group expired (NSGROUP_REASON).
+    /// request sent (NSGROUP_SIGNAL_SENT), why a group expired (NSGROUP_REASON); for a signal,
+    /// the last request sent to the session apart (NSGROUP_SIGNAL_REQUEST_UID, _SIGNAL, _USEC).
     var fields: [String: String] {
         var fields = [AuditField.endedBy: name]
         switch self {
+        case .signal(_, let request?):
+            fields[AuditField.signalRequestUID] = String(request.uid)
+            fields[AuditField.signalRequestSignal] = String(request.signal)
+            fields[AuditField.signalRequestMicroseconds] = String(request.microseconds)
         case .signalRequest(let signal, let uid):
             fields[AuditField.endedByUID] = String(uid)
             fields[AuditField.signalSent] = String(signal)
@@ -81,12 +101,16 @@ enum SessionEnd: Equatable {
     }
 
     /// How it ended, in words that follow "Session 12 (pid 4711) in group lab ": "ended:
-    /// exited with code 3", "ended: killed by signal 15 sent by uid 1001".
+    /// exited with code 3", "ended: killed by signal 9 sent by uid 1001", "ended: killed by
+    /// signal 15 (uid 1001 had sent signal 15 through nsgroupd 2.1 s before)".
     var words: AuditText {
         func killed(_ signal: Int32?) -> AuditText { signal.map { "ended: killed by signal \($0)" } ?? "ended" }
         switch self {
         case .exit(let code): return "ended: exited with code \(code)"
-        case .signal(let signal): return "ended: killed by signal \(signal)"
+        case .signal(let signal, nil): return "ended: killed by signal \(signal)"
+        case .signal(let signal, let request?):
+            return "ended: killed by signal \(signal) (uid \(request.uid) had sent signal \(request.signal) through nsgroupd "
+                + Self.duration(request.microseconds) + " before)"
         case .signalRequest(let signal, let uid): return "ended: killed by signal \(signal) sent by uid \(uid)"
         case .destroy(let uid, let signal):
             return killed(signal) + (uid.map { " when uid \($0) destroyed the group" } ?? " when the group was destroyed")
@@ -107,7 +131,7 @@ enum SessionEnd: Equatable {
     static let messageArgvLimit = 1024
 
     /// A session-ended record's MESSAGE: "Session 12 (pid 4711) in group lab ended: killed by
-    /// signal 15 sent by uid 1001, after 3.2 s".
+    /// signal 9 sent by uid 1001, after 3.2 s".
     static func message(session id: UInt64, pid: pid_t, group: String, _ end: SessionEnd,
                         microseconds: UInt64?) -> AuditText {
         let after: AuditText = microseconds.map { ", after " + duration($0) } ?? ""

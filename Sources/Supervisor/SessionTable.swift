@@ -136,8 +136,9 @@ final class SessionTable {
         session.notifyExited(exited)
         bus.sessionEvent(.sessionEnded, session, in: group, ended: exited)
         rememberEnded(exited, group: group, uid: session.uid)
-        let end = SessionEnd.of(session, in: group, status: status)
-        let microseconds = session.runMicroseconds()
+        let now = boottimeSeconds()
+        let end = SessionEnd.of(session, in: group, status: status, now: now)
+        let microseconds = session.runMicroseconds(now: now)
         var fields = SessionEnd.fields(session.record, end, microseconds: microseconds)
         fields.merge([
             AuditField.name: group.name,

@@ -1,3 +1,4 @@
+import Client
 import Foundation
 import Glibc
 import POSIX
@@ -99,8 +100,10 @@ import Testing
         #expect(message.range(of: #", after [0-9]+ ms$"#, options: .regularExpression) != nil, "\(message)")
     }
 
-    /// A session its owner stopped through nsgroupd (`signal`, which the CLI sends for a
-    /// SIGTERM it gets): who sent which signal.
+    /// A session its owner stopped through nsgroupd with SIGTERM (`signal`, which the CLI
+    /// sends for a SIGTERM it gets): a catchable signal, which the program might have survived
+    /// and someone else sent again, so the record does not say the request ended it; it says
+    /// who had sent which signal through nsgroupd, and how long before the end.
     @Test func aSessionEndedByASignalRequestNamesWhoSentIt() throws {
         try JournalTests.requireJournald()
         let supervisor = try TestSupervisor()
@@ -115,16 +118,50 @@ import Testing
         #expect(client.terminationStatus == 128 + SIGTERM)
         let end = try ended(supervisor, start)
         expectSameSession(end, start)
-        #expect(end["NSGROUP_ENDED_BY"] == "signal-request")
-        #expect(end["NSGROUP_ENDED_BY_UID"] == "\(alice.uid)")
-        #expect(end["NSGROUP_SIGNAL_SENT"] == "\(SIGTERM)")
+        #expect(end["NSGROUP_ENDED_BY"] == "signal")
+        #expect(end["NSGROUP_ENDED_BY_UID"] == nil)
+        #expect(end["NSGROUP_SIGNAL_SENT"] == nil)
         #expect(end["NSGROUP_SIGNAL"] == "\(SIGTERM)")
-        #expect(end["NSGROUP_DURATION_USEC"].flatMap(UInt64.init) != nil)
-        #expect(end["MESSAGE"]?.contains("ended: killed by signal 15 sent by uid \(alice.uid), after ") == true, "\(end["MESSAGE"] ?? "")")
+        #expect(end["NSGROUP_SIGNAL_REQUEST_UID"] == "\(alice.uid)")
+        #expect(end["NSGROUP_SIGNAL_REQUEST_SIGNAL"] == "\(SIGTERM)")
+        let duration = try #require(end["NSGROUP_DURATION_USEC"].flatMap(UInt64.init))
+        let before = try #require(end["NSGROUP_SIGNAL_REQUEST_USEC"].flatMap(UInt64.init))
+        #expect(before < 2_000_000 && before <= duration, "sent \(before) µs before the end of a session that ran \(duration) µs")
+        let message = end["MESSAGE"] ?? ""
+        #expect(message.contains("ended: killed by signal 15 (uid \(alice.uid) had sent signal 15 through nsgroupd "), "\(message)")
+        #expect(message.range(of: #" before\), after [0-9.]+ m?s$"#, options: .regularExpression) != nil, "\(message)")
         let request = try journal.one(supervisor, "requestAccepted", ["NSGROUP_OPERATION=signal", "NSGROUP_NAME=signalled"])
         #expect(request["NSGROUP_SESSION"] == start["NSGROUP_SESSION"])
         #expect(request["NSGROUP_SESSION_ID"] == start["NSGROUP_SESSION_ID"])
         #expect(request["NSGROUP_GROUP_ID"] == start["NSGROUP_GROUP_ID"])
+    }
+
+    /// A session a `signal` request sent SIGKILL, which no program can survive: the request
+    /// ended it, and the record names who sent it.
+    @Test func aSessionASIGKILLRequestEndedNamesWhoSentIt() throws {
+        try JournalTests.requireJournald()
+        let supervisor = try TestSupervisor()
+        let alice = try TestUser.alice()
+        #expect(try supervisor.nsgroup(["create", "killed"], as: alice).status == 0)
+        let client = try supervisor.startEnter("killed", ["sleep", "306"], as: alice)
+        defer { if client.isRunning { client.terminate(); client.waitUntilExit() } }
+        let start = try started(supervisor, argv: "sleep 306")
+        let session = try #require(start["NSGROUP_SESSION"].flatMap(UInt64.init))
+        // Root (an admin) kills alice's session through nsgroupd.
+        let root = try RPCClient(socketPath: supervisor.socketPath)
+        _ = try root.call("signal", ["name": "killed", "session": .number(JSONNumber(session)),
+                                     "signal": .number(JSONNumber(SIGKILL))])
+        client.waitUntilExit()
+        #expect(client.terminationStatus == 128 + SIGKILL)
+        let end = try ended(supervisor, start)
+        expectSameSession(end, start)
+        #expect(end["NSGROUP_ENDED_BY"] == "signal-request")
+        #expect(end["NSGROUP_ENDED_BY_UID"] == "0")
+        #expect(end["NSGROUP_SIGNAL_SENT"] == "\(SIGKILL)")
+        #expect(end["NSGROUP_SIGNAL"] == "\(SIGKILL)")
+        #expect(end["NSGROUP_SIGNAL_REQUEST_UID"] == nil)
+        #expect(end["NSGROUP_DURATION_USEC"].flatMap(UInt64.init) != nil)
+        #expect(end["MESSAGE"]?.contains("ended: killed by signal 9 sent by uid 0, after ") == true, "\(end["MESSAGE"] ?? "")")
     }
 
     /// A session killed by a signal nobody sent through nsgroupd.

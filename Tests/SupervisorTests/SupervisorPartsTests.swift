@@ -247,18 +247,77 @@ struct SessionEndTests {
         #expect(SessionEnd.of(session, in: group, status: ExitStatus(code: 0, signal: nil)) == .exit(code: 0))
     }
 
-    @Test func aSignalIsSaidByWhoSentIt() throws {
+    @Test func aSignalNobodyAskedForIsJustASignal() throws {
         let group = try Parts().group("lab", owner: 1001)
         let session = try session(in: group)
-        #expect(SessionEnd.of(session, in: group, status: ExitStatus(code: nil, signal: 15)) == .signal(15))
-        session.signalRequest = Session.SignalRequest(uid: 1002, signal: 15)
-        let requested = SessionEnd.of(session, in: group, status: ExitStatus(code: nil, signal: 15))
-        #expect(requested == .signalRequest(signal: 15, uid: 1002))
-        #expect(requested.fields == [AuditField.endedBy: "signal-request", AuditField.endedByUID: "1002", AuditField.signalSent: "15"])
-        // Another signal than the one sent ended it: not the request's doing.
-        #expect(SessionEnd.of(session, in: group, status: ExitStatus(code: nil, signal: 9)) == .signal(9))
+        let killed = SessionEnd.of(session, in: group, status: ExitStatus(code: nil, signal: 15))
+        #expect(killed == .signal(15))
+        #expect(killed.fields == [AuditField.endedBy: "signal"])
         // Status unknown (a session taken back): nothing to tell.
         #expect(SessionEnd.of(session, in: group, status: nil) == .unknown)
+    }
+
+    /// A catchable signal a request sent may have been survived, and the same signal sent
+    /// again by anyone: the request is told apart, not blamed.
+    @Test func aCatchableSignalARequestSentIsNotBlamedOnIt() throws {
+        let group = try Parts().group("lab", owner: 1001)
+        let session = try session(in: group)
+        session.noteSignalRequest(Session.SignalRequest(uid: 1002, signal: 15, boottime: 100))
+        let killed = SessionEnd.of(session, in: group, status: ExitStatus(code: nil, signal: 15), now: 102.1)
+        #expect(killed == .signal(15, request: SessionEnd.Request(uid: 1002, signal: 15, microseconds: 2_100_000)))
+        #expect(killed.fields == [AuditField.endedBy: "signal", AuditField.signalRequestUID: "1002",
+                                  AuditField.signalRequestSignal: "15", AuditField.signalRequestMicroseconds: "2100000"])
+        #expect(killed.fields[AuditField.endedByUID] == nil && killed.fields[AuditField.signalSent] == nil)
+        // Another signal than the one sent ended it: the request is still told of.
+        let other = SessionEnd.of(session, in: group, status: ExitStatus(code: nil, signal: 9), now: 100.5)
+        #expect(other == .signal(9, request: SessionEnd.Request(uid: 1002, signal: 15, microseconds: 500_000)))
+        // A clock that seems to go back says 0, not a wrapped number.
+        #expect(session.signalRequest?.microseconds(before: 99) == 0)
+        // An exit after a request is an exit.
+        #expect(SessionEnd.of(session, in: group, status: ExitStatus(code: 0, signal: nil)) == .exit(code: 0))
+    }
+
+    /// SIGKILL cannot be survived: a session that died of it after a request sent it was
+    /// ended by that request (or would have been).
+    @Test func aSIGKILLARequestSentIsSaidByWhoSentIt() throws {
+        let group = try Parts().group("lab", owner: 1001)
+        let session = try session(in: group)
+        session.noteSignalRequest(Session.SignalRequest(uid: 1002, signal: SIGTERM))
+        session.noteSignalRequest(Session.SignalRequest(uid: 1003, signal: SIGKILL))
+        let requested = SessionEnd.of(session, in: group, status: ExitStatus(code: nil, signal: SIGKILL))
+        #expect(requested == .signalRequest(signal: SIGKILL, uid: 1003))
+        #expect(requested.fields == [AuditField.endedBy: "signal-request", AuditField.endedByUID: "1003", AuditField.signalSent: "9"])
+        // What is sent after a SIGKILL does not replace it: the session is dying of that one.
+        session.noteSignalRequest(Session.SignalRequest(uid: 1004, signal: SIGTERM))
+        #expect(SessionEnd.of(session, in: group, status: ExitStatus(code: nil, signal: SIGKILL)) == .signalRequest(signal: SIGKILL, uid: 1003))
+    }
+
+    /// A SIGKILL from elsewhere after a request sent a catchable signal: not the request's doing.
+    @Test func aSIGKILLAfterACatchableRequestIsJustASignal() throws {
+        let group = try Parts().group("lab", owner: 1001)
+        let session = try session(in: group)
+        session.noteSignalRequest(Session.SignalRequest(uid: 1002, signal: SIGTERM, boottime: 10))
+        #expect(SessionEnd.of(session, in: group, status: ExitStatus(code: nil, signal: SIGKILL), now: 11)
+            == .signal(SIGKILL, request: SessionEnd.Request(uid: 1002, signal: SIGTERM, microseconds: 1_000_000)))
+    }
+
+    /// A signal that stops, continues or is ignored by default cannot end a process: a request
+    /// for one is not the one a session's end tells of.
+    @Test func aRequestForASignalThatCannotEndAProcessIsNotKept() throws {
+        let group = try Parts().group("lab", owner: 1001)
+        let session = try session(in: group)
+        for signal in [0, SIGSTOP, SIGCONT, SIGTSTP, SIGWINCH] {
+            session.noteSignalRequest(Session.SignalRequest(uid: 1002, signal: signal))
+        }
+        #expect(session.signalRequest == nil)
+        session.noteSignalRequest(Session.SignalRequest(uid: 1002, signal: SIGKILL))
+        session.noteSignalRequest(Session.SignalRequest(uid: 1003, signal: SIGCONT))
+        #expect(SessionEnd.of(session, in: group, status: ExitStatus(code: nil, signal: SIGKILL)) == .signalRequest(signal: SIGKILL, uid: 1002))
+        let other = try self.session(in: group)
+        other.noteSignalRequest(Session.SignalRequest(uid: 1002, signal: SIGINT, boottime: 5))
+        other.noteSignalRequest(Session.SignalRequest(uid: 1003, signal: SIGSTOP, boottime: 6))
+        #expect(SessionEnd.of(other, in: group, status: ExitStatus(code: nil, signal: SIGINT), now: 7)
+            == .signal(SIGINT, request: SessionEnd.Request(uid: 1002, signal: SIGINT, microseconds: 2_000_000)))
     }
 
     @Test func aSessionThatWentWithItsGroupSaysWhy() throws {
@@ -267,7 +326,7 @@ struct SessionEndTests {
         group.destroying = true
         group.destroyReason = "request"
         group.destroyedBy = 1003
-        session.signalRequest = Session.SignalRequest(uid: 1002, signal: 9)
+        session.noteSignalRequest(Session.SignalRequest(uid: 1002, signal: 9))
         let destroyed = SessionEnd.of(session, in: group, status: ExitStatus(code: nil, signal: 9))
         #expect(destroyed == .destroy(uid: 1003, signal: 9))
         #expect(destroyed.fields == [AuditField.endedBy: "destroy", AuditField.endedByUID: "1003"])
@@ -282,6 +341,16 @@ struct SessionEndTests {
         #expect(SessionEnd.message(session: 12, pid: 4711, group: "lab", .signalRequest(signal: 15, uid: 1001),
                                    microseconds: 3_240_000).description
             == "Session 12 (pid 4711) in group lab ended: killed by signal 15 sent by uid 1001, after 3.2 s")
+        #expect(SessionEnd.message(session: 12, pid: 4711, group: "lab",
+                                   .signal(15, request: SessionEnd.Request(uid: 1003, signal: 15, microseconds: 2_080_000)),
+                                   microseconds: 5_300_000).description
+            == "Session 12 (pid 4711) in group lab ended: killed by signal 15 (uid 1003 had sent signal 15 through nsgroupd 2.1 s before), after 5.3 s")
+        #expect(SessionEnd.message(session: 12, pid: 4711, group: "lab",
+                                   .signal(9, request: SessionEnd.Request(uid: 1003, signal: 2, microseconds: 14_000)),
+                                   microseconds: nil).description
+            == "Session 12 (pid 4711) in group lab ended: killed by signal 9 (uid 1003 had sent signal 2 through nsgroupd 14 ms before)")
+        #expect(SessionEnd.message(session: 12, pid: 4711, group: "lab", .signal(15), microseconds: 1_000).description
+            == "Session 12 (pid 4711) in group lab ended: killed by signal 15, after 1 ms")
         #expect(SessionEnd.message(session: 3, pid: 9, group: "lab", .exit(code: 3), microseconds: 14_200).description
             == "Session 3 (pid 9) in group lab ended: exited with code 3, after 14 ms")
         #expect(SessionEnd.message(session: 3, pid: 9, group: "lab", .expired(reason: "lifetime", signal: 9), microseconds: nil).description
