@@ -121,8 +121,10 @@ enum RequestFields {
     }
 
     /// NSGROUP_MEMBER_{ADDED,REMOVED}_{UID,USER,GID,GROUP}: one value per member, users and
-    /// groups apart, each list in the order of the change, so a uid and its name are at the
-    /// same place in their two lists.
+    /// groups apart, to match on (`journalctl NSGROUP_MEMBER_ADDED_UID=1004`); and
+    /// NSGROUP_MEMBER_{ADDED,REMOVED}, one `name:id` value per member (`nsg-dave:1004`,
+    /// `@devs:1002`), which pairs each name with its id: journald keeps a repeated field's
+    /// values as a set, not in the order sent, so two lists cannot pair them by position.
     static func memberFields(_ members: [Member], added: Bool, into details: RequestDetails) {
         let change = added ? "ADDED" : "REMOVED"
         var uids: [String] = [], users: [String] = [], gids: [String] = [], groups: [String] = []
@@ -136,6 +138,12 @@ enum RequestFields {
         details.lists["NSGROUP_MEMBER_\(change)_USER"] = users
         details.lists["NSGROUP_MEMBER_\(change)_GID"] = gids
         details.lists["NSGROUP_MEMBER_\(change)_GROUP"] = groups
+        details.lists["NSGROUP_MEMBER_\(change)"] = members.map { member in
+            switch member {
+            case .user(let uid, let name): "\(name):\(uid)"
+            case .group(let gid, let name): "@\(name):\(gid)"
+            }
+        }
         let people = members.map { member -> String in
             switch member {
             case .user(let uid, let name): "\(name) (uid \(uid))"

@@ -48,9 +48,10 @@ enum JournalField {
     /// other format (the project has one JSON writer, in RPC, and this module does not import it):
     ///
     /// - a string is one field `NAME=string`, a string-convertible one field with its description;
-    /// - an array is the field repeated, once per element, in order (journald keeps every value of
-    ///   a repeated field: `journalctl -o json` shows them as an array, `journalctl NAME=value`
-    ///   matches any one of them); an empty array writes nothing;
+    /// - an array is the field repeated, once per element (journald keeps the values of a
+    ///   repeated field as a set: not in the order sent, an identical value once; `journalctl -o
+    ///   json` shows them as an array, `journalctl NAME=value` matches any one of them); an empty
+    ///   array writes nothing;
     /// - a dictionary is one field per key, `NAME_KEY` (the key converted like any metadata key and
     ///   the whole cut to 64 bytes), keys sorted; an empty dictionary writes nothing.
     ///
