@@ -3,24 +3,25 @@ import Glibc
 #endif
 import ArgumentParser
 
-/// enter, latency, enter-throughput, create-throughput, throughput, scale, cycle and codable
+/// enter, latency, enter-throughput, create-throughput, throughput, scale, cycle, codable and refusals
 /// at their default sizes, then one table.
 struct AllBenchmark: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "all",
-        abstract: "Run enter, latency, enter-throughput, create-throughput, throughput, scale, cycle and codable, then print one summary table, ratios first.",
+        abstract: "Run enter, latency, enter-throughput, create-throughput, throughput, scale, cycle, codable and refusals, then print one summary table, ratios first.",
         discussion: """
             Each benchmark starts its own private supervisor (unless --socket is given) and \
             prints its own report first. load and soak are correctness runs, not figures: run \
             them on their own. Exits non-zero if a benchmark could not run; a goal not met is \
-            reported, not an error; a correctness check of latency, enter-throughput or \
-            create-throughput that fails is an error.
+            reported, not an error; a correctness check of latency, enter-throughput, \
+            create-throughput or refusals that fails is an error. refusals always starts its \
+            own two supervisors.
             """)
 
     @Flag(help: "Tiny counts: check that everything runs, measure nothing worth reading.")
     var quick = false
 
-    @Option(help: "The unprivileged user of enter and cycle (default: nsg-alice, else nobody).")
+    @Option(help: "The unprivileged user of enter, cycle and refusals (default: nsg-alice, else nobody).")
     var user: String?
 
     @Option(help: "Use the supervisor on this socket instead of starting one for each benchmark.")
@@ -49,6 +50,11 @@ struct AllBenchmark: ParsableCommand {
             ("scale", { try ScaleRun(requests: quick ? 10 : 200, counts: quick ? [1, 10] : [1, 100, 1000], socket: socket).run() }),
             ("cycle", { try CycleRun(runs: quick ? 3 : 100, warmup: quick ? 1 : 10, user: user, socket: socket).run() }),
             ("codable", { try CodableRun(rounds: quick ? 1 : 7, sampleMilliseconds: 20, iterations: quick ? 2 : nil).run() }),
+            ("refusals", {
+                let outcome = try RefusalFloodRun(requests: quick ? 500 : 10_000, user: user).run()
+                guard outcome.passed else { throw BenchError("a correctness check failed (see above)") }
+                return outcome.rows
+            }),
         ]
         var rows: [SummaryRow] = []
         var failed: [String] = []

@@ -34,8 +34,9 @@ final class BenchSupervisor {
 
     /// Connects to `socket`, or starts a private nsgroupd when it is nil,
     /// with its socket and state in a new directory under `parent`
-    /// (default: `defaultParent`).
-    init(socket: String?, parent: String? = nil) throws {
+    /// (default: `defaultParent`), configured with `configuration` and then
+    /// `extraConfiguration` (more sections, e.g. `[audit]`).
+    init(socket: String?, parent: String? = nil, extraConfiguration: String = "") throws {
         if let socket {
             socketPath = socket
             return
@@ -57,7 +58,7 @@ final class BenchSupervisor {
         let config = dir + "/nsgroupd.conf"
         let configFD = open(config, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard configFD >= 0 else { throw BenchError("cannot create \(config): \(Errno.current)") }
-        let text = Array(Self.configuration.utf8)
+        let text = Array((Self.configuration + extraConfiguration).utf8)
         let written = text.withUnsafeBytes { write(configFD, $0.baseAddress, $0.count) }
         close(configFD)
         guard written == text.count else { throw BenchError("cannot write \(config): \(Errno.current)") }

@@ -134,6 +134,26 @@ import Testing
         #expect(holderProcessesNamed(prefix: "bcy").isEmpty)
     }
 
+    /// The refusal budget against every refusal written, 2000 refusals each: the run must
+    /// report its three ratios and its records must add up exactly (it exits non-zero if not).
+    @Test func refusalsRunsAndReportsItsRatios() throws {
+        _ = try TestUser.alice()
+        let result = try run(Self.bench, ["refusals", "--requests", "2000"])
+        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+        for ratio in ["ratio (nsgroupd + journald CPU) budgeted / anchor: ", "ratio records budgeted / anchor: ",
+                      "ratio wall budgeted / anchor: "] {
+            let line = result.stdout.split(separator: "\n").first { $0.hasPrefix(ratio) }
+            let value = line.flatMap { Double($0.dropFirst(ratio.count).prefix { $0 != " " }) }
+            #expect(value.map { $0 > 0 } == true, "\(ratio)\n\(result.stdout)")
+        }
+        #expect(result.stdout.contains("by nsg-alice"))
+        #expect(result.stdout.contains("PASS  every request answered: 2000 replies from each supervisor"))
+        #expect(result.stdout.contains("PASS  budgeted: records one by one + NSGROUP_HELD_BACK == requests: "))
+        #expect(result.stdout.contains(" = 2000 of 2000, in "))
+        #expect(result.stdout.contains("PASS  anchor: every refusal written one by one: 2000 request-refused records of 2000, 0 held back"))
+        #expect(result.stdout.contains("refusals: PASS"))
+    }
+
     @Test func codableRunsAndReportsItsFigures() throws {
         let result = try run(Self.bench, ["codable", "--rounds", "1", "--iterations", "2"])
         #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
@@ -166,16 +186,16 @@ import Testing
         _ = try TestUser.alice()
         let result = try run(Self.bench, ["all", "--quick"])
         #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
-        for name in ["enter", "latency", "enter-throughput", "create-throughput", "throughput", "scale", "cycle", "codable"] {
+        for name in ["enter", "latency", "enter-throughput", "create-throughput", "throughput", "scale", "cycle", "codable", "refusals"] {
             #expect(result.stdout.contains("==== nsgroup-bench \(name)\n"))
         }
         let summary = try #require(result.stdout.components(separatedBy: "==== summary").last)
         let rows = summary.split(separator: "\n").dropFirst(2)
         // Ratios first: enter, latency ×4, enter-throughput ×2, create-throughput ×2,
-        // throughput ×2, cycle ×2, codable ×2; then the absolute figures: latency's
-        // longest request, and scale's three.
-        #expect(rows.prefix(15).allSatisfy { $0.first?.isNumber == true }, "\(summary)")
-        #expect(rows.dropFirst(15).allSatisfy { $0.hasPrefix("-") }, "\(summary)")
-        #expect(rows.count == 19, "\(summary)")
+        // throughput ×2, cycle ×2, codable ×2, refusals ×3; then the absolute figures:
+        // latency's longest request, and scale's three.
+        #expect(rows.prefix(18).allSatisfy { $0.first?.isNumber == true }, "\(summary)")
+        #expect(rows.dropFirst(18).allSatisfy { $0.hasPrefix("-") }, "\(summary)")
+        #expect(rows.count == 22, "\(summary)")
     }
 }
