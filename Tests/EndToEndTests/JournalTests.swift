@@ -226,7 +226,10 @@ import Testing
     }
 
     @Test func theCatalogIsAcceptedByJournalctl() throws {
-        let root = try TestSupervisor(start: false).directory + "/catalog-root"
+        // Kept until the end: letting go of it removes its directory, which holds the tree.
+        let scratch = try TestSupervisor(start: false)
+        defer { withExtendedLifetime(scratch) {} }
+        let root = scratch.directory + "/catalog-root"
         let catalogDirectory = root + "/usr/lib/systemd/catalog"
         try FileManager.default.createDirectory(atPath: catalogDirectory, withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: Products.repositoryRoot + "/packaging/catalog/nsgroup.catalog",
