@@ -70,11 +70,23 @@ let package = Package(
         // Performance). The link then notes that FoundationEssentials, pulled
         // in by swift-argument-parser, refers to getpwnam_r and friends, which
         // need glibc's NSS modules at run time; the CLI never calls them.
+        // The static link is decided here alone, so a plain `swift build -c
+        // release` gets it too, without the Makefile's --static-swift-stdlib.
+        // Without that option the modules are compiled against the shared
+        // toolchain's Foundation, whose autolink entries do not name the
+        // static archives FoundationEssentials itself needs: the three -l
+        // below name them (with --static-swift-stdlib they come twice, which
+        // is harmless for archives).
         .executableTarget(
             name: "nsgroup",
             dependencies: ["Client", "RPC", "POSIX", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict,
-            linkerSettings: [.unsafeFlags(["-static-executable"], .when(configuration: .release))]
+            linkerSettings: [
+                .unsafeFlags(
+                    ["-static-executable", "-l_FoundationCollections", "-l_FoundationCShims", "-lswiftSynchronization"],
+                    .when(configuration: .release)
+                ),
+            ]
         ),
         // The benchmark's C side: the line server that `nsgroup-bench throughput`
         // measures nsgroupd against, the client loop that drives both, and the
