@@ -193,8 +193,9 @@ fuzz-check: fuzz-build fuzz-seeds
 # ../libexec/nsgroup/ is the same place as from bin/).
 #
 # The programs are installed stripped (STRIP, --strip-unneeded, and the
-# .comment section): about 27 MB each with their debug info, a fraction of
-# that without. The debug info is not installed or packaged anywhere (no
+# .comment section): nsgroupd 31.9 MB → 16.6 MB, nsgroup 27.3 MB → 15.5 MB,
+# nsgroup-holder 840 KB → 692 KB (what is left is mostly the static Swift
+# runtime and Foundation). The debug info is not installed or packaged anywhere (no
 # /usr/lib/debug, no -dbgsym package): the unstripped programs stay in
 # $(RELEASE_BIN) for whoever debugs, and the build id that both carry lets
 # gdb match a core dump of an installed program with them. systemd
