@@ -184,7 +184,21 @@ fuzz-check: fuzz-build fuzz-seeds
 # `swift test`.
 #
 # nsgroupd reads /etc/nsgroup/nsgroupd.conf and finds nsgroup-holder in
-# ../libexec/nsgroup/ beside its own directory, whatever the prefix. systemd
+# ../libexec/nsgroup/ beside its own directory, whatever the prefix.
+#
+# Where the programs go: nsgroup, the users' command, in bin/. nsgroupd is a
+# root-only daemon that users never run, so it goes in sbin/, like other
+# daemons (systemd starts it as $(SBINDIR)/nsgroupd). nsgroup-holder is an
+# internal helper that only nsgroupd execs: libexec/nsgroup/ (from sbin/,
+# ../libexec/nsgroup/ is the same place as from bin/).
+#
+# The programs are installed stripped (STRIP, --strip-unneeded, and the
+# .comment section): nsgroupd 31.9 MB → 16.6 MB, nsgroup 27.3 MB → 15.5 MB,
+# nsgroup-holder 840 KB → 692 KB (what is left is mostly the static Swift
+# runtime and Foundation). The debug info is not installed or packaged anywhere (no
+# /usr/lib/debug, no -dbgsym package): the unstripped programs stay in
+# $(RELEASE_BIN) for whoever debugs, and the build id that both carry lets
+# gdb match a core dump of an installed program with them. systemd
 # reads units, tmpfiles.d, sysusers.d and catalogs under /usr/local/lib as
 # well as /usr/lib, so the default prefix works as is. For PREFIX=/usr, the
 # units go where the distribution keeps them (/lib/systemd/system on Debian 12).
@@ -192,6 +206,7 @@ fuzz-check: fuzz-build fuzz-seeds
 PREFIX       ?= /usr/local
 DESTDIR      ?=
 BINDIR       ?= $(PREFIX)/bin
+SBINDIR      ?= $(PREFIX)/sbin
 LIBEXECDIR   ?= $(PREFIX)/libexec
 DATADIR      ?= $(PREFIX)/share
 MANDIR       ?= $(DATADIR)/man
@@ -207,12 +222,13 @@ BASHCOMPDIR  ?= $(DATADIR)/bash-completion/completions
 ZSHCOMPDIR   ?= $(if $(filter /usr,$(PREFIX)),$(DATADIR)/zsh/vendor-completions,$(DATADIR)/zsh/site-functions)
 FISHCOMPDIR  ?= $(DATADIR)/fish/vendor_completions.d
 
+STRIP        ?= strip
 DEB_OUTDIR   ?= .
 DEB_STAGE    ?= $(BUILD_DIR)/deb-root
 
 # Every file install puts down, for uninstall (the configuration file is handled apart).
 INSTALLED_FILES = \
-	$(BINDIR)/nsgroupd $(BINDIR)/nsgroup $(LIBEXECDIR)/nsgroup/nsgroup-holder \
+	$(SBINDIR)/nsgroupd $(BINDIR)/nsgroup $(LIBEXECDIR)/nsgroup/nsgroup-holder \
 	$(MANDIR)/man1/nsgroup.1 $(MANDIR)/man8/nsgroupd.8 $(MANDIR)/man8/nsgroup-holder.8 \
 	$(BASHCOMPDIR)/nsgroup $(ZSHCOMPDIR)/_nsgroup $(FISHCOMPDIR)/nsgroup.fish \
 	$(UNITDIR)/nsgroupd.service $(UNITDIR)/nsgroupd.socket \
@@ -221,20 +237,24 @@ INSTALLED_FILES = \
 CONFIG_FILE = $(SYSCONFDIR)/nsgroup/nsgroupd.conf
 
 # Paths the installed man pages and units name.
-SUBSTITUTE = sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' \
-                 -e 's|^ExecStart=/usr/bin/nsgroupd|ExecStart=$(BINDIR)/nsgroupd|'
+SUBSTITUTE = sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' -e 's|@SBINDIR@|$(SBINDIR)|g' \
+                 -e 's|^ExecStart=/usr/sbin/nsgroupd|ExecStart=$(SBINDIR)/nsgroupd|'
+# The installed programs, stripped as Debian ships them (see above).
+PROGRAMS   = $(SBINDIR)/nsgroupd $(BINDIR)/nsgroup $(LIBEXECDIR)/nsgroup/nsgroup-holder
 
 install: $(if $(NO_BUILD),,release)
 	@for p in nsgroupd nsgroup nsgroup-holder; do \
 	  test -x $(RELEASE_BIN)/$$p || { echo "make: $(RELEASE_BIN)/$$p is missing: run make release"; exit 1; }; \
 	done
-	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR)/nsgroup \
+	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBEXECDIR)/nsgroup \
 	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 \
 	  $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR) \
 	  $(DESTDIR)$(UNITDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(CATALOGDIR) \
 	  $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/nsgroup
-	install -m 0755 $(RELEASE_BIN)/nsgroupd $(RELEASE_BIN)/nsgroup $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(RELEASE_BIN)/nsgroupd $(DESTDIR)$(SBINDIR)/
+	install -m 0755 $(RELEASE_BIN)/nsgroup $(DESTDIR)$(BINDIR)/
 	install -m 0755 $(RELEASE_BIN)/nsgroup-holder $(DESTDIR)$(LIBEXECDIR)/nsgroup/
+	$(STRIP) --strip-unneeded --remove-section=.comment $(addprefix $(DESTDIR),$(PROGRAMS))
 	$(SUBSTITUTE) packaging/man/nsgroup.1 >$(DESTDIR)$(MANDIR)/man1/nsgroup.1
 	$(SUBSTITUTE) packaging/man/nsgroupd.8 >$(DESTDIR)$(MANDIR)/man8/nsgroupd.8
 	$(SUBSTITUTE) packaging/man/nsgroup-holder.8 >$(DESTDIR)$(MANDIR)/man8/nsgroup-holder.8
@@ -248,7 +268,7 @@ install: $(if $(NO_BUILD),,release)
 	install -m 0644 packaging/sysusers.d/nsgroup.conf $(DESTDIR)$(SYSUSERSDIR)/nsgroup.conf
 	install -m 0644 packaging/catalog/nsgroup.catalog $(DESTDIR)$(CATALOGDIR)/nsgroup.catalog
 	install -m 0644 README.md protocol/PROTOCOL.md $(DESTDIR)$(DOCDIR)/
-	chmod 0644 $(addprefix $(DESTDIR),$(filter-out $(BINDIR)/% $(LIBEXECDIR)/%,$(INSTALLED_FILES)))
+	chmod 0644 $(addprefix $(DESTDIR),$(filter-out $(PROGRAMS),$(INSTALLED_FILES)))
 	@# An existing configuration is the administrator's: never overwrite it.
 	@if [ -e $(DESTDIR)$(CONFIG_FILE) ]; then \
 	  echo "keeping the existing $(DESTDIR)$(CONFIG_FILE)"; \
@@ -278,7 +298,7 @@ uninstall:
 
 # The .deb is made from a staged `make install PREFIX=/usr` by
 # packaging/debian/build-deb.sh: control fields, maintainer scripts, conffiles,
-# stripped programs, compressed man pages.
+# compressed man pages (the programs come stripped from install).
 deb: $(if $(NO_BUILD),,release)
 	rm -rf $(DEB_STAGE)
 	$(MAKE) --no-print-directory install NO_BUILD=1 PREFIX=/usr DESTDIR=$(abspath $(DEB_STAGE)) >/dev/null

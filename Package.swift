@@ -4,6 +4,15 @@ import PackageDescription
 // Swift 6 language mode (the tools version) gives complete concurrency checking.
 let strict: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
 
+// Hardening of the C parts (Debian's defaults, which lintian checks): the C
+// targets' release builds (already optimized, which fortify needs) get
+// _FORTIFY_SOURCE=2, so glibc's checked variants (__read_chk, __memcpy_chk, ...)
+// replace the plain calls where sizes are known ...
+let hardenedC: [CSetting] = [.define("_FORTIFY_SOURCE", to: "2", .when(configuration: .release))]
+// ... and every program is linked with full RELRO and immediate binding
+// (-z relro -z now): the GOT is resolved at start-up and then read-only.
+let hardenedLink = ["-Xlinker", "-z", "-Xlinker", "relro", "-Xlinker", "-z", "-Xlinker", "now"]
+
 let package = Package(
     name: "nsgroup",
     products: [
@@ -25,16 +34,17 @@ let package = Package(
         ),
         // The C side of the POSIX layer: raw system calls (pidfd, close_range, signalfd, …),
         // SCM_RIGHTS and peer credentials, pty opening.
-        .target(name: "CPOSIX"),
+        .target(name: "CPOSIX", cSettings: hardenedC),
         // Everything between fork and exec (it calls CPOSIX's close_range there).
-        .target(name: "CSpawn", dependencies: ["CPOSIX"]),
+        .target(name: "CSpawn", dependencies: ["CPOSIX"], cSettings: hardenedC),
         // The holder: a tiny static C program, PID 1 of a group's pid namespace.
         // It is linked statically with no Swift runtime so that it stays well under
         // 1 MiB of RSS (see Sources/nsgroup-holder/runtime_stubs.c).
         .executableTarget(
             name: "nsgroup-holder",
             dependencies: ["CSpawn"],
-            linkerSettings: [.unsafeFlags(["-static-executable", "-Xlinker", "--gc-sections"])]
+            cSettings: hardenedC,
+            linkerSettings: [.unsafeFlags(["-static-executable", "-Xlinker", "--gc-sections"] + hardenedLink)]
         ),
         .target(name: "RPC", swiftSettings: strict),
         // Descriptors, errno, Unix sockets, directories, /proc, pidfds, ptys, NSS: the POSIX
@@ -62,7 +72,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: strict
+            swiftSettings: strict,
+            linkerSettings: [.unsafeFlags(hardenedLink)]
         ),
         // The CLI is a short-lived process on the path of every `enter`: in
         // release builds it is linked fully static, which halves its start-up
@@ -70,21 +81,35 @@ let package = Package(
         // Performance). The link then notes that FoundationEssentials, pulled
         // in by swift-argument-parser, refers to getpwnam_r and friends, which
         // need glibc's NSS modules at run time; the CLI never calls them.
+        // The static link is decided here alone, so a plain `swift build -c
+        // release` gets it too, without the Makefile's --static-swift-stdlib.
+        // Without that option the modules are compiled against the shared
+        // toolchain's Foundation, whose autolink entries do not name the
+        // static archives FoundationEssentials itself needs: the three -l
+        // below name them (with --static-swift-stdlib they come twice, which
+        // is harmless for archives).
         .executableTarget(
             name: "nsgroup",
             dependencies: ["Client", "RPC", "POSIX", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict,
-            linkerSettings: [.unsafeFlags(["-static-executable"], .when(configuration: .release))]
+            linkerSettings: [
+                .unsafeFlags(
+                    ["-static-executable", "-l_FoundationCollections", "-l_FoundationCShims", "-lswiftSynchronization"],
+                    .when(configuration: .release)
+                ),
+                .unsafeFlags(hardenedLink),
+            ]
         ),
         // The benchmark's C side: the line server that `nsgroup-bench throughput`
         // measures nsgroupd against, the client loop that drives both, and the
         // fork-exec-wait runner behind ProgramRunner.
-        .target(name: "CBench", dependencies: ["CPOSIX"]),
+        .target(name: "CBench", dependencies: ["CPOSIX"], cSettings: hardenedC),
         // Benchmarks against anchors (nsenter, unshare, a C echo server), run by `make bench`.
         .executableTarget(
             name: "nsgroup-bench",
             dependencies: ["CBench", "Client", "RPC", "POSIX", "Namespaces", "Cgroups", "Supervisor", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            swiftSettings: strict
+            swiftSettings: strict,
+            linkerSettings: [.unsafeFlags(hardenedLink)]
         ),
         // What the tests share, and the protocol fuzz driver (also built into the libFuzzer
         // target by `make fuzz-build`). For test targets and the fuzzer only, never a product.

@@ -130,7 +130,7 @@ struct Nsgroupd: ParsableCommand {
     }
 
     /// nsgroup-holder beside this executable (a build tree), else in
-    /// ../libexec/nsgroup/ (an installed tree: /usr/bin → /usr/libexec/nsgroup).
+    /// ../libexec/nsgroup/ (an installed tree: /usr/sbin → /usr/libexec/nsgroup).
     static func defaultHolderPath() -> String {
         var buffer = [CChar](repeating: 0, count: 4096)
         let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)

@@ -16,7 +16,7 @@ struct PackagingTests {
 
     @Test func packageHoldsEveryFileWithItsMode() throws {
         let package = try PackageUnderTest.built()
-        let executables = ["usr/bin/nsgroupd", "usr/bin/nsgroup", "usr/libexec/nsgroup/nsgroup-holder"]
+        let executables = ["usr/sbin/nsgroupd", "usr/bin/nsgroup", "usr/libexec/nsgroup/nsgroup-holder"]
         let files = [
             "lib/systemd/system/nsgroupd.service", "lib/systemd/system/nsgroupd.socket",
             "usr/lib/tmpfiles.d/nsgroup.conf", "usr/lib/sysusers.d/nsgroup.conf",
@@ -32,6 +32,8 @@ struct PackagingTests {
             #expect(st.st_mode & S_IFMT == S_IFREG && st.st_mode & 0o7777 == 0o755, "\(path): mode \(String(st.st_mode, radix: 8))")
             #expect(st.st_uid == 0 && st.st_gid == 0, "\(path) is not root's")
         }
+        // The root-only daemon is not on users' PATH.
+        #expect(!FileManager.default.fileExists(atPath: package.root + "/usr/bin/nsgroupd"), "nsgroupd is in /usr/bin")
         for path in files {
             let st = try fileStatus(package.root + "/" + path)
             #expect(st.st_mode & S_IFMT == S_IFREG && st.st_mode & 0o7777 == 0o644, "\(path): mode \(String(st.st_mode, radix: 8))")
@@ -81,6 +83,8 @@ struct PackagingTests {
         for step in ["systemd-sysusers", "systemd-tmpfiles", "--update-catalog", "deb-systemd-helper", "deb-systemd-invoke", "/run/systemd/system"] {
             #expect(postinst.contains(step), "postinst does not run \(step)")
         }
+        // Without systemd it tells the administrator how to start the supervisor.
+        #expect(postinst.contains("/usr/sbin/nsgroupd &") && postinst.contains("/run/nsgroup/nsgroupd.sock"))
         // Every shipped file has its checksum.
         let sums = try String(contentsOfFile: control + "/md5sums", encoding: .utf8)
         let listed = Set(sums.split(separator: "\n").map { String($0.dropFirst(34)) })
@@ -98,6 +102,23 @@ struct PackagingTests {
         #expect(errors.isEmpty, "lintian:\n\(errors.joined(separator: "\n"))")
         // lintian exits 2 when it could not check the package at all.
         #expect(result.status != 2, "lintian failed: \(result.stderr)")
+
+        // The C parts are built with _FORTIFY_SOURCE and every program with
+        // -z relro -z now (Package.swift): lintian's hardening tags (info
+        // level, shown with --pedantic --display-info) stay away.
+        let hardening = ["hardening-no-bindnow", "hardening-no-fortify-functions", "hardening-no-relro"]
+        let pedantic = try run("/usr/bin/lintian", ["--pedantic", "--display-info", "--tag-display-limit", "0",
+                                                    "--tags", hardening.joined(separator: ","), package.deb])
+        #expect(pedantic.status != 2, "lintian failed: \(pedantic.stderr)")
+        let tags = pedantic.stdout.split(separator: "\n").filter { line in hardening.contains { line.contains($0) } }
+        #expect(tags.isEmpty, "lintian:\n\(tags.joined(separator: "\n"))")
+    }
+
+    @Test func packagedProgramsAreStripped() throws {
+        let package = try PackageUnderTest.built()
+        for path in ["usr/sbin/nsgroupd", "usr/bin/nsgroup", "usr/libexec/nsgroup/nsgroup-holder"] {
+            #expect(try hasNoDebugInfo(package.root + "/" + path), "\(path) still has debug info")
+        }
     }
 
     // MARK: The programs as installed
@@ -107,7 +128,7 @@ struct PackagingTests {
         let help = try run(package.root + "/usr/bin/nsgroup", ["--help"])
         #expect(help.status == 0 && help.stdout.contains("USAGE: nsgroup"), "\(help.stderr)")
         // Its version, then what it finds of the cgroup hierarchies (this host: hybrid).
-        let version = try run(package.root + "/usr/bin/nsgroupd", ["--version"])
+        let version = try run(package.root + "/usr/sbin/nsgroupd", ["--version"])
         let lines = version.stdout.split(separator: "\n").map(String.init)
         #expect(lines.first == package.version)
         #expect(lines.dropFirst().first?.hasPrefix("cgroups: cgroup2 at /sys/fs/cgroup/unified") == true, "\(version.stdout)")
@@ -119,7 +140,7 @@ struct PackagingTests {
         let socket = scratch + "/nsgroupd.sock"
         _ = FileManager.default.createFile(atPath: scratch + "/nsgroupd.conf", contents: Data())
         let supervisor = Process()
-        supervisor.executableURL = URL(fileURLWithPath: package.root + "/usr/bin/nsgroupd")
+        supervisor.executableURL = URL(fileURLWithPath: package.root + "/usr/sbin/nsgroupd")
         let cgroupName = "nsg-pkg-\(getpid())"
         defer { CgroupCleanup.remove(cgroupName) }
         supervisor.arguments = ["--socket", socket, "--state-dir", scratch + "/state", "--config", scratch + "/nsgroupd.conf",
@@ -156,10 +177,10 @@ struct PackagingTests {
         let package = try PackageUnderTest.built()
         let unitDirectory = package.root + "/lib/systemd/system"
         let service = try String(contentsOfFile: unitDirectory + "/nsgroupd.service", encoding: .utf8)
-        #expect(service.contains("\nExecStart=/usr/bin/nsgroupd\n"))
+        #expect(service.contains("\nExecStart=/usr/sbin/nsgroupd\n"))
 
         // As installed: the package's units and programs over the host's, and its man pages for Documentation=.
-        let verified = try verifyUnits(units: unitDirectory, programs: package.root + "/usr/bin", manPath: package.root + "/usr/share/man")
+        let verified = try verifyUnits(units: unitDirectory, programs: package.root + "/usr/sbin", manPath: package.root + "/usr/share/man")
         #expect(verified.status == 0 && verified.stderr.isEmpty, "systemd-analyze verify:\n\(verified.stderr)")
 
         // The check is real: it catches a bad value (which systemd only warns about), a missing program and a missing man page.
@@ -168,13 +189,13 @@ struct PackagingTests {
         try service.replacingOccurrences(of: "KillMode=process", with: "KillMode=proces")
             .write(toFile: broken + "/nsgroupd.service", atomically: true, encoding: .utf8)
         try FileManager.default.copyItem(atPath: unitDirectory + "/nsgroupd.socket", toPath: broken + "/nsgroupd.socket")
-        let badValue = try verifyUnits(units: broken, programs: package.root + "/usr/bin", manPath: package.root + "/usr/share/man")
+        let badValue = try verifyUnits(units: broken, programs: package.root + "/usr/sbin", manPath: package.root + "/usr/share/man")
         #expect(!(badValue.status == 0 && badValue.stderr.isEmpty), "a bad KillMode= went unnoticed")
         let empty = package.directory + "/empty"
         try FileManager.default.createDirectory(atPath: empty, withIntermediateDirectories: true)
         let noProgram = try verifyUnits(units: unitDirectory, programs: empty, manPath: package.root + "/usr/share/man")
-        #expect(noProgram.status != 0, "a missing /usr/bin/nsgroupd went unnoticed")
-        let noManual = try verifyUnits(units: unitDirectory, programs: package.root + "/usr/bin", manPath: empty)
+        #expect(noProgram.status != 0, "a missing /usr/sbin/nsgroupd went unnoticed")
+        let noManual = try verifyUnits(units: unitDirectory, programs: package.root + "/usr/sbin", manPath: empty)
         #expect(noManual.status != 0, "missing man pages went unnoticed")
     }
 
@@ -329,9 +350,12 @@ struct PackagingTests {
 
         let installed = try make(["install"] + settings)
         #expect(installed.status == 0, "\(installed.stdout)\(installed.stderr)")
-        for path in ["/usr/bin/nsgroupd", "/usr/bin/nsgroup", "/usr/libexec/nsgroup/nsgroup-holder",
+        for path in ["/usr/sbin/nsgroupd", "/usr/bin/nsgroup", "/usr/libexec/nsgroup/nsgroup-holder",
                      "/lib/systemd/system/nsgroupd.service", "/usr/share/man/man8/nsgroupd.8", "/etc/nsgroup/nsgroupd.conf"] {
             #expect(FileManager.default.fileExists(atPath: destination + path), "make install did not install \(path)")
+        }
+        for path in ["/usr/sbin/nsgroupd", "/usr/bin/nsgroup", "/usr/libexec/nsgroup/nsgroup-holder"] {
+            #expect(try hasNoDebugInfo(destination + path), "make install did not strip \(path)")
         }
         let removed = try make(["uninstall"] + settings)
         #expect(removed.status == 0, "\(removed.stdout)\(removed.stderr)")
@@ -354,9 +378,11 @@ struct PackagingTests {
         let installed = try make(["install", "DESTDIR=" + destination, "PREFIX=/opt/nsg"])
         #expect(installed.status == 0, "\(installed.stdout)\(installed.stderr)")
         let service = try String(contentsOfFile: destination + "/opt/nsg/lib/systemd/system/nsgroupd.service", encoding: .utf8)
-        #expect(service.contains("\nExecStart=/opt/nsg/bin/nsgroupd\n"))
+        #expect(service.contains("\nExecStart=/opt/nsg/sbin/nsgroupd\n"))
         let page = try String(contentsOfFile: destination + "/opt/nsg/share/man/man8/nsgroupd.8", encoding: .utf8)
         #expect(page.contains("/opt/nsg/libexec/nsgroup/nsgroup-holder"))
+        #expect(page.contains("/opt/nsg/sbin/nsgroupd"))
+        #expect(FileManager.default.isExecutableFile(atPath: destination + "/opt/nsg/sbin/nsgroupd"))
         #expect(FileManager.default.isExecutableFile(atPath: destination + "/opt/nsg/libexec/nsgroup/nsgroup-holder"))
         // nsgroupd reads /etc/nsgroup/nsgroupd.conf whatever the prefix.
         #expect(FileManager.default.fileExists(atPath: destination + "/etc/nsgroup/nsgroupd.conf"))
@@ -447,18 +473,25 @@ private func make(_ arguments: [String]) throws -> CommandResult {
 
 /// `systemd-analyze verify` on nsgroupd.service and nsgroupd.socket as the
 /// system would see them installed: `units` over /lib/systemd/system and
-/// `programs` over /usr/bin (overlays in a private mount namespace, so the
+/// `programs` over /usr/sbin (overlays in a private mount namespace, so the
 /// host sees nothing), `manPath` for the units' Documentation= pages.
 private func verifyUnits(units: String, programs: String, manPath: String) throws -> CommandResult {
     var environment = ProcessInfo.processInfo.environment
     environment["MANPATH"] = manPath
     let script = """
-        mount -t overlay overlay -o lowerdir="$0":/usr/bin /usr/bin &&
+        mount -t overlay overlay -o lowerdir="$0":/usr/sbin /usr/sbin &&
         mount -t overlay overlay -o lowerdir="$1":/lib/systemd/system /lib/systemd/system &&
         exec systemd-analyze verify nsgroupd.service nsgroupd.socket
         """
     return try run("/usr/bin/unshare", ["--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, programs, units],
                    environment: environment)
+}
+
+/// Whether an ELF file has no .debug_* section and no symbol table left (`readelf -S`).
+private func hasNoDebugInfo(_ path: String) throws -> Bool {
+    let sections = try run("/usr/bin/readelf", ["-S", "-W", path])
+    guard sections.status == 0, sections.stdout.contains(".text") else { throw HarnessError("readelf -S \(path): \(sections.stderr)") }
+    return !sections.stdout.contains(".debug_") && !sections.stdout.contains(".symtab")
 }
 
 /// A unit file's settings: key → values, in order (comments and sections dropped).

@@ -29,4 +29,17 @@ import Testing
         #expect(ids == Set(AuditEvent.allCases.map(\.messageID)))
         #expect(ids.count == AuditEvent.allCases.count, "message ids are distinct")
     }
+
+    @Test func theDaemonIsInSbinEverywhere() throws {
+        // The unit starts /usr/sbin/nsgroupd, and `make install` rewrites exactly
+        // that line for its SBINDIR.
+        let unit = try String(contentsOfFile: Self.root + "/packaging/systemd/nsgroupd.service", encoding: .utf8)
+        #expect(unit.contains("\nExecStart=/usr/sbin/nsgroupd\n"))
+        let makefile = try String(contentsOfFile: Self.root + "/Makefile", encoding: .utf8)
+        #expect(makefile.contains("s|^ExecStart=/usr/sbin/nsgroupd|ExecStart=$(SBINDIR)/nsgroupd|"))
+        let postinst = try String(contentsOfFile: Self.root + "/packaging/debian/postinst", encoding: .utf8)
+        #expect(postinst.contains("/usr/sbin/nsgroupd &"))
+        let readme = try String(contentsOfFile: Self.root + "/README.md", encoding: .utf8)
+        #expect(readme.contains("/usr/sbin/nsgroupd"))
+    }
 }

@@ -20,7 +20,7 @@ arch=$(dpkg --print-architecture)
 
 fail() { echo "build-deb: $*" >&2; exit 1; }
 
-[ -x "$stage/usr/bin/nsgroupd" ] || fail "$stage is not an installation with PREFIX=/usr (no usr/bin/nsgroupd)"
+[ -x "$stage/usr/sbin/nsgroupd" ] || fail "$stage is not an installation with PREFIX=/usr (no usr/sbin/nsgroupd)"
 changelog_version=$(dpkg-parsechangelog -l "$here/changelog" -S Version)
 [ "$changelog_version" = "$version" ] ||
     fail "packaging/debian/changelog is at $changelog_version, the sources at $version: add a changelog entry"
@@ -28,6 +28,8 @@ maintainer=$(dpkg-parsechangelog -l "$here/changelog" -S Maintainer)
 
 # Debian's rules for shipped files: stripped ELF objects, man pages and the
 # changelog compressed with gzip -9n (no timestamp, so builds are reproducible).
+# `make install` strips the programs already; this also catches a stage made
+# some other way, and removes the .note section as dh_strip does.
 find "$stage" -type f -perm -u+x | while read -r file; do
     if [ "$(head -c 4 "$file" | od -An -c | tr -d ' ')" = '177ELF' ]; then
         strip --strip-unneeded --remove-section=.comment --remove-section=.note "$file"
@@ -50,7 +52,7 @@ trap 'rm -rf "$work"' EXIT
 mkdir "$work/debian"
 printf 'Source: nsgroup\n\nPackage: nsgroup\nArchitecture: any\n' >"$work/debian/control"
 elves=""
-for file in "$stage/usr/bin/"* "$stage/usr/libexec/nsgroup/"*; do
+for file in "$stage/usr/bin/"* "$stage/usr/sbin/"* "$stage/usr/libexec/nsgroup/"*; do
     elves="$elves $(realpath "$file")"
 done
 # shellcheck disable=SC2086 # one argument per program
