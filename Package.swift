@@ -121,7 +121,8 @@ let package = Package(
         .testTarget(name: "SupervisorTests", dependencies: ["Supervisor", "Cgroups", "POSIX"], swiftSettings: strict),
         // The CLI's own logic that needs no supervisor: the limit flags' parsers and how
         // sizes, durations and tables are shown (@testable import of the executable).
-        .testTarget(name: "nsgroupTests", dependencies: ["nsgroup", "RPC"], swiftSettings: strict),
+        .testTarget(name: "nsgroupTests", dependencies: ["nsgroup", "Client", "RPC", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                    swiftSettings: strict),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["Client", "RPC", "Namespaces", "Cgroups", "POSIX", "Supervisor", "nsgroupd", "nsgroup", "nsgroup-holder", "nsgroup-bench"],

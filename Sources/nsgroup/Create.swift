@@ -30,10 +30,10 @@ struct Create: ParsableCommand {
     @Option(help: ArgumentHelp("Bind a host path onto a path inside (needs mnt; root and admins only; nosuid, nodev). Repeatable.", valueName: "src:dst[:ro]"))
     var bind: [String] = []
 
-    @Option(name: .customLong("boottime-offset"), help: ArgumentHelp("Shift CLOCK_BOOTTIME (and /proc/uptime) inside by this many seconds (needs time).", valueName: "seconds"))
+    @Option(name: .customLong("boottime-offset"), parsing: .unconditional, help: ArgumentHelp("Shift CLOCK_BOOTTIME (and /proc/uptime) inside by this many seconds (needs time).", valueName: "seconds"))
     var boottimeOffset: Int64?
 
-    @Option(name: .customLong("monotonic-offset"), help: ArgumentHelp("Shift CLOCK_MONOTONIC inside by this many seconds (needs time).", valueName: "seconds"))
+    @Option(name: .customLong("monotonic-offset"), parsing: .unconditional, help: ArgumentHelp("Shift CLOCK_MONOTONIC inside by this many seconds (needs time).", valueName: "seconds"))
     var monotonicOffset: Int64?
 
     @Option(name: .customLong("netns-name"), help: ArgumentHelp("Publish the net namespace at /run/netns/NAME for ip netns (needs net; root and admins only).", valueName: "name"))

@@ -15,7 +15,8 @@ struct Enter: ParsableCommand {
             terminal inside the group (as with -t). With a command, runs it on your own \
             stdin, stdout and stderr, like running it directly; nsgroup exits with its exit \
             status (128+N when signal N ended it). In that mode Ctrl-C, SIGTERM, SIGHUP and \
-            SIGQUIT are passed on to the command.
+            SIGQUIT are passed on to the command. Exit status: the command's own; 127 when \
+            it is not found, 126 when it cannot be executed, 125 when nsgroup or nsgroupd failed.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -40,8 +41,42 @@ struct Enter: ParsableCommand {
         discussion: "Its owner is root inside it and controls every file you would run there, so a session of yours in it runs the owner's code with your rights. Only for owners you trust with your account."))
     var trustOwner = false
 
-    @Argument(parsing: .postTerminator, help: ArgumentHelp("The command and its arguments, after --.", valueName: "command"))
+    // Everything from the first word after NAME on is the command's, options
+    // included, as with `ip netns exec` and `nsenter` (`enter lab id -u`):
+    // `withTerminator` puts the `--` there before parsing. enter's own options
+    // go before NAME or between it and the command.
+    @Argument(parsing: .postTerminator, help: ArgumentHelp(
+        "The command and its arguments, options included (a -- before it is optional).", valueName: "command"))
     var command: [String] = []
+
+    /// enter's options that take a separate value (`--cwd DIR`): the words
+    /// `withTerminator` skips. Keep in step with the options above.
+    static let optionsWithValues: Set<String> = ["--socket", "--cwd", "--env"]
+
+    /// The command line (after `enter`) with a `--` before the command, when
+    /// there is a command and no `--` before it. (swift-argument-parser's
+    /// `.captureForPassthrough` would do this but loses `--socket`, which the
+    /// root command declares too.)
+    static func withTerminator(_ arguments: [String]) -> [String] {
+        var index = arguments.startIndex
+        var sawName = false
+        while index < arguments.endIndex {
+            let word = arguments[index]
+            if word == "--" { return arguments }
+            if word.hasPrefix("-") && word != "-" {
+                index += optionsWithValues.contains(word) ? 2 : 1
+                continue
+            }
+            if sawName {
+                var result = arguments
+                result.insert("--", at: index)
+                return result
+            }
+            sawName = true
+            index += 1
+        }
+        return arguments
+    }
 
     func validate() throws {
         if tty && noTTY { throw ValidationError("-t and -T contradict each other") }
@@ -115,7 +150,7 @@ struct Enter: ParsableCommand {
             } catch .disconnected {
                 guard let again = reattach(client.socketPath, name: params.name, session: session.session) else {
                     printError("lost the connection to nsgroupd; session \(session.session) (pid \(session.pid)) may still be running")
-                    return 255
+                    return ExitStatus.failure
                 }
                 if case .ended(let status) = again { return status }
                 if case .attached(let reconnected) = again { client = reconnected }
@@ -142,7 +177,7 @@ struct Enter: ParsableCommand {
                 return .attached(client)
             } catch .server(let error) where error.reason == .notFound {
                 printError("nsgroupd restarted and no longer knows session \(session); its exit status is unknown")
-                return .ended(255)
+                return .ended(ExitStatus.failure)
             } catch {
                 usleep(100_000)
             }
@@ -151,10 +186,11 @@ struct Enter: ParsableCommand {
     }
 
     /// The status to exit with; an unknown one (a session an earlier
-    /// supervisor started) is said so and reported as 255.
+    /// supervisor started) is said so and reported as 125.
     private func report(_ exited: ExitedNotification) -> Int32 {
         if exited.code == nil && exited.signal == nil {
             printError("nsgroupd restarted while session \(exited.session) ran; its exit status is unknown")
+            return ExitStatus.failure
         }
         return exited.shellStatus
     }
@@ -196,7 +232,7 @@ struct Enter: ParsableCommand {
                 } else {
                     // Closing the master hangs up the session, as a terminal that goes away does.
                     terminal.restore()
-                    return 128 + signal
+                    return ExitStatus.signaled(signal)
                 }
             }
             if fds[1].revents != 0 {
@@ -238,10 +274,10 @@ struct Enter: ParsableCommand {
         case .attached(let reconnected)?:
             if let exited = try? takeExited(reconnected, session: session.session, wait: true) { return report(exited) }
             printError("lost the connection to nsgroupd; the session's exit status is unknown")
-            return 255
+            return ExitStatus.failure
         case nil:
             printError("lost the connection to nsgroupd; the session's exit status is unknown")
-            return 255
+            return ExitStatus.failure
         }
     }
 

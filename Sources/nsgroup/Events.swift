@@ -34,7 +34,7 @@ struct Events: ParsableCommand {
                 }
             }
             printError("nsgroupd closed the connection")
-            return 1
+            return ExitStatus.failure
         }
         Glibc.exit(status)
     }

@@ -30,8 +30,9 @@ func printError(_ message: String) {
     text.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
 }
 
-/// Prints `nsgroup: message` to stderr and exits non-zero.
-func fail(_ message: String, code: Int32 = 1) -> Never {
+/// Prints `nsgroup: message` to stderr and exits with `code` (by default
+/// 125: nsgroup or the supervisor failed).
+func fail(_ message: String, code: Int32 = ExitStatus.failure) -> Never {
     printError(message)
     Glibc.exit(code)
 }
@@ -42,7 +43,7 @@ func withClient<T>(_ options: GlobalOptions, _ body: (RPCClient) throws(ClientEr
         let client = try options.connect()
         return try body(client)
     } catch {
-        fail(error.description)
+        fail(error.description, code: ExitStatus.of(error))
     }
 }
 

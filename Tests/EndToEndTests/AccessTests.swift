@@ -22,11 +22,11 @@ import Testing
 
         // A stranger is refused, and does not see it in list.
         let inspect = try supervisor.nsgroup(["inspect", "alices", "--json"], as: bob)
-        #expect(inspect.status == 1)
+        #expect(inspect.status == 125)
         #expect(inspect.stdout.isEmpty)
         #expect(inspect.stderr == "nsgroup: no group named \"alices\"\n")
         let destroy = try supervisor.nsgroup(["destroy", "alices"], as: bob)
-        #expect(destroy.status == 1)
+        #expect(destroy.status == 125)
         #expect(destroy.stderr == "nsgroup: no group named \"alices\"\n")
         #expect(try supervisor.nsgroup(["list"], as: bob).stdout.contains("alices") == false)
         #expect(try supervisor.groupNames() == ["alices"], "the refused destroy changed nothing")

@@ -49,7 +49,7 @@ extension AttackTests {
 
         let carol = try TestUser.carol()
         let refused = try supervisor.nsgroup(["enter", "trap", "--", "true"], as: carol)
-        #expect(refused.status == 1 && refused.stdout.isEmpty, "an admin ran the owner's file without trusting her")
+        #expect(refused.status == 125 && refused.stdout.isEmpty, "an admin ran the owner's file without trusting her")
         #expect(refused.stderr.contains("--trust-owner"), "\(refused.stderr)")
         let trusting = try Self.evidence(try supervisor.nsgroup(["enter", "trap", "--trust-owner", "--", "/usr/local/sbin/true"], as: carol))
         #expect(trusting[0] == "user:[\(hostUserNS)]")
@@ -71,7 +71,7 @@ extension AttackTests {
         try #require(try supervisor.nsgroup(["enter", "trap", "--", "sh", "-c", Self.plant], as: alice).status == 0)
 
         let refused = try supervisor.nsgroup(["enter", "trap", "--", "/usr/local/sbin/true"], as: dave)
-        #expect(refused.status == 1)
+        #expect(refused.status == 125)
         #expect(refused.stdout.isEmpty, "the planted program ran for a member who did not trust the owner")
         #expect(refused.stderr.contains("group \"trap\" has a user namespace: its owner (uid \(alice.uid)) is root inside it"), "\(refused.stderr)")
         #expect(refused.stderr.contains("--trust-owner"))
@@ -95,7 +95,7 @@ extension AttackTests {
     func noTmpfsOverOthersFiles(_ path: String) throws {
         let supervisor = try TestSupervisor()
         let refused = try supervisor.nsgroup(["create", "cover", "--ns", "mnt,uts,ipc,pid", "--tmpfs", path], as: try TestUser.alice())
-        #expect(refused.status == 1)
+        #expect(refused.status == 125)
         #expect(refused.stderr == "nsgroup: create: a tmpfs on \"\(path)\" is not allowed: without a user namespace tmpfs mounts go only at or below /tmp, /var/tmp, /mnt, /srv, /media, ~ (access.tmpfs-paths), where no one else's programs live\n")
         #expect(try supervisor.groupNames().isEmpty)
     }

@@ -173,7 +173,7 @@ import Testing
         let elsewhere = try supervisor.nsgroup(["enter", "box", "--cwd", "/tmp", "--", "pwd"], as: alice)
         #expect(elsewhere.stdout == "/tmp\n")
         let missing = try supervisor.nsgroup(["enter", "box", "--cwd", "/nonexistent", "--", "pwd"], as: alice)
-        #expect(missing.status == 1)
+        #expect(missing.status == 125)
         #expect(missing.stderr == "nsgroup: cannot enter group \"box\": chdir(/nonexistent): No such file or directory\n")
         // A directory the caller may not enter is refused, though root could.
         let forbidden = try supervisor.nsgroup(["enter", "box", "--cwd", "/root", "--", "pwd"], as: alice)
@@ -183,7 +183,7 @@ import Testing
     @Test func aFailingStepIsNamedWithItsErrno() throws {
         let (supervisor, alice) = try aliceGroup()
         let result = try supervisor.nsgroup(["enter", "box", "--", "/nonexistent/program"], as: alice)
-        #expect(result.status == 1)
+        #expect(result.status == 127)
         #expect(result.stderr == "nsgroup: cannot enter group \"box\": execve(/nonexistent/program): No such file or directory\n")
         let searched = try supervisor.nsgroup(["enter", "box", "--", "no-such-command-anywhere"], as: alice)
         #expect(searched.stderr == "nsgroup: cannot enter group \"box\": execve(no-such-command-anywhere): No such file or directory\n")
@@ -210,7 +210,7 @@ import Testing
         #expect(try ProcFS.openDescriptorCount(pid: supervisor.pid) == baseline)
 
         let stranger = try supervisor.nsgroup(["enter", "box", "--", "true"], as: bob)
-        #expect(stranger.status == 1)
+        #expect(stranger.status == 125)
         #expect(stranger.stderr == "nsgroup: no group named \"box\"\n", "a stranger learns nothing of a group he may not see")
         let missing = try supervisor.nsgroup(["enter", "nothere", "--", "true"], as: bob)
         #expect(missing.stderr == "nsgroup: no group named \"nothere\"\n")

@@ -155,7 +155,7 @@ import Testing
     @Test func failedCreateLeavesNothingBehind() throws {
         let supervisor = try TestSupervisor()
         let result = try supervisor.nsgroup(["create", "broken", "--tmpfs", "/nonexistent/nsgroup-test"])
-        #expect(result.status == 1)
+        #expect(result.status == 125)
         #expect(result.stderr == "nsgroup: cannot create group \"broken\": mount(tmpfs, /nonexistent/nsgroup-test): No such file or directory\n")
         #expect(holderProcesses(named: "broken").isEmpty)
         #expect(try FileManager.default.contentsOfDirectory(atPath: supervisor.stateDirectory + "/groups").isEmpty)
@@ -176,7 +176,7 @@ import Testing
         // Fill what is left of the 64 KiB.
         _ = try run("/bin/dd", ["if=/dev/zero", "of=\(supervisor.stateDirectory)/filler", "bs=4k", "count=64"])
         let result = try supervisor.nsgroup(["create", "unsaved"])
-        #expect(result.status == 1)
+        #expect(result.status == 125)
         #expect(result.stderr == "nsgroup: cannot create group \"unsaved\": writing its state file failed: No space left on device\n")
         #expect(holderProcesses(named: "unsaved").isEmpty)
         #expect(try supervisor.groupNames().isEmpty)
@@ -193,7 +193,7 @@ import Testing
         ]
         for (arguments, message) in cases {
             let result = try supervisor.nsgroup(arguments)
-            #expect(result.status == 1, "\(arguments)")
+            #expect(result.status == 125, "\(arguments)")
             #expect(result.stderr.hasPrefix("nsgroup: "), "\(arguments)")
             #expect(result.stderr.contains(message), "\(arguments): \(result.stderr)")
         }

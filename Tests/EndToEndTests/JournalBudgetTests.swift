@@ -103,7 +103,7 @@ import Testing
         // The budget is spent: the flooding person's accepted request is still on the record,
         // as are someone else's refusal and a line that is not a request.
         #expect(try supervisor.nsgroup(["create", "budget-kept"], as: bob).status == 0)
-        #expect(try supervisor.nsgroup(["inspect", "budget-none"], as: alice).status == 1)
+        #expect(try supervisor.nsgroup(["inspect", "budget-none"], as: alice).status == 125)
         let badLine = try run("/usr/bin/python3", ["-I", "-c", PolicyTests.rawClient, supervisor.socketPath], as: dave,
                               stdin: Data("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\n".utf8))
         #expect(badLine.stdout.contains("parse_error"), "\(badLine.stdout) \(badLine.stderr)")
@@ -173,8 +173,8 @@ import Testing
             .write(to: URL(fileURLWithPath: supervisor.configPath))
         kill(supervisor.pid, SIGHUP)
         _ = try journal.one(supervisor, "policyReloaded", ["NSGROUP_RESULT=ok"])
-        for _ in 0..<5 { #expect(try supervisor.nsgroup(["inspect", "budget-absent"], as: erin).status == 1) }
-        #expect(try supervisor.nsgroup(["destroy", "budget-absent"], as: erin).status == 1)
+        for _ in 0..<5 { #expect(try supervisor.nsgroup(["inspect", "budget-absent"], as: erin).status == 125) }
+        #expect(try supervisor.nsgroup(["destroy", "budget-absent"], as: erin).status == 125)
         let oneByOne = try journal.records(supervisor, [Self.id(.requestRefused), "NSGROUP_CALLER_UID=\(erin.uid)"], count: 2)
         #expect(try journal.records(supervisor, [Self.id(.refusalsSummarized)], count: 0).isEmpty, "the interval runs an hour")
         supervisor.stop()

@@ -84,7 +84,7 @@ import Testing
 
         // A refusal names the reason, the caller and the group asked about (a stranger is
         // told the group does not exist; the record still names it).
-        #expect(try supervisor.nsgroup(["inspect", "audited"], as: bob).status == 1)
+        #expect(try supervisor.nsgroup(["inspect", "audited"], as: bob).status == 125)
         let refused = try one(supervisor, "requestRefused", ["NSGROUP_OPERATION=inspect", "NSGROUP_CALLER_UID=\(bob.uid)"])
         #expect(refused["NSGROUP_RESULT"] == "not_found")
         #expect(refused["NSGROUP_NAME"] == "audited")
@@ -179,7 +179,7 @@ import Testing
         try Self.requireJournald()
         let supervisor = try TestSupervisor(config: "[limits]\ngroups = 1\n")
         #expect(try supervisor.nsgroup(["create", "only-one"]).status == 0)
-        #expect(try supervisor.nsgroup(["create", "one-too-many"]).status == 1)
+        #expect(try supervisor.nsgroup(["create", "one-too-many"]).status == 125)
         let refused = try one(supervisor, "requestRefused", ["NSGROUP_NAME=one-too-many"])
         #expect(refused["NSGROUP_RESULT"] == "limit_exceeded")
         #expect(refused["NSGROUP_OPERATION"] == "create")

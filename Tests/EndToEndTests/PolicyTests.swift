@@ -170,10 +170,10 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
 
         // Unknown users and groups are refused, and nothing changes.
         let unknownUser = try supervisor.nsgroup(["share", "shared", "nsg-no-such-user"], as: alice)
-        #expect(unknownUser.status == 1)
+        #expect(unknownUser.status == 125)
         #expect(unknownUser.stderr == "nsgroup: share: no user named \"nsg-no-such-user\"\n")
         let unknownGroup = try supervisor.nsgroup(["create", "other", "--member", "@nsg-no-such-group"], as: alice)
-        #expect(unknownGroup.status == 1)
+        #expect(unknownGroup.status == 125)
         #expect(unknownGroup.stderr == "nsgroup: create: no group named \"nsg-no-such-group\"\n")
         #expect(try supervisor.groupNames() == ["shared"])
         #expect(try Self.members(supervisor, "shared") == ["nsg-dave", "@nsg-friends"])
@@ -206,7 +206,7 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
             #expect(inspect.stdout.contains(#""members":["nsg-dave","@nsg-friends"]"#), "\(inspect.stdout)")
             #expect(inspect.stderr.isEmpty)
         } else {
-            #expect(inspect.status == 1)
+            #expect(inspect.status == 125)
             #expect(inspect.stdout.isEmpty)
             #expect(inspect.stderr == Self.hidden(group))
         }
@@ -217,7 +217,7 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
             #expect(enter.status == 0, "\(enter.stderr)")
             #expect(enter.stderr.isEmpty)
         } else {
-            #expect(enter.status == 1)
+            #expect(enter.status == 125)
             #expect(enter.stderr == Self.hidden(group))
         }
 
@@ -233,12 +233,12 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
         } else {
             // Letting oneself (or a friend) in, or throwing a member out.
             let share = try supervisor.nsgroup(["share", group, "nsg-bob"], as: user)
-            #expect(share.status == 1)
+            #expect(share.status == 125)
             #expect(share.stdout.isEmpty)
             let expected = caller.mayUse ? Self.refusal(uid, "change the sharing of", group) : Self.hidden(group)
             #expect(share.stderr == expected)
             let unshare = try supervisor.nsgroup(["unshare", group, "nsg-dave", "@nsg-friends"], as: user)
-            #expect(unshare.status == 1)
+            #expect(unshare.status == 125)
             #expect(unshare.stderr == expected)
         }
         #expect(try Self.members(supervisor, group) == ["nsg-dave", "@nsg-friends"])
@@ -250,7 +250,7 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
             #expect(destroy.stderr.isEmpty)
             #expect(try supervisor.groupNames().isEmpty)
         } else {
-            #expect(destroy.status == 1)
+            #expect(destroy.status == 125)
             #expect(destroy.stderr == (caller.mayUse ? Self.refusal(uid, "destroy", group) : Self.hidden(group)))
             #expect(try supervisor.groupNames() == [group], "the refused destroy changed nothing")
             #expect(try supervisor.nsgroup(["enter", group, "--", "true"], as: alice).status == 0)
@@ -266,7 +266,7 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
             let user = try #require(try caller.user())
             for name in ["by-root", "by-carol", "by-alice"] {
                 let refused = try supervisor.nsgroup(["destroy", name], as: user)
-                #expect(refused.status == 1)
+                #expect(refused.status == 125)
                 #expect(refused.stderr == (caller == .bob ? Self.hidden(name) : Self.refusal(user.uid, "destroy", name)))
             }
         }
@@ -304,10 +304,10 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
         // Dave is a stranger now.
         #expect(Self.listedNames(try supervisor.nsgroup(["list", "--json"], as: dave).stdout) == [])
         let inspect = try supervisor.nsgroup(["inspect", "revoke"], as: dave)
-        #expect(inspect.status == 1)
+        #expect(inspect.status == 125)
         #expect(inspect.stderr == Self.hidden("revoke"))
         let enter = try supervisor.nsgroup(["enter", "revoke", "--", "true"], as: dave)
-        #expect(enter.status == 1)
+        #expect(enter.status == 125)
         #expect(enter.stderr == Self.hidden("revoke"))
         // Erin still gets in through @nsg-friends.
         #expect(try supervisor.nsgroup(["enter", "revoke", "--", "true"], as: erin).status == 0)
@@ -322,9 +322,9 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
         #expect(friendsRemoved.stdout == "revoke: only its owner may enter\n")
         #expect(try Self.members(supervisor, "revoke") == [])
         let erinEnter = try supervisor.nsgroup(["enter", "revoke", "--", "true"], as: erin)
-        #expect(erinEnter.status == 1)
+        #expect(erinEnter.status == 125)
         #expect(erinEnter.stderr == Self.hidden("revoke"))
-        #expect(try supervisor.nsgroup(["inspect", "revoke"], as: erin).status == 1)
+        #expect(try supervisor.nsgroup(["inspect", "revoke"], as: erin).status == 125)
 
         // Removing someone who is not a member changes nothing.
         let noop = try supervisor.nsgroup(["unshare", "revoke", "nsg-bob"], as: alice)
@@ -347,7 +347,7 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
         let carol = try TestUser.carol()
         #expect(Self.listedNames(try noAdmins.nsgroup(["list", "--json"], as: carol).stdout) == [])
         let inspect = try noAdmins.nsgroup(["inspect", "box"], as: carol)
-        #expect(inspect.status == 1)
+        #expect(inspect.status == 125)
         #expect(inspect.stderr == Self.hidden("box"))
         let destroy = try noAdmins.nsgroup(["destroy", "box"], as: carol)
         #expect(destroy.stderr == Self.hidden("box"))
@@ -412,7 +412,7 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
         let supervisor = try TestSupervisor(config: "[access]\ncreate = nsg-alice\n")
         let bob = try TestUser.bob()
         let refused = try supervisor.nsgroup(["create", "bobs"], as: bob)
-        #expect(refused.status == 1)
+        #expect(refused.status == 125)
         #expect(refused.stdout.isEmpty)
         #expect(refused.stderr == "nsgroup: uid \(bob.uid) may not create groups: nsgroupd.conf allows only nsg-alice, \(Self.admins) (access.create)\n")
         let raw = try Self.rawError(supervisor, "create", ["name": "bobs"], as: bob)
@@ -426,7 +426,7 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
         #expect(try supervisor.nsgroup(["create", "roots"]).status == 0)
         #expect(try supervisor.groupNames() == ["alices", "carols", "roots"])
         // Members of someone else's group are not creators.
-        #expect(try supervisor.nsgroup(["create", "daves"], as: try TestUser.dave()).status == 1)
+        #expect(try supervisor.nsgroup(["create", "daves"], as: try TestUser.dave()).status == 125)
     }
 
     @Test func theCreateRuleAdmitsUnixGroups() throws {
@@ -445,7 +445,7 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
         let alice = try TestUser.alice()
         // The default set starts with mnt, the first kind not allowed.
         let refused = try supervisor.nsgroup(["create", "default-kinds"], as: alice)
-        #expect(refused.status == 1)
+        #expect(refused.status == 125)
         #expect(refused.stderr == "nsgroup: namespace kind \"mnt\" is not allowed by nsgroupd.conf (access.namespaces = uts, net)\n")
         let raw = try Self.rawError(supervisor, "create", ["name": "default-kinds"], as: alice)
         #expect(raw.reason == "permission_denied")
@@ -476,7 +476,7 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
             #expect(created.status == 0, "create a\(index): \(created.stderr)")
         }
         let refused = try supervisor.nsgroup(["create", "a17"], as: alice)
-        #expect(refused.status == 1)
+        #expect(refused.status == 125)
         #expect(refused.stderr == "nsgroup: uid \(alice.uid) owns 16 groups, the most allowed (limits.groups-per-user = 16)\n")
         let raw = try Self.rawError(supervisor, "create", ["name": "a17"], as: alice)
         #expect(raw.reason == "limit_exceeded")
@@ -486,7 +486,7 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
         #expect(try supervisor.nsgroup(["destroy", "a3"], as: alice).status == 0)
         let again = try supervisor.nsgroup(["create", "a17"], as: alice)
         #expect(again.status == 0, "\(again.stderr)")
-        #expect(try supervisor.nsgroup(["create", "a18"], as: alice).status == 1)
+        #expect(try supervisor.nsgroup(["create", "a18"], as: alice).status == 125)
 
         // Root is not bound by per-user limits.
         for index in 1...17 {
@@ -560,7 +560,7 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
         let message = "there are 3 groups, the most allowed (limits.groups = 3)"
         for caller in [PolicyCaller.root, .carol, .alice, .dave] {
             let refused = try supervisor.nsgroup(["create", "fourth"], as: try caller.user())
-            #expect(refused.status == 1, "\(caller)")
+            #expect(refused.status == 125, "\(caller)")
             #expect(refused.stderr == "nsgroup: \(message)\n", "\(caller)")
         }
         let client = try RPCClient(socketPath: supervisor.socketPath)
@@ -596,7 +596,7 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
         let message = "uid \(alice.uid) has 2 sessions running, the most allowed (limits.sessions-per-user = 2)"
         for group in ["box", "other"] {
             let refused = try supervisor.nsgroup(["enter", group, "--", "true"], as: alice)
-            #expect(refused.status == 1)
+            #expect(refused.status == 125)
             #expect(refused.stderr == "nsgroup: \(message)\n")
         }
         let raw = try Self.rawError(supervisor, "enter", ["name": "box", "argv": ["true"], "tty": true], as: alice)
@@ -631,7 +631,7 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
         var attempt = 0
         let refusedNow = try eventually {
             attempt += 1
-            return try supervisor.nsgroup(["create", "bob-try\(attempt)"], as: bob).status == 1
+            return try supervisor.nsgroup(["create", "bob-try\(attempt)"], as: bob).status == 125
         }
         #expect(refusedNow, "bob may still create after the reload")
         let refused = try supervisor.nsgroup(["create", "bob-after"], as: bob)
@@ -650,7 +650,7 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
         let record = try #require(try Self.reloadRecords(supervisor, result: "refused").first)
         #expect(record["NSGROUP_REASON"] == #"\#(supervisor.configPath):2: unknown key "bogus" in [access]; keys there are admin-group, create, namespaces, tmpfs-paths"#)
         #expect(record["PRIORITY"] == "3")
-        #expect(try supervisor.nsgroup(["create", "bob-broken"], as: bob).status == 1)
+        #expect(try supervisor.nsgroup(["create", "bob-broken"], as: bob).status == 125)
         #expect(try supervisor.nsgroup(["create", "alice-broken"], as: alice).status == 0)
         #expect(supervisor.process?.isRunning == true)
         #expect(try supervisor.nsgroup(["version"], as: bob).status == 0)
@@ -659,7 +659,7 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
         try FileManager.default.removeItem(atPath: supervisor.configPath)
         #expect(kill(supervisor.pid, SIGHUP) == 0)
         #expect(eventually(timeoutSeconds: 10) { ((try? Self.reloadRecords(supervisor, result: "refused")) ?? []).count == 2 })
-        #expect(try supervisor.nsgroup(["create", "bob-missing"], as: bob).status == 1)
+        #expect(try supervisor.nsgroup(["create", "bob-missing"], as: bob).status == 125)
 
         // And a good file again takes effect.
         try Self.writeConfig(supervisor, "")

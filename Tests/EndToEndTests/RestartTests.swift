@@ -73,7 +73,7 @@ import Testing
         try tmux.sendKeys("exit 3")
         let screen = try tmux.waitFor("client-exit=")
         #expect(screen.contains("exit status is unknown"), "\(screen)")
-        #expect(screen.contains("client-exit=255"), "\(screen)")
+        #expect(screen.contains("client-exit=125"), "\(screen)")
 
         // The scripted client reattached: ending the process ends it, reporting an unknown status.
         #expect(scripted.isRunning)
@@ -82,7 +82,7 @@ import Testing
         })
         kill(sleeper.pid, SIGTERM)
         scripted.waitUntilExit()
-        #expect(scripted.terminationStatus == 255)
+        #expect(scripted.terminationStatus == 125)
         #expect(eventually { ((try? sessions(supervisor, "lasting"))?.count ?? 1) == 0 })
 
         #expect(try supervisor.nsgroup(["destroy", "lasting"], as: alice).status == 0)

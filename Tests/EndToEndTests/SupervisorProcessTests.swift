@@ -42,7 +42,7 @@ import Testing
     @Test func clientNamesTheSocketWhenNoSupervisorRuns() throws {
         let supervisor = try TestSupervisor(start: false)
         let result = try supervisor.nsgroup(["list"])
-        #expect(result.status == 1)
+        #expect(result.status == 125)
         #expect(result.stderr == "nsgroup: cannot reach nsgroupd at \(supervisor.socketPath): No such file or directory (is nsgroupd running?)\n")
         let fromEnvironment = try run(Products.nsgroup, ["list"], environment: ["NSGROUP_SOCKET": supervisor.socketPath])
         #expect(fromEnvironment.stderr.contains(supervisor.socketPath))
