@@ -212,7 +212,8 @@ public final class Supervisor {
     func dispatch(_ connection: Connection, _ request: Request, _ routed: Result<Call, RPCError>,
                   _ descriptors: ReceivedDescriptors) -> Reply {
         let caller = connection.peer
-        let name = request.params?["name"]?.stringValue
+        // The group the request names, if the name is one (nothing else a user typed is recorded as a name).
+        let name = request.params?["name"]?.stringValue.flatMap { GroupName.isValid($0) ? $0 : nil }
         let details = RequestDetails()
         if case .success(let call) = routed { RequestFields.describe(call, into: details) }
         let journal: (Result<Void, RPCError>) -> Void = { [weak self, weak connection] outcome in
@@ -304,6 +305,7 @@ public final class Supervisor {
     }
 
     /// The one journal record of a request's outcome.
+    /// `name`: the group the request names, when it is a valid group name.
     private func record(_ outcome: Result<Void, RPCError>, of request: Request, from caller: PeerCredentials, name: String?,
                         details: RequestDetails) {
         switch outcome {
@@ -312,11 +314,10 @@ public final class Supervisor {
             // per person (ReadRecords) unless [audit] reads = each.
             if !policy.recordEachRead, let method = MethodName(rawValue: request.method),
                Self.onlyWatches(method) || details.changedNothing {
-                reads.count(method, name: name.flatMap { GroupName.isValid($0) ? $0 : nil }, caller: caller,
-                            now: monotonicSeconds())
+                reads.count(method, name: name, caller: caller, now: monotonicSeconds())
                 return
             }
-            let group: AuditText = name.map { GroupName.isValid($0) ? " of group \($0)" : "" } ?? ""
+            let group: AuditText = name.map { " of group \($0)" } ?? ""
             let summary: AuditText = details.summary.map { ": \($0)" } ?? ""
             audit.record(.requestAccepted, "Accepted \(request.method)\(group) from uid \(caller.uid)\(summary)",
                          caller: caller, fields: recordFields(request, name: name, result: "ok", details: details),
@@ -325,7 +326,7 @@ public final class Supervisor {
             // A not_found about a group that exists and the caller may not see hid it from them:
             // policy. One about a group the caller sees (a session it does not have) is a conflict.
             let hidden = error.reason == .notFound
-                && name.flatMap { GroupName.isValid($0) ? registry[$0] : nil }.map { !policy.mayUse(caller, $0) } == true
+                && name.flatMap { registry[$0] }.map { !policy.mayUse(caller, $0) } == true
             let kind = RefusalKind(error.reason, hidden: hidden)
             var fields = recordFields(request, name: name, result: error.reason.rawValue, details: details)
             fields[AuditField.refusal] = kind.rawValue
@@ -346,7 +347,7 @@ public final class Supervisor {
         var fields = details.fields
         fields[AuditField.operation] = request.method.scalarPrefix(64)
         fields[AuditField.result] = result
-        if let name, GroupName.isValid(name) {
+        if let name {
             fields[AuditField.name] = name
             // The instance it is about: one the handler named (create's new group, one that
             // is gone by the answer), else the one of that name now.
