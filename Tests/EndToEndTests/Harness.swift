@@ -126,8 +126,14 @@ final class TestSupervisor: @unchecked Sendable {
 
     let journal: Journal
 
-    init(start: Bool = true, config: String = "", journal: Journal = .running, extraArguments: [String] = []) throws {
+    /// A command nsgroupd runs under (`setpriv --bounding-set=…`), its
+    /// program and arguments before nsgroupd's own; empty for none.
+    let wrapper: [String]
+
+    init(start: Bool = true, config: String = "", journal: Journal = .running, extraArguments: [String] = [],
+         wrapper: [String] = []) throws {
         self.journal = journal
+        self.wrapper = wrapper
         var template = Array("/tmp/nsg-e2e-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else { throw HarnessError("mkdtemp: \(Errno.current)") }
         directory = String(cString: made)
@@ -169,6 +175,9 @@ final class TestSupervisor: @unchecked Sendable {
             process.arguments = ["--mount", "--propagation", "private", "--", "/bin/sh", "-c",
                                  "\(prepare) && exec \"$0\" \"$@\"",
                                  Products.nsgroupd] + arguments + extraArguments
+        } else if let program = wrapper.first {
+            process.executableURL = URL(fileURLWithPath: program)
+            process.arguments = wrapper.dropFirst() + [Products.nsgroupd] + arguments + extraArguments
         } else {
             process.executableURL = URL(fileURLWithPath: Products.nsgroupd)
             process.arguments = arguments + extraArguments

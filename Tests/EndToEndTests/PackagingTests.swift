@@ -213,8 +213,12 @@ struct PackagingTests {
         // nsgroupd makes the cgroups of groups below the unit's (issue 14).
         #expect(service["Delegate"] == ["yes"])
         #expect(service["Requires"] == ["nsgroupd.socket"] && service["After"] == ["nsgroupd.socket"])
+        // Only machine-wide capabilities and system calls are taken (HardeningTests runs a supervisor with them).
+        #expect(service["CapabilityBoundingSet"]?.count == 1 && service["CapabilityBoundingSet"]?.first?.hasPrefix("~CAP_SYS_MODULE ") == true)
+        #expect(service["SystemCallFilter"] == ["~@module @raw-io @swap @obsolete kexec_load kexec_file_load"])
+        #expect(service["SystemCallErrorNumber"] == ["EPERM"])
         // Anything inherited by sessions that would break namespace work is absent (see the unit's comments).
-        for setting in ["CapabilityBoundingSet", "SystemCallFilter", "RestrictNamespaces", "ProtectHostname",
+        for setting in ["RestrictNamespaces", "ProtectHostname", "SystemCallArchitectures", "RestrictAddressFamilies",
                         "ProtectKernelTunables", "MemoryDenyWriteExecute", "PrivateDevices", "RuntimeDirectory",
                         "User", "DynamicUser"] {
             #expect(service[setting] == nil, "\(setting)= is set in nsgroupd.service")
