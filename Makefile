@@ -195,10 +195,11 @@ fuzz-check: fuzz-build fuzz-seeds
 # The programs are installed stripped (STRIP, --strip-unneeded, and the
 # .comment section): nsgroupd 31.9 MB → 16.6 MB, nsgroup 27.3 MB → 15.5 MB,
 # nsgroup-holder 840 KB → 692 KB (what is left is mostly the static Swift
-# runtime and Foundation). The debug info is not installed or packaged anywhere (no
-# /usr/lib/debug, no -dbgsym package): the unstripped programs stay in
-# $(RELEASE_BIN) for whoever debugs, and the build id that both carry lets
-# gdb match a core dump of an installed program with them. systemd
+# runtime and Foundation). `make install` installs no debug info: the
+# unstripped programs stay in $(RELEASE_BIN), and the build id both carry
+# lets gdb match a core dump of an installed program with them. `make deb`
+# also builds nsgroup-dbgsym_VERSION_ARCH.deb: the debug info by build id
+# under /usr/lib/debug/.build-id/, as in Debian's -dbgsym packages. systemd
 # reads units, tmpfiles.d, sysusers.d and catalogs under /usr/local/lib as
 # well as /usr/lib, so the default prefix works as is. For PREFIX=/usr, the
 # units go where the distribution keeps them (/lib/systemd/system on Debian 12).
@@ -302,4 +303,4 @@ uninstall:
 deb: $(if $(NO_BUILD),,release)
 	rm -rf $(DEB_STAGE)
 	$(MAKE) --no-print-directory install NO_BUILD=1 PREFIX=/usr DESTDIR=$(abspath $(DEB_STAGE)) >/dev/null
-	packaging/debian/build-deb.sh $(DEB_STAGE) $(DEB_OUTDIR) $(VERSION)
+	packaging/debian/build-deb.sh $(DEB_STAGE) $(DEB_OUTDIR) $(VERSION) $(RELEASE_BIN)

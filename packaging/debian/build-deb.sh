@@ -1,24 +1,33 @@
 #!/bin/sh
-# build-deb.sh STAGE OUTDIR VERSION
+# build-deb.sh STAGE OUTDIR VERSION [UNSTRIPPED]
 #
 # Turns a staged installation (`make install DESTDIR=STAGE PREFIX=/usr`) into
-# OUTDIR/nsgroup_VERSION_ARCH.deb with dpkg-deb. `make deb` calls it. It needs
+# OUTDIR/nsgroup_VERSION_ARCH.deb with dpkg-deb. `make deb` calls it. With
+# UNSTRIPPED, the directory of the same programs before stripping (the
+# release build), it also makes OUTDIR/nsgroup-dbgsym_VERSION_ARCH.deb: their
+# debug info under /usr/lib/debug/.build-id/, where gdb, eu-stack and
+# systemd-coredump look for it by the programs' build ids, as in Debian's
+# automatic -dbgsym packages. It prints the dbgsym package's path first and
+# the package's path last. It needs
 # dpkg-dev (dpkg-shlibdeps, dpkg-parsechangelog) and binutils (strip). It does
 # not need fakeroot: dpkg-deb --root-owner-group records every file as
 # root:root, whoever builds.
 set -eu
 
-if [ $# -ne 3 ]; then
-    echo "usage: $0 STAGE OUTDIR VERSION" >&2
+if [ $# -ne 3 ] && [ $# -ne 4 ]; then
+    echo "usage: $0 STAGE OUTDIR VERSION [UNSTRIPPED]" >&2
     exit 2
 fi
 stage=$1
 outdir=$2
 version=$3
+unstripped=${4:-}
 here=$(cd "$(dirname "$0")" && pwd)
 arch=$(dpkg --print-architecture)
 
 fail() { echo "build-deb: $*" >&2; exit 1; }
+# The GNU build id of an ELF file, in hex, or nothing.
+build_id() { readelf -n "$1" 2>/dev/null | sed -n 's/^ *Build ID: *\([0-9a-f]*\)$/\1/p' | head -n 1; }
 
 [ -x "$stage/usr/sbin/nsgroupd" ] || fail "$stage is not an installation with PREFIX=/usr (no usr/sbin/nsgroupd)"
 changelog_version=$(dpkg-parsechangelog -l "$here/changelog" -S Version)
@@ -77,6 +86,47 @@ sed -e "s|@VERSION@|$version|" -e "s|@ARCH@|$arch|" -e "s|@MAINTAINER@|$maintain
 chmod 0644 "$control/control"
 
 mkdir -p "$outdir"
+if [ -n "$unstripped" ]; then
+    # The debug info of each program, named by the build id it shares with
+    # the stripped program in the package (a mismatch means another build).
+    dbg="$work/dbgsym"
+    ids=""
+    for file in "$stage/usr/bin/"* "$stage/usr/sbin/"* "$stage/usr/libexec/nsgroup/"*; do
+        id=$(build_id "$file")
+        [ -n "$id" ] || fail "$file has no build id"
+        source="$unstripped/$(basename "$file")"
+        [ "$(build_id "$source")" = "$id" ] || fail "$source is not the build of $file (build ids differ)"
+        target="$dbg/usr/lib/debug/.build-id/$(echo "$id" | cut -c1-2)/$(echo "$id" | cut -c3-).debug"
+        install -d -m 0755 "$(dirname "$target")"
+        objcopy --only-keep-debug --compress-debug-sections=zlib "$source" "$target"
+        chmod 0644 "$target"
+        ids="$ids $id"
+    done
+    install -d -m 0755 "$dbg/usr/share/doc"
+    ln -s nsgroup "$dbg/usr/share/doc/nsgroup-dbgsym"
+    install -d -m 0755 "$dbg/DEBIAN"
+    (cd "$dbg" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z | xargs -0 md5sum) >"$dbg/DEBIAN/md5sums"
+    chmod 0644 "$dbg/DEBIAN/md5sums"
+    {
+        echo "Package: nsgroup-dbgsym"
+        echo "Source: nsgroup"
+        echo "Version: $version"
+        echo "Architecture: $arch"
+        echo "Maintainer: $maintainer"
+        echo "Installed-Size: $(du -k -s --apparent-size --exclude=DEBIAN "$dbg" | cut -f1)"
+        echo "Depends: nsgroup (= $version)"
+        echo "Section: debug"
+        echo "Priority: optional"
+        echo "Auto-Built-Package: debug-symbols"
+        echo "Build-Ids:$ids"
+        echo "Description: debug symbols for nsgroup"
+    } >"$dbg/DEBIAN/control"
+    chmod 0644 "$dbg/DEBIAN/control"
+    dbgsym_deb="$outdir/nsgroup-dbgsym_${version}_${arch}.deb"
+    dpkg-deb --root-owner-group -Zxz --build "$dbg" "$dbgsym_deb" >/dev/null
+    echo "$dbgsym_deb"
+fi
+
 deb="$outdir/nsgroup_${version}_${arch}.deb"
 dpkg-deb --root-owner-group -Zxz --build "$stage" "$deb" >/dev/null
 echo "$deb"
