@@ -92,3 +92,17 @@ final class Tmux {
         return last
     }
 }
+
+extension Tmux {
+    /// Everything the window has shown, scrollback included, without
+    /// trailing blanks on each line.
+    func history() throws -> [String] {
+        let captured = try run("/usr/bin/tmux", ["-L", server, "capture-pane", "-t", "t", "-p", "-J", "-S", "-", "-E", "-"]).stdout
+        return Self.lines(captured)
+    }
+
+    /// Sends a key by tmux's name for it (`C-c`).
+    func sendKey(_ name: String) throws {
+        try run("/usr/bin/tmux", ["-L", server, "send-keys", "-t", "t", name])
+    }
+}
