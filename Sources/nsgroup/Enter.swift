@@ -147,11 +147,17 @@ struct Enter: ParsableCommand {
                 if fds[1].revents != 0, let signal = signals.next() {
                     // Forward it; a session that has just ended answers not_found, which is fine.
                     // The supervisor sends a job-control signal to the session's whole process group.
-                    _ = try? client.call("signal", SignalParams(name: params.name, session: session.session, signal: signal).json)
+                    func forward(_ signal: Int32) {
+                        _ = try? client.call("signal", SignalParams(name: params.name, session: session.session, signal: signal).json)
+                    }
+                    forward(signal)
                     if [SIGTSTP, SIGTTIN, SIGTTOU].contains(signal) {
-                        // Ctrl-Z: the session is stopped; now stop as a local child would, so that
-                        // the shell takes its terminal back. Its `fg` or `bg` sends us SIGCONT,
-                        // which we pass on to the session.
+                        // Ctrl-Z. A program that catches SIGTSTP has it now; but the session leads a
+                        // session of its own, an orphaned process group, where the kernel drops the
+                        // default stop of SIGTSTP: SIGSTOP stops it. Then we stop as a local child
+                        // would, so that the shell takes its terminal back; its `fg` or `bg` sends
+                        // us SIGCONT, which we pass on to the session.
+                        forward(SIGSTOP)
                         kill(getpid(), SIGSTOP)
                     }
                     continue

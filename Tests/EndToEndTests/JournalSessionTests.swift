@@ -161,7 +161,7 @@ import Testing
         #expect(end["NSGROUP_SIGNAL"] == "\(SIGKILL)")
         #expect(end["NSGROUP_SIGNAL_REQUEST_UID"] == nil)
         #expect(end["NSGROUP_DURATION_USEC"].flatMap(UInt64.init) != nil)
-        #expect(end["MESSAGE"]?.contains("ended: killed by signal 9 sent by uid 0, after ") == true, "\(end["MESSAGE"] ?? "")")
+        #expect(end["MESSAGE"]?.contains("ended: killed by signal 9 sent by uid 0 (root), after ") == true, "\(end["MESSAGE"] ?? "")")
     }
 
     /// A session killed by a signal nobody sent through nsgroupd.
@@ -200,7 +200,7 @@ import Testing
         #expect(end["NSGROUP_ENDED_BY"] == "destroy")
         #expect(end["NSGROUP_ENDED_BY_UID"] == "\(carol.uid)")
         #expect(end["NSGROUP_SIGNAL"] == "\(SIGKILL)")
-        #expect(end["MESSAGE"]?.contains("ended: killed by signal 9 when uid \(carol.uid) destroyed the group, after ") == true, "\(end["MESSAGE"] ?? "")")
+        #expect(end["MESSAGE"]?.contains("ended: killed by signal 9 when uid \(carol.uid) (\(carol.name)) destroyed the group, after ") == true, "\(end["MESSAGE"] ?? "")")
         // The destroy's own record and the group's last one name the same instance.
         let request = try journal.one(supervisor, "requestAccepted", ["NSGROUP_OPERATION=destroy", "NSGROUP_NAME=destroyed"])
         #expect(request["NSGROUP_GROUP_ID"] == start["NSGROUP_GROUP_ID"])
