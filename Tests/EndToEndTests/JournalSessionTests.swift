@@ -128,7 +128,7 @@ import Testing
         let before = try #require(end["NSGROUP_SIGNAL_REQUEST_USEC"].flatMap(UInt64.init))
         #expect(before < 2_000_000 && before <= duration, "sent \(before) µs before the end of a session that ran \(duration) µs")
         let message = end["MESSAGE"] ?? ""
-        #expect(message.contains("ended: killed by signal 15 (uid \(alice.uid) had sent signal 15 through nsgroupd "), "\(message)")
+        #expect(message.contains("ended: killed by signal 15 (uid \(alice.uid) (\(alice.name)) had sent signal 15 through nsgroupd "), "\(message)")
         #expect(message.range(of: #" before\), after [0-9.]+ m?s$"#, options: .regularExpression) != nil, "\(message)")
         let request = try journal.one(supervisor, "requestAccepted", ["NSGROUP_OPERATION=signal", "NSGROUP_NAME=signalled"])
         #expect(request["NSGROUP_SESSION"] == start["NSGROUP_SESSION"])
