@@ -30,6 +30,14 @@ int ns_pidfd_send_signal(int pidfd, int sig) {
     return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
 }
 
+#ifndef PIDFD_SIGNAL_PROCESS_GROUP
+#define PIDFD_SIGNAL_PROCESS_GROUP (1U << 2)
+#endif
+
+int ns_pidfd_send_signal_group(int pidfd, int sig) {
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, PIDFD_SIGNAL_PROCESS_GROUP);
+}
+
 int ns_pidfd_wait(int pidfd, siginfo_t *info, int options) {
     return (int)NS_RETRY(waitid((idtype_t)P_PIDFD, (id_t)pidfd, info, options));
 }

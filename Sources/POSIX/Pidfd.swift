@@ -53,6 +53,12 @@ public struct Pidfd: ~Copyable {
         if ns_pidfd_send_signal(descriptor.rawValue, signal) < 0 { throw Errno.current }
     }
 
+    /// pidfd_send_signal(2) with PIDFD_SIGNAL_PROCESS_GROUP: to the process's whole
+    /// process group, with no pid-reuse race. EINVAL before Linux 6.9.
+    public func signalProcessGroup(_ signal: Int32) throws(Errno) {
+        if ns_pidfd_send_signal_group(descriptor.rawValue, signal) < 0 { throw Errno.current }
+    }
+
     /// Whether the process has not exited yet (a zombie counts as exited).
     public var isAlive: Bool {
         var fds = pollfd(fd: descriptor.rawValue, events: Int16(POLLIN), revents: 0)

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import POSIX
 import RPC
@@ -137,6 +140,11 @@ struct AuditText: ExpressibleByStringInterpolation, CustomStringConvertible {
         }
     }
 
+    /// "uid 1001 (nsg-alice)", or "uid 1001" without a name.
+    static func uid(_ uid: uid_t, name: String?) -> AuditText {
+        name.map { "uid \(uid) (\($0))" } ?? "uid \(uid)"
+    }
+
     static func + (lhs: AuditText, rhs: AuditText) -> AuditText {
         var joined = lhs
         joined.description += rhs.description
@@ -208,6 +216,13 @@ struct Audit {
     init(logger: Logger, subordinates: SubordinateOwners? = nil) {
         self.logger = logger
         self.subordinates = subordinates
+    }
+
+    /// A uid as a MESSAGE says it: "uid 1001 (nsg-alice)" when the user database has
+    /// answered for it already (NameService's cache: the loop never waits on NSS), else
+    /// "uid 1001". `known`: a name found already (the caller's, looked up at accept).
+    func uid(_ uid: uid_t, known: String? = nil) -> AuditText {
+        AuditText.uid(uid, name: known ?? subordinates?.names?.cachedUserName(uid))
     }
 
     /// One record. `fields` are single fields; each entry of `lists` is a field repeated once

@@ -244,7 +244,7 @@ final class CreateHandler {
         // The decision (request-accepted) first, then what it made.
         pending.details.fields[AuditField.groupID] = group.id
         pending.completion.finish(.result(containment.describe(group, detailed: true)))
-        audit.record(.groupCreated, "Created group \(name) for uid \(record.owner), holder \(record.holderPID)",
+        audit.record(.groupCreated, "Created group \(name) for \(audit.uid(record.owner)), holder \(record.holderPID)",
                      caller: pending.caller, fields: [
                         AuditField.name: name,
                         AuditField.groupID: group.id,

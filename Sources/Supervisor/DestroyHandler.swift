@@ -125,7 +125,7 @@ final class DestroyHandler {
             let why: AuditText = switch group.destroyReason {
             case "lifetime": ": its lifetime of \(group.record.lifetime.map { "\($0) s" } ?? "?") is over"
             case "idle": ": no session ran for \(group.record.idle.map { "\($0) s" } ?? "?")"
-            default: group.destroyedBy.map { " at the request of uid \($0)" } ?? ""
+            default: group.destroyedBy.map { " at the request of " + audit.uid($0) } ?? ""
             }
             // Who destroyed it is said here too (none for an expiry: the supervisor did): the
             // destroy's own record comes only when it answers, once the group's processes are

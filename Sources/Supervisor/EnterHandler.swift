@@ -322,8 +322,8 @@ final class EnterHandler {
             AuditField.enteredAs: started.entry.auditName,
         ]) { $1 }
         // The caller's name, when the lookup at accept had answered by the request's record.
-        let who: AuditText = recorded.fields[AuditField.callerName].map { " (\($0))" } ?? ""
-        audit.record(.sessionStarted, "Started session \(session.id) (pid \(session.pid)) in group \(name) for uid \(caller.uid)\(who): \(recorded.fields[AuditField.argv] ?? "", limit: SessionEnd.messageArgvLimit)",
+        let who = audit.uid(caller.uid, known: recorded.fields[AuditField.callerName])
+        audit.record(.sessionStarted, "Started session \(session.id) (pid \(session.pid)) in group \(name) for \(who): \(recorded.fields[AuditField.argv] ?? "", limit: SessionEnd.messageArgvLimit)",
                      caller: caller, fields: recorded.fields, lists: recorded.lists)
     }
 
@@ -427,7 +427,7 @@ final class EnterHandler {
         context.details.fields[AuditField.session] = String(session.id)
         context.details.fields[AuditField.sessionID] = session.uniqueID
         do {
-            try session.pidfd.signal(params.signal)
+            try Self.send(params.signal, to: session)
             // Its end record tells of it: as what ended it only for a SIGKILL, which
             // cannot be survived; else as the fact it is, beside the signal that did.
             session.noteSignalRequest(Session.SignalRequest(uid: context.caller.uid, signal: params.signal))
@@ -437,5 +437,25 @@ final class EnterHandler {
             throw RPCError.operationFailed("cannot signal session \(params.session): \(error)", step: .signal, errno: error)
         }
         return .result(.object([:]))
+    }
+
+    /// Signals that stop or continue a job: they go to the session's whole process group
+    /// (it leads one of its own, made by setsid), as a terminal sends Ctrl-Z to a whole
+    /// pipeline; so `enter -T`'s Ctrl-Z stops what the command started too.
+    static let jobControlSignals: Set<Int32> = [SIGTSTP, SIGSTOP, SIGCONT, SIGTTIN, SIGTTOU]
+
+    /// Sends `signal` to the session's process, or for a job-control signal to its process
+    /// group. Before Linux 6.9 (no PIDFD_SIGNAL_PROCESS_GROUP), kill(-pid) serves for a session
+    /// of ours: our unreaped child keeps its pid, and so its process group's id, from
+    /// being reused. One an earlier supervisor started may have been reaped by init, so
+    /// there only its own process is signalled.
+    private static func send(_ signal: Int32, to session: Session) throws(Errno) {
+        guard jobControlSignals.contains(signal) else { return try session.pidfd.signal(signal) }
+        do {
+            try session.pidfd.signalProcessGroup(signal)
+        } catch where error.rawValue == EINVAL {
+            guard !session.adopted else { return try session.pidfd.signal(signal) }
+            if kill(-session.pid, signal) < 0 { throw Errno.current }
+        }
     }
 }

@@ -45,17 +45,32 @@ final class EventBus {
     /// The subscribed connections (exempt from idle timeouts).
     var subscriberIDs: Dictionary<ObjectIdentifier, WeakConnection>.Keys { subscribers.keys }
 
-    /// Sends an event about `group` to every subscriber who may see it.
-    func emit(_ event: EventNotification, about group: Group) {
+    /// The subscribers who may see `group` now (taken before a change that may shut some out).
+    func viewers(of group: Group) -> Set<ObjectIdentifier> {
+        Set(subscribers.compactMap { id, subscriber in
+            subscriber.connection.map { policy.mayUse($0.peer, group) } == true ? id : nil
+        })
+    }
+
+    /// Sends an event about `group` to every subscriber who may see it; and `former`,
+    /// if given, to those of `formerViewers` who no longer may (a member unshare removed).
+    func emit(_ event: EventNotification, about group: Group,
+              former: (event: EventNotification, viewers: Set<ObjectIdentifier>)? = nil) {
         guard !subscribers.isEmpty else { return }
         let message = Response.notification(method: NotificationName.event.rawValue, params: event.json)
+        let formerMessage = former.map { Response.notification(method: NotificationName.event.rawValue, params: $0.event.json) }
         for (id, subscriber) in subscribers {
             guard let connection = subscriber.connection, !connection.isClosed else {
                 subscribers[id] = nil
                 continue
             }
-            guard policy.mayUse(connection.peer, group) else { continue }
-            connection.send(message)
+            if policy.mayUse(connection.peer, group) {
+                connection.send(message)
+            } else if let formerMessage, former?.viewers.contains(id) == true {
+                connection.send(formerMessage)
+            } else {
+                continue
+            }
             let unread = connection.queuedOutputBytes
             let overSelf = unread > policy.subscriberBuffer
             // Events are pushed, not asked for, so they cannot wait for the person's
@@ -79,6 +94,21 @@ final class EventBus {
         event.reason = reason
         event.oomKills = oomKills
         emit(event, about: group)
+    }
+
+    /// group-shared or group-unshared after `share`/`unshare` changed the members: to
+    /// everyone who may see the group now, a new member included. Someone who could see it
+    /// just before (`viewersBefore`) but no longer may, a removed member, is told of the
+    /// change too, without the members left: they learn that they lost the group, and
+    /// nothing more about it.
+    func membersEvent(_ group: Group, added: [Member], removed: [Member], viewersBefore: Set<ObjectIdentifier>) {
+        let kind: EventNotification.Kind = added.isEmpty ? .groupUnshared : .groupShared
+        var event = EventNotification(kind: kind, group: group.name, time: Timestamp.format(secondsSinceEpoch: Timestamp.now()),
+                                      owner: group.owner)
+        if kind == .groupShared { event.added = added.map(\.description) } else { event.removed = removed.map(\.description) }
+        let withoutMembers = event
+        event.members = group.record.members.map(\.description)
+        emit(event, about: group, former: (withoutMembers, viewersBefore))
     }
 
     /// Session events carry the argv cut as EventNotification.truncated does

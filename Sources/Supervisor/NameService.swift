@@ -226,6 +226,15 @@ final class NameService {
         return entry.answer
     }
 
+    /// The user name of `uid` if the cache has it, for a journal MESSAGE; else nil, and a
+    /// lookup is started so that a later record has it. Never waits on NSS.
+    func cachedUserName(_ uid: uid_t) -> String? {
+        let query = NameQuery.user(uid: uid)
+        if let answer = cached(query) { return answer.userEntry?.name }
+        lookUp(query) { _ in }
+        return nil
+    }
+
     /// All answers from the cache, or nil when one of them is not there.
     func cached(_ queries: some Sequence<NameQuery>) -> [NameQuery: NameAnswer]? {
         var answers: [NameQuery: NameAnswer] = [:]

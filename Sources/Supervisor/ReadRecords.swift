@@ -106,7 +106,7 @@ final class ReadRecords {
         let seconds = Int((now - since).rounded())
         let inspected: AuditText = names.isEmpty ? "" : "; about groups \(names)"
         audit.record(.readsSummarized,
-                     "uid \(caller.uid) (pid \(caller.pid)) had \(counted(tally.total, "read")) accepted in \(seconds) s: \(counts)\(inspected)",
+                     "\(audit.uid(caller.uid)) (pid \(caller.pid)) had \(counted(tally.total, "read")) accepted in \(seconds) s: \(counts)\(inspected)",
                      caller: caller, fields: fields)
     }
 }

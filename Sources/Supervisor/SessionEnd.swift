@@ -77,6 +77,17 @@ enum SessionEnd: Equatable {
         }
     }
 
+    /// The `exited` notification's endedBy: set only when the session went down with its
+    /// group, so that the client can say so rather than report a signal it never expected.
+    var groupEnded: ExitedNotification.EndedBy? {
+        switch self {
+        case .destroy: .destroy
+        case .expired: .expired
+        case .holderDied: .holderDied
+        default: nil
+        }
+    }
+
     /// NSGROUP_ENDED_BY and what goes with it: who (NSGROUP_ENDED_BY_UID), the signal a
     /// request sent (NSGROUP_SIGNAL_SENT), why a group expired (NSGROUP_REASON); for a signal,
     /// the last request sent to the session apart (NSGROUP_SIGNAL_REQUEST_UID, _SIGNAL, _USEC).
@@ -103,17 +114,18 @@ enum SessionEnd: Equatable {
     /// How it ended, in words that follow "Session 12 (pid 4711) in group lab ": "ended:
     /// exited with code 3", "ended: killed by signal 9 sent by uid 1001", "ended: killed by
     /// signal 15 (uid 1001 had sent signal 15 through nsgroupd 2.1 s before)".
-    var words: AuditText {
+    /// `uid` says a uid ("uid 1001 (nsg-alice)" where the name is known: Audit.uid).
+    func words(_ uid: (uid_t) -> AuditText = { AuditText.uid($0, name: nil) }) -> AuditText {
         func killed(_ signal: Int32?) -> AuditText { signal.map { "ended: killed by signal \($0)" } ?? "ended" }
         switch self {
         case .exit(let code): return "ended: exited with code \(code)"
         case .signal(let signal, nil): return "ended: killed by signal \(signal)"
         case .signal(let signal, let request?):
-            return "ended: killed by signal \(signal) (uid \(request.uid) had sent signal \(request.signal) through nsgroupd "
+            return "ended: killed by signal \(signal) (" + uid(request.uid) + " had sent signal \(request.signal) through nsgroupd "
                 + Self.duration(request.microseconds) + " before)"
-        case .signalRequest(let signal, let uid): return "ended: killed by signal \(signal) sent by uid \(uid)"
-        case .destroy(let uid, let signal):
-            return killed(signal) + (uid.map { " when uid \($0) destroyed the group" } ?? " when the group was destroyed")
+        case .signalRequest(let signal, let sender): return "ended: killed by signal \(signal) sent by " + uid(sender)
+        case .destroy(let destroyer, let signal):
+            return killed(signal) + (destroyer.map { " when " + uid($0) + " destroyed the group" } ?? " when the group was destroyed")
         case .expired(let reason, let signal):
             let why: AuditText = switch reason {
             case "lifetime": " when the group's lifetime ran out"
@@ -133,9 +145,9 @@ enum SessionEnd: Equatable {
     /// A session-ended record's MESSAGE: "Session 12 (pid 4711) in group lab ended: killed by
     /// signal 9 sent by uid 1001, after 3.2 s".
     static func message(session id: UInt64, pid: pid_t, group: String, _ end: SessionEnd,
-                        microseconds: UInt64?) -> AuditText {
+                        microseconds: UInt64?, uid: (uid_t) -> AuditText = { AuditText.uid($0, name: nil) }) -> AuditText {
         let after: AuditText = microseconds.map { ", after " + duration($0) } ?? ""
-        return "Session \(id) (pid \(pid)) in group \(group) " + end.words + after
+        return "Session \(id) (pid \(pid)) in group \(group) " + end.words(uid) + after
     }
 
     /// A duration for people: "14 ms", "3.2 s", "59.9 s", "2 min 5 s", "3 h 12 min".

@@ -132,12 +132,13 @@ final class SessionTable {
         session.watch = nil
         group.sessions[session.id] = nil
         registry.saveSessions(of: group)
-        let exited = ExitedNotification(session: session.id, code: status?.code, signal: status?.signal)
+        let now = boottimeSeconds()
+        let end = SessionEnd.of(session, in: group, status: status, now: now)
+        let exited = ExitedNotification(session: session.id, code: status?.code, signal: status?.signal,
+                                        endedBy: end.groupEnded)
         session.notifyExited(exited)
         bus.sessionEvent(.sessionEnded, session, in: group, ended: exited)
         rememberEnded(exited, group: group, uid: session.uid)
-        let now = boottimeSeconds()
-        let end = SessionEnd.of(session, in: group, status: status, now: now)
         let microseconds = session.runMicroseconds(now: now)
         var fields = SessionEnd.fields(session.record, end, microseconds: microseconds)
         fields.merge([
@@ -152,7 +153,7 @@ final class SessionTable {
         if status != nil { fields[AuditField.exitCode] = String(exited.shellStatus) }
         if let signal = status?.signal { fields[AuditField.signal] = String(signal) }
         audit.record(.sessionEnded, SessionEnd.message(session: session.id, pid: session.pid, group: group.name, end,
-                                                       microseconds: microseconds),
+                                                       microseconds: microseconds, uid: { self.audit.uid($0) }),
                      caller: session.caller, fields: fields)
         onEnded?(session, group)
     }

@@ -4,10 +4,12 @@ import RPC
 final class ShareHandler {
     private let registry: GroupRegistry
     private let containment: Containment
+    private let bus: EventBus
 
-    init(registry: GroupRegistry, containment: Containment) {
+    init(registry: GroupRegistry, containment: Containment, bus: EventBus) {
         self.registry = registry
         self.containment = containment
+        self.bus = bus
     }
 
     /// `share` / `unshare {name, members}`: the owner and admins change who
@@ -41,7 +43,9 @@ final class ShareHandler {
             } catch {
                 throw RPCError(.internalError, "cannot \(method) group \"\(params.name)\": writing its state file failed: \(error)")
             }
+            let viewersBefore = bus.viewers(of: group)
             group.record = updated
+            bus.membersEvent(group, added: adding ? changed : [], removed: adding ? [] : changed, viewersBefore: viewersBefore)
         }
         context.details.changedNothing = changed.isEmpty
         RequestFields.memberFields(changed, added: adding, into: context.details)

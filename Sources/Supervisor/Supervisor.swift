@@ -110,7 +110,7 @@ public final class Supervisor {
         enterHandler = EnterHandler(registry: registry, sessions: sessions, launches: launches, reaper: reaper,
                                     policies: policies, subordinates: subordinates, audit: audit, ttyGroup: ttyGroup,
                                     containment: containment)
-        shareHandler = ShareHandler(registry: registry, containment: containment)
+        shareHandler = ShareHandler(registry: registry, containment: containment, bus: bus)
         readoption = Readoption(registry: registry, sessions: sessions, destroyer: destroyHandler, audit: audit,
                                 containment: containment)
         cgroupHandler = try CgroupHandler(registry: registry, containment: containment, bus: bus, names: names,
@@ -319,7 +319,8 @@ public final class Supervisor {
             }
             let group: AuditText = name.map { " of group \($0)" } ?? ""
             let summary: AuditText = details.summary.map { ": \($0)" } ?? ""
-            audit.record(.requestAccepted, "Accepted \(request.method)\(group) from uid \(caller.uid)\(summary)",
+            let from = audit.uid(caller.uid, known: details.fields[AuditField.callerName])
+            audit.record(.requestAccepted, "Accepted \(request.method)\(group) from \(from)\(summary)",
                          caller: caller, fields: recordFields(request, name: name, result: "ok", details: details),
                          lists: details.lists)
         case .failure(let error):
@@ -331,7 +332,7 @@ public final class Supervisor {
             var fields = recordFields(request, name: name, result: error.reason.rawValue, details: details)
             fields[AuditField.refusal] = kind.rawValue
             refusals.record(RefusedOperation(method: request.method), error.reason, level: kind.level,
-                            "Refused \(request.method, limit: 64) from uid \(caller.uid): \(error.message, limit: 512)",
+                            "Refused \(request.method, limit: 64) from \(audit.uid(caller.uid, known: details.fields[AuditField.callerName])): \(error.message, limit: 512)",
                             caller: caller, fields: fields, lists: details.lists)
         }
     }

@@ -15,8 +15,11 @@ struct Enter: ParsableCommand {
             terminal inside the group (as with -t). With a command, runs it on your own \
             stdin, stdout and stderr, like running it directly; nsgroup exits with its exit \
             status (128+N when signal N ended it). In that mode Ctrl-C, SIGTERM, SIGHUP and \
-            SIGQUIT are passed on to the command. Exit status: the command's own; 127 when \
-            it is not found, 126 when it cannot be executed, 125 when nsgroup or nsgroupd failed.
+            SIGQUIT are passed on to the command, and Ctrl-Z stops the command and what it \
+            started (fg or bg continues them), as if it were a local child. A session that \
+            ends because its group was destroyed says so ("nsgroup: group G was destroyed"). \
+            Exit status: the command's own; 127 when it is not found, 126 when it cannot be \
+            executed, 125 when nsgroup or nsgroupd failed or ended the session.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -111,7 +114,9 @@ struct Enter: ParsableCommand {
     /// user namespace), it gets pipes and we relay.
     private func runScripted(_ first: RPCClient, _ params: EnterParams) throws(ClientError) -> Int32 {
         let signals: SignalDescriptor
-        do { signals = try SignalDescriptor([SIGINT, SIGTERM, SIGHUP, SIGQUIT]) } catch { throw .io(error) }
+        do {
+            signals = try SignalDescriptor([SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP, SIGTTIN, SIGTTOU, SIGCONT])
+        } catch { throw .io(error) }
         var client = first
         var relay: StdioRelay?
         let reply: RPCClient.Reply
@@ -141,7 +146,20 @@ struct Enter: ParsableCommand {
                 relay?.handle(Array(fds.dropFirst(2)))
                 if fds[1].revents != 0, let signal = signals.next() {
                     // Forward it; a session that has just ended answers not_found, which is fine.
-                    _ = try? client.call("signal", SignalParams(name: params.name, session: session.session, signal: signal).json)
+                    // The supervisor sends a job-control signal to the session's whole process group.
+                    func forward(_ signal: Int32) {
+                        _ = try? client.call("signal", SignalParams(name: params.name, session: session.session, signal: signal).json)
+                    }
+                    forward(signal)
+                    if [SIGTSTP, SIGTTIN, SIGTTOU].contains(signal) {
+                        // Ctrl-Z. A program that catches SIGTSTP has it now; but the session leads a
+                        // session of its own, an orphaned process group, where the kernel drops the
+                        // default stop of SIGTSTP: SIGSTOP stops it. Then we stop as a local child
+                        // would, so that the shell takes its terminal back; its `fg` or `bg` sends
+                        // us SIGCONT, which we pass on to the session.
+                        forward(SIGSTOP)
+                        kill(getpid(), SIGSTOP)
+                    }
                     continue
                 }
                 if fds[0].revents != 0, let exited = try takeExited(client, session: session.session, wait: true) {
@@ -164,30 +182,39 @@ struct Enter: ParsableCommand {
     }
 
     /// After the connection dropped (the supervisor stopped or restarted):
-    /// connect again for up to a minute and attach to the session. nil when
+    /// connect again for up to reconnectSeconds and attach to the session. nil when
     /// no supervisor came back.
     private func reattach(_ socketPath: String, name: String, session: UInt64) -> Reattachment? {
-        for _ in 0..<600 {
-            guard let client = try? RPCClient(socketPath: socketPath) else {
-                usleep(100_000)
-                continue
-            }
-            do {
+        reconnecting(socketPath) { client in
+            do throws(ClientError) {
                 _ = try client.call("attach", AttachParams(name: name, session: session).json)
                 return .attached(client)
             } catch .server(let error) where error.reason == .notFound {
                 printError("nsgroupd restarted and no longer knows session \(session); its exit status is unknown")
                 return .ended(ExitStatus.failure)
             } catch {
-                usleep(100_000)
+                return nil
             }
         }
-        return nil
     }
 
     /// The status to exit with; an unknown one (a session an earlier
     /// supervisor started) is said so and reported as 125.
     private func report(_ exited: ExitedNotification) -> Int32 {
+        // The session went down with its group: nsgroup ended it, not the command.
+        switch exited.endedBy {
+        case .destroy?:
+            printError("group \(name) was destroyed")
+            return ExitStatus.failure
+        case .expired?:
+            printError("group \(name) expired and was destroyed")
+            return ExitStatus.failure
+        case .holderDied?:
+            printError("group \(name) ended: its holder died")
+            return ExitStatus.failure
+        case nil:
+            break
+        }
         if exited.code == nil && exited.signal == nil {
             printError("nsgroupd restarted while session \(exited.session) ran; its exit status is unknown")
             return ExitStatus.failure
@@ -214,10 +241,13 @@ struct Enter: ParsableCommand {
         var stdinOpen = true
         var masterOpen = true
         var connected = true
-        var result: Int32?
+        var result: ExitedNotification?
+        // Whether the screen's cursor is at the start of a line, so that a message after
+        // the session does not glue itself to its last prompt.
+        var atLineStart = true
         while result == nil {
             if connected, let exited = try takeExited(client, session: session.session, wait: false) {
-                result = report(exited)
+                result = exited
                 break
             }
             if !masterOpen && !connected { break }
@@ -239,6 +269,7 @@ struct Enter: ParsableCommand {
                 let n = buffer.withUnsafeMutableBytes { read(master.rawValue, $0.baseAddress, $0.count) }
                 if n > 0 {
                     buffer.withUnsafeBytes { _ = writeAll(1, UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+                    atLineStart = buffer[n - 1] == UInt8(ascii: "\n")
                 } else if n == 0 || (errno != EINTR && errno != EAGAIN) {
                     masterOpen = false  // EIO: every slave is closed, the session is over
                 }
@@ -256,16 +287,19 @@ struct Enter: ParsableCommand {
             }
             if fds[2].revents != 0 {
                 do {
-                    if let exited = try takeExited(client, session: session.session, wait: true) { result = report(exited) }
+                    if let exited = try takeExited(client, session: session.session, wait: true) { result = exited }
                 } catch .disconnected {
                     connected = false
                 }
             }
         }
         // Whatever the session wrote before it ended still reaches the screen.
-        if masterOpen { drain(master.rawValue, into: &buffer) }
+        if masterOpen, let last = drain(master.rawValue, into: &buffer) { atLineStart = last == UInt8(ascii: "\n") }
         terminal.restore()
-        if let result { return result }
+        if let result {
+            if result.endedBy != nil && !atLineStart { writeLine("") }
+            return report(result)
+        }
         // The supervisor went away while the terminal kept working: ask a
         // restarted one how the session ended.
         switch reattach(client.socketPath, name: params.name, session: session.session) {
@@ -281,13 +315,17 @@ struct Enter: ParsableCommand {
         }
     }
 
-    private func drain(_ fd: Int32, into buffer: inout [UInt8]) {
+    /// Copies what `fd` still holds to stdout; returns the last byte copied, if any.
+    @discardableResult
+    private func drain(_ fd: Int32, into buffer: inout [UInt8]) -> UInt8? {
         let flags = fcntl(fd, F_GETFL)
         _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+        var last: UInt8?
         while true {
             let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            guard n > 0 else { return }
+            guard n > 0 else { return last }
             buffer.withUnsafeBytes { _ = writeAll(1, UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            last = buffer[n - 1]
         }
     }
 

@@ -11,9 +11,10 @@ struct Events: ParsableCommand {
         abstract: "Print what happens to the groups you may see, as it happens.",
         discussion: """
             Groups created, destroyed (and why) and failed (their holder died), frozen and \
-            thawed; processes the kernel killed for want of memory (at the group's memory \
-            limit); sessions started and ended, with their exit status. Runs until interrupted \
-            or until nsgroupd goes away.
+            thawed, shared and unshared (who was added or removed, and the members after); \
+            processes the kernel killed for want of memory (at the group's memory limit); sessions started and ended, with their exit status. Runs until interrupted. \
+            When nsgroupd stops or restarts, says so on stderr and connects again (events \
+            meanwhile are lost); exits with 125 if it is not back within a minute.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -22,19 +23,30 @@ struct Events: ParsableCommand {
     var json = false
 
     func run() {
-        let status = withClient(global) { client throws(ClientError) -> Int32 in
+        let status = withClient(global) { first throws(ClientError) -> Int32 in
+            var client = first
             _ = try client.call("subscribe")
-            while let (method, params) = try client.nextNotification() {
-                guard method == NotificationName.event.rawValue else { continue }
-                // Each line goes out as it comes (one write), even into a pipe.
-                if json {
-                    writeLine(params.serialized())
-                } else if let event = try? EventNotification(json: params) {
-                    writeLine(Self.describe(event))
+            while true {
+                while let (method, params) = try client.nextNotification() {
+                    guard method == NotificationName.event.rawValue else { continue }
+                    // Each line goes out as it comes (one write), even into a pipe.
+                    if json {
+                        writeLine(params.serialized())
+                    } else if let event = try? EventNotification(json: params) {
+                        writeLine(Self.describe(event))
+                    }
                 }
+                // The supervisor stopped or restarted: subscribe again on a new connection.
+                printError("lost the connection to nsgroupd; reconnecting")
+                guard let again = reconnecting(client.socketPath, { candidate in
+                    (try? candidate.call("subscribe")).map { _ in candidate }
+                }) else {
+                    printError("nsgroupd did not come back within \(reconnectSeconds) s")
+                    return ExitStatus.failure
+                }
+                printError("reconnected to nsgroupd; events while it was away are not shown")
+                client = again
             }
-            printError("nsgroupd closed the connection")
-            return ExitStatus.failure
         }
         Glibc.exit(status)
     }
@@ -55,6 +67,12 @@ struct Events: ParsableCommand {
         case .groupOOM:
             line += " (owner \(e.owner)): out of memory, a process was killed"
             if let kills = e.oomKills { line += " (\(kills) OOM kill\(kills == 1 ? "" : "s") so far)" }
+        case .groupShared, .groupUnshared:
+            let shared = e.kind == .groupShared
+            line += " (owner \(e.owner)): \(shared ? "shared with" : "no longer shared with") "
+                + ((shared ? e.added : e.removed) ?? []).joined(separator: ", ")
+            // A removed member who may no longer see the group is not told who still may.
+            if let members = e.members { line += "; members: " + (members.isEmpty ? "none" : members.joined(separator: ", ")) }
         case .sessionStarted:
             line += " session \(e.session ?? 0) pid \(e.pid ?? 0) uid \(e.uid ?? 0): \((e.argv ?? []).joined(separator: " "))"
         case .sessionEnded:
@@ -63,6 +81,20 @@ struct Events: ParsableCommand {
         }
         return line
     }
+}
+
+/// How long `events` and `enter` wait for a supervisor that went away to come back.
+let reconnectSeconds = 60
+
+/// After the connection to the supervisor dropped: connects again every 0.1 s, for up
+/// to reconnectSeconds, and hands each new connection to `body`, until it returns a
+/// result (nil: try again). nil when no supervisor took us back in time.
+func reconnecting<T>(_ socketPath: String, _ body: (RPCClient) -> T?) -> T? {
+    for _ in 0..<(reconnectSeconds * 10) {
+        if let client = try? RPCClient(socketPath: socketPath), let result = body(client) { return result }
+        usleep(100_000)
+    }
+    return nil
 }
 
 /// One line to stdout in one write(2), unbuffered.

@@ -366,7 +366,7 @@ import Testing
         let destroyed = try journal.one(supervisor, "groupDestroyed", ["NSGROUP_NAME=whodunit"])
         #expect(destroyed["NSGROUP_REASON"] == "request")
         #expect(destroyed["NSGROUP_ENDED_BY_UID"] == "\(carol.uid)")
-        #expect(destroyed["MESSAGE"] == "Destroyed group whodunit at the request of uid \(carol.uid)")
+        #expect(destroyed["MESSAGE"] == "Destroyed group whodunit at the request of uid \(carol.uid) (\(carol.name))")
     }
 
     // MARK: Defences that hold

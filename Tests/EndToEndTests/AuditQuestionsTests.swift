@@ -55,30 +55,30 @@ import Testing
             },
             "Who gave bob access, to which groups, and when?": { lines in
                 #expect(lines.count == 1, "\(lines)")
-                #expect(lines.first?.hasSuffix("Accepted share of group lab from uid \(alice.uid): added \(bob.name) (uid \(bob.uid))") == true, "\(lines)")
+                #expect(lines.first?.hasSuffix("Accepted share of group lab from uid \(alice.uid) (\(alice.name)): added \(bob.name) (uid \(bob.uid))") == true, "\(lines)")
                 // short-iso: the time is on the line.
                 #expect(lines.first?.first?.isNumber == true, "\(lines)")
             },
             "What did uid 1007 try that was refused?": { lines in
                 #expect(lines.count == 3, "\(lines)")
-                #expect(lines.allSatisfy { $0.contains("from uid \(prober.uid): ") }, "\(lines)")
+                #expect(lines.allSatisfy { $0.contains("from uid \(prober.uid) (\(prober.name)): ") }, "\(lines)")
                 #expect(lines.map { $0.split(separator: " ").prefix(2).joined(separator: " ") } == ["Refused inspect", "Refused destroy", "Refused enter"])
             },
             "What happened in one session, from its request to its end?": { lines in
                 #expect(lines.count == 3, "\(lines)")
                 #expect(lines.first?.hasPrefix("Accepted enter of group lab from uid \(bob.uid)") == true, "\(lines)")
                 #expect(lines.dropFirst().first?.hasPrefix("Started session") == true, "\(lines)")
-                #expect(lines.last?.contains("killed by signal 9 when uid \(alice.uid) destroyed the group") == true, "\(lines)")
+                #expect(lines.last?.contains("killed by signal 9 when uid \(alice.uid) (\(alice.name)) destroyed the group") == true, "\(lines)")
             },
             "Who destroyed `lab`, and which sessions did that end?": { lines in
                 #expect(lines.count == 2, "\(lines)")
-                #expect(lines.contains { $0.contains("when uid \(alice.uid) destroyed the group") }, "\(lines)")
-                #expect(lines.contains("Destroyed group lab at the request of uid \(alice.uid)"), "\(lines)")
+                #expect(lines.contains { $0.contains("when uid \(alice.uid) (\(alice.name)) destroyed the group") }, "\(lines)")
+                #expect(lines.contains("Destroyed group lab at the request of uid \(alice.uid) (\(alice.name))"), "\(lines)")
             },
             "What did the policy refuse today?": { lines in
                 // The three probes of a group that exists but is not the prober's to see.
                 #expect(lines.count == 3, "\(lines)")
-                #expect(lines.allSatisfy { $0.hasPrefix("Refused ") && $0.contains("from uid \(prober.uid): ") }, "\(lines)")
+                #expect(lines.allSatisfy { $0.hasPrefix("Refused ") && $0.contains("from uid \(prober.uid) (\(prober.name)): ") }, "\(lines)")
             },
         ]
 

@@ -76,7 +76,7 @@ import Testing
         #expect(share["NSGROUP_CALLER_UID"] == "\(alice.uid)")
         #expect(share["NSGROUP_MEMBER_ADDED_UID"] == "\(dave.uid)")
         #expect(share["NSGROUP_MEMBER_ADDED_USER"] == dave.name)
-        #expect(share["MESSAGE"] == "Accepted share of group lab from uid \(alice.uid): added \(dave.name) (uid \(dave.uid))")
+        #expect(share["MESSAGE"] == "Accepted share of group lab from uid \(alice.uid) (\(alice.name)): added \(dave.name) (uid \(dave.uid))")
         // journald keeps a repeated field's values as a set, not in the order sent.
         #expect(Set(try values(supervisor, "NSGROUP_MEMBER_REQUESTED", shared)) == [bob.name, dave.name])
         #expect(Set(try values(supervisor, "NSGROUP_MEMBERS", shared)) == [bob.name, dave.name])

@@ -128,7 +128,7 @@ import Testing
         let before = try #require(end["NSGROUP_SIGNAL_REQUEST_USEC"].flatMap(UInt64.init))
         #expect(before < 2_000_000 && before <= duration, "sent \(before) µs before the end of a session that ran \(duration) µs")
         let message = end["MESSAGE"] ?? ""
-        #expect(message.contains("ended: killed by signal 15 (uid \(alice.uid) had sent signal 15 through nsgroupd "), "\(message)")
+        #expect(message.contains("ended: killed by signal 15 (uid \(alice.uid) (\(alice.name)) had sent signal 15 through nsgroupd "), "\(message)")
         #expect(message.range(of: #" before\), after [0-9.]+ m?s$"#, options: .regularExpression) != nil, "\(message)")
         let request = try journal.one(supervisor, "requestAccepted", ["NSGROUP_OPERATION=signal", "NSGROUP_NAME=signalled"])
         #expect(request["NSGROUP_SESSION"] == start["NSGROUP_SESSION"])
@@ -161,7 +161,7 @@ import Testing
         #expect(end["NSGROUP_SIGNAL"] == "\(SIGKILL)")
         #expect(end["NSGROUP_SIGNAL_REQUEST_UID"] == nil)
         #expect(end["NSGROUP_DURATION_USEC"].flatMap(UInt64.init) != nil)
-        #expect(end["MESSAGE"]?.contains("ended: killed by signal 9 sent by uid 0, after ") == true, "\(end["MESSAGE"] ?? "")")
+        #expect(end["MESSAGE"]?.contains("ended: killed by signal 9 sent by uid 0 (root), after ") == true, "\(end["MESSAGE"] ?? "")")
     }
 
     /// A session killed by a signal nobody sent through nsgroupd.
@@ -200,7 +200,7 @@ import Testing
         #expect(end["NSGROUP_ENDED_BY"] == "destroy")
         #expect(end["NSGROUP_ENDED_BY_UID"] == "\(carol.uid)")
         #expect(end["NSGROUP_SIGNAL"] == "\(SIGKILL)")
-        #expect(end["MESSAGE"]?.contains("ended: killed by signal 9 when uid \(carol.uid) destroyed the group, after ") == true, "\(end["MESSAGE"] ?? "")")
+        #expect(end["MESSAGE"]?.contains("ended: killed by signal 9 when uid \(carol.uid) (\(carol.name)) destroyed the group, after ") == true, "\(end["MESSAGE"] ?? "")")
         // The destroy's own record and the group's last one name the same instance.
         let request = try journal.one(supervisor, "requestAccepted", ["NSGROUP_OPERATION=destroy", "NSGROUP_NAME=destroyed"])
         #expect(request["NSGROUP_GROUP_ID"] == start["NSGROUP_GROUP_ID"])

@@ -89,7 +89,7 @@ import Testing
         #expect(refused["NSGROUP_RESULT"] == "not_found")
         #expect(refused["NSGROUP_NAME"] == "audited")
         #expect(refused["PRIORITY"] == "5")
-        #expect(refused["MESSAGE"] == "Refused inspect from uid \(bob.uid): no group named \"audited\"")
+        #expect(refused["MESSAGE"] == "Refused inspect from uid \(bob.uid) (\(bob.name)): no group named \"audited\"")
 
         // A session: started with its argv, ended with its status.
         #expect(try supervisor.nsgroup(["enter", "audited", "--", "sh", "-c", "exit 3"], as: alice).status == 3)

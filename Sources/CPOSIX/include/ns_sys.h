@@ -23,6 +23,9 @@ static const uint64_t NS_RESOLVE_NO_SYMLINKS = 0x04;
 int ns_pidfd_open(pid_t pid, unsigned int flags);
 /* pidfd_send_signal(2): signals the process behind pidfd; signal 0 tests that it lives. */
 int ns_pidfd_send_signal(int pidfd, int sig);
+/* The same to the process group the pidfd's process leads (PIDFD_SIGNAL_PROCESS_GROUP,
+ * Linux 6.9); EINVAL on older kernels. */
+int ns_pidfd_send_signal_group(int pidfd, int sig);
 /* waitid(P_PIDFD, pidfd, ...): reaps the child behind pidfd. With WNOHANG
  * returns 0 and info->si_pid == 0 while it is still running. */
 int ns_pidfd_wait(int pidfd, siginfo_t *info, int options);

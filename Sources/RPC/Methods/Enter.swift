@@ -133,17 +133,31 @@ public struct EnterResult: Sendable, Equatable {
     }
 }
 
-/// `exited {session, code, signal}`: code is the exit status or null, signal
-/// the number of the signal that ended the process or null.
+/// `exited {session, code, signal[, endedBy]}`: code is the exit status or null, signal
+/// the number of the signal that ended the process or null; endedBy, when the
+/// session went down with its group, says how (an addition older clients ignore).
 public struct ExitedNotification: Sendable, Equatable {
     public var session: UInt64
     public var code: Int32?
     public var signal: Int32?
+    /// Set only when the session ended because its group ended.
+    public var endedBy: EndedBy?
 
-    public init(session: UInt64, code: Int32?, signal: Int32?) {
+    /// The values of `endedBy`.
+    public enum EndedBy: String, Sendable, CaseIterable {
+        /// Someone destroyed the group (`destroy`).
+        case destroy
+        /// The group's lifetime ran out, or it was idle too long.
+        case expired
+        /// The group's holder died, and the group with it.
+        case holderDied = "holder-died"
+    }
+
+    public init(session: UInt64, code: Int32?, signal: Int32?, endedBy: EndedBy? = nil) {
         self.session = session
         self.code = code
         self.signal = signal
+        self.endedBy = endedBy
     }
 
     /// What a shell would report: the code, 128 + the signal, or 255 if unknown.
@@ -153,11 +167,13 @@ public struct ExitedNotification: Sendable, Equatable {
     }
 
     public var json: JSONValue {
-        .object([
+        var o: JSONObject = [
             "session": .number(JSONNumber(session)),
             "code": code.map { .number(JSONNumber(Int($0))) } ?? .null,
             "signal": signal.map { .number(JSONNumber(Int($0))) } ?? .null,
-        ])
+        ]
+        if let endedBy { o["endedBy"] = .string(endedBy.rawValue) }
+        return .object(o)
     }
 
     public init(json: JSONValue) throws(RPCError) {
@@ -165,6 +181,7 @@ public struct ExitedNotification: Sendable, Equatable {
         self.session = UInt64(session)
         code = json["code"]?.int64Value.map { Int32(truncatingIfNeeded: $0) }
         signal = json["signal"]?.int64Value.map { Int32(truncatingIfNeeded: $0) }
+        endedBy = json["endedBy"]?.stringValue.flatMap(EndedBy.init(rawValue:))
     }
 }
 
@@ -290,6 +307,10 @@ public struct EventNotification: Sendable, Equatable {
         case groupThawed = "group-thawed"
         /// The kernel's OOM killer killed a process of the group (at its memory limit).
         case groupOOM = "group-oom"
+        /// `share` added members (`added`, and `members` after).
+        case groupShared = "group-shared"
+        /// `unshare` removed members (`removed`, and `members` after).
+        case groupUnshared = "group-unshared"
     }
 
     public var kind: Kind
@@ -311,6 +332,13 @@ public struct EventNotification: Sendable, Equatable {
     public var reason: String?
     /// group-oom: the group's OOM kills so far, this one included.
     public var oomKills: UInt64?
+    /// group-shared: the users and @groups share added ("alice", "@devs").
+    public var added: [String]?
+    /// group-unshared: the users and @groups unshare removed.
+    public var removed: [String]?
+    /// group-shared, group-unshared: the members after the change (absent in the
+    /// event a removed member gets, who may no longer see the group).
+    public var members: [String]?
 
     /// The values of `reason` on group-destroyed.
     public enum DestroyReason: String, Sendable, CaseIterable {
@@ -376,6 +404,9 @@ public struct EventNotification: Sendable, Equatable {
         }
         if let reason { o["reason"] = .string(reason) }
         if let oomKills { o["oomKills"] = .number(JSONNumber(oomKills)) }
+        if let added { o["added"] = .array(added.map { .string($0) }) }
+        if let removed { o["removed"] = .array(removed.map { .string($0) }) }
+        if let members { o["members"] = .array(members.map { .string($0) }) }
         return .object(o)
     }
 
@@ -396,5 +427,8 @@ public struct EventNotification: Sendable, Equatable {
         signal = json["signal"]?.int64Value.map { Int32(truncatingIfNeeded: $0) }
         reason = json["reason"]?.stringValue
         if case .number(let n)? = json["oomKills"] { oomKills = n.uint64Value }
+        added = json["added"]?.arrayValue?.compactMap(\.stringValue)
+        removed = json["removed"]?.arrayValue?.compactMap(\.stringValue)
+        members = json["members"]?.arrayValue?.compactMap(\.stringValue)
     }
 }
