@@ -69,6 +69,14 @@ struct Create: ParsableCommand {
     @Flag(help: "Print the protocol's result as JSON.")
     var json = false
 
+    func validate() throws {
+        if let namespaces { try checkCommaList(namespaces, option: "--ns") }
+        for mount in tmpfs {
+            // PATH:size=..,mode=..: the options after the first colon are a comma list.
+            if let colon = mount.firstIndex(of: ":") { try checkCommaList(String(mount[mount.index(after: colon)...]), option: "--tmpfs") }
+        }
+    }
+
     func run() {
         let kinds = namespaces.map { $0.split(separator: ",").map { String($0) } }
         var params = CreateParams(name: name, namespaces: kinds, hostname: hostname, tmpfs: tmpfs, binds: bind,

@@ -41,6 +41,9 @@ struct Enter: ParsableCommand {
         discussion: "Its owner is root inside it and controls every file you would run there, so a session of yours in it runs the owner's code with your rights. Only for owners you trust with your account."))
     var trustOwner = false
 
+    @Flag(help: "Report nsgroup's own errors as JSON on stderr; the command's stdin, stdout and stderr stay its own.")
+    var json = false
+
     // Everything from the first word after NAME on is the command's, options
     // included, as with `ip netns exec` and `nsenter` (`enter lab id -u`):
     // `withTerminator` puts the `--` there before parsing. enter's own options
@@ -80,8 +83,11 @@ struct Enter: ParsableCommand {
 
     func validate() throws {
         if tty && noTTY { throw ValidationError("-t and -T contradict each other") }
-        for entry in environment where !entry.contains("=") || entry.hasPrefix("=") {
-            throw ValidationError("--env takes KEY=VALUE, not \"\(entry)\"")
+        for entry in environment {
+            guard let equals = entry.firstIndex(of: "=") else { throw ValidationError("--env takes KEY=VALUE, not \"\(entry)\"") }
+            guard isEnvironmentName(entry[..<equals]) else {
+                throw ValidationError("--env: \"\(entry[..<equals])\" is not a variable name (letters, digits and '_', not starting with a digit)")
+            }
         }
     }
 

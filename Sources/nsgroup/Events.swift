@@ -33,7 +33,7 @@ struct Events: ParsableCommand {
                     writeLine(Self.describe(event))
                 }
             }
-            printError("nsgroupd closed the connection")
+            printError("nsgroupd closed the connection", reason: CLIReason.disconnected)
             return ExitStatus.failure
         }
         Glibc.exit(status)
@@ -43,9 +43,9 @@ struct Events: ParsableCommand {
         var line = "\(e.time)  \(e.kind.rawValue.padding(to: 16))\(e.group)"
         switch e.kind {
         case .groupCreated, .groupFailed, .groupFrozen, .groupThawed:
-            line += " (owner \(e.owner))"
+            line += " (owner \(userName(e.owner)))"
         case .groupDestroyed:
-            line += " (owner \(e.owner))"
+            line += " (owner \(userName(e.owner)))"
             switch e.reason.flatMap(EventNotification.DestroyReason.init(rawValue:)) {
             case .request?: line += ": on request"
             case .lifetime?: line += ": its lifetime ended"
@@ -53,10 +53,10 @@ struct Events: ParsableCommand {
             case nil: if let reason = e.reason { line += ": \(reason)" }
             }
         case .groupOOM:
-            line += " (owner \(e.owner)): out of memory, a process was killed"
+            line += " (owner \(userName(e.owner))): out of memory, a process was killed"
             if let kills = e.oomKills { line += " (\(kills) OOM kill\(kills == 1 ? "" : "s") so far)" }
         case .sessionStarted:
-            line += " session \(e.session ?? 0) pid \(e.pid ?? 0) uid \(e.uid ?? 0): \((e.argv ?? []).joined(separator: " "))"
+            line += " session \(e.session ?? 0) pid \(e.pid ?? 0) uid \(e.uid.map(userName) ?? "0"): \((e.argv ?? []).joined(separator: " "))"
         case .sessionEnded:
             let how = e.signal.map { "killed by signal \($0)" } ?? e.code.map { "exit \($0)" } ?? "exit status unknown"
             line += " session \(e.session ?? 0) pid \(e.pid ?? 0): \(how)"
