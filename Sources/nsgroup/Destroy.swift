@@ -42,7 +42,8 @@ struct Destroy: ParsableCommand {
         let (done, failures) = callEach(client, method: "destroy", names: targets)
         if json {
             let objects = done.map { JSONValue.object(["name": .string($0.name)]) }
-            printJSON(!all && names.count == 1 ? objects.first ?? .array([]) : .array(objects))
+            // One name: its object (nothing when it failed); several or --all: an array of those destroyed.
+            if all || names.count > 1 { printJSON(.array(objects)) } else if let one = objects.first { printJSON(one) }
         } else if all && targets.isEmpty {
             print("no groups to destroy")
         }

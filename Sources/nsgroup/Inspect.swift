@@ -20,7 +20,8 @@ struct Inspect: ParsableCommand {
         let client = withClient(global) { $0 }
         let (done, failures) = callEach(client, method: "inspect", names: names)
         if json {
-            printJSON(names.count == 1 ? done.first?.result ?? .array([]) : .array(done.map(\.result)))
+            // One name: its object (nothing when it failed); several: an array of those shown.
+            if names.count > 1 { printJSON(.array(done.map(\.result))) } else if let one = done.first { printJSON(one.result) }
         } else {
             for (index, group) in done.enumerated() {
                 if index > 0 { print("") }

@@ -50,7 +50,7 @@ import Testing
                           ["unshare", "nope", "nsg-bob"], ["ps", "nope"], ["enter", "nope", "true"], ["exec", "nope", "true"]] {
             // --json right after the subcommand: after enter's NAME it would be the command's.
             let result = try supervisor.nsgroup([arguments[0], "--json"] + arguments.dropFirst(), as: alice)
-            #expect(result.status == 125, "\(arguments): \(result.stderr)")
+            #expect(result.status == 125 && result.stdout.isEmpty, "\(arguments): \(result.stderr) \(result.stdout)")
             let error = jsonError(result)
             #expect(error?["reason"] as? String == "not_found", "\(arguments)")
             #expect(error?["message"] as? String == "no group named \"nope\"", "\(arguments)")
