@@ -3,6 +3,7 @@ import Glibc
 #endif
 import ArgumentParser
 import Client
+import POSIX
 import RPC
 
 struct Destroy: ParsableCommand {
@@ -59,7 +60,7 @@ struct Destroy: ParsableCommand {
         } catch let error as ClientError {
             fail(error)
         } catch {
-            fail("unexpected reply from nsgroupd: \(error)", reason: CLIReason.io)
+            failBadReply(error)
         }
         let uid = getuid()
         if uid == 0 || isInGroup("nsgroup-admin") { return groups.map(\.name) }
@@ -83,14 +84,11 @@ struct Destroy: ParsableCommand {
 
 /// Whether the caller is in the Unix group `name` (its primary group or a supplementary one).
 func isInGroup(_ name: String) -> Bool {
-    var entry = group()
-    var found: UnsafeMutablePointer<group>?
-    var buffer = [CChar](repeating: 0, count: 16384)
-    guard getgrnam_r(name, &entry, &buffer, buffer.count, &found) == 0, found != nil else { return false }
-    if getegid() == entry.gr_gid { return true }
+    guard let gid = UserDatabase.groupID(named: name) else { return false }
+    if getegid() == gid { return true }
     var groups = [gid_t](repeating: 0, count: Int(NGROUPS_MAX) + 1)
     let count = getgroups(Int32(groups.count), &groups)
-    return count > 0 && groups[0..<Int(count)].contains(entry.gr_gid)
+    return count > 0 && groups[0..<Int(count)].contains(gid)
 }
 
 /// Calls `method` for each name, one after the other on one connection,

@@ -26,7 +26,7 @@ struct Inspect: ParsableCommand {
             for (index, group) in done.enumerated() {
                 if index > 0 { print("") }
                 let g: GroupInfo
-                do { g = try GroupInfo(json: group.result) } catch { fail("unexpected reply from nsgroupd: \(error)", reason: CLIReason.io) }
+                do { g = try GroupInfo(json: group.result) } catch { failBadReply(error) }
                 Self.show(g)
             }
         }

@@ -23,7 +23,7 @@ struct List: ParsableCommand {
         let result = withClient(global) { client throws(ClientError) in try client.call("list").result }
         if json { return printJSON(result) }
         let groups: [GroupInfo]
-        do { groups = try ListResult(json: result).groups } catch { fail("unexpected reply from nsgroupd: \(error)") }
+        do { groups = try ListResult(json: result).groups } catch { failBadReply(error) }
         if quiet { return groups.forEach { print($0.name) } }
         let now = Timestamp.now()
         var rows = [["NAME", "OWNER", "NAMESPACES", "PID", "STATE", "MEM", "PIDS", "AGE"]]

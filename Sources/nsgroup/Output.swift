@@ -3,6 +3,7 @@ import Glibc
 #endif
 import ArgumentParser
 import Client
+import POSIX
 import RPC
 
 /// How nsgroup reports: text, or (with `--json` anywhere on nsgroup's part of
@@ -79,6 +80,11 @@ func fail(_ message: String, reason: String = CLIReason.failed, code: Int32 = Ex
     Glibc.exit(code)
 }
 
+/// Fails for a reply that does not decode.
+func failBadReply(_ error: any Error) -> Never {
+    fail("unexpected reply from nsgroupd: \(error)", reason: CLIReason.io)
+}
+
 /// Fails for a client error: its reason, its message in the CLI's words, its status.
 func fail(_ error: ClientError) -> Never {
     fail(describe(error), reason: CLIReason.of(error), code: ExitStatus.of(error))
@@ -123,19 +129,10 @@ enum FlagNames {
 }
 
 /// `nsg-alice (1001)`, or the uid alone where the host knows no such user.
-/// Looked up here, for display only (getpwuid_r, from the local files or
-/// whatever NSS the host uses), once per uid.
+/// Looked up here, for display only (NSS, as the supervisor does), once per uid.
 func userName(_ uid: UInt32) -> String {
     if let known = UserNames.cache[uid] { return known }
-    var entry = passwd()
-    var found: UnsafeMutablePointer<passwd>?
-    var buffer = [CChar](repeating: 0, count: 4096)
-    let text: String
-    if getpwuid_r(uid, &entry, &buffer, buffer.count, &found) == 0, found != nil, let name = entry.pw_name {
-        text = "\(String(cString: name)) (\(uid))"
-    } else {
-        text = String(uid)
-    }
+    let text = UserDatabase.user(uid: uid).map { "\($0.name) (\(uid))" } ?? String(uid)
     UserNames.cache[uid] = text
     return text
 }

@@ -29,7 +29,7 @@ struct Ps: ParsableCommand {
         }
         if json { return printJSON(result) }
         let processes: [ProcessInfo]
-        do { processes = try ProcessesResult(json: result).processes } catch { fail("unexpected reply from nsgroupd: \(error)") }
+        do { processes = try ProcessesResult(json: result).processes } catch { failBadReply(error) }
         printTable(Self.rows(processes), legend: !noLegend)
     }
 
