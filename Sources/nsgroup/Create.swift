@@ -14,7 +14,7 @@ struct Create: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The group's name: 1-63 characters of a-z, 0-9, '_', '.', '-'.")
+    @Argument(help: "The group's name: 1-63 characters of a-z, 0-9, '_', '.', '-', starting with a letter or digit.")
     var name: String
 
     @Option(name: .customLong("ns"), help: ArgumentHelp(
@@ -68,6 +68,14 @@ struct Create: ParsableCommand {
 
     @Flag(help: "Print the protocol's result as JSON.")
     var json = false
+
+    func validate() throws {
+        if let namespaces { try checkCommaList(namespaces, option: "--ns") }
+        for mount in tmpfs {
+            // PATH:size=..,mode=..: the options after the first colon are a comma list.
+            if let colon = mount.firstIndex(of: ":") { try checkCommaList(String(mount[mount.index(after: colon)...]), option: "--tmpfs") }
+        }
+    }
 
     func run() {
         let kinds = namespaces.map { $0.split(separator: ",").map { String($0) } }

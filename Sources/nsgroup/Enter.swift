@@ -44,6 +44,9 @@ struct Enter: ParsableCommand {
         discussion: "Its owner is root inside it and controls every file you would run there, so a session of yours in it runs the owner's code with your rights. Only for owners you trust with your account."))
     var trustOwner = false
 
+    @Flag(help: "Report nsgroup's own errors as JSON on stderr; the command's stdin, stdout and stderr stay its own.")
+    var json = false
+
     // Everything from the first word after NAME on is the command's, options
     // included, as with `ip netns exec` and `nsenter` (`enter lab id -u`):
     // `withTerminator` puts the `--` there before parsing. enter's own options
@@ -83,8 +86,11 @@ struct Enter: ParsableCommand {
 
     func validate() throws {
         if tty && noTTY { throw ValidationError("-t and -T contradict each other") }
-        for entry in environment where !entry.contains("=") || entry.hasPrefix("=") {
-            throw ValidationError("--env takes KEY=VALUE, not \"\(entry)\"")
+        for entry in environment {
+            guard let equals = entry.firstIndex(of: "=") else { throw ValidationError("--env takes KEY=VALUE, not \"\(entry)\"") }
+            guard isEnvironmentName(entry[..<equals]) else {
+                throw ValidationError("--env: \"\(entry[..<equals])\" is not a variable name (letters, digits and '_', not starting with a digit)")
+            }
         }
     }
 
@@ -190,7 +196,7 @@ struct Enter: ParsableCommand {
                 _ = try client.call("attach", AttachParams(name: name, session: session).json)
                 return .attached(client)
             } catch .server(let error) where error.reason == .notFound {
-                printError("nsgroupd restarted and no longer knows session \(session); its exit status is unknown")
+                printError("nsgroupd restarted and no longer knows session \(session); its exit status is unknown", reason: CLIReason.statusUnknown)
                 return .ended(ExitStatus.failure)
             } catch {
                 return nil
@@ -204,19 +210,19 @@ struct Enter: ParsableCommand {
         // The session went down with its group: nsgroup ended it, not the command.
         switch exited.endedBy {
         case .destroy?:
-            printError("group \(name) was destroyed")
+            printError("group \(name) was destroyed", reason: CLIReason.groupEnded)
             return ExitStatus.failure
         case .expired?:
-            printError("group \(name) expired and was destroyed")
+            printError("group \(name) expired and was destroyed", reason: CLIReason.groupEnded)
             return ExitStatus.failure
         case .holderDied?:
-            printError("group \(name) ended: its holder died")
+            printError("group \(name) ended: its holder died", reason: CLIReason.groupEnded)
             return ExitStatus.failure
         case nil:
             break
         }
         if exited.code == nil && exited.signal == nil {
-            printError("nsgroupd restarted while session \(exited.session) ran; its exit status is unknown")
+            printError("nsgroupd restarted while session \(exited.session) ran; its exit status is unknown", reason: CLIReason.statusUnknown)
             return ExitStatus.failure
         }
         return exited.shellStatus
@@ -307,10 +313,10 @@ struct Enter: ParsableCommand {
             return status
         case .attached(let reconnected)?:
             if let exited = try? takeExited(reconnected, session: session.session, wait: true) { return report(exited) }
-            printError("lost the connection to nsgroupd; the session's exit status is unknown")
+            printError("lost the connection to nsgroupd; the session's exit status is unknown", reason: CLIReason.disconnected)
             return ExitStatus.failure
         case nil:
-            printError("lost the connection to nsgroupd; the session's exit status is unknown")
+            printError("lost the connection to nsgroupd; the session's exit status is unknown", reason: CLIReason.disconnected)
             return ExitStatus.failure
         }
     }

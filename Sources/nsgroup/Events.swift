@@ -37,14 +37,14 @@ struct Events: ParsableCommand {
                     }
                 }
                 // The supervisor stopped or restarted: subscribe again on a new connection.
-                printError("lost the connection to nsgroupd; reconnecting")
+                printNote("lost the connection to nsgroupd; reconnecting", label: "")
                 guard let again = reconnecting(client.socketPath, { candidate in
                     (try? candidate.call("subscribe")).map { _ in candidate }
                 }) else {
-                    printError("nsgroupd did not come back within \(reconnectSeconds) s")
+                    printError("nsgroupd did not come back within \(reconnectSeconds) s", reason: CLIReason.disconnected)
                     return ExitStatus.failure
                 }
-                printError("reconnected to nsgroupd; events while it was away are not shown")
+                printNote("reconnected to nsgroupd; events while it was away are not shown", label: "")
                 client = again
             }
         }
@@ -55,9 +55,9 @@ struct Events: ParsableCommand {
         var line = "\(e.time)  \(e.kind.rawValue.padding(to: 16))\(e.group)"
         switch e.kind {
         case .groupCreated, .groupFailed, .groupFrozen, .groupThawed:
-            line += " (owner \(e.owner))"
+            line += " (owner \(userName(e.owner)))"
         case .groupDestroyed:
-            line += " (owner \(e.owner))"
+            line += " (owner \(userName(e.owner)))"
             switch e.reason.flatMap(EventNotification.DestroyReason.init(rawValue:)) {
             case .request?: line += ": on request"
             case .lifetime?: line += ": its lifetime ended"
@@ -65,16 +65,16 @@ struct Events: ParsableCommand {
             case nil: if let reason = e.reason { line += ": \(reason)" }
             }
         case .groupOOM:
-            line += " (owner \(e.owner)): out of memory, a process was killed"
+            line += " (owner \(userName(e.owner))): out of memory, a process was killed"
             if let kills = e.oomKills { line += " (\(kills) OOM kill\(kills == 1 ? "" : "s") so far)" }
         case .groupShared, .groupUnshared:
             let shared = e.kind == .groupShared
-            line += " (owner \(e.owner)): \(shared ? "shared with" : "no longer shared with") "
+            line += " (owner \(userName(e.owner))): \(shared ? "shared with" : "no longer shared with") "
                 + ((shared ? e.added : e.removed) ?? []).joined(separator: ", ")
             // A removed member who may no longer see the group is not told who still may.
             if let members = e.members { line += "; members: " + (members.isEmpty ? "none" : members.joined(separator: ", ")) }
         case .sessionStarted:
-            line += " session \(e.session ?? 0) pid \(e.pid ?? 0) uid \(e.uid ?? 0): \((e.argv ?? []).joined(separator: " "))"
+            line += " session \(e.session ?? 0) pid \(e.pid ?? 0) user \(e.uid.map(userName) ?? "unknown"): \((e.argv ?? []).joined(separator: " "))"
         case .sessionEnded:
             let how = e.signal.map { "killed by signal \($0)" } ?? e.code.map { "exit \($0)" } ?? "exit status unknown"
             line += " session \(e.session ?? 0) pid \(e.pid ?? 0): \(how)"

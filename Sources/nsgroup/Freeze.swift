@@ -16,8 +16,12 @@ struct Freeze: ParsableCommand {
     @Argument(help: "The group's name.")
     var name: String
 
+    @Flag(help: "Print the protocol's result as JSON: {\"name\":…,\"frozen\":true}.")
+    var json = false
+
     func run() {
-        _ = withClient(global) { client throws(ClientError) in try client.call("freeze", NameParams(name: name).json) }
+        let result = withClient(global) { client throws(ClientError) in try client.call("freeze", NameParams(name: name).json).result }
+        if json { printJSON(result) }
     }
 }
 
@@ -32,7 +36,11 @@ struct Thaw: ParsableCommand {
     @Argument(help: "The group's name.")
     var name: String
 
+    @Flag(help: "Print the protocol's result as JSON: {\"name\":…,\"frozen\":false}.")
+    var json = false
+
     func run() {
-        _ = withClient(global) { client throws(ClientError) in try client.call("thaw", NameParams(name: name).json) }
+        let result = withClient(global) { client throws(ClientError) in try client.call("thaw", NameParams(name: name).json).result }
+        if json { printJSON(result) }
     }
 }

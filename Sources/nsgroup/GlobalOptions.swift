@@ -24,26 +24,13 @@ struct GlobalOptions: ParsableArguments {
     }
 }
 
-/// Prints `nsgroup: message` to stderr.
-func printError(_ message: String) {
-    var text = "nsgroup: \(message)\n"
-    text.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
-}
-
-/// Prints `nsgroup: message` to stderr and exits with `code` (by default
-/// 125: nsgroup or the supervisor failed).
-func fail(_ message: String, code: Int32 = ExitStatus.failure) -> Never {
-    printError(message)
-    Glibc.exit(code)
-}
-
 /// Runs a client action, turning its errors into `nsgroup: …` on stderr.
 func withClient<T>(_ options: GlobalOptions, _ body: (RPCClient) throws(ClientError) -> T) -> T {
     do {
         let client = try options.connect()
         return try body(client)
     } catch {
-        fail(error.description, code: ExitStatus.of(error))
+        fail(error)
     }
 }
 

@@ -5,23 +5,35 @@ import RPC
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "inspect",
-        abstract: "Show everything about one group, namespace ids included.")
+        abstract: "Show everything about groups, namespace ids included.",
+        discussion: "With several names, prints each (with --json an array); goes on after a group it cannot show and then exits with 125.")
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The group's name.")
-    var name: String
+    @Argument(help: "The groups' names.")
+    var names: [String]
 
-    @Flag(help: "Print the protocol's result as JSON.")
+    @Flag(help: "Print the protocol's result as JSON (an array of them for several names).")
     var json = false
 
     func run() {
-        let result = withClient(global) { client throws(ClientError) in
-            try client.call("inspect", NameParams(name: name).json).result
+        let client = withClient(global) { $0 }
+        let (done, failures) = callEach(client, method: "inspect", names: names)
+        if json {
+            // One name: its object (nothing when it failed); several: an array of those shown.
+            if names.count > 1 { printJSON(.array(done.map(\.result))) } else if let one = done.first { printJSON(one.result) }
+        } else {
+            for (index, group) in done.enumerated() {
+                if index > 0 { print("") }
+                let g: GroupInfo
+                do { g = try GroupInfo(json: group.result) } catch { failBadReply(error) }
+                Self.show(g)
+            }
         }
-        if json { return printJSON(result) }
-        let g: GroupInfo
-        do { g = try GroupInfo(json: result) } catch { fail("unexpected reply from nsgroupd: \(error)") }
+        exitReporting(failures)
+    }
+
+    static func show(_ g: GroupInfo) {
         let age = Timestamp.parse(g.created).map { " (" + formatAge(Timestamp.now() - $0) + " ago)" } ?? ""
         print("Name:        \(g.name)")
         print("Owner:       \(g.ownerName) (\(g.owner))")
@@ -58,7 +70,7 @@ struct Inspect: ParsableCommand {
             let width = usages.map(\.count).max() ?? 0
             for (s, usage) in zip(g.sessions, usages) {
                 let used = width == 0 ? "" : usage.padding(to: width + 2)
-                print("  \(String(s.session).padding(to: 6))pid \(String(s.pid).padding(to: 8))uid \(String(s.uid).padding(to: 7))\(s.tty ? "tty " : "    ")\(s.started)  \(used)\(s.argv.joined(separator: " "))")
+                print("  \(String(s.session).padding(to: 6))pid \(String(s.pid).padding(to: 8))user \(userName(s.uid).padding(to: 7)) \(s.tty ? "tty " : "    ")\(s.started)  \(used)\(s.argv.joined(separator: " "))")
             }
         }
     }

@@ -5,18 +5,26 @@ import RPC
 struct List: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "list",
-        abstract: "List the groups you may see (root: all of them).")
+        abstract: "List the groups you may see (root: all of them).",
+        aliases: ["ls"])
 
     @OptionGroup var global: GlobalOptions
 
     @Flag(help: "Print the protocol's result as JSON.")
     var json = false
 
+    @Flag(name: [.customShort("q"), .long], help: "Print only the groups' names, one per line.")
+    var quiet = false
+
+    @Flag(name: .customLong("no-legend"), help: "Leave out the header line.")
+    var noLegend = false
+
     func run() {
         let result = withClient(global) { client throws(ClientError) in try client.call("list").result }
         if json { return printJSON(result) }
         let groups: [GroupInfo]
-        do { groups = try ListResult(json: result).groups } catch { fail("unexpected reply from nsgroupd: \(error)") }
+        do { groups = try ListResult(json: result).groups } catch { failBadReply(error) }
+        if quiet { return groups.forEach { print($0.name) } }
         let now = Timestamp.now()
         var rows = [["NAME", "OWNER", "NAMESPACES", "PID", "STATE", "MEM", "PIDS", "AGE"]]
         for g in groups {
@@ -27,13 +35,14 @@ struct List: ParsableCommand {
             rows.append([g.name, g.ownerName, g.namespaces.map(\.kind).joined(separator: ","), String(g.holder),
                          g.frozen ? "frozen" : "running", memory, pids, age])
         }
-        printTable(rows)
+        printTable(rows, legend: !noLegend)
     }
 }
 
 /// Columns padded to their widest cell, two spaces apart.
-func printTable(_ rows: [[String]]) {
+func printTable(_ rows: [[String]], legend: Bool = true) {
     guard let columns = rows.first?.count else { return }
+    let rows = legend ? rows : Array(rows.dropFirst())
     let widths = (0..<columns).map { c in rows.map { $0[c].count }.max() ?? 0 }
     for row in rows {
         var line = ""

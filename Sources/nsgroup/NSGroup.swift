@@ -14,8 +14,8 @@ struct NSGroup: ParsableCommand {
             user who created them and outlive any shell.
             """,
         version: nsgroupVersion,
-        subcommands: [Create.self, List.self, Inspect.self, Ps.self, Enter.self, Share.self, Unshare.self, Freeze.self, Thaw.self,
-                      Destroy.self, Events.self, Version.self])
+        subcommands: [Create.self, List.self, Inspect.self, Ps.self, Enter.self, Exec.self, Share.self, Unshare.self, Freeze.self,
+                      Thaw.self, Destroy.self, Events.self, Version.self])
 
     // Declared here too so that `nsgroup --socket PATH list` works as well as
     // `nsgroup list --socket PATH`; subcommands read the same values.
@@ -26,8 +26,10 @@ struct NSGroup: ParsableCommand {
     /// instead of the usage for a usage error, and the statuses of `ExitStatus`.
     static func main() {
         var command: any ParsableCommand
+        let arguments = withEnterTerminator(Array(CommandLine.arguments.dropFirst()))
+        Output.json = Output.wantsJSON(arguments)
         do {
-            command = try parseAsRoot(withEnterTerminator(Array(CommandLine.arguments.dropFirst())))
+            command = try parseAsRoot(arguments)
         } catch {
             exit(afterParsing: error)
         }
@@ -39,12 +41,12 @@ struct NSGroup: ParsableCommand {
         Glibc.exit(ExitStatus.success)
     }
 
-    /// The arguments, with `Enter.withTerminator` applied to those after `enter`.
+    /// The arguments, with `Enter.withTerminator` applied to those after `enter` (or `exec`).
     static func withEnterTerminator(_ arguments: [String]) -> [String] {
         var index = arguments.startIndex
         while index < arguments.endIndex {
             let word = arguments[index]
-            if word == "enter" {
+            if word == "enter" || word == "exec" {
                 return Array(arguments[...index]) + Enter.withTerminator(Array(arguments[(index + 1)...]))
             }
             if !word.hasPrefix("-") || word == "--" { return arguments }
@@ -67,14 +69,17 @@ struct NSGroup: ParsableCommand {
             if let asked = error as? ExitCode { Glibc.exit(asked.rawValue) }
             fail(text.isEmpty ? "\(error)" : text)
         }
-        printError(text.isEmpty ? "invalid arguments" : text)
-        printError("Try '\(usageCommand)--help'.")
+        let hint = "Try '\(usageCommand)--help'."
+        var lines = Output.json
+            ? errorLine(text.isEmpty ? "invalid arguments" : text, reason: CLIReason.usage, extra: ["hint": .string(hint)])
+            : errorLine(text.isEmpty ? "invalid arguments" : text, reason: CLIReason.usage) + errorLine(hint, reason: CLIReason.usage)
+        lines.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
         Glibc.exit(ExitStatus.usage)
     }
 
     /// `nsgroup SUBCOMMAND ` of the command line, or `nsgroup ` without one.
     private static var usageCommand: String {
-        let names = configuration.subcommands.map { $0._commandName }
+        let names = configuration.subcommands.flatMap { [$0._commandName] + $0.configuration.aliases }
         guard let subcommand = CommandLine.arguments.dropFirst().first(where: { names.contains($0) }) else { return "nsgroup " }
         return "nsgroup \(subcommand) "
     }

@@ -20,14 +20,17 @@ struct Ps: ParsableCommand {
     @Flag(help: "Print the protocol's result as JSON.")
     var json = false
 
+    @Flag(name: .customLong("no-legend"), help: "Leave out the header line.")
+    var noLegend = false
+
     func run() {
         let result = withClient(global) { client throws(ClientError) in
             try client.call("processes", NameParams(name: name).json).result
         }
         if json { return printJSON(result) }
         let processes: [ProcessInfo]
-        do { processes = try ProcessesResult(json: result).processes } catch { fail("unexpected reply from nsgroupd: \(error)") }
-        printTable(Self.rows(processes))
+        do { processes = try ProcessesResult(json: result).processes } catch { failBadReply(error) }
+        printTable(Self.rows(processes), legend: !noLegend)
     }
 
     static func rows(_ processes: [ProcessInfo]) -> [[String]] {

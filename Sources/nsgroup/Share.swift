@@ -16,8 +16,11 @@ struct Share: ParsableCommand {
     @Argument(help: ArgumentHelp("Users and @groups to add.", valueName: "user|@group"))
     var members: [String]
 
+    @Flag(help: "Print the protocol's result (the group, as inspect --json shows it) as JSON.")
+    var json = false
+
     func run() {
-        changeSharing(global, method: "share", name: name, members: members)
+        changeSharing(global, method: "share", name: name, members: members, json: json)
     }
 }
 
@@ -35,22 +38,29 @@ struct Unshare: ParsableCommand {
     @Argument(help: ArgumentHelp("Users and @groups to remove.", valueName: "user|@group"))
     var members: [String]
 
+    @Flag(help: "Print the protocol's result (the group, as inspect --json shows it) as JSON.")
+    var json = false
+
     func run() {
-        changeSharing(global, method: "unshare", name: name, members: members)
+        changeSharing(global, method: "unshare", name: name, members: members, json: json)
     }
 }
 
 /// share and unshare: send the change, then say who may enter now.
-func changeSharing(_ global: GlobalOptions, method: String, name: String, members: [String]) {
+func changeSharing(_ global: GlobalOptions, method: String, name: String, members: [String], json: Bool) {
     let result = withClient(global) { client throws(ClientError) in
         try client.call(method, ShareParams(name: name, members: members).json).result
     }
     let group = try? GroupInfo(json: result)
     let now = group?.members ?? []
-    print(now.isEmpty ? "\(name): only its owner may enter" : "\(name): members \(now.joined(separator: ", "))")
+    if json {
+        printJSON(result)
+    } else {
+        print(now.isEmpty ? "\(name): only its owner may enter" : "\(name): members \(now.joined(separator: ", "))")
+    }
     if method == "share", group?.namespaces.contains(where: { $0.kind == "user" }) == true {
-        printError("""
-            note: \(name) has a user namespace: you are root inside it and control every file a session \
+        printNote("""
+            \(name) has a user namespace: you are root inside it and control every file a session \
             there runs, so its members must trust you with their accounts. They enter with \
             `nsgroup enter --trust-owner \(name)`; without it they are refused.
             """)

@@ -24,7 +24,7 @@ import Testing
         let inspect = try supervisor.nsgroup(["inspect", "alices", "--json"], as: bob)
         #expect(inspect.status == 125)
         #expect(inspect.stdout.isEmpty)
-        #expect(inspect.stderr == "nsgroup: no group named \"alices\"\n")
+        #expect(inspect.stderr == #"{"error":{"reason":"not_found","message":"no group named \"alices\""}}"# + "\n")
         let destroy = try supervisor.nsgroup(["destroy", "alices"], as: bob)
         #expect(destroy.status == 125)
         #expect(destroy.stderr == "nsgroup: no group named \"alices\"\n")

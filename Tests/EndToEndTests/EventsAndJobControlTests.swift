@@ -81,7 +81,7 @@ import Testing
         try watcher.waitFor("the reconnection said") { $0.hasPrefix("nsgroup: reconnected to nsgroupd") }
 
         #expect(try supervisor.nsgroup(["create", "after"], as: alice).status == 0)
-        let line = try watcher.waitFor("group-created after") { $0.contains("group-created") && $0.hasSuffix("after (owner \(alice.uid))") }
+        let line = try watcher.waitFor("group-created after") { $0.contains("group-created") && $0.hasSuffix("after (owner \(alice.name) (\(alice.uid)))") }
         #expect(line.contains("  group-created   after"), "\(line)")
         #expect(watcher.process.isRunning)
     }
@@ -108,7 +108,7 @@ import Testing
         let sharedToBob = try member.event("group-shared", "lab")
         #expect(sharedToBob["members"] as? [String] == [bob.name])
         try owner.waitFor("the text line of the share") {
-            $0.hasSuffix("group-shared    lab (owner \(alice.uid)): shared with \(bob.name); members: \(bob.name)")
+            $0.hasSuffix("group-shared    lab (owner \(alice.name) (\(alice.uid))): shared with \(bob.name); members: \(bob.name)")
         }
 
         // A share that changes nothing is no event.
@@ -122,7 +122,7 @@ import Testing
         #expect(unsharedToBob["removed"] as? [String] == [bob.name])
         #expect(unsharedToBob["members"] == nil, "\(unsharedToBob)")
         try owner.waitFor("the text line of the unshare") {
-            $0.hasSuffix("group-unshared  lab (owner \(alice.uid)): no longer shared with \(bob.name); members: none")
+            $0.hasSuffix("group-unshared  lab (owner \(alice.name) (\(alice.uid))): no longer shared with \(bob.name); members: none")
         }
 
         // After the unshare, bob sees nothing more of lab; dave never did. A last event each

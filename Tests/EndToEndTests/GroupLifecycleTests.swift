@@ -187,8 +187,8 @@ import Testing
         let cases: [([String], String)] = [
             (["create", "Bad!"], "invalid group name \"Bad!\""),
             (["create", "x", "--ns", "mnt,bogus"], "unknown namespace kind \"bogus\""),
-            (["create", "x", "--ns", "net", "--hostname", "h"], "\"hostname\" needs a uts namespace"),
-            (["create", "x", "--ns", "net", "--tmpfs", "/tmp"], "\"tmpfs\" needs a mnt namespace"),
+            (["create", "x", "--ns", "net", "--hostname", "h"], "create: --hostname needs a uts namespace"),
+            (["create", "x", "--ns", "net", "--tmpfs", "/tmp"], "create: --tmpfs needs a mnt namespace"),
             (["create", "x", "--tmpfs", "relative"], "must be an absolute, normalised path"),
         ]
         for (arguments, message) in cases {

@@ -208,7 +208,8 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
         } else {
             #expect(inspect.status == 125)
             #expect(inspect.stdout.isEmpty)
-            #expect(inspect.stderr == Self.hidden(group))
+            // With --json, the refusal is a JSON error object.
+            #expect(inspect.stderr == #"{"error":{"reason":"not_found","message":"no group named \"\#(group)\""}}"# + "\n")
         }
 
         // enter

@@ -29,17 +29,20 @@ struct OutputTests {
 
     @Test func eventsSayWhyAndHowMany() {
         func line(_ kind: EventNotification.Kind, reason: String? = nil, oomKills: UInt64? = nil) -> String {
-            Events.describe(EventNotification(kind: kind, group: "box", time: "T", owner: 1000, reason: reason, oomKills: oomKills))
+            Events.describe(EventNotification(kind: kind, group: "box", time: "T", owner: 3_999_999_999, reason: reason, oomKills: oomKills))
         }
-        #expect(line(.groupDestroyed, reason: "request") == "T  group-destroyed box (owner 1000): on request")
-        #expect(line(.groupDestroyed, reason: "lifetime") == "T  group-destroyed box (owner 1000): its lifetime ended")
-        #expect(line(.groupDestroyed, reason: "idle") == "T  group-destroyed box (owner 1000): idle, no session for its idle time")
-        #expect(line(.groupDestroyed, reason: "quota") == "T  group-destroyed box (owner 1000): quota")
-        #expect(line(.groupDestroyed) == "T  group-destroyed box (owner 1000)")
-        #expect(line(.groupFrozen) == "T  group-frozen    box (owner 1000)")
-        #expect(line(.groupThawed) == "T  group-thawed    box (owner 1000)")
-        #expect(line(.groupOOM, oomKills: 1) == "T  group-oom       box (owner 1000): out of memory, a process was killed (1 OOM kill so far)")
-        #expect(line(.groupOOM, oomKills: 4) == "T  group-oom       box (owner 1000): out of memory, a process was killed (4 OOM kills so far)")
-        #expect(line(.groupOOM) == "T  group-oom       box (owner 1000): out of memory, a process was killed")
+        #expect(line(.groupDestroyed, reason: "request") == "T  group-destroyed box (owner 3999999999): on request")
+        #expect(line(.groupDestroyed, reason: "lifetime") == "T  group-destroyed box (owner 3999999999): its lifetime ended")
+        #expect(line(.groupDestroyed, reason: "idle") == "T  group-destroyed box (owner 3999999999): idle, no session for its idle time")
+        #expect(line(.groupDestroyed, reason: "quota") == "T  group-destroyed box (owner 3999999999): quota")
+        #expect(line(.groupDestroyed) == "T  group-destroyed box (owner 3999999999)")
+        #expect(line(.groupFrozen) == "T  group-frozen    box (owner 3999999999)")
+        #expect(line(.groupThawed) == "T  group-thawed    box (owner 3999999999)")
+        #expect(line(.groupOOM, oomKills: 1) == "T  group-oom       box (owner 3999999999): out of memory, a process was killed (1 OOM kill so far)")
+        #expect(line(.groupOOM, oomKills: 4) == "T  group-oom       box (owner 3999999999): out of memory, a process was killed (4 OOM kills so far)")
+        #expect(line(.groupOOM) == "T  group-oom       box (owner 3999999999): out of memory, a process was killed")
+        // A uid the host knows comes with its name.
+        #expect(Events.describe(EventNotification(kind: .groupFrozen, group: "box", time: "T", owner: 0))
+                == "T  group-frozen    box (owner root (0))")
     }
 }
