@@ -30,6 +30,34 @@ import Testing
         #expect(ids.count == AuditEvent.allCases.count, "message ids are distinct")
     }
 
+    /// Every journal field the supervisor writes by a literal name is in the
+    /// README's table of what a record says (a `_GID`-style abbreviation after
+    /// its full first name counts).
+    @Test func theREADMENamesEveryJournalField() throws {
+        let readme = try String(contentsOfFile: Self.root + "/README.md", encoding: .utf8)
+        var written: Set<String> = []
+        for directory in ["Sources/Supervisor", "Sources/Systemd"] {
+            let path = Self.root + "/" + directory
+            for file in try FileManager.default.contentsOfDirectory(atPath: path) where file.hasSuffix(".swift") {
+                let text = try String(contentsOfFile: path + "/" + file, encoding: .utf8)
+                for match in text.matches(of: #/"(NSGROUP_[A-Z_]+)"/#) { written.insert(String(match.output.1)) }
+            }
+        }
+        #expect(written.count > 20, "found only \(written)")
+        let rows = readme.split(separator: "\n").filter { $0.hasPrefix("| `NSGROUP_") || $0.hasPrefix("| `NAME_") }
+        let missing = written.filter { field in
+            !rows.contains { row in
+                row.contains("`\(field)`") || row.split(separator: ",").contains { part in
+                    // `NSGROUP_CALLER_UID`, `_GID`: the abbreviation's stem is the first name's.
+                    guard let suffix = part.firstMatch(of: #/`(_[A-Z_]+)`/#)?.output.1,
+                          let first = row.firstMatch(of: #/`(NSGROUP_[A-Z_]+?)_[A-Z]+`/#)?.output.1 else { return false }
+                    return field == first + suffix
+                }
+            }
+        }
+        #expect(missing.isEmpty, "fields the README's table does not name: \(missing.sorted())")
+    }
+
     @Test func theDaemonIsInSbinEverywhere() throws {
         // The unit starts /usr/sbin/nsgroupd, and `make install` rewrites exactly
         // that line for its SBINDIR.
