@@ -381,7 +381,7 @@ __attribute__((noreturn)) static void session_child(const struct ns_enter_spec *
         fail(status, NS_STAGE_CHDIR, -1);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         fail(status, NS_STAGE_NO_NEW_PRIVS, -1);
-    umask(022);
+    umask((mode_t)(spec->umask & 0777));
     if (ns_close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
         fail(status, NS_STAGE_CLOSE_FDS, -1);
     unblock_all_signals();

@@ -4,9 +4,9 @@ import Glibc
 import CSpawn
 import POSIX
 
-/// What a session takes from the process that connected, beyond its ids: its audit loginuid
-/// and its resource limits (pam_limits' nproc, nofile, …). The kernel keeps neither with the
-/// socket, so both are read from /proc/PID and prlimit(PID) when a session is to start, while
+/// What a session takes from the process that connected, beyond its ids: its audit loginuid,
+/// its resource limits (pam_limits' nproc, nofile, …) and its umask. The kernel keeps none of
+/// them with the socket, so they are read from /proc/PID and prlimit(PID) when a session is to start, while
 /// the peer is pinned by SO_PEERPIDFD: if the pidfd still refers to a live process after the
 /// reads, the pid was the peer's all along and not a reused one. (Raising a hard limit or
 /// changing a set loginuid needs CAP_SYS_RESOURCE or CAP_AUDIT_CONTROL, so a peer can only
@@ -17,10 +17,22 @@ public struct PeerProcess: Sendable, Hashable {
     public let loginUID: UInt32?
     /// Every resource limit, indexed by resource number (RLIMIT_CPU … RLIMIT_RTTIME).
     public let limits: [ResourceLimit]
+    /// The file mode creation mask (`Umask:` of /proc/PID/status), or nil on a kernel that
+    /// does not show it (before 4.7).
+    public let umask: mode_t?
 
-    public init(loginUID: UInt32?, limits: [ResourceLimit]) {
+    public init(loginUID: UInt32?, limits: [ResourceLimit], umask: mode_t? = nil) {
         self.loginUID = loginUID
         self.limits = limits
+        self.umask = umask
+    }
+
+    /// The `Umask:` line of a /proc/PID/status text, in octal.
+    static func umask(fromStatus text: String) -> mode_t? {
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Umask:") }),
+              let value = mode_t(line.dropFirst("Umask:".count).trimmed, radix: 8), value <= 0o777
+        else { return nil }
+        return value
     }
 
     /// Whether this kernel keeps audit loginuids at all.
@@ -52,8 +64,9 @@ public struct PeerProcess: Sendable, Hashable {
             else { return nil }
             loginUID = value
         }
+        let status = try? ProcFS.readText("/proc/\(pid)/status", limit: 16384)
         guard pinned.isAlive else { return nil }
-        return PeerProcess(loginUID: loginUID, limits: limits)
+        return PeerProcess(loginUID: loginUID, limits: limits, umask: status.flatMap(umask(fromStatus:)))
     }
 }
 

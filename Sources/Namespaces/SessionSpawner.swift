@@ -35,6 +35,9 @@ public struct SessionSpec {
     /// before any namespace is entered; 4294967295 is "unset"), or nil to
     /// leave it the supervisor's.
     public var loginUID: UInt32?
+    /// The file mode creation mask the process starts with: its caller's, as if it ran
+    /// the command directly (a login's 022 where the caller's is not known).
+    public var umask: mode_t = 0o022
 
     public init(uid: uid_t, gid: gid_t, groups: [gid_t], cwd: String, cwdFallback: Bool, executable: String,
                 argv: [String], environment: [String], searchPath: String, controllingTerminal: Bool) {
@@ -204,6 +207,7 @@ public final class SessionLaunch {
                                             c.userns_root = spec.userNamespaceRoot ? 1 : 0
                                             c.set_loginuid = spec.loginUID == nil ? 0 : 1
                                             c.loginuid = spec.loginUID ?? PeerCredentials.unsetLoginUID
+                                            c.umask = UInt32(spec.umask & 0o777)
                                             c.file = filePointer
                                             c.search_path = path
                                             c.argv = argv

@@ -148,6 +148,7 @@ final class EnterHandler {
         // Verified above: nil only where the kernel keeps no loginuid (no audit).
         spec.loginUID = process.loginUID
         spec.resourceLimits = process.limits
+        if let umask = process.umask { spec.umask = umask }
 
         let namespaces: NamespaceFiles
         do {

@@ -253,3 +253,22 @@ extension AttackTests {
         #expect(try supervisor.nsgroup(["version"]).status == 0)
     }
 }
+
+extension AttackTests {
+    /// A session creates files with its caller's umask, as the command run directly
+    /// would: a user who keeps their files private (umask 077) must not find the
+    /// files a session made readable by everyone (nsgroupd's 022).
+    @Test(arguments: ["077", "027", "002"])
+    func aSessionTakesItsCallersUmask(_ mask: String) throws {
+        let supervisor = try TestSupervisor()
+        let alice = try TestUser.alice()
+        try #require(try supervisor.nsgroup(["create", "masked", "--ns", "mnt,uts"], as: alice).status == 0)
+        let file = "/tmp/nsg-umask-\(getpid())-\(mask)"
+        defer { unlink(file) }
+        let command = "umask \(mask) && exec /usr/bin/setpriv --reuid=\(alice.uid) --regid=\(alice.gid) --init-groups -- "
+            + "\(Products.nsgroup) --socket \(supervisor.socketPath) enter masked -- sh -c 'umask; : > \(file); stat -c %a \(file)'"
+        let result = try run("/bin/sh", ["-c", command])
+        let expectedMode = String(0o666 & ~Int(mask, radix: 8)!, radix: 8)
+        #expect(result.status == 0 && result.stdout == "0\(mask)\n\(expectedMode)\n", "\(result.stdout) \(result.stderr)")
+    }
+}

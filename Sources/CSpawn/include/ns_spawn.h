@@ -92,6 +92,7 @@ struct ns_enter_spec {
     int set_loginuid;         /* write loginuid to /proc/self/loginuid before entering any
                                  namespace (the host's /proc); the session inherits it */
     uint32_t loginuid;        /* the caller's audit loginuid; 4294967295 means "unset" */
+    unsigned int umask;       /* the session's file mode creation mask: the caller's */
     int share_memory;         /* the session shares the first child's memory (CLONE_VM, a stack
                                  of its own) instead of a copy; not with a time namespace */
     const char *file;         /* argv[0] to run: a path, or a name searched in search_path */
@@ -117,7 +118,7 @@ struct ns_enter_spec {
  * caller's loginuid (set_loginuid) before any setns. The session process
  * starts a new session, installs its stdio, takes the caller's resource
  * limits (rlimits), drops to the caller's groups, gid and uid, then changes
- * directory with the caller's rights, sets no_new_privs, marks every other
+ * directory with the caller's rights, sets no_new_privs and the caller's umask, marks every other
  * fd close-on-exec and execs.
  *
  * With pty, the first child opens the terminal first (ns_pty_open, through
