@@ -25,9 +25,9 @@ SWIFT_SCRATCH = --scratch-path $(BUILD_DIR)
 VERSION := $(shell sed -n 's/^public let nsgroupVersion = "\(.*\)"$$/\1/p' Sources/RPC/Methods/MethodName.swift)
 
 # Debian packages the build and the tests need (dpkg-dev and lintian: make deb
-# and its test).
+# and its test; zsh and fish: the completion tests load their scripts).
 APT_PACKAGES := libsystemd-dev pkg-config systemd util-linux iproute2 iputils-ping procps tmux passwd python3 hyperfine \
-                dpkg-dev lintian
+                dpkg-dev lintian zsh fish
 
 # Unprivileged users the end-to-end tests act as: alice owns groups, bob is a
 # stranger, carol is in the admin group, dave is a member by name, erin by

@@ -9,7 +9,7 @@ struct Destroy: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The group's name.")
+    @Argument(help: "The group's name.", completion: Completion.groupName)
     var name: String
 
     func run() {
