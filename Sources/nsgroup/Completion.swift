@@ -3,6 +3,7 @@ import Glibc
 #endif
 import ArgumentParser
 import Client
+import POSIX
 import RPC
 
 /// What the shells complete beyond subcommands and flags. The generated
@@ -87,21 +88,22 @@ enum Completion {
     static func memberCandidates(prefix: String) -> [String] {
         if prefix.hasPrefix("@") {
             let wanted = String(prefix.dropFirst())
-            return databaseNames(open: setgrent, next: { getgrent().map { ($0.pointee.gr_name, $0.pointee.gr_gid) } }, close: endgrent)
-                .filter { $0.hasPrefix(wanted) }.map { "@" + $0 }
+            return databaseNames(userDatabaseFile: "/etc/group").filter { $0.hasPrefix(wanted) }.map { "@" + $0 }
         }
-        return databaseNames(open: setpwent, next: { getpwent().map { ($0.pointee.pw_name, $0.pointee.pw_uid) } }, close: endpwent)
-            .filter { $0.hasPrefix(prefix) }
+        return databaseNames(userDatabaseFile: "/etc/passwd").filter { $0.hasPrefix(prefix) }
     }
 
-    private static func databaseNames(open: () -> Void, next: () -> (UnsafeMutablePointer<CChar>?, UInt32)?,
-                                      close: () -> Void) -> [String] {
-        open()
-        defer { close() }
+    /// The names of /etc/passwd or /etc/group (`name:x:id:…`) with an id in
+    /// the people's range, sorted. The files, not getpwent(3) and getgrent(3):
+    /// the release CLI is linked statically, and static glibc's NSS loads
+    /// modules at run time, which crashes there.
+    static func databaseNames(userDatabaseFile path: String) -> [String] {
+        guard let text = try? ProcFS.readText(path, limit: 16 << 20) else { return [] }
         var names: [String] = []
-        while names.count < maxDatabaseNames, let (name, id) = next() {
-            guard (1000...59999).contains(id), let name else { continue }
-            names.append(String(cString: name))
+        for line in text.split(separator: "\n") where names.count < maxDatabaseNames {
+            let fields = line.split(separator: ":", maxSplits: 3, omittingEmptySubsequences: false)
+            guard fields.count >= 3, !fields[0].isEmpty, let id = UInt32(fields[2]), (1000...59999).contains(id) else { continue }
+            names.append(String(fields[0]))
         }
         return names.sorted()
     }

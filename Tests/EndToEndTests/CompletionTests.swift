@@ -133,6 +133,27 @@ import Testing
         #expect(try bashCompletes(["share", "lab", "roo"], as: alice, socket: supervisor.socketPath) == [])
     }
 
+    /// The release CLI is linked statically, where glibc's getpwent and
+    /// getgrent crash (their NSS modules are loaded at run time): the members
+    /// come from the files, which this checks on the binary users get.
+    @Test func theStaticReleaseCLICompletesMembersAndGroups() throws {
+        let release = try releaseProducts() + "/nsgroup"
+        let supervisor = try TestSupervisor()
+        let alice = try TestUser.alice()
+        try create(supervisor, "lab", as: alice)
+        let environment = ["NSGROUP_SOCKET": supervisor.socketPath]
+        func complete(_ subcommand: String, _ argument: String, _ words: [String]) throws -> [String] {
+            let index = words.count - 1
+            let result = try run(release, ["---completion", subcommand, "--", argument, String(index + 1), String(words[index].count),
+                                           "nsgroup"] + words, as: alice, environment: environment)
+            #expect(result.status == 0 && result.stderr.isEmpty, "\(subcommand) \(words): \(result)")
+            return result.stdout.split(separator: "\n").map(String.init).filter { !$0.isEmpty }.sorted()
+        }
+        #expect(try complete("share", "positional@1", ["share", "lab", "nsg-da"]) == ["nsg-dave"])
+        #expect(try complete("share", "positional@1", ["share", "lab", "@nsg-fri"]) == ["@nsg-friends"])
+        #expect(try complete("enter", "positional@0", ["enter", ""]) == ["lab"])
+    }
+
     /// zsh and fish run the same `---completion` protocol as bash; zsh's
     /// variant ends with a pseudo-candidate " " that its script removes.
     @Test func zshAndFishScriptsUseTheSameCompletions() throws {
