@@ -154,8 +154,37 @@ import Testing
         #expect(try complete("enter", "positional@0", ["enter", ""]) == ["lab"])
     }
 
+    /// fish, interactive in a real terminal, with the generated script: TAB
+    /// completes a group name, namespace kinds and a user.
+    @Test func fishCompletesInATerminal() throws {
+        let supervisor = try TestSupervisor()
+        let alice = try TestUser.alice()
+        try create(supervisor, "lab-one", as: alice)
+        // nsgroup on PATH under its own name, and the script, where alice can read them.
+        let bin = supervisor.directory + "/bin"
+        try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: false)
+        chmod(bin, 0o755)
+        try FileManager.default.createSymbolicLink(atPath: bin + "/nsgroup", withDestinationPath: Products.nsgroup)
+        try script("fish").write(toFile: bin + "/nsgroup.fish", atomically: true, encoding: .utf8)
+        chmod(bin + "/nsgroup.fish", 0o644)
+        let terminal = try Tmux(command: "/usr/bin/setpriv --reuid=\(alice.uid) --regid=\(alice.gid) --init-groups -- "
+                                + "/usr/bin/env -i HOME=/home/nsg-alice TERM=xterm PATH=\(bin):/usr/bin:/bin "
+                                + "NSGROUP_SOCKET=\(supervisor.socketPath) /usr/bin/fish --no-config", width: 160)
+        try terminal.sendKeys("source \(bin)/nsgroup.fish; echo sourced")
+        try terminal.waitFor(line: "sourced")
+        try terminal.sendKeys("nsgroup enter lab-o\t", enter: false)
+        try terminal.waitFor("nsgroup enter lab-one")
+        try terminal.sendKeys("\u{15}nsgroup share lab-one nsg-da\t", enter: false)
+        try terminal.waitFor("nsgroup share lab-one nsg-dave")
+        try terminal.sendKeys("\u{15}nsgroup create x --ns mnt,u\t", enter: false)
+        let screen = try terminal.waitFor("mnt,user")
+        #expect(screen.contains("mnt,uts"), "\(screen)")
+    }
+
     /// zsh and fish run the same `---completion` protocol as bash; zsh's
     /// variant ends with a pseudo-candidate " " that its script removes.
+    /// (fish 3.6 cannot run the script's dynamic completions for
+    /// `complete -C` outside a terminal, hence the terminal above.)
     @Test func zshAndFishScriptsUseTheSameCompletions() throws {
         let supervisor = try TestSupervisor()
         let alice = try TestUser.alice()
