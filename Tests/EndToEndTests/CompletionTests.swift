@@ -154,9 +154,9 @@ import Testing
         #expect(try complete("enter", "positional@0", ["enter", ""]) == ["lab"])
     }
 
-    /// fish, interactive in a real terminal, with the generated script: TAB
-    /// completes a group name, namespace kinds and a user.
-    @Test func fishCompletesInATerminal() throws {
+    /// fish and zsh, interactive in a real terminal, with the generated
+    /// scripts: TAB completes a group name, a user and namespace kinds.
+    @Test(arguments: ["fish", "zsh"]) func completesInATerminal(shell: String) throws {
         let supervisor = try TestSupervisor()
         let alice = try TestUser.alice()
         try create(supervisor, "lab-one", as: alice)
@@ -165,12 +165,14 @@ import Testing
         try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: false)
         chmod(bin, 0o755)
         try FileManager.default.createSymbolicLink(atPath: bin + "/nsgroup", withDestinationPath: Products.nsgroup)
-        try script("fish").write(toFile: bin + "/nsgroup.fish", atomically: true, encoding: .utf8)
-        chmod(bin + "/nsgroup.fish", 0o644)
+        try script(shell).write(toFile: bin + "/nsgroup.\(shell)", atomically: true, encoding: .utf8)
+        chmod(bin + "/nsgroup.\(shell)", 0o644)
+        let start = shell == "fish" ? "/usr/bin/fish --no-config" : "/usr/bin/zsh -f"
         let terminal = try Tmux(command: "/usr/bin/setpriv --reuid=\(alice.uid) --regid=\(alice.gid) --init-groups -- "
                                 + "/usr/bin/env -i HOME=/home/nsg-alice TERM=xterm PATH=\(bin):/usr/bin:/bin "
-                                + "NSGROUP_SOCKET=\(supervisor.socketPath) /usr/bin/fish --no-config", width: 160)
-        try terminal.sendKeys("source \(bin)/nsgroup.fish; echo sourced")
+                                + "NSGROUP_SOCKET=\(supervisor.socketPath) \(start)", width: 160)
+        let load = shell == "fish" ? "" : "autoload -U compinit; compinit -u -D; "
+        try terminal.sendKeys("\(load)source \(bin)/nsgroup.\(shell); echo sourced")
         try terminal.waitFor(line: "sourced")
         try terminal.sendKeys("nsgroup enter lab-o\t", enter: false)
         try terminal.waitFor("nsgroup enter lab-one")
