@@ -17,6 +17,11 @@ SOCKET       ?= /run/nsgroup/nsgroupd.sock
 # SwiftPM's scratch directory: every swift command below uses it, so another
 # checkout of the build (BUILD_DIR=.build-x) never touches .build.
 BUILD_DIR    ?= .build
+# The release build is NOT a plain `swift build -c release`: --static-swift-stdlib
+# links the Swift runtime into nsgroupd and nsgroup-bench too, so that the
+# installed daemon does not need the toolchain's shared libraries. A plain
+# `swift build -c release` must link as well (it is what SwiftPM users run):
+# `make plain-release` checks that, and `make check` runs it (see there).
 RELEASE_FLAGS := -c release --static-swift-stdlib
 RELEASE_BIN   = $(BUILD_DIR)/release
 SWIFT_SCRATCH = --scratch-path $(BUILD_DIR)
@@ -25,16 +30,17 @@ SWIFT_SCRATCH = --scratch-path $(BUILD_DIR)
 VERSION := $(shell sed -n 's/^public let nsgroupVersion = "\(.*\)"$$/\1/p' Sources/RPC/Methods/MethodName.swift)
 
 # Debian packages the build and the tests need (dpkg-dev and lintian: make deb
-# and its test).
+# and its test; zsh and fish: the completion tests load their scripts; file:
+# plain-release).
 APT_PACKAGES := libsystemd-dev pkg-config systemd util-linux iproute2 iputils-ping procps tmux passwd python3 hyperfine \
-                dpkg-dev lintian
+                dpkg-dev lintian zsh fish file
 
 # Unprivileged users the end-to-end tests act as: alice owns groups, bob is a
 # stranger, carol is in the admin group, dave is a member by name, erin by
 # being in the Unix group nsg-friends.
 TEST_USERS := nsg-alice nsg-bob nsg-carol nsg-dave nsg-erin
 
-.PHONY: all deps build release run check test bench journald test-users clean install uninstall deb \
+.PHONY: all deps build release plain-release run check test bench journald test-users clean install uninstall deb \
         fuzz-build fuzz-seeds fuzz fuzz-check
 
 all: build
@@ -55,6 +61,18 @@ build: deps
 
 release: deps
 	$(SWIFT) build $(SWIFT_SCRATCH) $(RELEASE_FLAGS)
+
+# A plain `swift build -c release` of the CLI, the one product whose link
+# options (-static-executable, in Package.swift) once needed the Makefile's
+# --static-swift-stdlib to link. Its own scratch directory, since SwiftPM
+# rebuilds every module when the flags change; only the CLI and what it
+# imports (about a minute, not a second full release build). The other
+# products have no link options of their own beyond -z relro/now.
+PLAIN_BUILD_DIR ?= $(BUILD_DIR)-plain
+plain-release: deps
+	$(SWIFT) build --scratch-path $(PLAIN_BUILD_DIR) -c release --product nsgroup
+	@file -L $(PLAIN_BUILD_DIR)/release/nsgroup | grep -q 'statically linked' || \
+	  { echo "make: a plain release build of nsgroup is not statically linked"; exit 1; }
 
 run: release
 	$(RELEASE_BIN)/nsgroupd --socket $(SOCKET)
@@ -87,7 +105,7 @@ test-users: deps
 
 # The release build comes first: the packaging tests package it (they cannot
 # build it themselves, since `swift test` holds the lock on the build directory).
-check: deps journald test-users release
+check: deps journald test-users release plain-release
 	$(SWIFT) build $(SWIFT_SCRATCH) --build-tests
 	$(SWIFT) test $(SWIFT_SCRATCH)
 	$(MAKE) --no-print-directory fuzz-check
@@ -101,7 +119,7 @@ bench: release test-users
 	$(RELEASE_BIN)/nsgroup-bench all
 
 clean:
-	rm -rf $(BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(PLAIN_BUILD_DIR)
 
 # ---- Fuzzing -----------------------------------------------------------------
 #

@@ -3,12 +3,12 @@ import Glibc
 #endif
 import ArgumentParser
 
-/// enter, latency, enter-throughput, create-throughput, throughput, scale, cycle, codable and refusals
+/// enter, latency, enter-throughput, create-throughput, throughput, scale, cycle, startup, codable and refusals
 /// at their default sizes, then one table.
 struct AllBenchmark: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "all",
-        abstract: "Run enter, latency, enter-throughput, create-throughput, throughput, scale, cycle, codable and refusals, then print one summary table, ratios first.",
+        abstract: "Run enter, latency, enter-throughput, create-throughput, throughput, scale, cycle, startup, codable and refusals, then print one summary table, ratios first.",
         discussion: """
             Each benchmark starts its own private supervisor (unless --socket is given) and \
             prints its own report first. load and soak are correctness runs, not figures: run \
@@ -49,6 +49,7 @@ struct AllBenchmark: ParsableCommand {
             ("throughput", { try ThroughputRun(seconds: quick ? 0.2 : 2, rounds: quick ? 1 : 3, connections: 8, socket: socket).run() }),
             ("scale", { try ScaleRun(requests: quick ? 10 : 200, counts: quick ? [1, 10] : [1, 100, 1000], socket: socket).run() }),
             ("cycle", { try CycleRun(runs: quick ? 3 : 100, warmup: quick ? 1 : 10, user: user, socket: socket).run() }),
+            ("startup", { try StartupRun(runs: quick ? 3 : 500, warmup: quick ? 1 : 50).run() }),
             ("codable", { try CodableRun(rounds: quick ? 1 : 7, sampleMilliseconds: 20, iterations: quick ? 2 : nil).run() }),
             ("refusals", {
                 let outcome = try RefusalFloodRun(requests: quick ? 500 : 10_000, user: user).run()

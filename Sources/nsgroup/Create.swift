@@ -18,7 +18,7 @@ struct Create: ParsableCommand {
     var name: String
 
     @Option(name: .customLong("ns"), help: ArgumentHelp(
-        "Namespace kinds, comma-separated (default: mnt,uts,ipc,pid,net,cgroup).", valueName: "kinds"))
+        "Namespace kinds, comma-separated (default: mnt,uts,ipc,pid,net,cgroup).", valueName: "kinds"), completion: Completion.namespaceKinds)
     var namespaces: String?
 
     @Option(help: ArgumentHelp("Hostname inside the group (needs uts; default: the group's name).", valueName: "name"))
@@ -39,7 +39,7 @@ struct Create: ParsableCommand {
     @Option(name: .customLong("netns-name"), help: ArgumentHelp("Publish the net namespace at /run/netns/NAME for ip netns (needs net; root and admins only).", valueName: "name"))
     var netnsName: String?
 
-    @Option(name: .customLong("member"), help: ArgumentHelp("Let this user (or @group) enter too. Repeatable.", valueName: "user|@group"))
+    @Option(name: .customLong("member"), help: ArgumentHelp("Let this user (or @group) enter too. Repeatable.", valueName: "user|@group"), completion: Completion.member)
     var members: [String] = []
 
     @Option(help: ArgumentHelp("The most memory the group may use: bytes, or a whole number with K, M, G or T (powers of 1024), e.g. 512M.", valueName: "size"),

@@ -19,7 +19,7 @@ struct Destroy: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The groups' names.")
+    @Argument(help: "The groups' names.", completion: Completion.groupName)
     var names: [String] = []
 
     @Flag(help: "Destroy all your groups (root and members of nsgroup-admin: all groups).")

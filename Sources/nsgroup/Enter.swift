@@ -24,7 +24,7 @@ struct Enter: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The group's name.")
+    @Argument(help: "The group's name.", completion: Completion.groupName)
     var name: String
 
     @Flag(name: [.customShort("t"), .customLong("tty")], help: "Use a new terminal inside the group.")

@@ -13,7 +13,7 @@ struct Freeze: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The group's name.")
+    @Argument(help: "The group's name.", completion: Completion.groupName)
     var name: String
 
     @Flag(help: "Print the protocol's result as JSON: {\"name\":…,\"frozen\":true}.")
@@ -33,7 +33,7 @@ struct Thaw: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The group's name.")
+    @Argument(help: "The group's name.", completion: Completion.groupName)
     var name: String
 
     @Flag(help: "Print the protocol's result as JSON: {\"name\":…,\"frozen\":false}.")

@@ -11,7 +11,10 @@ struct GlobalOptions: ParsableArguments {
         "The supervisor's socket (default: $NSGROUP_SOCKET, else /run/nsgroup/nsgroupd.sock).", valueName: "path"))
     var socket: String?
 
-    var socketPath: String {
+    var socketPath: String { Self.socketPath(explicit: socket) }
+
+    /// `explicit` (a --socket value), else $NSGROUP_SOCKET, else the default.
+    static func socketPath(explicit socket: String?) -> String {
         if let socket { return socket }
         if let fromEnvironment = getenv("NSGROUP_SOCKET"), fromEnvironment.pointee != 0 {
             return String(cString: fromEnvironment)

@@ -10,7 +10,7 @@ struct Inspect: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The groups' names.")
+    @Argument(help: "The groups' names.", completion: Completion.groupName)
     var names: [String]
 
     @Flag(help: "Print the protocol's result as JSON (an array of them for several names).")

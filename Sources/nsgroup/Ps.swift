@@ -14,7 +14,7 @@ struct Ps: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The group's name.")
+    @Argument(help: "The group's name.", completion: Completion.groupName)
     var name: String
 
     @Flag(help: "Print the protocol's result as JSON.")

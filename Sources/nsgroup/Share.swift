@@ -10,10 +10,10 @@ struct Share: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The group's name.")
+    @Argument(help: "The group's name.", completion: Completion.groupName)
     var name: String
 
-    @Argument(help: ArgumentHelp("Users and @groups to add.", valueName: "user|@group"))
+    @Argument(help: ArgumentHelp("Users and @groups to add.", valueName: "user|@group"), completion: Completion.member)
     var members: [String]
 
     @Flag(help: "Print the protocol's result (the group, as inspect --json shows it) as JSON.")
@@ -32,10 +32,10 @@ struct Unshare: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "The group's name.")
+    @Argument(help: "The group's name.", completion: Completion.groupName)
     var name: String
 
-    @Argument(help: ArgumentHelp("Users and @groups to remove.", valueName: "user|@group"))
+    @Argument(help: ArgumentHelp("Users and @groups to remove.", valueName: "user|@group"), completion: Completion.member)
     var members: [String]
 
     @Flag(help: "Print the protocol's result (the group, as inspect --json shows it) as JSON.")

@@ -518,12 +518,12 @@ struct PackageUnderTest: Sendable {
 }
 
 /// SwiftPM's scratch directory these tests were built in (…/.build-x/<triple>/debug/ → …/.build-x).
-private var scratchPath: String {
+var scratchPath: String {
     ((Products.directory as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent
 }
 
 /// The release products beside the debug ones, current with the sources.
-private func releaseProducts() throws -> String {
+func releaseProducts() throws -> String {
     let release = scratchPath + "/release"
     for program in ["nsgroupd", "nsgroup", "nsgroup-holder"] where !FileManager.default.isExecutableFile(atPath: release + "/" + program) {
         throw HarnessError("no release build in \(release): run `make check` (it builds one first), or `make release BUILD_DIR=\(scratchPath)`")
