@@ -142,7 +142,7 @@ struct Enter: ParsableCommand {
         }
         while true {
             do throws(ClientError) {
-                if let exited = try takeExited(client, session: session.session, wait: false) {
+                if let exited = try Self.takeExited(client, session: session.session, wait: false) {
                     return finish(exited)
                 }
                 var fds = [pollfd(fd: client.descriptor, events: Int16(POLLIN), revents: 0),
@@ -168,7 +168,7 @@ struct Enter: ParsableCommand {
                     }
                     continue
                 }
-                if fds[0].revents != 0, let exited = try takeExited(client, session: session.session, wait: true) {
+                if fds[0].revents != 0, let exited = try Self.takeExited(client, session: session.session, wait: true) {
                     return finish(exited)
                 }
             } catch .disconnected {
@@ -206,7 +206,10 @@ struct Enter: ParsableCommand {
 
     /// The status to exit with; an unknown one (a session an earlier
     /// supervisor started) is said so and reported as 125.
-    private func report(_ exited: ExitedNotification) -> Int32 {
+    private func report(_ exited: ExitedNotification) -> Int32 { Self.report(exited, group: name) }
+
+    /// The same for a session in group `name` (cp's sessions too).
+    static func report(_ exited: ExitedNotification, group name: String) -> Int32 {
         // The session went down with its group: nsgroup ended it, not the command.
         switch exited.endedBy {
         case .destroy?:
@@ -252,7 +255,7 @@ struct Enter: ParsableCommand {
         // the session does not glue itself to its last prompt.
         var atLineStart = true
         while result == nil {
-            if connected, let exited = try takeExited(client, session: session.session, wait: false) {
+            if connected, let exited = try Self.takeExited(client, session: session.session, wait: false) {
                 result = exited
                 break
             }
@@ -293,7 +296,7 @@ struct Enter: ParsableCommand {
             }
             if fds[2].revents != 0 {
                 do {
-                    if let exited = try takeExited(client, session: session.session, wait: true) { result = exited }
+                    if let exited = try Self.takeExited(client, session: session.session, wait: true) { result = exited }
                 } catch .disconnected {
                     connected = false
                 }
@@ -312,7 +315,7 @@ struct Enter: ParsableCommand {
         case .ended(let status)?:
             return status
         case .attached(let reconnected)?:
-            if let exited = try? takeExited(reconnected, session: session.session, wait: true) { return report(exited) }
+            if let exited = try? Self.takeExited(reconnected, session: session.session, wait: true) { return report(exited) }
             printError("lost the connection to nsgroupd; the session's exit status is unknown", reason: CLIReason.disconnected)
             return ExitStatus.failure
         case nil:
@@ -337,7 +340,7 @@ struct Enter: ParsableCommand {
 
     /// The `exited` notification for our session, if one is buffered (or,
     /// with `wait`, the next message is one).
-    private func takeExited(_ client: RPCClient, session: UInt64, wait: Bool) throws(ClientError) -> ExitedNotification? {
+    static func takeExited(_ client: RPCClient, session: UInt64, wait: Bool) throws(ClientError) -> ExitedNotification? {
         guard wait || client.hasBufferedInput else { return nil }
         guard let (method, params) = try client.nextNotification() else { throw .disconnected }
         guard method == NotificationName.exited.rawValue, let exited = try? ExitedNotification(json: params),

@@ -14,7 +14,7 @@ struct NSGroup: ParsableCommand {
             user who created them and outlive any shell.
             """,
         version: nsgroupVersion,
-        subcommands: [Create.self, List.self, Inspect.self, Ps.self, Enter.self, Exec.self, Share.self, Unshare.self, Freeze.self,
+        subcommands: [Create.self, List.self, Inspect.self, Ps.self, Enter.self, Exec.self, Copy.self, Share.self, Unshare.self, Freeze.self,
                       Thaw.self, Destroy.self, Events.self, Version.self])
 
     // Declared here too so that `nsgroup --socket PATH list` works as well as
