@@ -151,7 +151,7 @@ struct Copy: ParsableCommand {
         let probed = inside.probe([to, Self.join(to, sourceName), Self.parent(of: to)])
         let target = Self.target(destination: to, label: "\(group):", kind: probed[0], entryKind: probed[1],
                                  parentKind: probed[2], sourceName: sourceName, sourceIsDirectory: sourceKind == .directory || (sourceName == "." && sourceKind.isDirectory))
-        let local = ["tar", "-c", "-f", "-", "-C", sourceDirectory] + Self.renaming(sourceName, to: target.name) + ["--", sourceName]
+        let local = ["tar", "-c", "-f", "-", "--no-unquote", "-C", sourceDirectory] + Self.renaming(sourceName, to: target.name) + ["--", sourceName]
         let remote = ["tar", "-x", "-f", "-", "-p", "--no-same-owner", "-C", target.directory]
         inside.transfer(remote: remote, local: local, direction: .intoGroup)
     }
@@ -164,12 +164,12 @@ struct Copy: ParsableCommand {
         let target = Self.target(destination: to, label: "", kind: Self.localKind(to), entryKind: Self.localKind(Self.join(to, sourceName)),
                                  parentKind: Self.localKind(Self.parent(of: to)), sourceName: sourceName,
                                  sourceIsDirectory: sourceKind == .directory || (sourceName == "." && sourceKind.isDirectory))
-        let remote = ["tar", "-c", "-f", "-", "-C", sourceDirectory, "--", sourceName]
+        let remote = ["tar", "-c", "-f", "-"] + Self.literally(sourceName) + ["-C", sourceDirectory, "--", sourceName]
         // The archive comes from a tar the group's owner may have replaced: extract only
         // the name asked for. Root keeps no set-user-ID or set-group-ID bits from it
         // (--no-same-permissions, with a umask of 0 so the other bits stay).
         let permissions = getuid() == 0 ? "--no-same-permissions" : "-p"
-        let local = ["tar", "-x", "-f", "-", "--no-same-owner", permissions, "--no-wildcards", "-C", target.directory]
+        let local = ["tar", "-x", "-f", "-", "--no-unquote", "--no-same-owner", permissions, "--no-wildcards", "-C", target.directory]
             + Self.renaming(sourceName, to: target.name) + ["--", sourceName]
         inside.transfer(remote: remote, local: local, direction: .outOfGroup)
     }
@@ -229,6 +229,13 @@ struct Copy: ParsableCommand {
         case EACCES, EPERM: return "permission_denied"
         default: return CLIReason.failed
         }
+    }
+
+    /// GNU tar reads backslash escapes in the names it is given (`\\1` is byte 1) unless
+    /// told not to; only GNU tar knows `--no-unquote`, so the group's tar gets it only
+    /// for a name with a backslash.
+    static func literally(_ name: String) -> [String] {
+        name.contains("\\") ? ["--no-unquote"] : []
     }
 
     /// GNU tar options that rename the archived `from` (and everything below it) to
