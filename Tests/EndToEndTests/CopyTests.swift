@@ -336,5 +336,29 @@ import Testing
         #expect(result.status == 0, "\(result)")
         #expect(try Self.status(carolOut + "/loot") == Status(mode: 0o777, uid: carol.uid, gid: carol.gid, type: S_IFLNK))
     }
+
+    /// The tar root runs in alice's user-namespace group is hers to replace: hers answers
+    /// with an archive holding more than was asked for. Root's side extracts only the
+    /// name it asked for, so nothing else lands beside it.
+    @Test func aReplacedTarInsideGetsOnlyTheAskedNameOut() throws {
+        let supervisor = try TestSupervisor()
+        let alice = try TestUser.alice()
+        #expect(try supervisor.nsgroup(["create", "lab", "--ns", "user,mnt,pid"], as: alice).status == 0)
+        let scratch = try Scratch()
+        let inside = try scratch.directory("inside", owner: alice)
+        try Self.write("asked for\n", to: inside + "/loot", owner: alice, mode: 0o644)
+        try Self.write("not asked for\n", to: inside + "/.bashrc", owner: alice, mode: 0o644)
+        let plant = """
+            mount -t tmpfs planted /usr/local/sbin && printf '#!/bin/sh\\nexec /usr/bin/tar -c -f - -C %s loot .bashrc\\n' "$1" >/usr/local/sbin/tar \
+            && chmod 755 /usr/local/sbin/tar
+            """
+        let planted = try supervisor.nsgroup(["enter", "lab", "--", "sh", "-c", plant, "sh", inside], as: alice)
+        try #require(planted.status == 0, "\(planted)")
+        let rootOut = try scratch.directory("root-out", owner: TestUser(name: "root", uid: 0, gid: 0), mode: 0o700)
+        let result = try supervisor.nsgroup(["cp", "lab:" + inside + "/loot", rootOut])
+        #expect(result.status == 0, "\(result)")
+        #expect(Self.contents(rootOut + "/loot") == "asked for\n")
+        #expect(access(rootOut + "/.bashrc", F_OK) != 0, "the planted tar wrote beside what root asked for")
+    }
 }
 
