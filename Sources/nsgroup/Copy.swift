@@ -22,11 +22,11 @@ struct Copy: ParsableCommand {
             relative PATH starts from where enter starts (your home inside, else /). \
             As with cp -a: a directory is copied with everything in it, and modes, times \
             and symbolic links (as links, never followed) are kept; what is created belongs \
-            to whoever the copying side runs as. An existing directory DST receives \
-            SRC under its own name; any other DST is the copy's new name, in a directory \
-            that must exist. A file replaces a file; a directory merges into a directory; \
-            a directory never replaces a file nor a file a directory. SRC ending in /. \
-            copies a directory's contents. Root copying out does not keep set-user-ID and \
+            to whoever the copying side runs as. A destination that is an existing \
+            directory receives the source under its own name; any other destination is \
+            the copy's new name, in a directory that must exist. A file replaces a file; \
+            a directory merges into a directory; a directory never replaces a file nor a \
+            file a directory. A source ending in /. copies a directory's contents. Root copying out does not keep set-user-ID and \
             set-group-ID bits. Exit status: 0 when everything was copied, 64 for a usage \
             error, 125 for anything else.
             """)
@@ -40,12 +40,11 @@ struct Copy: ParsableCommand {
     @Flag(help: "Report errors as JSON on stderr.")
     var json = false
 
-    @Argument(help: ArgumentHelp("What to copy: a local path, or NAME:PATH in group NAME.", valueName: "source"),
-              completion: Completion.groupName)
+    // No group-name completion: the shell's own completion of local paths matters more here.
+    @Argument(help: ArgumentHelp("What to copy: a local path, or NAME:PATH in group NAME.", valueName: "source"))
     var source: String
 
-    @Argument(help: ArgumentHelp("Where to copy it: NAME:PATH in group NAME, or a local path.", valueName: "destination"),
-              completion: Completion.groupName)
+    @Argument(help: ArgumentHelp("Where to copy it: NAME:PATH in group NAME, or a local path.", valueName: "destination"))
     var destination: String
 
     /// One side of a copy.
