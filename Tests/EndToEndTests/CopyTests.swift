@@ -360,5 +360,45 @@ import Testing
         #expect(Self.contents(rootOut + "/loot") == "asked for\n")
         #expect(access(rootOut + "/.bashrc", F_OK) != 0, "the planted tar wrote beside what root asked for")
     }
+
+    /// The classic attack on a privileged copy out (docker cp's CVEs): the archive the
+    /// owner's tar sends names the asked-for path first as a symlink to a directory of
+    /// root's, then a file below it, or climbs out with `..`. Root's extraction must
+    /// write nothing outside the destination.
+    @Test func aCraftedArchiveCannotWriteThroughALinkOrClimbOut() throws {
+        let supervisor = try TestSupervisor()
+        let alice = try TestUser.alice()
+        #expect(try supervisor.nsgroup(["create", "lab", "--ns", "user,mnt,pid"], as: alice).status == 0)
+        let scratch = try Scratch()
+        let root = TestUser(name: "root", uid: 0, gid: 0)
+        let victim = try scratch.directory("victim", owner: root, mode: 0o700)
+        let inside = try scratch.directory("inside", owner: alice)
+        try Self.write("real\n", to: inside + "/loot", owner: alice, mode: 0o644)
+        let archive = inside + "/crafted.tar"
+        let craft = """
+            import io, sys, tarfile
+            archive, victim = sys.argv[1], sys.argv[2]
+            with tarfile.open(archive, "w", format=tarfile.GNU_FORMAT) as t:
+                link = tarfile.TarInfo("loot"); link.type = tarfile.SYMTYPE; link.linkname = victim; t.addfile(link)
+                for name in ["loot/pwned", "loot/../../pwned-up", "../pwned-up"]:
+                    data = b"pwned\\n"; info = tarfile.TarInfo(name); info.size = len(data); t.addfile(info, io.BytesIO(data))
+            """
+        let crafted = try run("/usr/bin/python3", ["-c", craft, archive, victim])
+        try #require(crafted.status == 0, "\(crafted.stderr)")
+        chown(archive, alice.uid, alice.gid)
+        let plant = """
+            mount -t tmpfs planted /usr/local/sbin && printf '#!/bin/sh\\nexec cat %s\\n' "$1" >/usr/local/sbin/tar \
+            && chmod 755 /usr/local/sbin/tar
+            """
+        let planted = try supervisor.nsgroup(["enter", "lab", "--", "sh", "-c", plant, "sh", archive], as: alice)
+        try #require(planted.status == 0, "\(planted)")
+        let rootOut = try scratch.directory("root-out", owner: root, mode: 0o700)
+        for destination in [rootOut, rootOut + "/renamed"] {
+            _ = try supervisor.nsgroup(["cp", "lab:" + inside + "/loot", destination])
+            #expect(access(victim + "/pwned", F_OK) != 0, "root's copy out wrote through the archive's link into \(victim)")
+            #expect(access(scratch.path + "/pwned-up", F_OK) != 0 && access(rootOut + "/../pwned-up", F_OK) != 0,
+                    "root's copy out climbed out of \(destination)")
+        }
+    }
 }
 
