@@ -147,6 +147,22 @@ import Testing
         #expect(text.stdout.contains("Private home: \(base)/home bound on the owner's home\n"), "\(text.stdout)")
     }
 
+    /// The request record names the private mounts asked for, the directory included.
+    @Test func theRequestRecordNamesThePrivateMounts() throws {
+        try JournalTests.requireJournald()
+        let supervisor = try TestSupervisor()
+        let alice = try TestUser.alice()
+        let base = try AttackTests.spawnAttackDirectory()
+        defer { Directory.removeTree(base) }
+        try AttackTests.makeDirectory(base + "/home", mode: 0o755, owner: alice)
+        let created = try supervisor.nsgroup(["create", "audited", "--private-tmp", "--home", base + "/home"], as: alice)
+        try #require(created.status == 0, "\(created.stderr)")
+        let record = try JournalTests().one(supervisor, "requestAccepted", ["NSGROUP_OPERATION=create", "NSGROUP_NAME=audited"])
+        #expect(record["NSGROUP_PRIVATE_TMP"] == "1")
+        #expect(record["NSGROUP_PRIVATE_HOME"] == nil)
+        #expect(record["NSGROUP_HOME"] == base + "/home")
+    }
+
     /// `--home` is looked up with the caller's rights, without symlinks, and must be the
     /// caller's: another user's directory, a link to one's own and anything below a directory
     /// the caller may not search are refused; below such a directory, the same error whether
