@@ -177,6 +177,7 @@ import Testing
         try AttackTests.makeDirectory(base + "/bob", mode: 0o755, owner: bob)
         try AttackTests.makeDirectory(base + "/bob-private", mode: 0o700, owner: bob)
         try AttackTests.makeDirectory(base + "/bob-private/present", mode: 0o755, owner: alice)
+        try AttackTests.makeDirectory(base + "/bob-private/bobs", mode: 0o755, owner: bob)
         try AttackTests.makeDirectory(base + "/alice", mode: 0o755, owner: alice)
         try #require(symlink(base + "/alice", base + "/link") == 0)
         let kinds = userNamespace ? ["--ns", "user,mnt,pid"] : []
@@ -199,6 +200,8 @@ import Testing
         let absent = try refusal(base + "/bob-private/absent")
         #expect(present.contains("Permission denied"), "\(present)")
         #expect(present.replacing("present", with: "X") == absent.replacing("absent", with: "X"), "\(present) / \(absent)")
+        let bobs = try refusal(base + "/bob-private/bobs")
+        #expect(bobs.replacing("bobs", with: "X") == absent.replacing("absent", with: "X"), "\(bobs) / \(absent)")
         // Her own directory is fine (the refusals above were not about the group).
         let own = try supervisor.nsgroup(["create", "own", "--home", base + "/alice"] + kinds, as: alice)
         #expect(own.status == 0, "\(own.stderr)")
