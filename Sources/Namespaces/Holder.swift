@@ -23,11 +23,16 @@ public struct BindMount: Sendable, Hashable {
     public var source: String
     public var target: String
     public var readOnly: Bool
+    /// A bind of the caller's own (create's "home"): both ends are looked up with
+    /// the caller's rights (`resolveAs`) and must be directories this uid owns, as
+    /// the holder sees ids (0 in a user namespace, where the owner is root).
+    public var owner: uid_t?
 
-    public init(source: String, target: String, readOnly: Bool) {
+    public init(source: String, target: String, readOnly: Bool, owner: uid_t? = nil) {
         self.source = source
         self.target = target
         self.readOnly = readOnly
+        self.owner = owner
     }
 }
 
@@ -99,6 +104,9 @@ public struct HolderSpec: Sendable {
     /// Look tmpfs targets up as this caller (`--resolve-as`); nil: as the holder
     /// (root, or root of the group's user namespace).
     public var resolveAs: ResolveCredentials?
+    /// Paths of `tmpfs` on directories everyone shares (create's privateTmp: /tmp,
+    /// /var/tmp): looked up as the holder, never as the caller, with no owner check.
+    public var sharedTmpfs: Set<String> = []
 
     public init(name: String, namespaces: Set<NamespaceKind>, hostname: String? = nil,
                 tmpfs: [TmpfsMount] = [], binds: [BindMount] = [], ttyGroup: gid_t = 5,
@@ -126,13 +134,19 @@ public struct HolderSpec: Sendable {
         // The tty group may not be mapped in a user namespace of the group's own.
         if mnt { args += ["--devpts", user ? "-" : String(ttyGroup)] }
         if mnt {
-            for bind in binds { args += ["--bind", bind.source, bind.target, bind.readOnly ? "ro" : "rw"] }
-            if let resolveAs, !tmpfs.isEmpty {
+            for bind in binds {
+                if let owner = bind.owner {
+                    args += ["--own-bind", bind.source, bind.target, String(owner)]
+                } else {
+                    args += ["--bind", bind.source, bind.target, bind.readOnly ? "ro" : "rw"]
+                }
+            }
+            if let resolveAs, !tmpfs.isEmpty || binds.contains(where: { $0.owner != nil }) {
                 args += ["--resolve-as", String(resolveAs.uid), String(resolveAs.gid),
                          resolveAs.groups.isEmpty ? "-" : resolveAs.groups.map(String.init).joined(separator: ",")]
                 if resolveAs.requireOwner { args.append("--require-owner") }
             }
-            for mount in tmpfs { args += ["--tmpfs", mount.path, mount.options] }
+            for mount in tmpfs { args += [sharedTmpfs.contains(mount.path) ? "--shared-tmpfs" : "--tmpfs", mount.path, mount.options] }
         }
         if namespaces.contains(.net) { args.append("--loopback") }
         return args

@@ -103,6 +103,8 @@ extension SpawnError {
         /// Setting a resource limit, by its number (see `resourceNames`).
         case setResourceLimit(Int)
         case tmpfsTargetNotOwned(path: String)
+        /// A home bind (create's "home") whose source or target is not the caller's.
+        case bindNotOwned(source: String, target: String)
         /// Joining a cgroup by writing to its cgroup.procs (index: which one).
         case joinCgroup(Int)
         case unshareCgroup
@@ -165,6 +167,7 @@ extension SpawnError {
             case .setResourceLimit(let index):
                 "prlimit(\(SpawnError.resourceNames.indices.contains(index) ? SpawnError.resourceNames[index] : "resource \(index)"))"
             case .tmpfsTargetNotOwned(let path): "tmpfs target \(path) is not the caller's"
+            case .bindNotOwned(let source, let target): "bind \(source) onto \(target): not both directories of the caller's"
             case .joinCgroup(let index): "write(cgroup.procs #\(index))"
             case .unshareCgroup: "unshare(CLONE_NEWCGROUP)"
             case .stage(let number): "stage \(number)"
@@ -216,6 +219,7 @@ extension SpawnError {
         case NS_STAGE_RESOLVE_AS: step = .resolveAs(path: item(tmpfs))
         case NS_STAGE_RLIMIT: step = .setResourceLimit(index)
         case NS_STAGE_TMPFS_NOT_OWNED: step = .tmpfsTargetNotOwned(path: item(tmpfs))
+        case NS_STAGE_BIND_NOT_OWNED: step = .bindNotOwned(source: item(bindSources), target: item(binds))
         case NS_STAGE_OPEN_PTY: step = .openPtmx
         case NS_STAGE_CGROUP_JOIN: step = .joinCgroup(index)
         case NS_STAGE_UNSHARE_CGROUP: step = .unshareCgroup

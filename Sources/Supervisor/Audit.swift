@@ -69,7 +69,8 @@ enum AuditField {
     /// What a request asked (RequestFields), each in a field of its own.
     /// create: the namespace kinds as asked ("default" when not given), the hostname, each
     /// tmpfs and bind as asked (repeated), each member as asked (repeated), the clock offsets,
-    /// the net namespace's published name, the limits as asked, the lifetime and idle time.
+    /// the net namespace's published name, the limits as asked, the lifetime and idle time,
+    /// privateTmp and privateHome ("1" when asked for) and the home directory to bind.
     static let namespacesRequested = "NSGROUP_NAMESPACES_REQUESTED"
     static let hostname = "NSGROUP_HOSTNAME"
     static let tmpfs = "NSGROUP_TMPFS"
@@ -81,6 +82,9 @@ enum AuditField {
     static let limitsRequested = "NSGROUP_LIMITS_REQUESTED"
     static let lifetime = "NSGROUP_LIFETIME"
     static let idle = "NSGROUP_IDLE"
+    static let privateTmp = "NSGROUP_PRIVATE_TMP"
+    static let privateHome = "NSGROUP_PRIVATE_HOME"
+    static let home = "NSGROUP_HOME"
     /// enter: the number of arguments, whether NSGROUP_ARGV was cut, the directory asked for,
     /// the names (never the values) of the environment variables asked for (repeated), `pty`
     /// or `stdio`, and trustOwner when sent.

@@ -46,7 +46,8 @@ final class CreateHandler {
         let hostname = try Self.hostname(params.hostname, kinds: kinds, name: params.name)
         let requestedTmpfs = try Self.tmpfsMounts(params.tmpfs, kinds: kinds)
         let binds = try Self.bindMounts(params.binds, kinds: kinds)
-        try Self.distinctTargets(binds: binds, tmpfs: requestedTmpfs)
+        let home = try privateMounts(params, kinds: kinds, caller: context.caller, home: context.identity.entry?.home)
+        try Self.distinctTargets(binds: home.binds + binds, tmpfs: home.tmpfs + requestedTmpfs)
         let members = try Member.resolve(params.members, method: "create", names: context.names)
         if !members.isEmpty { RequestFields.memberFields(members, added: true, into: context.details) }
         RequestFields.membersAfter(members, into: context.details)
@@ -57,7 +58,8 @@ final class CreateHandler {
         // held to them, as to the other per-user limits), and its defaults for the rest.
         let limits = try policy.resolve(params.limits, holdingToMaxima: context.caller.uid != 0)
         context.details.fields[AuditField.limits] = limits.auditText
-        let tmpfs = try checkTmpfsPolicy(requestedTmpfs, caller: context.caller, home: context.identity.entry?.home, kinds: kinds)
+        let tmpfs = try checkTmpfsPolicy(requestedTmpfs, privateMounts: home.tmpfs, caller: context.caller,
+                                         home: context.identity.entry?.home, kinds: kinds)
         if (!binds.isEmpty || netnsName != nil) && !policy.isAdmin(context.caller) {
             throw RPCError(.permissionDenied, binds.isEmpty
                 ? "create: publishing a net namespace in /run/netns is for \(Policy.listed(policy.admins)): the names are the host's"
@@ -68,13 +70,16 @@ final class CreateHandler {
         }
         let userMaps = kinds.contains(.user) ? SubordinateIDs.maps(for: context.caller, name: context.identity.entry?.name) : nil
 
-        // Without a user namespace the holder is host root: each tmpfs belongs to the owner.
+        // Without a user namespace the holder is host root: each tmpfs belongs to the owner,
+        // but for a private /tmp and /var/tmp, which are root's as the host's are.
         let owned = kinds.contains(.user) ? tmpfs : tmpfs.map {
-            TmpfsMount(path: $0.path, options: $0.options + ",uid=\(context.caller.uid),gid=\(context.caller.gid)")
+            home.shared.contains($0.path) ? $0
+                : TmpfsMount(path: $0.path, options: $0.options + ",uid=\(context.caller.uid),gid=\(context.caller.gid)")
         }
-        var spec = HolderSpec(name: params.name, namespaces: kinds, hostname: hostname, tmpfs: owned, binds: binds,
+        var spec = HolderSpec(name: params.name, namespaces: kinds, hostname: hostname, tmpfs: owned, binds: home.binds + binds,
                               ttyGroup: ttyGroup, userMaps: userMaps,
                               monotonicOffset: offsets.monotonic, boottimeOffset: offsets.boottime)
+        spec.sharedTmpfs = home.shared
         // Without a user namespace the holder is root: tmpfs targets are looked up as the caller,
         // and everyone enters as themselves, so someone who is not an admin may only hide a
         // directory of their own (README, "Who can run what"). Admins may cover any directory.
@@ -119,6 +124,9 @@ final class CreateHandler {
             record.expires = record.created + lifetime
         }
         record.idle = params.idle
+        record.privateTmp = params.privateTmp
+        record.privateHome = params.privateHome || params.home != nil
+        record.home = params.home
         // This instance's id, in its state file and every record about it.
         record.groupID = RandomID.make()
         let pending = Pending(launch: launch, record: record, caller: context.caller, completion: context.later(),
@@ -258,6 +266,38 @@ final class CreateHandler {
                      ])
     }
 
+    /// The mounts of privateTmp, privateHome and home (README, "create"): tmpfs mounts on /tmp
+    /// and /var/tmp (`shared`: looked up as the holder, root's, 1777; for all but root each
+    /// half of limits.tmpfs-size, so that the two cost one mount), then a tmpfs of the
+    /// caller's (0700) on their home as the user database has it, or instead `home` bound
+    /// there, both ends looked up as the caller and owned by the caller (uid 0 inside a user
+    /// namespace of the group's own, where the owner is root).
+    func privateMounts(_ params: CreateParams, kinds: Set<NamespaceKind>, caller: PeerCredentials,
+                       home: String?) throws(RPCError) -> (tmpfs: [TmpfsMount], binds: [BindMount], shared: Set<String>) {
+        var tmpfs: [TmpfsMount] = []
+        var binds: [BindMount] = []
+        for (asked, member) in [(params.privateTmp, "privateTmp"), (params.privateHome, "privateHome"), (params.home != nil, "home")]
+        where asked && !kinds.contains(.mnt) {
+            throw .invalidParams("create: \"\(member)\" needs a mnt namespace")
+        }
+        let shared = params.privateTmp ? ["/tmp", "/var/tmp"] : []
+        let size = caller.uid == 0 ? "" : ",size=\(ByteSize.format(max(policy.tmpfsSize / 2, 1)))"
+        tmpfs += shared.map { TmpfsMount(path: $0, options: "mode=1777" + size) }
+        if params.privateHome || params.home != nil {
+            guard let home, HolderSpec.isValidMountPath(home) else {
+                let shown = JSONValue.string(String((home ?? "").prefix(256))).serialized()
+                throw .invalidParams("create: \"\(params.home == nil ? "privateHome" : "home")\" needs a home directory: the user database gives uid \(caller.uid) the home \(shown), not an absolute, normalised path other than /")
+            }
+            if let source = params.home {
+                guard HolderSpec.isValidMountPath(source) else { throw Self.badPath(source, "home") }
+                binds.append(BindMount(source: source, target: home, readOnly: false, owner: kinds.contains(.user) ? 0 : caller.uid))
+            } else {
+                tmpfs.append(TmpfsMount(path: home, options: "mode=0700"))
+            }
+        }
+        return (tmpfs, binds, Set(shared))
+    }
+
     /// The create rule, the allowed namespace kinds and the group limits.
     /// Root and admins pass the first two; per-user limits bind all but root;
     /// the global limit binds everyone.
@@ -295,8 +335,12 @@ final class CreateHandler {
     /// where it opens the target as the caller: `--require-owner`). Sizes are bounded per mount (limits.tmpfs-size; a mount that names
     /// none gets that size) and per person over all their groups (limits.tmpfs-per-user); root
     /// is not bound, as with the other per-user limits. Returns the mounts with their sizes.
-    func checkTmpfsPolicy(_ mounts: [TmpfsMount], caller: PeerCredentials, home: String?, kinds: Set<NamespaceKind>) throws(RPCError) -> [TmpfsMount] {
-        guard !mounts.isEmpty else { return [] }
+    /// `privateMounts` (a private /tmp, /var/tmp and home) are not held to tmpfs-paths
+    /// (they cover only what is everyone's scratch or the caller's own) but are sized and
+    /// counted as the others, and come first.
+    func checkTmpfsPolicy(_ mounts: [TmpfsMount], privateMounts: [TmpfsMount] = [], caller: PeerCredentials, home: String?,
+                          kinds: Set<NamespaceKind>) throws(RPCError) -> [TmpfsMount] {
+        guard !mounts.isEmpty || !privateMounts.isEmpty else { return [] }
         if !kinds.contains(.user) && !policy.isAdmin(caller) {
             for mount in mounts where !policy.tmpfsPaths.contains(where: { $0.admits(mount.path, home: home) }) {
                 if policy.tmpfsPaths.isEmpty {
@@ -305,10 +349,10 @@ final class CreateHandler {
                 throw RPCError(.permissionDenied, "create: a tmpfs on \(JSONValue.string(mount.path).serialized()) is not allowed: without a user namespace tmpfs mounts go only at or below \(policy.tmpfsPaths.map(\.description).joined(separator: ", ")) (access.tmpfs-paths), where no one else's programs live")
             }
         }
-        guard caller.uid != 0 else { return mounts }
+        guard caller.uid != 0 else { return privateMounts + mounts }
         var sized: [TmpfsMount] = []
         var total: UInt64 = 0
-        for mount in mounts {
+        for mount in privateMounts + mounts {
             guard let asked = mount.size, let bytes = Self.tmpfsBytes(asked) else {
                 sized.append(TmpfsMount(path: mount.path, options: mount.options + ",size=\(ByteSize.format(policy.tmpfsSize))"))
                 total += policy.tmpfsSize

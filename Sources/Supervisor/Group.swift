@@ -131,6 +131,11 @@ package struct GroupRecord: Sendable, Equatable {
     /// This instance's random 128-bit id (RandomID), made at create; nil only in a record
     /// an earlier version wrote, until the group is taken back.
     package var groupID: String?
+    /// Created with private /tmp and /var/tmp, and with a private home (its tmpfs in
+    /// `tmpfs`), or with `home` (a directory of the owner's) bound onto the owner's home.
+    package var privateTmp = false
+    package var privateHome = false
+    package var home: String?
 
     package var kinds: Set<NamespaceKind> { Set(namespaces.map(\.kind)) }
 
@@ -208,6 +213,9 @@ extension GroupInfo {
         info.lifetime = record.lifetime
         info.expires = record.expires.map { Timestamp.format(secondsSinceEpoch: $0) }
         info.idle = record.idle
+        info.privateTmp = record.privateTmp
+        info.privateHome = record.privateHome
+        info.home = record.home
         return info
     }
 }

@@ -38,6 +38,9 @@ enum RequestFields {
             details.fields[AuditField.limitsRequested] = params.limits.auditText
             if let lifetime = params.lifetime { details.fields[AuditField.lifetime] = String(lifetime) }
             if let idle = params.idle { details.fields[AuditField.idle] = String(idle) }
+            if params.privateTmp { details.fields[AuditField.privateTmp] = "1" }
+            if params.privateHome { details.fields[AuditField.privateHome] = "1" }
+            if let home = params.home { value(AuditField.home, home, into: details) }
         case .enter(let params):
             if let argv = params.argv { argvFields(argv, into: details) }
             if let cwd = params.cwd { value(AuditField.cwd, cwd, into: details) }

@@ -268,6 +268,9 @@ package enum StateCodec {
         }
         if let idle = r.idle { o["idle"] = .number(JSONNumber(idle)) }
         if let groupID = r.groupID { o["groupID"] = .string(groupID) }
+        if r.privateTmp { o["privateTmp"] = .bool(true) }
+        if r.privateHome { o["privateHome"] = .bool(true) }
+        if let home = r.home { o["home"] = .string(home) }
         // The file is rewritten on every session change: each session's argv
         // is kept cut as events carry it (EventNotification.truncated), so a
         // group with many sessions of long commands still has a small file.
@@ -451,6 +454,18 @@ extension StateCodec {
         }
         if o["idle"] != nil { record.idle = try integer("idle", durations) }
         record.groupID = try randomID("groupID", in: o)
+        for key in ["privateTmp", "privateHome"] {
+            guard let flag = o[key] else { continue }
+            guard flag == .bool(true) else { throw malformed("\"\(key)\" is \(String(flag.serialized().prefix(64))), not true") }
+        }
+        record.privateTmp = o["privateTmp"] != nil
+        record.privateHome = o["privateHome"] != nil
+        if let home = o["home"] {
+            guard let path = home.stringValue, HolderSpec.isValidMountPath(path) else {
+                throw malformed("\"home\" is \(String(home.serialized().prefix(64))), not a mount path")
+            }
+            record.home = path
+        }
         return record
     }
 }

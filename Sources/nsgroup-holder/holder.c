@@ -11,7 +11,8 @@
  *   nsgroup-holder NAME [--wait] [--time-offsets MONOTONIC BOOTTIME]
  *                  [--propagation] [--hostname NAME] [--proc] [--devpts GID|-]
  *                  [--bind SOURCE TARGET ro|rw]... [--resolve-as UID GID GROUPS|-]
- *                  [--require-owner] [--tmpfs PATH OPTIONS]... [--loopback]
+ *                  [--require-owner] [--tmpfs PATH OPTIONS]... [--shared-tmpfs PATH OPTIONS]...
+ *                  [--own-bind SOURCE TARGET UID]... [--loopback]
  *
  * --resolve-as: tmpfs targets are looked up with these filesystem ids and
  * supplementary groups (GROUPS: comma-separated gids, or "-" for none), the
@@ -22,6 +23,17 @@
  * owned by that uid, so a caller may hide only a directory of their own from
  * the others who enter the group as themselves (EPERM otherwise). This tells
  * the caller nothing a stat(2) of their own could not.
+ *
+ * --shared-tmpfs: a tmpfs on a directory of the host that everyone shares
+ * (/tmp, /var/tmp for create's privateTmp), looked up as the holder itself,
+ * never as the caller and with no owner check: it is root's, and covering it
+ * with an empty sticky 1777 tmpfs takes nothing from anyone. Kept in the one
+ * tmpfs list, in order, so a report's index names the right path.
+ *
+ * --own-bind (create's home): SOURCE bound onto TARGET, both directories
+ * looked up with --resolve-as (when given) and without symlinks, both owned
+ * by UID (as the holder sees ids: 0 in a user namespace, where the owner is
+ * root) -- NS_STAGE_BIND_NOT_OWNED (EPERM) otherwise. Kept in the bind list.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -49,8 +61,9 @@
 
 #define STATUS_FD 3
 #define SYNC_FD 4
-#define MAX_TMPFS 32
-#define MAX_BINDS 32
+/* create's limits (32 each), and privateTmp's two mounts and privateHome's one. */
+#define MAX_TMPFS 35
+#define MAX_BINDS 33
 #define MAX_GROUPS 65536
 
 /* The new mount API (Linux 5.2, mount_setattr 5.12), by raw system call:
@@ -96,12 +109,15 @@ struct holder_mount_attr {
 struct tmpfs_mount {
     const char *path;
     const char *options;
+    int shared;                 /* --shared-tmpfs: looked up as the holder, no owner check */
 };
 
 struct bind_mount {
     const char *source;
     const char *target;
     int read_only;
+    int own;                    /* --own-bind: looked up as the caller, both ends owned by owner */
+    uid_t owner;
 };
 
 struct config {
@@ -190,6 +206,14 @@ static int parse(int argc, char **argv, struct config *c) {
             c->binds[c->bind_count].target = argv[++i];
             c->binds[c->bind_count].read_only = strcmp(argv[++i], "ro") == 0;
             c->bind_count++;
+        } else if (strcmp(a, "--own-bind") == 0 && i + 3 < argc && c->bind_count < MAX_BINDS) {
+            struct bind_mount *b = &c->binds[c->bind_count];
+            b->source = argv[++i];
+            b->target = argv[++i];
+            if (parse_id(argv[++i], &b->owner) < 0)
+                return -1;
+            b->own = 1;
+            c->bind_count++;
         } else if (strcmp(a, "--resolve-as") == 0 && i + 3 < argc) {
             if (parse_id(argv[++i], &c->resolve_uid) < 0 || parse_id(argv[++i], &c->resolve_gid) < 0 ||
                 parse_groups(argv[++i], &c->resolve_group_count) < 0)
@@ -207,7 +231,9 @@ static int parse(int argc, char **argv, struct config *c) {
             c->hostname = argv[++i];
         else if (strcmp(a, "--devpts") == 0 && has_next)
             c->devpts_gid = argv[++i];
-        else if (strcmp(a, "--tmpfs") == 0 && i + 2 < argc && c->tmpfs_count < MAX_TMPFS) {
+        else if ((strcmp(a, "--tmpfs") == 0 || strcmp(a, "--shared-tmpfs") == 0) && i + 2 < argc &&
+                 c->tmpfs_count < MAX_TMPFS) {
+            c->tmpfs[c->tmpfs_count].shared = a[2] == 's';
             c->tmpfs[c->tmpfs_count].path = argv[++i];
             c->tmpfs[c->tmpfs_count].options = argv[++i];
             c->tmpfs_count++;
@@ -228,53 +254,6 @@ static int open_path(const char *path, int flags) {
         .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
     };
     return (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
-}
-
-/* Binds source (a path outside, as the host sees it) onto target: a detached
- * copy of the source mount (open_tree), made nosuid and nodev (and read-only
- * if asked) while still detached (mount_setattr), then attached on the
- * target's descriptor (move_mount). Nothing is looked up by path after the
- * two O_PATH opens, so no component can be swapped in between; the flags
- * are in place before the mount is reachable at all. Fails with
- * NS_STAGE_BIND_SOURCE when the source cannot be opened, NS_STAGE_MOUNT_BIND
- * for the rest, so that the report says which end was wrong. */
-static int mount_bind(const struct bind_mount *b, int *stage) {
-    *stage = NS_STAGE_BIND_SOURCE;
-    int source = open_path(b->source, 0);
-    if (source < 0)
-        return -1;
-    *stage = NS_STAGE_MOUNT_BIND;
-    int target = -1, tree = -1, r = -1;
-    if ((target = open_path(b->target, 0)) < 0)
-        goto out;
-    /* A directory only onto a directory, anything else only onto a
-     * non-directory: move_mount says EINVAL, mount(2) said ENOTDIR. */
-    struct stat from, to;
-    if (fstat(source, &from) < 0 || fstat(target, &to) < 0)
-        goto out;
-    if (S_ISDIR(from.st_mode) != S_ISDIR(to.st_mode)) {
-        errno = ENOTDIR;
-        goto out;
-    }
-    /* Not AT_RECURSIVE: like MS_BIND without MS_REC, only the mount itself. */
-    tree = (int)syscall(SYS_open_tree, source, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
-    if (tree < 0)
-        goto out;
-    struct holder_mount_attr attr = {
-        .attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (b->read_only ? MOUNT_ATTR_RDONLY : 0),
-    };
-    if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0)
-        goto out;
-    r = (int)syscall(SYS_move_mount, tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
-out:;
-    int saved = errno;
-    close(source);
-    if (target >= 0)
-        close(target);
-    if (tree >= 0)
-        close(tree);
-    errno = saved;
-    return r;
 }
 
 /* The holder's own supplementary groups, given back after each lookup as the caller. */
@@ -310,17 +289,91 @@ static int resolve_as(const struct config *c, int on) {
     return setgroups((size_t)own_group_count, own_groups);
 }
 
+/* Binds source (a path outside, as the host sees it) onto target: a detached
+ * copy of the source mount (open_tree), made nosuid and nodev (and read-only
+ * if asked) while still detached (mount_setattr), then attached on the
+ * target's descriptor (move_mount). Nothing is looked up by path after the
+ * two O_PATH opens, so no component can be swapped in between; the flags
+ * are in place before the mount is reachable at all. Fails with
+ * NS_STAGE_BIND_SOURCE when the source cannot be opened, NS_STAGE_MOUNT_BIND
+ * for the rest, so that the report says which end was wrong. An --own-bind
+ * opens both ends as the caller (a failure to take on or give back the
+ * caller's ids counts as the source's) and needs both owned by b->owner. */
+static int mount_bind(const struct config *c, const struct bind_mount *b, int *stage) {
+    int as_caller = b->own && c->resolve_as;
+    *stage = NS_STAGE_BIND_SOURCE;
+    if (as_caller && resolve_as(c, 1) < 0)
+        return -1;
+    int source = open_path(b->source, b->own ? O_DIRECTORY : 0);
+    int saved = errno;
+    int target = -1, tree = -1, r = -1;
+    if (source >= 0) {
+        target = open_path(b->target, b->own ? O_DIRECTORY : 0);
+        saved = errno;
+    }
+    if (as_caller && resolve_as(c, 0) < 0) {
+        saved = errno;
+        if (target >= 0)
+            close(target);
+        target = -1;
+        if (source >= 0)
+            close(source);
+        errno = saved;
+        return -1;
+    }
+    errno = saved;
+    if (source < 0)
+        return -1;
+    *stage = NS_STAGE_MOUNT_BIND;
+    if (target < 0)
+        goto out;
+    /* A directory only onto a directory, anything else only onto a
+     * non-directory: move_mount says EINVAL, mount(2) said ENOTDIR. */
+    struct stat from, to;
+    if (fstat(source, &from) < 0 || fstat(target, &to) < 0)
+        goto out;
+    if (S_ISDIR(from.st_mode) != S_ISDIR(to.st_mode)) {
+        errno = ENOTDIR;
+        goto out;
+    }
+    if (b->own && (from.st_uid != b->owner || to.st_uid != b->owner)) {
+        *stage = NS_STAGE_BIND_NOT_OWNED;
+        errno = EPERM;
+        goto out;
+    }
+    /* Not AT_RECURSIVE: like MS_BIND without MS_REC, only the mount itself. */
+    tree = (int)syscall(SYS_open_tree, source, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+    if (tree < 0)
+        goto out;
+    struct holder_mount_attr attr = {
+        .attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (b->read_only ? MOUNT_ATTR_RDONLY : 0),
+    };
+    if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0)
+        goto out;
+    r = (int)syscall(SYS_move_mount, tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+out:
+    saved = errno;
+    close(source);
+    if (target >= 0)
+        close(target);
+    if (tree >= 0)
+        close(tree);
+    errno = saved;
+    return r;
+}
+
 /* Mounts a tmpfs on path, reached without following any symlink, and looked
  * up as the caller with --resolve-as; with --require-owner only on a
  * directory the caller owns (NS_STAGE_TMPFS_NOT_OWNED, EPERM). */
 static int mount_tmpfs(const struct config *c, const struct tmpfs_mount *m, int *stage) {
+    int as_caller = c->resolve_as && !m->shared;
     *stage = NS_STAGE_RESOLVE_AS;
-    if (c->resolve_as && resolve_as(c, 1) < 0)
+    if (as_caller && resolve_as(c, 1) < 0)
         return -1;
     *stage = NS_STAGE_MOUNT_TMPFS;
     int fd = open_path(m->path, O_DIRECTORY);
     int saved = errno;
-    if (c->resolve_as && resolve_as(c, 0) < 0) {
+    if (as_caller && resolve_as(c, 0) < 0) {
         /* Holding the caller's ids for the rest of the set-up would be worse. */
         *stage = NS_STAGE_RESOLVE_AS;
         if (fd >= 0)
@@ -330,7 +383,7 @@ static int mount_tmpfs(const struct config *c, const struct tmpfs_mount *m, int 
     errno = saved;
     if (fd < 0)
         return -1;
-    if (c->require_owner) {
+    if (c->require_owner && !m->shared) {
         struct stat st;
         int r = fstat(fd, &st);
         if (r < 0 || st.st_uid != c->resolve_uid) {
@@ -420,7 +473,7 @@ static void set_up(const struct config *c) {
     }
     for (int i = 0; i < c->bind_count; i++) {
         int stage;
-        if (mount_bind(&c->binds[i], &stage) < 0)
+        if (mount_bind(c, &c->binds[i], &stage) < 0)
             fail(stage, i);
     }
     for (int i = 0; i < c->tmpfs_count; i++) {

@@ -30,6 +30,16 @@ struct Create: ParsableCommand {
     @Option(help: ArgumentHelp("Bind a host path onto a path inside (needs mnt; root and admins only; nosuid, nodev). Repeatable.", valueName: "src:dst[:ro]"))
     var bind: [String] = []
 
+    @Flag(name: .customLong("private-tmp"), help: "Fresh tmpfs mounts on /tmp and /var/tmp inside (mode 1777, nosuid, nodev; needs mnt).")
+    var privateTmp = false
+
+    @Flag(name: .customLong("private-home"), help: "An empty tmpfs of yours (mode 0700) on your home directory inside (needs mnt).")
+    var privateHome = false
+
+    @Option(help: ArgumentHelp("Bind this directory of yours (an absolute path, no symlinks) onto your home directory inside (needs mnt; implies --private-home).", valueName: "dir"),
+            completion: .directory)
+    var home: String?
+
     @Option(name: .customLong("boottime-offset"), parsing: .unconditional, help: ArgumentHelp("Shift CLOCK_BOOTTIME (and /proc/uptime) inside by this many seconds (needs time).", valueName: "seconds"))
     var boottimeOffset: Int64?
 
@@ -85,6 +95,9 @@ struct Create: ParsableCommand {
         params.limits = GroupLimits(memory: memory, pids: pids, cpuWeight: cpuWeight, cpus: cpus)
         params.lifetime = lifetime
         params.idle = idle
+        params.privateTmp = privateTmp
+        params.privateHome = privateHome
+        params.home = home
         let result = withClient(global) { client throws(ClientError) in try client.call("create", params.json).result }
         if json { return printJSON(result) }
         let group = (try? GroupInfo(json: result))

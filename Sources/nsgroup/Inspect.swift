@@ -42,6 +42,8 @@ struct Inspect: ParsableCommand {
         if let hostname = g.hostname { print("Hostname:    \(hostname)") }
         if !g.tmpfs.isEmpty { print("Tmpfs:       \(g.tmpfs.joined(separator: ", "))") }
         if !g.binds.isEmpty { print("Binds:       \(g.binds.joined(separator: ", "))") }
+        if g.privateTmp { print("Private tmp: /tmp, /var/tmp") }
+        if g.privateHome { print("Private home: \(g.home.map { "\($0) bound on the owner's home" } ?? "an empty tmpfs")") }
         if !g.members.isEmpty { print("Members:     \(g.members.joined(separator: ", "))") }
         if let uidMap = g.uidMap { print("UID map:     \(uidMap.joined(separator: "; "))") }
         if let gidMap = g.gidMap { print("GID map:     \(gidMap.joined(separator: "; "))") }

@@ -113,6 +113,7 @@ enum FlagNames {
             "members": "--member", "monotonicOffset": "--monotonic-offset", "boottimeOffset": "--boottime-offset",
             "netnsName": "--netns-name", "memory": "--memory", "pids": "--pids", "cpuWeight": "--cpu-weight",
             "cpus": "--cpus", "lifetime": "--lifetime", "idle": "--idle", "name": "the group's name",
+            "privateTmp": "--private-tmp", "privateHome": "--private-home", "home": "--home",
         ],
         "enter": [
             "argv": "the command", "cwd": "--cwd", "env": "--env", "tty": "--tty", "trustOwner": "--trust-owner",

@@ -1,5 +1,5 @@
 import Testing
-import Namespaces
+@testable import Namespaces
 
 @Suite("HolderSpec rules: hostnames, mount paths, tmpfs and bind specs")
 struct HolderSpecRulesTests {
@@ -39,5 +39,20 @@ struct HolderSpecRulesTests {
         #expect(throws: BindMount.SpecError.form) { try BindMount(spec: "/srv:/data:rx") }
         #expect(throws: BindMount.SpecError.source("srv")) { try BindMount(spec: "srv:data") }
         #expect(throws: BindMount.SpecError.target("/data/")) { try BindMount(spec: "/srv:/data/") }
+    }
+
+    /// A private /tmp goes to the holder as --shared-tmpfs, in its place among the tmpfs
+    /// mounts; a home bind as --own-bind, which alone makes the holder resolve as the caller.
+    @Test func privateMountArguments() {
+        var spec = HolderSpec(name: "g", namespaces: [.mnt], tmpfs: [TmpfsMount(path: "/tmp", options: "mode=1777"),
+                                                                    TmpfsMount(path: "/srv/x")],
+                              binds: [BindMount(source: "/srv/h", target: "/home/a", readOnly: false, owner: 1001)])
+        spec.sharedTmpfs = ["/tmp"]
+        spec.resolveAs = ResolveCredentials(uid: 1001, gid: 1002, groups: [], requireOwner: true)
+        let args = spec.arguments.joined(separator: " ")
+        #expect(args.contains("--own-bind /srv/h /home/a 1001 --resolve-as 1001 1002 - --require-owner "
+            + "--shared-tmpfs /tmp mode=1777 --tmpfs /srv/x mode=0700"), "\(args)")
+        spec.tmpfs = []
+        #expect(spec.arguments.joined(separator: " ").contains("--own-bind /srv/h /home/a 1001 --resolve-as 1001 1002 -"))
     }
 }

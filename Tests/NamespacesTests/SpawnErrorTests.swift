@@ -24,6 +24,8 @@ struct SpawnErrorTests {
             == "open(/s)")
         #expect(SpawnError(report: report(NS_STAGE_TMPFS_NOT_OWNED, index: 0), tmpfs: ["/srv/tools"]).step.description
             == "tmpfs target /srv/tools is not the caller's")
+        #expect(SpawnError(report: report(NS_STAGE_BIND_NOT_OWNED, index: 0), binds: ["/home/a"], bindSources: ["/srv/b"]).description
+            == "bind /srv/b onto /home/a: not both directories of the caller's: Operation not permitted")
         #expect(SpawnError(report: report(NS_STAGE_RESOLVE_AS, index: 3), tmpfs: ["/a"]).step.description == "setfsuid/setgroups for ?")
     }
 

@@ -98,6 +98,22 @@ struct CreateParamsTests {
         #expect(params.tmpfs == ["/tmp", "/run"])
     }
 
+    @Test func privateMounts() throws {
+        let params = try CreateParams(params: json(#"{"name":"a","privateTmp":true,"privateHome":false,"home":"/srv/h"}"#))
+        #expect(params.privateTmp && !params.privateHome && params.home == "/srv/h")
+        // false is not written back: absent and false mean the same.
+        #expect(params.json == json(#"{"name":"a","privateTmp":true,"home":"/srv/h"}"#))
+        #expect(try CreateParams(params: params.json) == params)
+        let none = try CreateParams(params: json(#"{"name":"a","privateTmp":null,"privateHome":null,"home":null}"#))
+        #expect(none == CreateParams(name: "a"))
+        for (text, message) in [(#"{"name":"a","privateTmp":1}"#, #"create: "privateTmp" must be"#),
+                                (#"{"name":"a","privateHome":"yes"}"#, #"create: "privateHome" must be"#),
+                                (#"{"name":"a","home":["/h"]}"#, #"create: "home" must be a string"#)] {
+            #expect(throws: RPCError.self) { try CreateParams(params: json(text)) }
+            do { _ = try CreateParams(params: json(text)) } catch { #expect(error.message.hasPrefix(message), "\(error.message)") }
+        }
+    }
+
     @Test func nullMembersAreAbsent() throws {
         let params = try CreateParams(params: json(#"{"name":"a","namespaces":null,"hostname":null,"tmpfs":null}"#))
         #expect(params == CreateParams(name: "a"))

@@ -110,6 +110,24 @@ struct StateCodecTests {
         ]))
     }
 
+    /// create's privateTmp, privateHome and home: written only when set, read back strictly.
+    @Test func privateMountsRoundTripAndAreReadStrictly() throws {
+        var record = sampleRecord()
+        record.privateTmp = true
+        record.privateHome = true
+        record.home = "/srv/alice-home"
+        let json = StateCodec.encode(record)
+        #expect(json["privateTmp"] == .bool(true) && json["privateHome"] == .bool(true) && json["home"] == .string("/srv/alice-home"))
+        #expect(try StateCodec.decode(json, name: "web") == record)
+        #expect(StateCodec.encode(sampleRecord())["privateTmp"] == nil)
+        for (key, bad) in [("privateTmp", JSONValue.bool(false)), ("privateHome", .string("yes")), ("home", .string("relative")),
+                           ("home", .string("/a/../b")), ("home", .number(JSONNumber(1)))] {
+            guard case .object(var object) = json else { Issue.record("not an object"); return }
+            object[key] = bad
+            #expect(throws: SupervisorError.self, "\(key): \(bad.serialized())") { try StateCodec.decode(.object(object), name: "web") }
+        }
+    }
+
     @Test func noHostnameMeansNoMember() {
         let json = StateCodec.encode(sampleRecord(hostname: nil))
         #expect(json["hostname"] == nil)

@@ -57,6 +57,7 @@ typedef enum ns_stage {
     NS_STAGE_PTY_MASTER,        /* enter, first child: the terminal's master is attached (SCM_RIGHTS) */
     NS_STAGE_CGROUP_JOIN,       /* holder or first child: joining a cgroup (index: which cgroup.procs) */
     NS_STAGE_UNSHARE_CGROUP,    /* holder: unshare(CLONE_NEWCGROUP) once in the group's cgroup */
+    NS_STAGE_BIND_NOT_OWNED,    /* holder, --own-bind: an end of the bind is not the owner's (index: bind) */
 } ns_stage;
 
 struct ns_report {

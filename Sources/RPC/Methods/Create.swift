@@ -1,5 +1,6 @@
 /// `create {name, namespaces?, hostname?, tmpfs?, binds?, members?,
-/// monotonicOffset?, boottimeOffset?, netnsName?, limits?, lifetime?, idle?}` → the new group.
+/// monotonicOffset?, boottimeOffset?, netnsName?, limits?, lifetime?, idle?, privateTmp?,
+/// privateHome?, home?}` → the new group.
 public struct CreateParams: Sendable, Equatable {
     public var name: String
     /// Kernel names of the kinds to create; nil means the default set.
@@ -22,6 +23,12 @@ public struct CreateParams: Sendable, Equatable {
     public var lifetime: Int64?
     /// Seconds without a running session after which the group is destroyed.
     public var idle: Int64?
+    /// Fresh tmpfs mounts (mode 1777) on /tmp and /var/tmp inside (with mnt).
+    public var privateTmp = false
+    /// An empty tmpfs of the caller's (mode 0700) on their home directory inside (with mnt).
+    public var privateHome = false
+    /// A directory of the caller's bound onto their home inside instead (with mnt).
+    public var home: String?
 
     public static let maxOffset: Int64 = 10 * 366 * 86_400
     /// Lifetimes and idle times: one second to ten years.
@@ -55,6 +62,9 @@ public struct CreateParams: Sendable, Equatable {
         if var limitsReader = try r.object("limits") { limits = try GroupLimits(reader: &limitsReader) }
         lifetime = try r.integer("lifetime", in: Self.durationRange)
         idle = try r.integer("idle", in: Self.durationRange)
+        privateTmp = try r.bool("privateTmp") ?? false
+        privateHome = try r.bool("privateHome") ?? false
+        home = try r.string("home")
         try r.finish()
         try GroupName.validate(name)
     }
@@ -72,6 +82,9 @@ public struct CreateParams: Sendable, Equatable {
         if !limits.isEmpty { o["limits"] = limits.json }
         if let lifetime { o["lifetime"] = .number(JSONNumber(lifetime)) }
         if let idle { o["idle"] = .number(JSONNumber(idle)) }
+        if privateTmp { o["privateTmp"] = .bool(true) }
+        if privateHome { o["privateHome"] = .bool(true) }
+        if let home { o["home"] = .string(home) }
         return .object(o)
     }
 }

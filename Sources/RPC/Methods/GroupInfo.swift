@@ -37,6 +37,12 @@ public struct GroupInfo: Sendable, Equatable {
     public var expires: String?
     /// With an idle time: seconds without a running session before the group is destroyed.
     public var idle: Int64?
+    /// Created with private /tmp and /var/tmp (tmpfs mounts, also in `tmpfs`).
+    public var privateTmp = false
+    /// Created with a private home: an empty tmpfs (also in `tmpfs`), or `home` bound there.
+    public var privateHome = false
+    /// The directory bound onto the owner's home, if one is.
+    public var home: String?
 
     public init(name: String, owner: UInt32, ownerName: String, namespaces: [(kind: String, id: String)],
                 holder: Int32, created: String, hostname: String?, tmpfs: [String], sessions: [SessionInfo] = [],
@@ -82,6 +88,9 @@ public struct GroupInfo: Sendable, Equatable {
         if let lifetime { o["lifetime"] = .number(JSONNumber(lifetime)) }
         if let expires { o["expires"] = .string(expires) }
         if let idle { o["idle"] = .number(JSONNumber(idle)) }
+        if privateTmp { o["privateTmp"] = .bool(true) }
+        if privateHome { o["privateHome"] = .bool(true) }
+        if let home { o["home"] = .string(home) }
         o["sessions"] = .array(sessions.map(\.json))
         return .object(o)
     }
@@ -113,6 +122,9 @@ public struct GroupInfo: Sendable, Equatable {
         lifetime = try r.integer("lifetime", in: 0...Int64.max)
         expires = try r.string("expires")
         idle = try r.integer("idle", in: 0...Int64.max)
+        privateTmp = try r.bool("privateTmp") ?? false
+        privateHome = try r.bool("privateHome") ?? false
+        home = try r.string("home")
     }
 }
 
