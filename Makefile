@@ -32,7 +32,7 @@ VERSION := $(shell sed -n 's/^public let nsgroupVersion = "\(.*\)"$$/\1/p' Sourc
 # Debian packages the build and the tests need (dpkg-dev and lintian: make deb
 # and its test; zsh and fish: the completion tests load their scripts; file:
 # plain-release).
-APT_PACKAGES := libsystemd-dev pkg-config systemd util-linux iproute2 iputils-ping procps tmux passwd python3 hyperfine \
+APT_PACKAGES := libsystemd-dev pkg-config systemd util-linux iproute2 iputils-ping procps tmux passwd python3 hyperfine passt \
                 dpkg-dev lintian zsh fish file
 
 # Unprivileged users the end-to-end tests act as: alice owns groups, bob is a
