@@ -106,6 +106,58 @@ import Testing
                 && published[0]["protocol"] as? String == "tcp")
     }
 
+    /// pasta's default would forward every port bound inside to the same port on all of the
+    /// host's addresses, and every port bound on the host into the group's loopback: only what
+    /// was published goes through.
+    @Test func onlyThePublishedPortsAreForwarded() throws {
+        let supervisor = try TestSupervisor()
+        let alice = try TestUser.alice()
+        let published = try Self.freePort()
+        let unpublished = try Self.freePort()
+        // A listener of the host's, there before pasta starts.
+        let hostOnly = try Self.freePort()
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = hostOnly.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let listening = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        } && listen(listener, 4) == 0
+        try #require(listening, "cannot listen on 127.0.0.1:\(hostOnly)")
+        let create = try supervisor.nsgroup(["create", "tight", "--ns", "user,net", "--net", "pasta",
+                                             "--publish", "\(published):\(published)"], as: alice)
+        try #require(create.status == 0, "create failed: \(create.stderr)")
+        let asked = try supervisor.startEnter("tight", Self.server(port: published, marker: "asked"), as: alice)
+        defer { if asked.isRunning { asked.terminate(); asked.waitUntilExit() } }
+        let unasked = try supervisor.startEnter("tight", Self.server(port: unpublished, marker: "unasked"), as: alice)
+        defer { if unasked.isRunning { unasked.terminate(); unasked.waitUntilExit() } }
+        try waitUntil("the published server to answer", timeoutSeconds: 10) { Self.fetch("127.0.0.1", published) == "asked" }
+        // pasta's automatic forwarding looks for new listeners once a second: give it three.
+        sleep(3)
+        #expect(Self.fetch("127.0.0.1", unpublished) == nil, "a port nobody published is reachable from the host")
+        // And the host's listeners do not appear on the group's loopback.
+        let inside = try supervisor.nsgroup(["enter", "tight", "--", "python3", "-c", """
+            import socket
+            try:
+                socket.create_connection(("127.0.0.1", \(published)), timeout=2).close(); print("reached")
+            except OSError:
+                print("refused")
+            """], as: alice)
+        // The server inside listens there itself: that one must answer; the host's ports (pasta's own
+        // listener on the host's 127.0.0.1:\(published) included) are not mapped in.
+        #expect(inside.stdout == "reached\n", "\(inside.stderr)")
+        let probe = try supervisor.nsgroup(["enter", "tight", "--", "python3", "-c", """
+            import socket
+            try:
+                socket.create_connection(("127.0.0.1", \(hostOnly)), timeout=2).close(); print("reached")
+            except OSError:
+                print("refused")
+            """], as: alice)
+        #expect(probe.stdout == "refused\n", "the host's 127.0.0.1:\(hostOnly) is on the group's loopback: \(probe.stderr)")
+    }
+
     @Test func pastaRunsAsTheOwnerWithoutCapabilitiesInTheGroupsCgroupAndEndsWithIt() throws {
         let supervisor = try TestSupervisor()
         let alice = try TestUser.alice()
