@@ -124,7 +124,7 @@ final class PastaLauncher {
             return nil
         }
         guard kinds.contains(.net), kinds.contains(.user) else {
-            throw RPCError(.invalidParams, "create: \"network\" pasta needs the net and user namespaces (add net,user to \"namespaces\"): pasta runs as the group's owner, who can reach only a net namespace of their own user namespace")
+            throw RPCError(.invalidParams, "create: \"network\" pasta needs the net and user namespaces (add net,user to \"namespaces\"): pasta runs as the group's owner inside the group's user namespace, which must own its net namespace")
         }
         if publish.count > maxPublished {
             throw RPCError(.invalidParams, "create: \"publish\" lists \(publish.count) ports, more than \(maxPublished)")
