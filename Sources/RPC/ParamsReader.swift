@@ -16,6 +16,9 @@ public struct ParamsReader {
         self.method = method
     }
 
+    /// What its errors are about ("create", "create: \"publish\"[0]").
+    public var name: String { method }
+
     private func typeError(_ key: String, _ expected: String) -> RPCError {
         .invalidParams("\(method): \"\(key)\" must be \(expected)")
     }
@@ -80,6 +83,18 @@ public struct ParamsReader {
         for element in array {
             guard let s = element.stringValue else { throw typeError(key, "an array of strings") }
             result.append(s)
+        }
+        return result
+    }
+
+    /// An array of objects, each read with a reader of its own (named `method.key[i]` in its errors).
+    public mutating func objectArray(_ key: String) throws(RPCError) -> [ParamsReader]? {
+        guard let v = value(key) else { return nil }
+        guard let array = v.arrayValue else { throw typeError(key, "an array of objects") }
+        var result: [ParamsReader] = []
+        for (index, element) in array.enumerated() {
+            guard element.objectValue != nil else { throw typeError(key, "an array of objects") }
+            result.append(try ParamsReader(element, method: "\(method): \"\(key)\"[\(index)]"))
         }
         return result
     }

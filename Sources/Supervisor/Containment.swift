@@ -202,6 +202,24 @@ final class Containment {
         }
     }
 
+    /// Where a group's pasta runs: a leaf of the group's cgroup, under its limits.
+    func pastaNode(of group: Group) -> CgroupNode { node(of: group).child("pasta") }
+
+    /// The pasta leaf, made anew, and the descriptors pasta's first child is cloned with.
+    func preparePasta(_ leaf: CgroupNode) throws(CgroupError) -> CgroupFiles {
+        if leaf.exists() {
+            try leaf.killAll()
+            try leaf.remove()
+        }
+        do throws(CgroupError) {
+            try leaf.create()
+            return CgroupFiles(directory: try leaf.openForClone(), join: try leaf.openLegacyProcs(), leaf: CgroupProcsDescriptors())
+        } catch {
+            try? leaf.remove()
+            throw error
+        }
+    }
+
     /// A session ended: its cgroup goes (once empty). Where the group's count
     /// of OOM kills would lose the session's with it (v1), the group keeps them.
     func sessionEnded(_ id: UInt64, guestOf: uid_t?, of group: Group) {

@@ -14,6 +14,7 @@ final class CreateHandler {
     private let registry: GroupRegistry
     private let launches: Launches
     private let reaper: Reaper
+    private let pasta: PastaLauncher
     /// Watches each new holder, as it watches every group's.
     private let destroyer: DestroyHandler
     private let bus: EventBus
@@ -23,10 +24,11 @@ final class CreateHandler {
     private let ttyGroup: gid_t
     private let containment: Containment
 
-    init(holders: consuming HolderSpawner, registry: GroupRegistry, launches: Launches, reaper: Reaper,
+    init(holders: consuming HolderSpawner, registry: GroupRegistry, launches: Launches, reaper: Reaper, pasta: PastaLauncher,
          destroyer: DestroyHandler, bus: EventBus, policies: PolicyHolder, subordinates: SubordinateOwners,
          audit: Audit, ttyGroup: gid_t, containment: Containment) {
         self.containment = containment
+        self.pasta = pasta
         self.holders = holders
         self.registry = registry
         self.launches = launches
@@ -53,6 +55,8 @@ final class CreateHandler {
         RequestFields.membersAfter(members, into: context.details)
         let offsets = try Self.timeOffsets(params, kinds: kinds)
         let netnsName = try Self.netnsName(params.netnsName, kinds: kinds)
+        let pastaRecord = try PastaLauncher.check(network: params.network, publish: params.publish, kinds: kinds,
+                                                  caller: context.caller.uid)
         try checkCreatePolicy(context.caller, name: params.name, kinds: kinds)
         // The limits of its cgroup: those asked for, within nsgroupd.conf's maxima (root is not
         // held to them, as to the other per-user limits), and its defaults for the rest.
@@ -117,6 +121,7 @@ final class CreateHandler {
         record.monotonicOffset = offsets.monotonic
         record.boottimeOffset = offsets.boottime
         record.netnsName = netnsName
+        record.pasta = pastaRecord
         record.limits = limits
         record.cgroupUser = charged
         if let lifetime = params.lifetime {
@@ -131,6 +136,7 @@ final class CreateHandler {
         record.groupID = RandomID.make()
         let pending = Pending(launch: launch, record: record, caller: context.caller, completion: context.later(),
                               details: context.details)
+        if pastaRecord != nil { pending.loginUID = context.connection.connectingProcess()?.loginUID }
         let timeout = policy.spawnTimeout
         do {
             try launches.watch(.holder, channel: launch.status.rawValue, chargedTo: charged, timeoutSeconds: timeout,
@@ -158,6 +164,8 @@ final class CreateHandler {
         let completion: Completion
         /// The fields of the request's record (the new group's id, once the group is ready).
         let details: RequestDetails
+        /// The caller's audit loginuid, which pasta keeps (nil: not known).
+        var loginUID: UInt32?
 
         init(launch: HolderLaunch, record: GroupRecord, caller: PeerCredentials, completion: Completion,
              details: RequestDetails) {
@@ -227,12 +235,7 @@ final class CreateHandler {
         }
         CrashPoint.reach(.createStarted)
         let group = Group(record: record, holder: pidfd)
-        func abandon(_ error: RPCError) {
-            reaper.kill(borrowing: group.holder)
-            try? registry.removeRecord(name: name)
-            containment.discardGroup(user: record.cgroupUser, name: name)
-            pending.completion.finish(.error(error))
-        }
+        func abandon(_ error: RPCError) { self.abandon(group, pending, error) }
         if let netnsName = record.netnsName {
             do {
                 try NetnsPublisher.publish(netnsName, holder: group.holder)
@@ -240,6 +243,33 @@ final class CreateHandler {
                 return abandon(RPCError.operationFailed("cannot create group \"\(name)\"", error))
             }
         }
+        guard record.pasta == nil else {
+            // Its network first: the answer comes once pasta runs (or says why it does not).
+            pasta.start(group, owner: pending.caller, loginUID: pending.loginUID, timeoutSeconds: policy.spawnTimeout) { [weak self] error in
+                guard let self else { return }
+                if let error { return abandon(error) }
+                self.announce(group, pending)
+            }
+            return
+        }
+        announce(group, pending)
+    }
+
+    /// A group set up that cannot be kept: its holder and whatever its cgroup holds (pasta) end, its record goes.
+    private func abandon(_ group: Group, _ pending: Pending, _ error: RPCError) {
+        let record = group.record
+        reaper.kill(borrowing: group.holder)
+        try? containment.node(of: group).killAll()
+        try? registry.removeRecord(name: record.name)
+        containment.discardGroup(user: record.cgroupUser, name: record.name)
+        pending.completion.finish(.error(error))
+    }
+
+    /// The group is set up: it is watched and registered, and the answer and the journal say so.
+    private func announce(_ group: Group, _ pending: Pending) {
+        let record = group.record
+        let name = record.name
+        func abandon(_ error: RPCError) { self.abandon(group, pending, error) }
         do {
             try destroyer.watchHolder(group)
         } catch {

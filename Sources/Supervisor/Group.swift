@@ -14,6 +14,8 @@ final class Group {
     let holder: Pidfd
     /// Watches the holder's pidfd: readable once the holder has exited.
     var holderWatch: EventSource?
+    /// Its pasta while it runs (PastaLauncher), watched through its pidfd.
+    var pasta: PastaProcess?
     /// Set once destroy has killed the holder; the group goes when it is reaped.
     var destroying = false
     /// Replies waiting for the holder to be reaped (each destroy of this group).
@@ -118,6 +120,8 @@ package struct GroupRecord: Sendable, Equatable {
     package var boottimeOffset: Int64 = 0
     /// /run/netns/NAME, when the net namespace is published there.
     package var netnsName: String?
+    /// With `network` "pasta": what it forwards and the process that does.
+    package var pasta: PastaRecord?
     /// Whose cgroup the group's is in (users/UID/NAME): the person it is
     /// charged to, its owner or, for a subordinate uid, that uid's owner.
     package var cgroupUser: uid_t = 0
@@ -209,6 +213,11 @@ extension GroupInfo {
             info.boottimeOffset = record.boottimeOffset
         }
         info.netnsName = record.netnsName
+        if let pasta = record.pasta {
+            info.network = .pasta
+            info.publish = pasta.publish
+            info.pasta = pasta.pid == 0 ? nil : pasta.pid
+        }
         info.limits = record.limits
         info.lifetime = record.lifetime
         info.expires = record.expires.map { Timestamp.format(secondsSinceEpoch: $0) }

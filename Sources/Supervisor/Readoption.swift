@@ -16,8 +16,11 @@ final class Readoption {
     private let destroyer: DestroyHandler
     private let audit: Audit
     private let containment: Containment
+    private let pasta: PastaLauncher
 
-    init(registry: GroupRegistry, sessions: SessionTable, destroyer: DestroyHandler, audit: Audit, containment: Containment) {
+    init(registry: GroupRegistry, sessions: SessionTable, destroyer: DestroyHandler, audit: Audit, containment: Containment,
+         pasta: PastaLauncher) {
+        self.pasta = pasta
         self.registry = registry
         self.sessions = sessions
         self.destroyer = destroyer
@@ -63,6 +66,7 @@ final class Readoption {
             registry.register(group)
             group.frozen = containment.node(of: group).isFrozen
             readoptSessions(of: group)
+            pasta.adopt(group)
             // A crash between recording and publishing leaves it unpublished: publish now.
             if let netns = record.netnsName, let net = record.namespaces.first(where: { $0.kind == .net }),
                !NetnsPublisher.isPublished(netns, inode: net.inode), !NetnsPublisher.exists(netns) {

@@ -260,6 +260,7 @@ package enum StateCodec {
             o["boottimeOffset"] = .number(JSONNumber(r.boottimeOffset))
         }
         if let netns = r.netnsName { o["netnsName"] = .string(netns) }
+        if let pasta = r.pasta { o["pasta"] = pasta.json }
         if r.cgroupUser != r.owner { o["cgroupUser"] = .number(JSONNumber(r.cgroupUser)) }
         if !r.limits.isEmpty { o["limits"] = r.limits.json }
         if let lifetime = r.lifetime, let expires = r.expires {
@@ -437,6 +438,16 @@ extension StateCodec {
                 throw malformed("\"netnsName\" is \(netns.serialized())")
             }
             record.netnsName = name
+        }
+        if let pasta = o["pasta"] {
+            guard namespaces.contains(where: { $0.kind == .net }), namespaces.contains(where: { $0.kind == .user }) else {
+                throw malformed("\"pasta\" goes with a net and a user namespace, and only with them")
+            }
+            do throws(RPCError) {
+                record.pasta = try PastaRecord(json: pasta)
+            } catch {
+                throw malformed("\"pasta\" is \(pasta.serialized()): \(error.message)")
+            }
         }
         if o["cgroupUser"] != nil { record.cgroupUser = uid_t(try integer("cgroupUser", 0...Int64(UInt32.max - 1))) }
         if let limits = o["limits"] {

@@ -104,7 +104,9 @@ public final class Supervisor {
         let auditLogger = audit.logger
         reaper = Reaper(loop: loop) { message in auditLogger.warning("\(message)") }
         launches = Launches(loop: loop)
-        createHandler = CreateHandler(holders: holders, registry: registry, launches: launches, reaper: reaper,
+        let pasta = PastaLauncher(loop: loop, launches: launches, reaper: reaper, containment: containment,
+                                  registry: registry, audit: audit)
+        createHandler = CreateHandler(holders: holders, registry: registry, launches: launches, reaper: reaper, pasta: pasta,
                                       destroyer: destroyHandler, bus: bus, policies: policies, subordinates: subordinates,
                                       audit: audit, ttyGroup: ttyGroup, containment: containment)
         enterHandler = EnterHandler(registry: registry, sessions: sessions, launches: launches, reaper: reaper,
@@ -112,7 +114,7 @@ public final class Supervisor {
                                     containment: containment)
         shareHandler = ShareHandler(registry: registry, containment: containment, bus: bus)
         readoption = Readoption(registry: registry, sessions: sessions, destroyer: destroyHandler, audit: audit,
-                                containment: containment)
+                                containment: containment, pasta: pasta)
         cgroupHandler = try CgroupHandler(registry: registry, containment: containment, bus: bus, names: names,
                                           policies: policies, loop: loop)
         do {

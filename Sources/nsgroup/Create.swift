@@ -49,6 +49,12 @@ struct Create: ParsableCommand {
     @Option(name: .customLong("netns-name"), help: ArgumentHelp("Publish the net namespace at /run/netns/NAME for ip netns (needs net; root and admins only).", valueName: "name"))
     var netnsName: String?
 
+    @Option(name: .customLong("net"), help: ArgumentHelp("The group's network (needs net): none, loopback only (the default), or pasta, a connection to the host's network through pasta(1) running as you (needs user too).", valueName: "none|pasta"))
+    var network: String?
+
+    @Option(help: ArgumentHelp("Forward this port of the host's 127.0.0.1 to a port inside (needs --net pasta; host ports below 1024 only for root). Repeatable.", valueName: "hostport:port[/tcp|/udp]"))
+    var publish: [String] = []
+
     @Option(name: .customLong("member"), help: ArgumentHelp("Let this user (or @group) enter too. Repeatable.", valueName: "user|@group"), completion: Completion.member)
     var members: [String] = []
 
@@ -85,6 +91,12 @@ struct Create: ParsableCommand {
             // PATH:size=..,mode=..: the options after the first colon are a comma list.
             if let colon = mount.firstIndex(of: ":") { try checkCommaList(String(mount[mount.index(after: colon)...]), option: "--tmpfs") }
         }
+        if let network, GroupNetwork(rawValue: network) == nil {
+            throw ValidationError("--net must be none or pasta, not \"\(network)\"")
+        }
+        for port in publish where PublishedPort(parsing: port) == nil {
+            throw ValidationError("--publish takes HOSTPORT:PORT[/tcp|/udp] with ports from 1 to 65535, not \"\(port)\"")
+        }
     }
 
     func run() {
@@ -92,6 +104,8 @@ struct Create: ParsableCommand {
         var params = CreateParams(name: name, namespaces: kinds, hostname: hostname, tmpfs: tmpfs, binds: bind,
                                   members: members, monotonicOffset: monotonicOffset, boottimeOffset: boottimeOffset,
                                   netnsName: netnsName)
+        params.network = network.flatMap(GroupNetwork.init(rawValue:))
+        params.publish = publish.compactMap(PublishedPort.init(parsing:))
         params.limits = GroupLimits(memory: memory, pids: pids, cpuWeight: cpuWeight, cpus: cpus)
         params.lifetime = lifetime
         params.idle = idle

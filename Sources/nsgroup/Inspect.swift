@@ -51,6 +51,10 @@ struct Inspect: ParsableCommand {
             print("Clocks:      boottime \(boot > 0 ? "+" : "")\(boot) s, monotonic \(mono > 0 ? "+" : "")\(mono) s")
         }
         if let netns = g.netnsName { print("Netns:       /run/netns/\(netns)") }
+        if let network = g.network {
+            print("Network:     \(network.rawValue)" + (g.pasta.map { " (pid \($0))" } ?? " (not running)"))
+            if !g.publish.isEmpty { print("Publish:     \(g.publish.map { "127.0.0.1:\($0.host) -> \($0.port)/\($0.proto.rawValue)" }.joined(separator: ", "))") }
+        }
         if let cgroup = g.cgroup { print("Cgroup:      \(cgroup)") }
         print("Frozen:      \(g.frozen ? "yes" : "no")")
         print("Limits:      \(Self.describe(g.limits))")

@@ -111,7 +111,7 @@ enum FlagNames {
         "create": [
             "namespaces": "--ns", "hostname": "--hostname", "tmpfs": "--tmpfs", "binds": "--bind",
             "members": "--member", "monotonicOffset": "--monotonic-offset", "boottimeOffset": "--boottime-offset",
-            "netnsName": "--netns-name", "memory": "--memory", "pids": "--pids", "cpuWeight": "--cpu-weight",
+            "netnsName": "--netns-name", "network": "--net", "publish": "--publish", "memory": "--memory", "pids": "--pids", "cpuWeight": "--cpu-weight",
             "cpus": "--cpus", "lifetime": "--lifetime", "idle": "--idle", "name": "the group's name",
             "privateTmp": "--private-tmp", "privateHome": "--private-home", "home": "--home",
         ],

@@ -1,6 +1,6 @@
 /// `create {name, namespaces?, hostname?, tmpfs?, binds?, members?,
-/// monotonicOffset?, boottimeOffset?, netnsName?, limits?, lifetime?, idle?, privateTmp?,
-/// privateHome?, home?}` → the new group.
+/// monotonicOffset?, boottimeOffset?, netnsName?, network?, publish?, limits?, lifetime?, idle?,
+/// privateTmp?, privateHome?, home?}` → the new group.
 public struct CreateParams: Sendable, Equatable {
     public var name: String
     /// Kernel names of the kinds to create; nil means the default set.
@@ -17,6 +17,10 @@ public struct CreateParams: Sendable, Equatable {
     public var boottimeOffset: Int64?
     /// Publish the net namespace at /run/netns/NAME for `ip netns` (root and admins only).
     public var netnsName: String?
+    /// With a net namespace: "none" (loopback only, the default) or "pasta".
+    public var network: GroupNetwork?
+    /// Host ports (on 127.0.0.1) that pasta forwards into the group.
+    public var publish: [PublishedPort] = []
     /// Resource limits of the group's cgroup; what is not given comes from nsgroupd.conf.
     public var limits = GroupLimits()
     /// Seconds after which the group is destroyed.
@@ -59,6 +63,13 @@ public struct CreateParams: Sendable, Equatable {
         monotonicOffset = try r.integer("monotonicOffset", in: -Self.maxOffset...Self.maxOffset)
         boottimeOffset = try r.integer("boottimeOffset", in: -Self.maxOffset...Self.maxOffset)
         netnsName = try r.string("netnsName")
+        if let given = try r.string("network") {
+            guard let network = GroupNetwork(rawValue: given) else {
+                throw .invalidParams("create: \"network\" must be \"none\" or \"pasta\", not \"\(given)\"")
+            }
+            self.network = network
+        }
+        for var entry in try r.objectArray("publish") ?? [] { publish.append(try PublishedPort(reader: &entry)) }
         if var limitsReader = try r.object("limits") { limits = try GroupLimits(reader: &limitsReader) }
         lifetime = try r.integer("lifetime", in: Self.durationRange)
         idle = try r.integer("idle", in: Self.durationRange)
@@ -79,6 +90,8 @@ public struct CreateParams: Sendable, Equatable {
         if let monotonicOffset { o["monotonicOffset"] = .number(JSONNumber(monotonicOffset)) }
         if let boottimeOffset { o["boottimeOffset"] = .number(JSONNumber(boottimeOffset)) }
         if let netnsName { o["netnsName"] = .string(netnsName) }
+        if let network { o["network"] = .string(network.rawValue) }
+        if !publish.isEmpty { o["publish"] = .array(publish.map(\.json)) }
         if !limits.isEmpty { o["limits"] = limits.json }
         if let lifetime { o["lifetime"] = .number(JSONNumber(lifetime)) }
         if let idle { o["idle"] = .number(JSONNumber(idle)) }

@@ -24,6 +24,10 @@ public struct GroupInfo: Sendable, Equatable {
     public var boottimeOffset: Int64?
     /// Where the net namespace is published for `ip netns`, if it is.
     public var netnsName: String?
+    /// With `network` "pasta": the pid of its pasta (absent once pasta has ended) and the published ports.
+    public var network: GroupNetwork?
+    public var pasta: Int32?
+    public var publish: [PublishedPort] = []
     /// The limits in force on the group's cgroup (those asked for, and nsgroupd.conf's defaults).
     public var limits = GroupLimits()
     /// What the group uses now (holder and every session).
@@ -81,6 +85,9 @@ public struct GroupInfo: Sendable, Equatable {
         if let monotonicOffset { o["monotonicOffset"] = .number(JSONNumber(monotonicOffset)) }
         if let boottimeOffset { o["boottimeOffset"] = .number(JSONNumber(boottimeOffset)) }
         if let netnsName { o["netnsName"] = .string(netnsName) }
+        if let network { o["network"] = .string(network.rawValue) }
+        if let pasta { o["pasta"] = .number(JSONNumber(pasta)) }
+        if network == .pasta { o["publish"] = .array(publish.map(\.json)) }
         o["limits"] = limits.json
         if let usage { o["usage"] = usage.json }
         o["frozen"] = .bool(frozen)
@@ -115,6 +122,9 @@ public struct GroupInfo: Sendable, Equatable {
         monotonicOffset = try r.integer("monotonicOffset", in: Int64.min...Int64.max)
         boottimeOffset = try r.integer("boottimeOffset", in: Int64.min...Int64.max)
         netnsName = try r.string("netnsName")
+        network = try r.string("network").flatMap(GroupNetwork.init(rawValue:))
+        pasta = try r.integer("pasta", in: 1...Int64(Int32.max)).map(Int32.init)
+        for var entry in try r.objectArray("publish") ?? [] { publish.append(try PublishedPort(reader: &entry)) }
         if let value = json["limits"], !value.isNull { limits = try GroupLimits(json: value) }
         if let value = json["usage"], !value.isNull { usage = try ResourceUsage(json: value) }
         frozen = try r.bool("frozen") ?? false
