@@ -69,7 +69,8 @@ enum AuditField {
     /// What a request asked (RequestFields), each in a field of its own.
     /// create: the namespace kinds as asked ("default" when not given), the hostname, each
     /// tmpfs and bind as asked (repeated), each member as asked (repeated), the clock offsets,
-    /// the net namespace's published name, the limits as asked, the lifetime and idle time,
+    /// the net namespace's published name, the network (`none`, `pasta`) and each published
+    /// port (`8080:80/tcp`, repeated), the limits as asked, the lifetime and idle time,
     /// privateTmp and privateHome ("1" when asked for) and the home directory to bind.
     static let namespacesRequested = "NSGROUP_NAMESPACES_REQUESTED"
     static let hostname = "NSGROUP_HOSTNAME"
@@ -79,6 +80,8 @@ enum AuditField {
     static let monotonicOffset = "NSGROUP_MONOTONIC_OFFSET"
     static let boottimeOffset = "NSGROUP_BOOTTIME_OFFSET"
     static let netnsName = "NSGROUP_NETNS_NAME"
+    static let network = "NSGROUP_NETWORK"
+    static let publish = "NSGROUP_PUBLISH"
     static let limitsRequested = "NSGROUP_LIMITS_REQUESTED"
     static let lifetime = "NSGROUP_LIFETIME"
     static let idle = "NSGROUP_IDLE"

@@ -35,6 +35,8 @@ enum RequestFields {
             if let offset = params.monotonicOffset { details.fields[AuditField.monotonicOffset] = String(offset) }
             if let offset = params.boottimeOffset { details.fields[AuditField.boottimeOffset] = String(offset) }
             if let netns = params.netnsName { value(AuditField.netnsName, netns, into: details) }
+            if let network = params.network { details.fields[AuditField.network] = network.rawValue }
+            list(AuditField.publish, params.publish.map(\.description), into: details)
             details.fields[AuditField.limitsRequested] = params.limits.auditText
             if let lifetime = params.lifetime { details.fields[AuditField.lifetime] = String(lifetime) }
             if let idle = params.idle { details.fields[AuditField.idle] = String(idle) }

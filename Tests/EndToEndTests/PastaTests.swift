@@ -81,6 +81,10 @@ import Testing
         let create = try supervisor.nsgroup(["create", "web", "--ns", "user,net,mnt,pid", "--net", "pasta",
                                              "--publish", "\(hostPort):80"], as: alice)
         try #require(create.status == 0, "create failed: \(create.stderr)")
+        // The request record names the network and the port.
+        try JournalTests.requireJournald()
+        let record = try JournalTests().one(supervisor, "requestAccepted", ["NSGROUP_OPERATION=create", "NSGROUP_NAME=web"])
+        #expect(record["NSGROUP_NETWORK"] == "pasta" && record["NSGROUP_PUBLISH"] == "\(hostPort):80/tcp", "\(record)")
         // Port 80 inside: the owner is root in the group's user namespace, which owns its net namespace.
         let server = try supervisor.startEnter("web", Self.server(port: 80, marker: "inside-web"), as: alice)
         defer { if server.isRunning { server.terminate(); server.waitUntilExit() } }
