@@ -82,6 +82,8 @@ enum AuditField {
     static let netnsName = "NSGROUP_NETNS_NAME"
     static let network = "NSGROUP_NETWORK"
     static let publish = "NSGROUP_PUBLISH"
+    /// group created: the pasta process of a group with `network` "pasta".
+    static let pastaPID = "NSGROUP_PASTA_PID"
     static let limitsRequested = "NSGROUP_LIMITS_REQUESTED"
     static let lifetime = "NSGROUP_LIFETIME"
     static let idle = "NSGROUP_IDLE"

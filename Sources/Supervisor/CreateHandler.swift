@@ -282,18 +282,27 @@ final class CreateHandler {
         // The decision (request-accepted) first, then what it made.
         pending.details.fields[AuditField.groupID] = group.id
         pending.completion.finish(.result(containment.describe(group, detailed: true)))
-        audit.record(.groupCreated, "Created group \(name) for \(audit.uid(record.owner)), holder \(record.holderPID)",
-                     caller: pending.caller, fields: [
-                        AuditField.name: name,
-                        AuditField.groupID: group.id,
-                        AuditField.operation: "create",
-                        AuditField.result: "ok",
-                        AuditField.ownerUID: String(record.owner),
-                        AuditField.holderPID: String(record.holderPID),
-                        AuditField.namespaces: record.namespaces.map(\.description).joined(separator: " "),
-                        AuditField.cgroup: containment.node(of: group).unifiedPath,
-                        AuditField.limits: record.limits.auditText,
-                     ])
+        var fields = [
+            AuditField.name: name,
+            AuditField.groupID: group.id,
+            AuditField.operation: "create",
+            AuditField.result: "ok",
+            AuditField.ownerUID: String(record.owner),
+            AuditField.holderPID: String(record.holderPID),
+            AuditField.namespaces: record.namespaces.map(\.description).joined(separator: " "),
+            AuditField.cgroup: containment.node(of: group).unifiedPath,
+            AuditField.limits: record.limits.auditText,
+        ]
+        var lists: [String: [String]] = [:]
+        var network: AuditText = ""
+        if let pasta = record.pasta {
+            // Its outside network: the pasta process and what it publishes on the host.
+            fields[AuditField.pastaPID] = String(pasta.pid)
+            lists[AuditField.publish] = pasta.publish.map(\.description)
+            network = ", pasta \(pasta.pid) publishing \(pasta.publish.isEmpty ? "nothing" : pasta.publish.map(\.description).joined(separator: " "))"
+        }
+        audit.record(.groupCreated, "Created group \(name) for \(audit.uid(record.owner)), holder \(record.holderPID)\(network)",
+                     caller: pending.caller, fields: fields, lists: lists)
     }
 
     /// The mounts of privateTmp, privateHome and home (README, "create"): tmpfs mounts on /tmp

@@ -85,6 +85,11 @@ import Testing
         try JournalTests.requireJournald()
         let record = try JournalTests().one(supervisor, "requestAccepted", ["NSGROUP_OPERATION=create", "NSGROUP_NAME=web"])
         #expect(record["NSGROUP_NETWORK"] == "pasta" && record["NSGROUP_PUBLISH"] == "\(hostPort):80/tcp", "\(record)")
+        // What it made: the group's record names its pasta process and the port.
+        let made = try JournalTests().one(supervisor, "groupCreated", ["NSGROUP_NAME=web"])
+        #expect(made["NSGROUP_PASTA_PID"] == String(try pastaPID(supervisor, "web")) && made["NSGROUP_PUBLISH"] == "\(hostPort):80/tcp",
+                "\(made)")
+        #expect(made["MESSAGE"]?.hasSuffix("publishing \(hostPort):80/tcp") == true, "\(made["MESSAGE"] ?? "")")
         // Port 80 inside: the owner is root in the group's user namespace, which owns its net namespace.
         let server = try supervisor.startEnter("web", Self.server(port: 80, marker: "inside-web"), as: alice)
         defer { if server.isRunning { server.terminate(); server.waitUntilExit() } }
