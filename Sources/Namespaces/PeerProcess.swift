@@ -27,14 +27,6 @@ public struct PeerProcess: Sendable, Hashable {
         self.umask = umask
     }
 
-    /// The `Umask:` line of a /proc/PID/status text, in octal.
-    static func umask(fromStatus text: String) -> mode_t? {
-        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Umask:") }),
-              let value = mode_t(line.dropFirst("Umask:".count).trimmed, radix: 8), value <= 0o777
-        else { return nil }
-        return value
-    }
-
     /// Whether this kernel keeps audit loginuids at all.
     public static let kernelHasAudit = access("/proc/self/loginuid", F_OK) == 0
 
@@ -64,9 +56,10 @@ public struct PeerProcess: Sendable, Hashable {
             else { return nil }
             loginUID = value
         }
-        let status = try? ProcFS.readText("/proc/\(pid)/status", limit: 16384)
+        // Octal; absent before Linux 4.7.
+        let umask = (try? ProcFS.statusField(pid: pid, "Umask")).flatMap { mode_t($0, radix: 8) }.flatMap { $0 <= 0o777 ? $0 : nil }
         guard pinned.isAlive else { return nil }
-        return PeerProcess(loginUID: loginUID, limits: limits, umask: status.flatMap(umask(fromStatus:)))
+        return PeerProcess(loginUID: loginUID, limits: limits, umask: umask)
     }
 }
 
