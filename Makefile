@@ -29,18 +29,19 @@ SWIFT_SCRATCH = --scratch-path $(BUILD_DIR)
 # The project's version, from the one place the programs take it from.
 VERSION := $(shell sed -n 's/^public let nsgroupVersion = "\(.*\)"$$/\1/p' Sources/RPC/Methods/MethodName.swift)
 
-# Debian packages the build and the tests need (dpkg-dev and lintian: make deb
+# Debian packages the build and the tests need (passt and fuse-overlayfs: create's
+# --net pasta and --root overlay; dpkg-dev and lintian: make deb
 # and its test; zsh and fish: the completion tests load their scripts; file:
 # plain-release).
 APT_PACKAGES := libsystemd-dev pkg-config systemd util-linux iproute2 iputils-ping procps tmux passwd python3 hyperfine passt \
-                dpkg-dev lintian zsh fish file
+                fuse-overlayfs dpkg-dev lintian zsh fish file
 
 # Unprivileged users the end-to-end tests act as: alice owns groups, bob is a
 # stranger, carol is in the admin group, dave is a member by name, erin by
 # being in the Unix group nsg-friends.
 TEST_USERS := nsg-alice nsg-bob nsg-carol nsg-dave nsg-erin
 
-.PHONY: all deps build release plain-release run check test bench journald test-users tun clean install uninstall deb \
+.PHONY: all deps build release plain-release run check test bench journald test-users tun fuse clean install uninstall deb \
         fuzz-build fuzz-seeds fuzz fuzz-check
 
 all: build
@@ -74,7 +75,7 @@ plain-release: deps
 	@file -L $(PLAIN_BUILD_DIR)/release/nsgroup | grep -q 'statically linked' || \
 	  { echo "make: a plain release build of nsgroup is not statically linked"; exit 1; }
 
-run: release tun
+run: release tun fuse
 	$(RELEASE_BIN)/nsgroupd --socket $(SOCKET)
 
 # A standalone journald when systemd is not running one: the audit tests read
@@ -87,6 +88,13 @@ run: release tun
 tun:
 	@test -c /dev/net/tun || { mkdir -p /dev/net && mknod -m 0666 /dev/net/tun c 10 200; }
 	@chmod 0666 /dev/net/tun
+
+# create --root overlay: the holder opens /dev/fuse as the group's owner (the
+# kernel wants the descriptor opened in the group's user namespace). Debian's
+# udev rules make it 0666, as for /dev/net/tun above.
+fuse:
+	@test -c /dev/fuse || mknod -m 0666 /dev/fuse c 10 229
+	@chmod 0666 /dev/fuse
 
 journald: deps
 	@if echo "nsgroup: journald probe" | systemd-cat -t nsgroup-make 2>/dev/null; then \
@@ -113,7 +121,7 @@ test-users: deps
 
 # The release build comes first: the packaging tests package it (they cannot
 # build it themselves, since `swift test` holds the lock on the build directory).
-check: deps journald test-users tun release plain-release
+check: deps journald test-users tun fuse release plain-release
 	$(SWIFT) build $(SWIFT_SCRATCH) --build-tests
 	$(SWIFT) test $(SWIFT_SCRATCH)
 	$(MAKE) --no-print-directory fuzz-check

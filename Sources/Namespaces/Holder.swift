@@ -87,6 +87,26 @@ public struct UserMaps: Sendable, Hashable {
     public var deniesSetgroups: Bool { gids.count == 1 && gids[0].count == 1 }
 }
 
+/// A group's root as a copy-on-write overlay of the host's (holder.c,
+/// `--overlay-root`), served by fuse-overlayfs as root of the group's user
+/// namespace: what is written inside goes to the upper layer.
+public struct OverlayRoot: Sendable, Equatable {
+    public enum Upper: Sendable, Equatable {
+        /// A tmpfs with these mount options (its size): gone with the group.
+        case tmpfs(String)
+        /// upper/ and work/ of this directory of the owner's: kept for a later group.
+        case persist(String)
+    }
+
+    public var executable: String
+    public var upper: Upper
+
+    public init(executable: String, upper: Upper) {
+        self.executable = executable
+        self.upper = upper
+    }
+}
+
 /// Everything the holder of a new group sets up.
 public struct HolderSpec: Sendable {
     public var name: String
@@ -107,6 +127,8 @@ public struct HolderSpec: Sendable {
     /// Paths of `tmpfs` on directories everyone shares (create's privateTmp: /tmp,
     /// /var/tmp): looked up as the holder, never as the caller, with no owner check.
     public var sharedTmpfs: Set<String> = []
+    /// create's root "overlay": the group's root is a copy-on-write view of the host's.
+    public var overlayRoot: OverlayRoot?
 
     public init(name: String, namespaces: Set<NamespaceKind>, hostname: String? = nil,
                 tmpfs: [TmpfsMount] = [], binds: [BindMount] = [], ttyGroup: gid_t = 5,
@@ -120,6 +142,12 @@ public struct HolderSpec: Sendable {
         self.userMaps = userMaps
         self.monotonicOffset = monotonicOffset
         self.boottimeOffset = boottimeOffset
+    }
+
+    /// The persist directory of an overlay root, for error messages.
+    var persistDirectory: String {
+        if case .persist(let directory) = overlayRoot?.upper { return directory }
+        return "?"
     }
 
     /// The holder's command line (see Sources/nsgroup-holder/holder.c).
@@ -147,6 +175,12 @@ public struct HolderSpec: Sendable {
                 if resolveAs.requireOwner { args.append("--require-owner") }
             }
             for mount in tmpfs { args += [sharedTmpfs.contains(mount.path) ? "--shared-tmpfs" : "--tmpfs", mount.path, mount.options] }
+            if let overlayRoot {
+                switch overlayRoot.upper {
+                case .tmpfs(let options): args += ["--overlay-root", overlayRoot.executable, "tmpfs", options]
+                case .persist(let directory): args += ["--overlay-root", overlayRoot.executable, "persist", directory]
+                }
+            }
         }
         if namespaces.contains(.net) { args.append("--loopback") }
         return args
@@ -326,7 +360,7 @@ public final class HolderLaunch {
         }
         guard report.stage == Int32(expected.rawValue) else {
             return end(.failed(SpawnError(report: report, tmpfs: spec.tmpfs.map(\.path), binds: spec.binds.map(\.target),
-                                          bindSources: spec.binds.map(\.source))))
+                                          bindSources: spec.binds.map(\.source), persist: spec.persistDirectory)))
         }
         if expected == NS_STAGE_OK { return end(.ready) }
         // The holder says when its namespaces are final (its time namespace

@@ -108,6 +108,14 @@ extension SpawnError {
         /// Joining a cgroup by writing to its cgroup.procs (index: which one).
         case joinCgroup(Int)
         case unshareCgroup
+        /// create's root "overlay" (holder.c, overlay_prepare).
+        case overlayFuse
+        case overlayUpper(path: String)
+        case persistNotOwned(path: String)
+        case persistBusy(path: String)
+        case overlayDaemon
+        case overlayMounts(path: String)
+        case pivotRoot
         /// A stage this code does not know (a newer holder).
         case stage(Int32)
 
@@ -170,6 +178,13 @@ extension SpawnError {
             case .bindNotOwned(let source, let target): "bind \(source) onto \(target): not both directories of the caller's"
             case .joinCgroup(let index): "write(cgroup.procs #\(index))"
             case .unshareCgroup: "unshare(CLONE_NEWCGROUP)"
+            case .overlayFuse: "mount(fuse-overlayfs on /dev/fuse)"
+            case .overlayUpper(let path): "the overlay's upper layer (\(path))"
+            case .persistNotOwned(let path): "persist directory \(path) is not the owner's"
+            case .persistBusy(let path): "persist directory \(path) is in use by another group"
+            case .overlayDaemon: "starting fuse-overlayfs"
+            case .overlayMounts(let path): "mount(bind, \(path) into the overlay root)"
+            case .pivotRoot: "pivot_root(overlay)"
             case .stage(let number): "stage \(number)"
             }
         }
@@ -180,7 +195,7 @@ extension SpawnError {
     /// Names the step of an ns_report, with the details only the caller knows
     /// (which namespace was at an index, which path).
     init(report: ns_report, namespaces: [NamespaceKind] = [], tmpfs: [String] = [], binds: [String] = [],
-         bindSources: [String] = [], cwd: String = "/", file: String = "") {
+         bindSources: [String] = [], persist: String = "?", cwd: String = "/", file: String = "") {
         let index = Int(report.index)
         /// The item at the report's index, or "?" when it names none.
         func item(_ list: [String]) -> String { list.indices.contains(index) ? list[index] : "?" }
@@ -223,6 +238,13 @@ extension SpawnError {
         case NS_STAGE_OPEN_PTY: step = .openPtmx
         case NS_STAGE_CGROUP_JOIN: step = .joinCgroup(index)
         case NS_STAGE_UNSHARE_CGROUP: step = .unshareCgroup
+        case NS_STAGE_OVERLAY_FUSE: step = .overlayFuse
+        case NS_STAGE_OVERLAY_UPPER: step = .overlayUpper(path: persist == "?" ? "tmpfs" : persist)
+        case NS_STAGE_PERSIST_NOT_OWNED: step = .persistNotOwned(path: persist)
+        case NS_STAGE_PERSIST_BUSY: step = .persistBusy(path: persist)
+        case NS_STAGE_OVERLAY_DAEMON: step = .overlayDaemon
+        case NS_STAGE_OVERLAY_MOUNTS: step = .overlayMounts(path: item(["/proc", "/sys", "/dev"]))
+        case NS_STAGE_PIVOT_ROOT: step = .pivotRoot
         default: step = .stage(report.stage)
         }
         self.init(step: step, errno: Errno(rawValue: report.error))

@@ -71,7 +71,8 @@ enum AuditField {
     /// tmpfs and bind as asked (repeated), each member as asked (repeated), the clock offsets,
     /// the net namespace's published name, the network (`none`, `pasta`) and each published
     /// port (`8080:80/tcp`, repeated), the limits as asked, the lifetime and idle time,
-    /// privateTmp and privateHome ("1" when asked for) and the home directory to bind.
+    /// privateTmp and privateHome ("1" when asked for), the home directory to bind, the root
+    /// (`overlay` when asked for) and the persist directory.
     static let namespacesRequested = "NSGROUP_NAMESPACES_REQUESTED"
     static let hostname = "NSGROUP_HOSTNAME"
     static let tmpfs = "NSGROUP_TMPFS"
@@ -90,6 +91,8 @@ enum AuditField {
     static let privateTmp = "NSGROUP_PRIVATE_TMP"
     static let privateHome = "NSGROUP_PRIVATE_HOME"
     static let home = "NSGROUP_HOME"
+    static let root = "NSGROUP_ROOT"
+    static let persist = "NSGROUP_PERSIST"
     /// enter: the number of arguments, whether NSGROUP_ARGV was cut, the directory asked for,
     /// the names (never the values) of the environment variables asked for (repeated), `pty`
     /// or `stdio`, and trustOwner when sent.

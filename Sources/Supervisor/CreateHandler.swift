@@ -44,7 +44,9 @@ final class CreateHandler {
     private var policy: Policy { policies.current }
 
     func create(_ params: CreateParams, _ context: RequestContext) throws(RPCError) -> Reply {
-        let kinds = try Self.namespaceKinds(params.namespaces)
+        var kinds = try Self.namespaceKinds(params.namespaces)
+        // Without "namespaces", an overlay root or a pasta network brings the user namespace it needs.
+        if params.namespaces == nil, params.root == .overlay || params.network == .pasta { kinds.insert(.user) }
         let hostname = try Self.hostname(params.hostname, kinds: kinds, name: params.name)
         let requestedTmpfs = try Self.tmpfsMounts(params.tmpfs, kinds: kinds)
         let binds = try Self.bindMounts(params.binds, kinds: kinds)
@@ -57,13 +59,19 @@ final class CreateHandler {
         let netnsName = try Self.netnsName(params.netnsName, kinds: kinds)
         let pastaRecord = try PastaLauncher.check(network: params.network, publish: params.publish, kinds: kinds,
                                                   caller: context.caller.uid)
+        try OverlayRootRules.check(root: params.root, persist: params.persist, kinds: kinds)
         try checkCreatePolicy(context.caller, name: params.name, kinds: kinds)
         // The limits of its cgroup: those asked for, within nsgroupd.conf's maxima (root is not
         // held to them, as to the other per-user limits), and its defaults for the rest.
         let limits = try policy.resolve(params.limits, holdingToMaxima: context.caller.uid != 0)
         context.details.fields[AuditField.limits] = limits.auditText
-        let tmpfs = try checkTmpfsPolicy(requestedTmpfs, privateMounts: home.tmpfs, caller: context.caller,
-                                         home: context.identity.entry?.home, kinds: kinds)
+        // An overlay root's upper layer is a tmpfs too (without persist), sized and counted as one;
+        // it is charged as a mount on "/" but made by the holder's fuse-overlayfs, not in the list.
+        let upper = params.root == .overlay && params.persist == nil ? [TmpfsMount(path: "/", options: "mode=0755")] : []
+        let checked = try checkTmpfsPolicy(requestedTmpfs, privateMounts: upper + home.tmpfs, caller: context.caller,
+                                           home: context.identity.entry?.home, kinds: kinds)
+        let tmpfs = checked.filter { $0.path != "/" }
+        let rootUpper = checked.first { $0.path == "/" }?.options
         if (!binds.isEmpty || netnsName != nil) && !policy.isAdmin(context.caller) {
             throw RPCError(.permissionDenied, binds.isEmpty
                 ? "create: publishing a net namespace in /run/netns is for \(Policy.listed(policy.admins)): the names are the host's"
@@ -84,6 +92,10 @@ final class CreateHandler {
                               ttyGroup: ttyGroup, userMaps: userMaps,
                               monotonicOffset: offsets.monotonic, boottimeOffset: offsets.boottime)
         spec.sharedTmpfs = home.shared
+        if params.root == .overlay {
+            spec.overlayRoot = OverlayRoot(executable: OverlayRootRules.executable,
+                                           upper: params.persist.map { .persist($0) } ?? .tmpfs(rootUpper ?? "mode=0755"))
+        }
         // Without a user namespace the holder is root: tmpfs targets are looked up as the caller,
         // and everyone enters as themselves, so someone who is not an admin may only hide a
         // directory of their own (README, "Who can run what"). Admins may cover any directory.
@@ -111,7 +123,7 @@ final class CreateHandler {
         withExtendedLifetime(cgroup.files) {}
         // From here the name is taken and the group counts towards the limits, while the
         // holder sets itself up; the answer comes when it has (or has failed).
-        registry.reserve(params.name, chargedTo: charged, tmpfs: tmpfs)
+        registry.reserve(params.name, chargedTo: charged, tmpfs: checked)
         var record = GroupRecord(
             name: params.name, owner: context.caller.uid, ownerName: context.identity.name,
             namespaces: [], holderPID: launch.pid, holderStartTime: 0,
@@ -132,6 +144,9 @@ final class CreateHandler {
         record.privateTmp = params.privateTmp
         record.privateHome = params.privateHome || params.home != nil
         record.home = params.home
+        record.root = params.root
+        record.persist = params.persist
+        record.rootUpper = rootUpper
         // This instance's id, in its state file and every record about it.
         record.groupID = RandomID.make()
         let pending = Pending(launch: launch, record: record, caller: context.caller, completion: context.later(),
@@ -319,9 +334,16 @@ final class CreateHandler {
         where asked && !kinds.contains(.mnt) {
             throw .invalidParams("create: \"\(member)\" needs a mnt namespace")
         }
-        let shared = params.privateTmp ? ["/tmp", "/var/tmp"] : []
+        var shared = params.privateTmp ? ["/tmp", "/var/tmp"] : []
         let size = caller.uid == 0 ? "" : ",size=\(ByteSize.format(max(policy.tmpfsSize / 2, 1)))"
         tmpfs += shared.map { TmpfsMount(path: $0, options: "mode=1777" + size) }
+        // An overlay root's fresh /run (which also hides the upper layer, fuse-overlayfs's /run) and
+        // /dev/shm (the host's otherwise, through /dev): root's as the host's are, a quarter each.
+        if params.root == .overlay, kinds.contains(.mnt) {
+            let quarter = caller.uid == 0 ? "" : ",size=\(ByteSize.format(max(policy.tmpfsSize / 4, 1)))"
+            tmpfs += [TmpfsMount(path: "/run", options: "mode=0755" + quarter), TmpfsMount(path: "/dev/shm", options: "mode=1777" + quarter)]
+            shared += ["/run", "/dev/shm"]
+        }
         if params.privateHome || params.home != nil {
             guard let home, HolderSpec.isValidMountPath(home) else {
                 let shown = JSONValue.string(String((home ?? "").prefix(256))).serialized()
@@ -405,7 +427,7 @@ final class CreateHandler {
         }
         // Counted by the charged person: tmpfs mounts of her subordinate uids' groups are hers.
         let charged = subordinates.chargedUID(caller.uid)
-        let held = (registry.groups(chargedTo: charged).flatMap(\.record.tmpfs) + registry.reservedTmpfs(chargedTo: charged))
+        let held = (registry.groups(chargedTo: charged).flatMap(\.record.chargedTmpfs) + registry.reservedTmpfs(chargedTo: charged))
             .reduce(UInt64(0)) { $0 + ($1.size.flatMap(Self.tmpfsBytes) ?? policy.tmpfsSize) }
         guard held + total <= policy.tmpfsPerUser else {
             throw RPCError(.limitExceeded, "create: \(subordinates.chargedSubject(caller.uid, "would have")) \(ByteSize.format(held + total)) of tmpfs mounts, more than allowed (limits.tmpfs-per-user = \(ByteSize.format(policy.tmpfsPerUser)))")

@@ -140,6 +140,15 @@ package struct GroupRecord: Sendable, Equatable {
     package var privateTmp = false
     package var privateHome = false
     package var home: String?
+    /// create's root: "overlay" for a copy-on-write view of the host's, with its upper layer
+    /// in `persist` (a directory of the owner's) or on a tmpfs with `rootUpper`'s options.
+    package var root: GroupRoot = .host
+    package var persist: String?
+    package var rootUpper: String?
+
+    /// Every tmpfs the group is charged for (limits.tmpfs-per-user): its mounts and the
+    /// upper layer of an overlay root (counted as a mount on "/").
+    package var chargedTmpfs: [TmpfsMount] { tmpfs + (rootUpper.map { [TmpfsMount(path: "/", options: $0)] } ?? []) }
 
     package var kinds: Set<NamespaceKind> { Set(namespaces.map(\.kind)) }
 
@@ -225,6 +234,10 @@ extension GroupInfo {
         info.privateTmp = record.privateTmp
         info.privateHome = record.privateHome
         info.home = record.home
+        if record.root == .overlay {
+            info.root = .overlay
+            info.persist = record.persist
+        }
         return info
     }
 }

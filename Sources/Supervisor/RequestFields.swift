@@ -43,6 +43,8 @@ enum RequestFields {
             if params.privateTmp { details.fields[AuditField.privateTmp] = "1" }
             if params.privateHome { details.fields[AuditField.privateHome] = "1" }
             if let home = params.home { value(AuditField.home, home, into: details) }
+            if params.root != .host { details.fields[AuditField.root] = params.root.rawValue }
+            if let persist = params.persist { value(AuditField.persist, persist, into: details) }
         case .enter(let params):
             if let argv = params.argv { argvFields(argv, into: details) }
             if let cwd = params.cwd { value(AuditField.cwd, cwd, into: details) }

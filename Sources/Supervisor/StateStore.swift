@@ -272,6 +272,9 @@ package enum StateCodec {
         if r.privateTmp { o["privateTmp"] = .bool(true) }
         if r.privateHome { o["privateHome"] = .bool(true) }
         if let home = r.home { o["home"] = .string(home) }
+        if r.root != .host { o["root"] = .string(r.root.rawValue) }
+        if let persist = r.persist { o["persist"] = .string(persist) }
+        if let upper = r.rootUpper { o["rootUpper"] = .string(upper) }
         // The file is rewritten on every session change: each session's argv
         // is kept cut as events carry it (EventNotification.truncated), so a
         // group with many sessions of long commands still has a small file.
@@ -476,6 +479,26 @@ extension StateCodec {
                 throw malformed("\"home\" is \(String(home.serialized().prefix(64))), not a mount path")
             }
             record.home = path
+        }
+        if let root = o["root"] {
+            guard let name = root.stringValue, let value = GroupRoot(rawValue: name), value == .overlay,
+                  namespaces.contains(where: { $0.kind == .user }), namespaces.contains(where: { $0.kind == .mnt }) else {
+                throw malformed("\"root\" is \(String(root.serialized().prefix(64))), not \"overlay\" in a group with mnt and user")
+            }
+            record.root = value
+        }
+        if let persist = o["persist"] {
+            guard record.root == .overlay, let path = persist.stringValue, HolderSpec.isValidMountPath(path) else {
+                throw malformed("\"persist\" is \(String(persist.serialized().prefix(64))), not a path of an overlay root")
+            }
+            record.persist = path
+        }
+        if let upper = o["rootUpper"] {
+            guard record.root == .overlay, record.persist == nil, let options = upper.stringValue,
+                  (try? TmpfsMount(spec: "/upper:" + options)) != nil else {
+                throw malformed("\"rootUpper\" is \(String(upper.serialized().prefix(64))), not the tmpfs options of an overlay root")
+            }
+            record.rootUpper = options
         }
         return record
     }

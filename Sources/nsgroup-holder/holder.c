@@ -13,6 +13,7 @@
  *                  [--bind SOURCE TARGET ro|rw]... [--resolve-as UID GID GROUPS|-]
  *                  [--require-owner] [--tmpfs PATH OPTIONS]... [--shared-tmpfs PATH OPTIONS]...
  *                  [--own-bind SOURCE TARGET UID]... [--loopback]
+ *                  [--overlay-root EXECUTABLE tmpfs OPTIONS | --overlay-root EXECUTABLE persist DIR]
  *
  * --resolve-as: tmpfs targets are looked up with these filesystem ids and
  * supplementary groups (GROUPS: comma-separated gids, or "-" for none), the
@@ -46,7 +47,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sched.h>
 #include <stdint.h>
 #include <sys/mount.h>
@@ -61,8 +65,9 @@
 
 #define STATUS_FD 3
 #define SYNC_FD 4
-/* create's limits (32 each), and privateTmp's two mounts and privateHome's one. */
-#define MAX_TMPFS 35
+/* create's limits (32 each), privateTmp's two mounts and privateHome's one,
+ * and an overlay root's /run and /dev/shm. */
+#define MAX_TMPFS 37
 #define MAX_BINDS 33
 #define MAX_GROUPS 65536
 
@@ -97,6 +102,12 @@
 #endif
 #ifndef SYS_mount_setattr
 #define SYS_mount_setattr 442
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
 
 struct holder_mount_attr {
@@ -138,7 +149,16 @@ struct config {
     gid_t resolve_gid;
     size_t resolve_group_count;
     int require_owner;          /* each tmpfs target must be owned by resolve_uid */
+    const char *overlay_executable; /* --overlay-root: fuse-overlayfs, or NULL for the host's root */
+    const char *overlay_upper;  /* its upper layer's tmpfs options, or NULL with overlay_persist */
+    const char *overlay_persist; /* the owner's directory holding upper/ and work/ */
 };
+
+/* Where bind and tmpfs targets are looked up: the host's tree (AT_FDCWD), or
+ * with --overlay-root the new root, before pivot_root makes it "/". */
+static int root_fd = AT_FDCWD;
+/* fuse-overlayfs, the holder's child: when it ends, so does the group. */
+static pid_t overlay_daemon = -1;
 
 /* The caller's supplementary groups for --resolve-as (too big for the stack). */
 static gid_t resolve_groups[MAX_GROUPS];
@@ -206,6 +226,15 @@ static int parse(int argc, char **argv, struct config *c) {
             c->binds[c->bind_count].target = argv[++i];
             c->binds[c->bind_count].read_only = strcmp(argv[++i], "ro") == 0;
             c->bind_count++;
+        } else if (strcmp(a, "--overlay-root") == 0 && i + 3 < argc && !c->overlay_executable) {
+            c->overlay_executable = argv[++i];
+            const char *kind = argv[++i];
+            if (strcmp(kind, "tmpfs") == 0)
+                c->overlay_upper = argv[++i];
+            else if (strcmp(kind, "persist") == 0)
+                c->overlay_persist = argv[++i];
+            else
+                return -1;
         } else if (strcmp(a, "--own-bind") == 0 && i + 3 < argc && c->bind_count < MAX_BINDS) {
             struct bind_mount *b = &c->binds[c->bind_count];
             b->source = argv[++i];
@@ -254,6 +283,18 @@ static int open_path(const char *path, int flags) {
         .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
     };
     return (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
+}
+
+/* A bind or tmpfs target: looked up like open_path on the host, or inside
+ * the new root with --overlay-root, where "/" and ".." stop at that root. */
+static int open_target(const char *path, int flags) {
+    if (root_fd == AT_FDCWD)
+        return open_path(path, flags);
+    struct open_how how = {
+        .flags = (uint64_t)(O_PATH | O_CLOEXEC | flags),
+        .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    };
+    return (int)syscall(SYS_openat2, root_fd, path, &how, sizeof how);
 }
 
 /* The holder's own supplementary groups, given back after each lookup as the caller. */
@@ -308,7 +349,7 @@ static int mount_bind(const struct config *c, const struct bind_mount *b, int *s
     int saved = errno;
     int target = -1, tree = -1, r = -1;
     if (source >= 0) {
-        target = open_path(b->target, b->own ? O_DIRECTORY : 0);
+        target = open_target(b->target, b->own ? O_DIRECTORY : 0);
         saved = errno;
     }
     if (as_caller && resolve_as(c, 0) < 0) {
@@ -371,7 +412,7 @@ static int mount_tmpfs(const struct config *c, const struct tmpfs_mount *m, int 
     if (as_caller && resolve_as(c, 1) < 0)
         return -1;
     *stage = NS_STAGE_MOUNT_TMPFS;
-    int fd = open_path(m->path, O_DIRECTORY);
+    int fd = open_target(m->path, O_DIRECTORY);
     int saved = errno;
     if (as_caller && resolve_as(c, 0) < 0) {
         /* Holding the caller's ids for the rest of the set-up would be worse. */
@@ -420,6 +461,311 @@ static int loopback_up(void) {
     close(s);
     errno = saved;
     return r;
+}
+
+/* ---- --overlay-root ---------------------------------------------------- */
+
+/* Directories of the host, one level each, whose entries the owner may not
+ * read get a blank stand-in in a fresh upper layer. A package manager and the
+ * shadow tools open such entries (dpkg's and apt's lock files, apt's partial/
+ * directories, ldconfig's cache, /etc/shadow), and the overlay cannot copy
+ * them up: it reads as the owner, who may not. A stand-in has the entry's
+ * mode and nothing of its content: an empty file, or an empty opaque
+ * directory; /etc/shadow and /etc/gshadow (and their backups) list every
+ * user of /etc/passwd and group of /etc/group with a locked password. Only
+ * names that a listing of the directory shows anyway are used. */
+static const char *const standin_dirs[] = {
+    "/etc", "/etc/polkit-1", "/etc/security", "/etc/ssl", "/var/cache", "/var/cache/apt/archives",
+    "/var/cache/debconf", "/var/lib", "/var/lib/apt/lists", "/var/lib/dpkg", "/var/lib/dpkg/triggers",
+    "/var/log", NULL,
+};
+
+/* Where the upper layer is, in the daemon's mount namespace. */
+#define OVERLAY_UPPER "/run/upper"
+#define OVERLAY_WORK "/run/work"
+
+/* One line per entry of source (/etc/passwd or /etc/group) into fd: its name
+ * with a locked password, in shadow(5) or gshadow(5) form (a group keeps its
+ * members, which /etc/group shows). */
+static void write_locked(int fd, const char *source, int group) {
+    static char text[1 << 20];
+    int in = open(source, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return;
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof text - 1 && (n = read(in, text + len, sizeof text - 1 - len)) > 0)
+        len += (size_t)n;
+    close(in);
+    text[len] = 0;
+    for (char *line = text; *line;) {
+        char *end = strchr(line, '\n');
+        if (!end)
+            end = line + strlen(line);
+        char *colon = memchr(line, ':', (size_t)(end - line));
+        if (colon && colon > line) {
+            if (group) {
+                /* name:password:gid:members */
+                char *members = colon + 1;
+                for (int field = 0; field < 2 && members; field++) {
+                    char *next = memchr(members, ':', (size_t)(end - members));
+                    members = next ? next + 1 : NULL;
+                }
+                dprintf(fd, "%.*s:*::%.*s\n", (int)(colon - line), line,
+                        members ? (int)(end - members) : 0, members ? members : "");
+            } else {
+                dprintf(fd, "%.*s:*:::::::\n", (int)(colon - line), line);
+            }
+        }
+        line = *end ? end + 1 : end;
+    }
+}
+
+/* upper/PATH and its parents, each with the mode of the host's directory. */
+static int upper_dirs(const char *path, char *upper, size_t size) {
+    size_t base = strlen(OVERLAY_UPPER);
+    if ((size_t)snprintf(upper, size, "%s%s", OVERLAY_UPPER, path) >= size)
+        return -1;
+    for (char *p = upper + base + 1;; p++) {
+        if (*p != '/' && *p != 0)
+            continue;
+        char saved = *p;
+        *p = 0;
+        struct stat st;
+        if (lstat(upper + base, &st) < 0 || !S_ISDIR(st.st_mode))
+            return -1;
+        if (mkdir(upper, st.st_mode & 07777) < 0 && errno != EEXIST)
+            return -1;
+        *p = saved;
+        if (!saved)
+            return 0;
+    }
+}
+
+static void make_standins(void) {
+    for (int i = 0; standin_dirs[i]; i++) {
+        int lower = open(standin_dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (lower < 0)
+            continue;
+        DIR *listing = fdopendir(lower);
+        if (!listing) {
+            close(lower);
+            continue;
+        }
+        int upper = -1;
+        struct dirent *e;
+        while ((e = readdir(listing))) {
+            const char *name = e->d_name;
+            if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+                continue;
+            struct stat st;
+            if (fstatat(lower, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                continue;
+            int is_dir = S_ISDIR(st.st_mode);
+            if (!is_dir && !S_ISREG(st.st_mode))
+                continue;
+            if (faccessat(lower, name, is_dir ? R_OK | X_OK : R_OK, AT_EACCESS) == 0 || errno != EACCES)
+                continue;
+            if (upper < 0) {
+                char path[PATH_MAX];
+                if (upper_dirs(standin_dirs[i], path, sizeof path) < 0 ||
+                    (upper = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+                    break;
+            }
+            mode_t mode = st.st_mode & 07777;
+            if (is_dir) {
+                /* fuse-overlayfs takes this file as "opaque": nothing of the host's directory shows. */
+                if (mkdirat(upper, name, mode) == 0) {
+                    int sub = openat(upper, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+                    if (sub >= 0) {
+                        int marker = openat(sub, ".wh..wh..opq", O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0);
+                        if (marker >= 0)
+                            close(marker);
+                        close(sub);
+                    }
+                }
+                continue;
+            }
+            int fd = openat(upper, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, mode);
+            if (fd < 0)
+                continue;
+            if (strcmp(standin_dirs[i], "/etc") == 0) {
+                if (strcmp(name, "shadow") == 0 || strcmp(name, "shadow-") == 0)
+                    write_locked(fd, "/etc/passwd", 0);
+                else if (strcmp(name, "gshadow") == 0 || strcmp(name, "gshadow-") == 0)
+                    write_locked(fd, "/etc/group", 1);
+            }
+            close(fd);
+        }
+        if (upper >= 0)
+            close(upper);
+        closedir(listing);
+    }
+}
+
+/* The holder's child that becomes fuse-overlayfs, in a mount namespace of
+ * its own (a copy of the group's): empty read-only tmpfs mounts hide the
+ * host's /tmp and /var/tmp from the lower layer, and the upper layer goes
+ * on /run, which hides the staging tmpfs and with it the FUSE mount itself
+ * (a lower layer that held its own overlay would recurse). Reports a failed
+ * step on `ready`; exec closes it. */
+__attribute__((noreturn)) static void overlay_daemon_child(const struct config *c, int fuse, int persist, int ready) {
+    int stage = NS_STAGE_OVERLAY_UPPER;
+    umask(0);
+    /* The persist directory's mount is copied while it is still in this
+     * namespace (open_tree clones only from the caller's), then attached
+     * in the new one. */
+    int tree = -1;
+    struct holder_mount_attr attr = { .attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV };
+    if (persist >= 0 &&
+        ((tree = (int)syscall(SYS_open_tree, persist, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH)) < 0 ||
+         syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0))
+        goto failed;
+    stage = NS_STAGE_OVERLAY_DAEMON;
+    if (unshare(CLONE_NEWNS) < 0)
+        goto failed;
+    static const char *const hidden[] = {"/tmp", "/var/tmp", NULL};
+    for (int i = 0; hidden[i]; i++)
+        if (mount("tmpfs", hidden[i], "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "mode=1777,size=4k") < 0 &&
+            errno != ENOENT)
+            goto failed;
+    stage = NS_STAGE_OVERLAY_UPPER;
+    if (tree >= 0) {
+        int run = open_path("/run", O_DIRECTORY);
+        if (run < 0 || syscall(SYS_move_mount, tree, "", run, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+            goto failed;
+        close(tree);
+        close(run);
+    } else if (mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, c->overlay_upper) < 0) {
+        goto failed;
+    }
+    /* A fresh upper layer gets the stand-ins; one kept in a persist directory has them already. */
+    int fresh = mkdir(OVERLAY_UPPER, 0755) == 0;
+    if (!fresh && errno != EEXIST)
+        goto failed;
+    if (mkdir(OVERLAY_WORK, 0700) < 0 && errno != EEXIST)
+        goto failed;
+    /* Both must be directories, not links the owner left in the persist directory. */
+    struct stat st;
+    if (lstat(OVERLAY_UPPER, &st) < 0 || !S_ISDIR(st.st_mode) || lstat(OVERLAY_WORK, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        goto failed;
+    }
+    if (fresh)
+        make_standins();
+    stage = NS_STAGE_OVERLAY_DAEMON;
+    /* Only the FUSE descriptor and the persist directory's lock go on. */
+    if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0 || fcntl(fuse, F_SETFD, 0) < 0 ||
+        (persist >= 0 && fcntl(persist, F_SETFD, 0) < 0))
+        goto failed;
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        goto failed;
+    char mountpoint[32];
+    snprintf(mountpoint, sizeof mountpoint, "/dev/fd/%d", fuse);
+    char *argv[] = {"fuse-overlayfs", "-f", "-o",
+                    "lowerdir=/,upperdir=" OVERLAY_UPPER ",workdir=" OVERLAY_WORK ",squash_to_root", mountpoint, NULL};
+    char *envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execve(c->overlay_executable, argv, envp);
+failed:;
+    struct ns_report r = { .stage = stage, .error = errno, .index = -1, .pid = 0 };
+    ssize_t n;
+    do {
+        n = write(ready, &r, sizeof r);
+    } while (n < 0 && errno == EINTR);
+    _exit(127);
+}
+
+/* The new root, before binds and tmpfs mounts go into it: the persist
+ * directory opened (as the holder: the owner, root here) and locked; a
+ * staging tmpfs on /run, where the FUSE file system is mounted on a
+ * descriptor of /dev/fuse opened here (the kernel wants it opened in the
+ * group's user namespace) and passed to fuse-overlayfs; then the host's
+ * /proc, /sys and /dev (with the group's own /proc and devpts, when it
+ * has them) bound into it. Targets are looked up inside it from here on. */
+static void overlay_prepare(const struct config *c) {
+    int persist = -1;
+    if (c->overlay_persist) {
+        struct open_how how = {
+            .flags = (uint64_t)(O_RDONLY | O_DIRECTORY | O_CLOEXEC),
+            .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+        };
+        persist = (int)syscall(SYS_openat2, AT_FDCWD, c->overlay_persist, &how, sizeof how);
+        struct stat st;
+        if (persist < 0 || fstat(persist, &st) < 0)
+            fail(NS_STAGE_OVERLAY_UPPER, -1);
+        /* The owner is root in the group's user namespace. */
+        if (st.st_uid != 0) {
+            errno = EPERM;
+            fail(NS_STAGE_PERSIST_NOT_OWNED, -1);
+        }
+        /* Held, by the holder and fuse-overlayfs, for as long as the group lives. */
+        if (flock(persist, LOCK_EX | LOCK_NB) < 0) {
+            if (errno != EWOULDBLOCK)
+                fail(NS_STAGE_OVERLAY_UPPER, -1);
+            errno = EBUSY;
+            fail(NS_STAGE_PERSIST_BUSY, -1);
+        }
+    }
+    if (mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700,size=16k") < 0 ||
+        mkdir("/run/root", 0755) < 0)
+        fail(NS_STAGE_OVERLAY_MOUNTS, -1);
+    int fuse = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+    if (fuse < 0)
+        fail(NS_STAGE_OVERLAY_FUSE, -1);
+    char options[128];
+    snprintf(options, sizeof options, "fd=%d,rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions", fuse);
+    if (mount("fuse-overlayfs", "/run/root", "fuse.fuse-overlayfs", MS_NOSUID | MS_NODEV, options) < 0)
+        fail(NS_STAGE_OVERLAY_FUSE, -1);
+    int ready[2];
+    if (pipe2(ready, O_CLOEXEC) < 0)
+        fail(NS_STAGE_OVERLAY_DAEMON, -1);
+    pid_t pid = fork();
+    if (pid < 0)
+        fail(NS_STAGE_OVERLAY_DAEMON, -1);
+    if (pid == 0) {
+        close(ready[0]);
+        overlay_daemon_child(c, fuse, persist, ready[1]);
+    }
+    overlay_daemon = pid;
+    close(ready[1]);
+    /* The daemon holds the connection now: with no copy here, its end ends it (ENOTCONN, never a hang). */
+    close(fuse);
+    struct ns_report r;
+    ssize_t n;
+    do {
+        n = read(ready[0], &r, sizeof r);
+    } while (n < 0 && errno == EINTR);
+    close(ready[0]);
+    if (n == (ssize_t)sizeof r) {
+        report(r.stage, r.error, -1);
+        _exit(1);
+    }
+    if (n != 0)
+        fail(NS_STAGE_OVERLAY_DAEMON, -1);
+    if ((root_fd = open("/run/root", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+        fail(NS_STAGE_OVERLAY_MOUNTS, -1);
+    static const char *const kept[] = {"/proc", "/sys", "/dev", NULL};
+    for (int i = 0; kept[i]; i++) {
+        int tree = (int)syscall(SYS_open_tree, AT_FDCWD, kept[i], OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+        int target = tree < 0 ? -1 : open_target(kept[i], O_DIRECTORY);
+        if (target < 0 ||
+            syscall(SYS_move_mount, tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+            fail(NS_STAGE_OVERLAY_MOUNTS, i);
+        close(tree);
+        close(target);
+    }
+}
+
+/* The overlay becomes "/" for the holder and everything that joins the group;
+ * the host's root, stacked on it by pivot_root(".", "."), is detached. */
+static void overlay_pivot(void) {
+    if (fchdir(root_fd) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 || umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
+        fail(NS_STAGE_PIVOT_ROOT, -1);
+    close(root_fd);
+    root_fd = AT_FDCWD;
 }
 
 static void set_up(const struct config *c) {
@@ -471,6 +817,8 @@ static void set_up(const struct config *c) {
         if (mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, options) < 0)
             fail(NS_STAGE_MOUNT_DEVPTS, -1);
     }
+    if (c->overlay_executable)
+        overlay_prepare(c);
     for (int i = 0; i < c->bind_count; i++) {
         int stage;
         if (mount_bind(c, &c->binds[i], &stage) < 0)
@@ -481,6 +829,8 @@ static void set_up(const struct config *c) {
         if (mount_tmpfs(c, &c->tmpfs[i], &stage) < 0)
             fail(stage, i);
     }
+    if (c->overlay_executable)
+        overlay_pivot();
     if (c->loopback && loopback_up() < 0)
         fail(NS_STAGE_LOOPBACK, -1);
 }
@@ -507,7 +857,10 @@ int main(int argc, char **argv) {
         siginfo_t info;
         int sig = sigwaitinfo(&all, &info);
         if (sig == SIGCHLD) {
-            while (waitpid(-1, NULL, WNOHANG | __WALL) > 0) {
+            pid_t ended;
+            while ((ended = waitpid(-1, NULL, WNOHANG | __WALL)) > 0) {
+                if (ended == overlay_daemon)
+                    _exit(1);
             }
         } else if (sig == SIGTERM) {
             _exit(0);

@@ -55,6 +55,13 @@ struct Create: ParsableCommand {
     @Option(help: ArgumentHelp("Forward this port of the host's 127.0.0.1 to a port inside (needs --net pasta; host ports below 1024 only for root). Repeatable.", valueName: "hostport:port[/tcp|/udp]"))
     var publish: [String] = []
 
+    @Option(help: ArgumentHelp("The group's root: host, the host's own (the default), or overlay, a copy-on-write view of it where you are root and what you change stays inside (needs mnt and user; without --ns, user is added).", valueName: "host|overlay"))
+    var root: String?
+
+    @Option(help: ArgumentHelp("Keep an overlay root's changes in upper/ and work/ of this directory of yours, for this group and later ones (needs --root overlay).", valueName: "dir"),
+            completion: .directory)
+    var persist: String?
+
     @Option(name: .customLong("member"), help: ArgumentHelp("Let this user (or @group) enter too. Repeatable.", valueName: "user|@group"), completion: Completion.member)
     var members: [String] = []
 
@@ -91,6 +98,9 @@ struct Create: ParsableCommand {
             // PATH:size=..,mode=..: the options after the first colon are a comma list.
             if let colon = mount.firstIndex(of: ":") { try checkCommaList(String(mount[mount.index(after: colon)...]), option: "--tmpfs") }
         }
+        if let root, GroupRoot(rawValue: root) == nil {
+            throw ValidationError("--root must be host or overlay, not \"\(root)\"")
+        }
         if let network, GroupNetwork(rawValue: network) == nil {
             throw ValidationError("--net must be none or pasta, not \"\(network)\"")
         }
@@ -112,6 +122,8 @@ struct Create: ParsableCommand {
         params.privateTmp = privateTmp
         params.privateHome = privateHome
         params.home = home
+        params.root = root.flatMap(GroupRoot.init(rawValue:)) ?? .host
+        params.persist = persist
         let result = withClient(global) { client throws(ClientError) in try client.call("create", params.json).result }
         if json { return printJSON(result) }
         let group = (try? GroupInfo(json: result))

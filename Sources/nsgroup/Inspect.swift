@@ -40,6 +40,7 @@ struct Inspect: ParsableCommand {
         print("Holder:      \(g.holder)")
         print("Created:     \(g.created)\(age)")
         if let hostname = g.hostname { print("Hostname:    \(hostname)") }
+        if g.root == .overlay { print("Root:        overlay of the host's, changes \(g.persist.map { "kept in \($0)" } ?? "on a tmpfs, gone with the group")") }
         if !g.tmpfs.isEmpty { print("Tmpfs:       \(g.tmpfs.joined(separator: ", "))") }
         if !g.binds.isEmpty { print("Binds:       \(g.binds.joined(separator: ", "))") }
         if g.privateTmp { print("Private tmp: /tmp, /var/tmp") }

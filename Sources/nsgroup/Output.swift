@@ -113,7 +113,7 @@ enum FlagNames {
             "members": "--member", "monotonicOffset": "--monotonic-offset", "boottimeOffset": "--boottime-offset",
             "netnsName": "--netns-name", "network": "--net", "publish": "--publish", "memory": "--memory", "pids": "--pids", "cpuWeight": "--cpu-weight",
             "cpus": "--cpus", "lifetime": "--lifetime", "idle": "--idle", "name": "the group's name",
-            "privateTmp": "--private-tmp", "privateHome": "--private-home", "home": "--home",
+            "privateTmp": "--private-tmp", "privateHome": "--private-home", "home": "--home", "root": "--root", "persist": "--persist",
         ],
         "enter": [
             "argv": "the command", "cwd": "--cwd", "env": "--env", "tty": "--tty", "trustOwner": "--trust-owner",

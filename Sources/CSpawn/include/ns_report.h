@@ -58,6 +58,14 @@ typedef enum ns_stage {
     NS_STAGE_CGROUP_JOIN,       /* holder or first child: joining a cgroup (index: which cgroup.procs) */
     NS_STAGE_UNSHARE_CGROUP,    /* holder: unshare(CLONE_NEWCGROUP) once in the group's cgroup */
     NS_STAGE_BIND_NOT_OWNED,    /* holder, --own-bind: an end of the bind is not the owner's (index: bind) */
+    /* holder, --overlay-root */
+    NS_STAGE_OVERLAY_FUSE,      /* opening /dev/fuse or mounting the FUSE file system */
+    NS_STAGE_OVERLAY_UPPER,     /* the upper layer: its tmpfs, the persist directory, upper/ and work/ */
+    NS_STAGE_PERSIST_NOT_OWNED, /* the persist directory is not the owner's */
+    NS_STAGE_PERSIST_BUSY,      /* the persist directory is locked by another group's overlay */
+    NS_STAGE_OVERLAY_DAEMON,    /* starting fuse-overlayfs (fork, its namespace, exec) */
+    NS_STAGE_OVERLAY_MOUNTS,    /* /proc, /sys, /dev into the new root, or the staging tmpfs */
+    NS_STAGE_PIVOT_ROOT,        /* pivot_root into the overlay and detaching the host's root */
 } ns_stage;
 
 struct ns_report {

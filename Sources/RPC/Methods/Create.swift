@@ -1,6 +1,6 @@
 /// `create {name, namespaces?, hostname?, tmpfs?, binds?, members?,
 /// monotonicOffset?, boottimeOffset?, netnsName?, network?, publish?, limits?, lifetime?, idle?,
-/// privateTmp?, privateHome?, home?}` → the new group.
+/// privateTmp?, privateHome?, home?, root?, persist?}` → the new group.
 public struct CreateParams: Sendable, Equatable {
     public var name: String
     /// Kernel names of the kinds to create; nil means the default set.
@@ -33,6 +33,12 @@ public struct CreateParams: Sendable, Equatable {
     public var privateHome = false
     /// A directory of the caller's bound onto their home inside instead (with mnt).
     public var home: String?
+    /// "host" (the default) or "overlay": the group's root a copy-on-write view of the host's
+    /// (with mnt and user).
+    public var root: GroupRoot = .host
+    /// With root "overlay": a directory of the caller's holding the upper layer, kept after
+    /// the group; without it the upper layer is a tmpfs.
+    public var persist: String?
 
     public static let maxOffset: Int64 = 10 * 366 * 86_400
     /// Lifetimes and idle times: one second to ten years.
@@ -76,6 +82,13 @@ public struct CreateParams: Sendable, Equatable {
         privateTmp = try r.bool("privateTmp") ?? false
         privateHome = try r.bool("privateHome") ?? false
         home = try r.string("home")
+        if let given = try r.string("root") {
+            guard let root = GroupRoot(rawValue: given) else {
+                throw .invalidParams("create: \"root\" must be \"host\" or \"overlay\", not \"\(String(given.prefix(64)))\"")
+            }
+            self.root = root
+        }
+        persist = try r.string("persist")
         try r.finish()
         try GroupName.validate(name)
     }
@@ -98,8 +111,18 @@ public struct CreateParams: Sendable, Equatable {
         if privateTmp { o["privateTmp"] = .bool(true) }
         if privateHome { o["privateHome"] = .bool(true) }
         if let home { o["home"] = .string(home) }
+        if root != .host { o["root"] = .string(root.rawValue) }
+        if let persist { o["persist"] = .string(persist) }
         return .object(o)
     }
+}
+
+/// What a group's "/" is.
+public enum GroupRoot: String, Sendable, Equatable {
+    /// The host's own root, as every group without "root" has it.
+    case host
+    /// A copy-on-write overlay of the host's root (fuse-overlayfs, as the owner).
+    case overlay
 }
 
 /// `inspect {name}`, `destroy {name}`, `freeze {name}`, `thaw {name}`,

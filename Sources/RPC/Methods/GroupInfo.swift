@@ -47,6 +47,9 @@ public struct GroupInfo: Sendable, Equatable {
     public var privateHome = false
     /// The directory bound onto the owner's home, if one is.
     public var home: String?
+    /// "overlay" for a copy-on-write root (nil: the host's), and its persist directory.
+    public var root: GroupRoot?
+    public var persist: String?
 
     public init(name: String, owner: UInt32, ownerName: String, namespaces: [(kind: String, id: String)],
                 holder: Int32, created: String, hostname: String?, tmpfs: [String], sessions: [SessionInfo] = [],
@@ -98,6 +101,8 @@ public struct GroupInfo: Sendable, Equatable {
         if privateTmp { o["privateTmp"] = .bool(true) }
         if privateHome { o["privateHome"] = .bool(true) }
         if let home { o["home"] = .string(home) }
+        if let root { o["root"] = .string(root.rawValue) }
+        if let persist { o["persist"] = .string(persist) }
         o["sessions"] = .array(sessions.map(\.json))
         return .object(o)
     }
@@ -135,6 +140,8 @@ public struct GroupInfo: Sendable, Equatable {
         privateTmp = try r.bool("privateTmp") ?? false
         privateHome = try r.bool("privateHome") ?? false
         home = try r.string("home")
+        root = try r.string("root").flatMap(GroupRoot.init(rawValue:))
+        persist = try r.string("persist")
     }
 }
 
