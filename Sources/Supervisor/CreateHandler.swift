@@ -60,6 +60,7 @@ final class CreateHandler {
         let pastaRecord = try PastaLauncher.check(network: params.network, publish: params.publish, kinds: kinds,
                                                   caller: context.caller.uid)
         try OverlayRootRules.check(root: params.root, persist: params.persist, kinds: kinds)
+        if params.root == .overlay, !members.isEmpty { throw OverlayRootRules.noMembers("create") }
         try checkCreatePolicy(context.caller, name: params.name, kinds: kinds)
         // The limits of its cgroup: those asked for, within nsgroupd.conf's maxima (root is not
         // held to them, as to the other per-user limits), and its defaults for the rest.

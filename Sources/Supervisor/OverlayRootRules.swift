@@ -22,6 +22,13 @@ enum OverlayRootRules {
     /// Opened by the holder as the owner: open to users, as Debian's udev makes it (0666).
     static let fuseDevice = "/dev/fuse"
 
+    /// Members (create's or share's) of a group with an overlay root: refused. The kernel
+    /// lets only processes of the group's user namespace use its FUSE file system, and a
+    /// member, trusting the owner or not, enters from the host's: nothing there would run.
+    static func noMembers(_ method: String) -> RPCError {
+        .invalidParams("\(method): a group with an overlay root has no members: its files are served to its user namespace only, where the owner is root and a member, entering from the host's, could run nothing")
+    }
+
     /// The create-time rules of `root` and `persist` for a group of these kinds.
     static func check(root: GroupRoot, persist: String?, kinds: Set<NamespaceKind>) throws(RPCError) {
         guard root == .overlay else {

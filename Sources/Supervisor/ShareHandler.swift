@@ -19,6 +19,7 @@ final class ShareHandler {
         let method = adding ? "share" : "unshare"
         let group = try registry.group(params.name, caller: context.caller, action: "change the sharing of", manage: true)
         let changes = try Member.resolve(params.members, method: method, names: context.names)
+        if adding, group.record.root == .overlay { throw OverlayRootRules.noMembers(method) }
         if adding {
             let added = changes.filter { new in !group.record.members.contains { $0.sameAs(new) } }
             if group.record.members.count + added.count > Member.maxPerGroup {
