@@ -116,10 +116,12 @@ final class EnterHandler {
             argv = ["-" + (shell.split(separator: "/").last.map(String.init) ?? "sh")]
         }
 
-        // A clean environment built for the caller, then the request's entries.
+        // A clean environment built for the caller, then the request's entries. A session that
+        // runs as root (host root, or root of the group's user namespace, its owner too, who
+        // may administer an overlay root there) gets root's PATH, with the sbin directories.
         var environment: [(String, String)] = [
             ("HOME", home), ("USER", userName), ("LOGNAME", userName), ("SHELL", shell),
-            ("PATH", caller.uid == 0 || entry.isNamespaceRoot(owner: false) ? Self.rootSearchPath : Self.userSearchPath),
+            ("PATH", caller.uid == 0 || entry.isNamespaceRoot ? Self.rootSearchPath : Self.userSearchPath),
         ]
         if params.tty { environment.append(("TERM", Self.defaultTerm)) }
         for (key, value) in params.env {

@@ -1,0 +1,132 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import Client
+import POSIX
+import RPC
+
+/// An overlay-root group's create and first command against the same done by hand.
+struct OverlayBenchmark: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "overlay",
+        abstract: "Time create --root overlay + the first command in it against unshare + overlay mounts by hand.",
+        discussion: """
+            Two ways, interleaved (the order rotates every run), each as the unprivileged user: \
+            `nsgroup create g --root overlay` then `nsgroup enter g -- true` through the CLI \
+            (destroy follows, untimed); and the anchor, what the issue \
+            measured by hand: `unshare -r -m -u -i -p -n -f` running a shell that mounts a tmpfs \
+            and the kernel's overlays of /usr and /etc on it (userxattr), then runs true. The \
+            anchor does less: two directories, no /var, no private /run or /dev/shm, no stand-ins, \
+            no cgroup, no record. Ratios of the medians. Goal: at most 2.
+            """)
+
+    @Option(help: "How many of each.")
+    var runs = 50
+
+    @Option(help: "Runs of each before measuring.")
+    var warmup = 5
+
+    @Option(help: "The unprivileged user who runs everything (default: nsg-alice, else nobody).")
+    var user: String?
+
+    @Option(help: "Use the supervisor on this socket instead of starting one.")
+    var socket: String?
+
+    func validate() throws {
+        guard runs > 0, warmup >= 0 else { throw ValidationError("--runs must be positive") }
+    }
+
+    func run() throws {
+        Interrupt.install()
+        _ = try OverlayRun(runs: runs, warmup: warmup, user: user, socket: socket).run()
+    }
+}
+
+struct OverlayRun {
+    var runs: Int
+    var warmup: Int
+    var user: String?
+    var socket: String?
+
+    static let unshare = "/usr/bin/unshare"
+    /// The hand-made anchor: a user namespace with the other kinds, a tmpfs for the upper
+    /// layers, overlays of /usr and /etc (what mounts there in a user namespace), then true.
+    static let anchorScript = """
+        mount -t tmpfs upper /mnt && mkdir /mnt/u /mnt/w /mnt/e /mnt/x && \
+        mount -t overlay usr -o lowerdir=/usr,upperdir=/mnt/u,workdir=/mnt/w,userxattr /usr && \
+        mount -t overlay etc -o lowerdir=/etc,upperdir=/mnt/e,workdir=/mnt/x,userxattr /etc && exec true
+        """
+    static let anchorArguments = ["unshare", "-r", "-m", "-u", "-i", "-p", "-n", "-f", "/bin/sh", "-c", anchorScript]
+
+    func run() throws -> [SummaryRow] {
+        guard geteuid() == 0 else { throw BenchError("run as root: the benchmark starts its own nsgroupd") }
+        let entry = try benchUser(user)
+        let identity = (uid: entry.uid, gid: entry.gid)
+        let supervisor = try BenchSupervisor(socket: socket, parent: nil)
+        let cliName = "bov\(getpid())-cli"
+        defer {
+            GroupOps.destroy([cliName], socketPath: supervisor.socketPath).forEach { printError("nsgroup-bench: clean-up: \($0)") }
+            supervisor.stop()
+        }
+        let nsgroup = ["nsgroup", "--socket", supervisor.socketPath]
+
+        struct Timed { var total: UInt64; var firstStep: UInt64 }
+        func cli() throws -> Timed {
+            let start = monotonicNanoseconds()
+            let created = try ProgramRunner.run(Binaries.nsgroup, nsgroup + ["create", cliName, "--root", "overlay"], as: identity)
+            let middle = monotonicNanoseconds()
+            guard created == 0 else { throw BenchError("nsgroup create \(cliName) --root overlay as \(entry.name) exited with \(created)") }
+            let entered = try ProgramRunner.run(Binaries.nsgroup, nsgroup + ["enter", cliName, "--", "true"], as: identity)
+            let end = monotonicNanoseconds()
+            guard entered == 0 else { throw BenchError("nsgroup enter \(cliName) -- true as \(entry.name) exited with \(entered)") }
+            let destroyed = try ProgramRunner.run(Binaries.nsgroup, nsgroup + ["destroy", cliName], as: identity)
+            guard destroyed == 0 else { throw BenchError("nsgroup destroy \(cliName) exited with \(destroyed)") }
+            return Timed(total: end - start, firstStep: middle - start)
+        }
+        func anchor() throws -> Timed {
+            let start = monotonicNanoseconds()
+            let status = try ProgramRunner.run(Self.unshare, Self.anchorArguments, as: identity)
+            let elapsed = monotonicNanoseconds() - start
+            guard status == 0 else { throw BenchError("unshare -r … with overlays of /usr and /etc as \(entry.name) exited with \(status)") }
+            return Timed(total: elapsed, firstStep: elapsed)
+        }
+        let kinds: [() throws -> Timed] = [cli, anchor]
+        for _ in 0..<warmup {
+            try Interrupt.check()
+            for measure in kinds { _ = try measure() }
+        }
+        var timings = [Timings](repeating: Timings(), count: kinds.count)
+        var firstSteps = [Timings](repeating: Timings(), count: kinds.count)
+        for i in 0..<runs {
+            try Interrupt.check()
+            for k in 0..<kinds.count {
+                let which = (i + k) % kinds.count
+                let timed = try kinds[which]()
+                timings[which].add(nanoseconds: timed.total)
+                firstSteps[which].add(nanoseconds: timed.firstStep)
+            }
+        }
+
+        let cliRatio = timings[0].median / timings[1].median
+        print("nsgroup-bench overlay: \(runs) of each (after \(warmup) warm-up), interleaved, all as \(entry.name)")
+        print(supervisor.stateDescription)
+        print("")
+        print(padded("", 74) + padded("median", 11) + padded("p10", 11) + padded("p90", 11) + "mean")
+        for (label, t) in [("nsgroup create g --root overlay; nsgroup enter g -- true (CLI)", timings[0]),
+                           ("unshare -r -m -u -i -p -n -f sh (tmpfs, overlays of /usr, /etc; true)", timings[1])] {
+            print(padded(label, 74) + padded(formatMilliseconds(t.median), 11) + padded(formatMilliseconds(t.p10), 11)
+                  + padded(formatMilliseconds(t.p90), 11) + formatMilliseconds(t.mean))
+        }
+        print("")
+        print("ratio of medians (CLI / by hand): \(formatRatio(cliRatio))   goal: at most 2.00   \(metText(cliRatio <= 2))")
+        print("")
+        print("where the CLI's goes (medians): nsgroup create --root overlay \(formatMilliseconds(firstSteps[0].median)), "
+              + "the first nsgroup enter \(formatMilliseconds(timings[0].median - firstSteps[0].median))")
+        return [
+            SummaryRow(figure: "`nsgroup create g --root overlay; nsgroup enter g -- true` vs `unshare -r -m -u -i -p -n -f` + overlays of /usr, /etc + true",
+                       ours: formatMilliseconds(timings[0].median), anchor: formatMilliseconds(timings[1].median),
+                       ratio: cliRatio, goal: "≤ 2", met: cliRatio <= 2),
+        ]
+    }
+}
