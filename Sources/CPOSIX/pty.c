@@ -45,7 +45,11 @@ static int is_devpts_ptmx(int fd) {
  * any symlink; only a devpts ptmx is then opened for real, through its
  * O_PATH descriptor, non-blocking, and checked to be the same file. */
 static int open_group_ptmx(int root_fd, int flags) {
-    NS_AUTOCLOSE int path = ns_openat2(root_fd, "dev/pts/ptmx", O_PATH | O_CLOEXEC, 0,
+    /* root_fd is the group's root, or its devpts instance itself (a group
+     * with an overlay root: its tree is closed to the supervisor's children). */
+    struct statfs root_fs;
+    const char *relative = fstatfs(root_fd, &root_fs) == 0 && root_fs.f_type == DEVPTS_SUPER_MAGIC ? "ptmx" : "dev/pts/ptmx";
+    NS_AUTOCLOSE int path = ns_openat2(root_fd, relative, O_PATH | O_CLOEXEC, 0,
                                        RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
     if (path < 0)
         return -1;

@@ -144,6 +144,10 @@ public struct HolderSpec: Sendable {
         self.boottimeOffset = boottimeOffset
     }
 
+    /// Where the holder of a group with an overlay root keeps its devpts instance open
+    /// (ns_report.h): a session's terminal comes from /proc/HOLDER/fd/N.
+    public static let devptsDescriptor = Int32(NS_HOLDER_DEVPTS_FD)
+
     /// The persist directory of an overlay root, for error messages.
     var persistDirectory: String {
         if case .persist(let directory) = overlayRoot?.upper { return directory }

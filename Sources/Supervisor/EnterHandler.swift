@@ -165,7 +165,11 @@ final class EnterHandler {
         var groupRoot: FileDescriptor?
         if params.tty, group.record.kinds.contains(.mnt) {
             do {
-                groupRoot = try FileDescriptor.open("/proc/\(group.record.holderPID)/root", NS_O_PATH | O_DIRECTORY)
+                // An overlay root is served to the group's user namespace only: its devpts
+                // instance, which the holder keeps open, is reached without its tree.
+                let path = group.record.root == .overlay
+                    ? "/proc/\(group.record.holderPID)/fd/\(HolderSpec.devptsDescriptor)" : "/proc/\(group.record.holderPID)/root"
+                groupRoot = try FileDescriptor.open(path, NS_O_PATH | O_DIRECTORY)
             } catch {
                 throw RPCError.operationFailed("cannot enter group \"\(params.name)\"", step: .openPtmx, errno: error)
             }

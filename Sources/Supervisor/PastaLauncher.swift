@@ -146,7 +146,31 @@ final class PastaLauncher {
         guard access(executable, X_OK) == 0 else {
             throw RPCError(.operationFailed, "create: \"network\" pasta needs \(executable) (Debian's passt package)")
         }
+        // pasta, started in the foreground, says nothing when it cannot bind a port: it ends,
+        // and the group would be left without its network. A port taken now is refused here
+        // (a port taken between this and pasta's bind still ends pasta, which is logged).
+        for port in publish where Self.isTaken(port) {
+            throw RPCError(.operationFailed, "create: host port \(port.host)/\(port.proto.rawValue) is in use on 127.0.0.1, so pasta could not publish it")
+        }
         return PastaRecord(publish: publish)
+    }
+
+    /// Whether 127.0.0.1:`port.host` cannot be bound now, as pasta binds it (SO_REUSEADDR,
+    /// so that a connection in TIME_WAIT does not count): a bind that fails with EADDRINUSE.
+    static func isTaken(_ port: PublishedPort) -> Bool {
+        let fd = socket(AF_INET, Int32(port.proto == .tcp ? SOCK_STREAM.rawValue : SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(port.host).bigEndian
+        address.sin_addr.s_addr = in_addr_t(0x7f00_0001).bigEndian
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        return result < 0 && errno == EADDRINUSE
     }
 
     /// Starts pasta for `group` as its owner `owner`; `done` runs on the loop

@@ -12,9 +12,10 @@ struct OverlayBenchmark: ParsableCommand {
         commandName: "overlay",
         abstract: "Time create --root overlay + the first command in it against unshare + overlay mounts by hand.",
         discussion: """
-            Two ways, interleaved (the order rotates every run), each as the unprivileged user: \
+            Three ways, interleaved (the order rotates every run), each as the unprivileged user: \
             `nsgroup create g --root overlay` then `nsgroup enter g -- true` through the CLI \
-            (destroy follows, untimed); and the anchor, what the issue \
+            (destroy follows, untimed); the same for a group of the same kinds without the overlay \
+            (what the overlay itself adds); and the anchor, what the issue \
             measured by hand: `unshare -r -m -u -i -p -n -f` running a shell that mounts a tmpfs \
             and the kernel's overlays of /usr and /etc on it (userxattr), then runs true. The \
             anchor does less: two directories, no /var, no private /run or /dev/shm, no stand-ins, \
@@ -66,7 +67,7 @@ struct OverlayRun {
         let supervisor = try BenchSupervisor(socket: socket, parent: nil)
         let cliName = "bov\(getpid())-cli"
         defer {
-            GroupOps.destroy([cliName], socketPath: supervisor.socketPath).forEach { printError("nsgroup-bench: clean-up: \($0)") }
+            GroupOps.destroy([cliName, "bov\(getpid())-plain"], socketPath: supervisor.socketPath).forEach { printError("nsgroup-bench: clean-up: \($0)") }
             supervisor.stop()
         }
         let nsgroup = ["nsgroup", "--socket", supervisor.socketPath]
@@ -84,6 +85,20 @@ struct OverlayRun {
             guard destroyed == 0 else { throw BenchError("nsgroup destroy \(cliName) exited with \(destroyed)") }
             return Timed(total: end - start, firstStep: middle - start)
         }
+        /// The same kinds without the overlay: what the overlay itself adds.
+        let plainName = "bov\(getpid())-plain"
+        func plain() throws -> Timed {
+            let start = monotonicNanoseconds()
+            let created = try ProgramRunner.run(Binaries.nsgroup, nsgroup + ["create", plainName, "--ns", "mnt,uts,ipc,pid,net,user,cgroup"], as: identity)
+            let middle = monotonicNanoseconds()
+            guard created == 0 else { throw BenchError("nsgroup create \(plainName) as \(entry.name) exited with \(created)") }
+            let entered = try ProgramRunner.run(Binaries.nsgroup, nsgroup + ["enter", plainName, "--", "true"], as: identity)
+            let end = monotonicNanoseconds()
+            guard entered == 0 else { throw BenchError("nsgroup enter \(plainName) -- true exited with \(entered)") }
+            let destroyed = try ProgramRunner.run(Binaries.nsgroup, nsgroup + ["destroy", plainName], as: identity)
+            guard destroyed == 0 else { throw BenchError("nsgroup destroy \(plainName) exited with \(destroyed)") }
+            return Timed(total: end - start, firstStep: middle - start)
+        }
         func anchor() throws -> Timed {
             let start = monotonicNanoseconds()
             let status = try ProgramRunner.run(Self.unshare, Self.anchorArguments, as: identity)
@@ -91,7 +106,7 @@ struct OverlayRun {
             guard status == 0 else { throw BenchError("unshare -r … with overlays of /usr and /etc as \(entry.name) exited with \(status)") }
             return Timed(total: elapsed, firstStep: elapsed)
         }
-        let kinds: [() throws -> Timed] = [cli, anchor]
+        let kinds: [() throws -> Timed] = [cli, anchor, plain]
         for _ in 0..<warmup {
             try Interrupt.check()
             for measure in kinds { _ = try measure() }
@@ -114,12 +129,15 @@ struct OverlayRun {
         print("")
         print(padded("", 74) + padded("median", 11) + padded("p10", 11) + padded("p90", 11) + "mean")
         for (label, t) in [("nsgroup create g --root overlay; nsgroup enter g -- true (CLI)", timings[0]),
-                           ("unshare -r -m -u -i -p -n -f sh (tmpfs, overlays of /usr, /etc; true)", timings[1])] {
+                           ("unshare -r -m -u -i -p -n -f sh (tmpfs, overlays of /usr, /etc; true)", timings[1]),
+                           ("nsgroup create g --ns …,user; nsgroup enter g -- true (no overlay)", timings[2])] {
             print(padded(label, 74) + padded(formatMilliseconds(t.median), 11) + padded(formatMilliseconds(t.p10), 11)
                   + padded(formatMilliseconds(t.p90), 11) + formatMilliseconds(t.mean))
         }
         print("")
         print("ratio of medians (CLI / by hand): \(formatRatio(cliRatio))   goal: at most 2.00   \(metText(cliRatio <= 2))")
+        let ownRatio = timings[0].median / timings[2].median
+        print("ratio of medians (overlay / the same group without it): \(formatRatio(ownRatio))   (what the overlay itself adds)")
         print("")
         print("where the CLI's goes (medians): nsgroup create --root overlay \(formatMilliseconds(firstSteps[0].median)), "
               + "the first nsgroup enter \(formatMilliseconds(timings[0].median - firstSteps[0].median))")
@@ -127,6 +145,9 @@ struct OverlayRun {
             SummaryRow(figure: "`nsgroup create g --root overlay; nsgroup enter g -- true` vs `unshare -r -m -u -i -p -n -f` + overlays of /usr, /etc + true",
                        ours: formatMilliseconds(timings[0].median), anchor: formatMilliseconds(timings[1].median),
                        ratio: cliRatio, goal: "≤ 2", met: cliRatio <= 2),
+            SummaryRow(figure: "the same vs the same kinds without the overlay (what the overlay adds)",
+                       ours: formatMilliseconds(timings[0].median), anchor: formatMilliseconds(timings[2].median),
+                       ratio: ownRatio, goal: "-", met: nil),
         ]
     }
 }

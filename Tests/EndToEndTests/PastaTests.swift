@@ -115,6 +115,34 @@ import Testing
                 && published[0]["protocol"] as? String == "tcp")
     }
 
+    /// A host port that is taken (here by another group's pasta) is refused at create with a
+    /// clear message, instead of a group whose pasta ended at once, leaving it no network.
+    @Test func aPortInUseIsRefusedAtCreate() throws {
+        let supervisor = try TestSupervisor()
+        let alice = try TestUser.alice()
+        let port = try Self.freePort()
+        let first = try supervisor.nsgroup(["create", "first", "--ns", "user,net", "--net", "pasta", "--publish", "\(port):80"], as: alice)
+        try #require(first.status == 0, "\(first.stderr)")
+        try #require(eventually { (try? pastaPID(supervisor, "first")) != nil && Self.listening(port) }, "the first pasta never listened")
+        let second = try supervisor.nsgroup(["create", "second", "--ns", "user,net", "--net", "pasta", "--publish", "\(port):80"], as: alice)
+        #expect(second.status == 125)
+        #expect(second.stderr == "nsgroup: create: host port \(port)/tcp is in use on 127.0.0.1, so pasta could not publish it\n", "\(second.stderr)")
+        #expect(try supervisor.groupNames() == ["first"])
+    }
+
+    /// Whether something listens on 127.0.0.1:`port` (a connect succeeds).
+    static func listening(_ port: UInt16) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+    }
+
     /// pasta's default would forward every port bound inside to the same port on all of the
     /// host's addresses, and every port bound on the host into the group's loopback: only what
     /// was published goes through.

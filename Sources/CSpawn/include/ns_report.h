@@ -68,6 +68,13 @@ typedef enum ns_stage {
     NS_STAGE_PIVOT_ROOT,        /* pivot_root into the overlay and detaching the host's root */
 } ns_stage;
 
+/* The holder of a group with an overlay root keeps an O_PATH descriptor of
+ * its own devpts instance (/dev/pts) here: a terminal for a session is
+ * opened through /proc/HOLDER/fd/NS_HOLDER_DEVPTS_FD, since the group's
+ * tree, served by FUSE to the group's user namespace only, is closed to the
+ * supervisor's children. */
+#define NS_HOLDER_DEVPTS_FD 100
+
 struct ns_report {
     int32_t stage;   /* ns_stage */
     int32_t error;   /* errno, 0 for success records */
