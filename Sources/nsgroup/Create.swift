@@ -55,7 +55,8 @@ struct Create: ParsableCommand {
     @Option(help: ArgumentHelp("Forward this port of the host's 127.0.0.1 to a port inside (needs --net pasta; host ports below 1024 only for root). Repeatable.", valueName: "hostport:port[/tcp|/udp]"))
     var publish: [String] = []
 
-    @Option(help: ArgumentHelp("The group's root: host, the host's own (the default), or overlay, a copy-on-write view of it where you are root and what you change stays inside (needs mnt and user; without --ns, user is added).", valueName: "host|overlay"))
+    @Option(help: ArgumentHelp("The group's root: host, the host's own (the default), or overlay, a copy-on-write view of it where you are root and what you change stays inside (needs mnt and user; without --ns, user is added).", valueName: "host|overlay"),
+            completion: .list(["host", "overlay"]))
     var root: String?
 
     @Option(help: ArgumentHelp("Keep an overlay root's changes in upper/ and work/ of this directory of yours, for this group and later ones (needs --root overlay).", valueName: "dir"),

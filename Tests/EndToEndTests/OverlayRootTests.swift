@@ -199,6 +199,28 @@ import Testing
         #expect(try supervisor.groupNames().isEmpty)
     }
 
+    /// An overlay group outlives a restart (or a crash) of the supervisor with its changes:
+    /// taken back, entered again with and without a terminal, still charged.
+    @Test(arguments: [false, true])
+    func anOverlayGroupSurvivesARestart(crash: Bool) throws {
+        let supervisor = try TestSupervisor()
+        let alice = try TestUser.alice()
+        try #require(try supervisor.nsgroup(["create", "box", "--root", "overlay"], as: alice).status == 0)
+        #expect(try Self.inside(supervisor, "box", "echo kept > /etc/nsg-restart", as: alice).status == 0)
+        let holder = try supervisor.holderPID("box")
+        supervisor.stop(signal: crash ? SIGKILL : SIGTERM)
+        try supervisor.start()
+        #expect(try supervisor.holderPID("box") == holder)
+        let group = try supervisor.inspect("box")
+        #expect(group["root"] as? String == "overlay")
+        let again = try Self.inside(supervisor, "box", "cat /etc/nsg-restart", as: alice)
+        #expect(again.stdout == "kept\n", "\(again.stdout) \(again.stderr)")
+        // A terminal comes from the holder's devpts descriptor, as before the restart.
+        let tty = try run("/usr/bin/script", ["-qec", "\(Products.nsgroup) --socket \(supervisor.socketPath) enter box --tty -- tty", "/dev/null"], as: alice)
+        #expect(tty.stdout.hasPrefix("/dev/pts/"), "\(tty)")
+        #expect(access("/etc/nsg-restart", F_OK) != 0)
+    }
+
     /// The upper layer is a tmpfs of limits.tmpfs-size, counted with /run's and /dev/shm's
     /// towards limits.tmpfs-per-user: a write past it fails inside, a group past it is refused.
     @Test func theUpperLayerIsChargedAndBounded() throws {
