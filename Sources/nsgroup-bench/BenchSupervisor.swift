@@ -180,6 +180,45 @@ struct Timings {
     var mean: Double { samples.reduce(0, +) / Double(max(samples.count, 1)) }
 }
 
+/// One timed run of a two-step measurement: the whole of it, and the part before its second step.
+struct TwoStepTime {
+    var total: UInt64
+    var firstStep: UInt64
+}
+
+/// Timings of several measurements, interleaved: each runs `warmup` times unmeasured, then
+/// `runs` times, the order rotating every run so that none always follows another. Per
+/// measurement: the totals, the first steps and the second steps.
+func interleaved(_ measures: [() throws -> TwoStepTime], runs: Int, warmup: Int) throws
+    -> (totals: [Timings], firstSteps: [Timings], secondSteps: [Timings]) {
+    for _ in 0..<warmup {
+        try Interrupt.check()
+        for measure in measures { _ = try measure() }
+    }
+    var totals = [Timings](repeating: Timings(), count: measures.count)
+    var firstSteps = totals, secondSteps = totals
+    for i in 0..<runs {
+        try Interrupt.check()
+        for k in 0..<measures.count {
+            let which = (i + k) % measures.count
+            let timed = try measures[which]()
+            totals[which].add(nanoseconds: timed.total)
+            firstSteps[which].add(nanoseconds: timed.firstStep)
+            secondSteps[which].add(nanoseconds: timed.total - timed.firstStep)
+        }
+    }
+    return (totals, firstSteps, secondSteps)
+}
+
+/// A table of labelled timings: median, p10, p90 and mean, the labels `width` wide.
+func printTimings(_ rows: [(label: String, timings: Timings)], width: Int) {
+    print(padded("", width) + padded("median", 11) + padded("p10", 11) + padded("p90", 11) + "mean")
+    for (label, t) in rows {
+        print(padded(label, width) + padded(formatMilliseconds(t.median), 11) + padded(formatMilliseconds(t.p10), 11)
+              + padded(formatMilliseconds(t.p90), 11) + formatMilliseconds(t.mean))
+    }
+}
+
 func monotonicNanoseconds() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)

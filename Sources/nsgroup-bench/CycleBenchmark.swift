@@ -77,8 +77,7 @@ struct CycleRun {
         let client = try RPCClient(socketPath: supervisor.socketPath)
         let nsgroup = ["nsgroup", "--socket", supervisor.socketPath]
 
-        /// One timed command: the whole of it, and the part of it before its second step.
-        struct Timed { var total: UInt64; var firstStep: UInt64 }
+        typealias Timed = TwoStepTime
         func cli() throws -> Timed {
             let start = monotonicNanoseconds()
             let created = try ProgramRunner.run(Binaries.nsgroup, nsgroup + ["create", cliName], as: identity)
@@ -112,38 +111,16 @@ struct CycleRun {
             guard status == 0 else { throw BenchError("nsgroup version as \(entry.name) exited with \(status)") }
             return Timed(total: elapsed, firstStep: elapsed)
         }
-        let kinds: [() throws -> Timed] = [cli, rpc, anchor, version]
-        for _ in 0..<warmup {
-            try Interrupt.check()
-            for measure in kinds { _ = try measure() }
-        }
-        var timings = [Timings](repeating: Timings(), count: kinds.count)
-        var firstSteps = [Timings](repeating: Timings(), count: kinds.count)
-        var secondSteps = [Timings](repeating: Timings(), count: kinds.count)
-        for i in 0..<runs {
-            try Interrupt.check()
-            // Rotate the order, so that none always follows another.
-            for k in 0..<kinds.count {
-                let which = (i + k) % kinds.count
-                let timed = try kinds[which]()
-                timings[which].add(nanoseconds: timed.total)
-                firstSteps[which].add(nanoseconds: timed.firstStep)
-                secondSteps[which].add(nanoseconds: timed.total - timed.firstStep)
-            }
-        }
+        let (timings, firstSteps, secondSteps) = try interleaved([cli, rpc, anchor, version], runs: runs, warmup: warmup)
 
         let cliRatio = timings[0].median / timings[2].median
         let rpcRatio = timings[1].median / timings[2].median
         print("nsgroup-bench cycle: \(runs) cycles each (after \(warmup) warm-up), interleaved; the CLI runs as \(entry.name)")
         print(supervisor.stateDescription)
         print("")
-        print(padded("", 66) + padded("median", 11) + padded("p10", 11) + padded("p90", 11) + "mean")
-        for (label, t) in [("nsgroup create g; nsgroup destroy g (CLI)", timings[0]),
-                           ("create + destroy over one RPC connection", timings[1]),
-                           ("unshare --fork --pid --mount --uts --ipc --net --mount-proc true", timings[2])] {
-            print(padded(label, 66) + padded(formatMilliseconds(t.median), 11) + padded(formatMilliseconds(t.p10), 11)
-                  + padded(formatMilliseconds(t.p90), 11) + formatMilliseconds(t.mean))
-        }
+        printTimings([("nsgroup create g; nsgroup destroy g (CLI)", timings[0]),
+                      ("create + destroy over one RPC connection", timings[1]),
+                      ("unshare --fork --pid --mount --uts --ipc --net --mount-proc true", timings[2])], width: 66)
         print("")
         print("ratio of medians (CLI / unshare): \(formatRatio(cliRatio))   goal: at most 2.00   \(metText(cliRatio <= 2))")
         print("ratio of medians (RPC / unshare): \(formatRatio(rpcRatio))   (the daemon's own cost, no process starts)")

@@ -65,75 +65,47 @@ struct OverlayRun {
         let entry = try benchUser(user)
         let identity = (uid: entry.uid, gid: entry.gid)
         let supervisor = try BenchSupervisor(socket: socket, parent: nil)
-        let cliName = "bov\(getpid())-cli"
+        let cliName = "bov\(getpid())-cli", plainName = "bov\(getpid())-plain"
         defer {
-            GroupOps.destroy([cliName, "bov\(getpid())-plain"], socketPath: supervisor.socketPath).forEach { printError("nsgroup-bench: clean-up: \($0)") }
+            GroupOps.destroy([cliName, plainName], socketPath: supervisor.socketPath).forEach { printError("nsgroup-bench: clean-up: \($0)") }
             supervisor.stop()
         }
         let nsgroup = ["nsgroup", "--socket", supervisor.socketPath]
 
-        struct Timed { var total: UInt64; var firstStep: UInt64 }
-        func cli() throws -> Timed {
+        /// `nsgroup create NAME ARGUMENTS…` then `nsgroup enter NAME -- true`, as the user, timed;
+        /// then, untimed, `nsgroup destroy NAME`.
+        func createAndEnter(_ name: String, _ arguments: [String]) throws -> TwoStepTime {
             let start = monotonicNanoseconds()
-            let created = try ProgramRunner.run(Binaries.nsgroup, nsgroup + ["create", cliName, "--root", "overlay"], as: identity)
+            let created = try ProgramRunner.run(Binaries.nsgroup, nsgroup + ["create", name] + arguments, as: identity)
             let middle = monotonicNanoseconds()
-            guard created == 0 else { throw BenchError("nsgroup create \(cliName) --root overlay as \(entry.name) exited with \(created)") }
-            let entered = try ProgramRunner.run(Binaries.nsgroup, nsgroup + ["enter", cliName, "--", "true"], as: identity)
+            guard created == 0 else { throw BenchError("nsgroup create \(name) \(arguments.joined(separator: " ")) as \(entry.name) exited with \(created)") }
+            let entered = try ProgramRunner.run(Binaries.nsgroup, nsgroup + ["enter", name, "--", "true"], as: identity)
             let end = monotonicNanoseconds()
-            guard entered == 0 else { throw BenchError("nsgroup enter \(cliName) -- true as \(entry.name) exited with \(entered)") }
-            let destroyed = try ProgramRunner.run(Binaries.nsgroup, nsgroup + ["destroy", cliName], as: identity)
-            guard destroyed == 0 else { throw BenchError("nsgroup destroy \(cliName) exited with \(destroyed)") }
-            return Timed(total: end - start, firstStep: middle - start)
+            guard entered == 0 else { throw BenchError("nsgroup enter \(name) -- true as \(entry.name) exited with \(entered)") }
+            let destroyed = try ProgramRunner.run(Binaries.nsgroup, nsgroup + ["destroy", name], as: identity)
+            guard destroyed == 0 else { throw BenchError("nsgroup destroy \(name) exited with \(destroyed)") }
+            return TwoStepTime(total: end - start, firstStep: middle - start)
         }
-        /// The same kinds without the overlay: what the overlay itself adds.
-        let plainName = "bov\(getpid())-plain"
-        func plain() throws -> Timed {
-            let start = monotonicNanoseconds()
-            let created = try ProgramRunner.run(Binaries.nsgroup, nsgroup + ["create", plainName, "--ns", "mnt,uts,ipc,pid,net,user,cgroup"], as: identity)
-            let middle = monotonicNanoseconds()
-            guard created == 0 else { throw BenchError("nsgroup create \(plainName) as \(entry.name) exited with \(created)") }
-            let entered = try ProgramRunner.run(Binaries.nsgroup, nsgroup + ["enter", plainName, "--", "true"], as: identity)
-            let end = monotonicNanoseconds()
-            guard entered == 0 else { throw BenchError("nsgroup enter \(plainName) -- true exited with \(entered)") }
-            let destroyed = try ProgramRunner.run(Binaries.nsgroup, nsgroup + ["destroy", plainName], as: identity)
-            guard destroyed == 0 else { throw BenchError("nsgroup destroy \(plainName) exited with \(destroyed)") }
-            return Timed(total: end - start, firstStep: middle - start)
-        }
-        func anchor() throws -> Timed {
+        func anchor() throws -> TwoStepTime {
             let start = monotonicNanoseconds()
             let status = try ProgramRunner.run(Self.unshare, Self.anchorArguments, as: identity)
             let elapsed = monotonicNanoseconds() - start
             guard status == 0 else { throw BenchError("unshare -r … with overlays of /usr and /etc as \(entry.name) exited with \(status)") }
-            return Timed(total: elapsed, firstStep: elapsed)
+            return TwoStepTime(total: elapsed, firstStep: elapsed)
         }
-        let kinds: [() throws -> Timed] = [cli, anchor, plain]
-        for _ in 0..<warmup {
-            try Interrupt.check()
-            for measure in kinds { _ = try measure() }
-        }
-        var timings = [Timings](repeating: Timings(), count: kinds.count)
-        var firstSteps = [Timings](repeating: Timings(), count: kinds.count)
-        for i in 0..<runs {
-            try Interrupt.check()
-            for k in 0..<kinds.count {
-                let which = (i + k) % kinds.count
-                let timed = try kinds[which]()
-                timings[which].add(nanoseconds: timed.total)
-                firstSteps[which].add(nanoseconds: timed.firstStep)
-            }
-        }
+        // The third is the same kinds without the overlay: what the overlay itself adds.
+        let (timings, firstSteps, _) = try interleaved([
+            { try createAndEnter(cliName, ["--root", "overlay"]) }, anchor,
+            { try createAndEnter(plainName, ["--ns", "mnt,uts,ipc,pid,net,user,cgroup"]) },
+        ], runs: runs, warmup: warmup)
 
         let cliRatio = timings[0].median / timings[1].median
         print("nsgroup-bench overlay: \(runs) of each (after \(warmup) warm-up), interleaved, all as \(entry.name)")
         print(supervisor.stateDescription)
         print("")
-        print(padded("", 74) + padded("median", 11) + padded("p10", 11) + padded("p90", 11) + "mean")
-        for (label, t) in [("nsgroup create g --root overlay; nsgroup enter g -- true (CLI)", timings[0]),
-                           ("unshare -r -m -u -i -p -n -f sh (tmpfs, overlays of /usr, /etc; true)", timings[1]),
-                           ("nsgroup create g --ns …,user; nsgroup enter g -- true (no overlay)", timings[2])] {
-            print(padded(label, 74) + padded(formatMilliseconds(t.median), 11) + padded(formatMilliseconds(t.p10), 11)
-                  + padded(formatMilliseconds(t.p90), 11) + formatMilliseconds(t.mean))
-        }
+        printTimings([("nsgroup create g --root overlay; nsgroup enter g -- true (CLI)", timings[0]),
+                      ("unshare -r -m -u -i -p -n -f sh (tmpfs, overlays of /usr, /etc; true)", timings[1]),
+                      ("nsgroup create g --ns …,user; nsgroup enter g -- true (no overlay)", timings[2])], width: 74)
         print("")
         print("ratio of medians (CLI / by hand): \(formatRatio(cliRatio))   goal: at most 2.00   \(metText(cliRatio <= 2))")
         let ownRatio = timings[0].median / timings[2].median

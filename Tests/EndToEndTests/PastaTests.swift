@@ -130,17 +130,22 @@ import Testing
         #expect(try supervisor.groupNames() == ["first"])
     }
 
-    /// Whether something listens on 127.0.0.1:`port` (a connect succeeds).
-    static func listening(_ port: UInt16) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
+    /// 127.0.0.1:`port`, handed to `body` as the sockaddr bind(2) and connect(2) take.
+    static func withLoopback<T>(_ port: UInt16, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = port.bigEndian
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
+    }
+
+    /// Whether something listens on 127.0.0.1:`port` (a connect succeeds).
+    static func listening(_ port: UInt16) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        return withLoopback(port) { connect(fd, $0, $1) == 0 }
     }
 
     /// pasta's default would forward every port bound inside to the same port on all of the
@@ -155,13 +160,7 @@ import Testing
         let hostOnly = try Self.freePort()
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(listener) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = hostOnly.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let listening = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        } && listen(listener, 4) == 0
+        let listening = Self.withLoopback(hostOnly) { bind(listener, $0, $1) == 0 } && listen(listener, 4) == 0
         try #require(listening, "cannot listen on 127.0.0.1:\(hostOnly)")
         let create = try supervisor.nsgroup(["create", "tight", "--ns", "user,net", "--net", "pasta",
                                              "--publish", "\(published):\(published)"], as: alice)
