@@ -186,16 +186,16 @@ import Testing
         _ = try TestUser.alice()
         let result = try run(Self.bench, ["all", "--quick"])
         #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
-        for name in ["enter", "latency", "enter-throughput", "create-throughput", "throughput", "scale", "cycle", "startup", "codable", "refusals"] {
+        for name in ["enter", "latency", "enter-throughput", "create-throughput", "throughput", "scale", "cycle", "overlay", "startup", "codable", "refusals"] {
             #expect(result.stdout.contains("==== nsgroup-bench \(name)\n"))
         }
         let summary = try #require(result.stdout.components(separatedBy: "==== summary").last)
         let rows = summary.split(separator: "\n").dropFirst(2)
         // Ratios first: enter, latency ×4, enter-throughput ×2, create-throughput ×2,
-        // throughput ×2, cycle ×2, startup ×2, codable ×2, refusals ×3; then the absolute
-        // figures: latency's longest request, and scale's three.
-        #expect(rows.prefix(20).allSatisfy { $0.first?.isNumber == true }, "\(summary)")
-        #expect(rows.dropFirst(20).allSatisfy { $0.hasPrefix("-") }, "\(summary)")
-        #expect(rows.count == 24, "\(summary)")
+        // throughput ×2, cycle ×2, overlay ×2, startup ×2, codable ×2, refusals ×3; then the
+        // absolute figures: latency's longest request, and scale's three.
+        #expect(rows.prefix(22).allSatisfy { $0.first?.isNumber == true }, "\(summary)")
+        #expect(rows.dropFirst(22).allSatisfy { $0.hasPrefix("-") }, "\(summary)")
+        #expect(rows.count == 26, "\(summary)")
     }
 }
