@@ -11,7 +11,8 @@ public enum Call: Sendable {
     case share(ShareParams)
     case unshare(ShareParams)
     case attach(AttachParams)
-    case subscribe
+    case subscribe(SubscribeParams)
+    case unsubscribe(UnsubscribeParams)
     case freeze(NameParams)
     case thaw(NameParams)
     case processes(NameParams)
@@ -29,6 +30,7 @@ public enum Call: Sendable {
         case .unshare: .unshare
         case .attach: .attach
         case .subscribe: .subscribe
+        case .unsubscribe: .unsubscribe
         case .freeze: .freeze
         case .thaw: .thaw
         case .processes: .processes
@@ -38,9 +40,11 @@ public enum Call: Sendable {
     /// Decodes the params of `method` with its strict decoder (unknown keys are errors).
     public init(_ method: MethodName, params: JSONValue?) throws(RPCError) {
         switch method {
-        case .version, .list, .subscribe:
+        case .version, .list:
             try ParamsReader(params, method: method.rawValue).finish()
-            self = method == .version ? .version : method == .list ? .list : .subscribe
+            self = method == .version ? .version : .list
+        case .subscribe: self = .subscribe(try SubscribeParams(params: params))
+        case .unsubscribe: self = .unsubscribe(try UnsubscribeParams(params: params))
         case .create: self = .create(try CreateParams(params: params))
         case .inspect: self = .inspect(try NameParams(params: params, method: method.rawValue))
         case .destroy: self = .destroy(try NameParams(params: params, method: method.rawValue))

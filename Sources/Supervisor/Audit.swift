@@ -92,6 +92,12 @@ enum AuditField {
     static let privateHome = "NSGROUP_PRIVATE_HOME"
     static let home = "NSGROUP_HOME"
     static let root = "NSGROUP_ROOT"
+    /// subscribe: the event types and groups asked for (repeated) and `since`; subscribe's
+    /// result and unsubscribe: the subscription.
+    static let eventType = "NSGROUP_EVENT_TYPE"
+    static let eventGroup = "NSGROUP_EVENT_GROUP"
+    static let since = "NSGROUP_SINCE"
+    static let subscription = "NSGROUP_SUBSCRIPTION"
     static let persist = "NSGROUP_PERSIST"
     /// enter: the number of arguments, whether NSGROUP_ARGV was cut, the directory asked for,
     /// the names (never the values) of the environment variables asked for (repeated), `pty`

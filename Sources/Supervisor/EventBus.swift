@@ -1,16 +1,63 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
+import POSIX
 import RPC
 
 /// Events: the connections that subscribed, and the fan-out of every change
 /// to a group to those of them whose caller may see the group (list, inspect).
+/// Every event gets the next number of this run's sequence (`seq`), and the
+/// latest ones are kept in a ring, with who could see each, so that a client
+/// that reconnects can ask for what it missed (`since`), or learn that the
+/// ring no longer holds it (a `gap` event).
 final class EventBus {
     private let policies: PolicyHolder
     /// Read for each subscriber's person: their unread output (connections.output-per-user).
     private let input: ConnectionInput
     private let subordinates: SubordinateOwners
     private let logger: Logger
+
+    /// One connection's subscription: its id and what it asked for.
+    struct Subscription {
+        let id: UInt64
+        weak var connection: Connection?
+        var types: Set<EventNotification.Kind>?
+        var groups: Set<String>?
+
+        func wants(_ type: EventNotification.Kind, _ group: String) -> Bool {
+            types.map { $0.contains(type) } ?? true && groups.map { $0.contains(group) } ?? true
+        }
+    }
+
     /// Connections that asked for events (subscribe), held weakly.
-    private var subscribers: [ObjectIdentifier: WeakConnection] = [:]
+    private var subscribers: [ObjectIdentifier: Subscription] = [:]
+    private var lastSubscription: UInt64 = 0
+
+    /// This run of the supervisor: sequence numbers are this run's.
+    let instance = RandomID.make()
+    /// The number of the latest event, 0 before the first.
+    private(set) var lastSeq: UInt64 = 0
+
+    /// An event as the ring keeps it: its message, and who could see it when it happened.
+    struct Recorded {
+        let seq: UInt64
+        let type: EventNotification.Kind
+        let group: String
+        let owner: uid_t
+        let members: [Member]
+        let message: JSONValue
+        /// group-unshared: the event without `members`, for those only `membersBefore` admitted.
+        let former: (message: JSONValue, membersBefore: [Member])?
+        let bytes: Int
+    }
+
+    /// The latest events, oldest first, at most ringEvents of them and ringBytes of messages.
+    private var ring: [Recorded] = []
+    private var ringStart = 0
+    private var ringBytes = 0
+    static let ringEvents = 1024
+    static let ringMaxBytes = 512 << 10
 
     init(policies: PolicyHolder, input: ConnectionInput, subordinates: SubordinateOwners, logger: Logger) {
         self.policies = policies
@@ -21,20 +68,41 @@ final class EventBus {
 
     private var policy: Policy { policies.current }
 
-    /// `subscribe {}`: from now on this connection gets an `event`
-    /// notification for everything that happens to a group its caller may
-    /// see (list, inspect). It keeps answering requests too, and is never
-    /// closed for being idle; one that does not read its events and lets
-    /// more than connections.subscriber-buffer of them pile up is dropped,
-    /// rather than slowing the supervisor or holding its memory; so is one
-    /// behind on its events while its person is over connections.output-per-user.
-    /// Returns false when the connection was subscribed already (nothing changed).
-    @discardableResult
-    func subscribe(_ connection: Connection) -> Bool {
-        guard subscribers[ObjectIdentifier(connection)] == nil else { return false }
-        connection.becomeSubscriber()
-        subscribers[ObjectIdentifier(connection)] = WeakConnection(connection)
-        return true
+    /// `subscribe {types?, groups?, since?, instance?}`: from now on this connection gets an
+    /// `event` notification for everything that happens to a group its caller may see (list,
+    /// inspect), of the types and groups asked for. With `since`, the events after that
+    /// number that the ring still holds come first (before the reply), or a `gap` where it
+    /// no longer does. It keeps answering requests too, and is never closed for being idle;
+    /// one that does not read its events and lets more than connections.subscriber-buffer of
+    /// them pile up is dropped, rather than slowing the supervisor or holding its memory; so
+    /// is one behind on its events while its person is over connections.output-per-user.
+    /// Subscribing again keeps the id and takes the new filters. Returns the subscription's
+    /// id and whether it is new.
+    func subscribe(_ connection: Connection, _ params: SubscribeParams) throws(RPCError) -> (id: UInt64, new: Bool) {
+        if let since = params.since, params.instance == nil || params.instance == instance, since > lastSeq {
+            throw .invalidParams("subscribe: \"since\" \(since) is after the last event of this run, \(lastSeq)")
+        }
+        let key = ObjectIdentifier(connection)
+        let existing = subscribers[key]
+        let id: UInt64
+        if let existing {
+            id = existing.id
+        } else {
+            lastSubscription += 1
+            id = lastSubscription
+            connection.becomeSubscriber()
+        }
+        subscribers[key] = Subscription(id: id, connection: connection, types: params.types, groups: params.groups)
+        if let since = params.since { replay(to: connection, subscription: subscribers[key]!, since: since, instance: params.instance) }
+        return (id, existing == nil)
+    }
+
+    /// `unsubscribe {subscription}`: no more events on this connection.
+    func unsubscribe(_ connection: Connection, id: UInt64) throws(RPCError) {
+        guard subscribers[ObjectIdentifier(connection)]?.id == id else {
+            throw .invalidParams("unsubscribe: this connection has no subscription \(id)")
+        }
+        subscribers[ObjectIdentifier(connection)] = nil
     }
 
     /// Forgets a connection that closed.
@@ -43,7 +111,7 @@ final class EventBus {
     }
 
     /// The subscribed connections (exempt from idle timeouts).
-    var subscriberIDs: Dictionary<ObjectIdentifier, WeakConnection>.Keys { subscribers.keys }
+    var subscriberIDs: Dictionary<ObjectIdentifier, Subscription>.Keys { subscribers.keys }
 
     /// The subscribers who may see `group` now (taken before a change that may shut some out).
     func viewers(of group: Group) -> Set<ObjectIdentifier> {
@@ -52,21 +120,86 @@ final class EventBus {
         })
     }
 
-    /// Sends an event about `group` to every subscriber who may see it; and `former`,
-    /// if given, to those of `formerViewers` who no longer may (a member unshare removed).
-    func emit(_ event: EventNotification, about group: Group,
-              former: (event: EventNotification, viewers: Set<ObjectIdentifier>)? = nil) {
-        guard !subscribers.isEmpty else { return }
+    /// Whether `caller` could see a group with this owner and these members (the ring's
+    /// events outlive their groups; the rule is Policy.mayUse's).
+    private func admits(_ caller: PeerCredentials, owner: uid_t, members: [Member]) -> Bool {
+        policy.isAdmin(caller) || caller.uid == owner || members.contains { $0.admits(caller) }
+    }
+
+    /// The events after `since` that the ring holds and the subscriber may see, in order;
+    /// first a `gap` when some of them are gone: the ring has dropped them, or `since` was
+    /// numbered by an earlier run of the supervisor.
+    private func replay(to connection: Connection, subscription: Subscription, since: UInt64, instance asked: String?) {
+        let oldest = ringStart < ring.count ? ring[ringStart].seq : lastSeq + 1
+        if let asked, asked != instance {
+            sendGap(to: connection, reason: "restart", until: oldest - 1)
+        } else if since + 1 < oldest {
+            sendGap(to: connection, reason: "overflow", until: oldest - 1)
+        }
+        let sameRun = asked == nil || asked == instance
+        for recorded in ring[ringStart...] where !sameRun || recorded.seq > since {
+            guard subscription.wants(recorded.type, recorded.group) else { continue }
+            if admits(connection.peer, owner: recorded.owner, members: recorded.members) {
+                connection.send(recorded.message)
+            } else if let former = recorded.former, admits(connection.peer, owner: recorded.owner, members: former.membersBefore) {
+                connection.send(former.message)
+            }
+        }
+    }
+
+    /// `{"type": "gap", "reason", "until", "time"}`: events up to `until` may be missing.
+    private func sendGap(to connection: Connection, reason: String, until: UInt64) {
+        let params: JSONObject = ["type": .string("gap"), "reason": .string(reason), "until": .number(JSONNumber(until)),
+                                  "time": .string(Timestamp.format(secondsSinceEpoch: Timestamp.now()))]
+        connection.send(Response.notification(method: NotificationName.event.rawValue, params: .object(params)))
+    }
+
+    /// Numbers `event` and keeps it in the ring with who may see it.
+    private func record(_ event: inout EventNotification, group: Group, former: EventNotification?,
+                        membersBefore: [Member]) -> Recorded {
+        lastSeq += 1
+        event.seq = lastSeq
         let message = Response.notification(method: NotificationName.event.rawValue, params: event.json)
-        let formerMessage = former.map { Response.notification(method: NotificationName.event.rawValue, params: $0.event.json) }
+        let formerMessage: JSONValue? = former.map { former in
+            var numbered = former
+            numbered.seq = lastSeq
+            return Response.notification(method: NotificationName.event.rawValue, params: numbered.json)
+        }
+        let bytes = message.serialized().utf8.count + (formerMessage?.serialized().utf8.count ?? 0)
+        let recorded = Recorded(seq: lastSeq, type: event.kind, group: group.name, owner: group.owner,
+                                members: group.record.members, message: message,
+                                former: formerMessage.map { ($0, membersBefore) }, bytes: bytes)
+        ring.append(recorded)
+        ringBytes += bytes
+        while ring.count - ringStart > Self.ringEvents || ringBytes > Self.ringMaxBytes {
+            ringBytes -= ring[ringStart].bytes
+            ringStart += 1
+        }
+        // Dropped entries are let go in batches, not one array move per event.
+        if ringStart >= Self.ringEvents {
+            ring.removeFirst(ringStart)
+            ringStart = 0
+        }
+        return recorded
+    }
+
+    /// Sends an event about `group` to every subscriber who may see it and asked for it; and
+    /// `former`, if given, to those of `formerViewers` who no longer may (a member unshare
+    /// removed), whose members were `membersBefore`.
+    func emit(_ event: EventNotification, about group: Group,
+              former: (event: EventNotification, viewers: Set<ObjectIdentifier>, membersBefore: [Member])? = nil) {
+        var event = event
+        let recorded = record(&event, group: group, former: former?.event, membersBefore: former?.membersBefore ?? [])
+        guard !subscribers.isEmpty else { return }
         for (id, subscriber) in subscribers {
             guard let connection = subscriber.connection, !connection.isClosed else {
                 subscribers[id] = nil
                 continue
             }
+            guard subscriber.wants(recorded.type, recorded.group) else { continue }
             if policy.mayUse(connection.peer, group) {
-                connection.send(message)
-            } else if let formerMessage, former?.viewers.contains(id) == true {
+                connection.send(recorded.message)
+            } else if let formerMessage = recorded.former?.message, former?.viewers.contains(id) == true {
                 connection.send(formerMessage)
             } else {
                 continue
@@ -108,7 +241,9 @@ final class EventBus {
         if kind == .groupShared { event.added = added.map(\.description) } else { event.removed = removed.map(\.description) }
         let withoutMembers = event
         event.members = group.record.members.map(\.description)
-        emit(event, about: group, former: (withoutMembers, viewersBefore))
+        // Who could see the group before: those it has now, and those unshare removed.
+        let membersBefore = group.record.members + removed
+        emit(event, about: group, former: (withoutMembers, viewersBefore, membersBefore))
     }
 
     /// Session events carry the argv cut as EventNotification.truncated does

@@ -61,7 +61,13 @@ enum RequestFields {
             details.summary = "session \(params.session)"
         case .share(let params), .unshare(let params):
             list(AuditField.memberRequested, params.members, into: details)
-        case .version, .list, .inspect, .destroy, .subscribe, .freeze, .thaw, .processes:
+        case .subscribe(let params):
+            list(AuditField.eventType, params.types.map { $0.map(\.rawValue).sorted() } ?? [], into: details)
+            list(AuditField.eventGroup, params.groups.map { $0.sorted() } ?? [], into: details)
+            if let since = params.since { details.fields[AuditField.since] = String(since) }
+        case .unsubscribe(let params):
+            details.fields[AuditField.subscription] = String(params.subscription)
+        case .version, .list, .inspect, .destroy, .freeze, .thaw, .processes:
             break
         }
     }

@@ -270,9 +270,15 @@ public final class Supervisor {
         case .share(let params): return try shareHandler.share(params, context, adding: true)
         case .unshare(let params): return try shareHandler.share(params, context, adding: false)
         case .attach(let params): return try enterHandler.attach(params, context)
-        case .subscribe:
-            // A connection that subscribes again changes nothing: summed up, not recorded again.
-            context.details.changedNothing = !bus.subscribe(context.connection)
+        case .subscribe(let params):
+            let subscription = try bus.subscribe(context.connection, params)
+            context.details.fields[AuditField.subscription] = String(subscription.id)
+            // A connection that subscribes again with nothing new changes nothing: summed up, not recorded again.
+            context.details.changedNothing = !subscription.new && params == SubscribeParams()
+            return .result(.object(["subscription": .number(JSONNumber(subscription.id)), "instance": .string(bus.instance),
+                                    "seq": .number(JSONNumber(bus.lastSeq))]))
+        case .unsubscribe(let params):
+            try bus.unsubscribe(context.connection, id: params.subscription)
             return .result(.object([:]))
         case .freeze(let params): return try cgroupHandler.freeze(params, context, frozen: true)
         case .thaw(let params): return try cgroupHandler.freeze(params, context, frozen: false)

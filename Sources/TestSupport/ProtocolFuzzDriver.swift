@@ -745,8 +745,14 @@ private struct LineChecker {
         if call.method.rawValue != request.method { fail("\(request.method) was routed as \(call.method.rawValue)") }
         let method = call.method.rawValue
         switch call {
-        case .version, .list, .subscribe:
+        case .version, .list:
             break
+        case .subscribe(let decoded):
+            roundTrip(decoded, "subscribe") { (json) throws(RPCError) in try SubscribeParams(params: json) }
+            if decoded.instance != nil, decoded.since == nil { fail("subscribe accepted an instance without since") }
+        case .unsubscribe(let decoded):
+            roundTrip(decoded, "unsubscribe") { (json) throws(RPCError) in try UnsubscribeParams(params: json) }
+            if decoded.subscription == 0 { fail("unsubscribe accepted subscription 0") }
         case .create(let decoded):
             roundTrip(decoded, decoded.name) { (json) throws(RPCError) in try CreateParams(params: json) }
         case .inspect(let decoded), .destroy(let decoded), .freeze(let decoded), .thaw(let decoded), .processes(let decoded):
@@ -790,8 +796,14 @@ private struct LineChecker {
     private mutating func decodeParams(_ method: MethodName, _ params: JSONValue?) -> Result<Void, RPCError> {
         do throws(RPCError) {
             switch method {
-            case .version, .list, .subscribe:
+            case .version, .list:
                 try ParamsReader(params, method: method.rawValue).finish()
+            case .subscribe:
+                let decoded = try SubscribeParams(params: params)
+                roundTrip(decoded, "subscribe") { (json) throws(RPCError) in try SubscribeParams(params: json) }
+            case .unsubscribe:
+                let decoded = try UnsubscribeParams(params: params)
+                roundTrip(decoded, "unsubscribe") { (json) throws(RPCError) in try UnsubscribeParams(params: json) }
             case .create:
                 let decoded = try CreateParams(params: params)
                 roundTrip(decoded, decoded.name) { (json) throws(RPCError) in try CreateParams(params: json) }
@@ -856,3 +868,5 @@ extension EnterParams: JSONEncodedParams {}
 extension SignalParams: JSONEncodedParams {}
 extension ShareParams: JSONEncodedParams {}
 extension AttachParams: JSONEncodedParams {}
+extension SubscribeParams: JSONEncodedParams {}
+extension UnsubscribeParams: JSONEncodedParams {}

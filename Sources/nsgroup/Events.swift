@@ -13,8 +13,9 @@ struct Events: ParsableCommand {
             Groups created, destroyed (and why) and failed (their holder died), frozen and \
             thawed, shared and unshared (who was added or removed, and the members after); \
             processes the kernel killed for want of memory (at the group's memory limit); sessions started and ended, with their exit status. Runs until interrupted. \
-            When nsgroupd stops or restarts, says so on stderr and connects again (events \
-            meanwhile are lost); exits with 125 if it is not back within a minute.
+            When the connection is lost, says so on stderr and connects again, asking for the \
+            events it missed; when nsgroupd no longer has them (it restarted, or too many \
+            happened meanwhile) it says so; exits with 125 if it is not back within a minute.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -25,10 +26,24 @@ struct Events: ParsableCommand {
     func run() {
         let status = withClient(global) { first throws(ClientError) -> Int32 in
             var client = first
-            _ = try client.call("subscribe")
+            // Where this run of nsgroupd's events stands, to ask for what is missed on reconnecting.
+            var resume = SubscribeParams()
+            func note(_ result: JSONValue) {
+                if let seq = result["seq"]?.int64Value { resume.since = UInt64(seq) }
+                resume.instance = result["instance"]?.stringValue
+                if resume.instance == nil { resume.since = nil }
+            }
+            note(try client.call("subscribe").result)
             while true {
                 while let (method, params) = try client.nextNotification() {
                     guard method == NotificationName.event.rawValue else { continue }
+                    if let seq = params["seq"]?.int64Value { resume.since = UInt64(seq) }
+                    if params["type"]?.stringValue == "gap" {
+                        let why = params["reason"]?.stringValue == "restart" ? "nsgroupd restarted" : "nsgroupd no longer holds them"
+                        printNote("some events were missed: \(why)", label: "")
+                        if json { writeLine(params.serialized()) }
+                        continue
+                    }
                     // Each line goes out as it comes (one write), even into a pipe.
                     if json {
                         writeLine(params.serialized())
@@ -38,13 +53,17 @@ struct Events: ParsableCommand {
                 }
                 // The supervisor stopped or restarted: subscribe again on a new connection.
                 printNote("lost the connection to nsgroupd; reconnecting", label: "")
-                guard let again = reconnecting(client.socketPath, { candidate in
-                    (try? candidate.call("subscribe")).map { _ in candidate }
+                let asked = resume
+                guard let again = reconnecting(client.socketPath, { (candidate: RPCClient) -> RPCClient? in
+                    // A server that takes no "since" (an older one) refuses it: a plain subscribe then.
+                    if let reply = try? candidate.call("subscribe", asked.json) { note(reply.result); return candidate }
+                    if let reply = try? candidate.call("subscribe") { note(reply.result); return candidate }
+                    return nil
                 }) else {
                     printError("nsgroupd did not come back within \(reconnectSeconds) s", reason: CLIReason.disconnected)
                     return ExitStatus.failure
                 }
-                printNote("reconnected to nsgroupd; events while it was away are not shown", label: "")
+                printNote("reconnected to nsgroupd", label: "")
                 client = again
             }
         }

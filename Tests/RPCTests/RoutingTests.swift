@@ -100,6 +100,7 @@ import Testing
             case .signal: #"{"name":"web","session":1,"signal":15}"#
             case .share, .unshare: #"{"name":"web","members":["bob"]}"#
             case .attach: #"{"name":"web","session":1}"#
+            case .unsubscribe: #"{"subscription":1}"#
             }
             let routed = Self.route(#"{"jsonrpc":"2.0","id":1,"method":"\#(method.rawValue)","params":\#(params)}"#)
             guard case .call(_, let call) = routed else { Issue.record("\(method) not routed: \(routed)"); continue }

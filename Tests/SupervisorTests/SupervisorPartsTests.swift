@@ -205,7 +205,7 @@ struct EventBusTests {
         let owner = try Peer(uid: 4242, input: parts.input, loop: parts.loop)
         let stranger = try Peer(uid: 4343, input: parts.input, loop: parts.loop)
         let admin = try Peer(uid: 0, input: parts.input, loop: parts.loop)
-        for peer in [owner, stranger, admin] { parts.bus.subscribe(peer.connection) }
+        for peer in [owner, stranger, admin] { _ = try parts.bus.subscribe(peer.connection, SubscribeParams()) }
         #expect(Set(parts.bus.subscriberIDs) == Set([owner, stranger, admin].map { ObjectIdentifier($0.connection) }))
         parts.bus.groupEvent(.groupCreated, try parts.group("web", owner: 4242))
         #expect(owner.received().contains(#""group":"web""#))
@@ -222,7 +222,7 @@ struct EventBusTests {
         policy.subscriberBuffer = 4096
         let parts = try Parts(policy: policy)
         let slow = try Peer(uid: 4242, input: parts.input, loop: parts.loop)
-        parts.bus.subscribe(slow.connection)
+        _ = try parts.bus.subscribe(slow.connection, SubscribeParams())
         let group = try parts.group("web", owner: 4242)
         // The kernel's (small) send buffer fills first, then the connection's own queue.
         for _ in 0..<5000 where !slow.closed { parts.bus.groupEvent(.groupCreated, group) }

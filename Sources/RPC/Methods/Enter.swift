@@ -339,6 +339,8 @@ public struct EventNotification: Sendable, Equatable {
     /// group-shared, group-unshared: the members after the change (absent in the
     /// event a removed member gets, who may no longer see the group).
     public var members: [String]?
+    /// Its place in the server's sequence of events (set when it is sent; §8.14).
+    public var seq: UInt64?
 
     /// The values of `reason` on group-destroyed.
     public enum DestroyReason: String, Sendable, CaseIterable {
@@ -407,6 +409,7 @@ public struct EventNotification: Sendable, Equatable {
         if let added { o["added"] = .array(added.map { .string($0) }) }
         if let removed { o["removed"] = .array(removed.map { .string($0) }) }
         if let members { o["members"] = .array(members.map { .string($0) }) }
+        if let seq { o["seq"] = .number(JSONNumber(seq)) }
         return .object(o)
     }
 
@@ -430,5 +433,6 @@ public struct EventNotification: Sendable, Equatable {
         added = json["added"]?.arrayValue?.compactMap(\.stringValue)
         removed = json["removed"]?.arrayValue?.compactMap(\.stringValue)
         members = json["members"]?.arrayValue?.compactMap(\.stringValue)
+        if case .number(let n)? = json["seq"] { seq = n.uint64Value }
     }
 }

@@ -11,6 +11,7 @@ public enum MethodName: String, CaseIterable, Sendable {
     case unshare
     case attach
     case subscribe
+    case unsubscribe
     case freeze
     case thaw
     case processes
