@@ -129,22 +129,38 @@ final class EventBus {
     /// The events after `since` that the ring holds and the subscriber may see, in order;
     /// first a `gap` when some of them are gone: the ring has dropped them, or `since` was
     /// numbered by an earlier run of the supervisor.
+    /// At most half of connections.subscriber-buffer is replayed, so that a subscriber that
+    /// reads is not dropped for the replay it asked for: the newest events that fit, after a
+    /// `gap` for the older ones.
     private func replay(to connection: Connection, subscription: Subscription, since: UInt64, instance asked: String?) {
+        let sameRun = asked == nil || asked == instance
+        // What this subscriber gets, oldest first.
+        var due: [(seq: UInt64, message: JSONValue)] = []
+        for recorded in ring[ringStart...] where !sameRun || recorded.seq > since {
+            guard subscription.wants(recorded.type, recorded.group) else { continue }
+            if admits(connection.peer, owner: recorded.owner, members: recorded.members) {
+                due.append((recorded.seq, recorded.message))
+            } else if let former = recorded.former, admits(connection.peer, owner: recorded.owner, members: former.membersBefore) {
+                due.append((recorded.seq, former.message))
+            }
+        }
+        var budget = policy.subscriberBuffer / 2
+        var first = due.count
+        while first > 0 {
+            let size = due[first - 1].message.serialized().utf8.count
+            guard size <= budget else { break }
+            budget -= size
+            first -= 1
+        }
         let oldest = ringStart < ring.count ? ring[ringStart].seq : lastSeq + 1
-        if let asked, asked != instance {
+        if first > 0 {
+            sendGap(to: connection, reason: sameRun ? "overflow" : "restart", until: due[first - 1].seq)
+        } else if !sameRun {
             sendGap(to: connection, reason: "restart", until: oldest - 1)
         } else if since + 1 < oldest {
             sendGap(to: connection, reason: "overflow", until: oldest - 1)
         }
-        let sameRun = asked == nil || asked == instance
-        for recorded in ring[ringStart...] where !sameRun || recorded.seq > since {
-            guard subscription.wants(recorded.type, recorded.group) else { continue }
-            if admits(connection.peer, owner: recorded.owner, members: recorded.members) {
-                connection.send(recorded.message)
-            } else if let former = recorded.former, admits(connection.peer, owner: recorded.owner, members: former.membersBefore) {
-                connection.send(former.message)
-            }
-        }
+        for event in due[first...] { connection.send(event.message) }
     }
 
     /// `{"type": "gap", "reason", "until", "time"}`: events up to `until` may be missing.
