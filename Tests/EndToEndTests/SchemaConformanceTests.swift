@@ -133,6 +133,7 @@ import Testing
         create(["network": "none"])
         create(["publish": [["host": 8080, "port": 80]]])
         create(["network": "pasta", "namespaces": ["net"]])
+        create(["network": "pasta", "namespaces": ["user", "net"], "publish": [["host": 47_999, "port": 80], ["host": 47_999, "port": 80]]])
         create(["limits": ["cpuWeight": 10_000, "cpus": json("0.01")]])
         create(["limits": ["cpuWeight": 10_001]])
         create(["limits": ["cpus": json("0.001")]])
