@@ -135,7 +135,7 @@ final class SessionTable {
         let now = boottimeSeconds()
         let end = SessionEnd.of(session, in: group, status: status, now: now)
         let exited = ExitedNotification(session: session.id, code: status?.code, signal: status?.signal,
-                                        endedBy: end.groupEnded)
+                                        endedBy: end.groupEnded, group: group.name)
         session.notifyExited(exited)
         bus.sessionEvent(.sessionEnded, session, in: group, ended: exited)
         rememberEnded(exited, group: group, uid: session.uid)

@@ -142,6 +142,8 @@ public struct ExitedNotification: Sendable, Equatable {
     public var signal: Int32?
     /// Set only when the session ended because its group ended.
     public var endedBy: EndedBy?
+    /// The session's group (protocol 1.1; nil from an older server).
+    public var group: String?
 
     /// The values of `endedBy`.
     public enum EndedBy: String, Sendable, CaseIterable {
@@ -153,11 +155,12 @@ public struct ExitedNotification: Sendable, Equatable {
         case holderDied = "holder-died"
     }
 
-    public init(session: UInt64, code: Int32?, signal: Int32?, endedBy: EndedBy? = nil) {
+    public init(session: UInt64, code: Int32?, signal: Int32?, endedBy: EndedBy? = nil, group: String? = nil) {
         self.session = session
         self.code = code
         self.signal = signal
         self.endedBy = endedBy
+        self.group = group
     }
 
     /// What a shell would report: the code, 128 + the signal, or 255 if unknown.
@@ -173,6 +176,7 @@ public struct ExitedNotification: Sendable, Equatable {
             "signal": signal.map { .number(JSONNumber(Int($0))) } ?? .null,
         ]
         if let endedBy { o["endedBy"] = .string(endedBy.rawValue) }
+        if let group { o["group"] = .string(group) }
         return .object(o)
     }
 
@@ -182,6 +186,7 @@ public struct ExitedNotification: Sendable, Equatable {
         code = json["code"]?.int64Value.map { Int32(truncatingIfNeeded: $0) }
         signal = json["signal"]?.int64Value.map { Int32(truncatingIfNeeded: $0) }
         endedBy = json["endedBy"]?.stringValue.flatMap(EndedBy.init(rawValue:))
+        group = json["group"]?.stringValue
     }
 }
 
