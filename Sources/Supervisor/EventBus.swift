@@ -34,8 +34,9 @@ final class EventBus {
     private var subscribers: [ObjectIdentifier: Subscription] = [:]
     private var lastSubscription: UInt64 = 0
 
-    /// This run of the supervisor: sequence numbers are this run's.
-    let instance = RandomID.make()
+    /// This run of the supervisor: sequence numbers are this run's. A supervisor that
+    /// stopped hands its run on to the next (snapshot, restore); one that was killed does not.
+    private(set) var instance = RandomID.make()
     /// The number of the latest event, 0 before the first.
     private(set) var lastSeq: UInt64 = 0
 
@@ -67,6 +68,67 @@ final class EventBus {
     }
 
     private var policy: Policy { policies.current }
+
+    // MARK: Across a restart
+
+    /// The ring as a stopping supervisor leaves it (StateStore.saveEvents): the instance, the
+    /// last number and the events, oldest first, the oldest left out past `limit` bytes.
+    func snapshot(limit: Int) -> JSONValue {
+        var events: [JSONValue] = []
+        var bytes = 128
+        for recorded in ring[ringStart...].reversed() {
+            var o: JSONObject = ["seq": .number(JSONNumber(recorded.seq)), "type": .string(recorded.type.rawValue),
+                                 "group": .string(recorded.group), "owner": .number(JSONNumber(recorded.owner)),
+                                 "members": .array(recorded.members.map(StateCodec.encode)), "message": recorded.message]
+            if let former = recorded.former {
+                o["former"] = former.message
+                o["membersBefore"] = .array(former.membersBefore.map(StateCodec.encode))
+            }
+            let event = JSONValue.object(o)
+            bytes += event.serialized().utf8.count + 1
+            if bytes > limit { break }
+            events.append(event)
+        }
+        return .object(["version": .number(JSONNumber(1)), "instance": .string(instance),
+                        "seq": .number(JSONNumber(lastSeq)), "events": .array(events.reversed())])
+    }
+
+    /// Takes the ring a stopped supervisor left: this run goes on with its instance and
+    /// numbers, so that subscribers resume as if nothing happened. Anything malformed is
+    /// refused whole (this run then starts a sequence of its own).
+    func restore(_ value: JSONValue) throws(SupervisorError) {
+        func malformed(_ what: String) -> SupervisorError { SupervisorError(.stateFile(.malformed), what) }
+        guard let o = value.objectValue, o["version"]?.int64Value == 1, let restoredInstance = o["instance"]?.stringValue,
+              RandomID.isValid(restoredInstance), let seq = o["seq"]?.int64Value, seq >= 0, let events = o["events"]?.arrayValue
+        else { throw malformed("it is not a version 1 ring of events") }
+        var restored: [Recorded] = []
+        var previous: UInt64 = 0
+        for event in events {
+            guard let e = event.objectValue, let n = e["seq"]?.int64Value, n > previous, n <= seq,
+                  let type = e["type"]?.stringValue.flatMap(EventNotification.Kind.init(rawValue:)),
+                  let group = e["group"]?.stringValue, GroupName.isValid(group),
+                  let owner = e["owner"]?.int64Value, (0...Int64(UInt32.max - 1)).contains(owner),
+                  let members = e["members"]?.arrayValue?.compactMap(StateCodec.member), members.count == e["members"]?.arrayValue?.count,
+                  let message = e["message"], message["params"]?["seq"]?.int64Value == n, message["params"]?["group"]?.stringValue == group
+            else { throw malformed("an event in it is not well formed: \(String(event.serialized().prefix(128)))") }
+            var former: (message: JSONValue, membersBefore: [Member])?
+            if let formerMessage = e["former"] {
+                guard let before = e["membersBefore"]?.arrayValue?.compactMap(StateCodec.member),
+                      formerMessage["params"]?["seq"]?.int64Value == n else { throw malformed("an event's former part is not well formed") }
+                former = (formerMessage, before)
+            }
+            previous = UInt64(n)
+            restored.append(Recorded(seq: UInt64(n), type: type, group: group, owner: uid_t(owner), members: members,
+                                     message: message, former: former,
+                                     bytes: message.serialized().utf8.count + (former?.message.serialized().utf8.count ?? 0)))
+        }
+        guard restored.count <= Self.ringEvents else { throw malformed("it holds more than \(Self.ringEvents) events") }
+        instance = restoredInstance
+        lastSeq = UInt64(seq)
+        ring = restored
+        ringStart = 0
+        ringBytes = restored.reduce(0) { $0 + $1.bytes }
+    }
 
     /// `subscribe {types?, groups?, since?, instance?}`: from now on this connection gets an
     /// `event` notification for everything that happens to a group its caller may see (list,

@@ -13,7 +13,7 @@ import Systemd
 /// is refused word for word as one that does not exist.
 final class GroupRegistry {
     /// The state directory; records are written through `save` and `saveSessions`.
-    private let state: StateStore
+    let state: StateStore
     private let policies: PolicyHolder
     private let subordinates: SubordinateOwners
     private let audit: Audit

@@ -111,6 +111,7 @@ final class StateStore {
     func removeTemporaryFiles() {
         for fileName in fileNames() where fileName.hasPrefix(".")
             && (fileName.hasSuffix(".json.tmp") || fileName == "." + Self.sessionCounterFile + ".tmp"
+                || fileName == "." + Self.eventsFile + ".tmp"
                 || fileName == "." + Self.refusalsHeldBackFile + ".tmp") {
             _ = unlinkat(groupsFD.rawValue, fileName, 0)
         }
@@ -222,6 +223,30 @@ final class StateStore {
         _ = fsync(groupsFD.rawValue)
     }
 
+    // MARK: The events' ring
+
+    /// The ring of events a supervisor that stopped (not one that was killed) left for the
+    /// next, so that subscribers resume across a restart (EventBus.snapshot); read once
+    /// and removed at start.
+    static let eventsFile = "events"
+
+    /// Writes the ring atomically.
+    func saveEvents(_ value: JSONValue) throws(Errno) {
+        try write(value, as: Self.eventsFile)
+    }
+
+    /// The ring an earlier supervisor left, if it left one (trusted as `load` trusts a record),
+    /// and the file removed either way: a later crash must not bring an old ring back.
+    func takeEvents() throws(SupervisorError) -> JSONValue? {
+        var st = stat()
+        if fstatat(groupsFD.rawValue, Self.eventsFile, &st, AT_SYMLINK_NOFOLLOW) < 0, errno == ENOENT { return nil }
+        defer {
+            _ = unlinkat(groupsFD.rawValue, Self.eventsFile, 0)
+            _ = fsync(groupsFD.rawValue)
+        }
+        return try readJSON(Self.eventsFile)
+    }
+
     /// Removes a record that is not trusted (a symlink itself, never its target).
     func discard(name: String) {
         _ = unlinkat(groupsFD.rawValue, fileName(name), 0)
@@ -296,13 +321,24 @@ package enum StateCodec {
             if let sessionID = session.sessionID { s["sessionID"] = .string(sessionID) }
             return .object(s)
         })
-        o["members"] = .array(r.members.map { member in
-            switch member {
-            case .user(let uid, let name): return .object(["user": .number(JSONNumber(uid)), "name": .string(name)])
-            case .group(let gid, let name): return .object(["group": .number(JSONNumber(gid)), "name": .string(name)])
-            }
-        })
+        o["members"] = .array(r.members.map(encode))
         return .object(o)
+    }
+
+    /// A member as records keep it: `{"user": UID, "name": N}` or `{"group": GID, "name": N}`.
+    static func encode(_ member: Member) -> JSONValue {
+        switch member {
+        case .user(let uid, let name): .object(["user": .number(JSONNumber(uid)), "name": .string(name)])
+        case .group(let gid, let name): .object(["group": .number(JSONNumber(gid)), "name": .string(name)])
+        }
+    }
+
+    /// A member read back, or nil when `value` is not one.
+    static func member(_ value: JSONValue) -> Member? {
+        guard let m = value.objectValue, let name = m["name"]?.stringValue else { return nil }
+        if let uid = m["user"]?.int64Value, (0...Int64(UInt32.max - 1)).contains(uid) { return .user(uid: uid_t(uid), name: name) }
+        if let gid = m["group"]?.int64Value, (0...Int64(UInt32.max - 1)).contains(gid) { return .group(gid: gid_t(gid), name: name) }
+        return nil
     }
 }
 
@@ -360,16 +396,8 @@ extension StateCodec {
         }
         var members: [Member] = []
         for element in o["members"]?.arrayValue ?? [] {
-            guard let m = element.objectValue, let memberName = m["name"]?.stringValue else {
-                throw malformed("\"members\" holds \(element.serialized())")
-            }
-            if let uid = m["user"]?.int64Value, (0...Int64(UInt32.max - 1)).contains(uid) {
-                members.append(.user(uid: uid_t(uid), name: memberName))
-            } else if let gid = m["group"]?.int64Value, (0...Int64(UInt32.max - 1)).contains(gid) {
-                members.append(.group(gid: gid_t(gid), name: memberName))
-            } else {
-                throw malformed("\"members\" holds \(element.serialized())")
-            }
+            guard let member = member(element) else { throw malformed("\"members\" holds \(element.serialized())") }
+            members.append(member)
         }
         var sessions: [SessionRecord] = []
         for element in o["sessions"]?.arrayValue ?? [] {

@@ -174,6 +174,13 @@ public final class Supervisor {
     /// an earlier supervisor left, and starts accepting.
     public func start(activatedSocket: Int32? = nil) throws(SupervisorError) {
         try containment.start(joiningSupervisorLeaf: configuration.joinSupervisorLeaf)
+        // The events a supervisor that stopped left: subscribers resume across the restart.
+        do throws(SupervisorError) {
+            if let events = try registry.state.takeEvents() { try bus.restore(events) }
+        } catch {
+            audit.logger.warning("Ignored the ring of events an earlier supervisor left: \(error.message); events are numbered afresh",
+                                 metadata: [AuditField.reason: .string("events_refused")])
+        }
         try listener.start(activatedSocket: activatedSocket) { [unowned self] connection, request, routed, descriptors in
             self.dispatch(connection, request, routed, descriptors)
         }
@@ -196,6 +203,11 @@ public final class Supervisor {
     /// state directory). Groups and their holders keep running.
     public func shutdown() {
         listener.shutdown()
+        do throws(Errno) {
+            try registry.state.saveEvents(bus.snapshot(limit: StateStore.maxFileSize))
+        } catch {
+            audit.logger.warning("Could not keep the ring of events for the next supervisor: \(error)")
+        }
         reads.writeAll(now: monotonicSeconds())
         refusals.writeAll()
         audit.record(.supervisorStopped, "Supervisor stopped; \(registry.count) group(s) keep running",

@@ -138,21 +138,36 @@ import Testing
         #expect(Self.seqs(try Self.drain(again)) == numbers)
     }
 
-    /// After a restart the numbers are a new run's: a resume names the old run and gets a
-    /// `gap` (reason restart), then the new run's events.
-    @Test func aResumeAcrossARestartSaysSo() throws {
+    /// A supervisor that stops leaves its ring to the next: a resume across the restart gets
+    /// exactly what it missed, nothing lost, nothing twice. One that was killed leaves
+    /// nothing: the next run numbers its events afresh, and a resume that names the old run
+    /// gets a `gap` (reason restart), then the new run's events.
+    @Test(arguments: [false, true])
+    func aResumeAcrossARestart(crash: Bool) throws {
         let supervisor = try TestSupervisor()
         let alice = try TestUser.alice()
-        let old = try RPCClient(socketPath: supervisor.socketPath).call("subscribe").result
-        let since = try #require(old["seq"]?.int64Value), instance = try #require(old["instance"]?.stringValue)
-        supervisor.stop(signal: SIGTERM)
+        let watcher = try RPCClient(socketPath: supervisor.socketPath)
+        let old = try watcher.call("subscribe").result
+        let instance = try #require(old["instance"]?.stringValue)
+        #expect(try supervisor.nsgroup(["create", "before", "--ns", "uts"], as: alice).status == 0)
+        let seen = try Self.drain(watcher)
+        let since = try #require(Self.seqs(seen).last)
+        // Missed: made after the watcher's last event, before the restart.
+        #expect(try supervisor.nsgroup(["destroy", "before"], as: alice).status == 0)
+        supervisor.stop(signal: crash ? SIGKILL : SIGTERM)
         try supervisor.start()
         #expect(try supervisor.nsgroup(["create", "after", "--ns", "uts"], as: alice).status == 0)
         let client = try RPCClient(socketPath: supervisor.socketPath)
         let now = try client.call("subscribe", SubscribeParams(since: UInt64(since), instance: instance).json).result
-        #expect(now["instance"]?.stringValue != instance)
         let events = try Self.drain(client)
-        #expect(Self.summary(events) == ["gap restart", "group-created after"], "\(events)")
+        if crash {
+            #expect(now["instance"]?.stringValue != instance)
+            #expect(Self.summary(events) == ["gap restart", "group-created after"], "\(events)")
+        } else {
+            #expect(now["instance"]?.stringValue == instance)
+            #expect(Self.summary(events) == ["group-destroyed before", "group-created after"], "\(events)")
+            #expect(Self.seqs(events) == [since + 1, since + 2], "\(events)")
+        }
     }
 
     /// unsubscribe ends the events on the connection, which goes on answering; another
