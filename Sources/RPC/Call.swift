@@ -2,6 +2,7 @@
 /// Handlers receive this, never the raw params.
 public enum Call: Sendable {
     case version
+    case describe
     case create(CreateParams)
     case list
     case inspect(NameParams)
@@ -19,6 +20,7 @@ public enum Call: Sendable {
     public var method: MethodName {
         switch self {
         case .version: .version
+        case .describe: .describe
         case .create: .create
         case .list: .list
         case .inspect: .inspect
@@ -38,9 +40,14 @@ public enum Call: Sendable {
     /// Decodes the params of `method` with its strict decoder (unknown keys are errors).
     public init(_ method: MethodName, params: JSONValue?) throws(RPCError) {
         switch method {
-        case .version, .list, .subscribe:
+        case .version, .describe, .list, .subscribe:
             try ParamsReader(params, method: method.rawValue).finish()
-            self = method == .version ? .version : method == .list ? .list : .subscribe
+            self = switch method {
+            case .version: .version
+            case .describe: .describe
+            case .list: .list
+            default: .subscribe
+            }
         case .create: self = .create(try CreateParams(params: params))
         case .inspect: self = .inspect(try NameParams(params: params, method: method.rawValue))
         case .destroy: self = .destroy(try NameParams(params: params, method: method.rawValue))

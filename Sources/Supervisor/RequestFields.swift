@@ -61,7 +61,7 @@ enum RequestFields {
             details.summary = "session \(params.session)"
         case .share(let params), .unshare(let params):
             list(AuditField.memberRequested, params.members, into: details)
-        case .version, .list, .inspect, .destroy, .subscribe, .freeze, .thaw, .processes:
+        case .version, .describe, .list, .inspect, .destroy, .subscribe, .freeze, .thaw, .processes:
             break
         }
     }

@@ -745,7 +745,7 @@ private struct LineChecker {
         if call.method.rawValue != request.method { fail("\(request.method) was routed as \(call.method.rawValue)") }
         let method = call.method.rawValue
         switch call {
-        case .version, .list, .subscribe:
+        case .version, .describe, .list, .subscribe:
             break
         case .create(let decoded):
             roundTrip(decoded, decoded.name) { (json) throws(RPCError) in try CreateParams(params: json) }
@@ -790,7 +790,7 @@ private struct LineChecker {
     private mutating func decodeParams(_ method: MethodName, _ params: JSONValue?) -> Result<Void, RPCError> {
         do throws(RPCError) {
             switch method {
-            case .version, .list, .subscribe:
+            case .version, .describe, .list, .subscribe:
                 try ParamsReader(params, method: method.rawValue).finish()
             case .create:
                 let decoded = try CreateParams(params: params)
