@@ -31,6 +31,15 @@ public enum NamespaceKind: String, CaseIterable, Sendable, Hashable, Comparable 
         }
     }
 
+    /// Whether this kernel makes namespaces of this kind: it shows one of ours in
+    /// /proc/self/ns, and /proc/sys/user/max_KIND_namespaces (where there is one) is not 0.
+    /// Reads only procfs.
+    public var isAvailable: Bool {
+        guard access("/proc/self/ns/\(rawValue)", F_OK) == 0 else { return false }
+        guard let text = try? ProcFS.readText("/proc/sys/user/max_\(rawValue)_namespaces", limit: 64) else { return true }
+        return Int(text.trimmed) != 0
+    }
+
     /// The entry under /proc/PID/ns/ that names the group's namespace of this
     /// kind in its holder. The holder joins its time namespace only for its
     /// children (the offsets must be written before any process is inside), so

@@ -2,6 +2,7 @@
 /// Handlers receive this, never the raw params.
 public enum Call: Sendable {
     case version
+    case describe
     case create(CreateParams)
     case list
     case inspect(NameParams)
@@ -20,6 +21,7 @@ public enum Call: Sendable {
     public var method: MethodName {
         switch self {
         case .version: .version
+        case .describe: .describe
         case .create: .create
         case .list: .list
         case .inspect: .inspect
@@ -40,9 +42,13 @@ public enum Call: Sendable {
     /// Decodes the params of `method` with its strict decoder (unknown keys are errors).
     public init(_ method: MethodName, params: JSONValue?) throws(RPCError) {
         switch method {
-        case .version, .list:
+        case .version, .describe, .list:
             try ParamsReader(params, method: method.rawValue).finish()
-            self = method == .version ? .version : .list
+            self = switch method {
+            case .version: .version
+            case .describe: .describe
+            default: .list
+            }
         case .subscribe: self = .subscribe(try SubscribeParams(params: params))
         case .unsubscribe: self = .unsubscribe(try UnsubscribeParams(params: params))
         case .create: self = .create(try CreateParams(params: params))

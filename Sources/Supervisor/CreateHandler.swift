@@ -382,12 +382,25 @@ final class CreateHandler {
         }
         if caller.uid != 0 {
             // Counted by the charged person: groups of her subordinate uids are hers.
-            let charged = subordinates.chargedUID(caller.uid)
-            let owned = registry.groups(chargedTo: charged).count + registry.reservedCount(chargedTo: charged)
+            let owned = groupsHeld(by: caller.uid)
             if owned >= policy.groupsPerUser {
                 throw RPCError(.limitExceeded, "\(subordinates.chargedSubject(caller.uid, "owns")) \(counted(owned, "group")), the most allowed (limits.groups-per-user = \(policy.groupsPerUser))")
             }
         }
+    }
+
+    /// The groups limits.groups-per-user counts for `uid`: those of the person charged (her
+    /// subordinate uids' are hers), those being created included.
+    func groupsHeld(by uid: uid_t) -> Int {
+        let charged = subordinates.chargedUID(uid)
+        return registry.groups(chargedTo: charged).count + registry.reservedCount(chargedTo: charged)
+    }
+
+    /// The tmpfs bytes limits.tmpfs-per-user counts for `uid`, charged as `groupsHeld`.
+    func tmpfsHeld(by uid: uid_t) -> UInt64 {
+        let charged = subordinates.chargedUID(uid)
+        return (registry.groups(chargedTo: charged).flatMap(\.record.chargedTmpfs) + registry.reservedTmpfs(chargedTo: charged))
+            .reduce(UInt64(0)) { $0 + ($1.size.flatMap(Self.tmpfsBytes) ?? policy.tmpfsSize) }
     }
 
     /// The tmpfs rules of nsgroupd.conf (README, "Who can run what"). In a group without a
@@ -426,10 +439,7 @@ final class CreateHandler {
             sized.append(mount)
             total += bytes
         }
-        // Counted by the charged person: tmpfs mounts of her subordinate uids' groups are hers.
-        let charged = subordinates.chargedUID(caller.uid)
-        let held = (registry.groups(chargedTo: charged).flatMap(\.record.chargedTmpfs) + registry.reservedTmpfs(chargedTo: charged))
-            .reduce(UInt64(0)) { $0 + ($1.size.flatMap(Self.tmpfsBytes) ?? policy.tmpfsSize) }
+        let held = tmpfsHeld(by: caller.uid)
         guard held + total <= policy.tmpfsPerUser else {
             throw RPCError(.limitExceeded, "create: \(subordinates.chargedSubject(caller.uid, "would have")) \(ByteSize.format(held + total)) of tmpfs mounts, more than allowed (limits.tmpfs-per-user = \(ByteSize.format(policy.tmpfsPerUser)))")
         }

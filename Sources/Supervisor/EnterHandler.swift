@@ -57,6 +57,12 @@ final class EnterHandler {
     /// limits.spawn-timeout. The places a launch can wait: the terminal's
     /// path in the group's tree, the session's directory, the program's path
     /// and file; all are in its children (CSpawn, ns_spawn_enter_start).
+    /// The sessions limits.sessions-per-user counts for the person `charged`: those running
+    /// and those still starting.
+    func sessionsRunning(chargedTo charged: uid_t) -> Int {
+        sessions.count(chargedTo: charged) + launches.count(.session, chargedTo: charged)
+    }
+
     func enter(_ params: EnterParams, _ context: RequestContext, _ descriptors: ReceivedDescriptors) throws(RPCError) -> Reply {
         let group = try registry.group(params.name, caller: context.caller, action: "enter", manage: false)
         guard !group.destroying else { throw .notFound(group: params.name) }
@@ -77,7 +83,7 @@ final class EnterHandler {
         // Sessions still starting count: concurrent enters cannot pass the limit together.
         let charged = subordinates.chargedUID(caller.uid)
         if caller.uid != 0 {
-            let running = sessions.count(chargedTo: charged) + launches.count(.session, chargedTo: charged)
+            let running = sessionsRunning(chargedTo: charged)
             if running >= policy.sessionsPerUser {
                 throw RPCError(.limitExceeded, "\(subordinates.chargedSubject(caller.uid)) \(counted(running, "session")) running, the most allowed (limits.sessions-per-user = \(policy.sessionsPerUser))")
             }

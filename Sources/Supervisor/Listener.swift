@@ -195,6 +195,11 @@ final class Listener {
         }
     }
 
+    /// The connections connections.per-user counts for the person `charged`.
+    func openConnections(chargedTo charged: uid_t) -> Int {
+        connectionsPerUID[charged, default: 0]
+    }
+
     /// The error line for a connection over the caps, or nil. The last
     /// connections.reserved-for-admins places are for root and admins, so
     /// that a flood from one person cannot lock them out.

@@ -41,12 +41,18 @@ enum OverlayRootRules {
         if let persist, !HolderSpec.isValidMountPath(persist) {
             throw CreateHandler.badPath(persist, "persist")
         }
+        if let missing { throw missing }
+    }
+
+    /// What this host lacks for an overlay root, or nil when it has it all (describe's `overlayRoot`).
+    static var missing: RPCError? {
         var info = stat()
         guard stat(fuseDevice, &info) == 0, info.st_mode & S_IFMT == S_IFCHR, info.st_mode & 0o006 == 0o006 else {
-            throw RPCError(.operationFailed, "create: \"root\" overlay needs \(fuseDevice) readable and writable by every user (mode 0666, as udev sets it)")
+            return RPCError(.operationFailed, "create: \"root\" overlay needs \(fuseDevice) readable and writable by every user (mode 0666, as udev sets it)")
         }
         guard access(executable, X_OK) == 0 else {
-            throw RPCError(.operationFailed, "create: \"root\" overlay needs \(executable) (Debian's fuse-overlayfs package)")
+            return RPCError(.operationFailed, "create: \"root\" overlay needs \(executable) (Debian's fuse-overlayfs package)")
         }
+        return nil
     }
 }

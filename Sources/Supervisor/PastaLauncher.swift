@@ -112,6 +112,19 @@ final class PastaLauncher {
 
     /// The create-time rules of `network` and `publish`, for a group of these kinds
     /// asked for by `caller`: the published ports, checked, or nil for no pasta.
+    /// What this host lacks for pasta, or nil when it has it all (describe's `pasta`).
+    static var missing: RPCError? {
+        // pasta opens the tap device as the owner: it must be open to users, as Debian's udev makes it (0666).
+        var info = stat()
+        guard stat(tunDevice, &info) == 0, info.st_mode & S_IFMT == S_IFCHR, info.st_mode & 0o006 == 0o006 else {
+            return RPCError(.operationFailed, "create: \"network\" pasta needs \(tunDevice) readable and writable by every user (mode 0666, as udev sets it)")
+        }
+        guard access(executable, X_OK) == 0 else {
+            return RPCError(.operationFailed, "create: \"network\" pasta needs \(executable) (Debian's passt package)")
+        }
+        return nil
+    }
+
     static func check(network: GroupNetwork?, publish: [PublishedPort], kinds: Set<NamespaceKind>,
                       caller: uid_t) throws(RPCError) -> PastaRecord? {
         guard network == .pasta else {
@@ -138,14 +151,7 @@ final class PastaLauncher {
                 throw RPCError(.invalidParams, "create: \"publish\" lists host port \(port.host)/\(port.proto.rawValue) twice")
             }
         }
-        // pasta opens the tap device as the owner: it must be open to users, as Debian's udev makes it (0666).
-        var info = stat()
-        guard stat(tunDevice, &info) == 0, info.st_mode & S_IFMT == S_IFCHR, info.st_mode & 0o006 == 0o006 else {
-            throw RPCError(.operationFailed, "create: \"network\" pasta needs \(tunDevice) readable and writable by every user (mode 0666, as udev sets it)")
-        }
-        guard access(executable, X_OK) == 0 else {
-            throw RPCError(.operationFailed, "create: \"network\" pasta needs \(executable) (Debian's passt package)")
-        }
+        if let missing = missing { throw missing }
         // pasta, started in the foreground, says nothing when it cannot bind a port: it ends,
         // and the group would be left without its network. A port taken now is refused here
         // (a port taken between this and pasta's bind still ends pasta, which is logged).

@@ -67,7 +67,7 @@ enum RequestFields {
             if let since = params.since { details.fields[AuditField.since] = String(since) }
         case .unsubscribe(let params):
             details.fields[AuditField.subscription] = String(params.subscription)
-        case .version, .list, .inspect, .destroy, .freeze, .thaw, .processes:
+        case .version, .describe, .list, .inspect, .destroy, .freeze, .thaw, .processes:
             break
         }
     }

@@ -35,6 +35,7 @@ public final class Supervisor {
     private let createHandler: CreateHandler
     private let destroyHandler: DestroyHandler
     private let enterHandler: EnterHandler
+    private let describeHandler: DescribeHandler
     /// Sessions being started, and the children nobody waits for but the kernel.
     private let launches: Launches
     private let reaper: Reaper
@@ -113,6 +114,9 @@ public final class Supervisor {
                                     policies: policies, subordinates: subordinates, audit: audit, ttyGroup: ttyGroup,
                                     containment: containment)
         shareHandler = ShareHandler(registry: registry, containment: containment, bus: bus)
+        describeHandler = DescribeHandler(policies: policies, registry: registry, subordinates: subordinates,
+                                          createHandler: createHandler, enterHandler: enterHandler, listener: listener,
+                                          layout: containment.tree.layout)
         readoption = Readoption(registry: registry, sessions: sessions, destroyer: destroyHandler, audit: audit,
                                 containment: containment, pasta: pasta)
         cgroupHandler = try CgroupHandler(registry: registry, containment: containment, bus: bus, names: names,
@@ -273,6 +277,7 @@ public final class Supervisor {
     private func handle(_ call: Call, _ context: RequestContext, _ descriptors: ReceivedDescriptors) throws(RPCError) -> Reply {
         switch call {
         case .version: return readHandler.version()
+        case .describe: return describeHandler.describe(context)
         case .create(let params): return try createHandler.create(params, context)
         case .list: return readHandler.list(context)
         case .inspect(let params): return try readHandler.inspect(params, context)

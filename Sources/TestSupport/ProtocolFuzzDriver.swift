@@ -745,7 +745,7 @@ private struct LineChecker {
         if call.method.rawValue != request.method { fail("\(request.method) was routed as \(call.method.rawValue)") }
         let method = call.method.rawValue
         switch call {
-        case .version, .list:
+        case .version, .describe, .list:
             break
         case .subscribe(let decoded):
             roundTrip(decoded, "subscribe") { (json) throws(RPCError) in try SubscribeParams(params: json) }
@@ -796,7 +796,7 @@ private struct LineChecker {
     private mutating func decodeParams(_ method: MethodName, _ params: JSONValue?) -> Result<Void, RPCError> {
         do throws(RPCError) {
             switch method {
-            case .version, .list:
+            case .version, .describe, .list:
                 try ParamsReader(params, method: method.rawValue).finish()
             case .subscribe:
                 let decoded = try SubscribeParams(params: params)

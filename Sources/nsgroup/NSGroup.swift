@@ -15,7 +15,7 @@ struct NSGroup: ParsableCommand {
             """,
         version: nsgroupVersion,
         subcommands: [Create.self, List.self, Inspect.self, Ps.self, Enter.self, Exec.self, Copy.self, Share.self, Unshare.self, Freeze.self,
-                      Thaw.self, Destroy.self, Events.self, Version.self])
+                      Thaw.self, Destroy.self, Events.self, Describe.self, Version.self])
 
     // Declared here too so that `nsgroup --socket PATH list` works as well as
     // `nsgroup list --socket PATH`; subcommands read the same values.

@@ -233,7 +233,7 @@ import Testing
         }
 
         // methods that take no params
-        for method in ["version", "list"] {
+        for method in ["version", "describe", "list"] {
             add(method, nil)
             add(method, [:])
             add(method, ["bogus": 1])

@@ -369,8 +369,10 @@ struct ResultRoundTripTests {
         let version = VersionResult(server: nsgroupVersion, protocolVersion: protocolVersion, methods: MethodName.allCases.map(\.rawValue))
         let text = version.json.serialized()
         let methods = MethodName.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ",")
-        #expect(text == #"{"server":"\#(nsgroupVersion)","protocol":\#(protocolVersion),"methods":[\#(methods)]}"#)
+        #expect(text == #"{"server":"\#(nsgroupVersion)","protocol":\#(protocolVersion),"minor":\#(protocolMinor),"methods":[\#(methods)]}"#)
         #expect(try VersionResult(json: JSONParser.parse(text)) == version)
+        // A 1.0 server says no minor: read as 0.
+        #expect(try VersionResult(json: json(#"{"server":"s","protocol":1,"methods":[]}"#)).minor == 0)
         #expect(rpcError { () throws(RPCError) in try VersionResult(json: json(#"{"protocol":1}"#)) } != nil)
         #expect(rpcError { () throws(RPCError) in try VersionResult(json: json(#"{"server":"s","protocol":"1"}"#)) } != nil)
     }

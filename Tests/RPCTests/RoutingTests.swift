@@ -26,7 +26,7 @@ import Testing
     @Test func anUnknownMethodIsRefusedBeforeItsDescriptors() {
         let error = Self.refusal(#"{"jsonrpc":"2.0","id":1,"method":"reboot"}"#, descriptors: 2, truncated: true)
         #expect(error?.reason == .methodNotFound)
-        #expect(error?.message.hasPrefix(#"unknown method "reboot"; methods are version, create"#) == true)
+        #expect(error?.message.hasPrefix(#"unknown method "reboot"; methods are version, describe, create"#) == true)
     }
 
     @Test func truncatedControlDataIsRefused() {
@@ -94,7 +94,7 @@ import Testing
     @Test func everyMethodRoutesToItsOwnCall() {
         for method in MethodName.allCases {
             let params: String = switch method {
-            case .version, .list, .subscribe: "{}"
+            case .version, .describe, .list, .subscribe: "{}"
             case .create, .inspect, .destroy, .freeze, .thaw, .processes: #"{"name":"web"}"#
             case .enter: #"{"name":"web","tty":true}"#
             case .signal: #"{"name":"web","session":1,"signal":15}"#

@@ -34,7 +34,7 @@ struct CLIOptionTests {
 
     @Test func everyCommandTakesJSON() throws {
         for arguments in [["create", "g"], ["list"], ["inspect", "g"], ["ps", "g"], ["share", "g", "bob"], ["unshare", "g", "bob"],
-                          ["freeze", "g"], ["thaw", "g"], ["destroy", "g"], ["events"], ["version"], ["enter", "g"], ["exec", "g", "id"]] {
+                          ["freeze", "g"], ["thaw", "g"], ["destroy", "g"], ["events"], ["describe"], ["version"], ["enter", "g"], ["exec", "g", "id"]] {
             #expect(throws: Never.self, "\(arguments)") { _ = try parse(arguments + ["--json"]) }
         }
     }

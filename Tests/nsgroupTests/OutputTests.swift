@@ -17,6 +17,30 @@ struct OutputTests {
         #expect(Inspect.describe(ResourceUsage()) == "")
     }
 
+    @Test func describeSaysWhatIsLeftInAFewLines() {
+        let limits = DescribeLimits(maxLine: 1 << 20, groups: Allowance(max: 16, left: 15), serverGroups: Allowance(max: 4096, left: 4090),
+                                    sessions: Allowance(max: 64, left: 64), connections: Allowance(max: 1024, left: 1023),
+                                    tmpfsSize: 1 << 30, tmpfsPerUser: Allowance(max: 4 << 30, left: 3 << 30),
+                                    perUser: GroupLimits(memory: 8 << 30, pids: 4096), perGroup: GroupLimits())
+        let features = DescribeFeatures(userNamespaces: true, timeNamespaces: false, cgroups: "hybrid",
+                                        controllers: [("memory", "v1"), ("pids", "v2"), ("cpu", "none")], pasta: true, overlayRoot: false)
+        let result = DescribeResult(allowedKinds: ["mnt", "uts"], defaultKinds: ["mnt", "uts", "ipc"], limits: limits, features: features)
+        #expect(Describe.text(result) == """
+            protocol:    1.1
+            may create:  mnt,uts (default mnt,uts,ipc)
+            groups:      15 of 16 left (your own); 4090 of 4096 on the server
+            sessions:    64 of 64 left (running)
+            connections: 1023 of 1024 left
+            tmpfs:       3.0G of 4.0G left, at most 1.0G a mount
+            per user:    memory 8.0G, pids 4096
+            per group:   no limit
+            line:        at most 1048576 bytes a request
+            features:    user namespaces yes, time namespaces no, pasta yes, overlay root no
+            cgroups:     hybrid (memory v1, pids v2, cpu none)
+
+            """)
+    }
+
     @Test func psRows() {
         let rows = Ps.rows([
             ProcessInfo(pid: 4242, nspid: 1, uid: 1000, user: "alice", command: "nsgroup-holder"),
