@@ -380,9 +380,13 @@ final class Connection {
 
     /// Queues one line, with descriptors to pass beside its first byte.
     func send(_ message: JSONValue, descriptors: ReceivedDescriptors? = nil) {
+        send(line: message.line, descriptors: descriptors)
+    }
+
+    /// Queues one line already serialized (with its newline): the events' ring keeps them so.
+    func send(line: [UInt8], descriptors: ReceivedDescriptors? = nil) {
         guard !isClosed else { return }
         if outbox.isEmpty { lastWrite = monotonicSeconds() }
-        let line = message.line
         queuedBytes += line.count
         input.chargeOutput(chargedUID, line.count)
         outbox.append(Outgoing(bytes: line, descriptors: descriptors))

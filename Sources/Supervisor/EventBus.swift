@@ -47,10 +47,11 @@ final class EventBus {
         let group: String
         let owner: uid_t
         let members: [Member]
-        let message: JSONValue
+        /// The notification's line, serialized once: the ring holds bytes, not JSON trees.
+        let message: [UInt8]
         /// group-unshared: the event without `members`, for those only `membersBefore` admitted.
-        let former: (message: JSONValue, membersBefore: [Member])?
-        let bytes: Int
+        let former: (message: [UInt8], membersBefore: [Member])?
+        var bytes: Int { message.count + (former?.message.count ?? 0) }
     }
 
     /// The latest events, oldest first, at most ringEvents of them and ringBytes of messages.
@@ -77,11 +78,12 @@ final class EventBus {
         var events: [JSONValue] = []
         var bytes = 128
         for recorded in ring[ringStart...].reversed() {
+            guard let message = try? JSONParser.parse(Array(recorded.message.dropLast())) else { continue }
             var o: JSONObject = ["seq": .number(JSONNumber(recorded.seq)), "type": .string(recorded.type.rawValue),
                                  "group": .string(recorded.group), "owner": .number(JSONNumber(recorded.owner)),
-                                 "members": .array(recorded.members.map(StateCodec.encode)), "message": recorded.message]
-            if let former = recorded.former {
-                o["former"] = former.message
+                                 "members": .array(recorded.members.map(StateCodec.encode)), "message": message]
+            if let former = recorded.former, let formerMessage = try? JSONParser.parse(Array(former.message.dropLast())) {
+                o["former"] = formerMessage
                 o["membersBefore"] = .array(former.membersBefore.map(StateCodec.encode))
             }
             let event = JSONValue.object(o)
@@ -111,16 +113,15 @@ final class EventBus {
                   let members = e["members"]?.arrayValue?.compactMap(StateCodec.member), members.count == e["members"]?.arrayValue?.count,
                   let message = e["message"], message["params"]?["seq"]?.int64Value == n, message["params"]?["group"]?.stringValue == group
             else { throw malformed("an event in it is not well formed: \(String(event.serialized().prefix(128)))") }
-            var former: (message: JSONValue, membersBefore: [Member])?
+            var former: (message: [UInt8], membersBefore: [Member])?
             if let formerMessage = e["former"] {
                 guard let before = e["membersBefore"]?.arrayValue?.compactMap(StateCodec.member),
                       formerMessage["params"]?["seq"]?.int64Value == n else { throw malformed("an event's former part is not well formed") }
-                former = (formerMessage, before)
+                former = (formerMessage.line, before)
             }
             previous = UInt64(n)
             restored.append(Recorded(seq: UInt64(n), type: type, group: group, owner: uid_t(owner), members: members,
-                                     message: message, former: former,
-                                     bytes: message.serialized().utf8.count + (former?.message.serialized().utf8.count ?? 0)))
+                                     message: message.line, former: former))
         }
         guard restored.count <= Self.ringEvents else { throw malformed("it holds more than \(Self.ringEvents) events") }
         instance = restoredInstance
@@ -197,7 +198,7 @@ final class EventBus {
     private func replay(to connection: Connection, subscription: Subscription, since: UInt64, instance asked: String?) {
         let sameRun = asked == nil || asked == instance
         // What this subscriber gets, oldest first.
-        var due: [(seq: UInt64, message: JSONValue)] = []
+        var due: [(seq: UInt64, message: [UInt8])] = []
         for recorded in ring[ringStart...] where !sameRun || recorded.seq > since {
             guard subscription.wants(recorded.type, recorded.group) else { continue }
             if admits(connection.peer, owner: recorded.owner, members: recorded.members) {
@@ -209,7 +210,7 @@ final class EventBus {
         var budget = policy.subscriberBuffer / 2
         var first = due.count
         while first > 0 {
-            let size = due[first - 1].message.serialized().utf8.count
+            let size = due[first - 1].message.count
             guard size <= budget else { break }
             budget -= size
             first -= 1
@@ -222,7 +223,7 @@ final class EventBus {
         } else if since + 1 < oldest {
             sendGap(to: connection, reason: "overflow", until: oldest - 1)
         }
-        for event in due[first...] { connection.send(event.message) }
+        for event in due[first...] { connection.send(line: event.message) }
     }
 
     /// `{"type": "gap", "reason", "until", "time"}`: events up to `until` may be missing.
@@ -237,18 +238,17 @@ final class EventBus {
                         membersBefore: [Member]) -> Recorded {
         lastSeq += 1
         event.seq = lastSeq
-        let message = Response.notification(method: NotificationName.event.rawValue, params: event.json)
-        let formerMessage: JSONValue? = former.map { former in
+        let message = Response.notification(method: NotificationName.event.rawValue, params: event.json).line
+        let formerMessage: [UInt8]? = former.map { former in
             var numbered = former
             numbered.seq = lastSeq
-            return Response.notification(method: NotificationName.event.rawValue, params: numbered.json)
+            return Response.notification(method: NotificationName.event.rawValue, params: numbered.json).line
         }
-        let bytes = message.serialized().utf8.count + (formerMessage?.serialized().utf8.count ?? 0)
         let recorded = Recorded(seq: lastSeq, type: event.kind, group: group.name, owner: group.owner,
                                 members: group.record.members, message: message,
-                                former: formerMessage.map { ($0, membersBefore) }, bytes: bytes)
+                                former: formerMessage.map { ($0, membersBefore) })
         ring.append(recorded)
-        ringBytes += bytes
+        ringBytes += recorded.bytes
         while ring.count - ringStart > Self.ringEvents || ringBytes > Self.ringMaxBytes {
             ringBytes -= ring[ringStart].bytes
             ringStart += 1
@@ -276,9 +276,9 @@ final class EventBus {
             }
             guard subscriber.wants(recorded.type, recorded.group) else { continue }
             if policy.mayUse(connection.peer, group) {
-                connection.send(recorded.message)
+                connection.send(line: recorded.message)
             } else if let formerMessage = recorded.former?.message, former?.viewers.contains(id) == true {
-                connection.send(formerMessage)
+                connection.send(line: formerMessage)
             } else {
                 continue
             }

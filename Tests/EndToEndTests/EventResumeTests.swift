@@ -170,6 +170,25 @@ import Testing
         }
     }
 
+    /// A session with the largest argv enter takes (128 KiB) is an event of a few KiB: its argv
+    /// cut to 16 arguments of 256 bytes, marked argvTruncated. A watcher with the smallest
+    /// subscriber buffer the configuration allows stays connected and gets it whole.
+    @Test func aHugeArgvDisconnectsNoWatcher() throws {
+        let supervisor = try TestSupervisor(config: "[connections]\nsubscriber-buffer = 16384\n")
+        let alice = try TestUser.alice()
+        let watcher = try RPCClient(socketPath: supervisor.socketPath)
+        _ = try watcher.call("subscribe", SubscribeParams(types: [.sessionStarted]).json)
+        #expect(try supervisor.nsgroup(["create", "big", "--ns", "uts"], as: alice).status == 0)
+        let argv = ["/bin/true"] + Array(repeating: String(repeating: "a", count: 1000), count: 120)
+        let entered = try supervisor.nsgroup(["enter", "big", "--"] + argv, as: alice)
+        #expect(entered.status == 0, "\(entered.stderr)")
+        let events = try Self.drain(watcher)
+        let event = try #require(events.first, "the watcher got no event (dropped?)")
+        #expect(event["argvTruncated"]?.boolValue == true)
+        #expect(event["argv"]?.arrayValue?.count == 16)
+        #expect(event.serialized().utf8.count < 8 << 10, "\(event.serialized().utf8.count) bytes")
+    }
+
     /// unsubscribe ends the events on the connection, which goes on answering; another
     /// connection's subscription, or a made-up one, is refused.
     @Test func unsubscribeStopsTheEvents() throws {
