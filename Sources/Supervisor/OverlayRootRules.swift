@@ -46,13 +46,19 @@ enum OverlayRootRules {
 
     /// What this host lacks for an overlay root, or nil when it has it all (describe's `overlayRoot`).
     static var missing: RPCError? {
-        var info = stat()
-        guard stat(fuseDevice, &info) == 0, info.st_mode & S_IFMT == S_IFCHR, info.st_mode & 0o006 == 0o006 else {
-            return RPCError(.operationFailed, "create: \"root\" overlay needs \(fuseDevice) readable and writable by every user (mode 0666, as udev sets it)")
-        }
-        guard access(executable, X_OK) == 0 else {
-            return RPCError(.operationFailed, "create: \"root\" overlay needs \(executable) (Debian's fuse-overlayfs package)")
-        }
-        return nil
+        hostLacks(device: fuseDevice, executable: executable, for: "\"root\" overlay", package: "fuse-overlayfs")
     }
+}
+
+/// What a feature that runs a host program as a group's owner lacks: its device open to every
+/// user (a character device of mode 0666, as Debian's udev makes it), and the program.
+func hostLacks(device: String, executable: String, for feature: String, package: String) -> RPCError? {
+    var info = stat()
+    guard stat(device, &info) == 0, info.st_mode & S_IFMT == S_IFCHR, info.st_mode & 0o006 == 0o006 else {
+        return RPCError(.operationFailed, "create: \(feature) needs \(device) readable and writable by every user (mode 0666, as udev sets it)")
+    }
+    guard access(executable, X_OK) == 0 else {
+        return RPCError(.operationFailed, "create: \(feature) needs \(executable) (Debian's \(package) package)")
+    }
+    return nil
 }

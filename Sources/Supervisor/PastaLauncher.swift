@@ -110,21 +110,14 @@ final class PastaLauncher {
                 "--netns", "/proc/self/fd/0", "--netns-only"]
     }
 
-    /// The create-time rules of `network` and `publish`, for a group of these kinds
-    /// asked for by `caller`: the published ports, checked, or nil for no pasta.
-    /// What this host lacks for pasta, or nil when it has it all (describe's `pasta`).
+    /// What this host lacks for pasta, or nil when it has it all (describe's `pasta`): pasta
+    /// opens the tap device as the owner, so it must be open to users, as Debian's udev makes it.
     static var missing: RPCError? {
-        // pasta opens the tap device as the owner: it must be open to users, as Debian's udev makes it (0666).
-        var info = stat()
-        guard stat(tunDevice, &info) == 0, info.st_mode & S_IFMT == S_IFCHR, info.st_mode & 0o006 == 0o006 else {
-            return RPCError(.operationFailed, "create: \"network\" pasta needs \(tunDevice) readable and writable by every user (mode 0666, as udev sets it)")
-        }
-        guard access(executable, X_OK) == 0 else {
-            return RPCError(.operationFailed, "create: \"network\" pasta needs \(executable) (Debian's passt package)")
-        }
-        return nil
+        hostLacks(device: tunDevice, executable: executable, for: "\"network\" pasta", package: "passt")
     }
 
+    /// The create-time rules of `network` and `publish`, for a group of these kinds
+    /// asked for by `caller`: the published ports, checked, or nil for no pasta.
     static func check(network: GroupNetwork?, publish: [PublishedPort], kinds: Set<NamespaceKind>,
                       caller: uid_t) throws(RPCError) -> PastaRecord? {
         guard network == .pasta else {

@@ -41,7 +41,14 @@ struct ProcFSTests {
         let after = try Sys.spawn(["/bin/cat"], stdin: readEnd)
         defer { Sys.killAndWait(after) }
 
-        #expect(Sys.readFile("/proc/\(odd)/comm") == awkward + "\n", "the name did not take")
+        // spawn returns before the child's exec: its comm is the parent thread's until then.
+        var comm = ""
+        for _ in 0..<500 {
+            comm = Sys.readFile("/proc/\(odd)/comm") ?? ""
+            if comm == awkward + "\n" { break }
+            usleep(10_000)
+        }
+        #expect(comm == awkward + "\n", "the name did not take within 5 s: \(comm)")
         let start = try ProcFS.startTime(pid: odd)
         #expect(try ProcFS.startTime(pid: before) <= start)
         #expect(start <= (try ProcFS.startTime(pid: after)))
