@@ -43,7 +43,9 @@ final class DescribeHandler {
         let limits = DescribeLimits(
             maxLine: UInt64(policy.maxLine),
             groups: bound ? Allowance(max: UInt64(policy.groupsPerUser), used: UInt64(createHandler.groupsHeld(by: caller.uid))) : nil,
-            serverGroups: Allowance(max: UInt64(policy.maxGroups), used: UInt64(registry.count + registry.reservedCount)),
+            // How many groups the others hold is theirs: root and admins only (an oracle otherwise).
+            serverGroups: policy.isAdmin(caller)
+                ? Allowance(max: UInt64(policy.maxGroups), used: UInt64(registry.count + registry.reservedCount)) : nil,
             sessions: bound ? Allowance(max: UInt64(policy.sessionsPerUser), used: UInt64(enterHandler.sessionsRunning(chargedTo: charged))) : nil,
             connections: Allowance(max: UInt64(policy.connectionsPerUser), used: UInt64(listener.openConnections(chargedTo: charged))),
             tmpfsSize: bound ? policy.tmpfsSize : nil,

@@ -29,7 +29,7 @@ struct Describe: ParsableCommand {
         let defaults = d.defaultKinds.joined(separator: ",")
         lines.append("may create:  " + (d.allowedKinds.isEmpty ? "nothing" : d.allowedKinds.joined(separator: ",")) + " (default \(defaults))")
         let l = d.limits
-        lines.append("groups:      " + left(l.groups, of: "your own") + "; \(l.serverGroups.left) of \(l.serverGroups.max) on the server")
+        lines.append("groups:      " + left(l.groups, of: "your own") + (l.serverGroups.map { "; \($0.left) of \($0.max) on the server" } ?? ""))
         lines.append("sessions:    " + left(l.sessions, of: "running"))
         lines.append("connections: \(l.connections.left) of \(l.connections.max) left")
         if let tmpfs = l.tmpfsPerUser, let size = l.tmpfsSize {

@@ -117,7 +117,8 @@ public struct DescribeLimits: Sendable, Equatable {
     /// The caller's groups (limits.groups-per-user), counted with her subordinate uids'.
     public var groups: Allowance?
     /// Groups on the server, everyone's (limits.groups): binds root too.
-    public var serverGroups: Allowance
+    /// Root and admins only: how many groups everyone holds is not a user's to know.
+    public var serverGroups: Allowance?
     /// Sessions running (limits.sessions-per-user).
     public var sessions: Allowance?
     /// Connections open at once (connections.per-user): binds root too.
@@ -133,7 +134,7 @@ public struct DescribeLimits: Sendable, Equatable {
     /// most a create may ask for (the `-per-group` keys).
     public var perGroup: GroupLimits
 
-    public init(maxLine: UInt64, groups: Allowance?, serverGroups: Allowance, sessions: Allowance?, connections: Allowance,
+    public init(maxLine: UInt64, groups: Allowance?, serverGroups: Allowance?, sessions: Allowance?, connections: Allowance,
                 tmpfsSize: UInt64?, tmpfsPerUser: Allowance?, perUser: GroupLimits?, perGroup: GroupLimits) {
         self.maxLine = maxLine
         self.groups = groups
@@ -150,7 +151,7 @@ public struct DescribeLimits: Sendable, Equatable {
         .object([
             "maxLine": .number(JSONNumber(maxLine)),
             "groups": groups?.json ?? .null,
-            "serverGroups": serverGroups.json,
+            "serverGroups": serverGroups?.json ?? .null,
             "sessions": sessions?.json ?? .null,
             "connections": connections.json,
             "tmpfsSize": tmpfsSize.map { .number(JSONNumber($0)) } ?? .null,
@@ -164,7 +165,7 @@ public struct DescribeLimits: Sendable, Equatable {
         var r = try ParamsReader(json, method: "describe result: \"limits\"")
         maxLine = UInt64(try r.integer("maxLine", in: 0...Int64.max) ?? 0)
         groups = try Allowance(json: json["groups"], "groups")
-        serverGroups = try Allowance(json: json["serverGroups"], "serverGroups") ?? Allowance(max: 0, left: 0)
+        serverGroups = try Allowance(json: json["serverGroups"], "serverGroups")
         sessions = try Allowance(json: json["sessions"], "sessions")
         connections = try Allowance(json: json["connections"], "connections") ?? Allowance(max: 0, left: 0)
         tmpfsSize = try r.integer("tmpfsSize", in: 0...Int64.max).map(UInt64.init)
