@@ -477,7 +477,7 @@ static int loopback_up(void) {
 static const char *const standin_dirs[] = {
     "/etc", "/etc/polkit-1", "/etc/security", "/etc/ssl", "/var/cache", "/var/cache/apt/archives",
     "/var/cache/debconf", "/var/lib", "/var/lib/apt/lists", "/var/lib/dpkg", "/var/lib/dpkg/triggers",
-    "/var/log", NULL,
+    "/var/log", "/var/log/apt", NULL,
 };
 
 /* Where the upper layer is, in the daemon's mount namespace. */

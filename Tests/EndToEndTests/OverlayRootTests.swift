@@ -66,10 +66,11 @@ import Testing
             cat /usr/share/nsg-probe-\(tag)/hello
             useradd -M web-\(tag.suffix(6)) && id -u web-\(tag.suffix(6)) >/dev/null && echo useradd-ok
             echo probe > /usr/bin/nsg-probe-\(tag) && cat /usr/bin/nsg-probe-\(tag)
+            echo logged >> /var/log/apt/term.log && tail -n 1 /var/log/apt/term.log
             stat -c '%U %a' /usr/bin /etc
             """, as: alice)
         #expect(result.status == 0, "\(result.stderr)")
-        #expect(result.stdout == "0\ninstall ok installed\nhello\nuseradd-ok\nprobe\nroot 755\nroot 755\n", "\(result.stdout)")
+        #expect(result.stdout == "0\ninstall ok installed\nhello\nuseradd-ok\nprobe\nlogged\nroot 755\nroot 755\n", "\(result.stdout)")
 
         // The host: no package, no file, no user, not one byte of its databases changed.
         #expect(try run("/usr/bin/dpkg-query", ["-W", "nsg-probe-\(tag)"]).status != 0)
