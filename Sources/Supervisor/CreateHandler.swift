@@ -326,7 +326,8 @@ final class CreateHandler {
     /// half of limits.tmpfs-size, so that the two cost one mount), then a tmpfs of the
     /// caller's (0700) on their home as the user database has it, or instead `home` bound
     /// there, both ends looked up as the caller and owned by the caller (uid 0 inside a user
-    /// namespace of the group's own, where the owner is root).
+    /// namespace of the group's own, where the owner is root). An overlay root adds its
+    /// /run and /dev/shm to the shared ones.
     func privateMounts(_ params: CreateParams, kinds: Set<NamespaceKind>, caller: PeerCredentials,
                        home: String?) throws(RPCError) -> (tmpfs: [TmpfsMount], binds: [BindMount], shared: Set<String>) {
         var tmpfs: [TmpfsMount] = []

@@ -41,6 +41,12 @@ final class EnterHandler {
     static let rootSearchPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     static let defaultTerm = "xterm-256color"
 
+    /// The sessions limits.sessions-per-user counts for the person `charged`: those running
+    /// and those still starting.
+    func sessionsRunning(chargedTo charged: uid_t) -> Int {
+        sessions.count(chargedTo: charged) + launches.count(.session, chargedTo: charged)
+    }
+
     /// Starts a process inside the group as exactly the caller: the caller's
     /// uid, gid and supplementary groups (from the kernel, at connect time),
     /// its audit loginuid and resource limits (read from the process that connected),
@@ -57,12 +63,6 @@ final class EnterHandler {
     /// limits.spawn-timeout. The places a launch can wait: the terminal's
     /// path in the group's tree, the session's directory, the program's path
     /// and file; all are in its children (CSpawn, ns_spawn_enter_start).
-    /// The sessions limits.sessions-per-user counts for the person `charged`: those running
-    /// and those still starting.
-    func sessionsRunning(chargedTo charged: uid_t) -> Int {
-        sessions.count(chargedTo: charged) + launches.count(.session, chargedTo: charged)
-    }
-
     func enter(_ params: EnterParams, _ context: RequestContext, _ descriptors: ReceivedDescriptors) throws(RPCError) -> Reply {
         let group = try registry.group(params.name, caller: context.caller, action: "enter", manage: false)
         guard !group.destroying else { throw .notFound(group: params.name) }

@@ -183,12 +183,6 @@ final class EventBus {
         })
     }
 
-    /// Whether `caller` could see a group with this owner and these members (the ring's
-    /// events outlive their groups; the rule is Policy.mayUse's).
-    private func admits(_ caller: PeerCredentials, owner: uid_t, members: [Member]) -> Bool {
-        policy.isAdmin(caller) || caller.uid == owner || members.contains { $0.admits(caller) }
-    }
-
     /// The events after `since` that the ring holds and the subscriber may see, in order;
     /// first a `gap` when some of them are gone: the ring has dropped them, or `since` was
     /// numbered by an earlier run of the supervisor.
@@ -201,9 +195,9 @@ final class EventBus {
         var due: [(seq: UInt64, message: [UInt8])] = []
         for recorded in ring[ringStart...] where !sameRun || recorded.seq > since {
             guard subscription.wants(recorded.type, recorded.group) else { continue }
-            if admits(connection.peer, owner: recorded.owner, members: recorded.members) {
+            if policy.mayUse(connection.peer, owner: recorded.owner, members: recorded.members) {
                 due.append((recorded.seq, recorded.message))
-            } else if let former = recorded.former, admits(connection.peer, owner: recorded.owner, members: former.membersBefore) {
+            } else if let former = recorded.former, policy.mayUse(connection.peer, owner: recorded.owner, members: former.membersBefore) {
                 due.append((recorded.seq, former.message))
             }
         }
@@ -226,11 +220,16 @@ final class EventBus {
         for event in due[first...] { connection.send(line: event.message) }
     }
 
+    /// An `event` notification's line.
+    private static func eventLine(_ params: JSONValue) -> [UInt8] {
+        Response.notification(method: NotificationName.event.rawValue, params: params).line
+    }
+
     /// `{"type": "gap", "reason", "until", "time"}`: events up to `until` may be missing.
     private func sendGap(to connection: Connection, reason: String, until: UInt64) {
         let params: JSONObject = ["type": .string("gap"), "reason": .string(reason), "until": .number(JSONNumber(until)),
                                   "time": .string(Timestamp.format(secondsSinceEpoch: Timestamp.now()))]
-        connection.send(Response.notification(method: NotificationName.event.rawValue, params: .object(params)))
+        connection.send(line: Self.eventLine(.object(params)))
     }
 
     /// Numbers `event` and keeps it in the ring with who may see it.
@@ -238,11 +237,11 @@ final class EventBus {
                         membersBefore: [Member]) -> Recorded {
         lastSeq += 1
         event.seq = lastSeq
-        let message = Response.notification(method: NotificationName.event.rawValue, params: event.json).line
+        let message = Self.eventLine(event.json)
         let formerMessage: [UInt8]? = former.map { former in
             var numbered = former
             numbered.seq = lastSeq
-            return Response.notification(method: NotificationName.event.rawValue, params: numbered.json).line
+            return Self.eventLine(numbered.json)
         }
         let recorded = Recorded(seq: lastSeq, type: event.kind, group: group.name, owner: group.owner,
                                 members: group.record.members, message: message,

@@ -134,7 +134,13 @@ struct Policy: Sendable, Equatable {
 
     /// See (list, inspect) and enter: the owner, members and admins.
     func mayUse(_ caller: PeerCredentials, _ group: Group) -> Bool {
-        mayManage(caller, group) || group.members.contains { $0.admits(caller) }
+        mayUse(caller, owner: group.owner, members: group.members)
+    }
+
+    /// The same rule for a group as it was: an owner and members kept apart from it (the
+    /// events' ring outlives the groups its events are about).
+    func mayUse(_ caller: PeerCredentials, owner: uid_t, members: [Member]) -> Bool {
+        isAdmin(caller) || caller.uid == owner || members.contains { $0.admits(caller) }
     }
 
     /// Whether the caller may create at all (by the create rule).

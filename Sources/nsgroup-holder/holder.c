@@ -330,6 +330,30 @@ static int resolve_as(const struct config *c, int on) {
     return setgroups((size_t)own_group_count, own_groups);
 }
 
+/* A detached copy of the mount at `from` (a descriptor, not AT_RECURSIVE: only that
+ * mount), made nosuid and nodev, and read-only if asked, before anything can reach
+ * it; -1 with errno on failure. */
+static int nosuid_copy(int from, int read_only) {
+    int tree = (int)syscall(SYS_open_tree, from, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+    if (tree < 0)
+        return -1;
+    struct holder_mount_attr attr = {
+        .attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (read_only ? MOUNT_ATTR_RDONLY : 0),
+    };
+    if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) {
+        int saved = errno;
+        close(tree);
+        errno = saved;
+        return -1;
+    }
+    return tree;
+}
+
+/* Attaches a detached tree on the directory or file `target` is a descriptor of. */
+static int attach_tree(int tree, int target) {
+    return (int)syscall(SYS_move_mount, tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+}
+
 /* Binds source (a path outside, as the host sees it) onto target: a detached
  * copy of the source mount (open_tree), made nosuid and nodev (and read-only
  * if asked) while still detached (mount_setattr), then attached on the
@@ -382,16 +406,10 @@ static int mount_bind(const struct config *c, const struct bind_mount *b, int *s
         errno = EPERM;
         goto out;
     }
-    /* Not AT_RECURSIVE: like MS_BIND without MS_REC, only the mount itself. */
-    tree = (int)syscall(SYS_open_tree, source, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
-    if (tree < 0)
+    /* Like MS_BIND without MS_REC: only the mount itself. */
+    if ((tree = nosuid_copy(source, b->read_only)) < 0)
         goto out;
-    struct holder_mount_attr attr = {
-        .attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (b->read_only ? MOUNT_ATTR_RDONLY : 0),
-    };
-    if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0)
-        goto out;
-    r = (int)syscall(SYS_move_mount, tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+    r = attach_tree(tree, target);
 out:
     saved = errno;
     close(source);
@@ -616,10 +634,7 @@ __attribute__((noreturn)) static void overlay_daemon_child(const struct config *
      * namespace (open_tree clones only from the caller's), then attached
      * in the new one. */
     int tree = -1;
-    struct holder_mount_attr attr = { .attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV };
-    if (persist >= 0 &&
-        ((tree = (int)syscall(SYS_open_tree, persist, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH)) < 0 ||
-         syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0))
+    if (persist >= 0 && (tree = nosuid_copy(persist, 0)) < 0)
         goto failed;
     stage = NS_STAGE_OVERLAY_DAEMON;
     if (unshare(CLONE_NEWNS) < 0)
@@ -632,7 +647,7 @@ __attribute__((noreturn)) static void overlay_daemon_child(const struct config *
     stage = NS_STAGE_OVERLAY_UPPER;
     if (tree >= 0) {
         int run = open_path("/run", O_DIRECTORY);
-        if (run < 0 || syscall(SYS_move_mount, tree, "", run, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+        if (run < 0 || attach_tree(tree, run) < 0)
             goto failed;
         close(tree);
         close(run);
@@ -758,8 +773,7 @@ static void overlay_prepare(const struct config *c) {
     for (int i = 0; kept[i]; i++) {
         int tree = (int)syscall(SYS_open_tree, AT_FDCWD, kept[i], OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
         int target = tree < 0 ? -1 : open_target(kept[i], O_DIRECTORY);
-        if (target < 0 ||
-            syscall(SYS_move_mount, tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+        if (target < 0 || attach_tree(tree, target) < 0)
             fail(NS_STAGE_OVERLAY_MOUNTS, i);
         close(tree);
         close(target);
