@@ -41,10 +41,9 @@ struct Events: ParsableCommand {
                     if params["type"]?.stringValue == "gap" {
                         let why = params["reason"]?.stringValue == "restart" ? "nsgroupd restarted" : "nsgroupd no longer holds them"
                         printNote("some events were missed: \(why)", label: "")
-                        if json { writeLine(params.serialized()) }
-                        continue
                     }
-                    // Each line goes out as it comes (one write), even into a pipe.
+                    // Each line goes out as it comes (one write), even into a pipe. A gap, which
+                    // names no group, is no EventNotification: only --json shows it.
                     if json {
                         writeLine(params.serialized())
                     } else if let event = try? EventNotification(json: params) {
