@@ -58,6 +58,12 @@ public final class RPCClient {
         }
     }
 
+    /// Sends a notification: a request without an id, which the server carries out and
+    /// never answers.
+    public func notify(_ method: String, _ params: JSONValue? = nil) throws(ClientError) {
+        try sendLine(Request(id: nil, method: method, params: params).json.line)
+    }
+
     /// Sends raw bytes as they are (for tests of the protocol itself).
     public func sendLine(_ bytes: [UInt8], descriptors: [Int32] = []) throws(ClientError) {
         var offset = 0

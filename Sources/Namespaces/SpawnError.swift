@@ -58,6 +58,10 @@ extension SpawnError {
         case openPtmx
         /// Signalling a session through its pidfd.
         case signal
+        /// Writing a streamed session's input into its stdin.
+        case writeInput
+        /// Setting a streamed session's terminal size.
+        case resizeTerminal
         /// Making a directory (/run/netns).
         case mkdir(path: String)
         /// Making a directory a shared mount point (/run/netns, as `ip netns` does).
@@ -138,6 +142,8 @@ extension SpawnError {
             case .openNamespaces(let pid): "open(/proc/\(pid)/ns)"
             case .openPtmx: "open(/dev/pts/ptmx)"
             case .signal: "pidfd_send_signal"
+            case .writeInput: "write(stdin)"
+            case .resizeTerminal: "ioctl(TIOCSWINSZ)"
             case .mkdir(let path): "mkdir(\(path))"
             case .makeShared(let path): "mount(\(path), MS_SHARED)"
             case .createFile(let path): "create \(path)"

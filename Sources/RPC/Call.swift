@@ -17,6 +17,8 @@ public enum Call: Sendable {
     case freeze(NameParams)
     case thaw(NameParams)
     case processes(NameParams)
+    case write(WriteParams)
+    case resize(ResizeParams)
 
     public var method: MethodName {
         switch self {
@@ -36,6 +38,8 @@ public enum Call: Sendable {
         case .freeze: .freeze
         case .thaw: .thaw
         case .processes: .processes
+        case .write: .write
+        case .resize: .resize
         }
     }
 
@@ -62,6 +66,8 @@ public enum Call: Sendable {
         case .freeze: self = .freeze(try NameParams(params: params, method: method.rawValue))
         case .thaw: self = .thaw(try NameParams(params: params, method: method.rawValue))
         case .processes: self = .processes(try NameParams(params: params, method: method.rawValue))
+        case .write: self = .write(try WriteParams(params: params))
+        case .resize: self = .resize(try ResizeParams(params: params))
         }
     }
 }
@@ -113,10 +119,14 @@ public enum Routed: Sendable {
         }
         let call = try Call(method, params: request.params)
         if case .enter(let params) = call {
-            if params.tty, descriptors > 0 {
+            if params.stdio == .stream {
+                if descriptors > 0 {
+                    throw .invalidParams("enter: with \"stdio\": \"stream\" the request carries no file descriptors")
+                }
+            } else if params.tty, descriptors > 0 {
                 throw .invalidParams("enter: with \"tty\": true the request carries no file descriptors")
             }
-            if !params.tty, descriptors != 3 {
+            if !params.tty, params.stdio == .descriptors, descriptors != 3 {
                 throw .invalidParams("enter: with \"tty\": false the request must carry exactly 3 file descriptors (stdin, stdout, stderr), not \(descriptors)")
             }
         }

@@ -34,6 +34,8 @@ enum AuditField {
     static let sessionStarted = "NSGROUP_SESSION_STARTED"
     static let durationMicroseconds = "NSGROUP_DURATION_USEC"
     static let tty = "NSGROUP_TTY"
+    /// How an enter's session got its stdio: descriptors, or stream (carried on the connection).
+    static let stdio = "NSGROUP_STDIO"
     /// What ended a session (SessionEnd): exit, signal, signal-request (SIGKILL, after a
     /// request sent SIGKILL), destroy, expired, holder-died, supervisor-down or unknown; for
     /// signal-request and destroy, who (NSGROUP_ENDED_BY_UID), and for signal-request the

@@ -72,6 +72,16 @@ final class Connection {
     /// until the client has read its replies: a client that never reads
     /// cannot make the supervisor buffer without bound.
     static let maxQueuedOutput = 1 << 20
+    /// Past this much unsent output a streamed session's output waits (SessionStream):
+    /// the session blocks on its full pipe rather than the supervisor buffering for it.
+    static let streamOutputMark = 64 << 10
+
+    /// The streamed sessions of this connection, by session number.
+    private(set) var streams: [UInt64: SessionStream] = [:]
+    /// Streams paused until the client has read enough (`waitForRoom`).
+    private var waitingForRoom: [ObjectIdentifier: SessionStream] = [:]
+    /// Wakes those streams from the loop, not from inside whichever send made room.
+    private var wakeSource: EventSource?
     private var queuedBytes = 0
     /// When a request line last completed or a reply byte last left (monotonic seconds).
     private var lastProgress = monotonicSeconds()
@@ -99,6 +109,9 @@ final class Connection {
         self.refuseLine = refuseLine
         self.onClose = onClose
     }
+
+    /// The loop the connection runs on (nil before `start`).
+    var loop: EventLoop? { input.loop }
 
     func start(on loop: EventLoop) throws(SystemdError) {
         if input.loop == nil { input.loop = loop }
@@ -175,6 +188,7 @@ final class Connection {
     /// budget: handles the lines that waited and reads again.
     func resume() {
         guard !isClosed else { return }
+        scheduleWake()
         if canProcess, framer.hasCompleteFrame {
             processLines()
         } else {
@@ -348,6 +362,49 @@ final class Connection {
     /// Replies and notifications written but not yet taken by the client.
     var queuedOutputBytes: Int { queuedBytes }
 
+    // MARK: Streamed sessions
+
+    /// Whether a streamed session's output must wait: the client has not taken the last
+    /// streamOutputMark bytes, or its person is over connections.output-per-user.
+    var outputCongested: Bool {
+        queuedBytes >= Self.streamOutputMark || input.isHeldBack(chargedUID)
+    }
+
+    func addStream(_ stream: SessionStream) {
+        streams[stream.session] = stream
+    }
+
+    /// A stream that has sent its `exited`.
+    func streamEnded(_ stream: SessionStream) {
+        if streams[stream.session] === stream { streams[stream.session] = nil }
+        waitingForRoom[ObjectIdentifier(stream)] = nil
+    }
+
+    /// `stream` is told (`roomAvailable`) once the output is no longer congested.
+    func waitForRoom(_ stream: SessionStream) {
+        waitingForRoom[ObjectIdentifier(stream)] = stream
+        // Over the person's budget, ConnectionInput resumes this connection when they are under it.
+        if input.isHeldBack(chargedUID) { input.holdBack(self) }
+    }
+
+    private func scheduleWake() {
+        guard !waitingForRoom.isEmpty, !isClosed, !outputCongested else { return }
+        if let wakeSource {
+            wakeSource.isEnabled = true
+        } else if let loop, let source = try? loop.addDefer({ [weak self] in self?.wakeStreams() }) {
+            wakeSource = source
+        } else {
+            wakeStreams()
+        }
+    }
+
+    private func wakeStreams() {
+        guard !isClosed, !outputCongested else { return }
+        let waiting = waitingForRoom
+        waitingForRoom = [:]
+        for stream in waiting.values { stream.roomAvailable() }
+    }
+
     /// Idle: no request completed and no reply taken for `timeout` seconds,
     /// and no reply of its own pending (a deferred destroy waits for the kernel).
     /// Nor is one held back while its person's connections hold too many
@@ -415,6 +472,7 @@ final class Connection {
             lastWrite = lastProgress
             if outbox[0].sent == outbox[0].bytes.count { outbox.removeFirst() }
         }
+        scheduleWake()
         updateInterest()
     }
 
@@ -448,6 +506,13 @@ final class Connection {
         queuedBytes = 0
         input.release(self)
         dropBuffered()
+        // The supervisor's ends of streamed sessions: their stdin reaches end of file, their
+        // output pipes break, their terminals hang up, as with a client's own descriptors.
+        for stream in streams.values { stream.close() }
+        streams = [:]
+        waitingForRoom = [:]
+        wakeSource?.cancel()
+        wakeSource = nil
         onClose(self)
         pending?.cancel()
     }

@@ -92,7 +92,7 @@ final class EnterHandler {
         // Root entering through someone else's user namespace runs as a process she may
         // ptrace: she could take its descriptors (pidfd_getfd) and keep them. So no
         // descriptor of root's own goes there, only pipes the client relays.
-        if !params.tty, entry.isNamespaceRoot(owner: false),
+        if !params.tty, params.stdio == .descriptors, entry.isNamespaceRoot(owner: false),
            !descriptors.rawValues.allSatisfy(FileDescriptor.isAnonymousPipe) {
             descriptors.closeAll()
             throw RPCError(.permissionDenied, "enter: root enters group \"\(group.name)\" through the user namespace of its owner (uid \(group.owner)), who could take the session's descriptors: stdin, stdout and stderr must be pipes, which the client relays (nsgroup does)",
@@ -198,7 +198,18 @@ final class EnterHandler {
         } catch {
             throw RPCError.operationFailed("cannot enter group \"\(params.name)\": its session's cgroup", error)
         }
-        let fds = descriptors.rawValues
+        // Streamed without a terminal: the session's stdio is three pipes of ours, whose
+        // other ends the stream keeps (SessionStream).
+        var streamPipes: (session: [Int32], ours: SessionStream.Ends)?
+        if params.stdio == .stream, !params.tty {
+            do {
+                streamPipes = try Self.makeStreamPipes()
+            } catch {
+                containment.discard(cgroup.node)
+                throw RPCError.operationFailed("cannot enter group \"\(params.name)\": its stdio pipes", step: .pipe2, errno: error)
+            }
+        }
+        let fds = streamPipes?.session ?? descriptors.rawValues
         let launch: SessionLaunch
         do throws(SpawnError) {
             launch = try SessionLaunch.start(spec, namespaces: namespaces,
@@ -206,16 +217,21 @@ final class EnterHandler {
                                              cgroup: cgroup.files.session)
         } catch {
             containment.discard(cgroup.node)
+            for fd in streamPipes?.session ?? [] { _ = Glibc.close(fd) }
+            streamPipes?.ours.closeAll()
             throw Self.spawnFailure(params.name, error)
         }
         withExtendedLifetime(cgroup.files) {}
-        // Our copies of the caller's stdio close here: only the children hold them now.
+        // Our copies of the caller's stdio (or the session's ends of its pipes) close here:
+        // only the children hold them now.
         descriptors.closeAll()
+        for fd in streamPipes?.session ?? [] { _ = Glibc.close(fd) }
         _ = consume groupRoot
 
         let completion = context.later()
         let started = Started(id: id, guestOf: guestOf, cgroup: cgroup.node, group: group, caller: caller, argv: argv, tty: params.tty,
-                              entry: entry, connection: context.connection, completion: completion, details: context.details)
+                              entry: entry, connection: context.connection, completion: completion, details: context.details,
+                              stream: params.stdio == .stream, streamEnds: streamPipes?.ours)
         let timeout = policy.spawnTimeout
         do {
             try launches.watch(.session, channel: launch.channel.rawValue, chargedTo: charged, timeoutSeconds: timeout,
@@ -253,6 +269,27 @@ final class EnterHandler {
         let completion: Completion
         /// The fields of the request's record (which session it started).
         let details: RequestDetails
+        /// `"stdio": "stream"`: the session's stdio goes through the connection.
+        let stream: Bool
+        /// Without a terminal, the supervisor's ends of the session's pipes (closed if it fails).
+        let streamEnds: SessionStream.Ends?
+    }
+
+    /// Three pipes for a streamed session: its ends (stdin's read end, stdout's and
+    /// stderr's write ends) and ours. All close-on-exec; the launch gives the session its
+    /// ends as 0, 1 and 2.
+    static func makeStreamPipes() throws(Errno) -> (session: [Int32], ours: SessionStream.Ends) {
+        var made: [Int32] = []
+        for _ in 0..<3 {
+            var pair: [Int32] = [-1, -1]
+            guard ns_pipe_cloexec(&pair) == 0 else {
+                let error = Errno.current
+                for fd in made { _ = Glibc.close(fd) }
+                throw error
+            }
+            made += pair
+        }
+        return ([made[0], made[3], made[5]], SessionStream.Ends(stdin: made[1], stdout: made[2], stderr: made[4]))
     }
 
     /// A launch ended: its first child goes to the Reaper, and so does its
@@ -265,17 +302,22 @@ final class EnterHandler {
         let caller = started.caller
         let name = group.name
         if case .failed(let failure) = state {
+            started.streamEnds?.closeAll()
             if let session = launch.takeSession() { reaper.kill(session) }
             try? started.cgroup.killAll()
             containment.discard(started.cgroup)
             started.completion.finish(.error(error ?? Self.spawnFailure(name, failure)))
             return
         }
-        guard let pidfd = launch.takeSession() else { return }
+        guard let pidfd = launch.takeSession() else {
+            started.streamEnds?.closeAll()
+            return
+        }
         // The group went away while its session started (destroy killed what it knew of),
         // or the client did: this one goes too.
         let groupGone = group.destroying || registry[name] !== group
         if groupGone || started.completion.isCancelled {
+            started.streamEnds?.closeAll()
             reaper.kill(pidfd)
             try? started.cgroup.killAll()
             containment.discard(started.cgroup)
@@ -298,6 +340,7 @@ final class EnterHandler {
         do {
             try sessions.start(session, in: group)
         } catch {
+            started.streamEnds?.closeAll()
             reaper.kill(borrowing: session.pidfd)
             try? started.cgroup.killAll()
             containment.discard(started.cgroup)
@@ -308,11 +351,31 @@ final class EnterHandler {
         started.details.fields[AuditField.session] = String(session.id)
         started.details.fields[AuditField.sessionID] = session.uniqueID
         started.details.fields[AuditField.groupID] = group.id
-        let result = EnterResult(session: session.id, pid: session.pid).json
-        if let master {
-            started.completion.finish(.result(result, descriptors: ReceivedDescriptors([master.release()])))
+        if started.stream {
+            // The reply first (with the input window), then the stream's output after it.
+            started.completion.finish(.result(EnterResult(session: session.id, pid: session.pid, window: StreamLimits.window).json))
+            var ends = started.streamEnds
+            if let master { ends = SessionStream.Ends.terminal(master.release()) }
+            if let ends, let loop = started.connection.loop, !started.connection.isClosed {
+                do {
+                    let stream = try SessionStream(session: session.id, ends: ends, connection: started.connection, loop: loop)
+                    started.connection.addStream(stream)
+                    session.stream = stream
+                } catch {
+                    // Without its stream the session has no stdio: its pipes are closed
+                    // (end of file, EPIPE) or its terminal hung up, as if the client had gone.
+                    audit.logger.warning("Session \(session.id) of group \(name) lost its streamed stdio: \(error)")
+                }
+            } else {
+                ends?.closeAll()
+            }
         } else {
-            started.completion.finish(.result(result))
+            let result = EnterResult(session: session.id, pid: session.pid).json
+            if let master {
+                started.completion.finish(.result(result, descriptors: ReceivedDescriptors([master.release()])))
+            } else {
+                started.completion.finish(.result(result))
+            }
         }
         // What the enter asked (cwd, environment names, ...) and what it started; the argv
         // is the one that runs (the login shell's when none was asked), cut as requests' are.
@@ -332,6 +395,7 @@ final class EnterHandler {
             AuditField.sessionID: session.uniqueID,
             AuditField.sessionStarted: Timestamp.format(secondsSinceEpoch: session.record.started),
             AuditField.tty: session.record.tty ? "pty" : "stdio",
+            AuditField.stdio: started.stream ? "stream" : "descriptors",
             AuditField.enteredAs: started.entry.auditName,
         ]) { $1 }
         // The caller's name, when the lookup at accept had answered by the request's record.
@@ -427,6 +491,16 @@ final class EnterHandler {
         // The reply first, then at once the notification it promises.
         return .result(EnterResult(session: params.session, pid: 0).json,
                        followedBy: [Response.notification(method: NotificationName.exited.rawValue, params: ended!.exited.json)])
+    }
+
+    /// The streamed session `session` of `connection`, for `write` and `resize`. A stream
+    /// belongs to the connection that entered it: any other session number, whoever's it is
+    /// and whether it exists, gets the same not_found, so no session is found out this way.
+    static func stream(_ session: UInt64, of connection: Connection, for method: String) throws(RPCError) -> SessionStream {
+        guard let stream = connection.streams[session], !stream.isClosed else {
+            throw RPCError(.notFound, "\(method): this connection streams no session \(session)")
+        }
+        return stream
     }
 
     /// `signal {name, session, signal}`: the session's own user and admins may signal it.

@@ -7,7 +7,8 @@ import RPC
 /// Accepted requests that change nothing, summed up per person in `reads-summarized` records
 /// instead of one record each: the reads (`version`, `list`, `inspect`, `processes`) and
 /// `attach`, which only watches, and a `subscribe`, `share`, `unshare`, `freeze` or `thaw`
-/// that found everything as asked already (RequestDetails.changedNothing).
+/// that found everything as asked already (RequestDetails.changedNothing); and, always,
+/// `write` and `resize`, which carry a streamed session's data (Supervisor.carriesData).
 ///
 /// Why per person, not per connection: a client that opens a connection for each read (as
 /// every `nsgroup list` does) would otherwise write a record per read, as fast as it can

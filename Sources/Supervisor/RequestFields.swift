@@ -51,6 +51,7 @@ enum RequestFields {
             // EnterParams has checked the count (at most 128) and the size.
             list(AuditField.envNames, params.env.map(\.0), maxValues: EnterParams.maxEnvironment, into: details)
             details.fields[AuditField.tty] = params.tty ? "pty" : "stdio"
+            details.fields[AuditField.stdio] = params.stdio.rawValue
             if params.trustOwner { details.fields[AuditField.trustOwner] = "1" }
         case .signal(let params):
             details.fields[AuditField.session] = String(params.session)
@@ -67,6 +68,10 @@ enum RequestFields {
             if let since = params.since { details.fields[AuditField.since] = String(since) }
         case .unsubscribe(let params):
             details.fields[AuditField.subscription] = String(params.subscription)
+        case .write(let params):
+            details.fields[AuditField.session] = String(params.session)
+        case .resize(let params):
+            details.fields[AuditField.session] = String(params.session)
         case .version, .describe, .list, .inspect, .destroy, .freeze, .thaw, .processes:
             break
         }

@@ -100,10 +100,21 @@ final class Session {
         listeners.compactMap { $0.connection.map(ObjectIdentifier.init) }
     }
 
-    /// Sends `exited` to every listener still connected.
+    /// Its stdio carried on the connection that entered it (`"stdio": "stream"`), if it is.
+    weak var stream: SessionStream?
+
+    /// Sends `exited` to every listener still connected. The connection that streams the
+    /// session's stdio gets it after the session's last output (SessionStream).
     func notifyExited(_ exited: ExitedNotification) {
         let message = Response.notification(method: NotificationName.exited.rawValue, params: exited.json)
-        for listener in listeners { listener.connection?.send(message) }
+        for listener in listeners {
+            guard let connection = listener.connection else { continue }
+            if let stream, !stream.isClosed, connection.streams[id] === stream {
+                stream.sessionEnded(exited: message.line)
+            } else {
+                connection.send(message)
+            }
+        }
         listeners.removeAll()
     }
 

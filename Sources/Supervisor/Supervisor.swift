@@ -300,6 +300,12 @@ public final class Supervisor {
         case .freeze(let params): return try cgroupHandler.freeze(params, context, frozen: true)
         case .thaw(let params): return try cgroupHandler.freeze(params, context, frozen: false)
         case .processes(let params): return try cgroupHandler.processes(params, context)
+        case .write(let params):
+            try EnterHandler.stream(params.session, of: context.connection, for: "write").write(params)
+            return .result(.object([:]))
+        case .resize(let params):
+            try EnterHandler.stream(params.session, of: context.connection, for: "resize").resize(params)
+            return .result(.object([:]))
         }
     }
 
@@ -337,8 +343,8 @@ public final class Supervisor {
         case .success:
             // Requests that only read or watch, and those that changed nothing, are summed up
             // per person (ReadRecords) unless [audit] reads = each.
-            if !policy.recordEachRead, let method = MethodName(rawValue: request.method),
-               Self.onlyWatches(method) || details.changedNothing {
+            if let method = MethodName(rawValue: request.method),
+               Self.carriesData(method) || (!policy.recordEachRead && (Self.onlyWatches(method) || details.changedNothing)) {
                 reads.count(method, name: name, caller: caller, now: monotonicSeconds())
                 return
             }
@@ -367,6 +373,14 @@ public final class Supervisor {
     /// watch; another on the same connection changes nothing.
     static func onlyWatches(_ method: MethodName) -> Bool {
         method.isRead || method == .attach
+    }
+
+    /// `write` and `resize` carry a streamed session's input and terminal size: its data,
+    /// as bytes on a terminal are, not decisions. They are always summed up, even with
+    /// `[audit] reads = each`: a stream of 20 MiB is 640 of them. The `enter` that
+    /// started the stream is recorded, with NSGROUP_STDIO=stream.
+    static func carriesData(_ method: MethodName) -> Bool {
+        method == .write || method == .resize
     }
 
     private func recordFields(_ request: Request, name: String?, result: String, details: RequestDetails) -> [String: String] {

@@ -762,7 +762,7 @@ private struct LineChecker {
             roundTrip(decoded, decoded.name, same: Self.sameEnter) { (json) throws(RPCError) in try EnterParams(params: json) }
             if !decoded.tty, decoded.rows != nil || decoded.columns != nil { fail("enter accepted rows or columns without a tty") }
             // These lines carry no descriptors, and enter without a tty needs three.
-            if !decoded.tty { fail("enter without a tty was routed with no descriptors") }
+            if !decoded.tty, decoded.stdio == .descriptors { fail("enter without a tty was routed with no descriptors") }
         case .signal(let decoded):
             roundTrip(decoded, decoded.name) { (json) throws(RPCError) in try SignalParams(params: json) }
             if !(1...64).contains(decoded.signal) || decoded.session == 0 { fail("signal accepted session \(decoded.session) signal \(decoded.signal)") }
@@ -772,6 +772,11 @@ private struct LineChecker {
         case .attach(let decoded):
             roundTrip(decoded, decoded.name) { (json) throws(RPCError) in try AttachParams(params: json) }
             if decoded.session == 0 { fail("attach accepted session 0") }
+        case .write(let decoded):
+            checkWrite(decoded)
+        case .resize(let decoded):
+            roundTrip(decoded, "resize") { (json) throws(RPCError) in try ResizeParams(params: json) }
+            if decoded.session == 0 { fail("resize accepted session 0") }
         }
         summary.accepted[call.method, default: 0] += 1
         if let id = request.id {
@@ -827,12 +832,25 @@ private struct LineChecker {
                 let decoded = try AttachParams(params: params)
                 roundTrip(decoded, decoded.name) { (json) throws(RPCError) in try AttachParams(params: json) }
                 if decoded.session == 0 { fail("attach accepted session 0") }
+            case .write:
+                checkWrite(try WriteParams(params: params))
+            case .resize:
+                let decoded = try ResizeParams(params: params)
+                roundTrip(decoded, "resize") { (json) throws(RPCError) in try ResizeParams(params: json) }
             }
             return .success(())
         } catch {
             if error.message.isEmpty { fail("\(method.rawValue) params refused with an empty message") }
             return .failure(error)
         }
+    }
+
+    /// A `write` accepted: no more than a window of data, which base64 spells back as sent.
+    private mutating func checkWrite(_ decoded: WriteParams) {
+        roundTrip(decoded, "write") { (json) throws(RPCError) in try WriteParams(params: json) }
+        if decoded.session == 0 { fail("write accepted session 0") }
+        if decoded.data.count > StreamLimits.window { fail("write accepted \(decoded.data.count) bytes, more than a window") }
+        if Base64.decode(Base64.encode(decoded.data)) != decoded.data { fail("base64 does not spell back \(decoded.data.count) bytes") }
     }
 
     private mutating func roundTrip<P: Equatable & JSONEncodedParams>(
@@ -852,7 +870,7 @@ extension LineChecker {
     /// Member by member.
     static func sameEnter(_ a: EnterParams, _ b: EnterParams) -> Bool {
         a.name == b.name && a.argv == b.argv && a.cwd == b.cwd && a.tty == b.tty && a.rows == b.rows
-            && a.columns == b.columns && a.trustOwner == b.trustOwner && a.env.count == b.env.count
+            && a.columns == b.columns && a.trustOwner == b.trustOwner && a.stdio == b.stdio && a.env.count == b.env.count
             && zip(a.env, b.env).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
     }
 }
@@ -870,3 +888,5 @@ extension ShareParams: JSONEncodedParams {}
 extension AttachParams: JSONEncodedParams {}
 extension SubscribeParams: JSONEncodedParams {}
 extension UnsubscribeParams: JSONEncodedParams {}
+extension WriteParams: JSONEncodedParams {}
+extension ResizeParams: JSONEncodedParams {}

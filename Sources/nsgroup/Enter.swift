@@ -47,6 +47,11 @@ struct Enter: ParsableCommand {
     @Flag(help: "Report nsgroup's own errors as JSON on stderr; the command's stdin, stdout and stderr stay its own.")
     var json = false
 
+    @Flag(help: ArgumentHelp(
+        "Carry the session's stdin, stdout and stderr (or its terminal) on the connection to nsgroupd.",
+        discussion: "Instead of passing descriptors: what a client on another machine, or one that cannot pass descriptors, does (protocol \"stdio\": \"stream\"). The session behaves the same; it loses its stdio if nsgroupd restarts."))
+    var stream = false
+
     // Everything from the first word after NAME on is the command's, options
     // included, as with `ip netns exec` and `nsenter` (`enter lab id -u`):
     // `withTerminator` puts the `--` there before parsing. enter's own options
@@ -105,9 +110,11 @@ struct Enter: ParsableCommand {
         }
         let size = interactive ? (Pty.windowSize(0) ?? Pty.windowSize(1)) : nil
         let params = EnterParams(name: name, argv: command.isEmpty ? nil : command, cwd: cwd, env: env,
-                                 tty: interactive, rows: size?.rows, columns: size?.columns, trustOwner: trustOwner)
+                                 tty: interactive, rows: size?.rows, columns: size?.columns, trustOwner: trustOwner,
+                                 stdio: stream ? .stream : .descriptors)
         let status = withClient(global) { client throws(ClientError) -> Int32 in
-            interactive ? try runInteractive(client, params) : try runScripted(client, params)
+            if stream { return try StreamedSession(client: client, params: params).run(group: name) }
+            return interactive ? try runInteractive(client, params) : try runScripted(client, params)
         }
         Glibc.exit(status)
     }
@@ -172,7 +179,7 @@ struct Enter: ParsableCommand {
                     return finish(exited)
                 }
             } catch .disconnected {
-                guard let again = reattach(client.socketPath, name: params.name, session: session.session) else {
+                guard let again = Self.reattach(client.socketPath, name: params.name, session: session.session) else {
                     printError("lost the connection to nsgroupd; session \(session.session) (pid \(session.pid)) may still be running")
                     return ExitStatus.failure
                 }
@@ -190,7 +197,7 @@ struct Enter: ParsableCommand {
     /// After the connection dropped (the supervisor stopped or restarted):
     /// connect again for up to reconnectSeconds and attach to the session. nil when
     /// no supervisor came back.
-    private func reattach(_ socketPath: String, name: String, session: UInt64) -> Reattachment? {
+    static func reattach(_ socketPath: String, name: String, session: UInt64) -> Reattachment? {
         reconnecting(socketPath) { client in
             do throws(ClientError) {
                 _ = try client.call("attach", AttachParams(name: name, session: session).json)
@@ -311,7 +318,7 @@ struct Enter: ParsableCommand {
         }
         // The supervisor went away while the terminal kept working: ask a
         // restarted one how the session ended.
-        switch reattach(client.socketPath, name: params.name, session: session.session) {
+        switch Self.reattach(client.socketPath, name: params.name, session: session.session) {
         case .ended(let status)?:
             return status
         case .attached(let reconnected)?:

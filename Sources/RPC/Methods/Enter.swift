@@ -1,8 +1,10 @@
-/// `enter {name, argv?, cwd?, env?, tty, rows?, columns?, trustOwner?}` → `{session, pid}`.
+/// `enter {name, argv?, cwd?, env?, tty, rows?, columns?, trustOwner?, stdio?}` → `{session, pid[, window]}`.
 ///
 /// With `tty: true` the server passes the pty master beside the reply. With
 /// `tty: false` the request carries exactly three descriptors (the caller's
-/// stdin, stdout and stderr), which the process gets as its own.
+/// stdin, stdout and stderr), which the process gets as its own. With
+/// `stdio: "stream"` no descriptors go either way: the session's stdio is carried
+/// on the connection (Stream.swift).
 public struct EnterParams: Sendable, Equatable {
     public var name: String
     /// What to run; nil means the caller's login shell, as a login shell.
@@ -19,6 +21,8 @@ public struct EnterParams: Sendable, Equatable {
     /// root inside it and controls every file the session would run (PROTOCOL.md, "Who can
     /// run what"). Without it such an enter is refused. No effect for anyone else.
     public var trustOwner: Bool
+    /// How the session gets its stdio: descriptors (the default) or streamed on the connection.
+    public var stdio: StdioMode
 
     /// Caps on what one enter may carry (PROTOCOL.md §8.6): the count and the
     /// total size of argv and of env, each string counted with its
@@ -32,7 +36,8 @@ public struct EnterParams: Sendable, Equatable {
     public static let maxEnvironmentBytes = 32 << 10
 
     public init(name: String, argv: [String]? = nil, cwd: String? = nil, env: [(String, String)] = [],
-                tty: Bool, rows: UInt16? = nil, columns: UInt16? = nil, trustOwner: Bool = false) {
+                tty: Bool, rows: UInt16? = nil, columns: UInt16? = nil, trustOwner: Bool = false,
+                stdio: StdioMode = .descriptors) {
         self.name = name
         self.argv = argv
         self.cwd = cwd
@@ -41,6 +46,7 @@ public struct EnterParams: Sendable, Equatable {
         self.rows = rows
         self.columns = columns
         self.trustOwner = trustOwner
+        self.stdio = stdio
     }
 
     public static func == (a: EnterParams, b: EnterParams) -> Bool { a.json == b.json }
@@ -56,6 +62,14 @@ public struct EnterParams: Sendable, Equatable {
         rows = try r.integer("rows", in: 0...Int64(UInt16.max)).map { UInt16($0) }
         columns = try r.integer("columns", in: 0...Int64(UInt16.max)).map { UInt16($0) }
         trustOwner = try r.bool("trustOwner") ?? false
+        if let mode = try r.string("stdio") {
+            guard let stdio = StdioMode(rawValue: mode) else {
+                throw .invalidParams("enter: \"stdio\" must be \"descriptors\" or \"stream\"")
+            }
+            self.stdio = stdio
+        } else {
+            stdio = .descriptors
+        }
         try r.finish()
         try GroupName.validate(name)
         try validate()
@@ -105,23 +119,29 @@ public struct EnterParams: Sendable, Equatable {
         if let rows { o["rows"] = .number(JSONNumber(Int(rows))) }
         if let columns { o["columns"] = .number(JSONNumber(Int(columns))) }
         if trustOwner { o["trustOwner"] = .bool(true) }
+        if stdio != .descriptors { o["stdio"] = .string(stdio.rawValue) }
         return .object(o)
     }
 }
 
 /// The reply to `enter`: the session's number (for `signal` and the `exited`
-/// notification) and its pid as the supervisor sees it.
+/// notification) and its pid as the supervisor sees it; for a streamed session, the
+/// input window (StreamLimits.window) the client may send before `window` notifications.
 public struct EnterResult: Sendable, Equatable {
     public var session: UInt64
     public var pid: Int32
+    public var window: Int?
 
-    public init(session: UInt64, pid: Int32) {
+    public init(session: UInt64, pid: Int32, window: Int? = nil) {
         self.session = session
         self.pid = pid
+        self.window = window
     }
 
     public var json: JSONValue {
-        .object(["session": .number(JSONNumber(session)), "pid": .number(JSONNumber(pid))])
+        var o: JSONObject = ["session": .number(JSONNumber(session)), "pid": .number(JSONNumber(pid))]
+        if let window { o["window"] = .number(JSONNumber(window)) }
+        return .object(o)
     }
 
     public init(json: JSONValue) throws(RPCError) {
@@ -130,6 +150,7 @@ public struct EnterResult: Sendable, Equatable {
         }
         self.session = UInt64(session)
         self.pid = Int32(truncatingIfNeeded: pid)
+        window = json["window"]?.int64Value.map { Int($0) }
     }
 }
 

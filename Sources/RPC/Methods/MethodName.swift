@@ -16,6 +16,8 @@ public enum MethodName: String, CaseIterable, Sendable {
     case freeze
     case thaw
     case processes
+    case write
+    case resize
 
     /// How many descriptors a request may carry beside it: `enter` with
     /// `tty: false` carries exactly the caller's stdin, stdout and stderr.
@@ -46,7 +48,11 @@ public enum MethodName: String, CaseIterable, Sendable {
              .optional("home"), .optional("root"), .optional("persist")]
         case .enter:
             [.required("name"), .optional("argv"), .optional("cwd"), .optional("env"), .required("tty"),
-             .optional("rows"), .optional("columns"), .optional("trustOwner")]
+             .optional("rows"), .optional("columns"), .optional("trustOwner"), .optional("stdio")]
+        case .write:
+            [.required("session"), .optional("data"), .optional("eof")]
+        case .resize:
+            [.required("session"), .required("rows"), .required("columns")]
         case .signal:
             [.required("name"), .required("session"), .required("signal")]
         case .share, .unshare:
@@ -72,6 +78,10 @@ public enum NotificationName: String, Sendable {
     case exited
     /// Something happened to a group the subscriber may see (`subscribe`).
     case event
+    /// Bytes a streamed session wrote, or the end of its stdout or stderr.
+    case output
+    /// A streamed session took input (more may be sent), or its input is gone.
+    case window
 }
 
 /// The protocol version this code speaks: `protocolVersion`.`protocolMinor`. The major
