@@ -48,6 +48,8 @@ final class SessionStream {
     private var eofRequested = false
     /// Why no more input is taken, once none is.
     private var inputEnd: InputEnd?
+    /// The client sent `eof`: a later `write` is its mistake, not a race with the session.
+    private var eofSent = false
     /// Waiting for the connection to take its output (Connection.waitForRoom).
     private var paused = false
     /// The session's process ended: what its ends hold now goes out, then `exited`.
@@ -108,10 +110,11 @@ final class SessionStream {
 
     /// Takes `write`'s bytes (and its end of input), or says why not; takes nothing then.
     func write(_ params: WriteParams) throws(RPCError) {
-        switch inputEnd {
-        case .eof?:
+        if eofSent {
             throw .invalidParams("write: the input of session \(session) is already closed (\"eof\" was sent)")
-        case .gone?:
+        }
+        switch inputEnd {
+        case .eof?, .gone?:
             throw RPCError.operationFailed("session \(session) takes no more input: its stdin is closed", step: .writeInput,
                                            errno: Errno(rawValue: EPIPE))
         case nil:
@@ -126,6 +129,7 @@ final class SessionStream {
         pending += params.data
         if params.eof {
             eofRequested = true
+            eofSent = true
             inputEnd = .eof
         }
         pumpInput()
