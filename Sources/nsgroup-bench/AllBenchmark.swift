@@ -50,6 +50,7 @@ struct AllBenchmark: ParsableCommand {
             ("scale", { try ScaleRun(requests: quick ? 10 : 200, counts: quick ? [1, 10] : [1, 100, 1000], socket: socket).run() }),
             ("cycle", { try CycleRun(runs: quick ? 3 : 100, warmup: quick ? 1 : 10, user: user, socket: socket).run() }),
             ("overlay", { try OverlayRun(runs: quick ? 3 : 50, warmup: quick ? 1 : 5, user: user, socket: socket).run() }),
+            ("stream", { try StreamRun(mebibytes: quick ? 4 : 64, runs: quick ? 2 : 5, warmup: 1, user: user, socket: socket).run() }),
             ("startup", { try StartupRun(runs: quick ? 3 : 500, warmup: quick ? 1 : 50).run() }),
             ("codable", { try CodableRun(rounds: quick ? 1 : 7, sampleMilliseconds: 20, iterations: quick ? 2 : nil).run() }),
             ("refusals", {

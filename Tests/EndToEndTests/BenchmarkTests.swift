@@ -134,6 +134,15 @@ import Testing
         #expect(holderProcessesNamed(prefix: "bcy").isEmpty)
     }
 
+    @Test func streamRunsAndReportsItsRatio() throws {
+        _ = try TestUser.alice()
+        let result = try run(Self.bench, ["stream", "--mebibytes", "2", "--runs", "1", "--warmup", "0"])
+        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+        #expect(result.stdout.contains("ratio of medians (streamed / descriptors): "))
+        #expect(result.stdout.contains("nsgroupd CPU per MiB streamed (in and out): "))
+        #expect(holderProcessesNamed(prefix: "bst").isEmpty)
+    }
+
     /// The refusal budget against every refusal written, 2000 refusals each: the run must
     /// report its three ratios and its records must add up exactly (it exits non-zero if not).
     @Test func refusalsRunsAndReportsItsRatios() throws {
@@ -186,16 +195,16 @@ import Testing
         _ = try TestUser.alice()
         let result = try run(Self.bench, ["all", "--quick"])
         #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
-        for name in ["enter", "latency", "enter-throughput", "create-throughput", "throughput", "scale", "cycle", "overlay", "startup", "codable", "refusals"] {
+        for name in ["enter", "latency", "enter-throughput", "create-throughput", "throughput", "scale", "cycle", "overlay", "stream", "startup", "codable", "refusals"] {
             #expect(result.stdout.contains("==== nsgroup-bench \(name)\n"))
         }
         let summary = try #require(result.stdout.components(separatedBy: "==== summary").last)
         let rows = summary.split(separator: "\n").dropFirst(2)
         // Ratios first: enter, latency ×4, enter-throughput ×2, create-throughput ×2,
-        // throughput ×2, cycle ×2, overlay ×2, startup ×2, codable ×2, refusals ×3; then the
-        // absolute figures: latency's longest request, and scale's three.
-        #expect(rows.prefix(22).allSatisfy { $0.first?.isNumber == true }, "\(summary)")
-        #expect(rows.dropFirst(22).allSatisfy { $0.hasPrefix("-") }, "\(summary)")
-        #expect(rows.count == 26, "\(summary)")
+        // throughput ×2, cycle ×2, overlay ×2, stream, startup ×2, codable ×2, refusals ×3; then
+        // the absolute figures: latency's longest request, and scale's three.
+        #expect(rows.prefix(23).allSatisfy { $0.first?.isNumber == true }, "\(summary)")
+        #expect(rows.dropFirst(23).allSatisfy { $0.hasPrefix("-") }, "\(summary)")
+        #expect(rows.count == 27, "\(summary)")
     }
 }
