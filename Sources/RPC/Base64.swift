@@ -16,29 +16,35 @@ public enum Base64 {
     /// How long the encoding of `count` bytes is.
     public static func encodedLength(_ count: Int) -> Int { (count + 2) / 3 * 4 }
 
-    public static func encode(_ bytes: UnsafeRawBufferPointer) -> String {
-        String(unsafeUninitializedCapacity: encodedLength(bytes.count)) { out in
+    /// Writes the encoding of `bytes` to `out`, which holds at least encodedLength(bytes.count).
+    public static func encode(_ bytes: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) {
+        alphabet.withUnsafeBufferPointer { table in
             var o = 0
             var i = 0
             while i + 3 <= bytes.count {
                 let chunk = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
-                out[o] = alphabet[Int(chunk >> 18 & 63)]
-                out[o + 1] = alphabet[Int(chunk >> 12 & 63)]
-                out[o + 2] = alphabet[Int(chunk >> 6 & 63)]
-                out[o + 3] = alphabet[Int(chunk & 63)]
+                out[o] = table[Int(chunk >> 18 & 63)]
+                out[o + 1] = table[Int(chunk >> 12 & 63)]
+                out[o + 2] = table[Int(chunk >> 6 & 63)]
+                out[o + 3] = table[Int(chunk & 63)]
                 i += 3
                 o += 4
             }
             let rest = bytes.count - i
             if rest > 0 {
                 let chunk = UInt32(bytes[i]) << 16 | (rest == 2 ? UInt32(bytes[i + 1]) << 8 : 0)
-                out[o] = alphabet[Int(chunk >> 18 & 63)]
-                out[o + 1] = alphabet[Int(chunk >> 12 & 63)]
-                out[o + 2] = rest == 2 ? alphabet[Int(chunk >> 6 & 63)] : UInt8(ascii: "=")
+                out[o] = table[Int(chunk >> 18 & 63)]
+                out[o + 1] = table[Int(chunk >> 12 & 63)]
+                out[o + 2] = rest == 2 ? table[Int(chunk >> 6 & 63)] : UInt8(ascii: "=")
                 out[o + 3] = UInt8(ascii: "=")
-                o += 4
             }
-            return o
+        }
+    }
+
+    public static func encode(_ bytes: UnsafeRawBufferPointer) -> String {
+        String(unsafeUninitializedCapacity: encodedLength(bytes.count)) { out in
+            encode(bytes, into: UnsafeMutableRawBufferPointer(out))
+            return encodedLength(bytes.count)
         }
     }
 
@@ -54,31 +60,47 @@ public enum Base64 {
 
     public static func decode(_ text: UnsafeRawBufferPointer) -> [UInt8]? {
         guard text.count % 4 == 0 else { return nil }
+        guard text.count > 0 else { return [] }
         var padding = 0
-        if text.count > 0, text[text.count - 1] == UInt8(ascii: "=") {
+        if text[text.count - 1] == UInt8(ascii: "=") {
             padding = text[text.count - 2] == UInt8(ascii: "=") ? 2 : 1
         }
-        var out = [UInt8]()
-        out.reserveCapacity(text.count / 4 * 3)
-        var i = 0
-        while i < text.count {
-            let last = i + 4 == text.count
-            var chunk: UInt32 = 0
-            for k in 0..<4 {
-                let character = text[i + k]
-                if last, k >= 4 - padding {
-                    chunk <<= 6
-                    continue
+        let length = text.count / 4 * 3 - padding
+        var failed = false
+        let out = values.withUnsafeBufferPointer { table in
+            [UInt8](unsafeUninitializedCapacity: length) { out, initialized in
+                var o = 0
+                var i = 0
+                // Every group but the last: four characters of the alphabet, three bytes.
+                while i + 4 < text.count {
+                    let a = table[Int(text[i])], b = table[Int(text[i + 1])], c = table[Int(text[i + 2])], d = table[Int(text[i + 3])]
+                    if (a | b | c | d) & 0x80 != 0 {
+                        failed = true
+                        break
+                    }
+                    let chunk = UInt32(a) << 18 | UInt32(b) << 12 | UInt32(c) << 6 | UInt32(d)
+                    out[o] = UInt8(chunk >> 16 & 0xFF)
+                    out[o + 1] = UInt8(chunk >> 8 & 0xFF)
+                    out[o + 2] = UInt8(chunk & 0xFF)
+                    i += 4
+                    o += 3
                 }
-                let value = values[Int(character)]
-                guard value != 0xFF else { return nil }
-                chunk = chunk << 6 | UInt32(value)
+                if !failed {
+                    // The last group, with its padding: the bits after the last byte must be zero.
+                    var chunk: UInt32 = 0
+                    for k in 0..<4 {
+                        let value: UInt8 = k >= 4 - padding ? 0 : table[Int(text[i + k])]
+                        if value & 0x80 != 0 { failed = true }
+                        chunk = chunk << 6 | UInt32(value & 0x3F)
+                    }
+                    let last = [UInt8(chunk >> 16 & 0xFF), UInt8(chunk >> 8 & 0xFF), UInt8(chunk & 0xFF)]
+                    for k in 0..<3 - padding { out[o + k] = last[k] }
+                    if last[(3 - padding)...].contains(where: { $0 != 0 }) { failed = true }
+                    o += 3 - padding
+                }
+                initialized = failed ? 0 : o
             }
-            out.append(UInt8(chunk >> 16 & 0xFF))
-            if !last || padding < 2 { out.append(UInt8(chunk >> 8 & 0xFF)) } else if chunk >> 8 & 0xFF != 0 { return nil }
-            if !last || padding < 1 { out.append(UInt8(chunk & 0xFF)) } else if chunk & 0xFF != 0 { return nil }
-            i += 4
         }
-        return out
+        return failed ? nil : out
     }
 }

@@ -120,6 +120,16 @@ final class SessionStream {
         case nil:
             break
         }
+        // A stdin pipe whose reader has gone while nothing waited for it: found out now, so
+        // that this write is refused rather than taken and dropped.
+        if !hasTerminal, pending.isEmpty, inputFD >= 0 {
+            var ready = pollfd(fd: inputFD, events: 0, revents: 0)
+            if poll(&ready, 1, 0) == 1, ready.revents & Int16(POLLERR) != 0 {
+                inputGone()
+                throw RPCError.operationFailed("session \(session) takes no more input: its stdin is closed", step: .writeInput,
+                                               errno: Errno(rawValue: EPIPE))
+            }
+        }
         if params.eof, hasTerminal {
             throw .invalidParams("write: a terminal has no end of input; send its end-of-file character (^D, \"BA==\") as data")
         }

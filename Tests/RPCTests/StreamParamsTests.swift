@@ -22,6 +22,16 @@ import Testing
         }
     }
 
+    @Test func anOutputLineIsTheSerializersOwn() {
+        for count in [0, 1, 2, 3, 16384] {
+            let data = (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+            let fast = data.withUnsafeBytes { OutputNotification.line(session: 12345678901, fd: 2, data: $0) }
+            let slow = Response.notification(method: "output",
+                                             params: OutputNotification(session: 12345678901, fd: 2, data: data).json).line
+            #expect(fast == slow, "\(count) bytes")
+        }
+    }
+
     @Test func writeTakesDataOrEndOfInputWithinAWindow() throws {
         let write = try WriteParams(params: .object(["session": 4, "data": "aGk=", "eof": true]))
         #expect(write == WriteParams(session: 4, data: Array("hi".utf8), eof: true))

@@ -110,12 +110,21 @@ public struct OutputNotification: Sendable, Equatable {
         self.eof = eof
     }
 
-    /// The notification's line, built straight from the bytes read (no copy into a JSON value).
+    /// The notification's line, with its newline, built straight from the bytes read: the
+    /// base64 goes into the line as it is encoded, with no JSON value or escaping pass in
+    /// between (nothing in it, digits or base64, needs escaping). The same bytes as
+    /// `Response.notification(method: "output", params: json).line`; a test holds them to it.
     public static func line(session: UInt64, fd: Int32, data: UnsafeRawBufferPointer) -> [UInt8] {
-        Response.notification(method: NotificationName.output.rawValue, params: .object([
-            "session": .number(JSONNumber(session)), "fd": .number(JSONNumber(Int(fd))),
-            "data": .string(Base64.encode(data)),
-        ])).line
+        let head = Array(#"{"jsonrpc":"2.0","method":"output","params":{"session":\#(session),"fd":\#(fd),"data":""#.utf8)
+        let tail = Array(#""}}"#.utf8) + [0x0A]
+        let encoded = Base64.encodedLength(data.count)
+        return [UInt8](unsafeUninitializedCapacity: head.count + encoded + tail.count) { out, count in
+            let raw = UnsafeMutableRawBufferPointer(out)
+            head.withUnsafeBytes { raw.copyMemory(from: $0) }
+            Base64.encode(data, into: UnsafeMutableRawBufferPointer(rebasing: raw[head.count...]))
+            tail.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: raw[(head.count + encoded)...]).copyMemory(from: $0) }
+            count = head.count + encoded + tail.count
+        }
     }
 
     public var json: JSONValue {
