@@ -474,10 +474,14 @@ private struct LineChecker {
             if error.message != "\(request.method) takes no file descriptors" {
                 fail("\(request.method) with \(count) descriptors refused with: \(error.message)")
             }
-        case (.call(_, .enter), .refused(_, let error)):
-            // Accepted without descriptors: it asked for a tty, so any descriptor is too many.
-            if error.message != "enter: with \"tty\": true the request carries no file descriptors" {
-                fail("enter with a tty and \(count) descriptors refused with: \(error.message)")
+        case (.call(_, .enter(let params)), .refused(_, let error)):
+            // Accepted without descriptors: it streams its stdio or asked for a tty, so any
+            // descriptor is too many.
+            let expected = params.stdio == .stream
+                ? "enter: with \"stdio\": \"stream\" the request carries no file descriptors"
+                : "enter: with \"tty\": true the request carries no file descriptors"
+            if error.message != expected {
+                fail("enter (tty \(params.tty), stdio \(params.stdio.rawValue)) with \(count) descriptors refused with: \(error.message)")
             }
         case (.refused(let request, let without), .refused(_, let with)) where without.message.hasPrefix(enterWithoutTTY):
             if count == 3 { fail("\(request.method) without a tty and with 3 descriptors was refused: \(with.message)") }

@@ -146,7 +146,7 @@ import Testing
         #expect(result.methods.map(\.name) == version.methods)
         #expect(version.methods == MethodName.allCases.map(\.rawValue))
         let valid: [String: JSONValue] = ["name": "dsc-none", "tty": true, "session": 1, "signal": 15, "members": ["nsg-bob"],
-                                           "subscription": 1]
+                                           "subscription": 1, "rows": 24, "columns": 80]
         for method in result.methods {
             var base = JSONObject()
             for name in method.required {

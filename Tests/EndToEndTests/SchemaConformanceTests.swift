@@ -47,8 +47,9 @@ import Testing
         let method: String
         /// The params, or nil to leave them out.
         let params: JSONValue?
-        /// For enter with "tty": false: three descriptors (/dev/null) go with the request.
-        var descriptors: Int { params?["tty"] == .bool(false) ? 3 : 0 }
+        /// For enter with "tty": false: three descriptors (/dev/null) go with the request,
+        /// unless its stdio is streamed (which takes none).
+        var descriptors: Int { params?["tty"] == .bool(false) && params?["stdio"] != .string("stream") ? 3 : 0 }
     }
 
     static func x(_ count: Int) -> String { String(repeating: "x", count: count) }
@@ -193,6 +194,14 @@ import Testing
         enter(["tty": true, "argv": ["true"], "trustOwner": "x"])
         enter(["tty": true, "argv": ["true"], "bogus": 1])
         enter(["tty": true, "name": "Upper"])
+        enter(["tty": false, "argv": ["true"], "stdio": "stream"])
+        enter(["tty": true, "argv": ["true"], "stdio": "stream", "rows": 24, "columns": 80])
+        enter(["tty": false, "argv": ["true"], "stdio": "descriptors"])
+        enter(["tty": true, "argv": ["true"], "stdio": nil])
+        enter(["tty": false, "argv": ["true"], "stdio": "stream", "rows": 24])
+        enter(["tty": true, "argv": ["true"], "stdio": "pipes"])
+        enter(["tty": true, "argv": ["true"], "stdio": "Stream"])
+        enter(["tty": true, "argv": ["true"], "stdio": true])
 
         // signal and attach, on sessions that do not exist
         add("signal", ["name": "sc", "session": 1000, "signal": 64])
@@ -208,6 +217,66 @@ import Testing
         add("attach", ["name": "sc", "session": 0])
         add("attach", ["name": "sc", "session": 1000, "bogus": 1])
         add("attach", ["name": "sc"])
+
+        // write and resize, to a session this connection does not stream: well-formed
+        // params get not_found, which is not a refusal of the params
+        func write(_ members: JSONObject) {
+            var o = members
+            o["session"] = o["session"] ?? 1000
+            add("write", .object(o))
+        }
+        write(["data": "aGVsbG8K"])
+        write(["data": ""])
+        write(["eof": true])
+        write(["data": nil, "eof": true])
+        write(["data": "AA==", "eof": false])
+        write(["data": "AAA=", "eof": nil])
+        write(["data": "AAE="])
+        write(["data": "+/+/"])
+        write(["data": .string(String(repeating: "A", count: 43_692))])
+        write(["data": .string(String(repeating: "A", count: 43_696))])
+        write(["data": .string(String(repeating: "A", count: 43_690) + "A=")])
+        write([:])
+        write(["eof": false])
+        write(["data": nil])
+        write(["data": nil, "eof": nil])
+        write(["data": "AB=="])
+        write(["data": "AAB="])
+        write(["data": "QQ"])
+        write(["data": "QQ==\n"])
+        write(["data": "QQ==\r"])
+        write(["data": "Q Q="])
+        write(["data": "-_8="])
+        write(["data": "A==="])
+        write(["data": "===="])
+        write(["data": "AA==AA=="])
+        write(["data": "AAAA===="])
+        write(["data": "\u{e9}AAA"])
+        write(["data": 5])
+        write(["data": ["AA=="]])
+        write(["eof": "yes"])
+        write(["eof": 1])
+        write(["data": "AA==", "bogus": 1])
+        write(["session": 0, "eof": true])
+        write(["session": 9_223_372_036_854_775_807, "eof": true])
+        write(["session": json("9223372036854775808"), "eof": true])
+        write(["session": "1", "eof": true])
+        write(["session": nil, "eof": true])
+        add("write", ["data": "AA=="])
+        add("write", nil)
+        add("resize", ["session": 1000, "rows": 65_535, "columns": 0])
+        add("resize", ["session": 1000, "rows": 0, "columns": 65_535])
+        add("resize", ["session": 9_223_372_036_854_775_807, "rows": 24, "columns": 80])
+        add("resize", ["session": 1000, "rows": 65_536, "columns": 80])
+        add("resize", ["session": 1000, "rows": 24, "columns": -1])
+        add("resize", ["session": 1000, "rows": 24, "columns": json("80.5")])
+        add("resize", ["session": 1000, "rows": 24])
+        add("resize", ["session": 1000, "rows": nil, "columns": 80])
+        add("resize", ["session": 1000, "rows": "24", "columns": 80])
+        add("resize", ["session": 0, "rows": 24, "columns": 80])
+        add("resize", ["rows": 24, "columns": 80])
+        add("resize", ["session": 1000, "rows": 24, "columns": 80, "bogus": 1])
+        add("resize", nil)
 
         // share and unshare, naming only root (the group's member list stays within bounds)
         for method in ["share", "unshare"] {

@@ -118,6 +118,12 @@ struct FuzzRegressionTests {
             Expected(lines: 12, accepted: [.version: 2, .create: 1, .list: 1, .inspect: 1, .enter: 1, .signal: 1,
                                            .share: 1, .unshare: 1, .attach: 1, .destroy: 2],
                      notifications: 1),
+        // Streamed stdio: enter with "stdio": "stream" needs no descriptors, with or without a
+        // tty; write takes strict base64 and data or eof; resize takes rows and columns
+        // 0-65535; an unknown stdio is refused.
+        "stream-write-and-resize":
+            Expected(lines: 13, accepted: [.enter: 2, .write: 3, .resize: 1], errors: [.invalidParams: 7],
+                     notifications: 1),
         // 1e999999999 and 256-digit ids are numbers (echoed as sent), 257 digits are not;
         // integer params take 6.4e1 and 0.0 but not 2^63, 1.5, -0 for a session, or 65536 rows.
         "huge-numbers":
