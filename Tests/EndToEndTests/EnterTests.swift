@@ -236,12 +236,14 @@ import Testing
         #expect(sleeper.terminationStatus == 125)
     }
 
-    @Test func interactiveShellOnARealTerminal() throws {
+    /// With the pty master passed to the client, and with the terminal streamed on the
+    /// connection (`--stream`, PROTOCOL.md §8.18): the same shell, size, Ctrl-C and exit.
+    @Test(arguments: [false, true]) func interactiveShellOnARealTerminal(streamed: Bool) throws {
         let (supervisor, alice) = try aliceGroup("term")
         let marker = supervisor.directory + "/done"
         let before = supervisor.directory + "/stty-before"
         let after = supervisor.directory + "/stty-after"
-        let client = "setpriv --reuid=\(alice.uid) --regid=\(alice.gid) --init-groups -- \(Products.nsgroup) --socket \(supervisor.socketPath) enter term"
+        let client = "setpriv --reuid=\(alice.uid) --regid=\(alice.gid) --init-groups -- \(Products.nsgroup) --socket \(supervisor.socketPath) enter \(streamed ? "--stream " : "")term"
         let tmux = try Tmux(command: "bash --norc --noprofile")
         try tmux.sendKeys("PS1='outer$ '; stty -g > \(before); \(client); echo \"client-exit=$?\"; stty -g > \(after); touch \(marker)")
         try tmux.waitFor("@term:")  // the login shell's prompt, user@host inside the group
@@ -256,6 +258,15 @@ import Testing
         try tmux.resize(width: 120, height: 40)
         try tmux.sendKeys("stty size")
         try tmux.waitFor(line: "40 120", retry: { try tmux.sendKeys("stty size") })
+        // Ctrl-C is a byte on the terminal: the line discipline inside interrupts the job.
+        try tmux.sendKeys("sleep 300; echo not-interrupted")
+        try waitUntil("the sleep to run") {
+            (try? run("/usr/bin/pgrep", ["-u", "\(alice.uid)", "-x", "sleep"]).status) == 0
+        }
+        try run("/usr/bin/tmux", ["-L", tmux.server, "send-keys", "-t", "t", "C-c"])
+        try tmux.sendKeys("echo status-$?")
+        try tmux.waitFor(line: "status-130")
+        #expect(!Tmux.lines(try tmux.screen()).contains("not-interrupted"), "the interrupted job went on")
         try tmux.sendKeys("exit 3")
         try tmux.waitFor(line: "client-exit=3")
         try waitUntil("the outer shell to run on after the client (\(marker))") { FileManager.default.fileExists(atPath: marker) }

@@ -4,7 +4,8 @@ import Testing
 
 /// `nsgroup enter --stream`: the session's stdio carried on the connection (PROTOCOL.md
 /// §8.18), no descriptor passed either way. The server refuses descriptors beside an enter
-/// with `"stdio": "stream"`, so every enter these tests see succeed passed none.
+/// with `"stdio": "stream"`, so every enter these tests see succeed passed none. The
+/// interactive shell on a streamed terminal is EnterTests.interactiveShellOnARealTerminal.
 @Suite struct StreamTests {
     /// A supervisor, a group of alice's and a directory she may write in.
     func aliceGroup(_ name: String = "box") throws -> (TestSupervisor, TestUser, String) {
@@ -66,42 +67,6 @@ import Testing
                            as: alice)
         #expect(head.status == 0, "\(head.stderr)")
         #expect(head.stdout == "aaaaa")
-    }
-
-    @Test func anInteractiveShellOnAStreamedTerminal() throws {
-        let (supervisor, alice, work) = try aliceGroup("term")
-        let marker = work + "/done"
-        let before = work + "/stty-before"
-        let after = work + "/stty-after"
-        let client = "setpriv --reuid=\(alice.uid) --regid=\(alice.gid) --init-groups -- \(client(supervisor)) enter --stream term"
-        let tmux = try Tmux(command: "bash --norc --noprofile")
-        try tmux.sendKeys("PS1='outer$ '; stty -g > \(before); \(client); echo \"client-exit=$?\"; stty -g > \(after); touch \(marker)")
-        try tmux.waitFor("@term:")  // the login shell's prompt, user@host inside the group
-        try tmux.sendKeys("tty; echo inside-$((6*7))")
-        let screen = try tmux.waitFor(line: "inside-42")
-        #expect(Tmux.lines(screen).contains { $0.hasPrefix("/dev/pts/") }, "tty names a pty: \(screen)")
-        // Its size is the client's, sent as `resize`, and follows the client's terminal.
-        try tmux.sendKeys("stty size")
-        try tmux.waitFor(line: "30 100")
-        try tmux.resize(width: 120, height: 40)
-        try tmux.sendKeys("stty size")
-        try tmux.waitFor(line: "40 120", retry: { try tmux.sendKeys("stty size") })
-        // Ctrl-C is a byte on the terminal: the line discipline inside interrupts the job.
-        try tmux.sendKeys("sleep 300; echo not-interrupted")
-        try waitUntil("the sleep to run") {
-            (try? run("/usr/bin/pgrep", ["-u", "\(alice.uid)", "-x", "sleep"]).status) == 0
-        }
-        try run("/usr/bin/tmux", ["-L", tmux.server, "send-keys", "-t", "t", "C-c"])
-        try tmux.sendKeys("echo status-$?")
-        try tmux.waitFor(line: "status-130")
-        #expect(!Tmux.lines(try tmux.screen()).contains("not-interrupted"), "the interrupted job went on")
-        try tmux.sendKeys("exit 3")
-        try tmux.waitFor(line: "client-exit=3")
-        try waitUntil("the outer shell to run on after the client (\(marker))") { FileManager.default.fileExists(atPath: marker) }
-        let saved = try String(contentsOfFile: before, encoding: .utf8)
-        let restored = try String(contentsOfFile: after, encoding: .utf8)
-        #expect(saved == restored, "the outer terminal is restored")
-        #expect(((try supervisor.inspect("term")["sessions"] as? [Any])?.isEmpty) == true)
     }
 
     @Test func aRestartEndsTheStreamButNotTheSession() throws {
