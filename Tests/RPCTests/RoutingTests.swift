@@ -101,6 +101,8 @@ import Testing
             case .share, .unshare: #"{"name":"web","members":["bob"]}"#
             case .attach: #"{"name":"web","session":1}"#
             case .unsubscribe: #"{"subscription":1}"#
+            case .write: #"{"session":1,"data":"aGk="}"#
+            case .resize: #"{"session":1,"rows":24,"columns":80}"#
             }
             let routed = Self.route(#"{"jsonrpc":"2.0","id":1,"method":"\#(method.rawValue)","params":\#(params)}"#)
             guard case .call(_, let call) = routed else { Issue.record("\(method) not routed: \(routed)"); continue }
