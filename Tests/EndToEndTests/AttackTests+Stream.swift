@@ -431,4 +431,53 @@ extension AttackTests {
         let killed = try supervisor.nsgroup(["destroy", "box"], as: alice)
         #expect(killed.status == 0, "\(killed.stderr)")
     }
+
+    // MARK: Ends closed early
+
+    /// Sessions that close their stdio and keep running leave hung-up pipes and a master
+    /// without a slave, which epoll reports again and again: the supervisor must not spin
+    /// on them. Input to a stdin that is gone is refused as documented.
+    @Test func streamsWhoseSessionsCloseTheirStdioDoNotSpinTheLoop() throws {
+        let (supervisor, alice) = try Self.streamBox()
+        let outcome = try Self.streamScript(supervisor, as: alice, """
+            pid = int(sys.argv[2])
+            def ticks():
+                with open("/proc/%d/stat" % pid) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                return int(fields[11]) + int(fields[12])
+            c = Conn(sys.argv[1])
+            closed = c.enter("box", ["sh", "-c", "exec <&- >&- 2>&-; sleep 4"])["session"]
+            tty = c.enter("box", ["sh", "-c", "exec </dev/null >/dev/null 2>/dev/null; sleep 4"], tty=True)["session"]
+            stdin = c.enter("box", ["sh", "-c", "exec <&-; sleep 4"])["session"]
+            live = c.enter("box", ["sleep", "4"], tty=True)["session"]
+            for session, fds in ((closed, (1, 2)), (tty, (1,))):
+                for fd in fds:
+                    c.note("output", session=session, fd=fd, eof=True)
+            c.note("window", session=tty, closed=True)
+            time.sleep(0.3)
+            # The stdin's reader is gone: noticed at the first write, which takes nothing.
+            first = c.call("write", {"session": stdin, "data": b64(b"x")})
+            window = c.note("window", session=stdin, closed=True)
+            again = c.call("write", {"session": stdin, "data": b64(b"x")})
+            before = ticks()
+            time.sleep(2)
+            spent = ticks() - before
+            eof_tty = reason(c.call("write", {"session": live, "eof": True}))
+            resize_pipe = reason(c.call("resize", {"session": closed, "rows": 5, "columns": 5}))
+            ends = [c.note("exited", timeout=20, session=s)["params"]["code"] for s in (closed, tty, stdin, live)]
+            print(json.dumps({"spent": spent, "first": first, "again": again, "eofTTY": eof_tty,
+                              "resizePipe": resize_pipe, "ends": ends}))
+            """, [String(supervisor.pid)])
+        #expect((outcome["spent"] as? Int ?? 999) < 20, "nsgroupd used \(outcome["spent"] ?? "?") ticks in 2 s with idle streams")
+        // The first write may be taken into the pipe before its reader is known to be gone.
+        let first = outcome["first"] as? [String: Any]
+        #expect(first?["result"] != nil || ((first?["error"] as? [String: Any])?["data"] as? [String: Any])?["errno"] as? String == "EPIPE",
+                "\(String(describing: first))")
+        let again = try #require((outcome["again"] as? [String: Any])?["error"] as? [String: Any], "\(outcome)")
+        #expect((again["data"] as? [String: Any])?["reason"] as? String == "operation_failed")
+        #expect((again["data"] as? [String: Any])?["errno"] as? String == "EPIPE")
+        #expect(outcome["eofTTY"] as? String == "invalid_params")
+        #expect(outcome["resizePipe"] as? String == "invalid_params")
+        #expect(outcome["ends"] as? [Int] == [0, 0, 0, 0], "\(outcome)")
+    }
 }
