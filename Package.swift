@@ -126,6 +126,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["Client", "RPC", "Namespaces", "Cgroups", "POSIX", "Supervisor", "nsgroupd", "nsgroup", "nsgroup-holder", "nsgroup-bench"],
+            exclude: ["Fixtures"],
             swiftSettings: strict
         ),
     ]

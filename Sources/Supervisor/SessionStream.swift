@@ -35,6 +35,8 @@ final class SessionStream {
         let fd: Int32
         let number: Int32
         var open = true
+        /// Once the session has ended: how much of what the end held then is still to go.
+        var left: Int?
     }
 
     private var outputs: [OutputEnd]
@@ -63,6 +65,8 @@ final class SessionStream {
         case gone
     }
 
+    /// How much more than FIONREAD counts is passed on once the session has ended.
+    private static let inFlight = 64 << 10
     /// Reads of at most this much, each an `output` notification.
     private static let chunk = StreamLimits.maxOutputChunk
     /// One buffer for every stream of the process: the loop is single-threaded.
@@ -214,7 +218,7 @@ final class SessionStream {
 
     /// Reads what output end `index` holds: one chunk per readiness while the session
     /// runs (the loop comes back for more, level-triggered, after serving the others),
-    /// everything there is once it has ended.
+    /// once it has ended what the end held at that moment (`left`).
     private func pumpOutput(_ index: Int) {
         guard let connection, !connection.isClosed else { return }
         repeat {
@@ -224,8 +228,14 @@ final class SessionStream {
                 return
             }
             let fd = outputs[index].fd
-            let n = Glibc.read(fd, Self.buffer.baseAddress, Self.chunk)
+            let want = min(Self.chunk, outputs[index].left ?? Self.chunk)
+            if want == 0 {
+                endOutput(index)
+                return
+            }
+            let n = Glibc.read(fd, Self.buffer.baseAddress, want)
             if n > 0 {
+                outputs[index].left? -= n
                 connection.send(line: OutputNotification.line(session: session, fd: outputs[index].number,
                                                               data: UnsafeRawBufferPointer(rebasing: Self.buffer[0..<n])))
                 continue
@@ -275,6 +285,15 @@ final class SessionStream {
     func sessionEnded(exited line: [UInt8]) {
         guard !isClosed else { return }
         exitedLine = line
+        // What the ends hold now, and no more: a process left behind that keeps writing
+        // would otherwise keep this loop reading for as long as the client keeps up. A
+        // terminal's last output may still be on its way to the master (the tty's flip
+        // buffer), which FIONREAD does not count: a little more is let through.
+        for index in outputs.indices where outputs[index].open {
+            var held: Int32 = 0
+            let counted = ioctl(outputs[index].fd, UInt(FIONREAD), &held) == 0 ? Int(held) : 0
+            outputs[index].left = counted + Self.inFlight
+        }
         drain()
     }
 

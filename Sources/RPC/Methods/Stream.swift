@@ -50,6 +50,10 @@ public struct WriteParams: Sendable, Equatable {
             guard let bytes = Base64.decode(text) else {
                 throw .invalidParams("write: \"data\" must be base64 (RFC 4648, standard alphabet, with padding)")
             }
+            // The length check lets through one byte more than a window (its last group of four).
+            guard bytes.count <= StreamLimits.window else {
+                throw .invalidParams("write: \"data\" holds more than the \(StreamLimits.window) bytes a session's window can take")
+            }
             data = bytes
         } else {
             data = []
