@@ -138,7 +138,9 @@ enum PolicyCaller: String, CaseIterable, Sendable, CustomTestStringConvertible {
         try process.run()
         if !eventually(timeoutSeconds: timeoutSeconds, { !process.isRunning }) {
             Issue.record("\(executable) was still running after \(timeoutSeconds) s", sourceLocation: sourceLocation)
-            process.terminate()
+            // SIGKILL: a child of the test runner inherits its blocked signals, SIGTERM among
+            // them, and one blocked on a full output pipe would never go otherwise.
+            kill(process.processIdentifier, SIGKILL)
         }
         process.waitUntilExit()
         return CommandResult(status: process.terminationStatus,
