@@ -43,10 +43,14 @@ import Testing
         #expect(refusal(["data": "aGk="]) == "write: \"session\" is required")
         #expect(refusal(["session": 0, "data": "aGk="])?.hasPrefix("write: \"session\" must be an integer from 1") == true)
         #expect(refusal(["session": 4, "data": "aGk"]) == "write: \"data\" must be base64 (RFC 4648, standard alphabet, with padding)")
-        let window = String(repeating: "A", count: Base64.encodedLength(StreamLimits.window))
+        let window = Base64.encode([UInt8](repeating: 0, count: StreamLimits.window))
         #expect(refusal(["session": 4, "data": .string(window)]) == nil)
-        #expect(refusal(["session": 4, "data": .string(window + "AAAA")])
-            == "write: \"data\" holds more than the \(StreamLimits.window) bytes a session's window can take")
+        // As long, but without padding: one byte more than a window.
+        let longer = String(repeating: "A", count: window.utf8.count)
+        for tooLong in [longer, window + "AAAA"] {
+            #expect(refusal(["session": 4, "data": .string(tooLong)])
+                == "write: \"data\" holds more than the \(StreamLimits.window) bytes a session's window can take")
+        }
         #expect(refusal(["session": 4, "data": "", "fd": 0]) == "write: unknown parameter \"fd\"")
     }
 
