@@ -34,7 +34,7 @@ VERSION := $(shell sed -n 's/^public let nsgroupVersion = "\(.*\)"$$/\1/p' Sourc
 # and its test; zsh and fish: the completion tests load their scripts; file:
 # plain-release; python3-jsonschema: SchemaConformanceTests validates with it).
 APT_PACKAGES := libsystemd-dev pkg-config systemd util-linux iproute2 iputils-ping procps tmux passwd python3 hyperfine passt \
-                fuse-overlayfs dpkg-dev lintian zsh fish file python3-jsonschema
+                fuse-overlayfs dpkg-dev lintian zsh fish file python3-jsonschema systemd-container
 
 # Unprivileged users the end-to-end tests act as: alice owns groups, bob is a
 # stranger, carol is in the admin group, dave is a member by name, erin by

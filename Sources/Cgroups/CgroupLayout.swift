@@ -75,8 +75,8 @@ public struct CgroupLayout: Sendable, Equatable {
     /// Reads /proc/self/mountinfo and /proc/self/cgroup (below procRoot, for tests) and, for
     /// the unified hierarchy, `<unifiedMount><ownUnified>/cgroup.controllers` to learn which
     /// controllers v2 offers us. A controller is `.unified` if listed there; else `.legacy`
-    /// if a v1 hierarchy carrying it is mounted (v1 mounts may combine controllers, "cpu,cpuacct"
-    /// in the super options); else `.absent`.
+    /// if a v1 hierarchy carrying it is mounted read-write (v1 mounts may combine controllers,
+    /// "cpu,cpuacct" in the super options); else `.absent`.
     ///
     /// Throws when no cgroup2 (unified) hierarchy is mounted: nsgroupd needs it for membership
     /// (CLONE_INTO_CGROUP), cgroup.kill and cgroup.freeze.
@@ -123,10 +123,12 @@ public struct CgroupLayout: Sendable, Equatable {
         let offered = CgroupFiles.text(directory(unifiedMount, ownUnified) + "/cgroup.controllers")?
             .split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init) ?? []
 
-        /// The v1 hierarchy carrying `name` that shows our cgroup there.
+        /// The v1 hierarchy carrying `name` that shows our cgroup there. One mounted read-only
+        /// is not ours to use: systemd-nspawn mounts a container's v1 controller hierarchies so,
+        /// and systemd in such a container delegates only the unified one.
         func legacy(_ name: String) -> ControllerPlace {
             guard let own = memberships.first(where: { $0.controllers.contains(name) })?.path else { return .absent }
-            for mount in mounts where mount.type == "cgroup" && mount.superOptions.contains(name) {
+            for mount in mounts where mount.type == "cgroup" && mount.superOptions.contains(name) && !mount.readOnly {
                 if let relative = mount.relative(own) {
                     return .legacy(mount: fileRoot + mount.point, own: relative)
                 }
@@ -173,6 +175,8 @@ struct Mount {
     var point: String
     var type: String
     var superOptions: [String]
+    /// Mounted read-only (the per-mount options, not the super options, say "ro").
+    var readOnly: Bool
 
     init?(_ line: Substring) {
         let fields = line.split(separator: " ")
@@ -181,6 +185,7 @@ struct Mount {
         root = Mount.unescape(fields[3])
         point = Mount.unescape(fields[4])
         type = String(fields[dash + 1])
+        readOnly = fields[5].split(separator: ",").contains("ro")
         superOptions = dash + 3 < fields.count ? fields[dash + 3].split(separator: ",").map(String.init) : []
     }
 

@@ -93,6 +93,21 @@ enum Hosts {
         #expect(layout.unifiedControllers.isEmpty)
     }
 
+    /// A container systemd-nspawn booted on a hybrid host: the v1 controller hierarchies are
+    /// mounted read-only and only the unified one is delegated. No limit goes to v1 there.
+    @Test func readOnlyV1HierarchiesAreNotUsed() throws {
+        let mountinfo = Hosts.hybridMountinfo
+            .replacing("/sys/fs/cgroup/memory rw,relatime", with: "/sys/fs/cgroup/memory ro,nosuid,relatime")
+            .replacing("/sys/fs/cgroup/pids rw,relatime", with: "/sys/fs/cgroup/pids ro,relatime")
+        let root = try Sys.temporaryDirectory("cgroups-layout")
+        defer { Directory.removeTree(root) }
+        let layout = try CgroupLayout.parse(mountinfo: mountinfo, cgroup: Hosts.hybridCgroup, fileRoot: root)
+        #expect(layout.place(of: .memory) == .absent)
+        #expect(layout.place(of: .pids) == .absent)
+        #expect(layout.place(of: .cpu) == .legacy(mount: root + "/sys/fs/cgroup/cpu", own: "/"))
+        #expect(layout.summary.contains("memory: none"))
+    }
+
     @Test func aPureV2HostHasEveryControllerInTheUnifiedHierarchy() throws {
         let root = try Sys.temporaryDirectory("cgroups-layout")
         defer { Directory.removeTree(root) }

@@ -1,0 +1,228 @@
+#!/bin/bash
+# make systemd-check: the installed package under a real systemd as PID 1.
+#
+# Boots this machine's own Debian in a throwaway container (systemd-nspawn -b, no
+# network, nothing downloaded): the root a tmpfs, /usr, /etc and /var writable
+# overlays of the host's whose changes are dropped at the end. Installs the .deb
+# given as $1 in it with dpkg, then checks, against what systemd itself reports,
+# every claim the unit files and the README make about systemd. Prints one line per
+# check ("ok" or "FAIL") and exits non-zero if any failed, or if the container cannot
+# boot: it never skips.
+#
+# Usage: Tests/systemd/systemd-check.sh PATH/TO/nsgroup_VERSION_ARCH.deb
+set -u
+
+deb=${1:?usage: $0 PACKAGE.deb}
+deb=$(readlink -f "$deb")
+[ -f "$deb" ] || { echo "systemd-check: no package at $deb"; exit 2; }
+[ "$(id -u)" = 0 ] || { echo "systemd-check: run as root (it boots a container)"; exit 2; }
+command -v systemd-nspawn >/dev/null || { echo "systemd-check: systemd-nspawn is missing (apt-get install systemd-container)"; exit 2; }
+
+machine=nsgroup-check-$$
+log=$(mktemp /tmp/nsgroup-systemd-check.XXXXXX)
+passes=0
+fails=0
+
+ok() { echo "ok   - $*"; passes=$((passes + 1)); }
+bad() { echo "FAIL - $*"; fails=$((fails + 1)); }
+# expect DESCRIPTION GOT WANTED
+expect() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1: got '$2', expected '$3'"; fi; }
+# expect_true DESCRIPTION COMMAND...: the command succeeds
+expect_true() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what (failed: $*)"; fi; }
+
+# ---- boot ------------------------------------------------------------------------
+# Masked: host services that would only slow the boot down (a database, timers).
+masks=(systemd.mask=postgresql.service systemd.mask=postgresql@15-main.service
+       systemd.mask=apt-daily.timer systemd.mask=apt-daily-upgrade.timer systemd.mask=man-db.timer
+       systemd.mask=e2scrub_all.timer systemd.mask=fstrim.timer systemd.mask=logrotate.timer)
+started=$(date +%s%N)
+systemd-nspawn --quiet -D / --volatile=yes --overlay=/usr::/usr --overlay=/etc::/etc --overlay=/var::/var \
+    --bind-ro="$deb":/mnt/nsgroup.deb --register=no --keep-unit -M "$machine" --private-network \
+    -b -- "${masks[@]}" >"$log" 2>&1 </dev/null &
+nspawn=$!
+
+cleanup() {
+    # The container's init halts on SIGRTMIN+3; nspawn then removes its overlays.
+    [ -z "${init:-}" ] && init=$(find_init)
+    [ -n "${init:-}" ] && kill -RTMIN+3 "$init" 2>/dev/null
+    for _ in $(seq 150); do kill -0 "$nspawn" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$nspawn" 2>/dev/null
+    # An init that outlived a killed nspawn would keep the whole container running.
+    [ -n "${init:-}" ] && kill -KILL "$init" 2>/dev/null
+    wait "$nspawn" 2>/dev/null
+    rm -f "$log"
+}
+trap cleanup EXIT
+
+# The container's PID 1: a systemd that is nspawn's child (or, depending on its
+# options, its child's).
+find_init() {
+    local child found
+    for child in $(pgrep -P "$nspawn"); do
+        if [ "$(cat /proc/"$child"/comm 2>/dev/null)" = systemd ]; then echo "$child"; return; fi
+        found=$(pgrep -P "$child" -x systemd | head -1)
+        if [ -n "$found" ]; then echo "$found"; return; fi
+    done
+}
+init=
+for _ in $(seq 200); do
+    init=$(find_init)
+    [ -n "$init" ] && break
+    kill -0 "$nspawn" 2>/dev/null || break
+    sleep 0.05
+done
+if [ -z "$init" ]; then
+    echo "systemd-check: the container did not start systemd; systemd-nspawn said:"
+    cat "$log"
+    exit 1
+fi
+# inside COMMAND...: runs a command inside the container (every namespace of its init).
+inside() { nsenter -t "$init" -a "$@"; }
+# as USER COMMAND...: the same as an ordinary user, with that user's groups.
+as() { local user=$1; shift; inside setpriv --reuid="$user" --regid="$(id -g "$user")" --init-groups -- "$@"; }
+state=$(inside timeout 60 systemctl is-system-running --wait 2>&1)
+booted=$(( ($(date +%s%N) - started) / 1000000 ))
+if [ "$state" != running ] && [ "$state" != degraded ]; then
+    echo "systemd-check: the container's systemd did not come up ($state); systemd-nspawn said:"
+    cat "$log"
+    exit 1
+fi
+echo "# systemd $(inside systemctl --version | head -1 | cut -d' ' -f2) is PID 1 in the container (up in ${booted} ms, $state)"
+[ "$state" = degraded ] && echo "# failed units: $(inside systemctl --failed --no-legend --plain | cut -d' ' -f1 | tr '\n' ' ')"
+
+show() { inside systemctl show -p "$1" --value "${2:-nsgroupd.service}"; }
+main_pid() { show MainPID; }
+# wait_for DESCRIPTION SECONDS COMMAND...: until the command succeeds, or fail
+wait_for() {
+    local what=$1 seconds=$2; shift 2
+    local deadline=$(( $(date +%s) + seconds ))
+    while ! "$@" 2>/dev/null; do
+        if [ "$(date +%s)" -ge "$deadline" ]; then bad "$what (not within ${seconds} s)"; return 1; fi
+        sleep 0.1
+    done
+    ok "$what"
+}
+
+# ---- install ---------------------------------------------------------------------
+# A policy-rc.d that forbids starting services (container images ship one, and the
+# container's /usr is the host's) would keep dpkg from starting the socket: a real
+# machine has none.
+inside rm -f /usr/sbin/policy-rc.d
+if ! inside env DEBIAN_FRONTEND=noninteractive dpkg -i /mnt/nsgroup.deb >/tmp/nsgroup-systemd-check-dpkg.$$ 2>&1; then
+    bad "dpkg -i the package"; cat /tmp/nsgroup-systemd-check-dpkg.$$
+else
+    ok "dpkg -i the package"
+fi
+rm -f /tmp/nsgroup-systemd-check-dpkg.$$
+
+# sysusers and tmpfiles did their work.
+expect "sysusers made the admin group" "$(inside getent group nsgroup-admin | cut -d: -f1)" nsgroup-admin
+expect "tmpfiles made /run/nsgroup (0755 root)" "$(inside stat -c '%a %U' /run/nsgroup)" "755 root"
+expect "tmpfiles made /run/nsgroup/groups (0700 root)" "$(inside stat -c '%a %U' /run/nsgroup/groups)" "700 root"
+expect "the socket is enabled" "$(inside systemctl is-enabled nsgroupd.socket)" enabled
+expect "the socket is listening" "$(inside systemctl is-active nsgroupd.socket)" active
+expect "the socket is 0666" "$(inside stat -c '%a' /run/nsgroup/nsgroupd.sock)" 666
+expect "no supervisor runs before anyone asks" "$(inside systemctl is-active nsgroupd.service)" inactive
+
+# ---- socket activation -----------------------------------------------------------
+listed=$(as nsg-alice nsgroup list 2>&1)
+expect "nsg-alice's nsgroup list starts the supervisor through the socket" "$?" 0
+expect "the supervisor is active" "$(inside systemctl is-active nsgroupd.service)" active
+first=$(main_pid)
+expect_true "it has a main pid" test "$first" -gt 0
+expect "it was socket-activated (its listening socket came from systemd)" \
+    "$(inside journalctl -u nsgroupd -o cat --no-pager | grep -c 'socket from systemd')" 1
+
+# A group with a session running in it, as nsg-alice.
+as nsg-alice nsgroup create web >/dev/null
+as nsg-alice nsgroup enter web -- sleep 100000 </dev/null >/dev/null 2>&1 &
+client=$!
+holder=$(as nsg-alice nsgroup inspect web --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["holder"])')
+session_pid() { as nsg-alice nsgroup inspect web --json | python3 -c 'import json,sys; s=json.load(sys.stdin)["sessions"]; print(s[0]["pid"] if s else "")'; }
+wait_for "nsg-alice's session runs in group web" 10 test -n "$(session_pid)"
+session=$(session_pid)
+# survives DESCRIPTION: the group, its holder and its session are all still there
+survives() {
+    expect "$1: group web is listed" "$(as nsg-alice nsgroup list --json | python3 -c 'import json,sys; print([g["name"] for g in json.load(sys.stdin)["groups"]])')" "['web']"
+    expect "$1: the same holder" "$(as nsg-alice nsgroup inspect web --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["holder"])')" "$holder"
+    expect "$1: the same session, still running" "$(session_pid)" "$session"
+    expect_true "$1: the holder's process is alive" inside kill -0 "$holder"
+}
+
+# ---- restart ---------------------------------------------------------------------
+inside systemctl restart nsgroupd.service
+second=$(main_pid)
+expect_true "systemctl restart: a new supervisor" test "$second" -gt 0 -a "$second" != "$first"
+survives "systemctl restart"
+expect "systemctl restart is no failure (NRestarts)" "$(show NRestarts)" 0
+
+# ---- kill -9: Restart=on-failure -------------------------------------------------
+inside kill -KILL "$second"
+wait_for "kill -9: systemd starts the supervisor again" 15 sh -c "[ \"\$(nsenter -t $init -a systemctl show -p NRestarts --value nsgroupd.service)\" = 1 ] && [ \"\$(nsenter -t $init -a systemctl is-active nsgroupd.service)\" = active ]"
+third=$(main_pid)
+expect_true "kill -9: a new main pid" test "$third" -gt 0 -a "$third" != "$second"
+survives "kill -9"
+
+# ---- the watchdog ----------------------------------------------------------------
+# WatchdogSec=30s in the unit; a drop-in makes it 2 s here (and gives an aborted
+# supervisor 2 s before SIGKILL), so that the check takes seconds, not minutes.
+inside mkdir -p /run/systemd/system/nsgroupd.service.d
+inside sh -c 'printf "[Service]\nWatchdogSec=2s\nTimeoutAbortSec=2s\n" > /run/systemd/system/nsgroupd.service.d/watchdog.conf'
+inside systemctl daemon-reload
+inside systemctl restart nsgroupd.service
+hung=$(main_pid)
+expect "the supervisor pings the watchdog (WatchdogUSec)" "$(show WatchdogUSec)" 2s
+sleep 3
+expect "a supervisor that pings is left alone" "$(main_pid)" "$hung"
+inside kill -STOP "$hung"
+wait_for "a hung supervisor (SIGSTOP) is killed by the watchdog and started again" 20 sh -c "[ \"\$(nsenter -t $init -a systemctl show -p NRestarts --value nsgroupd.service)\" = 2 ] && [ \"\$(nsenter -t $init -a systemctl is-active nsgroupd.service)\" = active ]"
+expect "the watchdog is what ended it" \
+    "$(inside journalctl -u nsgroupd -o cat --no-pager | grep -c 'Watchdog timeout')" 1
+survives "watchdog"
+inside rm /run/systemd/system/nsgroupd.service.d/watchdog.conf
+inside systemctl daemon-reload
+
+# ---- reload ----------------------------------------------------------------------
+before=$(main_pid)
+inside sh -c 'cp /etc/nsgroup/nsgroupd.conf /tmp/nsgroupd.conf.orig; printf "\n[limits]\ngroups-per-user = 1\n" >> /etc/nsgroup/nsgroupd.conf'
+inside systemctl reload nsgroupd.service
+sleep 0.5
+refused=$(as nsg-alice nsgroup create second 2>&1)
+expect "systemctl reload re-reads nsgroupd.conf (groups-per-user = 1 refuses a second group)" \
+    "$(echo "$refused" | grep -c 'groups-per-user = 1')" 1
+expect "the reload is journalled" "$(inside journalctl -u nsgroupd -o cat --no-pager | grep -c 'Reloaded policy from /etc/nsgroup/nsgroupd.conf')" 1
+inside sh -c 'echo "[nonsense" >> /etc/nsgroup/nsgroupd.conf'
+inside systemctl reload nsgroupd.service
+sleep 0.5
+expect "a broken file: the reload is refused and logged" \
+    "$(inside journalctl -u nsgroupd -o cat --no-pager | grep -c 'Failed to reload policy')" 1
+expect "a broken file: the supervisor runs on" "$(inside systemctl is-active nsgroupd.service)/$(main_pid)" "active/$before"
+inside sh -c 'cp /tmp/nsgroupd.conf.orig /etc/nsgroup/nsgroupd.conf'
+inside systemctl reload nsgroupd.service
+
+# ---- stop and start --------------------------------------------------------------
+inside systemctl stop nsgroupd.service
+expect "systemctl stop: the supervisor is stopped" "$(inside systemctl is-active nsgroupd.service)" inactive
+expect_true "systemctl stop leaves the holder running (KillMode=process)" inside kill -0 "$holder"
+expect_true "systemctl stop leaves the session running" inside kill -0 "$session"
+inside systemctl start nsgroupd.service
+survives "systemctl start"
+
+# ---- the journal -----------------------------------------------------------------
+expect "journalctl -u nsgroupd -x explains records with the catalog" \
+    "$(inside journalctl -u nsgroupd -x --no-pager | grep -c 'Subject: nsgroupd started' | sed 's/^[1-9][0-9]*$/yes/')" yes
+security=$(inside systemd-analyze security nsgroupd.service --no-pager 2>/dev/null | sed -n 's/.*Overall exposure level for nsgroupd.service: \([0-9.]*\).*/\1/p')
+expect_true "systemd-analyze security rates the live unit" test -n "$security"
+echo "# systemd-analyze security nsgroupd.service: ${security:-?}"
+
+# ---- purge -----------------------------------------------------------------------
+kill "$client" 2>/dev/null
+as nsg-alice nsgroup destroy web >/dev/null
+inside env DEBIAN_FRONTEND=noninteractive dpkg --purge nsgroup >/dev/null 2>&1
+expect "dpkg --purge: the package is gone" "$(inside dpkg-query -W -f='${Status}' nsgroup 2>/dev/null)" ""
+left=$(inside sh -c 'ls -d /etc/nsgroup /usr/sbin/nsgroupd /usr/bin/nsgroup /usr/libexec/nsgroup /lib/systemd/system/nsgroupd.service /lib/systemd/system/nsgroupd.socket /usr/lib/systemd/system/nsgroupd.service /etc/systemd/system/sockets.target.wants/nsgroupd.socket /run/nsgroup/nsgroupd.sock 2>/dev/null')
+expect "dpkg --purge leaves none of its files behind" "$left" ""
+expect "dpkg --purge: no supervisor runs" "$(inside pgrep -x nsgroupd)" ""
+
+echo "# $passes passed, $fails failed"
+[ "$fails" = 0 ]
