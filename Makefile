@@ -41,7 +41,7 @@ APT_PACKAGES := libsystemd-dev pkg-config systemd util-linux iproute2 iputils-pi
 # being in the Unix group nsg-friends.
 TEST_USERS := nsg-alice nsg-bob nsg-carol nsg-dave nsg-erin
 
-.PHONY: all deps build release plain-release run check test bench journald test-users tun fuse clean install uninstall deb \
+.PHONY: all deps build release plain-release run check systemd-check test bench journald test-users tun fuse clean install uninstall deb \
         fuzz-build fuzz-seeds fuzz fuzz-check
 
 all: build
@@ -124,7 +124,17 @@ test-users: deps
 check: deps journald test-users tun fuse release plain-release
 	$(SWIFT) build $(SWIFT_SCRATCH) --build-tests
 	$(SWIFT) test $(SWIFT_SCRATCH)
+	$(MAKE) --no-print-directory systemd-check
 	$(MAKE) --no-print-directory fuzz-check
+
+# The package under a real systemd as PID 1: Tests/systemd/systemd-check.sh boots
+# this machine's own OS in a throwaway systemd-nspawn container, installs the .deb
+# and checks socket activation, restart, the watchdog, reload, stop and purge
+# against what systemd reports. It fails, never skips, where no container boots.
+SYSTEMD_CHECK_DIR := $(BUILD_DIR)/systemd-check
+systemd-check: deps test-users
+	$(MAKE) --no-print-directory deb DEB_OUTDIR=$(SYSTEMD_CHECK_DIR) >/dev/null
+	Tests/systemd/systemd-check.sh $(SYSTEMD_CHECK_DIR)/nsgroup_$(VERSION)_$$(dpkg --print-architecture).deb
 
 test: check
 

@@ -26,6 +26,12 @@
 #include "ns_pty.h"
 #include "ns_sys.h"
 
+#ifndef KEYCTL_GET_KEYRING_ID
+#define KEYCTL_GET_KEYRING_ID 0
+#endif
+#ifndef KEY_SPEC_SESSION_KEYRING
+#define KEY_SPEC_SESSION_KEYRING -3
+#endif
 #ifndef KEYCTL_JOIN_SESSION_KEYRING
 #define KEYCTL_JOIN_SESSION_KEYRING 1
 #endif
@@ -370,9 +376,19 @@ __attribute__((noreturn)) static void session_child(const struct ns_enter_spec *
         fail(status, NS_STAGE_SETUID, -1);
     /* A session keyring of its own, owned by the caller, as pam_keyinit
      * gives a login: the supervisor's would otherwise be "possessed" by the
-     * session, whatever its uid. Kernels without keyrings need nothing. */
-    if (syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, NULL) < 0 && errno != ENOSYS)
-        fail(status, NS_STAGE_KEYRING, -1);
+     * session, whatever its uid. Kernels without keyrings need nothing; nor
+     * does a supervisor whose every keyctl a seccomp filter refuses (a
+     * container's: systemd-nspawn denies the keyring calls with EPERM), since
+     * the session inherits that filter and can reach no keyring at all. A
+     * filter that let the session reach the supervisor's keyring while
+     * refusing a new one is still a failure. */
+    if (syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, NULL) < 0 && errno != ENOSYS) {
+        int joined = errno;
+        if (joined != EPERM || syscall(SYS_keyctl, KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0) >= 0 || errno != EPERM) {
+            errno = joined;
+            fail(status, NS_STAGE_KEYRING, -1);
+        }
+    }
     /* Only now, as the caller: every component of the path is looked up
      * with the caller's rights, so a directory below one the caller may not
      * search stays out of reach. */

@@ -20,6 +20,11 @@ command -v systemd-nspawn >/dev/null || { echo "systemd-check: systemd-nspawn is
 
 machine=nsgroup-check-$$
 log=$(mktemp /tmp/nsgroup-systemd-check.XXXXXX)
+# The overlays' upper layers: ours, so that a run killed half-way leaves nothing nspawn
+# would have to clean up, and the next run removes what it finds of a killed one.
+rm -rf /var/tmp/nsgroup-systemd-check.*
+work=$(mktemp -d /var/tmp/nsgroup-systemd-check.XXXXXX)
+mkdir "$work"/usr "$work"/etc "$work"/var
 passes=0
 fails=0
 
@@ -36,9 +41,10 @@ masks=(systemd.mask=postgresql.service systemd.mask=postgresql@15-main.service
        systemd.mask=apt-daily.timer systemd.mask=apt-daily-upgrade.timer systemd.mask=man-db.timer
        systemd.mask=e2scrub_all.timer systemd.mask=fstrim.timer systemd.mask=logrotate.timer)
 started=$(date +%s%N)
-systemd-nspawn --quiet -D / --volatile=yes --overlay=/usr::/usr --overlay=/etc::/etc --overlay=/var::/var \
+systemd-nspawn --quiet -D / --volatile=yes --overlay=/usr:"$work"/usr:/usr --overlay=/etc:"$work"/etc:/etc \
+    --overlay=/var:"$work"/var:/var \
     --bind-ro="$deb":/mnt/nsgroup.deb --register=no --keep-unit -M "$machine" --private-network \
-    -b -- "${masks[@]}" >"$log" 2>&1 </dev/null &
+    -b -- "${masks[@]}" "nsgroup.check=$$" >"$log" 2>&1 </dev/null &
 nspawn=$!
 
 cleanup() {
@@ -47,10 +53,12 @@ cleanup() {
     [ -n "${init:-}" ] && kill -RTMIN+3 "$init" 2>/dev/null
     for _ in $(seq 150); do kill -0 "$nspawn" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$nspawn" 2>/dev/null
-    # An init that outlived a killed nspawn would keep the whole container running.
+    # An init that outlived a killed nspawn would keep the whole container running; it
+    # carries this run's mark among its arguments.
     [ -n "${init:-}" ] && kill -KILL "$init" 2>/dev/null
+    pkill -KILL -f "nsgroup[.]check=$$\$" 2>/dev/null
     wait "$nspawn" 2>/dev/null
-    rm -f "$log"
+    rm -rf "$log" "$work"
 }
 trap cleanup EXIT
 
@@ -80,7 +88,11 @@ fi
 inside() { nsenter -t "$init" -a "$@"; }
 # as USER COMMAND...: the same as an ordinary user, with that user's groups.
 as() { local user=$1; shift; inside setpriv --reuid="$user" --regid="$(id -g "$user")" --init-groups -- "$@"; }
-state=$(inside timeout 60 systemctl is-system-running --wait 2>&1)
+# systemctl answers once init has its private socket; then it waits for the boot to end.
+for _ in $(seq 300); do
+    state=$(inside timeout 60 systemctl is-system-running --wait 2>&1)
+    case "$state" in *"Failed to connect"*) sleep 0.1 ;; *) break ;; esac
+done
 booted=$(( ($(date +%s%N) - started) / 1000000 ))
 if [ "$state" != running ] && [ "$state" != degraded ]; then
     echo "systemd-check: the container's systemd did not come up ($state); systemd-nspawn said:"
@@ -135,11 +147,14 @@ expect "it was socket-activated (its listening socket came from systemd)" \
 
 # A group with a session running in it, as nsg-alice.
 as nsg-alice nsgroup create web >/dev/null
-as nsg-alice nsgroup enter web -- sleep 100000 </dev/null >/dev/null 2>&1 &
+as nsg-alice nsgroup enter web -- sleep 100000 </dev/null >/dev/null 2>/tmp/nsgroup-systemd-check-enter.$$ &
 client=$!
 holder=$(as nsg-alice nsgroup inspect web --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["holder"])')
 session_pid() { as nsg-alice nsgroup inspect web --json | python3 -c 'import json,sys; s=json.load(sys.stdin)["sessions"]; print(s[0]["pid"] if s else "")'; }
-wait_for "nsg-alice's session runs in group web" 10 test -n "$(session_pid)"
+has_session() { [ -n "$(session_pid)" ]; }
+wait_for "nsg-alice's session runs in group web" 10 has_session \
+    || { echo "# nsgroup enter said: $(cat /tmp/nsgroup-systemd-check-enter.$$)"; exit 1; }
+rm -f /tmp/nsgroup-systemd-check-enter.$$
 session=$(session_pid)
 # survives DESCRIPTION: the group, its holder and its session are all still there
 survives() {
@@ -156,9 +171,12 @@ expect_true "systemctl restart: a new supervisor" test "$second" -gt 0 -a "$seco
 survives "systemctl restart"
 expect "systemctl restart is no failure (NRestarts)" "$(show NRestarts)" 0
 
+# restarted N: systemd counts N restarts of its own (Restart=) and the service is active again
+restarted() { [ "$(show NRestarts)" = "$1" ] && [ "$(inside systemctl is-active nsgroupd.service)" = active ]; }
+
 # ---- kill -9: Restart=on-failure -------------------------------------------------
 inside kill -KILL "$second"
-wait_for "kill -9: systemd starts the supervisor again" 15 sh -c "[ \"\$(nsenter -t $init -a systemctl show -p NRestarts --value nsgroupd.service)\" = 1 ] && [ \"\$(nsenter -t $init -a systemctl is-active nsgroupd.service)\" = active ]"
+wait_for "kill -9: systemd starts the supervisor again" 15 restarted 1
 third=$(main_pid)
 expect_true "kill -9: a new main pid" test "$third" -gt 0 -a "$third" != "$second"
 survives "kill -9"
@@ -174,8 +192,11 @@ hung=$(main_pid)
 expect "the supervisor pings the watchdog (WatchdogUSec)" "$(show WatchdogUSec)" 2s
 sleep 3
 expect "a supervisor that pings is left alone" "$(main_pid)" "$hung"
+# (An explicit start or restart sets NRestarts back to 0.)
+restarts=$(show NRestarts)
 inside kill -STOP "$hung"
-wait_for "a hung supervisor (SIGSTOP) is killed by the watchdog and started again" 20 sh -c "[ \"\$(nsenter -t $init -a systemctl show -p NRestarts --value nsgroupd.service)\" = 2 ] && [ \"\$(nsenter -t $init -a systemctl is-active nsgroupd.service)\" = active ]"
+wait_for "a hung supervisor (SIGSTOP) is killed by the watchdog and started again" 30 restarted $((restarts + 1))
+echo "# after the watchdog: NRestarts=$(show NRestarts) $(inside systemctl is-active nsgroupd.service) MainPID=$(main_pid) (was $hung)"
 expect "the watchdog is what ended it" \
     "$(inside journalctl -u nsgroupd -o cat --no-pager | grep -c 'Watchdog timeout')" 1
 survives "watchdog"
@@ -201,6 +222,10 @@ inside sh -c 'cp /tmp/nsgroupd.conf.orig /etc/nsgroup/nsgroupd.conf'
 inside systemctl reload nsgroupd.service
 
 # ---- stop and start --------------------------------------------------------------
+# The client of the session would connect again at once (to hear how its session
+# ends), and through the socket start the supervisor again: it goes first (SIGKILL:
+# SIGTERM it would pass on to the session).
+pkill -KILL -f "nsgroup enter web -- sleep 100000"
 inside systemctl stop nsgroupd.service
 expect "systemctl stop: the supervisor is stopped" "$(inside systemctl is-active nsgroupd.service)" inactive
 expect_true "systemctl stop leaves the holder running (KillMode=process)" inside kill -0 "$holder"
@@ -216,7 +241,6 @@ expect_true "systemd-analyze security rates the live unit" test -n "$security"
 echo "# systemd-analyze security nsgroupd.service: ${security:-?}"
 
 # ---- purge -----------------------------------------------------------------------
-kill "$client" 2>/dev/null
 as nsg-alice nsgroup destroy web >/dev/null
 inside env DEBIAN_FRONTEND=noninteractive dpkg --purge nsgroup >/dev/null 2>&1
 expect "dpkg --purge: the package is gone" "$(inside dpkg-query -W -f='${Status}' nsgroup 2>/dev/null)" ""
