@@ -89,7 +89,14 @@ final class Containment {
 
     /// After a reload or a restart: the per-user limits as nsgroupd.conf says now, on every
     /// user's cgroup (users whose groups outlived a supervisor included).
+    /// Also warns, in the journal, of each per-user limit nsgroupd.conf sets that this host
+    /// cannot hold (its controller is absent, or in a v1 hierarchy mounted read-only): the
+    /// administrator who set it must not believe it binds anyone.
     func applyUserLimits() {
+        for (setting, controller) in unenforcedUserLimits() {
+            audit.logger.warning("limits.\(setting) is not enforced: nsgroupd has no \(controller) controller it may use here (\(tree.layout.summary))",
+                                 metadata: [AuditField.reason: .string("limit_not_enforced")])
+        }
         for name in tree.node(["users"]).childNames() {
             guard let uid = uid_t(name) else { continue }
             do throws(CgroupError) {
@@ -98,6 +105,17 @@ final class Containment {
                 audit.logger.error("Failed to apply the per-user limits to uid \(uid): \(error), ignoring")
             }
         }
+    }
+
+    /// The per-user settings of nsgroupd.conf whose controller this host does not give
+    /// nsgroupd, with that controller's name.
+    func unenforcedUserLimits() -> [(setting: String, controller: String)] {
+        let layout = tree.layout
+        var unenforced: [(setting: String, controller: String)] = []
+        if policy.memoryPerUser != nil, layout.place(of: .memory) == .absent { unenforced.append(("memory-per-user", "memory")) }
+        if policy.pidsPerUser != nil, layout.place(of: .pids) == .absent { unenforced.append(("pids-per-user", "pids")) }
+        if policy.cpusPerUser != nil, layout.place(of: .cpu) == .absent { unenforced.append(("cpus-per-user", "cpu")) }
+        return unenforced
     }
 
     // MARK: Groups

@@ -145,6 +145,14 @@ expect_true "it has a main pid" test "$first" -gt 0
 expect "it was socket-activated (its listening socket came from systemd)" \
     "$(inside journalctl -u nsgroupd -o cat --no-pager | grep -c 'socket from systemd')" 1
 
+# The container's v1 hierarchies are read-only: the supervisor leaves them alone, and says
+# which per-user limits of its configuration it therefore cannot hold.
+expect "controllers in read-only v1 hierarchies are not used (describe)" \
+    "$(as nsg-alice nsgroup describe --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["features"]["controllers"])')" \
+    "{'memory': 'none', 'pids': 'none', 'cpu': 'none'}"
+expect "the journal says pids-per-user is not enforced here" \
+    "$(inside journalctl -u nsgroupd -o cat --no-pager | grep -c 'limits.pids-per-user is not enforced' | sed 's/^[1-9][0-9]*$/yes/')" yes
+
 # A group with a session running in it, as nsg-alice.
 as nsg-alice nsgroup create web >/dev/null
 as nsg-alice nsgroup enter web -- sleep 100000 </dev/null >/dev/null 2>/tmp/nsgroup-systemd-check-enter.$$ &
