@@ -46,12 +46,10 @@ final class SessionStream {
     private var sources: [Int32: EventSource] = [:]
     /// Input taken from `write` and not yet taken by the session.
     private var pending: [UInt8] = []
-    /// `write` asked for end of input once `pending` is through.
-    private var eofRequested = false
-    /// Why no more input is taken, once none is.
+    /// Why no more input is taken, once none is. `.eof` stays once the client sent it (a
+    /// later `write` is its mistake, not a race with the session), and also means: close
+    /// the session's stdin once `pending` is through.
     private var inputEnd: InputEnd?
-    /// The client sent `eof`: a later `write` is its mistake, not a race with the session.
-    private var eofSent = false
     /// Waiting for the connection to take its output (Connection.waitForRoom).
     private var paused = false
     /// The session's process ended: what its ends hold now goes out, then `exited`.
@@ -114,13 +112,11 @@ final class SessionStream {
 
     /// Takes `write`'s bytes (and its end of input), or says why not; takes nothing then.
     func write(_ params: WriteParams) throws(RPCError) {
-        if eofSent {
-            throw .invalidParams("write: the input of session \(session) is already closed (\"eof\" was sent)")
-        }
         switch inputEnd {
-        case .eof?, .gone?:
-            throw RPCError.operationFailed("session \(session) takes no more input: its stdin is closed", step: .writeInput,
-                                           errno: Errno(rawValue: EPIPE))
+        case .eof?:
+            throw .invalidParams("write: the input of session \(session) is already closed (\"eof\" was sent)")
+        case .gone?:
+            throw stdinClosed
         case nil:
             break
         }
@@ -130,8 +126,7 @@ final class SessionStream {
             var ready = pollfd(fd: inputFD, events: 0, revents: 0)
             if poll(&ready, 1, 0) == 1, ready.revents & Int16(POLLERR) != 0 {
                 inputGone()
-                throw RPCError.operationFailed("session \(session) takes no more input: its stdin is closed", step: .writeInput,
-                                               errno: Errno(rawValue: EPIPE))
+                throw stdinClosed
             }
         }
         if params.eof, hasTerminal {
@@ -141,12 +136,14 @@ final class SessionStream {
             throw RPCError(.limitExceeded, "write: session \(session) holds \(pending.count) bytes of input not yet taken; \(params.data.count) more would pass its window of \(StreamLimits.window) bytes (wait for \"window\" notifications)")
         }
         pending += params.data
-        if params.eof {
-            eofRequested = true
-            eofSent = true
-            inputEnd = .eof
-        }
+        if params.eof { inputEnd = .eof }
         pumpInput()
+    }
+
+    /// A `write` after the session's input went away.
+    private var stdinClosed: RPCError {
+        RPCError.operationFailed("session \(session) takes no more input: its stdin is closed", step: .writeInput,
+                                 errno: Errno(rawValue: EPIPE))
     }
 
     /// Sets the terminal's size.
@@ -176,7 +173,7 @@ final class SessionStream {
             return
         }
         if taken > 0 { send(WindowNotification(session: session, bytes: taken)) }
-        if pending.isEmpty, eofRequested, !hasTerminal, inputFD >= 0 {
+        if pending.isEmpty, inputEnd == .eof, !hasTerminal, inputFD >= 0 {
             closeInput()
         }
         updateInterest()
@@ -185,11 +182,10 @@ final class SessionStream {
     /// The session's input went away (it closed its stdin, or its terminal hung up): what
     /// waits for it is dropped, and the client is told to send no more.
     private func inputGone() {
-        guard inputEnd != .gone else { return }
-        let told = inputEnd == .eof
-        inputEnd = .gone
+        // A client that sent eof, or was told already, needs no word of it.
+        let told = inputEnd != nil
+        if inputEnd == nil { inputEnd = .gone }
         pending = []
-        eofRequested = false
         if !hasTerminal { closeInput() }
         if !told { send(WindowNotification(session: session, closed: true)) }
         updateInterest()
