@@ -158,21 +158,7 @@ struct Enter: ParsableCommand {
                 if poll(&fds, nfds_t(fds.count), -1) < 0 { continue }
                 relay?.handle(Array(fds.dropFirst(2)))
                 if fds[1].revents != 0, let signal = signals.next() {
-                    // Forward it; a session that has just ended answers not_found, which is fine.
-                    // The supervisor sends a job-control signal to the session's whole process group.
-                    func forward(_ signal: Int32) {
-                        _ = try? client.call("signal", SignalParams(name: params.name, session: session.session, signal: signal).json)
-                    }
-                    forward(signal)
-                    if [SIGTSTP, SIGTTIN, SIGTTOU].contains(signal) {
-                        // Ctrl-Z. A program that catches SIGTSTP has it now; but the session leads a
-                        // session of its own, an orphaned process group, where the kernel drops the
-                        // default stop of SIGTSTP: SIGSTOP stops it. Then we stop as a local child
-                        // would, so that the shell takes its terminal back; its `fg` or `bg` sends
-                        // us SIGCONT, which we pass on to the session.
-                        forward(SIGSTOP)
-                        kill(getpid(), SIGSTOP)
-                    }
+                    Self.forward(signal, to: session.session, of: params.name, over: client)
                     continue
                 }
                 if fds[0].revents != 0, let exited = try Self.takeExited(client, session: session.session, wait: true) {
@@ -186,6 +172,24 @@ struct Enter: ParsableCommand {
                 if case .ended(let status) = again { return status }
                 if case .attached(let reconnected) = again { client = reconnected }
             }
+        }
+    }
+
+    /// Passes a signal sent to us on to the session; one that has just ended answers
+    /// not_found, which is fine. The supervisor sends a job-control signal to the session's
+    /// whole process group. Ctrl-Z: a program that catches SIGTSTP has it now; but the
+    /// session leads a session of its own, an orphaned process group, where the kernel
+    /// drops the default stop of SIGTSTP: SIGSTOP stops it. Then we stop as a local child
+    /// would, so that the shell takes its terminal back; its `fg` or `bg` sends us SIGCONT,
+    /// which we pass on to the session.
+    static func forward(_ signal: Int32, to session: UInt64, of name: String, over client: RPCClient) {
+        func send(_ signal: Int32) {
+            _ = try? client.call("signal", SignalParams(name: name, session: session, signal: signal).json)
+        }
+        send(signal)
+        if [SIGTSTP, SIGTTIN, SIGTTOU].contains(signal) {
+            send(SIGSTOP)
+            kill(getpid(), SIGSTOP)
         }
     }
 

@@ -68,7 +68,7 @@ final class StreamedSession {
                         terminal?.restore()
                         return ExitStatus.signaled(signal)
                     } else {
-                        try forward(signal, session: session.session)
+                        Enter.forward(signal, to: session.session, of: params.name, over: client)
                     }
                 }
                 if fds[2].revents != 0 { try sendInput(session: session.session) }
@@ -132,18 +132,6 @@ final class StreamedSession {
             throw .protocolViolation(error.message)
         }
         return nil
-    }
-
-    /// As the descriptor mode does: Ctrl-Z stops the session and then us.
-    private func forward(_ signal: Int32, session: UInt64) throws(ClientError) {
-        func send(_ signal: Int32) {
-            _ = try? client.call("signal", SignalParams(name: params.name, session: session, signal: signal).json)
-        }
-        send(signal)
-        if [SIGTSTP, SIGTTIN, SIGTTOU].contains(signal) {
-            send(SIGSTOP)
-            kill(getpid(), SIGSTOP)
-        }
     }
 
     private func finish(_ exited: ExitedNotification, _ terminal: RawTerminal?, group: String) -> Int32 {
