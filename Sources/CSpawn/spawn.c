@@ -287,6 +287,51 @@ int ns_spawn_holder(const struct ns_holder_spec *spec, pid_t *pid, int *pidfd) {
     return 0;
 }
 
+/* ---- an anchor ----------------------------------------------------------- */
+
+int ns_spawn_anchor(int cgroup_fd, pid_t *pid, int *pidfd, int *release_fd) {
+    int gate[2];
+    if (pipe2(gate, O_CLOEXEC) < 0)
+        return -1;
+    int fd = -1;
+    struct clone_args args;
+    memset(&args, 0, sizeof args);
+    args.flags = CLONE_PIDFD | CLONE_INTO_CGROUP;
+    args.pidfd = (uint64_t)(uintptr_t)&fd;
+    args.exit_signal = SIGCHLD;
+    args.cgroup = (uint64_t)cgroup_fd;
+
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    long child = clone3_raw(&args);
+    if (child == 0) {
+        /* Only async-signal-safe calls from here: the caller has threads. */
+        (void)prctl(PR_SET_NAME, "nsgroup-anchor", 0, 0, 0);
+        (void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+        if (gate[0] != 3 && dup2(gate[0], 3) < 0)
+            _exit(1);
+        (void)ns_close_range(0, 2, 0);
+        (void)ns_close_range(4, ~0U, 0);
+        char byte;
+        while (read(3, &byte, 1) < 0 && errno == EINTR)
+            ;
+        _exit(0);
+    }
+    int saved = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    close(gate[0]);
+    if (child < 0) {
+        close(gate[1]);
+        errno = saved;
+        return -1;
+    }
+    *pid = (pid_t)child;
+    *pidfd = fd;
+    *release_fd = gate[1];
+    return 0;
+}
+
 /* ---- entering a group ---------------------------------------------------- */
 
 _Static_assert(NS_RLIMIT_COUNT == RLIM_NLIMITS, "NS_RLIMIT_COUNT must cover every resource limit");

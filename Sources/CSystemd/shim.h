@@ -1,6 +1,7 @@
 #ifndef NSGROUP_CSYSTEMD_SHIM_H
 #define NSGROUP_CSYSTEMD_SHIM_H
 
+#include <systemd/sd-bus.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 #include <systemd/sd-journal.h>

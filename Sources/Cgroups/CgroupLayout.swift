@@ -164,6 +164,17 @@ public struct CgroupLayout: Sendable, Equatable {
         own == "/" ? mount : mount + own
     }
 
+    /// The same hierarchies with "our own cgroup" at their roots: the layout of a tree that
+    /// addresses cgroups by their full path, as systemd names its units' ("/nsgroup.slice/…").
+    public var atHierarchyRoots: CgroupLayout {
+        func rooted(_ place: ControllerPlace) -> ControllerPlace {
+            if case .legacy(let mount, _) = place { return .legacy(mount: mount, own: "/") }
+            return place
+        }
+        return CgroupLayout(unifiedMount: unifiedMount, ownUnified: "/", places: places.mapValues(rooted),
+                            cpuAccounting: rooted(cpuAccounting), fileRoot: fileRoot)
+    }
+
     /// The directory of our own cgroup in the unified hierarchy.
     var unifiedOwnDirectory: String { Self.directory(unifiedMount, ownUnified) }
 }

@@ -61,6 +61,8 @@ enum AuditField {
     static let reason = "NSGROUP_REASON"
     /// A group's cgroup (path in the unified hierarchy) and its limits ("memory=64m pids=50").
     static let cgroup = "NSGROUP_CGROUP"
+    /// Whether groups are units of systemd's ("yes", "no"): the start-up record (GroupUnits).
+    static let units = "NSGROUP_UNITS"
     static let limits = "NSGROUP_LIMITS"
     /// The OOM killer's kills in a group so far.
     static let oomKills = "NSGROUP_OOM_KILLS"

@@ -5,6 +5,7 @@ import Cgroups
 import Namespaces
 import POSIX
 import RPC
+import Systemd
 
 /// The cgroups of groups and sessions (issue 14): nsgroupd's subtree, one
 /// cgroup per user with the per-user limits, one per group below it with the
@@ -23,6 +24,9 @@ final class Containment {
     /// them (dying processes, or what a session left behind): removed by the
     /// sweep once they are empty. By path relative to the tree.
     private var leftovers: [String: CgroupNode] = [:]
+    /// Groups as systemd units, where the host allows it (set at start-up); nil: every group
+    /// below nsgroupd's own cgroup.
+    var units: GroupUnits?
 
     /// What the supervisor keeps for itself of a limit on its whole subtree
     /// (a TasksMax or MemoryMax on nsgroupd.service): `users` gets the rest,
@@ -97,6 +101,9 @@ final class Containment {
             audit.logger.warning("limits.\(setting) is not enforced: nsgroupd has no \(controller) controller it may use here (\(tree.layout.summary))",
                                  metadata: [AuditField.reason: .string("limit_not_enforced")])
         }
+        if let units {
+            for uid in Set(units.scopes().map(\.user)) { units.setSliceLimits(uid, limits(ofUser: uid)) }
+        }
         for name in tree.node(["users"]).childNames() {
             guard let uid = uid_t(name) else { continue }
             do throws(CgroupError) {
@@ -120,7 +127,7 @@ final class Containment {
 
     // MARK: Groups
 
-    func node(of group: Group) -> CgroupNode { tree.group(owner: group.record.cgroupUser, name: group.name) }
+    func node(of group: Group) -> CgroupNode { group.scope ?? tree.group(owner: group.record.cgroupUser, name: group.name) }
 
     /// The cgroup of a new group, with its limits and its holder's leaf, and
     /// the descriptors its holder is cloned with. A cgroup of that name left
@@ -146,6 +153,45 @@ final class Containment {
             try? node.remove()
             throw error
         }
+    }
+
+    /// Where a group's scope is made (GroupUnits): its staging cgroup, users/UID/group-NAME of
+    /// nsgroupd's own tree with the group's limits, made anew, which the
+    /// anchor the scope is started around is cloned into (`openForClone`).
+    func stageGroup(user: uid_t, name: String, limits: GroupLimits) throws(CgroupError) -> CgroupNode {
+        _ = try userNode(user)
+        let node = tree.group(owner: user, name: name)
+        if node.exists() {
+            try node.killAll()
+            try node.remove()
+            leftovers[node.relative] = nil
+        }
+        do throws(CgroupError) {
+            try node.create()
+            try node.apply(CgroupLimits(limits))
+            return node
+        } catch {
+            try? node.remove()
+            throw error
+        }
+    }
+
+    /// Starts the scope of group `name` of `user` (GroupUnits.startScope) around `anchor`,
+    /// after giving the user's slice the per-user limits nsgroupd.conf sets now (systemd takes
+    /// the two calls in order: the slice has its limits before the scope is in it).
+    func startScope(_ units: GroupUnits, user: uid_t, name: String, ownerName: String, anchor: pid_t, limits: GroupLimits,
+                    completion: @escaping (Result<CgroupNode, UnitError>) -> Void) {
+        units.setSliceLimits(user, self.limits(ofUser: user))
+        units.startScope(user: user, group: name, description: "nsgroup group \(name) of \(ownerName)", anchor: anchor,
+                         limits: CgroupLimits(limits), completion: completion)
+    }
+
+    /// The group's scope has started around its anchor: its holder's leaf, and the descriptors
+    /// the holder is cloned with (into the scope, whose root is then its cgroup namespace's).
+    func prepareScope(_ scope: CgroupNode) throws(CgroupError) -> CgroupFiles {
+        let leaf = scope.child("holder")
+        try leaf.create()
+        return CgroupFiles(directory: try scope.openForClone(), join: try scope.openLegacyProcs(), leaf: try leaf.openAllProcs())
     }
 
     /// The holder is in its leaf: the group's controllers can now be handed
@@ -316,13 +362,10 @@ final class Containment {
                 guard isGroup || child.hasPrefix(CgroupTree.guestPrefix) else { continue }
                 let name = String(child.dropFirst(isGroup ? CgroupTree.groupPrefix.count : CgroupTree.guestPrefix.count))
                 let node = user.child(child)
-                if let group = live[name], !isGroup || group.record.cgroupUser == uid {
+                // A group that is a unit has only its staging cgroup here, left by a create cut short.
+                if let group = live[name], !isGroup || (group.record.cgroupUser == uid && group.scope == nil) {
                     if !isGroup { group.guests.insert(uid) }
-                    for leaf in node.childNames() where leaf.hasPrefix("session-") {
-                        highest = max(highest, UInt64(leaf.dropFirst("session-".count)) ?? 0)
-                        let session = node.child(leaf)
-                        if session.isPopulated { leftovers[session.relative] = session } else { discard(session) }
-                    }
+                    highest = max(highest, keepSessions(of: node))
                     continue
                 }
                 try? node.killAll()
@@ -331,7 +374,28 @@ final class Containment {
             }
             if user.childNames().isEmpty { try? user.remove() }
         }
+        // The scopes of groups that are no longer are emptied; systemd removes them then.
+        for scope in units?.scopes() ?? [] {
+            if let group = live[scope.name], group.scope == scope.node {
+                highest = max(highest, keepSessions(of: scope.node))
+                continue
+            }
+            try? scope.node.killAll()
+            removed += 1
+        }
         return (removed, highest)
+    }
+
+    /// The session cgroups of a group's (or guest's) cgroup found at start-up: empty ones go,
+    /// populated ones are left to the sweep. Returns the highest session number among them.
+    private func keepSessions(of node: CgroupNode) -> UInt64 {
+        var highest: UInt64 = 0
+        for leaf in node.childNames() where leaf.hasPrefix("session-") {
+            highest = max(highest, UInt64(leaf.dropFirst("session-".count)) ?? 0)
+            let session = node.child(leaf)
+            if session.isPopulated { leftovers[session.relative] = session } else { discard(session) }
+        }
+        return highest
     }
 
     // MARK: Reading

@@ -108,26 +108,9 @@ final class CreateHandler {
         // its owner's: one person, one per-user limit): the holder is cloned into it, and everything it and
         // its sessions start is counted, limited and killed there.
         let charged = subordinates.chargedUID(context.caller.uid)
-        let cgroup: (node: CgroupNode, files: CgroupFiles)
-        do throws(CgroupError) {
-            cgroup = try containment.prepareGroup(user: charged, name: params.name, limits: limits)
-        } catch {
-            throw RPCError.operationFailed("cannot create group \"\(params.name)\": its cgroup", error)
-        }
-        let launch: HolderLaunch
-        do throws(SpawnError) {
-            launch = try holders.start(spec, cgroup: cgroup.files.holder)
-        } catch {
-            containment.discardGroup(user: charged, name: params.name)
-            throw RPCError.operationFailed("cannot create group \"\(params.name)\"", error)
-        }
-        withExtendedLifetime(cgroup.files) {}
-        // From here the name is taken and the group counts towards the limits, while the
-        // holder sets itself up; the answer comes when it has (or has failed).
-        registry.reserve(params.name, chargedTo: charged, tmpfs: checked)
         var record = GroupRecord(
             name: params.name, owner: context.caller.uid, ownerName: context.identity.name,
-            namespaces: [], holderPID: launch.pid, holderStartTime: 0,
+            namespaces: [], holderPID: 0, holderStartTime: 0,
             created: Timestamp.now(), hostname: hostname, tmpfs: tmpfs, members: members, sessions: [])
         record.binds = binds
         record.userMaps = userMaps
@@ -150,24 +133,128 @@ final class CreateHandler {
         record.rootUpper = rootUpper
         // This instance's id, in its state file and every record about it.
         record.groupID = RandomID.make()
-        let pending = Pending(launch: launch, record: record, caller: context.caller, completion: context.later(),
-                              details: context.details)
-        if pastaRecord != nil { pending.loginUID = context.connection.connectingProcess()?.loginUID }
+        let loginUID = pastaRecord != nil ? context.connection.connectingProcess()?.loginUID : nil
+        if let units = containment.units {
+            try createUnit(units, spec: spec, record: record, tmpfs: checked, loginUID: loginUID, context)
+            return .deferred
+        }
+        let cgroup: (node: CgroupNode, files: CgroupFiles)
+        do throws(CgroupError) {
+            cgroup = try containment.prepareGroup(user: charged, name: params.name, limits: limits)
+        } catch {
+            throw RPCError.operationFailed("cannot create group \"\(params.name)\": its cgroup", error)
+        }
+        let launch: HolderLaunch
+        do throws(SpawnError) {
+            launch = try holders.start(spec, cgroup: cgroup.files.holder)
+        } catch {
+            containment.discardGroup(user: charged, name: params.name)
+            throw RPCError.operationFailed("cannot create group \"\(params.name)\"", error)
+        }
+        withExtendedLifetime(cgroup.files) {}
+        // From here the name is taken and the group counts towards the limits, while the
+        // holder sets itself up; the answer comes when it has (or has failed).
+        registry.reserve(params.name, chargedTo: charged, tmpfs: checked)
+        record.holderPID = launch.pid
+        watch(Pending(launch: launch, record: record, caller: context.caller, completion: context.later(), details: context.details),
+              loginUID: loginUID)
+        return .deferred
+    }
+
+    /// The create of a group that is a unit of systemd's (GroupUnits): its scope is started
+    /// first, around an anchor in a staging cgroup, then its holder is cloned into the scope.
+    /// The name is taken (reserved) from the start; the answer comes as for any create.
+    private func createUnit(_ units: GroupUnits, spec: HolderSpec, record: GroupRecord, tmpfs: [TmpfsMount], loginUID: UInt32?,
+                            _ context: RequestContext) throws(RPCError) {
+        let name = record.name
+        let user = record.cgroupUser
+        let staging: CgroupNode
+        do throws(CgroupError) {
+            staging = try containment.stageGroup(user: user, name: name, limits: record.limits)
+        } catch {
+            throw RPCError.operationFailed("cannot create group \"\(name)\": its cgroup", error)
+        }
+        let anchor: Anchor
+        do {
+            let directory = try staging.openForClone()
+            anchor = try Anchor(cgroup: directory.rawValue)
+        } catch {
+            containment.discardGroup(user: user, name: name)
+            if let error = error as? SpawnError { throw RPCError.operationFailed("cannot create group \"\(name)\": its unit's first process", error) }
+            throw RPCError.operationFailed("cannot create group \"\(name)\": its cgroup", error as! CgroupError)
+        }
+        registry.reserve(name, chargedTo: user, tmpfs: tmpfs)
+        let completion = context.later()
+        let caller = context.caller
+        let details = context.details
+        let scopeName = GroupUnits.scopeName(name)
+        containment.startScope(units, user: user, name: name, ownerName: record.ownerName, anchor: anchor.pid,
+                               limits: record.limits) { [weak self] result in
+            guard let self else { return }
+            var scope: CgroupNode?
+            // The anchor goes back to the staging cgroup and ends: the holder keeps the scope.
+            func releaseAnchor() {
+                try? staging.move(anchor.pid)
+                if let pidfd = anchor.takePidfd() { self.reaper.kill(pidfd) }
+                self.containment.discard(staging)
+            }
+            func fail(_ error: RPCError) {
+                releaseAnchor()
+                try? scope?.killAll()
+                self.registry.release(name)
+                self.containment.discardGroup(user: user, name: name)
+                completion.finish(.error(error))
+            }
+            switch result {
+            case .failure(let error):
+                return fail(RPCError(.operationFailed, "cannot create group \"\(name)\": systemd did not start \(scopeName): \(error)",
+                                     details: ["step": .string("StartTransientUnit(\(scopeName))"), "errno": .string(Errno(rawValue: EIO).name)]))
+            case .success(let node):
+                scope = node
+            }
+            guard let scope, !completion.isCancelled else {
+                return fail(RPCError(.operationFailed, "cannot create group \"\(name)\": the client went away"))
+            }
+            let files: CgroupFiles
+            do throws(CgroupError) {
+                files = try self.containment.prepareScope(scope)
+            } catch {
+                return fail(RPCError.operationFailed("cannot create group \"\(name)\": its cgroup in \(scopeName)", error))
+            }
+            let launch: HolderLaunch
+            do throws(SpawnError) {
+                launch = try self.holders.start(spec, cgroup: files.holder)
+            } catch {
+                return fail(RPCError.operationFailed("cannot create group \"\(name)\"", error))
+            }
+            withExtendedLifetime(files) {}
+            releaseAnchor()
+            var started = record
+            started.holderPID = launch.pid
+            let pending = Pending(launch: launch, record: started, caller: caller, completion: completion, details: details)
+            pending.scope = scope
+            self.watch(pending, loginUID: loginUID)
+        }
+    }
+
+    /// Follows a holder until it is set up (advance, settle) or its time is up.
+    private func watch(_ pending: Pending, loginUID: UInt32?) {
+        let launch = pending.launch
+        pending.loginUID = loginUID
         let timeout = policy.spawnTimeout
         do {
-            try launches.watch(.holder, channel: launch.status.rawValue, chargedTo: charged, timeoutSeconds: timeout,
+            try launches.watch(.holder, channel: launch.status.rawValue, chargedTo: pending.record.cgroupUser, timeoutSeconds: timeout,
                                readable: { [weak self] in self?.advance(pending) ?? true },
                                expired: { [weak self] in
                                    self?.settle(pending, launch.fail(SpawnError(step: .waitingForHolder, errno: .timedOut)))
                                })
         } catch {
             settle(pending, launch.fail(SpawnError(step: .killed, errno: Errno(rawValue: ECANCELED))),
-                   error: RPCError(.internalError, "cannot create group \"\(params.name)\": cannot watch its holder: \(error)"))
-            return .deferred
+                   error: RPCError(.internalError, "cannot create group \"\(pending.record.name)\": cannot watch its holder: \(error)"))
+            return
         }
         // A client that goes away before the answer takes its holder with it.
         pending.completion.onCancel = { [weak launch] in launch?.kill() }
-        return .deferred
     }
 
     /// A create whose holder is setting itself up.
@@ -182,6 +269,8 @@ final class CreateHandler {
         let details: RequestDetails
         /// The caller's audit loginuid, which pasta keeps (nil: not known).
         var loginUID: UInt32?
+        /// Its systemd scope's cgroup, when the group is a unit (GroupUnits).
+        var scope: CgroupNode?
 
         init(launch: HolderLaunch, record: GroupRecord, caller: PeerCredentials, completion: Completion,
              details: RequestDetails) {
@@ -237,6 +326,8 @@ final class CreateHandler {
         guard case .ready = state, let pidfd = pending.launch.takePidfd() else {
             if let pidfd = pending.launch.takePidfd() { reaper.kill(pidfd) }
             if pending.recorded { try? registry.removeRecord(name: name) }
+            // What the holder started in its scope (fuse-overlayfs) ends; systemd removes the scope then.
+            try? pending.scope?.killAll()
             containment.discardGroup(user: record.cgroupUser, name: name)
             let failure: RPCError
             if let error {
@@ -251,6 +342,7 @@ final class CreateHandler {
         }
         CrashPoint.reach(.createStarted)
         let group = Group(record: record, holder: pidfd)
+        group.scope = pending.scope
         func abandon(_ error: RPCError) { self.abandon(group, pending, error) }
         if let netnsName = record.netnsName {
             do {

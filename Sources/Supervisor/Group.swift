@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Namespaces
+import Cgroups
 import POSIX
 import RPC
 import Systemd
@@ -35,6 +36,9 @@ final class Group {
     var lastActive = monotonicSeconds()
     /// OOM kills in its cgroup already reported.
     var oomKillsReported: UInt64 = 0
+    /// Its cgroup when the group is a unit of systemd's, the scope's (GroupUnits); nil when
+    /// it is below nsgroupd's own cgroup (users/UID/group-NAME). Set by create and readoption.
+    var scope: CgroupNode?
     /// Who has a guest cgroup in the group (users/UID/guest-NAME): everyone but its person
     /// who ran a session there. Written only by Containment.
     var guests: Set<uid_t> = []

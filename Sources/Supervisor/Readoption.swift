@@ -50,13 +50,18 @@ final class Readoption {
                 drop(name, reason: "holder_gone", "its holder \(record.holderPID) is gone", record: record)
                 continue
             }
-            let leaf = containment.tree.group(owner: record.cgroupUser, name: record.name).child("holder")
+            // Its holder's leaf: in the group's scope when the group is a unit (GroupUnits), else
+            // below nsgroupd's own cgroup.
+            let scope = containment.units.map { $0.scopeNode(user: record.cgroupUser, group: record.name) }
+                .flatMap { Self.outside($0.child("holder"), record) == nil ? $0 : nil }
+            let leaf = (scope ?? containment.tree.group(owner: record.cgroupUser, name: record.name)).child("holder")
             if let mismatch = Self.mismatch(record, holder) ?? Self.outside(leaf, record) {
                 let reason = holder.isAlive ? "mismatch" : "holder_gone"
                 drop(name, reason: reason, reason == "mismatch" ? mismatch : "its holder \(record.holderPID) is gone", record: record)
                 continue
             }
             let group = Group(record: record, holder: holder)
+            group.scope = scope
             do {
                 try destroyer.watchHolder(group)
             } catch {

@@ -44,6 +44,8 @@ public final class Supervisor {
     /// The cgroups of groups and sessions.
     private let containment: Containment
     private let cgroupHandler: CgroupHandler
+    /// Where groups' cgroups are, in words, for the start-up record: units of systemd's or not, and why.
+    private let unitsNote: String
     private let sweep: Sweep
 
     public convenience init(configuration: SupervisorConfiguration, loop: EventLoop, logger: Logger) throws(SupervisorError) {
@@ -88,6 +90,23 @@ public final class Supervisor {
         }
         let subdirectory = configuration.cgroupDirectory ?? (layout.ownUnified == "/" ? "nsgroupd" : nil)
         containment = Containment(tree: CgroupTree(layout: layout, subdirectory: subdirectory), policies: policies, audit: audit)
+        // Each group a unit of systemd's where systemd runs the machine (GroupUnits); else, or
+        // when systemd cannot be reached, every group below nsgroupd's own cgroup.
+        if !configuration.units {
+            unitsNote = "groups below nsgroupd's own cgroup (--no-units)"
+        } else if let reason = GroupUnits.unavailable(booted: UnitManager.isBooted, layout: layout) {
+            unitsNote = "groups below nsgroupd's own cgroup: \(reason)"
+        } else {
+            do throws(SystemdError) {
+                let manager = try UnitManager(loop: loop)
+                containment.units = GroupUnits(manager: manager, layout: layout, loop: loop, logger: audit.logger)
+                unitsNote = "each group a scope in \(GroupUnits.slice) (systemd on \(manager.address))"
+            } catch {
+                unitsNote = "groups below nsgroupd's own cgroup: systemd cannot be reached (\(error))"
+                audit.logger.warning("Cannot reach systemd to make groups units of their own: \(error); groups stay below nsgroupd's own cgroup",
+                                     metadata: [AuditField.reason: .string("units_unavailable")])
+            }
+        }
         names = try NameService(loop: loop, limits: nameLimits, lookup: nameLookup)
         subordinates.names = names
 
@@ -188,8 +207,8 @@ public final class Supervisor {
         try listener.start(activatedSocket: activatedSocket) { [unowned self] connection, request, routed, descriptors in
             self.dispatch(connection, request, routed, descriptors)
         }
-        audit.record(.supervisorStarted, "Supervisor started on \(configuration.socketPath)\(activatedSocket != nil ? " (socket from systemd)" : ""); cgroups: \(containment.tree.basePath) on \(containment.tree.layout.summary)",
-                     fields: [AuditField.cgroup: containment.tree.basePath])
+        audit.record(.supervisorStarted, "Supervisor started on \(configuration.socketPath)\(activatedSocket != nil ? " (socket from systemd)" : ""); cgroups: \(containment.tree.basePath) on \(containment.tree.layout.summary); \(unitsNote)",
+                     fields: [AuditField.cgroup: containment.tree.basePath, AuditField.units: containment.units == nil ? "no" : "yes"])
         if let problem = sessions.numbers.problem {
             audit.logger.warning("Ignored the session counter \(configuration.stateDirectory)/groups/\(StateStore.sessionCounterFile): \(problem); session numbers go on past the highest still in use, and the counter is written anew",
                                  metadata: [AuditField.reason: .string("session_counter_refused")])

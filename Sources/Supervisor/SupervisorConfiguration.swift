@@ -22,6 +22,9 @@ public struct SupervisorConfiguration: Sendable {
     /// Whether the supervisor moves itself into its tree's `supervisor` leaf
     /// (always, but for tests that run a supervisor inside the test process).
     public var joinSupervisorLeaf = true
+    /// Whether groups may be units of systemd's where the host allows it (GroupUnits);
+    /// `--no-units` keeps every group below nsgroupd's own cgroup.
+    public var units = true
 
     public init(socketPath: String = defaultSocketPath, stateDirectory: String = defaultStateDirectory,
                 holderPath: String, serverName: String,

@@ -43,6 +43,9 @@ struct Nsgroupd: ParsableCommand {
     @Option(name: .customLong("cgroup-dir"), help: ArgumentHelp("The directory nsgroupd makes below its own cgroup for its tree (default: none under systemd with Delegate=yes, where the unit's cgroup is the tree; \"nsgroupd\" when nsgroupd runs in the root cgroup).", valueName: "name"))
     var cgroupDirectory: String?
 
+    @Flag(name: .customLong("no-units"), help: "Keep every group below nsgroupd's own cgroup even where systemd is the init system (default: each group a scope of its own there).")
+    var noUnits = false
+
     @Option(name: .long, help: ArgumentHelp("The nsgroup-holder program (default: next to nsgroupd, or ../libexec/nsgroup/).", valueName: "path"))
     var holder: String?
 
@@ -79,6 +82,7 @@ struct Nsgroupd: ParsableCommand {
             configPath: config)
         var configured = configuration
         configured.cgroupDirectory = cgroupDirectory
+        configured.units = !noUnits
         do {
             let loop = try EventLoop()
             let supervisor = try Supervisor(configuration: configured, loop: loop, logger: logger)

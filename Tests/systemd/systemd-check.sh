@@ -172,6 +172,38 @@ survives() {
     expect_true "$1: the holder's process is alive" inside kill -0 "$holder"
 }
 
+# ---- each group a unit of its own ------------------------------------------------
+# systemd is PID 1: group web is the scope nsgroup-web.scope in nsg-alice's slice,
+# with its holder and sessions in leaves of the scope's cgroup.
+uid=$(inside id -u nsg-alice)
+scope=nsgroup-web.scope
+cgroup=/nsgroup.slice/nsgroup-$uid.slice/$scope
+# unified_of PID: the process's cgroup in the unified hierarchy
+unified_of() { inside sed -n 's/^0:://p' /proc/"$1"/cgroup; }
+expect "group web is a unit: $scope is active" "$(inside systemctl is-active $scope)" active
+expect "the scope is in nsg-alice's slice" "$(show Slice $scope)" "nsgroup-$uid.slice"
+expect "the scope's cgroup (systemctl show)" "$(show ControlGroup $scope)" "$cgroup"
+expect "the scope is delegated to nsgroupd (Delegate=yes)" "$(show Delegate $scope)" yes
+expect "the scope's description names the group and its owner" "$(show Description $scope)" "nsgroup group web of nsg-alice"
+expect "inspect shows the scope's cgroup" \
+    "$(as nsg-alice nsgroup inspect web --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["cgroup"])')" "$cgroup"
+expect "the holder is in the scope's holder leaf" "$(unified_of "$holder")" "$cgroup/holder"
+expect_true "the session is in a session leaf of the scope" \
+    sh -c "unified=\$(nsenter -t $init -a sed -n 's/^0:://p' /proc/$session/cgroup); case \$unified in $cgroup/session-*) ;; *) exit 1 ;; esac"
+expect "the group's limits are the unit's properties (none asked: infinity, not systemd's default)" \
+    "$(show MemoryMax $scope) $(show TasksMax $scope)" "infinity infinity"
+expect "the anchor the scope was started around is gone" "$(inside pgrep -x nsgroup-anchor)" ""
+unified_mount=$(inside findmnt -t cgroup2 -n -o TARGET | head -1)
+expect "only the supervisor runs in nsgroupd.service's cgroup" \
+    "$(inside sh -c "find $unified_mount$(show ControlGroup) -name cgroup.procs -exec cat {} +")" "$(main_pid)"
+expect_true "systemd-cgls shows the group as a unit" sh -c "nsenter -t $init -a systemd-cgls --no-pager | grep -q $scope"
+expect_true "systemctl status of the scope lists its holder" \
+    sh -c "nsenter -t $init -a systemctl status $scope --no-pager | grep -q 'nsgroup-holder'"
+# journald charges a session's log lines to its group's unit (the scope's own rate limit).
+as nsg-alice nsgroup enter web -- logger -t nsgroup-check "a line from group web" </dev/null >/dev/null 2>&1
+logged() { [ "$(inside journalctl _SYSTEMD_UNIT=$scope -t nsgroup-check -o cat --no-pager)" = "a line from group web" ]; }
+wait_for "journald attributes a session's log line to $scope" 10 logged
+
 # ---- restart ---------------------------------------------------------------------
 inside systemctl restart nsgroupd.service
 second=$(main_pid)
@@ -240,6 +272,30 @@ expect_true "systemctl stop leaves the holder running (KillMode=process)" inside
 expect_true "systemctl stop leaves the session running" inside kill -0 "$session"
 inside systemctl start nsgroupd.service
 survives "systemctl start"
+
+# ---- the unit, after the supervisor's restarts ----------------------------------
+expect "after the restarts group web is still its scope" "$(inside systemctl is-active $scope)/$(unified_of "$holder")" "active/$cgroup/holder"
+expect "no process of a group was ever left in nsgroupd.service (no \"left-over process\" from systemd)" \
+    "$(inside journalctl -u nsgroupd -o cat --no-pager | grep -c 'Found left-over process')" 0
+
+# systemctl kill of a group's unit ends the group: its holder dies, nsgroupd says so.
+as nsg-alice nsgroup create doomed >/dev/null
+doomed_holder=$(as nsg-alice nsgroup inspect doomed --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["holder"])')
+expect "group doomed is a unit too" "$(inside systemctl is-active nsgroup-doomed.scope)" active
+inside systemctl kill --signal=KILL nsgroup-doomed.scope
+doomed_gone() { ! as nsg-alice nsgroup list --json | grep -q '"doomed"'; }
+wait_for "systemctl kill nsgroup-doomed.scope: the group ends" 10 doomed_gone
+expect_true "systemctl kill: its holder is gone" sh -c "! nsenter -t $init -a kill -0 $doomed_holder 2>/dev/null"
+scope_gone() { [ "$(inside systemctl is-active nsgroup-doomed.scope)" != active ]; }
+wait_for "systemctl kill: systemd lets the scope go" 10 scope_gone
+# destroy, then a new group of the same name: a new scope (the old one goes first).
+as nsg-alice nsgroup create again >/dev/null
+as nsg-alice nsgroup destroy again >/dev/null
+expect "destroy then create of the same name: a new scope" \
+    "$(as nsg-alice nsgroup create again >/dev/null 2>&1; inside systemctl is-active nsgroup-again.scope)" active
+as nsg-alice nsgroup destroy again >/dev/null
+again_gone() { [ "$(inside systemctl is-active nsgroup-again.scope)" != active ]; }
+wait_for "destroy: the scope goes" 10 again_gone
 
 # ---- the journal -----------------------------------------------------------------
 expect "journalctl -u nsgroupd -x explains records with the catalog" \

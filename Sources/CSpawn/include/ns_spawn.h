@@ -44,6 +44,15 @@ struct ns_holder_spec {
  * later as an ns_report on the status pipe. */
 int ns_spawn_holder(const struct ns_holder_spec *spec, pid_t *pid, int *pidfd);
 
+/* An anchor: a process that does nothing but wait, cloned into the cgroup
+ * `cgroup_fd` (CLONE_INTO_CGROUP). systemd makes a scope only around a
+ * process that already runs (StartTransientUnit's PIDs); the anchor is that
+ * process while a group's scope is made, before its holder exists. It keeps
+ * no descriptor of its caller but the read end of a pipe, and exits when
+ * that pipe closes (*release_fd closed, or the caller gone). Named
+ * "nsgroup-anchor" (comm). Returns -1 with errno on failure. */
+int ns_spawn_anchor(int cgroup_fd, pid_t *pid, int *pidfd, int *release_fd);
+
 /* The resource limits of a process: one per resource, RLIMIT_CPU (0) to
  * RLIMIT_RTTIME (15), in the kernel's struct rlimit64 layout. */
 #define NS_RLIMIT_COUNT 16

@@ -1,0 +1,158 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Cgroups
+import Logging
+import Systemd
+
+/// Each group a unit of systemd's (issue 19). Where systemd is the init system, a group's
+/// cgroup is a transient scope, `nsgroup-NAME.scope` in its person's slice
+/// `nsgroup-UID.slice` (below `nsgroup.slice`), started over D-Bus with `Delegate=yes` and
+/// the group's limits as its properties (MemoryMax, TasksMax, CPUWeight,
+/// CPUQuotaPerSecUSec); the per-user limits are the slice's. Inside the scope nsgroupd makes
+/// the same leaves as in its own tree (holder, session-ID, pasta). So `systemctl status`,
+/// `systemd-cgls` and `systemctl kill` see each group, and journald charges a session's log
+/// lines to its group's unit. Elsewhere (no systemd, or the controllers in v1 hierarchies)
+/// groups stay below nsgroupd's own cgroup, as `Containment` lays them out.
+///
+/// Owned by `Containment`; every call is asynchronous on the loop (`UnitManager`).
+final class GroupUnits {
+    let manager: UnitManager
+    /// Where systemd puts the scopes.
+    let cgroups: UnitCgroups
+    private let loop: EventLoop
+    private let logger: Logger
+    /// Starts waiting for a scope of the same name to go, by scope name.
+    private var retries: [String: EventSource] = [:]
+
+    static let slice = "nsgroup.slice"
+    /// How often a start that found an older scope of its name tries again, 100 ms apart.
+    static let attempts = 30
+
+    init(manager: UnitManager, layout: CgroupLayout, loop: EventLoop, logger: Logger) {
+        self.manager = manager
+        self.cgroups = UnitCgroups(layout: layout)
+        self.loop = loop
+        self.logger = logger
+    }
+
+    /// Why groups cannot be units on this host, or nil when they can: systemd must be the init
+    /// system, and every controller nsgroupd uses must be in the unified hierarchy (a scope's
+    /// v1 cgroups are systemd's to make, and nsgroupd would have no leaves in them).
+    static func unavailable(booted: Bool, layout: CgroupLayout) -> String? {
+        guard booted else { return "systemd is not the init system" }
+        let legacy = CgroupController.allCases.filter {
+            if case .legacy = layout.place(of: $0) { return true }
+            return false
+        }
+        guard legacy.isEmpty else {
+            return "\(legacy.map(\.rawValue).joined(separator: ", ")) \(legacy.count == 1 ? "is" : "are") in a v1 hierarchy, where a scope's cgroups are systemd's alone"
+        }
+        return nil
+    }
+
+    static func scopeName(_ group: String) -> String { "nsgroup-\(group).scope" }
+    static func sliceName(_ uid: uid_t) -> String { "nsgroup-\(uid).slice" }
+
+    /// The cgroup of group `name`'s scope in `user`'s slice.
+    func scopeNode(user: uid_t, group name: String) -> CgroupNode { cgroups.scopeNode(user: user, group: name) }
+
+    /// The scopes of groups below nsgroup.slice.
+    func scopes() -> [(user: uid_t, name: String, node: CgroupNode)] { cgroups.scopes() }
+
+    /// The unit properties of `limits`; an unset limit is systemd's "infinity" (or, for the
+    /// weight, "not set"), so that a limit taken away is taken away in systemd too.
+    static func properties(_ limits: CgroupLimits) -> [UnitProperty] {
+        [
+            .uint64("MemoryMax", limits.memory ?? .max),
+            .uint64("TasksMax", limits.pids ?? .max),
+            .uint64("CPUWeight", limits.cpuWeight ?? .max),
+            .uint64("CPUQuotaPerSecUSec", limits.cpus.map { UInt64(($0 * 1_000_000).rounded()) } ?? .max),
+        ]
+    }
+
+    /// The per-user limits as `user`'s slice's properties (runtime: until the next boot;
+    /// nsgroupd sets them again at each create, start and reload).
+    func setSliceLimits(_ user: uid_t, _ limits: CgroupLimits) {
+        let name = Self.sliceName(user)
+        manager.setUnitProperties(name, Self.properties(limits)) { [logger] error in
+            if let error { logger.error("Failed to set the per-user limits of \(name): \(error), ignoring") }
+        }
+    }
+
+    /// Starts group `name`'s scope around the process `anchor`, in `user`'s slice, with the
+    /// group's limits, and calls `completion` with its cgroup once the anchor is in it.
+    func startScope(user: uid_t, group name: String, description: String, anchor: pid_t, limits: CgroupLimits,
+                    completion: @escaping (Result<CgroupNode, UnitError>) -> Void) {
+        let properties: [UnitProperty] = [
+            .string("Description", description),
+            .string("Slice", Self.sliceName(user)),
+            .bool("Delegate", true),
+            // A scope that failed is not kept loaded: its name is the next group's of that name.
+            .string("CollectMode", "inactive-or-failed"),
+            .uint32s("PIDs", [UInt32(bitPattern: anchor)]),
+        ] + Self.properties(limits)
+        start(user: user, group: name, properties, attempt: 1, completion)
+    }
+
+    private func start(user: uid_t, group name: String, _ properties: [UnitProperty], attempt: Int,
+                       _ completion: @escaping (Result<CgroupNode, UnitError>) -> Void) {
+        let scope = Self.scopeName(name)
+        manager.startTransientUnit(scope, properties) { [weak self] error in
+            guard let self else { return }
+            if let error {
+                // The scope of an earlier group of this name, whose processes are still dying or
+                // that systemd has not collected yet: what is left in it goes (nothing outlives
+                // its group), and the start is tried again a little later.
+                guard error.name == "org.freedesktop.systemd1.UnitExists", attempt < Self.attempts,
+                      let earlier = self.scopes().first(where: { $0.name == name }) else {
+                    return completion(.failure(error))
+                }
+                try? earlier.node.killAll()
+                do throws(SystemdError) {
+                    self.retries[scope] = try self.loop.addRepeatingTimer(everyMicroseconds: 100_000) { [weak self] in
+                        guard let self else { return }
+                        self.retries[scope] = nil
+                        self.start(user: user, group: name, properties, attempt: attempt + 1, completion)
+                    }
+                } catch {
+                    completion(.failure(UnitError("cannot wait for the earlier \(scope) to go: \(error)")))
+                }
+                return
+            }
+            let node = self.scopeNode(user: user, group: name)
+            guard node.exists() else {
+                return completion(.failure(UnitError("systemd started \(scope), but its cgroup is not \(node.unifiedPath)")))
+            }
+            completion(.success(node))
+        }
+    }
+}
+
+/// Where systemd puts the cgroups of nsgroup's units: the unified hierarchy seen from its
+/// root, `/nsgroup.slice/nsgroup-UID.slice/nsgroup-NAME.scope`.
+struct UnitCgroups {
+    let tree: CgroupTree
+
+    init(layout: CgroupLayout) {
+        tree = CgroupTree(layout: layout.atHierarchyRoots, subdirectory: nil)
+    }
+
+    func scopeNode(user: uid_t, group name: String) -> CgroupNode {
+        tree.node([GroupUnits.slice, GroupUnits.sliceName(user), GroupUnits.scopeName(name)])
+    }
+
+    /// The scopes of groups below nsgroup.slice, as (owner's uid, group name, cgroup).
+    func scopes() -> [(user: uid_t, name: String, node: CgroupNode)] {
+        var found: [(user: uid_t, name: String, node: CgroupNode)] = []
+        let top = tree.node([GroupUnits.slice])
+        for sliceName in top.childNames() where sliceName.hasPrefix("nsgroup-") && sliceName.hasSuffix(".slice") {
+            guard let uid = uid_t(sliceName.dropFirst("nsgroup-".count).dropLast(".slice".count)) else { continue }
+            let slice = top.child(sliceName)
+            for scope in slice.childNames() where scope.hasPrefix("nsgroup-") && scope.hasSuffix(".scope") {
+                found.append((uid, String(scope.dropFirst("nsgroup-".count).dropLast(".scope".count)), slice.child(scope)))
+            }
+        }
+        return found
+    }
+}
