@@ -63,6 +63,9 @@ enum AuditField {
     static let cgroup = "NSGROUP_CGROUP"
     /// Whether groups are units of systemd's ("yes", "no"): the start-up record (GroupUnits).
     static let units = "NSGROUP_UNITS"
+    /// The unit of the group a record is about (systemd's field for records about another
+    /// unit: `journalctl -u UNIT` shows records with it that root wrote).
+    static let systemdUnit = "OBJECT_SYSTEMD_UNIT"
     static let limits = "NSGROUP_LIMITS"
     /// The OOM killer's kills in a group so far.
     static let oomKills = "NSGROUP_OOM_KILLS"
@@ -226,6 +229,11 @@ final class RequestDetails {
     var changedNothing = false
 }
 
+/// How Audit learns a group's unit: set once groups are known to be units (Supervisor).
+final class UnitOfGroup {
+    var lookup: ((String) -> String?)?
+}
+
 /// Writes the supervisor's decisions and lifecycle events as structured
 /// journal records through swift-log (the JournalLogHandler maps metadata to
 /// fields). One place, so every record carries its MESSAGE_ID and the caller,
@@ -234,6 +242,10 @@ struct Audit {
     var logger: Logger
     /// Who owns subordinate uids (nil: nobody is looked up).
     var subordinates: SubordinateOwners?
+    /// The systemd unit of a group, by name (GroupUnits): a record naming a group names its
+    /// unit too, so that `journalctl -u nsgroup-NAME.scope` shows nsgroupd's decisions about
+    /// the group beside its sessions' own lines. Shared by every copy of this Audit.
+    let units = UnitOfGroup()
 
     init(logger: Logger, subordinates: SubordinateOwners? = nil) {
         self.logger = logger
@@ -262,6 +274,7 @@ struct Audit {
             }
         }
         for (key, value) in fields { metadata[key] = .string(value) }
+        if let name = fields[AuditField.name], let unit = units.lookup?(name) { metadata[AuditField.systemdUnit] = .string(unit) }
         for (key, values) in lists where !values.isEmpty { metadata[key] = .array(values.map { .string($0) }) }
         logger.log(level: level, "\(message.description)", metadata: metadata)
     }

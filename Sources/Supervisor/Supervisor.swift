@@ -112,6 +112,13 @@ public final class Supervisor {
 
         registry = GroupRegistry(state: state, policies: policies, subordinates: subordinates, audit: audit,
                                  socketPath: configuration.socketPath)
+        if containment.units != nil {
+            // A name no group has now is one that ended (its last records) or never was (a refusal):
+            // its unit's name all the same. A group below nsgroupd's own cgroup has none.
+            audit.units.lookup = { [unowned registry] name in
+                registry[name].map { $0.scope == nil } == true ? nil : GroupUnits.scopeName(name)
+            }
+        }
         bus = EventBus(policies: policies, input: connectionInput, subordinates: subordinates, logger: audit.logger)
         sessions = SessionTable(loop: loop, registry: registry, bus: bus, subordinates: subordinates, audit: audit,
                                 numbers: SessionNumbers(state: state))

@@ -203,6 +203,10 @@ expect_true "systemctl status of the scope lists its holder" \
 as nsg-alice nsgroup enter web -- logger -t nsgroup-check "a line from group web" </dev/null >/dev/null 2>&1
 logged() { [ "$(inside journalctl _SYSTEMD_UNIT=$scope -t nsgroup-check -o cat --no-pager)" = "a line from group web" ]; }
 wait_for "journald attributes a session's log line to $scope" 10 logged
+expect_true "journalctl -u $scope shows nsgroupd's records about the group (OBJECT_SYSTEMD_UNIT)" \
+    sh -c "nsenter -t $init -a journalctl -u $scope -o cat --no-pager | grep -q 'Created group web '"
+expect "the start-up record says groups are units (NSGROUP_UNITS)" \
+    "$(inside journalctl -u nsgroupd -o cat --no-pager MESSAGE_ID=3096b031050d47769ccaae0896b855c5 | grep -c 'each group a scope in nsgroup.slice' | sed 's/^[1-9][0-9]*$/yes/')" yes
 
 # ---- restart ---------------------------------------------------------------------
 inside systemctl restart nsgroupd.service
