@@ -120,6 +120,14 @@ public final class ReceivedDescriptors {
         return FileDescriptor(adopting: fd)
     }
 
+    /// Moves every descriptor still owned here to a new list (for a request that goes on
+    /// after its handler returned, whose caller closes what is left here).
+    public func takeAll() -> ReceivedDescriptors {
+        let moved = ReceivedDescriptors(fds.filter { $0 >= 0 })
+        fds.removeAll()
+        return moved
+    }
+
     /// The raw numbers still owned here, for calls that only borrow them.
     public var rawValues: [Int32] { fds.filter { $0 >= 0 } }
 

@@ -27,6 +27,10 @@ final class Containment {
     /// Groups as systemd units, where the host allows it (set at start-up); nil: every group
     /// below nsgroupd's own cgroup.
     var units: GroupUnits?
+    /// Reaps the anchors guest scopes are started around (set at start-up).
+    var reaper: Reaper?
+    /// Guest scopes being started, by unit: the enters that wait for each.
+    private var guestStarts: [String: [(RPCError?) -> Void]] = [:]
 
     /// What the supervisor keeps for itself of a limit on its whole subtree
     /// (a TasksMax or MemoryMax on nsgroupd.service): `users` gets the rest,
@@ -182,8 +186,8 @@ final class Containment {
     func startScope(_ units: GroupUnits, user: uid_t, name: String, ownerName: String, anchor: pid_t, limits: GroupLimits,
                     completion: @escaping (Result<CgroupNode, UnitError>) -> Void) {
         units.setSliceLimits(user, self.limits(ofUser: user))
-        units.startScope(user: user, group: name, description: "nsgroup group \(name) of \(ownerName)", anchor: anchor,
-                         limits: CgroupLimits(limits), completion: completion)
+        units.startScope(GroupUnits.scopeName(name), user: user, description: "nsgroup group \(name) of \(ownerName)",
+                         anchor: anchor, limits: CgroupLimits(limits), completion: completion)
     }
 
     /// The group's scope has started around its anchor: its holder's leaf, and the descriptors
@@ -208,7 +212,83 @@ final class Containment {
     /// Where session `id` runs: in the group's cgroup, or (`guestOf`) in the
     /// cgroup of the person it is charged to.
     func sessionNode(_ id: UInt64, guestOf: uid_t?, of group: Group) -> CgroupNode {
-        (guestOf.map { tree.guest($0, inGroup: group.name) } ?? node(of: group)).child("session-\(id)")
+        (guestOf.map { guestNode($0, of: group) } ?? node(of: group)).child("session-\(id)")
+    }
+
+    /// The cgroup of `uid`'s sessions in `group`, someone else's: below nsgroupd's own
+    /// cgroup (users/UID/guest-NAME), or, when the group is a unit, the guest's scope
+    /// `nsgroup-NAME:UID.scope` in the guest's own slice.
+    func guestNode(_ uid: uid_t, of group: Group) -> CgroupNode {
+        if group.scope != nil, let units { return units.guestScopeNode(user: uid, group: group.name) }
+        return tree.guest(uid, inGroup: group.name)
+    }
+
+    /// Whether a session of `guestOf` in `group` needs a scope started first: the group is a
+    /// unit and the guest has no scope in it now (its last session there ended, or none ran).
+    func needsGuestScope(_ guestOf: uid_t?, of group: Group) -> Bool {
+        guard let guestOf, group.scope != nil, units != nil else { return false }
+        return !guestNode(guestOf, of: group).exists()
+    }
+
+    /// Starts the scope of `uid`'s sessions in `group` (a unit), as a group's is started:
+    /// around an anchor cloned into users/UID/guest-NAME of nsgroupd's own tree with the
+    /// group's limits, in the guest's slice with the group's limits as properties (what a
+    /// member spends is charged to the member, bounded by the group's limits too). Once
+    /// systemd has it, the anchor moves to a leaf of its own (the scope's controllers can
+    /// then go down to session leaves), `completion` runs (the enters waiting start their
+    /// sessions there), and the anchor ends: the sessions keep the scope. Enters that come
+    /// while it starts wait for the same start.
+    func startGuestScope(_ uid: uid_t, of group: Group, guestName: String, completion: @escaping (RPCError?) -> Void) {
+        guard let units else { return completion(nil) }
+        let unit = GroupUnits.guestScopeName(group.name, uid)
+        if guestStarts[unit] != nil {
+            guestStarts[unit]?.append(completion)
+            return
+        }
+        guestStarts[unit] = [completion]
+        let finish = { [weak self] (error: RPCError?) in
+            for waiting in self?.guestStarts.removeValue(forKey: unit) ?? [] { waiting(error) }
+        }
+        let name = group.name
+        let limits = CgroupLimits(group.record.limits)
+        let staging = tree.guest(uid, inGroup: name)
+        let anchor: Anchor
+        do {
+            _ = try userNode(uid)
+            try staging.create()
+            try staging.apply(limits)
+            let directory = try staging.openForClone()
+            anchor = try Anchor(cgroup: directory.rawValue)
+        } catch {
+            discard(staging)
+            return finish(RPCError(.operationFailed, "cannot enter group \"\(name)\": the cgroup \(unit) is started from: \(error)"))
+        }
+        units.setSliceLimits(uid, self.limits(ofUser: uid))
+        units.startScope(unit, user: uid, description: "nsgroup group \(name): sessions of \(guestName)", anchor: anchor.pid,
+                         limits: limits) { [weak self] result in
+            guard let self else { return }
+            var leaf: CgroupNode?
+            switch result {
+            case .failure(let error):
+                finish(RPCError(.operationFailed, "cannot enter group \"\(name)\": systemd did not start \(unit): \(error)",
+                                details: ["step": .string("StartTransientUnit(\(unit))"), "errno": .string(Errno(rawValue: EIO).name)]))
+            case .success(let scope):
+                do throws(CgroupError) {
+                    let anchorLeaf = scope.child("anchor")
+                    try anchorLeaf.create()
+                    leaf = anchorLeaf
+                    try anchorLeaf.move(anchor.pid)
+                    try scope.delegateControllersToChildren()
+                    if group.frozen { try scope.setFrozen(true) }
+                    finish(nil)
+                } catch {
+                    finish(RPCError.operationFailed("cannot enter group \"\(name)\": its cgroup in \(unit)", error))
+                }
+            }
+            if let pidfd = anchor.takePidfd() { self.reaper?.kill(pidfd) }
+            if let leaf { self.discard(leaf) }
+            self.discard(staging)
+        }
     }
 
     /// Whether a cgroup for session `id` is still there with processes in it
@@ -226,8 +306,10 @@ final class Containment {
 
     /// The cgroups of a group's guests: users/UID/guest-NAME of everyone who ran a session
     /// there (Group.guests, kept as they are made and found again at start-up).
+    /// A guest scope goes when its last session ends: only those there now.
     func guests(of group: Group) -> [CgroupNode] {
-        group.guests.sorted().map { tree.guest($0, inGroup: group.name) }
+        let nodes = group.guests.sorted().map { guestNode($0, of: group) }
+        return group.scope == nil ? nodes : nodes.filter { $0.exists() }
     }
 
     /// The group's cgroup and its guests'.
@@ -241,13 +323,21 @@ final class Containment {
     /// the member, and bounded by the group's limits as well as her own.
     func prepareSession(_ id: UInt64, guestOf: uid_t?, of group: Group) throws(CgroupError) -> (node: CgroupNode, files: CgroupFiles) {
         if let guestOf {
-            _ = try userNode(guestOf)
-            let guest = tree.guest(guestOf, inGroup: group.name)
-            if !guest.exists() {
-                try guest.create()
+            let guest = guestNode(guestOf, of: group)
+            if group.scope != nil {
+                // Its scope was started before (startGuestScope), with the group's limits.
+                guard guest.exists() else {
+                    throw CgroupError(operation: "open", path: guest.unifiedDirectory, reason: "the guest's scope is not there")
+                }
                 group.guests.insert(guestOf)
-                try guest.apply(CgroupLimits(group.record.limits))
-                try guest.delegateControllersToChildren()
+            } else {
+                _ = try userNode(guestOf)
+                if !guest.exists() {
+                    try guest.create()
+                    group.guests.insert(guestOf)
+                    try guest.apply(CgroupLimits(group.record.limits))
+                    try guest.delegateControllersToChildren()
+                }
             }
             if group.frozen { try guest.setFrozen(true) }
         }
@@ -297,9 +387,26 @@ final class Containment {
     }
 
     /// OOM kills in the group so far, its guests' and sessions that ended included.
+    /// A guest scope goes with its last session, and its count with it: the last count read
+    /// (the Sweep reads once a second) is kept in the group then.
     func oomKills(_ group: Group) -> UInt64? {
         guard let own = node(of: group).oomKills() else { return nil }
-        return guests(of: group).reduce(own + group.oomKillsOfRemovedSessions) { $0 + ($1.oomKills() ?? 0) }
+        guard group.scope != nil else {
+            return guests(of: group).reduce(own + group.oomKillsOfRemovedSessions) { $0 + ($1.oomKills() ?? 0) }
+        }
+        var total = own
+        for uid in group.guests.sorted() {
+            let guest = guestNode(uid, of: group)
+            if guest.exists() {
+                let kills = guest.oomKills() ?? 0
+                group.guestOOMKills[uid] = kills
+                total += kills
+            } else {
+                group.oomKillsOfRemovedSessions += group.guestOOMKills.removeValue(forKey: uid) ?? 0
+                group.guests.remove(uid)
+            }
+        }
+        return total + group.oomKillsOfRemovedSessions
     }
 
     /// Every process of the group, its guests' included (cgroup.kill).
@@ -362,8 +469,8 @@ final class Containment {
                 guard isGroup || child.hasPrefix(CgroupTree.guestPrefix) else { continue }
                 let name = String(child.dropFirst(isGroup ? CgroupTree.groupPrefix.count : CgroupTree.guestPrefix.count))
                 let node = user.child(child)
-                // A group that is a unit has only its staging cgroup here, left by a create cut short.
-                if let group = live[name], !isGroup || (group.record.cgroupUser == uid && group.scope == nil) {
+                // A group that is a unit has only staging cgroups here (an anchor's), left by a start cut short.
+                if let group = live[name], group.scope == nil, !isGroup || group.record.cgroupUser == uid {
                     if !isGroup { group.guests.insert(uid) }
                     highest = max(highest, keepSessions(of: node))
                     continue
@@ -376,12 +483,14 @@ final class Containment {
         }
         // The scopes of groups that are no longer are emptied; systemd removes them then.
         for scope in units?.scopes() ?? [] {
-            if let group = live[scope.name], group.scope == scope.node {
+            if let group = live[scope.name], let own = group.scope,
+               scope.guest ? scope.user != group.record.cgroupUser : own == scope.node {
+                if scope.guest { group.guests.insert(scope.user) }
                 highest = max(highest, keepSessions(of: scope.node))
                 continue
             }
             try? scope.node.killAll()
-            removed += 1
+            if !scope.guest { removed += 1 }
         }
         return (removed, highest)
     }

@@ -98,6 +98,32 @@ final class EnterHandler {
             throw RPCError(.permissionDenied, "enter: root enters group \"\(group.name)\" through the user namespace of its owner (uid \(group.owner)), who could take the session's descriptors: stdin, stdout and stderr must be pipes, which the client relays (nsgroup does)",
                            details: ["needs": "pipes"])
         }
+        // A session of someone else's in a group that is a unit runs in a scope of that person's
+        // (Containment.startGuestScope): when there is none, it is started first, and this
+        // request runs again once it is there.
+        let guestOf = containment.guestOf(charged, in: group)
+        if containment.needsGuestScope(guestOf, of: group), let guestOf {
+            guard !context.guestScopeStarted else {
+                throw RPCError(.operationFailed, "cannot enter group \"\(params.name)\": \(GroupUnits.guestScopeName(group.name, guestOf)) went away as soon as it was started; try again")
+            }
+            let completion = context.later()
+            var again = context
+            again.completion = completion
+            again.guestScopeStarted = true
+            let kept = descriptors.takeAll()
+            containment.startGuestScope(guestOf, of: group, guestName: context.identity.name) { [weak self] error in
+                guard let self, !completion.isFinished else { return }
+                if let error { return completion.finish(.error(error)) }
+                do throws(RPCError) {
+                    let reply = try self.enter(params, again, kept)
+                    if case .deferred = reply { return }
+                    completion.finish(reply)
+                } catch {
+                    completion.finish(.error(error))
+                }
+            }
+            return .deferred
+        }
         let user = context.identity  // looked up off the loop at accept (NameService)
         let shell = user.shell
         // Root, entering through someone else's user namespace, is that namespace's
@@ -189,7 +215,6 @@ final class EnterHandler {
         // is charged to the group's person, else below the caller's (Containment.prepareSession).
         // A number whose cgroup still has processes (a daemon an earlier session left, before
         // a restart) is passed over.
-        let guestOf = containment.guestOf(charged, in: group)
         var id = sessions.takeID()
         for _ in 0..<64 where containment.isTaken(id, guestOf: guestOf, of: group) { id = sessions.takeID() }
         let cgroup: (node: CgroupNode, files: CgroupFiles)

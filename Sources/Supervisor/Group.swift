@@ -44,6 +44,8 @@ final class Group {
     var guests: Set<uid_t> = []
     /// OOM kills in session cgroups removed since (v1 counts them only there).
     var oomKillsOfRemovedSessions: UInt64 = 0
+    /// OOM kills last read in each guest's scope (a group that is a unit), by uid.
+    var guestOOMKills: [uid_t: UInt64] = [:]
     /// Which registration of this name it is (GroupRegistry.register): records that
     /// outlive the group, like ended sessions, name it, not just the name.
     var instance: UInt64 = 0

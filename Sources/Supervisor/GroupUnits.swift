@@ -52,13 +52,19 @@ final class GroupUnits {
     }
 
     static func scopeName(_ group: String) -> String { "nsgroup-\(group).scope" }
+    /// The scope of `uid`'s sessions in group `group`, someone else's: "nsgroup-web:1002.scope"
+    /// (no group name has a ':', so it is nobody's group scope).
+    static func guestScopeName(_ group: String, _ uid: uid_t) -> String { "nsgroup-\(group):\(uid).scope" }
     static func sliceName(_ uid: uid_t) -> String { "nsgroup-\(uid).slice" }
 
     /// The cgroup of group `name`'s scope in `user`'s slice.
     func scopeNode(user: uid_t, group name: String) -> CgroupNode { cgroups.scopeNode(user: user, group: name) }
 
-    /// The scopes of groups below nsgroup.slice.
-    func scopes() -> [(user: uid_t, name: String, node: CgroupNode)] { cgroups.scopes() }
+    /// The cgroup of the scope of `user`'s sessions in group `name` (someone else's).
+    func guestScopeNode(user: uid_t, group name: String) -> CgroupNode { cgroups.guestScopeNode(user: user, group: name) }
+
+    /// The scopes below nsgroup.slice.
+    func scopes() -> [UnitScope] { cgroups.scopes() }
 
     /// The unit properties of `limits`; an unset limit is systemd's "infinity" (or, for the
     /// weight, "not set"), so that a limit taken away is taken away in systemd too.
@@ -80,9 +86,10 @@ final class GroupUnits {
         }
     }
 
-    /// Starts group `name`'s scope around the process `anchor`, in `user`'s slice, with the
-    /// group's limits, and calls `completion` with its cgroup once the anchor is in it.
-    func startScope(user: uid_t, group name: String, description: String, anchor: pid_t, limits: CgroupLimits,
+    /// Starts the scope `unit` (a group's, or a guest's in a group) around the process `anchor`,
+    /// in `user`'s slice, with `limits`, and calls `completion` with its cgroup once the anchor
+    /// is in it.
+    func startScope(_ unit: String, user: uid_t, description: String, anchor: pid_t, limits: CgroupLimits,
                     completion: @escaping (Result<CgroupNode, UnitError>) -> Void) {
         let properties: [UnitProperty] = [
             .string("Description", description),
@@ -92,37 +99,37 @@ final class GroupUnits {
             .string("CollectMode", "inactive-or-failed"),
             .uint32s("PIDs", [UInt32(bitPattern: anchor)]),
         ] + Self.properties(limits)
-        start(user: user, group: name, properties, attempt: 1, completion)
+        start(unit, user: user, properties, attempt: 1, completion)
     }
 
-    private func start(user: uid_t, group name: String, _ properties: [UnitProperty], attempt: Int,
+    private func start(_ unit: String, user: uid_t, _ properties: [UnitProperty], attempt: Int,
                        _ completion: @escaping (Result<CgroupNode, UnitError>) -> Void) {
-        let scope = Self.scopeName(name)
-        manager.startTransientUnit(scope, properties) { [weak self] error in
+        manager.startTransientUnit(unit, properties) { [weak self] error in
             guard let self else { return }
             if let error {
-                // The scope of an earlier group of this name, whose processes are still dying or
-                // that systemd has not collected yet: what is left in it goes (nothing outlives
-                // its group), and the start is tried again a little later.
+                // The scope of an earlier group of this name (or an earlier guest scope), whose
+                // processes are still dying or that systemd has not collected yet: what is left
+                // in it goes (nothing outlives its group), and the start is tried again a little
+                // later. Only a scope in nsgroup.slice is ours to empty.
                 guard error.name == "org.freedesktop.systemd1.UnitExists", attempt < Self.attempts,
-                      let earlier = self.scopes().first(where: { $0.name == name }) else {
+                      let earlier = self.scopes().first(where: { $0.unit == unit }) else {
                     return completion(.failure(error))
                 }
                 try? earlier.node.killAll()
                 do throws(SystemdError) {
-                    self.retries[scope] = try self.loop.addRepeatingTimer(everyMicroseconds: 100_000) { [weak self] in
+                    self.retries[unit] = try self.loop.addRepeatingTimer(everyMicroseconds: 100_000) { [weak self] in
                         guard let self else { return }
-                        self.retries[scope] = nil
-                        self.start(user: user, group: name, properties, attempt: attempt + 1, completion)
+                        self.retries[unit] = nil
+                        self.start(unit, user: user, properties, attempt: attempt + 1, completion)
                     }
                 } catch {
-                    completion(.failure(UnitError("cannot wait for the earlier \(scope) to go: \(error)")))
+                    completion(.failure(UnitError("cannot wait for the earlier \(unit) to go: \(error)")))
                 }
                 return
             }
-            let node = self.scopeNode(user: user, group: name)
+            let node = self.cgroups.tree.node([Self.slice, Self.sliceName(user), unit])
             guard node.exists() else {
-                return completion(.failure(UnitError("systemd started \(scope), but its cgroup is not \(node.unifiedPath)")))
+                return completion(.failure(UnitError("systemd started \(unit), but its cgroup is not \(node.unifiedPath)")))
             }
             completion(.success(node))
         }
@@ -142,17 +149,43 @@ struct UnitCgroups {
         tree.node([GroupUnits.slice, GroupUnits.sliceName(user), GroupUnits.scopeName(name)])
     }
 
-    /// The scopes of groups below nsgroup.slice, as (owner's uid, group name, cgroup).
-    func scopes() -> [(user: uid_t, name: String, node: CgroupNode)] {
-        var found: [(user: uid_t, name: String, node: CgroupNode)] = []
+    func guestScopeNode(user: uid_t, group name: String) -> CgroupNode {
+        tree.node([GroupUnits.slice, GroupUnits.sliceName(user), GroupUnits.guestScopeName(name, user)])
+    }
+
+    /// The scopes below nsgroup.slice: groups' (in their person's slice) and guests' (in the
+    /// guest's slice, its uid in the name too); anything else there is not nsgroupd's.
+    func scopes() -> [UnitScope] {
+        var found: [UnitScope] = []
         let top = tree.node([GroupUnits.slice])
         for sliceName in top.childNames() where sliceName.hasPrefix("nsgroup-") && sliceName.hasSuffix(".slice") {
             guard let uid = uid_t(sliceName.dropFirst("nsgroup-".count).dropLast(".slice".count)) else { continue }
             let slice = top.child(sliceName)
-            for scope in slice.childNames() where scope.hasPrefix("nsgroup-") && scope.hasSuffix(".scope") {
-                found.append((uid, String(scope.dropFirst("nsgroup-".count).dropLast(".scope".count)), slice.child(scope)))
+            for unit in slice.childNames() where unit.hasPrefix("nsgroup-") && unit.hasSuffix(".scope") {
+                let stem = unit.dropFirst("nsgroup-".count).dropLast(".scope".count)
+                let parts = stem.split(separator: ":", omittingEmptySubsequences: false)
+                switch parts.count {
+                case 1:
+                    found.append(UnitScope(user: uid, name: String(stem), guest: false, unit: unit, node: slice.child(unit)))
+                case 2 where uid_t(parts[1]) == uid:
+                    found.append(UnitScope(user: uid, name: String(parts[0]), guest: true, unit: unit, node: slice.child(unit)))
+                default:
+                    continue
+                }
             }
         }
         return found
     }
+}
+
+/// A scope of nsgroupd's found below nsgroup.slice.
+struct UnitScope {
+    /// The uid of its slice: the group's person, or the guest.
+    let user: uid_t
+    /// The group's name.
+    let name: String
+    /// Whether it holds a guest's sessions (`nsgroup-NAME:UID.scope`) rather than the group.
+    let guest: Bool
+    let unit: String
+    let node: CgroupNode
 }

@@ -130,6 +130,7 @@ public final class Supervisor {
                                         containment: containment)
         let auditLogger = audit.logger
         reaper = Reaper(loop: loop) { message in auditLogger.warning("\(message)") }
+        containment.reaper = reaper
         launches = Launches(loop: loop)
         let pasta = PastaLauncher(loop: loop, launches: launches, reaper: reaper, containment: containment,
                                   registry: registry, audit: audit)
@@ -437,6 +438,9 @@ struct RequestContext {
     var names = NameAnswers([:])
     /// The request's completion when it already waited for names: `later()` hands back this one.
     var completion: Completion?
+    /// Set when the request runs again after a guest scope was started for it (enter): a
+    /// scope that is gone again by then is not started a second time.
+    var guestScopeStarted = false
 
     /// Who the caller is in the user database, looked up when its connection was accepted.
     var identity: CallerIdentity { connection.identity }

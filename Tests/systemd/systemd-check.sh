@@ -200,13 +200,36 @@ expect_true "systemd-cgls shows the group as a unit" sh -c "nsenter -t $init -a 
 expect_true "systemctl status of the scope lists its holder" \
     sh -c "nsenter -t $init -a systemctl status $scope --no-pager | grep -q 'nsgroup-holder'"
 # journald charges a session's log lines to its group's unit (the scope's own rate limit).
-as nsg-alice nsgroup enter web -- logger -t nsgroup-check "a line from group web" </dev/null >/dev/null 2>&1
+# (The logger lives on a while: journald learns a sender's cgroup from /proc, after the line.)
+as nsg-alice nsgroup enter web -- sh -c 'logger -t nsgroup-check "a line from group web"; sleep 2' </dev/null >/dev/null 2>&1
 logged() { [ "$(inside journalctl _SYSTEMD_UNIT=$scope -t nsgroup-check -o cat --no-pager)" = "a line from group web" ]; }
 wait_for "journald attributes a session's log line to $scope" 10 logged
 expect_true "journalctl -u $scope shows nsgroupd's records about the group (OBJECT_SYSTEMD_UNIT)" \
     sh -c "nsenter -t $init -a journalctl -u $scope -o cat --no-pager | grep -q 'Created group web '"
 expect "the start-up record says groups are units (NSGROUP_UNITS)" \
     "$(inside journalctl -u nsgroupd -o cat --no-pager MESSAGE_ID=3096b031050d47769ccaae0896b855c5 | grep -c 'each group a scope in nsgroup.slice' | sed 's/^[1-9][0-9]*$/yes/')" yes
+
+# A member's sessions in web run in a scope of the member's, in the member's own slice:
+# charged to nsg-bob, with web's limits, and his log lines are his scope's.
+bob=$(inside id -u nsg-bob)
+guest_scope="nsgroup-web:$bob.scope"
+as nsg-alice nsgroup share web nsg-bob >/dev/null
+as nsg-bob nsgroup enter web -- sleep 100001 </dev/null >/dev/null 2>&1 &
+guest_active() { [ "$(inside systemctl is-active "$guest_scope")" = active ]; }
+wait_for "nsg-bob's session in web starts his scope $guest_scope" 10 guest_active
+bob_sleep() { inside pgrep -u nsg-bob -x -f "sleep 100001"; }
+wait_for "nsg-bob's session runs" 10 bob_sleep
+bob_session=$(bob_sleep)
+expect "the member's scope is in his own slice" "$(show Slice "$guest_scope")" "nsgroup-$bob.slice"
+expect "the member's scope has web's limits as properties" "$(show MemoryMax "$guest_scope") $(show TasksMax "$guest_scope")" "infinity infinity"
+expect_true "his session is in a session leaf of his scope" \
+    sh -c "case \$(nsenter -t $init -a sed -n 's/^0:://p' /proc/$bob_session/cgroup) in /nsgroup.slice/nsgroup-$bob.slice/$guest_scope/session-*) ;; *) exit 1 ;; esac"
+as nsg-bob nsgroup enter web -- sh -c 'logger -t nsgroup-check "a line from nsg-bob in web"; sleep 2' </dev/null >/dev/null 2>&1
+bob_logged() { [ "$(inside journalctl "_SYSTEMD_UNIT=$guest_scope" -t nsgroup-check -o cat --no-pager)" = "a line from nsg-bob in web" ]; }
+wait_for "journald attributes the member's log line to his scope" 10 bob_logged
+expect "no anchor is left" "$(inside pgrep -x nsgroup-anchor)" ""
+expect "still only the supervisor runs in nsgroupd.service's cgroup" \
+    "$(inside sh -c "find $unified_mount$(show ControlGroup) -name cgroup.procs -exec cat {} +")" "$(main_pid)"
 
 # ---- restart ---------------------------------------------------------------------
 inside systemctl restart nsgroupd.service
@@ -269,7 +292,7 @@ inside systemctl reload nsgroupd.service
 # The client of the session would connect again at once (to hear how its session
 # ends), and through the socket start the supervisor again: it goes first (SIGKILL:
 # SIGTERM it would pass on to the session).
-pkill -KILL -f "nsgroup enter web -- sleep 100000"
+pkill -KILL -f "nsgroup enter web -- sleep 10000[01]"
 inside systemctl stop nsgroupd.service
 expect "systemctl stop: the supervisor is stopped" "$(inside systemctl is-active nsgroupd.service)" inactive
 expect_true "systemctl stop leaves the holder running (KillMode=process)" inside kill -0 "$holder"
@@ -281,6 +304,15 @@ survives "systemctl start"
 expect "after the restarts group web is still its scope" "$(inside systemctl is-active $scope)/$(unified_of "$holder")" "active/$cgroup/holder"
 expect "no process of a group was ever left in nsgroupd.service (no \"left-over process\" from systemd)" \
     "$(inside journalctl -u nsgroupd -o cat --no-pager | grep -c 'Found left-over process')" 0
+
+expect "after the restarts nsg-bob's session runs on in his scope" \
+    "$(inside systemctl is-active "$guest_scope")/$(bob_sleep)" "active/$bob_session"
+inside kill "$bob_session"
+guest_gone() { [ "$(inside systemctl is-active "$guest_scope")" != active ]; }
+wait_for "his last session ended: systemd lets his scope go" 10 guest_gone
+expect "group web runs on without it" "$(inside systemctl is-active $scope)" active
+as nsg-bob nsgroup enter web -- true </dev/null >/dev/null 2>&1
+expect "his next session starts a scope again (exit status of enter)" "$?" 0
 
 # systemctl kill of a group's unit ends the group: its holder dies, nsgroupd says so.
 as nsg-alice nsgroup create doomed >/dev/null
