@@ -276,7 +276,7 @@ INSTALLED_FILES = \
 	$(SBINDIR)/nsgroupd $(BINDIR)/nsgroup $(LIBEXECDIR)/nsgroup/nsgroup-holder \
 	$(MANDIR)/man1/nsgroup.1 $(MANDIR)/man8/nsgroupd.8 $(MANDIR)/man8/nsgroup-holder.8 \
 	$(BASHCOMPDIR)/nsgroup $(ZSHCOMPDIR)/_nsgroup $(FISHCOMPDIR)/nsgroup.fish \
-	$(UNITDIR)/nsgroupd.service $(UNITDIR)/nsgroupd.socket \
+	$(UNITDIR)/nsgroupd.service $(UNITDIR)/nsgroupd.socket $(UNITDIR)/nsgroup.slice \
 	$(TMPFILESDIR)/nsgroup.conf $(SYSUSERSDIR)/nsgroup.conf $(CATALOGDIR)/nsgroup.catalog \
 	$(DOCDIR)/README.md $(DOCDIR)/PROTOCOL.md
 CONFIG_FILE = $(SYSCONFDIR)/nsgroup/nsgroupd.conf
@@ -309,6 +309,7 @@ install: $(if $(NO_BUILD),,release)
 	$(RELEASE_BIN)/nsgroup --generate-completion-script fish >$(DESTDIR)$(FISHCOMPDIR)/nsgroup.fish
 	$(SUBSTITUTE) packaging/systemd/nsgroupd.service >$(DESTDIR)$(UNITDIR)/nsgroupd.service
 	$(SUBSTITUTE) packaging/systemd/nsgroupd.socket >$(DESTDIR)$(UNITDIR)/nsgroupd.socket
+	install -m 0644 packaging/systemd/nsgroup.slice $(DESTDIR)$(UNITDIR)/nsgroup.slice
 	install -m 0644 packaging/tmpfiles.d/nsgroup.conf $(DESTDIR)$(TMPFILESDIR)/nsgroup.conf
 	install -m 0644 packaging/sysusers.d/nsgroup.conf $(DESTDIR)$(SYSUSERSDIR)/nsgroup.conf
 	install -m 0644 packaging/catalog/nsgroup.catalog $(DESTDIR)$(CATALOGDIR)/nsgroup.catalog

@@ -174,6 +174,25 @@ public struct CgroupNode: Sendable, Equatable {
         invalidName == nil && CgroupFiles.isDirectory(unifiedDirectory)
     }
 
+    /// Sets the extended attribute `name` ("trusted.…": root's only) of the node's unified
+    /// directory to `value`. systemd marks its units' cgroups the same way.
+    public func setAttribute(_ name: String, _ value: String) throws(CgroupError) {
+        try checkName()
+        let path = unifiedDirectory
+        let result = value.withCString { bytes in setxattr(path, name, bytes, strlen(bytes), 0) }
+        if result != 0 { throw CgroupError(operation: "setxattr \(name) of", path: path, errno: Errno(rawValue: errno)) }
+    }
+
+    /// The extended attribute `name` of the node's unified directory (up to 4 KiB), nil
+    /// when it has none or cannot be read.
+    public func attribute(_ name: String) -> String? {
+        guard invalidName == nil else { return nil }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let count = getxattr(unifiedDirectory, name, &buffer, buffer.count)
+        guard count >= 0 else { return nil }
+        return String(decoding: buffer[..<count], as: UTF8.self)
+    }
+
     /// The names of the node's subdirectories in the unified hierarchy (its child cgroups).
     public func childNames() -> [String] {
         guard invalidName == nil else { return [] }

@@ -38,8 +38,13 @@ final class Containment {
     static let pidsReserve: UInt64 = 64
     static let memoryReserve: UInt64 = 128 << 20
 
-    init(tree: CgroupTree, policies: PolicyHolder, audit: Audit) {
+    /// Where scopes are, whether or not this nsgroupd makes them (a group an earlier run made a
+    /// unit is taken back as one either way).
+    let unitCgroups: UnitCgroups
+
+    init(tree: CgroupTree, instance: String, policies: PolicyHolder, audit: Audit) {
         self.tree = tree
+        self.unitCgroups = UnitCgroups(layout: tree.layout, instance: instance)
         self.policies = policies
         self.audit = audit
     }
@@ -185,9 +190,11 @@ final class Containment {
     /// the two calls in order: the slice has its limits before the scope is in it).
     func startScope(_ units: GroupUnits, user: uid_t, name: String, ownerName: String, anchor: pid_t, limits: GroupLimits,
                     completion: @escaping (Result<CgroupNode, UnitError>) -> Void) {
-        units.setSliceLimits(user, self.limits(ofUser: user))
-        units.startScope(GroupUnits.scopeName(name), user: user, description: "nsgroup group \(name) of \(ownerName)",
-                         anchor: anchor, limits: CgroupLimits(limits), completion: completion)
+        units.setSliceLimits(user, self.limits(ofUser: user)) { error in
+            if let error { return completion(.failure(UnitError(name: error.name, "the per-user limits of \(GroupUnits.sliceName(user)): \(error)"))) }
+            units.startScope(GroupUnits.scopeName(name), user: user, description: "nsgroup group \(name) of \(ownerName)",
+                             anchor: anchor, limits: CgroupLimits(limits), completion: completion)
+        }
     }
 
     /// The group's scope has started around its anchor: its holder's leaf, and the descriptors
@@ -218,16 +225,24 @@ final class Containment {
     /// The cgroup of `uid`'s sessions in `group`, someone else's: below nsgroupd's own
     /// cgroup (users/UID/guest-NAME), or, when the group is a unit, the guest's scope
     /// `nsgroup-NAME:UID.scope` in the guest's own slice.
+    /// (A group taken back as a unit by an nsgroupd that makes none has its guests' existing
+    /// scopes, and new guest cgroups in the tree.)
     func guestNode(_ uid: uid_t, of group: Group) -> CgroupNode {
-        if group.scope != nil, let units { return units.guestScopeNode(user: uid, group: group.name) }
+        if group.scope != nil {
+            let scope = unitCgroups.guestScopeNode(user: uid, group: group.name)
+            if units != nil || scope.exists() { return scope }
+        }
         return tree.guest(uid, inGroup: group.name)
     }
 
     /// Whether a session of `guestOf` in `group` needs a scope started first: the group is a
-    /// unit and the guest has no scope in it now (its last session there ended, or none ran).
+    /// unit and the guest has no scope in it now (none ran), or one with nothing left in it,
+    /// which systemd is about to stop (its last session ended): a new one is started, which
+    /// waits until the old one has gone (GroupUnits, UnitExists).
     func needsGuestScope(_ guestOf: uid_t?, of group: Group) -> Bool {
         guard let guestOf, group.scope != nil, units != nil else { return false }
-        return !guestNode(guestOf, of: group).exists()
+        let guest = guestNode(guestOf, of: group)
+        return !guest.exists() || !guest.isPopulated
     }
 
     /// Starts the scope of `uid`'s sessions in `group` (a unit), as a group's is started:
@@ -263,9 +278,15 @@ final class Containment {
             discard(staging)
             return finish(RPCError(.operationFailed, "cannot enter group \"\(name)\": the cgroup \(unit) is started from: \(error)"))
         }
-        units.setSliceLimits(uid, self.limits(ofUser: uid))
-        units.startScope(unit, user: uid, description: "nsgroup group \(name): sessions of \(guestName)", anchor: anchor.pid,
-                         limits: limits) { [weak self] result in
+        let sliceLimits = self.limits(ofUser: uid)
+        let start = { (completion: @escaping (Result<CgroupNode, UnitError>) -> Void) in
+            units.setSliceLimits(uid, sliceLimits) { error in
+                if let error { return completion(.failure(UnitError(name: error.name, "the per-user limits of \(GroupUnits.sliceName(uid)): \(error)"))) }
+                units.startScope(unit, user: uid, description: "nsgroup group \(name): sessions of \(guestName)", anchor: anchor.pid,
+                                 limits: limits, completion: completion)
+            }
+        }
+        start { [weak self] result in
             guard let self else { return }
             var leaf: CgroupNode?
             switch result {
@@ -482,7 +503,8 @@ final class Containment {
             if user.childNames().isEmpty { try? user.remove() }
         }
         // The scopes of groups that are no longer are emptied; systemd removes them then.
-        for scope in units?.scopes() ?? [] {
+        // Only scopes this nsgroupd made (their mark) are its to judge.
+        for scope in unitCgroups.scopes() where unitCgroups.isOurs(scope.node) {
             if let group = live[scope.name], let own = group.scope,
                scope.guest ? scope.user != group.record.cgroupUser : own == scope.node {
                 if scope.guest { group.guests.insert(scope.user) }

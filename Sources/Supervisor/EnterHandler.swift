@@ -114,6 +114,9 @@ final class EnterHandler {
             containment.startGuestScope(guestOf, of: group, guestName: context.identity.name) { [weak self] error in
                 guard let self, !completion.isFinished else { return }
                 if let error { return completion.finish(.error(error)) }
+                guard !completion.isCancelled else {
+                    return completion.finish(.error(RPCError(.operationFailed, "cannot enter group \"\(params.name)\": the client went away while its scope started")))
+                }
                 do throws(RPCError) {
                     let reply = try self.enter(params, again, kept)
                     if case .deferred = reply { return }

@@ -24,14 +24,16 @@ final class GroupUnits {
     private let logger: Logger
     /// Starts waiting for a scope of the same name to go, by scope name.
     private var retries: [String: EventSource] = [:]
+    /// The per-user limits last set on each user's slice.
+    private var sliceLimits: [uid_t: CgroupLimits] = [:]
 
     static let slice = "nsgroup.slice"
     /// How often a start that found an older scope of its name tries again, 100 ms apart.
     static let attempts = 30
 
-    init(manager: UnitManager, layout: CgroupLayout, loop: EventLoop, logger: Logger) {
+    init(manager: UnitManager, cgroups: UnitCgroups, loop: EventLoop, logger: Logger) {
         self.manager = manager
-        self.cgroups = UnitCgroups(layout: layout)
+        self.cgroups = cgroups
         self.loop = loop
         self.logger = logger
     }
@@ -77,12 +79,23 @@ final class GroupUnits {
         ]
     }
 
-    /// The per-user limits as `user`'s slice's properties (runtime: until the next boot;
-    /// nsgroupd sets them again at each create, start and reload).
-    func setSliceLimits(_ user: uid_t, _ limits: CgroupLimits) {
+    /// The per-user limits as `user`'s slice's properties (runtime: until the next boot, in a
+    /// drop-in that outlives the slice's own comings and goings). Sent when they differ from
+    /// what this nsgroupd last set; `completion` gets systemd's error, if any (a create or an
+    /// enter that needs the slice fails then: a limit must not silently not hold).
+    func setSliceLimits(_ user: uid_t, _ limits: CgroupLimits, completion: ((UnitError?) -> Void)? = nil) {
+        if sliceLimits[user] == limits {
+            completion?(nil)
+            return
+        }
         let name = Self.sliceName(user)
-        manager.setUnitProperties(name, Self.properties(limits)) { [logger] error in
-            if let error { logger.error("Failed to set the per-user limits of \(name): \(error), ignoring") }
+        manager.setUnitProperties(name, Self.properties(limits)) { [weak self, logger] error in
+            if let error {
+                logger.error("Failed to set the per-user limits of \(name): \(error)")
+            } else {
+                self?.sliceLimits[user] = limits
+            }
+            completion?(error)
         }
     }
 
@@ -108,14 +121,20 @@ final class GroupUnits {
             guard let self else { return }
             if let error {
                 // The scope of an earlier group of this name (or an earlier guest scope), whose
-                // processes are still dying or that systemd has not collected yet: what is left
-                // in it goes (nothing outlives its group), and the start is tried again a little
-                // later. Only a scope in nsgroup.slice is ours to empty.
-                guard error.name == "org.freedesktop.systemd1.UnitExists", attempt < Self.attempts,
-                      let earlier = self.scopes().first(where: { $0.unit == unit }) else {
+                // processes are still dying or that systemd has not collected yet (its cgroup
+                // may be gone already): what is left in it goes (nothing outlives its group),
+                // and the start is tried again a little later. A scope of that name that this
+                // nsgroupd did not make (another instance's, someone's systemd-run) is left
+                // alone, and the start fails.
+                guard error.name == "org.freedesktop.systemd1.UnitExists", attempt < Self.attempts else {
                     return completion(.failure(error))
                 }
-                try? earlier.node.killAll()
+                if let earlier = self.scopes().first(where: { $0.unit == unit }) {
+                    guard self.cgroups.isOurs(earlier.node) else {
+                        return completion(.failure(UnitError(name: error.name, "\(unit) exists and is not this nsgroupd's (\(UnitCgroups.mark) of \(earlier.node.unifiedPath) is not \(self.cgroups.instance))")))
+                    }
+                    try? earlier.node.killAll()
+                }
                 do throws(SystemdError) {
                     self.retries[unit] = try self.loop.addRepeatingTimer(everyMicroseconds: 100_000) { [weak self] in
                         guard let self else { return }
@@ -131,6 +150,11 @@ final class GroupUnits {
             guard node.exists() else {
                 return completion(.failure(UnitError("systemd started \(unit), but its cgroup is not \(node.unifiedPath)")))
             }
+            do throws(CgroupError) {
+                try self.cgroups.mark(node)
+            } catch {
+                return completion(.failure(UnitError("cannot mark \(unit)'s cgroup as this nsgroupd's: \(error)")))
+            }
             completion(.success(node))
         }
     }
@@ -138,12 +162,28 @@ final class GroupUnits {
 
 /// Where systemd puts the cgroups of nsgroup's units: the unified hierarchy seen from its
 /// root, `/nsgroup.slice/nsgroup-UID.slice/nsgroup-NAME.scope`.
+///
+/// A scope's cgroup is marked with the nsgroupd instance that made it (`mark`, an extended
+/// attribute holding its state directory, as systemd marks cgroups with
+/// trusted.invocation_id): unit names are the machine's, and a second nsgroupd (a test's, a
+/// benchmark's) must never take the first one's scopes for strays, nor the reverse.
 struct UnitCgroups {
     let tree: CgroupTree
+    /// This instance: its state directory ("/run/nsgroup").
+    let instance: String
 
-    init(layout: CgroupLayout) {
+    static let mark = "trusted.nsgroup.instance"
+
+    init(layout: CgroupLayout, instance: String) {
         tree = CgroupTree(layout: layout.atHierarchyRoots, subdirectory: nil)
+        self.instance = instance
     }
+
+    /// Whether this instance made the scope whose cgroup is `node`.
+    func isOurs(_ node: CgroupNode) -> Bool { node.attribute(Self.mark) == instance }
+
+    /// Marks a scope's cgroup as this instance's, as soon as systemd has made it.
+    func mark(_ node: CgroupNode) throws(CgroupError) { try node.setAttribute(Self.mark, instance) }
 
     func scopeNode(user: uid_t, group name: String) -> CgroupNode {
         tree.node([GroupUnits.slice, GroupUnits.sliceName(user), GroupUnits.scopeName(name)])

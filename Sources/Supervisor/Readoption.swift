@@ -52,8 +52,10 @@ final class Readoption {
             }
             // Its holder's leaf: in the group's scope when the group is a unit (GroupUnits), else
             // below nsgroupd's own cgroup.
-            let scope = containment.units.map { $0.scopeNode(user: record.cgroupUser, group: record.name) }
-                .flatMap { Self.outside($0.child("holder"), record) == nil ? $0 : nil }
+            // (A unit is taken back as one by any nsgroupd: one that cannot reach systemd now,
+            // or runs with --no-units, must not orphan it.)
+            let unitNode = containment.unitCgroups.scopeNode(user: record.cgroupUser, group: record.name)
+            let scope = Self.outside(unitNode.child("holder"), record) == nil ? unitNode : nil
             let leaf = (scope ?? containment.tree.group(owner: record.cgroupUser, name: record.name)).child("holder")
             if let mismatch = Self.mismatch(record, holder) ?? Self.outside(leaf, record) {
                 let reason = holder.isAlive ? "mismatch" : "holder_gone"

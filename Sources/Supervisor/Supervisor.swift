@@ -89,7 +89,8 @@ public final class Supervisor {
             throw SupervisorError(.startup, "\(error)")
         }
         let subdirectory = configuration.cgroupDirectory ?? (layout.ownUnified == "/" ? "nsgroupd" : nil)
-        containment = Containment(tree: CgroupTree(layout: layout, subdirectory: subdirectory), policies: policies, audit: audit)
+        containment = Containment(tree: CgroupTree(layout: layout, subdirectory: subdirectory),
+                                  instance: configuration.stateDirectory, policies: policies, audit: audit)
         // Each group a unit of systemd's where systemd runs the machine (GroupUnits); else, or
         // when systemd cannot be reached, every group below nsgroupd's own cgroup.
         if !configuration.units {
@@ -99,7 +100,7 @@ public final class Supervisor {
         } else {
             do throws(SystemdError) {
                 let manager = try UnitManager(loop: loop)
-                containment.units = GroupUnits(manager: manager, layout: layout, loop: loop, logger: audit.logger)
+                containment.units = GroupUnits(manager: manager, cgroups: containment.unitCgroups, loop: loop, logger: audit.logger)
                 unitsNote = "each group a scope in \(GroupUnits.slice) (systemd on \(manager.address))"
             } catch {
                 unitsNote = "groups below nsgroupd's own cgroup: systemd cannot be reached (\(error))"

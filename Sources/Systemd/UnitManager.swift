@@ -66,11 +66,16 @@ public final class UnitManager {
     }
 
     deinit {
-        if let bus { sd_bus_flush_close_unref(bus) }
+        if let bus { sd_bus_close_unref(bus) }
     }
 
     private func connect() throws(SystemdError) {
         if let old = bus {
+            // A connection that closed by itself still owes its calls their replies: processing
+            // it now gives each a synthetic error (sd-bus's "connection terminated"), so that
+            // no create or enter waits for an answer that will never come. That is local work,
+            // nothing is read from systemd.
+            while sd_bus_process(old, nil) > 0 {}
             sd_bus_close_unref(old)
             bus = nil
             let waiters = jobWaiters

@@ -64,7 +64,7 @@ final class BenchSupervisor {
         guard written == text.count else { throw BenchError("cannot write \(config): \(Errno.current)") }
         // A cgroup tree of its own, named after its directory, beside any other supervisor's.
         let arguments = [Binaries.nsgroupd, "--socket", socketPath, "--state-dir", dir + "/state", "--config", config,
-                         "--cgroup-dir", String(dir.split(separator: "/").last ?? "nsgroup-bench")]
+                         "--cgroup-dir", String(dir.split(separator: "/").last ?? "nsgroup-bench"), "--no-units"]
         var pid: pid_t = 0
         // Its output goes to a log beside its socket, not into the report.
         var actions = posix_spawn_file_actions_t()

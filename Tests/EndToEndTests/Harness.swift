@@ -159,7 +159,9 @@ final class TestSupervisor: @unchecked Sendable {
     var cgroupBase: String { CgroupCleanup.ownUnified.appendingPathComponent(cgroupDirectory) }
 
     var arguments: [String] {
-        ["--socket", socketPath, "--state-dir", stateDirectory, "--config", configPath, "--cgroup-dir", cgroupDirectory]
+        // Its groups stay in its own tree even on a machine whose init is systemd: the tests
+        // look at that tree, and a test's group must never be a unit beside the machine's own.
+        ["--socket", socketPath, "--state-dir", stateDirectory, "--config", configPath, "--cgroup-dir", cgroupDirectory, "--no-units"]
     }
 
     /// Starts nsgroupd (again: the same socket, state and log) with extra

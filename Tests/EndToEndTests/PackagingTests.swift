@@ -18,7 +18,7 @@ struct PackagingTests {
         let package = try PackageUnderTest.built()
         let executables = ["usr/sbin/nsgroupd", "usr/bin/nsgroup", "usr/libexec/nsgroup/nsgroup-holder"]
         let files = [
-            "lib/systemd/system/nsgroupd.service", "lib/systemd/system/nsgroupd.socket",
+            "lib/systemd/system/nsgroupd.service", "lib/systemd/system/nsgroupd.socket", "lib/systemd/system/nsgroup.slice",
             "usr/lib/tmpfiles.d/nsgroup.conf", "usr/lib/sysusers.d/nsgroup.conf",
             "usr/lib/systemd/catalog/nsgroup.catalog", "etc/nsgroup/nsgroupd.conf",
             "usr/share/man/man1/nsgroup.1.gz", "usr/share/man/man8/nsgroupd.8.gz",
@@ -210,7 +210,7 @@ struct PackagingTests {
         let cgroupName = "nsg-pkg-\(getpid())"
         defer { CgroupCleanup.remove(cgroupName) }
         supervisor.arguments = ["--socket", socket, "--state-dir", scratch + "/state", "--config", scratch + "/nsgroupd.conf",
-                                "--cgroup-dir", cgroupName]
+                                "--cgroup-dir", cgroupName, "--no-units"]
         supervisor.standardOutput = FileHandle.nullDevice
         supervisor.standardError = FileHandle.nullDevice
         try supervisor.run()
@@ -562,7 +562,7 @@ private func verifyUnits(units: String, programs: String, manPath: String) throw
     let script = """
         mount -t overlay overlay -o lowerdir="$0":/usr/sbin /usr/sbin &&
         mount -t overlay overlay -o lowerdir="$1":/lib/systemd/system /lib/systemd/system &&
-        exec systemd-analyze verify nsgroupd.service nsgroupd.socket
+        exec systemd-analyze verify nsgroupd.service nsgroupd.socket nsgroup.slice
         """
     return try run("/usr/bin/unshare", ["--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, programs, units],
                    environment: environment)

@@ -34,7 +34,7 @@ import Testing
         let notSocket = supervisor.directory + "/plain-file"
         _ = FileManager.default.createFile(atPath: notSocket, contents: Data())
         let second = try run(Products.nsgroupd, ["--socket", notSocket, "--state-dir", supervisor.directory + "/s2",
-                                                 "--cgroup-dir", supervisor.cgroupDirectory])
+                                                 "--cgroup-dir", supervisor.cgroupDirectory, "--no-units"])
         #expect(second.status == 1)
         #expect(second.stderr == "nsgroupd: \(notSocket) exists and is not a socket; remove it or choose another --socket\n")
     }

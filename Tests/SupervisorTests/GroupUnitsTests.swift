@@ -64,7 +64,7 @@ struct GroupUnitsTests {
     @Test func namesOfUnitsAndWhereTheirCgroupsAre() throws {
         let root = try FakeRoot.make()
         defer { Directory.removeTree(root) }
-        let cgroups = UnitCgroups(layout: try Self.pureLayout(root))
+        let cgroups = UnitCgroups(layout: try Self.pureLayout(root), instance: "/run/nsgroup")
         #expect(GroupUnits.scopeName("web.1_a-b") == "nsgroup-web.1_a-b.scope")
         #expect(GroupUnits.sliceName(1001) == "nsgroup-1001.slice")
         let node = cgroups.scopeNode(user: 1001, group: "web")
@@ -78,7 +78,7 @@ struct GroupUnitsTests {
     @Test func scopesAreFoundByTheirSliceAndName() throws {
         let root = try FakeRoot.make()
         defer { Directory.removeTree(root) }
-        let cgroups = UnitCgroups(layout: try Self.pureLayout(root))
+        let cgroups = UnitCgroups(layout: try Self.pureLayout(root), instance: "/run/nsgroup")
         let top = root + "/sys/fs/cgroup/nsgroup.slice"
         for directory in ["nsgroup-1001.slice/nsgroup-web.scope/holder", "nsgroup-1001.slice/nsgroup-db.scope",
                           "nsgroup-0.slice/nsgroup-admin.scope",
@@ -93,6 +93,27 @@ struct GroupUnitsTests {
             "1001 db /nsgroup.slice/nsgroup-1001.slice/nsgroup-db.scope",
             "1001 web /nsgroup.slice/nsgroup-1001.slice/nsgroup-web.scope",
         ])
+    }
+
+    @Test func aScopeIsThisInstancesOnlyWithItsMark() throws {
+        let root = try FakeRoot.make()
+        defer { Directory.removeTree(root) }
+        let layout = try Self.pureLayout(root)
+        let ours = UnitCgroups(layout: layout, instance: "/run/nsgroup")
+        let another = UnitCgroups(layout: layout, instance: "/tmp/nsg-e2e-1/state")
+        let web = ours.scopeNode(user: 1001, group: "web")
+        let db = ours.scopeNode(user: 1001, group: "db")
+        try FakeRoot.mkdirs(web.unifiedDirectory)
+        try FakeRoot.mkdirs(db.unifiedDirectory)
+        try ours.mark(web)
+        try another.mark(db)
+        #expect(ours.isOurs(web) && !another.isOurs(web))
+        #expect(another.isOurs(db) && !ours.isOurs(db))
+        // Unmarked (made by someone else, or systemd-run): nobody's.
+        let plain = ours.scopeNode(user: 1001, group: "plain")
+        try FakeRoot.mkdirs(plain.unifiedDirectory)
+        #expect(!ours.isOurs(plain) && !another.isOurs(plain))
+        #expect(web.attribute(UnitCgroups.mark) == "/run/nsgroup")
     }
 
     @Test func limitsBecomeUnitPropertiesAndAnUnsetOneIsInfinity() {

@@ -184,6 +184,8 @@ expect "group web is a unit: $scope is active" "$(inside systemctl is-active $sc
 expect "the scope is in nsg-alice's slice" "$(show Slice $scope)" "nsgroup-$uid.slice"
 expect "the scope's cgroup (systemctl show)" "$(show ControlGroup $scope)" "$cgroup"
 expect "the scope is delegated to nsgroupd (Delegate=yes)" "$(show Delegate $scope)" yes
+expect_true "nsgroup.slice bounds all groups together (TasksMax, 15% of pid_max)" \
+    test "$(show TasksMax nsgroup.slice)" -gt 0 -a "$(show TasksMax nsgroup.slice)" -lt "$(inside cat /proc/sys/kernel/pid_max)"
 expect "the scope's description names the group and its owner" "$(show Description $scope)" "nsgroup group web of nsg-alice"
 expect "inspect shows the scope's cgroup" \
     "$(as nsg-alice nsgroup inspect web --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["cgroup"])')" "$cgroup"
@@ -230,6 +232,24 @@ wait_for "journald attributes the member's log line to his scope" 10 bob_logged
 expect "no anchor is left" "$(inside pgrep -x nsgroup-anchor)" ""
 expect "still only the supervisor runs in nsgroupd.service's cgroup" \
     "$(inside sh -c "find $unified_mount$(show ControlGroup) -name cgroup.procs -exec cat {} +")" "$(main_pid)"
+
+# A second nsgroupd on the same machine (its own socket and state, as a test's or a
+# benchmark's) makes units too: neither takes the other's scopes for strays, and a group
+# name the other has is refused, not fought over.
+inside systemd-run --quiet --unit=nsgroupd-second -p Delegate=yes -p KillMode=process \
+    /usr/sbin/nsgroupd --socket /run/nsgroup-second.sock --state-dir /run/nsgroup-second
+second_up() { inside test -S /run/nsgroup-second.sock; }
+wait_for "a second nsgroupd starts" 10 second_up
+expect "the second nsgroupd's start leaves the first one's scope alone" \
+    "$(inside systemctl is-active $scope)/$(unified_of "$holder")" "active/$cgroup/holder"
+as nsg-alice nsgroup --socket /run/nsgroup-second.sock create other >/dev/null
+expect "the second nsgroupd's group is a unit too" "$(inside systemctl is-active nsgroup-other.scope)" active
+refused=$(as nsg-alice nsgroup --socket /run/nsgroup-second.sock create web 2>&1)
+expect "a name the first nsgroupd has a unit for is refused by the second" \
+    "$(echo "$refused" | grep -c "nsgroup-web.scope exists and is not this nsgroupd's")" 1
+expect "and the first one's group web runs on, untouched" \
+    "$(inside systemctl is-active $scope)/$(session_pid)" "active/$session"
+other_holder=$(as nsg-alice nsgroup --socket /run/nsgroup-second.sock inspect other --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["holder"])')
 
 # ---- restart ---------------------------------------------------------------------
 inside systemctl restart nsgroupd.service
@@ -301,6 +321,11 @@ inside systemctl start nsgroupd.service
 survives "systemctl start"
 
 # ---- the unit, after the supervisor's restarts ----------------------------------
+expect "the first nsgroupd's restarts left the second one's group alone" \
+    "$(inside systemctl is-active nsgroup-other.scope)" active
+expect_true "its holder runs on" inside kill -0 "$other_holder"
+as nsg-alice nsgroup --socket /run/nsgroup-second.sock destroy other >/dev/null
+inside systemctl stop nsgroupd-second.service
 expect "after the restarts group web is still its scope" "$(inside systemctl is-active $scope)/$(unified_of "$holder")" "active/$cgroup/holder"
 expect "no process of a group was ever left in nsgroupd.service (no \"left-over process\" from systemd)" \
     "$(inside journalctl -u nsgroupd -o cat --no-pager | grep -c 'Found left-over process')" 0
@@ -344,7 +369,7 @@ echo "# systemd-analyze security nsgroupd.service: ${security:-?}"
 as nsg-alice nsgroup destroy web >/dev/null
 inside env DEBIAN_FRONTEND=noninteractive dpkg --purge nsgroup >/dev/null 2>&1
 expect "dpkg --purge: the package is gone" "$(inside dpkg-query -W -f='${Status}' nsgroup 2>/dev/null)" ""
-left=$(inside sh -c 'ls -d /etc/nsgroup /usr/sbin/nsgroupd /usr/bin/nsgroup /usr/libexec/nsgroup /lib/systemd/system/nsgroupd.service /lib/systemd/system/nsgroupd.socket /usr/lib/systemd/system/nsgroupd.service /etc/systemd/system/sockets.target.wants/nsgroupd.socket /run/nsgroup/nsgroupd.sock 2>/dev/null')
+left=$(inside sh -c 'ls -d /etc/nsgroup /usr/sbin/nsgroupd /usr/bin/nsgroup /usr/libexec/nsgroup /lib/systemd/system/nsgroupd.service /lib/systemd/system/nsgroupd.socket /lib/systemd/system/nsgroup.slice /usr/lib/systemd/system/nsgroupd.service /etc/systemd/system/sockets.target.wants/nsgroupd.socket /run/nsgroup/nsgroupd.sock 2>/dev/null')
 expect "dpkg --purge leaves none of its files behind" "$left" ""
 expect "dpkg --purge: no supervisor runs" "$(inside pgrep -x nsgroupd)" ""
 

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <sys/xattr.h> /* setxattr, getxattr: the marks on cgroups (CgroupNode) */
 
 #ifndef SO_PEERPIDFD
 #define SO_PEERPIDFD 77
