@@ -202,8 +202,10 @@ expect_true "systemd-cgls shows the group as a unit" sh -c "nsenter -t $init -a 
 expect_true "systemctl status of the scope lists its holder" \
     sh -c "nsenter -t $init -a systemctl status $scope --no-pager | grep -q 'nsgroup-holder'"
 # journald charges a session's log lines to its group's unit (the scope's own rate limit).
-# (The logger lives on a while: journald learns a sender's cgroup from /proc, after the line.)
-as nsg-alice nsgroup enter web -- sh -c 'logger -t nsgroup-check "a line from group web"; sleep 2' </dev/null >/dev/null 2>&1
+# (The logger lives on a while after its line, waiting for the end of its input: journald
+# learns a sender's cgroup from /proc/PID when the line arrives, and a sender gone by then
+# has none.)
+as nsg-alice nsgroup enter web -- sh -c '{ echo "a line from group web"; sleep 2; } | logger -t nsgroup-check' </dev/null >/dev/null 2>&1
 logged() { [ "$(inside journalctl _SYSTEMD_UNIT=$scope -t nsgroup-check -o cat --no-pager)" = "a line from group web" ]; }
 wait_for "journald attributes a session's log line to $scope" 10 logged
 expect_true "journalctl -u $scope shows nsgroupd's records about the group (OBJECT_SYSTEMD_UNIT)" \
@@ -226,7 +228,7 @@ expect "the member's scope is in his own slice" "$(show Slice "$guest_scope")" "
 expect "the member's scope has web's limits as properties" "$(show MemoryMax "$guest_scope") $(show TasksMax "$guest_scope")" "infinity infinity"
 expect_true "his session is in a session leaf of his scope" \
     sh -c "case \$(nsenter -t $init -a sed -n 's/^0:://p' /proc/$bob_session/cgroup) in /nsgroup.slice/nsgroup-$bob.slice/$guest_scope/session-*) ;; *) exit 1 ;; esac"
-as nsg-bob nsgroup enter web -- sh -c 'logger -t nsgroup-check "a line from nsg-bob in web"; sleep 2' </dev/null >/dev/null 2>&1
+as nsg-bob nsgroup enter web -- sh -c '{ echo "a line from nsg-bob in web"; sleep 2; } | logger -t nsgroup-check' </dev/null >/dev/null 2>&1
 bob_logged() { [ "$(inside journalctl "_SYSTEMD_UNIT=$guest_scope" -t nsgroup-check -o cat --no-pager)" = "a line from nsg-bob in web" ]; }
 wait_for "journald attributes the member's log line to his scope" 10 bob_logged
 expect "no anchor is left" "$(inside pgrep -x nsgroup-anchor)" ""
