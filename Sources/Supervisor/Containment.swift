@@ -111,7 +111,8 @@ final class Containment {
                                  metadata: [AuditField.reason: .string("limit_not_enforced")])
         }
         if let units {
-            for uid in Set(units.scopes().map(\.user)) { units.setSliceLimits(uid, limits(ofUser: uid)) }
+            let users = Set(units.scopes().filter { unitCgroups.isOurs($0.node) }.map(\.user))
+            for uid in users { units.setSliceLimits(uid, limits(ofUser: uid)) }
         }
         for name in tree.node(["users"]).childNames() {
             guard let uid = uid_t(name) else { continue }

@@ -351,6 +351,10 @@ wait_for "systemctl kill nsgroup-doomed.scope: the group ends" 10 doomed_gone
 expect_true "systemctl kill: its holder is gone" sh -c "! nsenter -t $init -a kill -0 $doomed_holder 2>/dev/null"
 scope_gone() { [ "$(inside systemctl is-active nsgroup-doomed.scope)" != active ]; }
 wait_for "systemctl kill: systemd lets the scope go" 10 scope_gone
+as nsg-alice nsgroup create doomed >/dev/null 2>&1
+expect "a killed scope is collected: a new group of its name is a unit again" "$(inside systemctl is-active nsgroup-doomed.scope)" active
+inside systemctl stop nsgroup-doomed.scope
+wait_for "systemctl stop nsgroup-doomed.scope: the group ends" 10 doomed_gone
 # destroy, then a new group of the same name: a new scope (the old one goes first).
 as nsg-alice nsgroup create again >/dev/null
 as nsg-alice nsgroup destroy again >/dev/null
@@ -359,6 +363,25 @@ expect "destroy then create of the same name: a new scope" \
 as nsg-alice nsgroup destroy again >/dev/null
 again_gone() { [ "$(inside systemctl is-active nsgroup-again.scope)" != active ]; }
 wait_for "destroy: the scope goes" 10 again_gone
+
+# ---- --no-units under systemd -----------------------------------------------------
+# Groups stay in nsgroupd's own cgroup; a group that is a unit already is taken back as one.
+inside sh -c 'printf "[Service]\nExecStart=\nExecStart=/usr/sbin/nsgroupd --no-units\n" > /run/systemd/system/nsgroupd.service.d/no-units.conf'
+inside systemctl daemon-reload
+inside systemctl restart nsgroupd.service
+expect "--no-units: group web is taken back as its scope" \
+    "$(as nsg-alice nsgroup inspect web --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["cgroup"])')/$(inside systemctl is-active $scope)" "$cgroup/active"
+as nsg-alice nsgroup create plain >/dev/null
+expect "--no-units: a new group is below nsgroupd's own cgroup" \
+    "$(as nsg-alice nsgroup inspect plain --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["cgroup"])')" \
+    "/system.slice/nsgroupd.service/users/$uid/group-plain"
+expect "--no-units: it is no unit" "$(inside systemctl is-active nsgroup-plain.scope)" inactive
+expect "--no-units: the start-up record says so" \
+    "$(inside journalctl -u nsgroupd -o cat --no-pager MESSAGE_ID=3096b031050d47769ccaae0896b855c5 | tail -1 | grep -c "groups below nsgroupd's own cgroup (--no-units)")" 1
+as nsg-alice nsgroup destroy plain >/dev/null
+inside rm /run/systemd/system/nsgroupd.service.d/no-units.conf
+inside systemctl daemon-reload
+inside systemctl restart nsgroupd.service
 
 # ---- the journal -----------------------------------------------------------------
 expect "journalctl -u nsgroupd -x explains records with the catalog" \
