@@ -11,9 +11,7 @@
 
 #include "ns_utils.h"
 
-pid_t ns_clone_into_cgroup_exec(int cgroup_fd, const int *procs_fds, size_t count, uint64_t extra_flags,
-                                int stdout_fd, const char *path, char *const argv[], char *const envp[],
-                                int *pidfd) {
+long ns_clone3_into_cgroup(int cgroup_fd, uint64_t extra_flags, int *pidfd, sigset_t *old) {
     int fd = -1;
     struct clone_args args;
     memset(&args, 0, sizeof args);
@@ -22,11 +20,28 @@ pid_t ns_clone_into_cgroup_exec(int cgroup_fd, const int *procs_fds, size_t coun
     args.exit_signal = SIGCHLD;
     args.cgroup = (uint64_t)cgroup_fd;
 
-    /* No handler of the parent's may run in the child before exec. */
-    sigset_t all, old;
+    sigset_t all;
     sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_sigmask(SIG_SETMASK, &all, old);
     long child = syscall(SYS_clone3, &args, sizeof args);
+    if (child == 0)
+        return 0;
+    int saved = errno;
+    pthread_sigmask(SIG_SETMASK, old, NULL);
+    if (child < 0) {
+        errno = saved;
+        return -1;
+    }
+    *pidfd = fd;
+    return child;
+}
+
+pid_t ns_clone_into_cgroup_exec(int cgroup_fd, const int *procs_fds, size_t count, uint64_t extra_flags,
+                                int stdout_fd, const char *path, char *const argv[], char *const envp[],
+                                int *pidfd) {
+    /* No handler of the parent's may run in the child before exec. */
+    sigset_t old;
+    long child = ns_clone3_into_cgroup(cgroup_fd, extra_flags, pidfd, &old);
     if (child == 0) {
         for (size_t i = 0; i < count; i++)
             if (NS_RETRY(write(procs_fds[i], "0", 1)) != 1)
@@ -37,12 +52,5 @@ pid_t ns_clone_into_cgroup_exec(int cgroup_fd, const int *procs_fds, size_t coun
         execve(path, argv, envp);
         _exit(127);
     }
-    int saved = errno;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (child < 0) {
-        errno = saved;
-        return -1;
-    }
-    *pidfd = fd;
     return (pid_t)child;
 }

@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "ns_cgroup.h"
 #include "ns_fdpass.h"
 #include "ns_pty.h"
 #include "ns_sys.h"
@@ -293,20 +294,11 @@ int ns_spawn_anchor(int cgroup_fd, pid_t *pid, int *pidfd, int *release_fd) {
     int gate[2];
     if (pipe2(gate, O_CLOEXEC) < 0)
         return -1;
-    int fd = -1;
-    struct clone_args args;
-    memset(&args, 0, sizeof args);
-    args.flags = CLONE_PIDFD | CLONE_INTO_CGROUP;
-    args.pidfd = (uint64_t)(uintptr_t)&fd;
-    args.exit_signal = SIGCHLD;
-    args.cgroup = (uint64_t)cgroup_fd;
-
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    long child = clone3_raw(&args);
+    sigset_t old;
+    long child = ns_clone3_into_cgroup(cgroup_fd, 0, pidfd, &old);
     if (child == 0) {
-        /* Only async-signal-safe calls from here: the caller has threads. */
+        /* Only async-signal-safe calls from here: the caller has threads. Every
+         * signal stays blocked; SIGKILL ends it. */
         (void)prctl(PR_SET_NAME, "nsgroup-anchor", 0, 0, 0);
         (void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
         if (gate[0] != 3 && dup2(gate[0], 3) < 0)
@@ -319,7 +311,6 @@ int ns_spawn_anchor(int cgroup_fd, pid_t *pid, int *pidfd, int *release_fd) {
         _exit(0);
     }
     int saved = errno;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     close(gate[0]);
     if (child < 0) {
         close(gate[1]);
@@ -327,7 +318,6 @@ int ns_spawn_anchor(int cgroup_fd, pid_t *pid, int *pidfd, int *release_fd) {
         return -1;
     }
     *pid = (pid_t)child;
-    *pidfd = fd;
     *release_fd = gate[1];
     return 0;
 }

@@ -140,20 +140,10 @@ final class Containment {
     func node(of group: Group) -> CgroupNode { group.scope ?? tree.group(owner: group.record.cgroupUser, name: group.name) }
 
     /// The cgroup of a new group, with its limits and its holder's leaf, and
-    /// the descriptors its holder is cloned with. A cgroup of that name left
-    /// by an earlier group of the same owner (its holder died while the
-    /// supervisor was down) is emptied and made anew.
+    /// the descriptors its holder is cloned with (`makeGroupNode`).
     func prepareGroup(user: uid_t, name: String, limits: GroupLimits) throws(CgroupError) -> (node: CgroupNode, files: CgroupFiles) {
-        _ = try userNode(user)
-        let node = tree.group(owner: user, name: name)
-        if node.exists() {
-            try node.killAll()
-            try node.remove()
-            leftovers[node.relative] = nil
-        }
+        let node = try makeGroupNode(user: user, name: name, limits: limits)
         do throws(CgroupError) {
-            try node.create()
-            try node.apply(CgroupLimits(limits))
             let leaf = node.child("holder")
             try leaf.create()
             let files = CgroupFiles(directory: try node.openForClone(), join: try node.openLegacyProcs(),
@@ -165,10 +155,12 @@ final class Containment {
         }
     }
 
-    /// Where a group's scope is made (GroupUnits): its staging cgroup, users/UID/group-NAME of
-    /// nsgroupd's own tree with the group's limits, made anew, which the
-    /// anchor the scope is started around is cloned into (`openForClone`).
-    func stageGroup(user: uid_t, name: String, limits: GroupLimits) throws(CgroupError) -> CgroupNode {
+    /// users/UID/group-NAME of nsgroupd's own tree with the group's limits (below the user's
+    /// cgroup, made with the per-user limits when it is new): the group's cgroup, or, when
+    /// the group is to be a unit (GroupUnits), where the anchor its scope is started around
+    /// is cloned into (`openForClone`). A cgroup of that name left by an earlier group of the
+    /// same owner (its holder died while the supervisor was down) is emptied and made anew.
+    func makeGroupNode(user: uid_t, name: String, limits: GroupLimits) throws(CgroupError) -> CgroupNode {
         _ = try userNode(user)
         let node = tree.group(owner: user, name: name)
         if node.exists() {

@@ -170,7 +170,7 @@ final class CreateHandler {
         let user = record.cgroupUser
         let staging: CgroupNode
         do throws(CgroupError) {
-            staging = try containment.stageGroup(user: user, name: name, limits: record.limits)
+            staging = try containment.makeGroupNode(user: user, name: name, limits: record.limits)
         } catch {
             throw RPCError.operationFailed("cannot create group \"\(name)\": its cgroup", error)
         }

@@ -2,9 +2,17 @@
 #ifndef NSGROUP_NS_CGROUP_H
 #define NSGROUP_NS_CGROUP_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+/* clone3(2) with CLONE_INTO_CGROUP | CLONE_PIDFD | extra_flags and SIGCHLD, with
+ * every signal blocked across the clone, so that no handler of the caller's runs
+ * in the child. Returns 0 in the child, whose signals stay blocked (*old is the
+ * caller's mask, to restore before exec); in the caller the mask is restored and
+ * it returns the child's pid with *pidfd set, or -1 with errno. */
+long ns_clone3_into_cgroup(int cgroup_fd, uint64_t extra_flags, int *pidfd, sigset_t *old);
 
 /* clone3(2) with CLONE_INTO_CGROUP | CLONE_PIDFD | extra_flags (CLONE_NEWCGROUP,
  * say): the child starts in the cgroup2 directory cgroup_fd (opened O_DIRECTORY),
