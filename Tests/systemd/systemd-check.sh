@@ -364,6 +364,13 @@ as nsg-alice nsgroup destroy again >/dev/null
 again_gone() { [ "$(inside systemctl is-active nsgroup-again.scope)" != active ]; }
 wait_for "destroy: the scope goes" 10 again_gone
 
+# cycles MODE: ten create + destroy of a group, in ms each (a figure, not a check).
+cycles() {
+    local began=$(date +%s%N)
+    for i in $(seq 10); do as nsg-alice nsgroup create "cycle$i" >/dev/null && as nsg-alice nsgroup destroy "cycle$i" >/dev/null; done
+    echo $(( ($(date +%s%N) - began) / 10000000 ))
+}
+as_unit=$(cycles)
 # ---- --no-units under systemd -----------------------------------------------------
 # Groups stay in nsgroupd's own cgroup; a group that is a unit already is taken back as one.
 inside sh -c 'printf "[Service]\nExecStart=\nExecStart=/usr/sbin/nsgroupd --no-units\n" > /run/systemd/system/nsgroupd.service.d/no-units.conf'
@@ -379,6 +386,7 @@ expect "--no-units: it is no unit" "$(inside systemctl is-active nsgroup-plain.s
 expect "--no-units: the start-up record says so" \
     "$(inside journalctl -u nsgroupd -o cat --no-pager MESSAGE_ID=3096b031050d47769ccaae0896b855c5 | tail -1 | grep -c "groups below nsgroupd's own cgroup (--no-units)")" 1
 as nsg-alice nsgroup destroy plain >/dev/null
+echo "# create + destroy of a group, from the CLI: ${as_unit} ms as a unit, $(cycles) ms with --no-units"
 inside rm /run/systemd/system/nsgroupd.service.d/no-units.conf
 inside systemctl daemon-reload
 inside systemctl restart nsgroupd.service
