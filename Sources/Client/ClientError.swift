@@ -18,6 +18,9 @@ public enum ClientError: Error, CustomStringConvertible {
     case io(Errno)
     /// The supervisor closed the connection.
     case disconnected
+    /// Another host's supervisor could not be reached through ssh, or the connection ended:
+    /// the host as given, and what ssh or the host said.
+    case remote(host: String, String)
 
     public var description: String {
         switch self {
@@ -32,6 +35,8 @@ public enum ClientError: Error, CustomStringConvertible {
             return "talking to nsgroupd failed: \(errno)"
         case .disconnected:
             return "nsgroupd closed the connection"
+        case .remote(_, let message):
+            return message
         }
     }
 }

@@ -10,20 +10,47 @@ import RPC
 public final class RPCClient {
     public static let defaultSocketPath = RPC.defaultSocketPath
 
-    public let socketPath: String
+    /// Where the supervisor is: a socket here, or a host reached through ssh.
+    public let endpoint: Endpoint
     private let socket: FileDescriptor
+    /// The ssh that carries the connection to another host's supervisor.
+    private let tunnel: SSHTunnel?
     private var framer = LineFramer(maxLineLength: 256 << 20)
     private var nextID: Int64 = 1
     private var notifications: [(method: String, params: JSONValue)] = []
     private var readBuffer = [UInt8](repeating: 0, count: 1 << 16)
 
-    public init(socketPath: String) throws(ClientError) {
-        self.socketPath = socketPath
-        do {
-            socket = try UnixSocket.connect(path: socketPath)
-        } catch {
-            throw .unreachable(path: socketPath, error)
+    public convenience init(socketPath: String) throws(ClientError) {
+        try self.init(endpoint: .socket(socketPath))
+    }
+
+    /// Connects to the supervisor's socket, or starts ssh to the host (which connects as it
+    /// goes: a host that cannot be reached shows as the first call's `.remote` error).
+    public init(endpoint: Endpoint) throws(ClientError) {
+        self.endpoint = endpoint
+        switch endpoint {
+        case .socket(let path):
+            do {
+                socket = try UnixSocket.connect(path: path)
+            } catch {
+                throw .unreachable(path: path, error)
+            }
+            tunnel = nil
+        case .remote(let host):
+            let tunnel = try SSHTunnel(host: host)
+            do {
+                socket = try tunnel.socket.duplicate()
+            } catch {
+                throw .io(error)
+            }
+            self.tunnel = tunnel
         }
+    }
+
+    /// The connection's end: `.disconnected` for the supervisor's socket; over ssh, what ssh
+    /// and the host said, naming the host.
+    private func ended() -> ClientError {
+        tunnel?.failure() ?? .disconnected
     }
 
     /// The socket, for poll(2) alongside other descriptors.
@@ -38,10 +65,21 @@ public final class RPCClient {
     /// Sends one request (with `descriptors` passed beside its first byte) and
     /// waits for its reply. A server error is thrown as `.server`.
     public func call(_ method: String, _ params: JSONValue? = nil, descriptors: [Int32] = []) throws(ClientError) -> Reply {
+        try reply(to: send(method, params, descriptors: descriptors))
+    }
+
+    /// Sends one request and returns its id, for `reply(to:)`: several clients (one per host)
+    /// can each have a request under way at once.
+    public func send(_ method: String, _ params: JSONValue? = nil, descriptors: [Int32] = []) throws(ClientError) -> Int64 {
         let id = nextID
         nextID += 1
         let request = Request(id: .number(JSONNumber(id)), method: method, params: params)
         try sendLine(request.json.line, descriptors: descriptors)
+        return id
+    }
+
+    /// Waits for the reply to the request `id` (the last one sent).
+    public func reply(to id: Int64) throws(ClientError) -> Reply {
         while true {
             let (message, received) = try readMessage()
             switch message {
@@ -75,7 +113,7 @@ public final class RPCClient {
                                         descriptors: offset == 0 ? descriptors : [])
                 }
             } catch {
-                if error.rawValue == EPIPE || error.rawValue == ECONNRESET { throw .disconnected }
+                if error.rawValue == EPIPE || error.rawValue == ECONNRESET { throw ended() }
                 throw .io(error)
             }
             offset += sent
@@ -128,12 +166,12 @@ public final class RPCClient {
                     try UnixSocket.receive(socket.rawValue, into: raw)
                 }
             } catch {
-                if error.rawValue == ECONNRESET { throw .disconnected }
+                if error.rawValue == ECONNRESET { throw ended() }
                 throw .io(error)
             }
             if received.count == 0 {
                 for fd in received.descriptors { close(fd) }
-                throw .disconnected
+                throw ended()
             }
             readBuffer.withUnsafeBytes { raw in
                 framer.append(UnsafeRawBufferPointer(rebasing: raw[0..<received.count]),

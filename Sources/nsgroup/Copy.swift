@@ -124,6 +124,11 @@ struct Copy: ParsableCommand {
 
     func run() {
         signal(SIGPIPE, SIG_IGN)
+        // cp hands pipes of its own to the group's tar: descriptors, which ssh cannot carry.
+        if global.isRemote {
+            fail("cp does not work with --host: it passes pipes to the group's tar; use enter with tar on both ends (README, \"Other hosts\")",
+                 reason: CLIReason.usage, code: ExitStatus.usage)
+        }
         let client = withClient(global) { $0 }
         switch (Place(source), Place(destination)) {
         case (.local(let from), .group(let group, let to)):
@@ -390,14 +395,9 @@ private struct Session {
 
     /// Starts local tar (found on PATH) with the given stdio, which stays open here.
     private func spawn(_ arguments: [String], stdin: Int32, stdout: Int32, stderr: Int32) -> Result<pid_t, Errno> {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        for (fd, target) in [(stdin, Int32(0)), (stdout, 1), (stderr, 2)] { posix_spawn_file_actions_adddup2(&actions, fd, target) }
-        var pid: pid_t = 0
-        let error = withCStringArray(arguments) { argv in posix_spawnp(&pid, arguments[0], &actions, nil, argv, environ) }
+        let started = spawnProgram(arguments, stdin: stdin, stdout: stdout, stderr: stderr)
         for fd in [stdin, stdout] where fd > 2 { close(fd) }
-        return error == 0 ? .success(pid) : .failure(Errno(rawValue: error))
+        return started
     }
 
     /// tar's complaints as one line: without `tar: ` and its closing summary.

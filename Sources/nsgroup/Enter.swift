@@ -109,11 +109,13 @@ struct Enter: ParsableCommand {
             env.append(("TERM", String(cString: term)))
         }
         let size = interactive ? (Pty.windowSize(0) ?? Pty.windowSize(1)) : nil
+        // Descriptors cannot cross ssh: on another host the session's stdio is streamed.
+        let streamed = stream || global.isRemote
         let params = EnterParams(name: name, argv: command.isEmpty ? nil : command, cwd: cwd, env: env,
                                  tty: interactive, rows: size?.rows, columns: size?.columns, trustOwner: trustOwner,
-                                 stdio: stream ? .stream : .descriptors)
+                                 stdio: streamed ? .stream : .descriptors)
         let status = withClient(global) { client throws(ClientError) -> Int32 in
-            if stream { return try StreamedSession(client: client, params: params).run(group: name) }
+            if streamed { return try StreamedSession(client: client, params: params).run(group: name) }
             return interactive ? try runInteractive(client, params) : try runScripted(client, params)
         }
         Glibc.exit(status)
@@ -165,7 +167,7 @@ struct Enter: ParsableCommand {
                     return finish(exited)
                 }
             } catch .disconnected {
-                guard let again = Self.reattach(client.socketPath, name: params.name, session: session.session) else {
+                guard let again = Self.reattach(client.endpoint, name: params.name, session: session.session) else {
                     printError("lost the connection to nsgroupd; session \(session.session) (pid \(session.pid)) may still be running")
                     return ExitStatus.failure
                 }
@@ -201,8 +203,8 @@ struct Enter: ParsableCommand {
     /// After the connection dropped (the supervisor stopped or restarted):
     /// connect again for up to reconnectSeconds and attach to the session. nil when
     /// no supervisor came back.
-    static func reattach(_ socketPath: String, name: String, session: UInt64) -> Reattachment? {
-        reconnecting(socketPath) { client in
+    static func reattach(_ endpoint: Endpoint, name: String, session: UInt64) -> Reattachment? {
+        reconnecting(endpoint) { client in
             do throws(ClientError) {
                 _ = try client.call("attach", AttachParams(name: name, session: session).json)
                 return .attached(client)
@@ -322,7 +324,7 @@ struct Enter: ParsableCommand {
         }
         // The supervisor went away while the terminal kept working: ask a
         // restarted one how the session ended.
-        switch Self.reattach(client.socketPath, name: params.name, session: session.session) {
+        switch Self.reattach(client.endpoint, name: params.name, session: session.session) {
         case .ended(let status)?:
             return status
         case .attached(let reconnected)?:

@@ -53,7 +53,7 @@ struct Events: ParsableCommand {
                 // The supervisor stopped or restarted: subscribe again on a new connection.
                 printNote("lost the connection to nsgroupd; reconnecting", label: "")
                 let asked = resume
-                guard let again = reconnecting(client.socketPath, { (candidate: RPCClient) -> RPCClient? in
+                guard let again = reconnecting(client.endpoint, { (candidate: RPCClient) -> RPCClient? in
                     // A server that takes no "since" (an older one) refuses it: a plain subscribe then.
                     if let reply = try? candidate.call("subscribe", asked.json) { note(reply.result); return candidate }
                     if let reply = try? candidate.call("subscribe") { note(reply.result); return candidate }
@@ -107,9 +107,9 @@ let reconnectSeconds = 60
 /// After the connection to the supervisor dropped: connects again every 0.1 s, for up
 /// to reconnectSeconds, and hands each new connection to `body`, until it returns a
 /// result (nil: try again). nil when no supervisor took us back in time.
-func reconnecting<T>(_ socketPath: String, _ body: (RPCClient) -> T?) -> T? {
+func reconnecting<T>(_ endpoint: Endpoint, _ body: (RPCClient) -> T?) -> T? {
     for _ in 0..<(reconnectSeconds * 10) {
-        if let client = try? RPCClient(socketPath: socketPath), let result = body(client) { return result }
+        if let client = try? RPCClient(endpoint: endpoint), let result = body(client) { return result }
         usleep(100_000)
     }
     return nil

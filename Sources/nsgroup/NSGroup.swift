@@ -15,7 +15,7 @@ struct NSGroup: ParsableCommand {
             """,
         version: nsgroupVersion,
         subcommands: [Create.self, List.self, Inspect.self, Ps.self, Enter.self, Exec.self, Copy.self, Share.self, Unshare.self, Freeze.self,
-                      Thaw.self, Destroy.self, Events.self, Describe.self, Version.self])
+                      Thaw.self, Destroy.self, Events.self, Describe.self, Version.self, Bridge.self])
 
     // Declared here too so that `nsgroup --socket PATH list` works as well as
     // `nsgroup list --socket PATH`; subcommands read the same values.
@@ -50,7 +50,7 @@ struct NSGroup: ParsableCommand {
                 return Array(arguments[...index]) + Enter.withTerminator(Array(arguments[(index + 1)...]))
             }
             if !word.hasPrefix("-") || word == "--" { return arguments }
-            index += word == "--socket" ? 2 : 1
+            index += word == "--socket" || word == "--host" ? 2 : 1
         }
         return arguments
     }

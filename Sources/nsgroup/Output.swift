@@ -12,6 +12,9 @@ import RPC
 /// `NSGroup.main`, before parsing, so that parse errors follow it too.
 enum Output {
     nonisolated(unsafe) static var json = false
+    /// The host a command runs against (`--host`), which every error names: `nsgroup: HOST:
+    /// message`, and `"host"` in the JSON error.
+    nonisolated(unsafe) static var host: String?
 
     /// Whether `arguments` (as `NSGroup.withEnterTerminator` returns them) ask
     /// for JSON: a `--json` before the first `--`, so that `--json` in
@@ -50,6 +53,7 @@ enum CLIReason {
         case .unreachable: return unavailable
         case .server(let error): return error.reason.rawValue
         case .disconnected: return disconnected
+        case .remote: return unavailable
         case .protocolViolation, .io: return io
         }
     }
@@ -58,8 +62,9 @@ enum CLIReason {
 /// The error line: `nsgroup: message`, or with `--json` one JSON object
 /// (`extra` are further members of `error`).
 func errorLine(_ message: String, reason: String, extra: JSONObject = JSONObject()) -> String {
-    guard Output.json else { return "nsgroup: \(message)\n" }
+    guard Output.json else { return "nsgroup: \(Output.host.map { "\($0): " } ?? "")\(message)\n" }
     var error: JSONObject = ["reason": .string(reason), "message": .string(message)]
+    if let host = Output.host { error["host"] = .string(host) }
     for (key, value) in extra { error[key] = value }
     return JSONValue.object(["error": .object(error)]).serialized() + "\n"
 }

@@ -81,7 +81,7 @@ final class StreamedSession {
             // The stream ended with the connection: the session lost its stdio. Ask a
             // restarted supervisor how it ended.
             printError("lost the connection to nsgroupd; session \(session.session)'s streamed stdio ended with it", reason: CLIReason.disconnected)
-            switch Enter.reattach(client.socketPath, name: params.name, session: session.session) {
+            switch Enter.reattach(client.endpoint, name: params.name, session: session.session) {
             case .ended(let status)?: return status
             case .attached(let again)?:
                 if let exited = try? Enter.takeExited(again, session: session.session, wait: true) {
