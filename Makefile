@@ -32,9 +32,11 @@ VERSION := $(shell sed -n 's/^public let nsgroupVersion = "\(.*\)"$$/\1/p' Sourc
 # Debian packages the build and the tests need (passt and fuse-overlayfs: create's
 # --net pasta and --root overlay; dpkg-dev and lintian: make deb
 # and its test; zsh and fish: the completion tests load their scripts; file:
-# plain-release; python3-jsonschema: SchemaConformanceTests validates with it).
+# plain-release; python3-jsonschema: SchemaConformanceTests validates with it;
+# openssh-server and openssh-client: the end-to-end tests' own sshd, see deps).
 APT_PACKAGES := libsystemd-dev pkg-config systemd util-linux iproute2 iputils-ping procps tmux passwd python3 hyperfine passt \
-                fuse-overlayfs dpkg-dev lintian zsh fish file python3-jsonschema systemd-container
+                fuse-overlayfs dpkg-dev lintian zsh fish file python3-jsonschema systemd-container \
+                openssh-server openssh-client
 
 # Unprivileged users the end-to-end tests act as: alice owns groups, bob is a
 # stranger, carol is in the admin group, dave is a member by name, erin by
@@ -46,6 +48,12 @@ TEST_USERS := nsg-alice nsg-bob nsg-carol nsg-dave nsg-erin
 
 all: build
 
+# The end-to-end tests start sshd themselves (Tests/EndToEndTests/SSHServer.swift: on
+# 127.0.0.1 and a spare port, with their own host key and configuration). Installing
+# openssh-server enables, and under systemd starts, the system's ssh service on port 22:
+# when deps installs it, deps stops and disables that service again, so that no test can
+# come to rely on it and the systemd-check container does not boot one. An openssh-server
+# installed before is left as it is.
 deps:
 	@missing=""; \
 	for p in $(APT_PACKAGES); do \
@@ -53,7 +61,14 @@ deps:
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing || exit 1; \
+	  case " $$missing " in *" openssh-server "*) \
+	    echo "deps: stopping and disabling the ssh service openssh-server installed (the tests run their own sshd)"; \
+	    if [ -d /run/systemd/system ]; then systemctl disable --now --quiet ssh.service ssh.socket; \
+	    else systemctl disable --quiet ssh.service ssh.socket 2>/dev/null; \
+	      test -x /etc/init.d/ssh && /etc/init.d/ssh stop >/dev/null 2>&1; fi; \
+	    true;; \
+	  esac; \
 	fi
 	@command -v $(SWIFT) >/dev/null || { echo "make: swift not found on PATH (expected Swift 6 at /opt/swift/usr/bin)"; exit 1; }
 
