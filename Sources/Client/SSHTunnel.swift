@@ -85,7 +85,7 @@ final class SSHTunnel {
         collect()
         // ssh ends its lines with "\r\n" (one Character to Swift): split the bytes.
         let lines = said.split(whereSeparator: { $0 == 10 || $0 == 13 })
-            .map { String(decoding: $0, as: UTF8.self).trimmingCharacters(in: " \t") }.filter { !$0.isEmpty }
+            .map { String(decoding: $0, as: UTF8.self).trimmed }.filter { !$0.isEmpty }
         // The remote nsgroup's own words start as ours do.
         let last = lines.last.map { $0.hasPrefix("nsgroup: ") ? String($0.dropFirst(9)) : String($0) }
         let exit = status.map { $0 == 255 ? "ssh failed" : "ssh exited with status \($0)" } ?? "ssh ended"
@@ -117,14 +117,5 @@ final class SSHTunnel {
             if result < 0 && errno == EINTR { continue }
             return nil
         }
-    }
-}
-
-extension String {
-    fileprivate func trimmingCharacters(in set: String) -> Substring {
-        var text = Substring(self)
-        while let first = text.first, set.contains(first) { text = text.dropFirst() }
-        while let last = text.last, set.contains(last) { text = text.dropLast() }
-        return text
     }
 }

@@ -238,12 +238,23 @@ import Testing
 
     /// With the pty master passed to the client, and with the terminal streamed on the
     /// connection (`--stream`, PROTOCOL.md §8.18): the same shell, size, Ctrl-C and exit.
-    @Test(arguments: [false, true]) func interactiveShellOnARealTerminal(streamed: Bool) throws {
+    /// How the client reaches the session: passing its terminal, streaming it, or from
+    /// "another host" through a real sshd (`--host`, RemoteTests), which streams too.
+    @Test(arguments: ["descriptors", "streamed", "remote"]) func interactiveShellOnARealTerminal(mode: String) throws {
         let (supervisor, alice) = try aliceGroup("term")
         let marker = supervisor.directory + "/done"
         let before = supervisor.directory + "/stty-before"
         let after = supervisor.directory + "/stty-after"
-        let client = "setpriv --reuid=\(alice.uid) --regid=\(alice.gid) --init-groups -- \(Products.nsgroup) --socket \(supervisor.socketPath) enter \(streamed ? "--stream " : "")term"
+        let server = mode == "remote" ? try SSHServer.start(users: [alice]) : nil
+        let setpriv = "setpriv --reuid=\(alice.uid) --regid=\(alice.gid) --init-groups --"
+        let client: String
+        if let server {
+            client = "env NSGROUP_SSH_COMMAND='\(server.sshCommand(for: alice).joined(separator: " "))' "
+                + "NSGROUP_REMOTE_COMMAND='\(Products.nsgroup) bridge --socket \(supervisor.socketPath)' "
+                + "\(setpriv) \(Products.nsgroup) --host \(alice.name)@\(server.host) enter term"
+        } else {
+            client = "\(setpriv) \(Products.nsgroup) --socket \(supervisor.socketPath) enter \(mode == "streamed" ? "--stream " : "")term"
+        }
         let tmux = try Tmux(command: "bash --norc --noprofile")
         try tmux.sendKeys("PS1='outer$ '; stty -g > \(before); \(client); echo \"client-exit=$?\"; stty -g > \(after); touch \(marker)")
         try tmux.waitFor("@term:")  // the login shell's prompt, user@host inside the group
@@ -274,6 +285,7 @@ import Testing
         let restored = try String(contentsOfFile: after, encoding: .utf8)
         #expect(saved == restored, "the outer terminal is restored")
         #expect(((try supervisor.inspect("term")["sessions"] as? [Any])?.isEmpty) == true)
+        withExtendedLifetime(server) {}
     }
 }
 

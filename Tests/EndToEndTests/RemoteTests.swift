@@ -1,0 +1,167 @@
+import Foundation
+import Glibc
+import Testing
+
+/// `nsgroup --host`: every command against another host's nsgroupd through a real OpenSSH
+/// server (SSHServer, on 127.0.0.1) and `nsgroup bridge` there, as the user ssh logs in as.
+/// "The other host" is this machine: the bridge relays to a TestSupervisor.
+@Suite("Other hosts: nsgroup --host through a real sshd")
+struct RemoteTests {
+    /// One sshd, one supervisor, and the environment that points nsgroup's ssh at them.
+    final class Remote: @unchecked Sendable {
+        let server: SSHServer
+        let supervisor: TestSupervisor
+        let user: TestUser
+
+        init(user: TestUser, config: String = "") throws {
+            self.user = user
+            supervisor = try TestSupervisor(config: config)
+            server = try SSHServer.start(users: [user])
+        }
+
+        /// What `--host` takes for this user: "nsg-alice@127.0.0.1:PORT".
+        var host: String { "\(user.name)@\(server.host)" }
+
+        /// The environment nsgroup runs in: its ssh is the server's client command for the
+        /// user (their key, the server's host key known), and the remote command is this
+        /// build's nsgroup bridge to the test supervisor.
+        func environment(wrongHostKey: Bool = false) -> [String: String] {
+            var environment = ProcessInfo.processInfo.environment
+            for name in ["NSGROUP_SOCKET", "NSGROUP_HOST"] { environment[name] = nil }
+            let ssh = wrongHostKey ? server.sshCommandWithWrongHostKey(for: user) : server.sshCommand(for: user)
+            environment["NSGROUP_SSH_COMMAND"] = ssh.joined(separator: " ")
+            environment["NSGROUP_REMOTE_COMMAND"] = "\(Products.nsgroup) bridge --socket \(supervisor.socketPath)"
+            return environment
+        }
+
+        /// `nsgroup ARGUMENTS` as the user, with the environment above.
+        @discardableResult
+        func nsgroup(_ arguments: [String], wrongHostKey: Bool = false) throws -> CommandResult {
+            try run(Products.nsgroup, arguments, as: user, environment: environment(wrongHostKey: wrongHostKey))
+        }
+
+        /// A shell command line as the user, with the environment above (for pipes).
+        func shell(_ script: String) throws -> CommandResult {
+            try run("/bin/sh", ["-c", script], as: user, environment: environment())
+        }
+    }
+
+    @Test func createListInspectAndDestroyOnTheOtherHost() throws {
+        let remote = try Remote(user: try TestUser.alice())
+        let created = try remote.nsgroup(["--host", remote.host, "create", "far"])
+        #expect(created.status == 0, "\(created.stderr)")
+        // The supervisor there saw the user ssh logged in as: the group is hers.
+        let local = try remote.supervisor.nsgroup(["inspect", "far", "--json"], as: remote.user)
+        #expect(local.status == 0 && local.stdout.contains("\"ownerName\":\"nsg-alice\""), "\(local.stdout) \(local.stderr)")
+        let listed = try remote.nsgroup(["--host", remote.host, "list", "-q"])
+        #expect(listed.status == 0 && listed.stdout == "far\n", "\(listed.stdout) \(listed.stderr)")
+        // NSGROUP_HOST does what --host does.
+        var environment = remote.environment()
+        environment["NSGROUP_HOST"] = remote.host
+        let inspected = try run(Products.nsgroup, ["inspect", "far", "--json"], as: remote.user, environment: environment)
+        #expect(inspected.status == 0 && inspected.stdout.contains("\"name\":\"far\""), "\(inspected.stderr)")
+        let destroyed = try remote.nsgroup(["--host", remote.host, "destroy", "far"])
+        #expect(destroyed.status == 0, "\(destroyed.stderr)")
+        #expect(try remote.supervisor.nsgroup(["list", "-q"]).stdout == "")
+        // An error from there names the host.
+        let missing = try remote.nsgroup(["--host", remote.host, "inspect", "far"])
+        #expect(missing.status == 125)
+        #expect(missing.stderr == "nsgroup: \(remote.host): no group named \"far\"\n", "\(missing.stderr)")
+    }
+
+    @Test func aScriptedEnterStreams20MiBEachWayAndPassesExitStatusesOn() throws {
+        let remote = try Remote(user: try TestUser.alice())
+        #expect(try remote.nsgroup(["--host", remote.host, "create", "pipe"]).status == 0)
+        let input = remote.supervisor.directory + "/input"
+        #expect(try run("/bin/sh", ["-c", "head -c 20971520 /dev/urandom > \(input) && chmod 0644 \(input)"]).status == 0)
+        let expected = try run("/usr/bin/sha256sum", [input]).stdout.prefix(64)
+        let nsgroup = "\(Products.nsgroup) --host \(remote.host)"
+        // In: 20 MiB on the client's stdin reach the command whole.
+        let into = try remote.shell("\(nsgroup) enter pipe -- sha256sum < \(input)")
+        #expect(into.status == 0, "\(into.stderr)")
+        #expect(into.stdout.prefix(64) == expected)
+        // Out: 20 MiB the command writes reach the client's stdout whole.
+        let out = try remote.shell("\(nsgroup) enter pipe -- cat \(input) | sha256sum")
+        #expect(out.status == 0, "\(out.stderr)")
+        #expect(out.stdout.prefix(64) == expected)
+        // Exit codes as locally: the command's own, 128+N for a signal, 127 for no such command.
+        #expect(try remote.nsgroup(["--host", remote.host, "enter", "pipe", "--", "sh", "-c", "exit 7"]).status == 7)
+        #expect(try remote.nsgroup(["--host", remote.host, "enter", "pipe", "--", "sh", "-c", "kill -9 $$"]).status == 137)
+        let absent = try remote.nsgroup(["--host", remote.host, "enter", "pipe", "--", "no-such-command"])
+        #expect(absent.status == 127, "\(absent.stderr)")
+        #expect(absent.stderr.hasPrefix("nsgroup: \(remote.host): "), "\(absent.stderr)")
+    }
+
+    @Test func theFleetViewListsEveryHostAndReportsAnUnreachableOne() throws {
+        let remote = try Remote(user: try TestUser.alice())
+        #expect(try remote.nsgroup(["--host", remote.host, "create", "near"]).status == 0)
+        // Port 1 on 127.0.0.1: nothing listens, ssh is refused at once.
+        let unreachable = "\(remote.user.name)@127.0.0.1:1"
+        let listed = try remote.nsgroup(["--host", remote.host, "--host", unreachable, "list"])
+        #expect(listed.status == 125)
+        let lines = listed.stdout.split(separator: "\n")
+        #expect(lines.first?.hasPrefix("HOST") == true, "\(listed.stdout)")
+        #expect(lines.contains { $0.hasPrefix(remote.host) && $0.contains(" near ") }, "\(listed.stdout)")
+        #expect(listed.stderr.hasPrefix("nsgroup: \(unreachable): "), "\(listed.stderr)")
+        #expect(listed.stderr.contains("Connection refused"), "\(listed.stderr)")
+        // --json: one object per host, the unreachable one with its error.
+        let json = try remote.nsgroup(["--host", remote.host, "--host", unreachable, "list", "--json"])
+        #expect(json.status == 125)
+        let hosts = try #require((try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])?["hosts"] as? [[String: Any]])
+        #expect(hosts.count == 2)
+        #expect(hosts.first?["host"] as? String == remote.host)
+        #expect(((hosts.first?["groups"] as? [[String: Any]])?.first?["name"] as? String) == "near")
+        #expect(hosts.last?["host"] as? String == unreachable)
+        #expect(((hosts.last?["error"] as? [String: Any])?["reason"] as? String) == "unavailable")
+        // The hosts file: "local" is this machine's socket.
+        let config = remote.supervisor.directory + "/config-\(remote.user.name)"
+        #expect(try run("/bin/sh", ["-c", "mkdir -p \(config)/nsgroup && printf '# fleet\\n%s\\nlocal\\n' \(remote.host) > \(config)/nsgroup/hosts && chown -R \(remote.user.uid) \(config)"]).status == 0)
+        var environment = remote.environment()
+        environment["XDG_CONFIG_HOME"] = config
+        environment["NSGROUP_SOCKET"] = remote.supervisor.socketPath
+        let fleet = try run(Products.nsgroup, ["list", "--fleet", "-q"], as: remote.user, environment: environment)
+        #expect(fleet.status == 0, "\(fleet.stderr)")
+        #expect(fleet.stdout == "\(remote.host) near\nlocal near\n", "\(fleet.stdout)")
+    }
+
+    @Test func aWrongHostKeyIsRefusedAndNothingIsDone() throws {
+        let remote = try Remote(user: try TestUser.alice())
+        let refused = try remote.nsgroup(["--host", remote.host, "create", "spoofed"], wrongHostKey: true)
+        #expect(refused.status == 125)
+        #expect(refused.stderr.hasPrefix("nsgroup: \(remote.host): "), "\(refused.stderr)")
+        #expect(refused.stderr.contains("Host key verification failed"), "\(refused.stderr)")
+        #expect(try remote.supervisor.nsgroup(["list", "-q"]).stdout == "")
+    }
+
+    @Test func aUserTheOtherHostRefusesGetsItsReason() throws {
+        // Only nsg-bob may create groups there.
+        let remote = try Remote(user: try TestUser.alice(), config: "[access]\ncreate = nsg-bob\n")
+        let refused = try remote.nsgroup(["--host", remote.host, "create", "nope"])
+        #expect(refused.status == 125)
+        #expect(refused.stderr.hasPrefix("nsgroup: \(remote.host): "), "\(refused.stderr)")
+        // The supervisor's own words, as it says them locally.
+        let local = try remote.supervisor.nsgroup(["create", "nope"], as: remote.user)
+        #expect(local.status == 125)
+        #expect(refused.stderr == local.stderr.replacingOccurrences(of: "nsgroup: ", with: "nsgroup: \(remote.host): "))
+        let json = try remote.nsgroup(["--host", remote.host, "create", "nope", "--json"])
+        #expect(json.stderr.contains("\"reason\":\"permission_denied\""), "\(json.stderr)")
+        #expect(json.stderr.contains("\"host\":\"\(remote.host)\""), "\(json.stderr)")
+    }
+
+    @Test func theBridgeRelaysOnlyToThisMachine() throws {
+        let supervisor = try TestSupervisor()
+        // It takes no --host: a bridge is the other end of one.
+        let looped = try run(Products.nsgroup, ["bridge", "--host", "somewhere"])
+        #expect(looped.status == 64, "\(looped.stderr)")
+        // Its caller is whoever runs it: a request on stdin is answered on stdout.
+        let request = #"{"jsonrpc":"2.0","id":1,"method":"version"}"# + "\n"
+        let answered = try run(Products.nsgroup, ["bridge", "--socket", supervisor.socketPath], as: try TestUser.bob(),
+                               stdin: Data(request.utf8))
+        #expect(answered.status == 0, "\(answered.stderr)")
+        #expect(answered.stdout.hasPrefix(#"{"jsonrpc":"2.0","id":1,"result":"#), "\(answered.stdout)")
+        // No supervisor: the error is the bridge's, on stderr, as ssh carries it back.
+        let none = try run(Products.nsgroup, ["bridge", "--socket", supervisor.directory + "/absent.sock"], stdin: Data())
+        #expect(none.status == 125)
+        #expect(none.stderr.hasPrefix("nsgroup: cannot reach nsgroupd at \(supervisor.directory)/absent.sock"), "\(none.stderr)")
+    }
+}
