@@ -28,6 +28,37 @@ enum Output {
     }
 }
 
+extension Output {
+    /// `text` with every control character but newline and tab shown as an escape
+    /// (`\x1b`, `\u{9b}`): what nsgroup prints comes partly from others (another host's
+    /// supervisor, the argv of another user's process in `ps`), and none of it may drive the
+    /// terminal (a title, a cleared screen, a fake prompt). JSON output is escaped as JSON.
+    static func visible(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: isControl) else { return text }
+        var shown = ""
+        for scalar in text.unicodeScalars {
+            if !isControl(scalar) {
+                shown.unicodeScalars.append(scalar)
+            } else if scalar.value < 0x80 {
+                shown += "\\x" + (scalar.value < 0x10 ? "0" : "") + String(scalar.value, radix: 16)
+            } else {
+                shown += "\\u{" + String(scalar.value, radix: 16) + "}"
+            }
+        }
+        return shown
+    }
+
+    private static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+        (scalar.value < 0x20 && scalar != "\n" && scalar != "\t") || (0x7f...0x9f).contains(scalar.value)
+    }
+}
+
+/// Every line nsgroup prints as text (tables, inspect, messages) goes through
+/// `Output.visible`: this shadows the standard library's `print` in the module.
+func print(_ items: Any..., separator: String = " ", terminator: String = "\n") {
+    Swift.print(Output.visible(items.map { "\($0)" }.joined(separator: separator)), terminator: terminator)
+}
+
 /// The reasons of nsgroup's own errors, beside the protocol's (`ErrorReason`:
 /// not_found, permission_denied, …) that supervisor refusals carry.
 enum CLIReason {
@@ -62,7 +93,7 @@ enum CLIReason {
 /// The error line: `nsgroup: message`, or with `--json` one JSON object
 /// (`extra` are further members of `error`).
 func errorLine(_ message: String, reason: String, extra: JSONObject = JSONObject()) -> String {
-    guard Output.json else { return "nsgroup: \(Output.host.map { "\($0): " } ?? "")\(message)\n" }
+    guard Output.json else { return "nsgroup: \(Output.host.map { "\($0): " } ?? "")\(Output.visible(message))\n" }
     var error: JSONObject = ["reason": .string(reason), "message": .string(message)]
     if let host = Output.host { error["host"] = .string(host) }
     for (key, value) in extra { error[key] = value }
@@ -80,7 +111,7 @@ func printError(_ message: String, reason: String = CLIReason.failed) {
 /// `--json` `{"note":{"message":…}}`.
 func printNote(_ message: String, label: String = "note: ") {
     var text = Output.json ? JSONValue.object(["note": .object(["message": .string(message)])]).serialized() + "\n"
-                           : "nsgroup: \(label)\(message)\n"
+                           : "nsgroup: \(Output.host.map { "\($0): " } ?? "")\(label)\(Output.visible(message))\n"
     text.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
 }
 

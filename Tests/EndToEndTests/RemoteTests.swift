@@ -148,6 +148,33 @@ struct RemoteTests {
         #expect(json.stderr.contains("\"host\":\"\(remote.host)\""), "\(json.stderr)")
     }
 
+    /// Another host is another party: what its supervisor (or whoever answers there) sends
+    /// must not reach the user's terminal as control sequences (a title, a cleared screen,
+    /// a fake prompt), in a table or an error. JSON stays exact.
+    @Test func whatAHostileHostSendsCannotDriveTheTerminal() throws {
+        let remote = try Remote(user: try TestUser.alice())
+        // Answers every request with a group list whose name and owner carry escapes, or
+        // an error whose message does.
+        let script = remote.supervisor.directory + "/hostile-bridge"
+        let listed = #"{"jsonrpc":"2.0","id":1,"result":{"groups":[{"name":"x\u001b]0;pwned\u0007","owner":1,"ownerName":"\u001b[2Jroot","namespaces":{},"holder":1,"created":"2026-01-01T00:00:00Z","tmpfs":[],"members":[],"limits":{},"frozen":false,"sessions":[]}]}}"#
+        let refused = #"{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"no\u001b[31m such\u009b group","data":{"reason":"not_found"}}}"#
+        let text = "#!/bin/sh\nread request\ncase \"$request\" in *'\"list\"'*) cat <<'EOF'\n\(listed)\nEOF\n;; *) cat <<'EOF'\n\(refused)\nEOF\n;; esac\n"
+        #expect(FileManager.default.createFile(atPath: script, contents: Data(text.utf8), attributes: [.posixPermissions: 0o755]))
+        var environment = remote.environment()
+        environment["NSGROUP_REMOTE_COMMAND"] = script
+        let list = try run(Products.nsgroup, ["--host", remote.host, "list"], as: remote.user, environment: environment)
+        #expect(list.status == 0, "\(list.stderr)")
+        #expect(!list.stdout.unicodeScalars.contains { $0.value == 0x1b || $0.value == 0x07 }, "\(list.stdout.debugDescription)")
+        #expect(list.stdout.contains(#"x\x1b]0;pwned\x07"#), "\(list.stdout.debugDescription)")
+        let error = try run(Products.nsgroup, ["--host", remote.host, "inspect", "x"], as: remote.user, environment: environment)
+        #expect(error.status == 125)
+        #expect(!error.stderr.unicodeScalars.contains { $0.value == 0x1b || $0.value == 0x9b }, "\(error.stderr.debugDescription)")
+        #expect(error.stderr == #"nsgroup: \#(remote.host): no\x1b[31m such\u{9b} group"# + "\n", "\(error.stderr.debugDescription)")
+        // --json keeps every character, escaped as JSON escapes them.
+        let json = try run(Products.nsgroup, ["--host", remote.host, "list", "--json"], as: remote.user, environment: environment)
+        #expect(json.stdout.contains(#"x\u001b]0;pwned\u0007"#), "\(json.stdout)")
+    }
+
     @Test func theBridgeRelaysOnlyToThisMachine() throws {
         let supervisor = try TestSupervisor()
         // It takes no --host: a bridge is the other end of one.
