@@ -92,6 +92,29 @@ struct RemoteTests {
         #expect(absent.stderr.hasPrefix("nsgroup: \(remote.host): "), "\(absent.stderr)")
     }
 
+    /// A signal to the client reaches the command on the other host, as locally: the client
+    /// passes it on (the protocol's `signal`), and the command's end is its exit status.
+    @Test func aSignalToTheClientReachesTheCommandThere() throws {
+        let remote = try Remote(user: try TestUser.alice())
+        #expect(try remote.nsgroup(["--host", remote.host, "create", "sig"]).status == 0)
+        let client = Process()
+        client.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        client.arguments = ["--reuid=\(remote.user.uid)", "--regid=\(remote.user.gid)", "--init-groups", "--",
+                            Products.nsgroup, "--host", remote.host, "enter", "sig", "--", "sleep", "3001"]
+        client.environment = remote.environment()
+        client.standardInput = FileHandle.nullDevice
+        try client.run()
+        try waitUntil("the sleep to run there", timeoutSeconds: 10) {
+            (try? run("/usr/bin/pgrep", ["-u", "\(remote.user.uid)", "-f", "^sleep 3001$"]).status) == 0
+        }
+        kill(client.processIdentifier, SIGTERM)
+        client.waitUntilExit()
+        #expect(client.terminationStatus == 128 + SIGTERM)
+        try waitUntil("the sleep to end", timeoutSeconds: 5) {
+            (try? run("/usr/bin/pgrep", ["-u", "\(remote.user.uid)", "-f", "^sleep 3001$"]).status) == 1
+        }
+    }
+
     @Test func theFleetViewListsEveryHostAndReportsAnUnreachableOne() throws {
         let remote = try Remote(user: try TestUser.alice())
         #expect(try remote.nsgroup(["--host", remote.host, "create", "near"]).status == 0)
