@@ -12,5 +12,5 @@ struct NSGroupBench: ParsableCommand {
             socket of its own, and stops it afterwards.
             """,
         version: nsgroupVersion,
-        subcommands: [EnterBenchmark.self, LatencyBenchmark.self, EnterThroughputBenchmark.self, CreateThroughputBenchmark.self, LoadBenchmark.self, SoakBenchmark.self, ThroughputBenchmark.self, ScaleBenchmark.self, CycleBenchmark.self, OverlayBenchmark.self, StreamBenchmark.self, CodableBenchmark.self, RefusalFloodBenchmark.self, StartupBenchmark.self, AllBenchmark.self])
+        subcommands: [EnterBenchmark.self, LatencyBenchmark.self, EnterThroughputBenchmark.self, CreateThroughputBenchmark.self, LoadBenchmark.self, SoakBenchmark.self, ThroughputBenchmark.self, ScaleBenchmark.self, CycleBenchmark.self, OverlayBenchmark.self, StreamBenchmark.self, SSHBenchmark.self, CodableBenchmark.self, RefusalFloodBenchmark.self, StartupBenchmark.self, AllBenchmark.self])
 }
