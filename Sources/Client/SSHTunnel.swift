@@ -68,12 +68,15 @@ final class SSHTunnel {
         // Our end closes with `socket`: ssh sees end of file and ends the session. One that
         // lingers (a host that does not answer) is not waited for longer than a second.
         shutdown(socket.rawValue, Int32(SHUT_RDWR))
-        if status == nil {
-            for _ in 0..<100 where reap(blocking: false) == nil { usleep(10_000) }
-            if status == nil {
-                kill(pid, SIGTERM)
-                _ = reap(blocking: true)
-            }
+        guard status == nil else { return }
+        // Its pidfd is readable when it has exited: no polling interval to sit out.
+        if let pidfd = try? Pidfd.open(pid: pid) {
+            var ready = pollfd(fd: pidfd.rawValue, events: Int16(POLLIN), revents: 0)
+            while poll(&ready, 1, 1000) < 0 && errno == EINTR {}
+        }
+        if reap(blocking: false) == nil {
+            kill(pid, SIGTERM)
+            _ = reap(blocking: true)
         }
     }
 
