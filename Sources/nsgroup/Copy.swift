@@ -124,11 +124,6 @@ struct Copy: ParsableCommand {
 
     func run() {
         signal(SIGPIPE, SIG_IGN)
-        // cp hands pipes of its own to the group's tar: descriptors, which ssh cannot carry.
-        if global.isRemote {
-            fail("cp does not work with --host: it passes pipes to the group's tar; use enter with tar on both ends (README, \"Other hosts\")",
-                 reason: CLIReason.usage, code: ExitStatus.usage)
-        }
         let client = withClient(global) { $0 }
         switch (Place(source), Place(destination)) {
         case (.local(let from), .group(let group, let to)):
@@ -282,6 +277,9 @@ private struct Session {
     let client: RPCClient
     let group: String
     let trustOwner: Bool
+    /// On another host (`--host`) no descriptor crosses ssh: the sessions' stdio is streamed
+    /// (StreamedSession) between the same pipes of ours that would have been passed.
+    var streamed: Bool { client.endpoint.host != nil }
 
     enum Direction { case intoGroup, outOfGroup }
 
@@ -306,15 +304,23 @@ private struct Session {
         let archive = makePipe(), stdin = makePipe(), stdout = makePipe(), stderr = makePipe(), localErrors = makePipe()
         let stdio = direction == .intoGroup ? [archive.read, stdout.write, stderr.write] : [stdin.read, archive.write, stderr.write]
         close(stdin.write)
-        let session = start(remote, stdio: stdio)
+        // Streamed, the session runs while we relay (below): the local tar starts first.
+        let session = streamed ? nil : start(remote, stdio: stdio)
         let oldMask = direction == .outOfGroup && getuid() == 0 ? umask(0) : nil
         let spawned = direction == .intoGroup
             ? spawn(local, stdin: open("/dev/null", O_RDONLY | O_CLOEXEC), stdout: archive.write, stderr: localErrors.write)
             : spawn(local, stdin: archive.read, stdout: open("/dev/null", O_WRONLY | O_CLOEXEC), stderr: localErrors.write)
         if let oldMask { umask(oldMask) }
-        for fd in [archive.read, archive.write, localErrors.write] { close(fd) }
         let collector = Collector([stdout.read, stderr.read, localErrors.read])
-        let exited = wait(session, collector: collector)
+        let exited: Ended
+        if let session {
+            for fd in [archive.read, archive.write, localErrors.write] { close(fd) }
+            exited = wait(session, collector: collector)
+        } else {
+            close(localErrors.write)
+            // (The archive's other end went to the local tar: spawn closed ours.)
+            exited = stream(remote, stdio: stdio, collector: collector)
+        }
         var localStatus: Int32 = 0
         if case .success(let pid) = spawned {
             var raw: Int32 = 0
@@ -346,8 +352,30 @@ private struct Session {
     }
 
     private func run(_ argv: [String], stdio: [Int32], collector: Collector) -> Ended {
+        if streamed { return stream(argv, stdio: stdio, collector: collector) }
         let session = start(argv, stdio: stdio)
         return wait(session, collector: collector)
+    }
+
+    /// Runs `argv` in the group with its stdio streamed to and from `stdio` (which are then
+    /// closed), until it exits. What it writes to the collector's pipes is read once it has
+    /// (cp's messages: a pipe's 64 KiB is room enough). A session that ends with its group,
+    /// or whose end is not known, ends cp as it ends enter.
+    private func stream(_ argv: [String], stdio: [Int32], collector: Collector) -> Ended {
+        let params = EnterParams(name: group, argv: argv, tty: false, trustOwner: trustOwner, stdio: .stream)
+        let session = StreamedSession(client: client, params: params, stdio: (stdio[0], stdio[1], stdio[2]))
+        let status: Int32
+        do throws(ClientError) {
+            status = try session.run(group: group)
+        } catch {
+            fail(error)
+        }
+        for fd in stdio { close(fd) }
+        collector.drain()
+        guard let exited = session.exited, exited.endedBy == nil, exited.code != nil || exited.signal != nil else {
+            Glibc.exit(status)
+        }
+        return Ended(notification: exited, status: exited.shellStatus)
     }
 
     /// Starts `argv` in the group with `stdio`, which only the session holds afterwards.

@@ -20,10 +20,15 @@ final class StreamedSession {
     private var stdinOpen = true
     /// Whether the screen's cursor is at the start of a line (for a message after the session).
     private var atLineStart = true
+    /// Where the session's stdin comes from and its stdout and stderr go: ours, or (cp) pipes.
+    private let stdio: (input: Int32, output: Int32, error: Int32)
+    /// How the session ended, once it has (nil when the stream was lost first).
+    private(set) var exited: ExitedNotification?
 
-    init(client: RPCClient, params: EnterParams) {
+    init(client: RPCClient, params: EnterParams, stdio: (input: Int32, output: Int32, error: Int32) = (0, 1, 2)) {
         self.client = client
         self.params = params
+        self.stdio = stdio
     }
 
     func run(group: String) throws(ClientError) -> Int32 {
@@ -56,7 +61,7 @@ final class StreamedSession {
                 }
                 var fds = [pollfd(fd: client.descriptor, events: Int16(POLLIN), revents: 0),
                            pollfd(fd: signals.rawValue, events: Int16(POLLIN), revents: 0),
-                           pollfd(fd: stdinOpen && credit > 0 ? 0 : -1, events: Int16(POLLIN), revents: 0)]
+                           pollfd(fd: stdinOpen && credit > 0 ? stdio.input : -1, events: Int16(POLLIN), revents: 0)]
                 if poll(&fds, 3, -1) < 0 { continue }
                 if fds[1].revents != 0, let signal = signals.next() {
                     if signal == SIGWINCH {
@@ -96,7 +101,7 @@ final class StreamedSession {
     /// Reads what our stdin has, as much as the window takes, and sends it.
     private func sendInput(session: UInt64) throws(ClientError) {
         let count = min(credit, buffer.count)
-        let n = buffer.withUnsafeMutableBytes { read(0, $0.baseAddress, count) }
+        let n = buffer.withUnsafeMutableBytes { read(stdio.input, $0.baseAddress, count) }
         if n > 0 {
             credit -= n
             try client.notify("write", WriteParams(session: session, data: Array(buffer[0..<n])).json)
@@ -116,7 +121,7 @@ final class StreamedSession {
             case .output?:
                 let output = try OutputNotification(json: params)
                 guard output.session == session, !output.data.isEmpty else { return nil }
-                output.data.withUnsafeBytes { _ = writeAll(output.fd, $0) }
+                output.data.withUnsafeBytes { _ = writeAll(output.fd == 1 ? stdio.output : stdio.error, $0) }
                 if output.fd == 1 { atLineStart = output.data.last == UInt8(ascii: "\n") }
             case .window?:
                 let window = try WindowNotification(json: params)
@@ -135,6 +140,7 @@ final class StreamedSession {
     }
 
     private func finish(_ exited: ExitedNotification, _ terminal: RawTerminal?, group: String) -> Int32 {
+        self.exited = exited
         terminal?.restore()
         if params.tty, exited.endedBy != nil, !atLineStart { writeLine("") }
         return Enter.report(exited, group: group)

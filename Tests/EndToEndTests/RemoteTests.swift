@@ -115,6 +115,29 @@ struct RemoteTests {
         }
     }
 
+    /// cp streams its archive through the connection, as enter does: a directory in and out
+    /// again, byte for byte, and the other host's refusal for a path that is not there.
+    @Test func cpCopiesInAndOutThroughTheConnection() throws {
+        let remote = try Remote(user: try TestUser.alice())
+        #expect(try remote.nsgroup(["--host", remote.host, "create", "files", "--private-tmp"]).status == 0)
+        let source = remote.supervisor.directory + "/from-alice"
+        let back = remote.supervisor.directory + "/back"
+        #expect(try run("/bin/sh", ["-c", """
+            mkdir -p \(source)/tree/sub \(back) && echo small > \(source)/tree/sub/note && \
+            head -c 3000000 /dev/urandom > \(source)/tree/big && chown -R \(remote.user.uid) \(source) \(back)
+            """]).status == 0)
+        let into = try remote.nsgroup(["--host", remote.host, "cp", source + "/tree", "files:/tmp/"])
+        #expect(into.status == 0, "\(into.stderr)")
+        let inside = try remote.nsgroup(["--host", remote.host, "enter", "files", "--", "cat", "/tmp/tree/sub/note"])
+        #expect(inside.stdout == "small\n", "\(inside.stderr)")
+        let out = try remote.nsgroup(["--host", remote.host, "cp", "files:/tmp/tree", back + "/"])
+        #expect(out.status == 0, "\(out.stderr)")
+        #expect(try run("/usr/bin/cmp", [source + "/tree/big", back + "/tree/big"]).status == 0)
+        let missing = try remote.nsgroup(["--host", remote.host, "cp", "files:/tmp/absent", back + "/"])
+        #expect(missing.status == 125)
+        #expect(missing.stderr.hasPrefix("nsgroup: \(remote.host): cp: "), "\(missing.stderr)")
+    }
+
     @Test func theFleetViewListsEveryHostAndReportsAnUnreachableOne() throws {
         let remote = try Remote(user: try TestUser.alice())
         #expect(try remote.nsgroup(["--host", remote.host, "create", "near"]).status == 0)
