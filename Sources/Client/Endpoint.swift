@@ -25,15 +25,19 @@ public enum Endpoint: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// A host as `--host` and NSGROUP_HOST name it: `[user@]host[:port]`, an IPv6 address in
-/// brackets (`[::1]:2222`). Only what ssh is given; everything else (keys, agent, known
-/// hosts, proxies) is the user's own ssh configuration.
+/// brackets (`[::1]:2222`, or bare without a port: `::1`). Only what ssh is given; everything
+/// else (keys, agent, known hosts, proxies) is the user's own ssh configuration.
+///
+/// A host is letters, digits, '.', '_', '-' (and ':' in an IPv6 address), a user the same
+/// without ':': nothing ssh could take as an option, and nothing that means something in a
+/// shell or in ssh's `%` expansions (a ProxyCommand with `%h`).
 public struct RemoteHost: Sendable, Equatable, CustomStringConvertible {
     public let user: String?
     public let host: String
     public let port: Int?
 
-    /// nil for anything ssh would not take as one destination: empty parts, blanks or
-    /// control characters, a leading '-' (an option to ssh), a port outside 1…65535.
+    /// nil for anything else: empty parts, other characters, a leading '-' (an option to
+    /// ssh), a port outside 1…65535.
     public init?(parsing text: String) {
         var rest = Substring(text)
         var user: String?
@@ -52,6 +56,8 @@ public struct RemoteHost: Sendable, Equatable, CustomStringConvertible {
                 guard after.hasPrefix(":"), let number = Int(after.dropFirst()) else { return nil }
                 port = number
             }
+        } else if rest.filter({ $0 == ":" }).count > 1 {
+            host = rest  // an IPv6 address without brackets: no port
         } else if let colon = rest.lastIndex(of: ":") {
             host = rest[..<colon]
             guard let number = Int(rest[rest.index(after: colon)...]) else { return nil }
@@ -61,8 +67,13 @@ public struct RemoteHost: Sendable, Equatable, CustomStringConvertible {
         }
         guard !host.isEmpty, !host.hasPrefix("-"), !(user?.hasPrefix("-") ?? false) else { return nil }
         if let port, !(1...65535).contains(port) { return nil }
-        let words = [String(host)] + (user.map { [$0] } ?? [])
-        guard words.allSatisfy({ word in word.unicodeScalars.allSatisfy { $0.value > 32 && $0.value != 127 } }) else { return nil }
+        func plain(_ word: Substring, colon: Bool) -> Bool {
+            word.unicodeScalars.allSatisfy { scalar in
+                (scalar >= "a" && scalar <= "z") || (scalar >= "A" && scalar <= "Z") || (scalar >= "0" && scalar <= "9")
+                    || scalar == "." || scalar == "_" || scalar == "-" || (colon && scalar == ":")
+            }
+        }
+        guard plain(host, colon: true), plain(Substring(user ?? ""), colon: false) else { return nil }
         self.user = user
         self.host = String(host)
         self.port = port

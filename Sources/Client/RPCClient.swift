@@ -9,6 +9,8 @@ import RPC
 /// that arrive while a reply is awaited are kept for `nextNotification()`.
 public final class RPCClient {
     public static let defaultSocketPath = RPC.defaultSocketPath
+    /// Notifications kept while a reply is awaited (streamed output is at most 16 KiB each).
+    static let maxQueuedNotifications = 4096
 
     /// Where the supervisor is: a socket here, or a host reached through ssh.
     public let endpoint: Endpoint
@@ -26,7 +28,8 @@ public final class RPCClient {
 
     /// Connects to the supervisor's socket, or starts ssh to the host (which connects as it
     /// goes: a host that cannot be reached shows as the first call's `.remote` error).
-    public init(endpoint: Endpoint) throws(ClientError) {
+    /// `batch`: ssh without prompts (a fleet of hosts asked at once).
+    public init(endpoint: Endpoint, batch: Bool = false) throws(ClientError) {
         self.endpoint = endpoint
         switch endpoint {
         case .socket(let path):
@@ -37,7 +40,7 @@ public final class RPCClient {
             }
             tunnel = nil
         case .remote(let host):
-            let tunnel = try SSHTunnel(host: host)
+            let tunnel = try SSHTunnel(host: host, batch: batch)
             do {
                 socket = try tunnel.socket.duplicate()
             } catch {
@@ -85,6 +88,11 @@ public final class RPCClient {
             switch message {
             case .notification(let method, let params):
                 received.closeAll()
+                // Kept for nextNotification(), within bounds: a server (another host's) that
+                // sends nothing but notifications must not fill this process's memory.
+                guard notifications.count < Self.maxQueuedNotifications else {
+                    throw .protocolViolation("more than \(Self.maxQueuedNotifications) notifications without the reply to request \(id)")
+                }
                 notifications.append((method, params))
             case .result(let replyID, let value):
                 guard replyID == .number(JSONNumber(id)) else { throw .protocolViolation("reply to request \(replyID), expected \(id)") }

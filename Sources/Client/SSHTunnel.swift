@@ -35,7 +35,9 @@ final class SSHTunnel {
         return String(cString: value)
     }
 
-    init(host: RemoteHost) throws(ClientError) {
+    /// `batch`: no prompt (BatchMode): several at once (a fleet) must not take turns at the
+    /// terminal, where an answer meant for one host could reach another.
+    init(host: RemoteHost, batch: Bool = false) throws(ClientError) {
         self.host = host
         var pair: [Int32] = [-1, -1]
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
@@ -50,9 +52,15 @@ final class SSHTunnel {
         for fd in pipeEnds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         // ssh writes its stderr blocking: only our end is non-blocking.
         _ = fcntl(pipeEnds[0], F_SETFL, O_NONBLOCK)
-        // -T: no terminal on the host; the protocol is bytes, not a shell.
-        let arguments = Self.sshCommand + ["-T"] + host.sshArguments + [Self.remoteCommand]
-        let started = spawnProgram(arguments, stdin: pair[1], stdout: pair[1], stderr: pipeEnds[1])
+        // -T: no terminal on the host; the protocol is bytes, not a shell. Nothing of the
+        // user's forwarding settings is needed, and a host must not reach back through them:
+        // no agent (-a), no X11 (-x), no port forwarding, no local command.
+        let arguments = Self.sshCommand + ["-T", "-a", "-x", "-o", "ClearAllForwardings=yes", "-o", "PermitLocalCommand=no"]
+            + (batch ? ["-o", "BatchMode=yes"] : []) + host.sshArguments + [Self.remoteCommand]
+        // What a terminal sends the foreground group (Ctrl-C, Ctrl-\, Ctrl-Z) is for nsgroup to
+        // pass on to the session; ssh keeps an inherited SIG_IGN of them.
+        let started = spawnProgram(arguments, stdin: pair[1], stdout: pair[1], stderr: pipeEnds[1],
+                                   ignored: [SIGINT, SIGQUIT, SIGTSTP])
         close(pair[1])
         close(pipeEnds[1])
         socket = FileDescriptor(adopting: pair[0])

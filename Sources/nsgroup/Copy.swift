@@ -358,12 +358,15 @@ private struct Session {
     }
 
     /// Runs `argv` in the group with its stdio streamed to and from `stdio` (which are then
-    /// closed), until it exits. What it writes to the collector's pipes is read once it has
-    /// (cp's messages: a pipe's 64 KiB is room enough). A session that ends with its group,
+    /// closed), until it exits, reading the collector's pipes meanwhile (the session's
+    /// messages, the local tar's), so that no writer waits on a full pipe (the session's
+    /// output comes in chunks of at most 16 KiB, and each pipe is emptied between them).
+    /// A session that ends with its group,
     /// or whose end is not known, ends cp as it ends enter.
     private func stream(_ argv: [String], stdio: [Int32], collector: Collector) -> Ended {
         let params = EnterParams(name: group, argv: argv, tty: false, trustOwner: trustOwner, stdio: .stream)
         let session = StreamedSession(client: client, params: params, stdio: (stdio[0], stdio[1], stdio[2]))
+        session.alsoWatch = (descriptors: { collector.pollDescriptors }, readable: { collector.handle($0) })
         let status: Int32
         do throws(ClientError) {
             status = try session.run(group: group)

@@ -73,7 +73,7 @@ struct Destroy: ParsableCommand {
             fail("destroy --all asks before it destroys \(targets.count) group\(targets.count == 1 ? "" : "s") and there is no terminal to ask: add --yes",
                  reason: CLIReason.usage, code: ExitStatus.usage)
         }
-        var prompt = "Destroy \(targets.count) group\(targets.count == 1 ? "" : "s") (\(targets.joined(separator: ", ")))? [y/N] "
+        var prompt = "Destroy \(targets.count) group\(targets.count == 1 ? "" : "s") (\(Output.visible(targets.joined(separator: ", "), oneLine: true)))? [y/N] "
         prompt.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
         let answer = readLine() ?? ""
         guard answer == "y" || answer == "Y" || answer.lowercased() == "yes" else {

@@ -62,7 +62,7 @@ struct Enter: ParsableCommand {
 
     /// enter's options that take a separate value (`--cwd DIR`): the words
     /// `withTerminator` skips. Keep in step with the options above.
-    static let optionsWithValues: Set<String> = ["--socket", "--cwd", "--env"]
+    static let optionsWithValues: Set<String> = ["--socket", "--host", "--cwd", "--env"]
 
     /// The command line (after `enter`) with a `--` before the command, when
     /// there is a command and no `--` before it. (swift-argument-parser's

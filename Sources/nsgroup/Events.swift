@@ -47,7 +47,7 @@ struct Events: ParsableCommand {
                     if json {
                         writeLine(params.serialized())
                     } else if let event = try? EventNotification(json: params) {
-                        writeLine(Self.describe(event))
+                        writeLine(Output.visible(Self.describe(event), oneLine: true))
                     }
                 }
                 // The supervisor stopped or restarted: subscribe again on a new connection.

@@ -77,6 +77,8 @@ func withClient<T>(_ options: GlobalOptions, _ body: (RPCClient) throws(ClientEr
     }
 }
 
+/// JSON as it is: its strings are escaped as JSON escapes them (what `print` would add to
+/// them, for text, would make it no JSON).
 func printJSON(_ value: JSONValue) {
-    print(value.serialized())
+    Swift.print(value.serialized())
 }

@@ -57,7 +57,7 @@ struct List: ParsableCommand {
         for endpoint in endpoints {
             let name = endpoint.host?.description ?? "local"
             do throws(ClientError) {
-                let client = try RPCClient(endpoint: endpoint)
+                let client = try RPCClient(endpoint: endpoint, batch: true)
                 asked.append((name, .success((client, try client.send("list")))))
             } catch {
                 asked.append((name, .failure(error)))
@@ -142,7 +142,8 @@ enum Fleet {
 /// Columns padded to their widest cell, two spaces apart.
 func printTable(_ rows: [[String]], legend: Bool = true) {
     guard let columns = rows.first?.count else { return }
-    let rows = legend ? rows : Array(rows.dropFirst())
+    // A cell is one line: nothing in it (a name from another host) may start a row of its own.
+    let rows = (legend ? rows : Array(rows.dropFirst())).map { $0.map { Output.visible($0, oneLine: true) } }
     let widths = (0..<columns).map { c in rows.map { $0[c].count }.max() ?? 0 }
     for row in rows {
         var line = ""

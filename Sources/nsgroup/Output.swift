@@ -33,11 +33,14 @@ extension Output {
     /// (`\x1b`, `\u{9b}`): what nsgroup prints comes partly from others (another host's
     /// supervisor, the argv of another user's process in `ps`), and none of it may drive the
     /// terminal (a title, a cleared screen, a fake prompt). JSON output is escaped as JSON.
-    static func visible(_ text: String) -> String {
-        guard text.unicodeScalars.contains(where: isControl) else { return text }
+    /// `oneLine`: newline and tab are escaped too (a table's cell, a message of another
+    /// host's: none may make a line of its own that looks like another's).
+    static func visible(_ text: String, oneLine: Bool = false) -> String {
+        let escaped = { (scalar: Unicode.Scalar) in isControl(scalar) || (oneLine && (scalar == "\n" || scalar == "\t")) }
+        guard text.unicodeScalars.contains(where: escaped) else { return text }
         var shown = ""
         for scalar in text.unicodeScalars {
-            if !isControl(scalar) {
+            if !escaped(scalar) {
                 shown.unicodeScalars.append(scalar)
             } else if scalar.value < 0x80 {
                 shown += "\\x" + (scalar.value < 0x10 ? "0" : "") + String(scalar.value, radix: 16)
@@ -93,7 +96,9 @@ enum CLIReason {
 /// The error line: `nsgroup: message`, or with `--json` one JSON object
 /// (`extra` are further members of `error`).
 func errorLine(_ message: String, reason: String, extra: JSONObject = JSONObject()) -> String {
-    guard Output.json else { return "nsgroup: \(Output.host.map { "\($0): " } ?? "")\(Output.visible(message))\n" }
+    guard Output.json else {
+        return "nsgroup: \(Output.host.map { "\($0): " } ?? "")\(Output.visible(message, oneLine: Output.host != nil))\n"
+    }
     var error: JSONObject = ["reason": .string(reason), "message": .string(message)]
     if let host = Output.host { error["host"] = .string(host) }
     for (key, value) in extra { error[key] = value }

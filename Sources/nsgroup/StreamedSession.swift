@@ -24,6 +24,9 @@ final class StreamedSession {
     private let stdio: (input: Int32, output: Int32, error: Int32)
     /// How the session ended, once it has (nil when the stream was lost first).
     private(set) var exited: ExitedNotification?
+    /// Descriptors of the caller's to watch while the session runs, and what to do with
+    /// those that are readable (cp reads its pipes of messages, so that no writer blocks).
+    var alsoWatch: (descriptors: () -> [pollfd], readable: ([pollfd]) -> Void)?
 
     init(client: RPCClient, params: EnterParams, stdio: (input: Int32, output: Int32, error: Int32) = (0, 1, 2)) {
         self.client = client
@@ -62,7 +65,9 @@ final class StreamedSession {
                 var fds = [pollfd(fd: client.descriptor, events: Int16(POLLIN), revents: 0),
                            pollfd(fd: signals.rawValue, events: Int16(POLLIN), revents: 0),
                            pollfd(fd: stdinOpen && credit > 0 ? stdio.input : -1, events: Int16(POLLIN), revents: 0)]
-                if poll(&fds, 3, -1) < 0 { continue }
+                    + (alsoWatch?.descriptors() ?? [])
+                if poll(&fds, nfds_t(fds.count), -1) < 0 { continue }
+                if fds.count > 3 { alsoWatch?.readable(Array(fds[3...])) }
                 if fds[1].revents != 0, let signal = signals.next() {
                     if signal == SIGWINCH {
                         if let size = Pty.windowSize(0) {

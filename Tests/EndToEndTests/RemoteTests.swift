@@ -138,6 +138,80 @@ struct RemoteTests {
         #expect(missing.stderr.hasPrefix("nsgroup: \(remote.host): cp: "), "\(missing.stderr)")
     }
 
+    /// Ctrl-Z and Ctrl-C at a terminal go to the whole foreground process group, ssh
+    /// included: ssh must leave them to nsgroup, which passes them on to the command there.
+    /// Ctrl-Z stops the command and then nsgroup itself, as a shell's job stops (were ssh
+    /// stopped instead, nsgroup would wait for it forever); Ctrl-C then ends the command (130).
+    @Test func ctrlZAndCtrlCReachTheCommandNotSSH() throws {
+        let remote = try Remote(user: try TestUser.alice())
+        #expect(try remote.nsgroup(["--host", remote.host, "create", "intr"]).status == 0)
+        let script = """
+            import os, signal, subprocess, sys, time
+            job = subprocess.Popen(sys.argv[1:], start_new_session=True, stdin=subprocess.DEVNULL)
+            def state():
+                with open(f"/proc/{job.pid}/stat") as stat:
+                    return stat.read().rsplit(")", 1)[1].split()[0]
+            deadline = time.time() + 10
+            while subprocess.run(["pgrep", "-u", str(os.getuid()), "-f", "^sleep 3002$"], stdout=subprocess.DEVNULL).returncode != 0:
+                if time.time() > deadline:
+                    print("the command never ran"); sys.exit(2)
+                time.sleep(0.05)
+            os.killpg(job.pid, signal.SIGTSTP)
+            deadline = time.time() + 5
+            while state() != "T" and time.time() < deadline:
+                time.sleep(0.05)
+            print(state())
+            os.killpg(job.pid, signal.SIGCONT)
+            time.sleep(0.3)
+            os.killpg(job.pid, signal.SIGINT)
+            try:
+                print(job.wait(timeout=20))
+            except subprocess.TimeoutExpired:
+                print("still running"); os.killpg(job.pid, signal.SIGKILL)
+            """
+        let result = try run("/usr/bin/python3", ["-c", script, Products.nsgroup, "--host", remote.host, "enter", "intr", "--", "sleep", "3002"],
+                             as: remote.user, environment: remote.environment())
+        #expect(result.stdout == "T\n130\n", "\(result.stdout) \(result.stderr)")
+    }
+
+    /// cp reads the messages of both tars while the archive flows: thousands of files tar
+    /// cannot read make far more than a pipe holds, and the copy still ends (with tar's words).
+    @Test func cpWithManyMessagesDoesNotWaitForever() throws {
+        let remote = try Remote(user: try TestUser.alice())
+        #expect(try remote.nsgroup(["--host", remote.host, "create", "noisy", "--private-tmp"]).status == 0)
+        let made = try remote.nsgroup(["--host", remote.host, "enter", "noisy", "--", "sh", "-c",
+                                       "mkdir /tmp/many && cd /tmp/many && for i in $(seq 4000); do : > file-$i; chmod 000 file-$i; done"])
+        #expect(made.status == 0, "\(made.stderr)")
+        let back = remote.supervisor.directory + "/noisy-back"
+        #expect(try run("/bin/sh", ["-c", "mkdir -p \(back) && chown \(remote.user.uid) \(back)"]).status == 0)
+        let copied = try run("/usr/bin/timeout", ["-k", "10", "120", Products.nsgroup, "--host", remote.host, "cp", "noisy:/tmp/many", back + "/"],
+                             as: remote.user, environment: remote.environment())
+        #expect(copied.status == 125, "cp ended with \(copied.status): \(copied.stderr.prefix(300))")
+        #expect(copied.stderr.contains("Permission denied"), "\(copied.stderr.prefix(300))")
+    }
+
+    /// ssh gets nothing of the user's forwardings (agent, X11, ports, local commands): a host
+    /// must not reach back through them; and a fleet's ssh asks nothing (BatchMode).
+    @Test func sshIsToldNotToForwardAnything() throws {
+        let remote = try Remote(user: try TestUser.alice())
+        let log = remote.supervisor.directory + "/ssh-arguments"
+        let wrapper = remote.supervisor.directory + "/logging-ssh"
+        let ssh = remote.server.sshCommand(for: remote.user).joined(separator: " ")
+        #expect(FileManager.default.createFile(atPath: wrapper, contents: Data("#!/bin/sh\necho \"$*\" >> \(log)\nexec \(ssh) \"$@\"\n".utf8),
+                                               attributes: [.posixPermissions: 0o755]))
+        #expect(try run("/bin/sh", ["-c", ": > \(log) && chown \(remote.user.uid) \(log)"]).status == 0)
+        var environment = remote.environment()
+        environment["NSGROUP_SSH_COMMAND"] = wrapper
+        #expect(try run(Products.nsgroup, ["--host", remote.host, "list"], as: remote.user, environment: environment).status == 0)
+        #expect(try run(Products.nsgroup, ["--host", remote.host, "--host", remote.host, "list"], as: remote.user, environment: environment).status == 0)
+        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == 3)
+        for line in lines {
+            #expect(line.hasPrefix("-T -a -x -o ClearAllForwardings=yes -o PermitLocalCommand=no "), "\(line)")
+        }
+        #expect(lines.count == 3 && !lines[0].contains("BatchMode") && lines[1].contains("-o BatchMode=yes") && lines[2].contains("-o BatchMode=yes"))
+    }
+
     @Test func theFleetViewListsEveryHostAndReportsAnUnreachableOne() throws {
         let remote = try Remote(user: try TestUser.alice())
         #expect(try remote.nsgroup(["--host", remote.host, "create", "near"]).status == 0)
@@ -202,16 +276,22 @@ struct RemoteTests {
         // Answers every request with a group list whose name and owner carry escapes, or
         // an error whose message does.
         let script = remote.supervisor.directory + "/hostile-bridge"
-        let listed = #"{"jsonrpc":"2.0","id":1,"result":{"groups":[{"name":"x\u001b]0;pwned\u0007","owner":1,"ownerName":"\u001b[2Jroot","namespaces":{},"holder":1,"created":"2026-01-01T00:00:00Z","tmpfs":[],"members":[],"limits":{},"frozen":false,"sessions":[]}]}}"#
+        let listed = #"{"jsonrpc":"2.0","id":1,"result":{"groups":[{"name":"x\u001b]0;pwned\u0007\nforged  row","owner":1,"ownerName":"\u001b[2Jroot\u0085","namespaces":{},"holder":1,"created":"2026-01-01T00:00:00Z","tmpfs":[],"members":[],"limits":{},"frozen":false,"sessions":[]}]}}"#
+        // enter: a session, then its end with an exit code no process can have.
+        let entered = #"{"jsonrpc":"2.0","id":1,"result":{"session":7,"pid":1,"window":32768}}"# + "\n"
+            + #"{"jsonrpc":"2.0","method":"exited","params":{"session":7,"code":256,"signal":null}}"#
         let refused = #"{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"no\u001b[31m such\u009b group","data":{"reason":"not_found"}}}"#
-        let text = "#!/bin/sh\nread request\ncase \"$request\" in *'\"list\"'*) cat <<'EOF'\n\(listed)\nEOF\n;; *) cat <<'EOF'\n\(refused)\nEOF\n;; esac\n"
+        let text = "#!/bin/sh\nread request\ncase \"$request\" in *'\"list\"'*) cat <<'EOF'\n\(listed)\nEOF\n;; "
+            + "*'\"enter\"'*) cat <<'EOF'\n\(entered)\nEOF\nsleep 1;; *) cat <<'EOF'\n\(refused)\nEOF\n;; esac\n"
         #expect(FileManager.default.createFile(atPath: script, contents: Data(text.utf8), attributes: [.posixPermissions: 0o755]))
         var environment = remote.environment()
         environment["NSGROUP_REMOTE_COMMAND"] = script
         let list = try run(Products.nsgroup, ["--host", remote.host, "list"], as: remote.user, environment: environment)
         #expect(list.status == 0, "\(list.stderr)")
         #expect(!list.stdout.unicodeScalars.contains { $0.value == 0x1b || $0.value == 0x07 }, "\(list.stdout.debugDescription)")
-        #expect(list.stdout.contains(#"x\x1b]0;pwned\x07"#), "\(list.stdout.debugDescription)")
+        #expect(list.stdout.contains(#"x\x1b]0;pwned\x07\x0aforged  row"#), "\(list.stdout.debugDescription)")
+        // A name cannot make a row of its own: the header and one row.
+        #expect(list.stdout.split(separator: "\n").count == 2, "\(list.stdout.debugDescription)")
         let error = try run(Products.nsgroup, ["--host", remote.host, "inspect", "x"], as: remote.user, environment: environment)
         #expect(error.status == 125)
         #expect(!error.stderr.unicodeScalars.contains { $0.value == 0x1b || $0.value == 0x9b }, "\(error.stderr.debugDescription)")
@@ -219,6 +299,11 @@ struct RemoteTests {
         // --json keeps every character, escaped as JSON escapes them.
         let json = try run(Products.nsgroup, ["--host", remote.host, "list", "--json"], as: remote.user, environment: environment)
         #expect(json.stdout.contains(#"x\u001b]0;pwned\u0007"#), "\(json.stdout)")
+        #expect((try? JSONSerialization.jsonObject(with: Data(json.stdout.utf8))) != nil, "not JSON: \(json.stdout.debugDescription)")
+        // An exit status out of range is refused, not passed on (256 would be 0 to a shell).
+        let enter = try run(Products.nsgroup, ["--host", remote.host, "enter", "x", "--", "true"], as: remote.user, environment: environment)
+        #expect(enter.status == 125, "\(enter.stderr)")
+        #expect(enter.stderr.contains("malformed exited notification"), "\(enter.stderr)")
     }
 
     @Test func theBridgeRelaysOnlyToThisMachine() throws {

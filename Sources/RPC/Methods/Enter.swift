@@ -204,8 +204,15 @@ public struct ExitedNotification: Sendable, Equatable {
     public init(json: JSONValue) throws(RPCError) {
         guard let session = json["session"]?.int64Value else { throw RPCError(.internalError, "malformed exited notification") }
         self.session = UInt64(session)
-        code = json["code"]?.int64Value.map { Int32(truncatingIfNeeded: $0) }
-        signal = json["signal"]?.int64Value.map { Int32(truncatingIfNeeded: $0) }
+        // An exit code is 0…255 and a signal 1…64 (the schema's ranges): anything else, from a
+        // server that is not what it should be (another host's), would make a wrong status.
+        let code = json["code"]?.int64Value
+        let signal = json["signal"]?.int64Value
+        guard code.map({ (0...255).contains($0) }) ?? true, signal.map({ (1...64).contains($0) }) ?? true else {
+            throw RPCError(.internalError, "malformed exited notification: code \(code.map(String.init) ?? "null"), signal \(signal.map(String.init) ?? "null")")
+        }
+        self.code = code.map { Int32($0) }
+        self.signal = signal.map { Int32($0) }
         endedBy = json["endedBy"]?.stringValue.flatMap(EndedBy.init(rawValue:))
         group = json["group"]?.stringValue
     }
