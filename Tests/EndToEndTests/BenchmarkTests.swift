@@ -143,6 +143,19 @@ import Testing
         #expect(holderProcessesNamed(prefix: "bst").isEmpty)
     }
 
+    /// Through a private sshd of its own: both ratios reported, and no sshd or nsgroupd of it
+    /// left running.
+    @Test func sshRunsAndReportsItsRatios() throws {
+        _ = try TestUser.alice()
+        let result = try run(Self.bench, ["ssh", "--iterations", "2", "--warmup", "0"])
+        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+        #expect(result.stdout.contains("ratio of medians (list / ssh): "))
+        #expect(result.stdout.contains("ratio of medians (enter / ssh): "))
+        let port = result.stdout.split(separator: "\n").first { $0.hasPrefix("nsgroup-bench ssh: ") }?
+            .split(separator: ":").last.map(String.init) ?? "?"
+        #expect(try run("/usr/bin/pgrep", ["-f", "sshd.*nsgroup-bench"]).status == 1, "an sshd of the run (port \(port)) is left")
+    }
+
     /// The refusal budget against every refusal written, 2000 refusals each: the run must
     /// report its three ratios and its records must add up exactly (it exits non-zero if not).
     @Test func refusalsRunsAndReportsItsRatios() throws {
