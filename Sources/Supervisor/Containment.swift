@@ -111,7 +111,7 @@ final class Containment {
                                  metadata: [AuditField.reason: .string("limit_not_enforced")])
         }
         if let units {
-            let users = Set(units.scopes().filter { unitCgroups.isOurs($0.node) }.map(\.user))
+            let users = Set(unitCgroups.ownScopes().map(\.user))
             for uid in users { units.setSliceLimits(uid, limits(ofUser: uid)) }
         }
         for name in tree.node(["users"]).childNames() {
@@ -178,15 +178,16 @@ final class Containment {
         }
     }
 
-    /// Starts the scope of group `name` of `user` (GroupUnits.startScope) around `anchor`,
-    /// after giving the user's slice the per-user limits nsgroupd.conf sets now (systemd takes
-    /// the two calls in order: the slice has its limits before the scope is in it).
-    func startScope(_ units: GroupUnits, user: uid_t, name: String, ownerName: String, anchor: pid_t, limits: GroupLimits,
+    /// Starts the scope `unit` (a group's, or a guest's in a group) in `user`'s slice around
+    /// `anchor` (GroupUnits.startScope), after giving the slice the per-user limits
+    /// nsgroupd.conf sets now; a slice whose limits cannot be set fails the start. systemd
+    /// takes the two calls in order: the slice has its limits before the scope is in it.
+    func startScope(_ units: GroupUnits, _ unit: String, user: uid_t, description: String, anchor: pid_t, limits: GroupLimits,
                     completion: @escaping (Result<CgroupNode, UnitError>) -> Void) {
         units.setSliceLimits(user, self.limits(ofUser: user)) { error in
             if let error { return completion(.failure(UnitError(name: error.name, "the per-user limits of \(GroupUnits.sliceName(user)): \(error)"))) }
-            units.startScope(GroupUnits.scopeName(name), user: user, description: "nsgroup group \(name) of \(ownerName)",
-                             anchor: anchor, limits: CgroupLimits(limits), completion: completion)
+            units.startScope(unit, user: user, description: description, anchor: anchor, limits: CgroupLimits(limits),
+                             completion: completion)
         }
     }
 
@@ -258,34 +259,25 @@ final class Containment {
             for waiting in self?.guestStarts.removeValue(forKey: unit) ?? [] { waiting(error) }
         }
         let name = group.name
-        let limits = CgroupLimits(group.record.limits)
         let staging = tree.guest(uid, inGroup: name)
         let anchor: Anchor
         do {
             _ = try userNode(uid)
             try staging.create()
-            try staging.apply(limits)
+            try staging.apply(CgroupLimits(group.record.limits))
             let directory = try staging.openForClone()
             anchor = try Anchor(cgroup: directory.rawValue)
         } catch {
             discard(staging)
             return finish(RPCError(.operationFailed, "cannot enter group \"\(name)\": the cgroup \(unit) is started from: \(error)"))
         }
-        let sliceLimits = self.limits(ofUser: uid)
-        let start = { (completion: @escaping (Result<CgroupNode, UnitError>) -> Void) in
-            units.setSliceLimits(uid, sliceLimits) { error in
-                if let error { return completion(.failure(UnitError(name: error.name, "the per-user limits of \(GroupUnits.sliceName(uid)): \(error)"))) }
-                units.startScope(unit, user: uid, description: "nsgroup group \(name): sessions of \(guestName)", anchor: anchor.pid,
-                                 limits: limits, completion: completion)
-            }
-        }
-        start { [weak self] result in
+        startScope(units, unit, user: uid, description: "nsgroup group \(name): sessions of \(guestName)", anchor: anchor.pid,
+                   limits: group.record.limits) { [weak self] result in
             guard let self else { return }
             var leaf: CgroupNode?
             switch result {
             case .failure(let error):
-                finish(RPCError(.operationFailed, "cannot enter group \"\(name)\": systemd did not start \(unit): \(error)",
-                                details: ["step": .string("StartTransientUnit(\(unit))"), "errno": .string(Errno(rawValue: EIO).name)]))
+                finish(RPCError.unitNotStarted("cannot enter group \"\(name)\"", unit: unit, error))
             case .success(let scope):
                 do throws(CgroupError) {
                     let anchorLeaf = scope.child("anchor")
@@ -497,7 +489,7 @@ final class Containment {
         }
         // The scopes of groups that are no longer are emptied; systemd removes them then.
         // Only scopes this nsgroupd made (their mark) are its to judge.
-        for scope in unitCgroups.scopes() where unitCgroups.isOurs(scope.node) {
+        for scope in unitCgroups.ownScopes() {
             if let group = live[scope.name], let own = group.scope,
                scope.guest ? scope.user != group.record.cgroupUser : own == scope.node {
                 if scope.guest { group.guests.insert(scope.user) }

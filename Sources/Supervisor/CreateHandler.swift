@@ -188,8 +188,8 @@ final class CreateHandler {
         let caller = context.caller
         let details = context.details
         let scopeName = GroupUnits.scopeName(name)
-        containment.startScope(units, user: user, name: name, ownerName: record.ownerName, anchor: anchor.pid,
-                               limits: record.limits) { [weak self] result in
+        containment.startScope(units, scopeName, user: user, description: "nsgroup group \(name) of \(record.ownerName)",
+                               anchor: anchor.pid, limits: record.limits) { [weak self] result in
             guard let self else { return }
             var scope: CgroupNode?
             // The anchor goes back to the staging cgroup and ends: the holder keeps the scope.
@@ -207,8 +207,7 @@ final class CreateHandler {
             }
             switch result {
             case .failure(let error):
-                return fail(RPCError(.operationFailed, "cannot create group \"\(name)\": systemd did not start \(scopeName): \(error)",
-                                     details: ["step": .string("StartTransientUnit(\(scopeName))"), "errno": .string(Errno(rawValue: EIO).name)]))
+                return fail(RPCError.unitNotStarted("cannot create group \"\(name)\"", unit: scopeName, error))
             case .success(let node):
                 scope = node
             }

@@ -25,6 +25,13 @@ extension RPCError {
     /// `operation_failed` for a cgroup that could not be made, written or read: the step is
     /// the operation on its file ("mkdir(/sys/fs/cgroup/…)", "write(…/cgroup.freeze)"), the
     /// errno the kernel's (EINVAL when no system call failed, such as a controller the host lacks).
+    /// `operation_failed` for a scope systemd would not start (GroupUnits): no system call of
+    /// ours failed, so the step is the D-Bus call and the errno EIO.
+    static func unitNotStarted(_ what: String, unit: String, _ error: any Error) -> RPCError {
+        RPCError(.operationFailed, "\(what): systemd did not start \(unit): \(error)",
+                 details: ["step": .string("StartTransientUnit(\(unit))"), "errno": .string(Errno(rawValue: EIO).name)])
+    }
+
     static func operationFailed(_ what: String, _ error: CgroupError) -> RPCError {
         RPCError(.operationFailed, "\(what): \(error)",
                  details: ["step": .string("\(error.operation.split(separator: " ").first ?? "")(\(error.path))"),

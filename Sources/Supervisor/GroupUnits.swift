@@ -59,15 +59,6 @@ final class GroupUnits {
     static func guestScopeName(_ group: String, _ uid: uid_t) -> String { "nsgroup-\(group):\(uid).scope" }
     static func sliceName(_ uid: uid_t) -> String { "nsgroup-\(uid).slice" }
 
-    /// The cgroup of group `name`'s scope in `user`'s slice.
-    func scopeNode(user: uid_t, group name: String) -> CgroupNode { cgroups.scopeNode(user: user, group: name) }
-
-    /// The cgroup of the scope of `user`'s sessions in group `name` (someone else's).
-    func guestScopeNode(user: uid_t, group name: String) -> CgroupNode { cgroups.guestScopeNode(user: user, group: name) }
-
-    /// The scopes below nsgroup.slice.
-    func scopes() -> [UnitScope] { cgroups.scopes() }
-
     /// The unit properties of `limits`; an unset limit is systemd's "infinity" (or, for the
     /// weight, "not set"), so that a limit taken away is taken away in systemd too.
     static func properties(_ limits: CgroupLimits) -> [UnitProperty] {
@@ -129,7 +120,7 @@ final class GroupUnits {
                 guard error.name == "org.freedesktop.systemd1.UnitExists", attempt < Self.attempts else {
                     return completion(.failure(error))
                 }
-                if let earlier = self.scopes().first(where: { $0.unit == unit }) {
+                if let earlier = self.cgroups.scopes().first(where: { $0.unit == unit }) {
                     guard self.cgroups.isOurs(earlier.node) else {
                         return completion(.failure(UnitError(name: error.name, "\(unit) exists and is not this nsgroupd's (\(UnitCgroups.mark) of \(earlier.node.unifiedPath) is not \(self.cgroups.instance))")))
                     }
@@ -146,7 +137,7 @@ final class GroupUnits {
                 }
                 return
             }
-            let node = self.cgroups.tree.node([Self.slice, Self.sliceName(user), unit])
+            let node = self.cgroups.node(of: unit, user: user)
             guard node.exists() else {
                 return completion(.failure(UnitError("systemd started \(unit), but its cgroup is not \(node.unifiedPath)")))
             }
@@ -185,13 +176,19 @@ struct UnitCgroups {
     /// Marks a scope's cgroup as this instance's, as soon as systemd has made it.
     func mark(_ node: CgroupNode) throws(CgroupError) { try node.setAttribute(Self.mark, instance) }
 
-    func scopeNode(user: uid_t, group name: String) -> CgroupNode {
-        tree.node([GroupUnits.slice, GroupUnits.sliceName(user), GroupUnits.scopeName(name)])
+    /// The cgroup of `unit` in `user`'s slice.
+    func node(of unit: String, user: uid_t) -> CgroupNode {
+        tree.node([GroupUnits.slice, GroupUnits.sliceName(user), unit])
     }
 
+    func scopeNode(user: uid_t, group name: String) -> CgroupNode { node(of: GroupUnits.scopeName(name), user: user) }
+
     func guestScopeNode(user: uid_t, group name: String) -> CgroupNode {
-        tree.node([GroupUnits.slice, GroupUnits.sliceName(user), GroupUnits.guestScopeName(name, user)])
+        node(of: GroupUnits.guestScopeName(name, user), user: user)
     }
+
+    /// The scopes this instance made (`mark`).
+    func ownScopes() -> [UnitScope] { scopes().filter { isOurs($0.node) } }
 
     /// The scopes below nsgroup.slice: groups' (in their person's slice) and guests' (in the
     /// guest's slice, its uid in the name too); anything else there is not nsgroupd's.

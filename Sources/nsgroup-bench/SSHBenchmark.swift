@@ -207,16 +207,15 @@ final class BenchSSHServer {
     /// and the port takes a connection.
     private func launch() throws -> Launch {
         unlink(logPath)
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        let arguments = ["/usr/sbin/sshd", "-D", "-e", "-f", directory + "/sshd_config"]
-        var pid: pid_t = 0
-        let spawned = withCStringArray(arguments) { argv in posix_spawn(&pid, arguments[0], &actions, nil, argv, environ) }
-        guard spawned == 0 else { throw BenchError("cannot start /usr/sbin/sshd: \(Errno(rawValue: spawned))") }
+        let input = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        let output = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        defer { for fd in [input, output] where fd >= 0 { close(fd) } }
+        guard input >= 0, output >= 0 else { throw BenchError("cannot open /dev/null or \(logPath): \(Errno.current)") }
+        let pid: pid_t
+        switch spawnProgram(["/usr/sbin/sshd", "-D", "-e", "-f", directory + "/sshd_config"], stdin: input, stdout: output, stderr: output) {
+        case .success(let child): pid = child
+        case .failure(let error): throw BenchError("cannot start /usr/sbin/sshd: \(error)")
+        }
         process = pid
         for _ in 0..<1000 {
             var status: Int32 = 0

@@ -49,7 +49,7 @@ struct Bridge: ParsableCommand {
             if fds[1].revents != 0 {
                 let count = read(input, &buffer, buffer.count)
                 if count > 0 {
-                    guard writeAll(socket, buffer[..<count]) else { return }
+                    guard buffer.withUnsafeBytes({ writeAll(socket, UnsafeRawBufferPointer(rebasing: $0[..<count])) }) else { return }
                 } else if count == 0 || (errno != EINTR && errno != EAGAIN) {
                     inputOpen = false
                     shutdown(socket, Int32(SHUT_WR))
@@ -67,21 +67,8 @@ struct Bridge: ParsableCommand {
                 }
                 for fd in received.descriptors { close(fd) }
                 guard received.count > 0 else { return }
-                guard writeAll(output, buffer[..<received.count]) else { return }
+                guard buffer.withUnsafeBytes({ writeAll(output, UnsafeRawBufferPointer(rebasing: $0[..<received.count])) }) else { return }
             }
         }
-    }
-
-    private static func writeAll(_ fd: Int32, _ bytes: ArraySlice<UInt8>) -> Bool {
-        var offset = bytes.startIndex
-        while offset < bytes.endIndex {
-            let written = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            if written < 0 {
-                if errno == EINTR { continue }
-                return false
-            }
-            offset += written
-        }
-        return true
     }
 }

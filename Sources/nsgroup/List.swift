@@ -35,16 +35,19 @@ struct List: ParsableCommand {
         do { groups = try ListResult(json: result).groups } catch { failBadReply(error) }
         if quiet { return groups.forEach { print($0.name) } }
         let now = Timestamp.now()
-        var rows = [["NAME", "OWNER", "NAMESPACES", "PID", "STATE", "MEM", "PIDS", "AGE"]]
-        for g in groups {
-            let age = Timestamp.parse(g.created).map { formatAge(now - $0) } ?? "?"
-            // "-" where the host does not count it (or the server does not say).
-            let memory = g.usage?.memory.map(Units.size) ?? "-"
-            let pids = g.usage?.pids.map { String($0) } ?? "-"
-            rows.append([g.name, g.ownerName, g.namespaces.map(\.kind).joined(separator: ","), String(g.holder),
-                         g.frozen ? "frozen" : "running", memory, pids, age])
-        }
-        printTable(rows, legend: !noLegend)
+        printTable([Self.header] + groups.map { Self.row($0, now: now) }, legend: !noLegend)
+    }
+
+    static let header = ["NAME", "OWNER", "NAMESPACES", "PID", "STATE", "MEM", "PIDS", "AGE"]
+
+    /// A group's row of the table.
+    static func row(_ g: GroupInfo, now: Int64) -> [String] {
+        let age = Timestamp.parse(g.created).map { formatAge(now - $0) } ?? "?"
+        // "-" where the host does not count it (or the server does not say).
+        let memory = g.usage?.memory.map(Units.size) ?? "-"
+        let pids = g.usage?.pids.map { String($0) } ?? "-"
+        return [g.name, g.ownerName, g.namespaces.map(\.kind).joined(separator: ","), String(g.holder),
+                g.frozen ? "frozen" : "running", memory, pids, age]
     }
 
     /// Several hosts: each gets its request at once (every ssh connects meanwhile) and the
@@ -71,7 +74,7 @@ struct List: ParsableCommand {
         }
         var failed = false
         var hosts: [JSONValue] = []
-        var rows = [["HOST", "NAME", "OWNER", "NAMESPACES", "PID", "STATE", "MEM", "PIDS", "AGE"]]
+        var rows = [["HOST"] + Self.header]
         let now = Timestamp.now()
         for (name, result) in answers {
             let groups: [GroupInfo]
@@ -88,10 +91,7 @@ struct List: ParsableCommand {
             hosts.append(["host": .string(name), "groups": reply.objectValue?["groups"] ?? .array([])])
             for g in groups {
                 if quiet { print("\(name) \(g.name)"); continue }
-                let age = Timestamp.parse(g.created).map { formatAge(now - $0) } ?? "?"
-                rows.append([name, g.name, g.ownerName, g.namespaces.map(\.kind).joined(separator: ","), String(g.holder),
-                             g.frozen ? "frozen" : "running", g.usage?.memory.map(Units.size) ?? "-",
-                             g.usage?.pids.map { String($0) } ?? "-", age])
+                rows.append([name] + Self.row(g, now: now))
             }
         }
         if json {
